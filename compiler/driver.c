@@ -1,0 +1,96 @@
+/* driver.c: the pass list written out (see driver.h).  Each pass's output is verified before
+ * the next runs (ir_verify inside the IR passes). */
+#include "driver.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lower.h"
+
+bool driver_parse_override(const char *text, Override *ov, char *why, size_t nwhy) {
+    const char *eq = strchr(text, '=');
+    if (!eq || eq == text) {
+        snprintf(why, nwhy, "--set needs name=value, got '%s'", text);
+        return false;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(eq + 1, &end);
+    if (eq[1] == 0 || *end != 0 || errno == ERANGE) {
+        snprintf(why, nwhy, "--set %.*s: '%s' is not a number", (int)(eq - text), text, eq + 1);
+        return false;
+    }
+    ov->key = strndup(text, (size_t)(eq - text));
+    ov->value = v;
+    ov->used = false;
+    return true;
+}
+
+/* Every --set key must name a param of the model or a train setting. */
+static int check_overrides(Compilation *c, const CompileOptions *opt) {
+    int rc = 0;
+    for (int i = 0; i < opt->nov; i++) {
+        const char *key = opt->ov[i].key;
+        bool found = false;
+        const char *cand[256];
+        int ncand = 0;
+        for (int k = 0; k < sema_ntrain_keys; k++) {
+            cand[ncand++] = sema_train_keys[k];
+            if (!strcmp(key, sema_train_keys[k])) found = true;
+        }
+        for (int s = 0; s < c->prog->nstmt; s++) {
+            const Stmt *st = c->prog->stmt[s];
+            if (st->kind != ST_PARAM) continue;
+            if (ncand < 256) cand[ncand++] = st->name;
+            if (!strcmp(key, st->name)) found = true;
+        }
+        if (found) continue;
+        const char *near = diag_suggest(key, cand, ncand);
+        fprintf(c->diag.out, "nnc: error: --set %s: the model has no param or train setting '%s'%s%s%s\n",
+                diag_name(key), diag_name(key), near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+        rc = 2;
+    }
+    return rc;
+}
+
+int driver_compile_text(Compilation *c, const char *path, const char *text, size_t len,
+                        const CompileOptions *opt, Stage upto) {
+    static const CompileOptions none = {0};
+    if (!opt) opt = &none;
+    c->src = (Source){path, text, len};
+    diag_init(&c->diag, &c->src, opt->err ? opt->err : stderr);
+    c->prog = parse_source(c->arena, &c->diag, &c->src);
+    if (c->diag.nerror) return 1;
+    int rc = check_overrides(c, opt);
+    if (rc) return rc;
+    if (upto == STAGE_PARSE) return 0;
+    c->model = sema_check(c->arena, &c->diag, c->prog, path, opt->ov, opt->nov);
+    if (!c->model) return 1;
+    if (upto == STAGE_CHECK) return 0;
+    c->graph = lower_model(c->arena, c->model);
+    autodiff_graph(c->graph);
+    update_graph(c->graph, &c->model->train.opt);
+    if (upto == STAGE_IR) return 0;
+    int64_t mb = opt->max_batch > 0 ? opt->max_batch : c->model->train.batch;
+    c->plan = plan_graph(c->arena, c->graph, mb);
+    return 0;
+}
+
+int driver_compile(Compilation *c, const char *path, const CompileOptions *opt, Stage upto) {
+    memset(c, 0, sizeof *c);
+    c->arena = arena_new();
+    size_t len;
+    c->text = util_read_file(path, &len);
+    if (!c->text) {
+        fprintf(opt && opt->err ? opt->err : stderr, "nnc: error: cannot read '%s': %s\n", path, strerror(errno));
+        return 1;
+    }
+    return driver_compile_text(c, path, c->text, len, opt, upto);
+}
+
+void driver_free(Compilation *c) {
+    arena_free(c->arena);
+    free(c->text);
+    memset(c, 0, sizeof *c);
+}

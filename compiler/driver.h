@@ -1,0 +1,46 @@
+/* driver.h: the pass list.  Reads a model file and runs parse -> sema -> lower -> autodiff
+ * -> update -> plan, stopping at the requested stage.  Used by the CLI and by tests; never
+ * exits the process: returns 0 on success, 1 for an error in the user's model (reported on
+ * the diagnostics stream), 2 for bad usage (an unknown --set key). */
+#ifndef NNC_DRIVER_H
+#define NNC_DRIVER_H
+
+#include <stdio.h>
+
+#include "ast.h"
+#include "kernel.h"
+#include "model.h"
+
+typedef enum { STAGE_PARSE, STAGE_CHECK, STAGE_IR, STAGE_PLAN } Stage;
+
+typedef struct {
+    Override *ov;
+    int nov;
+    int64_t max_batch; /* 0: the model's batch size */
+    FILE *err;         /* diagnostics; stderr when NULL */
+} CompileOptions;
+
+typedef struct {
+    Arena *arena;
+    Source src;
+    Diag diag;
+    char *text;
+    Program *prog;
+    Model *model;
+    Graph *graph;
+    Plan *plan;
+} Compilation;
+
+int driver_compile(Compilation *c, const char *path, const CompileOptions *opt, Stage upto);
+/* Same, from text in memory (tests); `path` is only used in messages. */
+int driver_compile_text(Compilation *c, const char *path, const char *text, size_t len,
+                        const CompileOptions *opt, Stage upto);
+void driver_free(Compilation *c);
+
+/* `nnc check`'s report: layer table, parameter counts, training setup, memory plan. */
+void summary_print(StrBuf *b, const Compilation *c);
+
+/* Parses "name=value" for --set; returns false with a message in `why`. */
+bool driver_parse_override(const char *text, Override *ov, char *why, size_t nwhy);
+
+#endif

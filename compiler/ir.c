@@ -1,0 +1,303 @@
+/* ir.c: graph construction helpers, the verifier (run after every pass) and the printer
+ * (see ir.h).  The printer is the contract for `nnc emit --ir`: deterministic, one node per
+ * line, with the model line each node came from. */
+#include "ir.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+const OpInfo op_info[OP_COUNT] = {
+#define OP(e, name, nin, cls, syn) [OP_##e] = {name, nin, cls, syn},
+#include "ops.def"
+#undef OP
+};
+
+int64_t shape_numel(Shape s) {
+    int64_t n = 1;
+    for (int i = 0; i < s.rank; i++) n *= s.dim[i];
+    return n;
+}
+
+bool shape_eq(Shape a, Shape b) {
+    if (a.rank != b.rank || a.batched != b.batched) return false;
+    for (int i = 0; i < a.rank; i++)
+        if (a.dim[i] != b.dim[i]) return false;
+    return true;
+}
+
+Shape shape_scalar(void) { return (Shape){0}; }
+
+Shape shape_vec(int64_t n, bool batched) {
+    Shape s = {.rank = 1, .batched = batched};
+    s.dim[0] = n;
+    return s;
+}
+
+const char *shape_str(char *buf, size_t n, DType dt, Shape s) {
+    size_t k = (size_t)snprintf(buf, n, "%s[", dt == DT_I32 ? "i32" : "f32");
+    bool first = true;
+    if (s.batched && k < n) {
+        k += (size_t)snprintf(buf + k, n - k, "B");
+        first = false;
+    }
+    for (int i = 0; i < s.rank && k < n; i++) {
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", first ? "" : ",", (long long)s.dim[i]);
+        first = false;
+    }
+    if (k < n) snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+Graph *ir_new(Arena *arena) {
+    Graph *g = arena_alloc(arena, sizeof *g);
+    g->arena = arena;
+    g->loss = -1;
+    return g;
+}
+
+#define APUSH(g, arr, n, cap, v)                                                       \
+    do {                                                                               \
+        if ((n) == (cap)) {                                                            \
+            int nc = (cap) ? 2 * (cap) : 16;                                           \
+            void *na = arena_alloc((g)->arena, (size_t)nc * sizeof(*(arr)));           \
+            if (n) memcpy(na, (arr), (size_t)(n) * sizeof(*(arr)));                    \
+            (arr) = na;                                                                \
+            (cap) = nc;                                                                \
+        }                                                                              \
+        (arr)[(n)++] = (v);                                                            \
+    } while (0)
+
+int ir_add(Graph *g, Op op, DType dt, Shape shape, const int *in, int nin, SrcLoc loc) {
+    Node n = {.op = op, .dtype = dt, .shape = shape, .nin = nin, .loc = loc, .ref = -1};
+    NNC_ASSERT(nin <= IR_MAX_IN);
+    for (int i = 0; i < nin; i++) n.in[i] = in[i];
+    n.phase = g->phase;
+    APUSH(g, g->node, g->nnode, g->capnode, n);
+    return g->nnode - 1;
+}
+
+int ir_add1(Graph *g, Op op, Shape shape, int a, SrcLoc loc) {
+    return ir_add(g, op, DT_F32, shape, &a, 1, loc);
+}
+int ir_add2(Graph *g, Op op, Shape shape, int a, int b, SrcLoc loc) {
+    int in[2] = {a, b};
+    return ir_add(g, op, DT_F32, shape, in, 2, loc);
+}
+int ir_add3(Graph *g, Op op, Shape shape, int a, int b, int c, SrcLoc loc) {
+    int in[3] = {a, b, c};
+    return ir_add(g, op, DT_F32, shape, in, 3, loc);
+}
+
+int ir_const(Graph *g, double v, SrcLoc loc) {
+    int id = ir_add(g, OP_CONST, DT_F32, shape_scalar(), NULL, 0, loc);
+    g->node[id].attr[0] = v;
+    return id;
+}
+
+int ir_weight(Graph *g, const char *name, WeightKind kind, Shape shape, InitKind init, SrcLoc loc) {
+    Weight w = {.name = name, .kind = kind, .shape = shape, .init = init, .grad = -1, .of = -1, .loc = loc};
+    int id = ir_add(g, OP_WEIGHT, DT_F32, shape, NULL, 0, loc);
+    g->node[id].ref = g->nweight;
+    g->node[id].name = name;
+    w.node = id;
+    APUSH(g, g->weight, g->nweight, g->capweight, w);
+    return id;
+}
+
+int ir_find_scalar(const Graph *g, const char *name) {
+    for (int i = 0; i < g->nscalar; i++)
+        if (!strcmp(g->scalar[i].name, name)) return i;
+    return -1;
+}
+
+int ir_scalar(Graph *g, const char *name, ScalarKind kind, double value, SrcLoc loc) {
+    int slot = ir_find_scalar(g, name);
+    for (int id = 0; slot >= 0 && id < g->nnode; id++)
+        if (g->node[id].op == OP_PARAM && g->node[id].ref == slot) return id;
+    if (slot < 0) {
+        Scalar s = {.name = name, .kind = kind, .value = value};
+        APUSH(g, g->scalar, g->nscalar, g->capscalar, s);
+        slot = g->nscalar - 1;
+    }
+    int id = ir_add(g, OP_PARAM, DT_F32, shape_scalar(), NULL, 0, loc);
+    g->node[id].ref = slot;
+    g->node[id].name = g->scalar[slot].name;
+    return id;
+}
+
+void ir_add_output(Graph *g, const char *name, int node, Aggregate agg) {
+    Output o = {.name = name, .node = node, .agg = agg};
+    APUSH(g, g->output, g->noutput, g->capoutput, o);
+}
+
+/* ---- verifier ---- */
+
+static _Noreturn void fail(const Graph *g, int id, const char *pass, const char *what) {
+    StrBuf b = {0};
+    ir_print(&b, g, "<graph>");
+    fprintf(stderr, "%s\n", sb_str(&b));
+    sb_free(&b);
+    NNC_BUG("IR verifier after '%s': node %%%d (%s): %s", pass, id,
+            id >= 0 ? op_info[g->node[id].op].name : "-", what);
+}
+
+/* Can input shape `in` be read inside an elementwise loop over `out`? */
+static bool broadcastable(Shape in, Shape out) {
+    if (shape_eq(in, out)) return true;
+    if (!in.batched && in.rank == 0) return true;                   /* scalar */
+    if (!in.batched && in.rank == 1 && out.batched && out.rank == 1 && in.dim[0] == out.dim[0])
+        return true;                                                /* row vector */
+    if (in.batched && out.batched && in.rank == 0) return true;     /* one value per row */
+    return false;
+}
+
+static int64_t mat_dim(Shape s, int which, bool trans) {
+    /* a matrix operand: batched [B,k] is (B x k); unbatched [m,k] is (m x k) */
+    int64_t rows = s.batched ? -1 : s.dim[0];
+    int64_t cols = s.batched ? shape_numel(s) : s.dim[1];
+    if (trans) {
+        int64_t t = rows;
+        rows = cols;
+        cols = t;
+    }
+    return which == 0 ? rows : cols;
+}
+
+void ir_verify(const Graph *g, const char *pass) {
+    for (int id = 0; id < g->nnode; id++) {
+        const Node *n = &g->node[id];
+        if (n->op < 0 || n->op >= OP_COUNT) fail(g, id, pass, "bad op");
+        const OpInfo *oi = &op_info[n->op];
+        if (n->nin != oi->nin) fail(g, id, pass, "wrong number of inputs");
+        for (int i = 0; i < n->nin; i++)
+            if (n->in[i] < 0 || n->in[i] >= id) fail(g, id, pass, "input is not an earlier node");
+        if (n->shape.rank < 0 || n->shape.rank > IR_MAX_RANK) fail(g, id, pass, "bad rank");
+        for (int i = 0; i < n->shape.rank; i++)
+            if (n->shape.dim[i] <= 0) fail(g, id, pass, "non-positive dimension");
+        const Node *a = n->nin > 0 ? &g->node[n->in[0]] : NULL;
+        const Node *b = n->nin > 1 ? &g->node[n->in[1]] : NULL;
+        switch (oi->cls) {
+        case OC_LEAF:
+            if (n->op == OP_WEIGHT && (n->ref < 0 || n->ref >= g->nweight || g->weight[n->ref].node != id))
+                fail(g, id, pass, "weight node and weight table disagree");
+            if (n->op == OP_PARAM && (n->ref < 0 || n->ref >= g->nscalar)) fail(g, id, pass, "bad scalar slot");
+            if (n->op == OP_INPUT && (n->ref < 0 || n->ref >= g->ninput)) fail(g, id, pass, "bad input");
+            break;
+        case OC_VIEW:
+            if (shape_numel(n->shape) != shape_numel(a->shape) || n->shape.batched != a->shape.batched)
+                fail(g, id, pass, "reshape changes the number of elements");
+            break;
+        case OC_GEMM: {
+            bool ta = n->attr[0] != 0, tb = n->attr[1] != 0;
+            int64_t am = mat_dim(a->shape, 0, ta), ak = mat_dim(a->shape, 1, ta);
+            int64_t bk = mat_dim(b->shape, 0, tb), bn = mat_dim(b->shape, 1, tb);
+            if ((!a->shape.batched && a->shape.rank != 2) || (!b->shape.batched && b->shape.rank != 2))
+                fail(g, id, pass, "matmul operand is not a matrix");
+            if (ak != bk) fail(g, id, pass, "matmul inner dimensions differ");
+            int64_t nm = n->shape.batched ? -1 : n->shape.dim[0];
+            int64_t nn = n->shape.batched ? shape_numel(n->shape) : n->shape.dim[1];
+            if (nm != am || nn != bn) fail(g, id, pass, "matmul result shape is wrong");
+            break;
+        }
+        case OC_MAP:
+            for (int i = 0; i < n->nin; i++)
+                if (!broadcastable(g->node[n->in[i]].shape, n->shape))
+                    fail(g, id, pass, "map input does not broadcast to the output shape");
+            break;
+        case OC_COLSUM:
+            if (n->shape.batched || !a->shape.batched || shape_numel(n->shape) != shape_numel(a->shape))
+                fail(g, id, pass, "colsum shapes");
+            break;
+        case OC_SUM:
+            if (n->shape.batched || n->shape.rank != 0) fail(g, id, pass, "sum must give a scalar");
+            break;
+        case OC_ROW: {
+            int z = n->op == OP_CROSS_ENTROPY_GRAD ? n->in[1] : n->in[0];
+            int lab = n->op == OP_CROSS_ENTROPY_GRAD ? n->in[2] : n->in[1];
+            const Shape zs = g->node[z].shape;
+            if (!zs.batched || zs.rank != 1) fail(g, id, pass, "row op wants [B,n] logits");
+            if (g->node[lab].dtype != DT_I32 || !g->node[lab].shape.batched || g->node[lab].shape.rank != 0)
+                fail(g, id, pass, "labels must be i32[B]");
+            if (n->op == OP_CROSS_ENTROPY_GRAD && !shape_eq(n->shape, zs)) fail(g, id, pass, "gradient shape");
+            break;
+        }
+        case OC_UPDATE:
+            for (int i = 1; i < n->nin; i++)
+                if (g->node[n->in[i]].op != OP_PARAM && !shape_eq(g->node[n->in[i]].shape, a->shape))
+                    fail(g, id, pass, "update operand shapes differ");
+            if (a->op != OP_WEIGHT) fail(g, id, pass, "update target is not a weight");
+            break;
+        }
+        (void)b;
+        if (n->dtype == DT_I32 && n->op != OP_INPUT) fail(g, id, pass, "only inputs are i32");
+    }
+    if (g->loss >= g->nnode) fail(g, -1, pass, "loss node out of range");
+    for (int i = 0; i < g->nweight; i++)
+        if (g->weight[i].grad >= g->nnode) fail(g, -1, pass, "grad out of range");
+}
+
+/* ---- printer ---- */
+
+static void print_attr(StrBuf *b, double v) {
+    if (v == floor(v) && fabs(v) < 1e15)
+        sb_printf(b, "%.0f", v);
+    else
+        sb_printf(b, "%.9g", v);
+}
+
+void ir_print(StrBuf *b, const Graph *g, const char *path) {
+    static const char *const phase_name[] = {"forward", "backward", "update"};
+    int last_phase = -1;
+    for (int id = 0; id < g->nnode; id++) {
+        const Node *n = &g->node[id];
+        if ((int)n->phase != last_phase) {
+            sb_printf(b, "; %s\n", phase_name[n->phase]);
+            last_phase = (int)n->phase;
+        }
+        char sh[96];
+        StrBuf line = {0};
+        if (op_info[n->op].cls == OC_UPDATE)
+            sb_printf(&line, "  %s", op_info[n->op].name);
+        else
+            sb_printf(&line, "  %%%d = %s", id, op_info[n->op].name);
+        switch (n->op) {
+        case OP_INPUT: sb_printf(&line, " %s", g->input[n->ref].name); break;
+        case OP_WEIGHT: sb_printf(&line, " %s", g->weight[n->ref].name); break;
+        case OP_PARAM: sb_printf(&line, " %s", g->scalar[n->ref].name); break;
+        case OP_CONST: sb_putc(&line, ' '); print_attr(&line, n->attr[0]); break;
+        default: break;
+        }
+        for (int i = 0; i < n->nin; i++) sb_printf(&line, "%s %%%d", i ? "," : "", n->in[i]);
+        int nattr = 0;
+        for (int i = 0; i < IR_MAX_ATTR; i++)
+            if (n->attr[i] != 0) nattr = i + 1;
+        if (n->op != OP_CONST && nattr) {
+            sb_puts(&line, " [");
+            for (int i = 0; i < nattr; i++) {
+                if (i) sb_putc(&line, ',');
+                print_attr(&line, n->attr[i]);
+            }
+            sb_putc(&line, ']');
+        }
+        if (op_info[n->op].cls != OC_UPDATE) sb_printf(&line, "  %s", shape_str(sh, sizeof sh, n->dtype, n->shape));
+        sb_puts(b, sb_str(&line));
+        sb_free(&line);
+        if (n->loc.line > 0 || n->name) {
+            sb_puts(b, "  #");
+            if (n->loc.line > 0) sb_printf(b, " %s:%d:%d", path, n->loc.line, n->loc.col);
+            if (n->name && n->op != OP_WEIGHT && n->op != OP_PARAM) sb_printf(b, " %s", n->name);
+        }
+        sb_putc(b, '\n');
+    }
+    if (g->noutput) {
+        sb_puts(b, "; outputs\n");
+        for (int i = 0; i < g->noutput; i++)
+            sb_printf(b, "  %s = %%%d\n", g->output[i].name, g->output[i].node);
+    }
+    for (int i = 0; i < g->nweight; i++)
+        if (g->weight[i].grad >= 0) {
+            if (i == 0 || g->weight[i - 1].grad < 0) sb_puts(b, "; gradients\n");
+            sb_printf(b, "  d %s = %%%d\n", g->weight[i].name, g->weight[i].grad);
+        }
+}

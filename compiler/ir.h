@@ -1,0 +1,139 @@
+/* ir.h: the graph IR.  A Graph is a list of Nodes in topological order (every input id is
+ * smaller than the node's id); lower.c builds the forward part, autodiff.c appends the
+ * backward and update parts.  Shapes are per sample: a batched tensor has an implicit leading
+ * batch dimension B that is a run-time value.  Weights, run-time scalar slots and model inputs
+ * are described in side tables.  ir_verify() runs after every pass; ir_print() is the
+ * deterministic text form used by `nnc emit --ir`. */
+#ifndef NNC_IR_H
+#define NNC_IR_H
+
+#include "diag.h"
+#include "util.h"
+
+typedef enum {
+#define OP(e, name, nin, cls, syn) OP_##e,
+#include "ops.def"
+#undef OP
+    OP_COUNT
+} Op;
+
+typedef enum { OC_LEAF, OC_VIEW, OC_GEMM, OC_MAP, OC_COLSUM, OC_SUM, OC_ROW, OC_UPDATE } OpClass;
+
+typedef struct {
+    const char *name;
+    int nin;
+    OpClass cls;
+    const char *synopsis;
+} OpInfo;
+extern const OpInfo op_info[OP_COUNT];
+
+typedef enum { DT_F32, DT_I32 } DType;
+
+enum { IR_MAX_RANK = 4, IR_MAX_IN = 8, IR_MAX_ATTR = 5 };
+
+typedef struct {
+    int rank; /* per-sample rank; 0 is a scalar (per sample when batched) */
+    int64_t dim[IR_MAX_RANK];
+    bool batched; /* an implicit leading batch dimension */
+} Shape;
+
+int64_t shape_numel(Shape s); /* per sample */
+bool shape_eq(Shape a, Shape b);
+Shape shape_scalar(void);
+Shape shape_vec(int64_t n, bool batched);
+/* "f32[B,784]" style text into buf */
+const char *shape_str(char *buf, size_t n, DType dt, Shape s);
+
+/* Which part of the step a node belongs to. */
+typedef enum { PH_FORWARD, PH_BACKWARD, PH_UPDATE } Phase;
+
+typedef struct {
+    Op op;
+    DType dtype;
+    Shape shape;
+    int in[IR_MAX_IN];
+    int nin;
+    double attr[IR_MAX_ATTR];
+    int ref;          /* INPUT: input index; WEIGHT: weight index; PARAM: scalar slot */
+    Phase phase;
+    SrcLoc loc;       /* model line it came from */
+    const char *name; /* user-level label, e.g. "h1" (may be NULL) */
+} Node;
+
+/* How a weight is initialised and what it is. */
+typedef enum { W_PARAM, W_STATE } WeightKind;
+typedef enum { INIT_ZERO, INIT_ONE, INIT_CONST, INIT_UNIFORM_FANIN } InitKind;
+
+typedef struct {
+    const char *name; /* h1.weight, h1.bias, h1.gate, h1.weight.adam_m ... */
+    WeightKind kind;
+    Shape shape;
+    InitKind init;
+    double init_value; /* INIT_CONST */
+    int64_t fan_in;    /* INIT_UNIFORM_FANIN: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+    int node;          /* the WEIGHT node */
+    int grad;          /* node holding d loss / d weight, or -1 */
+    int of;            /* W_STATE: the weight it belongs to */
+    SrcLoc loc;
+} Weight;
+
+/* Run-time scalar slots, set by the runtime before every step. */
+typedef enum { SC_PARAM, SC_LR, SC_ADAM_STEP, SC_ADAM_BC2_SQRT } ScalarKind;
+typedef struct {
+    const char *name;
+    ScalarKind kind;
+    double value; /* SC_PARAM: the value (after --set) */
+} Scalar;
+
+typedef struct {
+    const char *name;
+    bool is_target;
+    bool is_class; /* class labels stored as i32 */
+    int64_t nclass;
+    Shape shape; /* batched */
+    int node;
+    SrcLoc loc;
+} Input;
+
+typedef enum { AGG_MEAN, AGG_FRACTION, AGG_ONE_MINUS_FRACTION } Aggregate;
+typedef struct {
+    const char *name; /* "loss", "accuracy" */
+    int node;
+    Aggregate agg; /* MEAN: a per-batch mean, weighted by rows; FRACTION: a count over samples */
+} Output;
+
+typedef struct Graph {
+    Arena *arena;
+    Node *node;
+    int nnode, capnode;
+    Weight *weight;
+    int nweight, capweight;
+    Scalar *scalar;
+    int nscalar, capscalar;
+    Input *input;
+    int ninput, capinput;
+    Output *output; /* [0] is the loss; then the metrics */
+    int noutput, capoutput;
+    int loss;          /* node id of the total loss */
+    int nforward;      /* nodes [0, nforward) are the forward pass */
+    bool has_backward; /* autodiff ran */
+    Phase phase;       /* the phase new nodes belong to */
+} Graph;
+
+Graph *ir_new(Arena *arena);
+int ir_add(Graph *g, Op op, DType dt, Shape shape, const int *in, int nin, SrcLoc loc);
+int ir_add1(Graph *g, Op op, Shape shape, int a, SrcLoc loc);
+int ir_add2(Graph *g, Op op, Shape shape, int a, int b, SrcLoc loc);
+int ir_add3(Graph *g, Op op, Shape shape, int a, int b, int c, SrcLoc loc);
+int ir_const(Graph *g, double v, SrcLoc loc);
+int ir_weight(Graph *g, const char *name, WeightKind kind, Shape shape, InitKind init, SrcLoc loc);
+int ir_scalar(Graph *g, const char *name, ScalarKind kind, double value, SrcLoc loc);
+int ir_find_scalar(const Graph *g, const char *name);
+void ir_add_output(Graph *g, const char *name, int node, Aggregate agg);
+
+/* Checks every invariant; on failure prints what broke and aborts (an internal bug). */
+void ir_verify(const Graph *g, const char *after_pass);
+/* `%7 = relu %6  f32[B,1024]  # file.nn:9:12 h1` per node. */
+void ir_print(StrBuf *b, const Graph *g, const char *path);
+
+#endif

@@ -1,0 +1,246 @@
+/* kernel.c: the loop-kernel builder (with common-subexpression sharing, so fused bodies
+ * compute each value once) and the plan printer used by `nnc emit --plan`. */
+#include <math.h>
+#include <string.h>
+
+#include "kernel.h"
+
+const char *const prog_name[PROG_COUNT] = {"train", "grad", "eval"};
+
+#define KGROW(kb, arr, n, cap)                                                          \
+    do {                                                                                \
+        if ((n) == (cap)) {                                                             \
+            int nc = (cap) ? 2 * (cap) : 16;                                            \
+            void *na = arena_alloc((kb)->plan->g->arena, (size_t)nc * sizeof(*(arr)));  \
+            if (n) memcpy(na, (arr), (size_t)(n) * sizeof(*(arr)));                     \
+            (arr) = na;                                                                 \
+            (cap) = nc;                                                                 \
+        }                                                                               \
+    } while (0)
+
+int kb_arg(KBuilder *kb, int buf, bool read, bool write) {
+    Kernel *k = kb->k;
+    for (int i = 0; i < k->narg; i++)
+        if (k->arg[i].buf == buf) {
+            k->arg[i].read |= read;
+            k->arg[i].write |= write;
+            return i;
+        }
+    KGROW(kb, k->arg, k->narg, kb->caparg);
+    k->arg[k->narg] = (KArg){buf, kb->plan->buf[buf].dtype, read, write};
+    return k->narg++;
+}
+
+static int expr_phase(const Kernel *k, const KExpr *e) {
+    int p = 0;
+    if (e->op == KX_RED) return k->red[e->arg].phase + 1;
+    const int ops[3] = {e->a, e->b, e->c};
+    for (int i = 0; i < 3; i++)
+        if (ops[i] >= 0) {
+            int q = expr_phase(k, &k->x[ops[i]]);
+            if (q > p) p = q;
+        }
+    return p;
+}
+
+static int add_expr(KBuilder *kb, KExpr e) {
+    Kernel *k = kb->k;
+    for (int i = 0; i < k->nx; i++) {
+        const KExpr *o = &k->x[i];
+        if (o->op == e.op && o->a == e.a && o->b == e.b && o->c == e.c && o->arg == e.arg &&
+            o->ix == e.ix && memcmp(&o->imm, &e.imm, sizeof e.imm) == 0)
+            return i;
+    }
+    int level = 0;
+    switch (e.op) {
+    case KX_LOAD: level = e.ix == IX_SCALAR ? 0 : e.ix == IX_COL ? 1 : 2; break;
+    case KX_COLIDX: level = 2; break;
+    case KX_RED: level = 1; break;
+    default:
+        if (e.a >= 0 && k->x[e.a].level > level) level = k->x[e.a].level;
+        if (e.b >= 0 && k->x[e.b].level > level) level = k->x[e.b].level;
+        if (e.c >= 0 && k->x[e.c].level > level) level = k->x[e.c].level;
+    }
+    e.level = level;
+    KGROW(kb, k->x, k->nx, kb->capx);
+    k->x[k->nx] = e;
+    return k->nx++;
+}
+
+static KExpr leaf(KxOp op) { return (KExpr){.op = op, .a = -1, .b = -1, .c = -1, .arg = -1}; }
+
+int kb_const(KBuilder *kb, double v) {
+    KExpr e = leaf(KX_CONST);
+    e.imm = (float)v;
+    return add_expr(kb, e);
+}
+
+int kb_scalar(KBuilder *kb, int slot) {
+    KExpr e = leaf(KX_SCALAR);
+    e.arg = slot;
+    return add_expr(kb, e);
+}
+
+int kb_colidx(KBuilder *kb) { return add_expr(kb, leaf(KX_COLIDX)); }
+int kb_rows(KBuilder *kb) { return add_expr(kb, leaf(KX_ROWS)); }
+
+int kb_load_arg(KBuilder *kb, int arg, IndexMode ix) {
+    KExpr e = leaf(KX_LOAD);
+    e.arg = arg;
+    e.ix = ix;
+    return add_expr(kb, e);
+}
+
+int kb_un(KBuilder *kb, KxOp op, int a) {
+    KExpr e = leaf(op);
+    e.a = a;
+    return add_expr(kb, e);
+}
+
+int kb_bin(KBuilder *kb, KxOp op, int a, int b) {
+    KExpr e = leaf(op);
+    e.a = a;
+    e.b = b;
+    return add_expr(kb, e);
+}
+
+int kb_select(KBuilder *kb, int c, int a, int b) {
+    KExpr e = leaf(KX_SELECT);
+    e.a = c;
+    e.b = a;
+    e.c = b;
+    return add_expr(kb, e);
+}
+
+int kb_red(KBuilder *kb, KRedOp op, int expr) {
+    Kernel *k = kb->k;
+    for (int i = 0; i < k->nred; i++)
+        if (k->red[i].op == op && k->red[i].expr == expr) return kb_load_red(kb, i);
+    KGROW(kb, k->red, k->nred, kb->capred);
+    int phase = expr_phase(k, &k->x[expr]);
+    k->red[k->nred] = (KRed){op, expr, phase};
+    if (phase + 1 > k->nphase) k->nphase = phase + 1;
+    return kb_load_red(kb, k->nred++);
+}
+
+int kb_load_red(KBuilder *kb, int red) {
+    KExpr e = leaf(KX_RED);
+    e.arg = red;
+    return add_expr(kb, e);
+}
+
+void kb_out(KBuilder *kb, KOutKind kind, int arg, int expr) {
+    Kernel *k = kb->k;
+    KGROW(kb, k->out, k->nout, kb->capout);
+    k->out[k->nout++] = (KOut){kind, arg, expr};
+    k->arg[arg].write = true;
+}
+
+/* The index mode for reading `in` inside a kernel over `out`'s domain. */
+static IndexMode index_mode(Shape in, const Kernel *k) {
+    int64_t n = shape_numel(in);
+    if (!in.batched && in.rank == 0) return IX_SCALAR;
+    if (in.batched == k->rows_batch && n == k->cols) return IX_ELEM;
+    if (!in.batched && k->rows_batch && n == k->cols) return IX_ROW;
+    if (in.batched && k->rows_batch && n == 1) return IX_COL;
+    NNC_BUG("operand does not broadcast to the kernel's domain");
+}
+
+int kb_node(KBuilder *kb, int node) {
+    const Graph *g = kb->plan->g;
+    const Node *n = &g->node[node];
+    if (n->op == OP_CONST) return kb_const(kb, n->attr[0]);
+    if (n->op == OP_PARAM) return kb_scalar(kb, n->ref);
+    int buf = kb->plan->node_buf[node];
+    NNC_ASSERT(buf >= 0);
+    return kb_load_arg(kb, kb_arg(kb, buf, true, false), index_mode(n->shape, kb->k));
+}
+
+/* ---- printing ---- */
+
+const char *kx_name(KxOp op) {
+    static const char *const names[KX_COUNT] = {
+        [KX_CONST] = "const", [KX_LOAD] = "load", [KX_SCALAR] = "scalar", [KX_COLIDX] = "j",
+        [KX_ROWS] = "rows", [KX_RED] = "red", [KX_NEG] = "neg", [KX_ABS] = "abs", [KX_EXP] = "exp",
+        [KX_LOG] = "log", [KX_LOG1P] = "log1p", [KX_SQRT] = "sqrt", [KX_TANH] = "tanh",
+        [KX_ERF] = "erf", [KX_ADD] = "add", [KX_SUB] = "sub", [KX_MUL] = "mul", [KX_DIV] = "div",
+        [KX_MAX] = "max", [KX_MIN] = "min", [KX_LT] = "lt", [KX_LE] = "le", [KX_GT] = "gt",
+        [KX_GE] = "ge", [KX_EQ] = "eq", [KX_NE] = "ne", [KX_SELECT] = "select",
+    };
+    return names[op];
+}
+
+static void print_dim(StrBuf *b, KDim d) {
+    if (d.batch)
+        sb_puts(b, "B");
+    else
+        sb_printf(b, "%lld", (long long)d.n);
+}
+
+void plan_print_kernel(StrBuf *b, const Plan *p, const Kernel *k) {
+    static const char *const ixn[] = {"[i,j]", "[j]", "[i]", "[0]"};
+    static const char *const redn[] = {"sum", "max", "min"};
+    static const char *const outn[] = {"store", "store_row", "colsum", "sum"};
+    sb_printf(b, "kernel %s", k->name);
+    if (k->kind == K_GEMM) {
+        sb_printf(b, "  gemm%s%s M=", k->ta ? " A^T" : "", k->tb ? " B^T" : "");
+        print_dim(b, k->m);
+        sb_puts(b, " N=");
+        print_dim(b, k->n);
+        sb_puts(b, " K=");
+        print_dim(b, k->k);
+    } else {
+        sb_printf(b, "  loop %s x %lld", k->rows_batch ? "B" : "1", (long long)k->cols);
+    }
+    if (k->loc.line > 0) sb_printf(b, "  # line %d", k->loc.line);
+    sb_putc(b, '\n');
+    for (int i = 0; i < k->narg; i++) {
+        const Buffer *bf = &p->buf[k->arg[i].buf];
+        sb_printf(b, "    arg%d %-5s %s\n", i, k->arg[i].read && k->arg[i].write ? "inout" : k->arg[i].write ? "out" : "in",
+                  bf->name);
+    }
+    for (int i = 0; i < k->nx; i++) {
+        const KExpr *e = &k->x[i];
+        sb_printf(b, "    x%d = %s", i, kx_name(e->op));
+        switch (e->op) {
+        case KX_CONST: sb_printf(b, " %.9g", (double)e->imm); break;
+        case KX_LOAD: sb_printf(b, " arg%d%s", e->arg, ixn[e->ix]); break;
+        case KX_SCALAR: sb_printf(b, " %s", p->g->scalar[e->arg].name); break;
+        case KX_RED: sb_printf(b, " r%d", e->arg); break;
+        default:
+            if (e->a >= 0) sb_printf(b, " x%d", e->a);
+            if (e->b >= 0) sb_printf(b, ", x%d", e->b);
+            if (e->c >= 0) sb_printf(b, ", x%d", e->c);
+        }
+        sb_putc(b, '\n');
+    }
+    for (int i = 0; i < k->nred; i++)
+        sb_printf(b, "    r%d = %s_j x%d  (phase %d)\n", i, redn[k->red[i].op], k->red[i].expr, k->red[i].phase);
+    for (int i = 0; i < k->nout; i++)
+        sb_printf(b, "    %s arg%d = x%d\n", outn[k->out[i].kind], k->out[i].arg, k->out[i].expr);
+}
+
+void plan_print(StrBuf *b, const Plan *p, const char *path) {
+    static const char *const kindn[] = {"weight", "state", "input", "temp"};
+    sb_printf(b, "; plan for %s, batch up to %lld\n", path, (long long)p->max_batch);
+    sb_puts(b, "; buffers\n");
+    for (int i = 0; i < p->nbuf; i++) {
+        const Buffer *bf = &p->buf[i];
+        char sh[96];
+        sb_printf(b, "  b%-3d %-6s %-28s %s  @%lld +%lld", i, kindn[bf->kind], bf->name,
+                  shape_str(sh, sizeof sh, bf->dtype, p->g->node[bf->node].shape), (long long)bf->offset,
+                  (long long)bf->bytes);
+        if (bf->kind == BUF_TEMP) sb_printf(b, "  live %%%d..%%%d", bf->first, bf->last);
+        sb_putc(b, '\n');
+    }
+    sb_printf(b, "; arena %lld bytes (weights %lld, optimiser state %lld, inputs %lld, temporaries %lld)\n",
+              (long long)p->arena_bytes, (long long)p->bytes_by_kind[BUF_WEIGHT],
+              (long long)p->bytes_by_kind[BUF_STATE], (long long)p->bytes_by_kind[BUF_INPUT],
+              (long long)(p->arena_bytes - p->persistent_bytes));
+    for (int pr = 0; pr < PROG_COUNT; pr++) {
+        sb_printf(b, "; program %s: %d kernels\n", prog_name[pr], p->prog[pr].nkernel);
+        for (int i = 0; i < p->prog[pr].nkernel; i++) sb_printf(b, "  %s\n", p->kernel[p->prog[pr].kernel[i]].name);
+    }
+    sb_puts(b, "; kernels\n");
+    for (int i = 0; i < p->nkernel; i++) plan_print_kernel(b, p, &p->kernel[i]);
+}

@@ -1,0 +1,165 @@
+/* kernel.h: the kernel plan, the backend-neutral data that every renderer consumes.
+ *
+ * A plan is a list of buffers (with arena offsets), a list of kernels and, per program
+ * (train, grad, eval), the kernels to run in order.  A kernel is either a GEMM (done by
+ * BLAS) or a loop kernel over a rows x cols domain, where rows is the run-time batch size for
+ * batched data and 1 otherwise.  A loop kernel is described, not coded:
+ *   - KExpr: a small SSA expression DAG of scalar float operations over loads
+ *     (x[i,j], v[j], v[i] or s[0]), run-time scalar slots, constants and the column index j;
+ *   - KRed: per-row reductions over j (sum, max, min) that later expressions may use; a
+ *     reduction's phase is one more than the deepest reduction it reads;
+ *   - KOut: what is written: out[i,j], out[i], column sums over rows, or a total sum.
+ * Renderers turn this into loops (render_llvm.c) or CUDA C (later); ref.c never sees it, so
+ * the reference stays an independent oracle.  Built by plan.c from per-op definitions in
+ * opkernels.c. */
+#ifndef NNC_KERNEL_H
+#define NNC_KERNEL_H
+
+#include "ir.h"
+
+typedef enum {
+    KX_CONST,  /* imm */
+    KX_LOAD,   /* arg `arg` at index mode `ix` */
+    KX_SCALAR, /* run-time scalar slot `arg` */
+    KX_COLIDX, /* j, as a float */
+    KX_ROWS,   /* the number of rows in this call, as a float */
+    KX_RED,    /* the value of row reduction `arg` for the current row */
+    /* unary */
+    KX_NEG, KX_ABS, KX_EXP, KX_LOG, KX_LOG1P, KX_SQRT, KX_TANH, KX_ERF,
+    /* binary */
+    KX_ADD, KX_SUB, KX_MUL, KX_DIV, KX_MAX, KX_MIN,
+    KX_LT, KX_LE, KX_GT, KX_GE, KX_EQ, KX_NE, /* 1.0 or 0.0 */
+    /* ternary */
+    KX_SELECT, /* a != 0 ? b : c */
+    KX_COUNT
+} KxOp;
+
+typedef enum { IX_ELEM, IX_ROW, IX_COL, IX_SCALAR } IndexMode; /* x[i,j], v[j], v[i], s[0] */
+
+typedef struct {
+    KxOp op;
+    int a, b, c;  /* operand expression ids */
+    float imm;    /* KX_CONST */
+    int arg;      /* KX_LOAD: kernel argument; KX_SCALAR: slot; KX_RED: reduction */
+    IndexMode ix; /* KX_LOAD */
+    int level;    /* 0: same for the whole kernel, 1: per row, 2: per element */
+} KExpr;
+
+typedef enum { KR_SUM, KR_MAX, KR_MIN } KRedOp;
+typedef struct {
+    KRedOp op;
+    int expr;
+    int phase;
+} KRed;
+
+typedef enum { KO_STORE, KO_STORE_ROW, KO_COLSUM, KO_SUM } KOutKind;
+typedef struct {
+    KOutKind kind;
+    int arg;
+    int expr;
+} KOut;
+
+typedef struct {
+    int buf;
+    DType dtype;
+    bool read, write;
+} KArg;
+
+typedef enum { K_LOOP, K_GEMM } KernelKind;
+
+typedef struct {
+    int64_t n;
+    bool batch; /* the run-time row count instead of n */
+} KDim;
+
+typedef struct {
+    KernelKind kind;
+    const char *name; /* k3_relu */
+    int node;         /* the IR node it computes (the last one, when fused) */
+    Op op;
+    SrcLoc loc;
+    KArg *arg;
+    int narg;
+    /* K_LOOP */
+    bool rows_batch; /* rows = run-time batch; otherwise 1 */
+    int64_t cols;
+    KExpr *x;
+    int nx;
+    KRed *red;
+    int nred, nphase;
+    KOut *out;
+    int nout;
+    /* K_GEMM: C = op(A) op(B), row-major; args 0, 1, 2 are A, B, C */
+    bool ta, tb;
+    KDim m, n, k;
+} Kernel;
+
+typedef enum { BUF_WEIGHT, BUF_STATE, BUF_INPUT, BUF_TEMP } BufKind;
+
+typedef struct {
+    const char *name;
+    BufKind kind;
+    DType dtype;
+    bool batched;
+    int64_t elems; /* per sample if batched, else in total */
+    int64_t bytes; /* at the planned maximum batch */
+    int64_t offset;
+    int node;   /* the node that owns it */
+    int weight; /* BUF_WEIGHT / BUF_STATE: index in the graph's weight table */
+    int first, last; /* live range in node order */
+} Buffer;
+
+enum { PROG_TRAIN, PROG_GRAD, PROG_EVAL, PROG_COUNT };
+extern const char *const prog_name[PROG_COUNT];
+
+typedef struct {
+    int *kernel;
+    int nkernel;
+} ProgramPlan;
+
+typedef struct Plan {
+    const Graph *g;
+    int64_t max_batch;
+    Buffer *buf;
+    int nbuf, capbuf;
+    int *node_buf; /* node id -> buffer, or -1 (constants, scalars, updates) */
+    Kernel *kernel;
+    int nkernel, capkernel;
+    ProgramPlan prog[PROG_COUNT];
+    int64_t arena_bytes, persistent_bytes;
+    int64_t bytes_by_kind[BUF_TEMP + 1];
+} Plan;
+
+/* ---- building loop kernels (used by plan.c and opkernels.c) ---- */
+typedef struct KBuilder {
+    const Plan *plan;
+    Kernel *k;
+    int capx, capred, capout, caparg;
+} KBuilder;
+
+int kb_arg(KBuilder *kb, int buf, bool read, bool write);
+int kb_const(KBuilder *kb, double v);
+int kb_scalar(KBuilder *kb, int slot);
+int kb_colidx(KBuilder *kb);
+int kb_rows(KBuilder *kb);
+int kb_load_arg(KBuilder *kb, int arg, IndexMode ix);
+int kb_un(KBuilder *kb, KxOp op, int a);
+int kb_bin(KBuilder *kb, KxOp op, int a, int b);
+int kb_select(KBuilder *kb, int c, int a, int b);
+int kb_red(KBuilder *kb, KRedOp op, int expr); /* returns an expression reading it */
+int kb_load_red(KBuilder *kb, int red);
+void kb_out(KBuilder *kb, KOutKind kind, int arg, int expr);
+/* An IR node's value inside the kernel being built: a load (index mode from its shape
+ * against the kernel's domain), an immediate for constants, a slot for run-time scalars. */
+int kb_node(KBuilder *kb, int node);
+
+/* Per-op definitions (opkernels.c): build the loop kernel for one IR node. */
+void opk_build(KBuilder *kb, int node);
+
+/* Planning (plan.c) and printing. */
+Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch);
+void plan_print(StrBuf *b, const Plan *p, const char *path);
+void plan_print_kernel(StrBuf *b, const Plan *p, const Kernel *k);
+const char *kx_name(KxOp op);
+
+#endif

@@ -1,0 +1,159 @@
+/* lower.c: the checked Model -> forward graph IR.  Each layer becomes primitive ops
+ * (dense = matmul + bias_add, gate = gate op + an l1 penalty term on the loss), each
+ * weight gets its model-level name (h1.weight, h1.bias, h1.gate, h1.slope) and initialiser,
+ * and the loss and metrics become the graph's outputs.  Values used twice are lowered once. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lower.h"
+
+typedef struct {
+    const SVal *key;
+    int id;
+} Memo;
+
+typedef struct {
+    Graph *g;
+    const Model *m;
+    Memo *memo;
+    int nmemo, capmemo;
+    int *penalty;
+    int npenalty, cappenalty;
+} Lower;
+
+static int lower_val(Lower *L, const SVal *v);
+
+static int memo_get(Lower *L, const SVal *v) {
+    for (int i = 0; i < L->nmemo; i++)
+        if (L->memo[i].key == v) return L->memo[i].id;
+    return -1;
+}
+
+static void memo_put(Lower *L, const SVal *v, int id) { VEC_PUSH(L->memo, L->nmemo, L->capmemo, ((Memo){v, id})); }
+
+static const char *wname(Lower *L, const SVal *v, const char *role) {
+    return arena_printf(L->g->arena, "%s.%s", v->wname, role);
+}
+
+static int lower_layer(Lower *L, const SVal *v) {
+    Graph *g = L->g;
+    int x = lower_val(L, v->a);
+    Shape in = g->node[x].shape;
+    switch (v->layer) {
+    case L_DENSE: {
+        Shape ws = {.rank = 2, .dim = {v->units, in.dim[0]}};
+        int w = ir_weight(g, wname(L, v, "weight"), W_PARAM, ws, INIT_UNIFORM_FANIN, v->loc);
+        g->weight[g->node[w].ref].fan_in = in.dim[0];
+        int y = ir_add2(g, OP_MATMUL, v->shape, x, w, v->loc);
+        g->node[y].attr[1] = 1; /* x . W^T, W stored [out, in] */
+        g->node[y].name = v->wname;
+        if (v->bias) {
+            int b = ir_weight(g, wname(L, v, "bias"), W_PARAM, shape_vec(v->units, false), INIT_UNIFORM_FANIN, v->loc);
+            g->weight[g->node[b].ref].fan_in = in.dim[0];
+            y = ir_add2(g, OP_BIAS_ADD, v->shape, y, b, v->loc);
+            g->node[y].name = v->wname;
+        }
+        return y;
+    }
+    case L_FLATTEN:
+        if (shape_eq(in, v->shape)) return x;
+        return ir_add1(g, OP_RESHAPE, v->shape, x, v->loc);
+    case L_ACT: {
+        int y = ir_add1(g, v->act, v->shape, x, v->loc);
+        g->node[y].attr[0] = v->alpha;
+        return y;
+    }
+    case L_PRELU: {
+        int a = ir_weight(g, wname(L, v, "slope"), W_PARAM, shape_vec(in.dim[0], false), INIT_CONST, v->loc);
+        g->weight[g->node[a].ref].init_value = v->alpha;
+        return ir_add2(g, OP_PRELU, v->shape, x, a, v->loc);
+    }
+    case L_GATE: {
+        int gw = ir_weight(g, wname(L, v, "gate"), W_PARAM, shape_vec(in.dim[0], false), INIT_ONE, v->loc);
+        int y = ir_add2(g, OP_GATE, v->shape, x, gw, v->loc);
+        g->node[y].name = v->wname;
+        if (!(v->coef->kind == SV_CONST && v->coef->num == 0)) {
+            int l1 = ir_add1(g, OP_L1, shape_scalar(), gw, v->loc);
+            int pen = ir_add2(g, OP_MUL, shape_scalar(), lower_val(L, v->coef), l1, v->loc);
+            VEC_PUSH(L->penalty, L->npenalty, L->cappenalty, pen);
+        }
+        return y;
+    }
+    }
+    NNC_BUG("layer kind %d", v->layer);
+}
+
+static int lower_val(Lower *L, const SVal *v) {
+    int id = memo_get(L, v);
+    if (id >= 0) return id;
+    Graph *g = L->g;
+    switch (v->kind) {
+    case SV_INPUT: id = g->input[v->index].node; break;
+    case SV_CONST: id = ir_const(g, v->num, v->loc); break;
+    case SV_PARAM: {
+        const ParamDef *p = &L->m->param[v->index];
+        id = ir_scalar(g, p->name, SC_PARAM, p->value, v->loc);
+        break;
+    }
+    case SV_LAYER: id = lower_layer(L, v); break;
+    case SV_LOSS: {
+        int a = lower_val(L, v->a), b = lower_val(L, v->b);
+        id = ir_add2(g, v->op == LOSS_CROSS_ENTROPY ? OP_CROSS_ENTROPY : OP_MSE, shape_scalar(), a, b, v->loc);
+        break;
+    }
+    case SV_METRIC: { /* accuracy and error share one count */
+        int a = lower_val(L, v->a), b = lower_val(L, v->b);
+        for (int i = 0; i < g->nnode && id < 0; i++)
+            if (g->node[i].op == OP_ACCURACY && g->node[i].in[0] == a && g->node[i].in[1] == b) id = i;
+        if (id < 0) id = ir_add2(g, OP_ACCURACY, shape_scalar(), a, b, v->loc);
+        break;
+    }
+    case SV_BINARY: {
+        int a = lower_val(L, v->a), b = lower_val(L, v->b);
+        Op op = v->op == '+' ? OP_ADD : v->op == '-' ? OP_SUB : v->op == '*' ? OP_MUL : OP_DIV;
+        id = ir_add2(g, op, shape_scalar(), a, b, v->loc);
+        break;
+    }
+    case SV_NEG: id = ir_add1(g, OP_NEG, shape_scalar(), lower_val(L, v->a), v->loc); break;
+    }
+    memo_put(L, v, id);
+    return id;
+}
+
+Graph *lower_model(Arena *arena, const Model *m) {
+    Graph *g = ir_new(arena);
+    Lower L = {.g = g, .m = m};
+    for (int i = 0; i < m->nio; i++) {
+        const IoDef *io = &m->io[i];
+        Input in = {.name = io->name, .is_target = io->is_target, .is_class = io->is_class,
+                    .nclass = io->nclass, .shape = io->shape, .loc = io->loc};
+        int id = ir_add(g, OP_INPUT, io->is_class ? DT_I32 : DT_F32, io->shape, NULL, 0, io->loc);
+        g->node[id].ref = i;
+        g->node[id].name = io->name;
+        in.node = id;
+        if (g->ninput == g->capinput) {
+            int nc = g->capinput ? 2 * g->capinput : 4;
+            Input *na = arena_alloc(arena, (size_t)nc * sizeof *na);
+            if (g->ninput) memcpy(na, g->input, (size_t)g->ninput * sizeof *na);
+            g->input = na;
+            g->capinput = nc;
+        }
+        g->input[g->ninput++] = in;
+    }
+    /* every param gets its slot, used or not, so --set and schedules see them all */
+    for (int i = 0; i < m->nparam; i++)
+        if (ir_find_scalar(g, m->param[i].name) < 0) ir_scalar(g, m->param[i].name, SC_PARAM, m->param[i].value, m->param[i].loc);
+    int loss = lower_val(&L, m->loss);
+    for (int i = 0; i < L.npenalty; i++)
+        loss = ir_add2(g, OP_ADD, shape_scalar(), loss, L.penalty[i], g->node[L.penalty[i]].loc);
+    g->loss = loss;
+    ir_add_output(g, "loss", loss, AGG_MEAN);
+    for (int i = 0; i < m->nmetric; i++)
+        ir_add_output(g, m->metric[i].name, lower_val(&L, m->metric[i].val),
+                      m->metric[i].kind == METRIC_ERROR ? AGG_ONE_MINUS_FRACTION : AGG_FRACTION);
+    g->nforward = g->nnode;
+    free(L.memo);
+    free(L.penalty);
+    ir_verify(g, "lower");
+    return g;
+}

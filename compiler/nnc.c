@@ -1,0 +1,146 @@
+/* nnc.c: the command line tool.  Subcommands check, train, emit, gradcheck; exit status 0 on
+ * success, 1 for an error in the user's model or data, 2 for bad usage.  Everything it does
+ * is a call into libnnc (driver.h, the backends, the runtime). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driver.h"
+#include "render_llvm.h"
+
+static const char usage[] =
+    "usage: nnc <command> [options] FILE.nn\n"
+    "\n"
+    "commands:\n"
+    "  check FILE              parse and check the model; print its layers, training setup and memory plan\n"
+    "  emit WHAT FILE          print generated code: --ast, --ir, --plan\n"
+    "  --help                  this text\n"
+    "  --version               the version of nnc and of LLVM it uses\n"
+    "\n"
+    "options:\n"
+    "  --set NAME=VALUE        override a param or a train setting (epochs, batch, seed, lr, valid)\n"
+    "\n"
+    "exit status: 0 success, 1 an error in the model or its data, 2 bad usage\n";
+
+typedef struct {
+    const char *cmd;
+    const char *file;
+    const char *emit;
+    Override ov[64];
+    int nov;
+} Args;
+
+static int usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, "nnc: error: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(run 'nnc --help' for usage)\n");
+    return 2;
+}
+
+static int parse_args(int argc, char **argv, Args *a) {
+    memset(a, 0, sizeof *a);
+    if (argc < 2) return usage_error("%s", "no command given");
+    a->cmd = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i];
+        if (!strcmp(s, "--set")) {
+            if (i + 1 >= argc) return usage_error("%s", "--set needs NAME=VALUE");
+            if (a->nov == 64) return usage_error("%s", "too many --set options");
+            char why[256];
+            if (!driver_parse_override(argv[++i], &a->ov[a->nov], why, sizeof why)) return usage_error("%s", why);
+            a->nov++;
+        } else if (!strncmp(s, "--set=", 6)) {
+            char why[256];
+            if (a->nov == 64) return usage_error("%s", "too many --set options");
+            if (!driver_parse_override(s + 6, &a->ov[a->nov], why, sizeof why)) return usage_error("%s", why);
+            a->nov++;
+        } else if (!strcmp(a->cmd, "emit") && !a->emit && s[0] == '-' && s[1] == '-') {
+            a->emit = s + 2;
+        } else if (s[0] == '-' && s[1]) {
+            return usage_error("unknown option '%s'", s);
+        } else if (!a->file) {
+            a->file = s;
+        } else {
+            return usage_error("unexpected argument '%s'", s);
+        }
+    }
+    return 0;
+}
+
+static void free_args(Args *a) {
+    for (int i = 0; i < a->nov; i++) free((char *)a->ov[i].key);
+}
+
+static int cmd_check(Args *a) {
+    Compilation c;
+    CompileOptions o = {.ov = a->ov, .nov = a->nov};
+    int rc = driver_compile(&c, a->file, &o, STAGE_PLAN);
+    if (rc == 0) {
+        StrBuf b = {0};
+        summary_print(&b, &c);
+        fputs(sb_str(&b), stdout);
+        sb_free(&b);
+    }
+    driver_free(&c);
+    return rc;
+}
+
+static int cmd_emit(Args *a) {
+    static const char *const what[] = {"ast", "ir", "plan", "llvm", "asm"};
+    int w = -1;
+    for (int i = 0; i < 5; i++)
+        if (a->emit && !strcmp(a->emit, what[i])) w = i;
+    if (w < 0) return usage_error("emit needs one of --ast, --ir, --plan, --llvm, --asm%s", "");
+    Compilation c;
+    CompileOptions o = {.ov = a->ov, .nov = a->nov};
+    int rc = driver_compile(&c, a->file, &o, w == 0 ? STAGE_PARSE : w == 1 ? STAGE_IR : STAGE_PLAN);
+    if (rc == 0) {
+        StrBuf b = {0};
+        if (w == 0) ast_print_program(&b, c.prog);
+        if (w == 1) ir_print(&b, c.graph, a->file);
+        if (w == 2) plan_print(&b, c.plan, a->file);
+        if (w >= 3) {
+            char err[512];
+            LlvmModule *m = llvm_render(c.plan, err, sizeof err);
+            char *text = m ? (w == 3 ? llvm_print_ir(m) : llvm_emit_asm(m, err, sizeof err)) : NULL;
+            if (!text) {
+                fprintf(stderr, "nnc: error: %s\n", err);
+                rc = 1;
+            } else {
+                sb_puts(&b, text);
+                free(text);
+            }
+            llvm_module_free(m);
+        }
+        fputs(sb_str(&b), stdout);
+        sb_free(&b);
+    }
+    driver_free(&c);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (argc >= 2 && !strcmp(argv[1], "--version")) {
+        printf("nnc %s (LLVM %s)\n", NNC_VERSION, NNC_LLVM_VERSION);
+        return 0;
+    }
+    Args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc;
+    if (!a.file) {
+        free_args(&a);
+        return usage_error("'%s' needs a model file", a.cmd);
+    }
+    if (!strcmp(a.cmd, "check"))
+        rc = cmd_check(&a);
+    else if (!strcmp(a.cmd, "emit"))
+        rc = cmd_emit(&a);
+    else
+        rc = usage_error("unknown command '%s'", a.cmd);
+    free_args(&a);
+    return rc;
+}

@@ -1,0 +1,192 @@
+/* opkernels.c: how each op is computed, as a loop kernel description (kernel.h).
+ * One definition per op serves every backend; ref.c is written separately, in double
+ * precision, as the oracle these definitions are tested against.  Elementwise math is
+ * written so that no branch can produce a NaN the select would then hide: both sides of a
+ * select are finite or the unused side is discarded, never multiplied by a 0/1 mask. */
+#include <math.h>
+
+#include "kernel.h"
+
+#define C(v) kb_const(kb, (v))
+#define U(op, a) kb_un(kb, KX_##op, (a))
+#define B(op, a, b) kb_bin(kb, KX_##op, (a), (b))
+#define SEL(c, a, b) kb_select(kb, (c), (a), (b))
+
+static int sigmoid(KBuilder *kb, int x) {
+    int e = U(EXP, U(NEG, U(ABS, x))); /* exp(-|x|) in (0, 1] */
+    int den = B(ADD, C(1), e);
+    return SEL(B(GE, x, C(0)), B(DIV, C(1), den), B(DIV, e, den));
+}
+
+static int normal_cdf(KBuilder *kb, int x) {
+    return B(MUL, C(0.5), B(ADD, C(1), U(ERF, B(MUL, x, C(M_SQRT1_2)))));
+}
+
+/* Elementwise ops: the output value from the input values. */
+static int map_expr(KBuilder *kb, const Node *n, const int *in) {
+    int x = in[0], y = n->nin > 1 ? in[1] : -1, z = n->nin > 2 ? in[2] : -1; /* NOLINT */
+    double alpha = n->attr[0];
+    switch (n->op) {
+    case OP_ADD: return B(ADD, x, y);
+    case OP_SUB: return B(SUB, x, y);
+    case OP_MUL: return B(MUL, x, y);
+    case OP_DIV: return B(DIV, x, y);
+    case OP_NEG: return U(NEG, x);
+    case OP_BROADCAST: return x;
+    case OP_BIAS_ADD: return B(ADD, x, y);
+    case OP_GATE: return B(MUL, x, y);
+    case OP_RELU: return SEL(B(LT, x, C(0)), C(0), x); /* NaN stays NaN */
+    case OP_LEAKY_RELU: return SEL(B(GT, x, C(0)), x, B(MUL, C(alpha), x));
+    case OP_ELU: return SEL(B(GT, x, C(0)), x, B(MUL, C(alpha), B(SUB, U(EXP, x), C(1))));
+    case OP_TANH: return U(TANH, x);
+    case OP_SIGMOID: return sigmoid(kb, x);
+    case OP_SOFTPLUS: return B(ADD, B(MAX, x, C(0)), U(LOG1P, U(EXP, U(NEG, U(ABS, x)))));
+    case OP_GELU: return B(MUL, x, normal_cdf(kb, x));
+    case OP_PRELU: return SEL(B(GT, x, C(0)), x, B(MUL, y, x));
+    /* gradients: x is dy, y is the forward input */
+    case OP_RELU_GRAD: return SEL(B(GT, y, C(0)), x, C(0));
+    case OP_LEAKY_RELU_GRAD: return SEL(B(GT, y, C(0)), x, B(MUL, C(alpha), x));
+    case OP_ELU_GRAD: return SEL(B(GT, y, C(0)), x, B(MUL, x, B(MUL, C(alpha), U(EXP, y))));
+    case OP_TANH_GRAD: {
+        int t = U(TANH, y);
+        return B(MUL, x, B(SUB, C(1), B(MUL, t, t)));
+    }
+    case OP_SIGMOID_GRAD: {
+        int s = sigmoid(kb, y);
+        return B(MUL, x, B(MUL, s, B(SUB, C(1), s)));
+    }
+    case OP_SOFTPLUS_GRAD: return B(MUL, x, sigmoid(kb, y));
+    case OP_GELU_GRAD: {
+        int pdf = B(MUL, C(0.3989422804014327), U(EXP, B(MUL, C(-0.5), B(MUL, y, y))));
+        return B(MUL, x, B(ADD, normal_cdf(kb, y), B(MUL, y, pdf)));
+    }
+    case OP_PRELU_GRAD: return SEL(B(GT, y, C(0)), x, B(MUL, x, z));
+    case OP_L1_GRAD: return SEL(B(GT, y, C(0)), x, SEL(B(LT, y, C(0)), U(NEG, x), C(0)));
+    case OP_MSE_GRAD: {
+        /* dl * 2 (a - b) / numel, numel = rows * cols */
+        int scale = B(DIV, C(2.0 / (double)kb->k->cols), kb->k->rows_batch ? kb_rows(kb) : C(1));
+        return B(MUL, B(MUL, x, scale), B(SUB, y, z));
+    }
+    default: NNC_BUG("'%s' is not an elementwise op", op_info[n->op].name);
+    }
+}
+
+static void set_domain(KBuilder *kb, Shape s) {
+    kb->k->rows_batch = s.batched;
+    kb->k->cols = shape_numel(s);
+}
+
+static int out_arg(KBuilder *kb, int node) { return kb_arg(kb, kb->plan->node_buf[node], false, true); }
+
+static void build_row(KBuilder *kb, const Node *n, int node) {
+    const Graph *g = kb->plan->g;
+    bool grad = n->op == OP_CROSS_ENTROPY_GRAD;
+    int zi = grad ? n->in[1] : n->in[0], li = grad ? n->in[2] : n->in[1];
+    set_domain(kb, g->node[zi].shape);
+    int z = kb_node(kb, zi), label = kb_node(kb, li);
+    int m = kb_red(kb, KR_MAX, z);
+    int is_label = B(EQ, kb_colidx(kb), label);
+    switch (n->op) {
+    case OP_CROSS_ENTROPY: {
+        int sum = kb_red(kb, KR_SUM, U(EXP, B(SUB, z, m)));
+        int zl = kb_red(kb, KR_SUM, SEL(is_label, z, C(0)));
+        int row = B(SUB, B(ADD, U(LOG, sum), m), zl);
+        kb_out(kb, KO_SUM, out_arg(kb, node), B(DIV, row, kb_rows(kb)));
+        break;
+    }
+    case OP_CROSS_ENTROPY_GRAD: {
+        int dl = kb_node(kb, n->in[0]);
+        int e = U(EXP, B(SUB, z, m));
+        int sum = kb_red(kb, KR_SUM, e);
+        int p = B(DIV, e, sum);
+        int d = B(SUB, p, SEL(is_label, C(1), C(0)));
+        kb_out(kb, KO_STORE, out_arg(kb, node), B(MUL, B(DIV, dl, kb_rows(kb)), d));
+        break;
+    }
+    case OP_ACCURACY: {
+        int first = kb_red(kb, KR_MIN, SEL(B(EQ, z, m), kb_colidx(kb), C((double)kb->k->cols)));
+        kb_out(kb, KO_SUM, out_arg(kb, node), SEL(B(EQ, first, label), C(1), C(0)));
+        break;
+    }
+    default: NNC_BUG("row op");
+    }
+}
+
+static void build_update(KBuilder *kb, const Node *n) {
+    const Graph *g = kb->plan->g;
+    set_domain(kb, g->node[n->in[0]].shape);
+    int pa = kb_arg(kb, kb->plan->node_buf[n->in[0]], true, true);
+    int p = kb_load_arg(kb, pa, IX_ELEM), gr = kb_node(kb, n->in[1]);
+    switch (n->op) {
+    case OP_SGD: {
+        int d = n->attr[2] != 0 ? B(ADD, gr, B(MUL, C(n->attr[2]), p)) : gr;
+        kb_out(kb, KO_STORE, pa, B(SUB, p, B(MUL, kb_node(kb, n->in[2]), d)));
+        break;
+    }
+    case OP_SGD_MOMENTUM: {
+        double mom = n->attr[0];
+        int d = n->attr[2] != 0 ? B(ADD, gr, B(MUL, C(n->attr[2]), p)) : gr;
+        int ba = kb_arg(kb, kb->plan->node_buf[n->in[2]], true, true);
+        int buf = B(ADD, B(MUL, C(mom), kb_load_arg(kb, ba, IX_ELEM)), d);
+        int step = n->attr[1] != 0 ? B(ADD, d, B(MUL, C(mom), buf)) : buf;
+        kb_out(kb, KO_STORE, ba, buf);
+        kb_out(kb, KO_STORE, pa, B(SUB, p, B(MUL, kb_node(kb, n->in[3]), step)));
+        break;
+    }
+    case OP_ADAM: {
+        double b1 = n->attr[0], b2 = n->attr[1], eps = n->attr[2], wd = n->attr[4];
+        bool decoupled = n->attr[3] != 0;
+        int lr = kb_node(kb, n->in[4]), step = kb_node(kb, n->in[5]), bc2 = kb_node(kb, n->in[6]);
+        int p0 = p, d = gr;
+        if (wd != 0 && decoupled) p0 = B(MUL, p, B(SUB, C(1), B(MUL, lr, C(wd))));
+        if (wd != 0 && !decoupled) d = B(ADD, gr, B(MUL, C(wd), p));
+        int ma = kb_arg(kb, kb->plan->node_buf[n->in[2]], true, true);
+        int va = kb_arg(kb, kb->plan->node_buf[n->in[3]], true, true);
+        int m = B(ADD, B(MUL, C(b1), kb_load_arg(kb, ma, IX_ELEM)), B(MUL, C(1 - b1), d));
+        int v = B(ADD, B(MUL, C(b2), kb_load_arg(kb, va, IX_ELEM)), B(MUL, C(1 - b2), B(MUL, d, d)));
+        int den = B(ADD, B(DIV, U(SQRT, v), bc2), C(eps));
+        kb_out(kb, KO_STORE, ma, m);
+        kb_out(kb, KO_STORE, va, v);
+        kb_out(kb, KO_STORE, pa, B(SUB, p0, B(DIV, B(MUL, step, m), den)));
+        break;
+    }
+    default: NNC_BUG("update op");
+    }
+}
+
+void opk_build(KBuilder *kb, int node) {
+    const Graph *g = kb->plan->g;
+    const Node *n = &g->node[node];
+    int in[IR_MAX_IN] = {0};
+    switch (op_info[n->op].cls) {
+    case OC_MAP:
+        set_domain(kb, n->shape);
+        for (int i = 0; i < n->nin; i++) in[i] = kb_node(kb, n->in[i]);
+        kb_out(kb, KO_STORE, out_arg(kb, node), map_expr(kb, n, in));
+        return;
+    case OC_COLSUM:
+    case OC_SUM: {
+        set_domain(kb, g->node[n->in[0]].shape);
+        for (int i = 0; i < n->nin; i++) in[i] = kb_node(kb, n->in[i]);
+        int e;
+        switch (n->op) {
+        case OP_COLSUM: case OP_SUM: e = in[0]; break;
+        case OP_GATE_GRAD: e = B(MUL, in[0], in[1]); break;
+        case OP_PRELU_SLOPE_GRAD: e = SEL(B(GT, in[1], C(0)), C(0), B(MUL, in[0], in[1])); break;
+        case OP_L1: e = U(ABS, in[0]); break;
+        case OP_MSE: {
+            int d = B(SUB, in[0], in[1]);
+            int inv = B(DIV, C(1.0 / (double)kb->k->cols), kb->k->rows_batch ? kb_rows(kb) : C(1));
+            e = B(MUL, B(MUL, d, d), inv);
+            break;
+        }
+        default: NNC_BUG("reduction op '%s'", op_info[n->op].name);
+        }
+        kb_out(kb, op_info[n->op].cls == OC_COLSUM ? KO_COLSUM : KO_SUM, out_arg(kb, node), e);
+        return;
+    }
+    case OC_ROW: build_row(kb, n, node); return;
+    case OC_UPDATE: build_update(kb, n); return;
+    default: NNC_BUG("op '%s' has no loop kernel", op_info[n->op].name);
+    }
+}

@@ -1,0 +1,167 @@
+/* plan.c: graph IR -> kernel plan (kernel.h).  Gives every value a buffer (views share their
+ * source's), computes live ranges in node order, places weights, optimiser state and inputs
+ * first in one arena and temporaries after them by first fit over live ranges, builds one
+ * kernel per computing node, and lists per program (train, grad, eval) the kernels it needs.
+ * Runs after autodiff/update (and fusion, later); its output is what renderers consume. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel.h"
+
+enum { ALIGN = 64 };
+
+static int64_t align_up(int64_t v) { return (v + ALIGN - 1) / ALIGN * ALIGN; }
+
+static int new_buffer(Plan *p, int node, BufKind kind) {
+    const Graph *g = p->g;
+    const Node *n = &g->node[node];
+    Buffer b = {.kind = kind, .dtype = n->dtype, .batched = n->shape.batched, .node = node,
+                .weight = -1, .first = node, .last = node};
+    b.elems = shape_numel(n->shape);
+    b.bytes = b.elems * 4 * (b.batched ? p->max_batch : 1);
+    if (n->op == OP_WEIGHT) {
+        b.weight = n->ref;
+        b.name = g->weight[n->ref].name;
+    } else if (n->op == OP_INPUT) {
+        b.name = g->input[n->ref].name;
+    } else {
+        b.name = arena_printf(g->arena, "%%%d.%s", node, op_info[n->op].name);
+    }
+    VEC_PUSH(p->buf, p->nbuf, p->capbuf, b);
+    return p->nbuf - 1;
+}
+
+/* Mark what each program needs, walking back from its roots. */
+static void need(const Graph *g, bool *mask, int root) {
+    if (root < 0 || mask[root]) return;
+    mask[root] = true;
+    for (int i = 0; i < g->node[root].nin; i++) need(g, mask, g->node[root].in[i]);
+}
+
+static void place_temporaries(Plan *p) {
+    /* first fit in order of first use: a buffer may reuse bytes of buffers dead before it */
+    int64_t top = p->persistent_bytes;
+    for (int i = 0; i < p->nbuf; i++) {
+        Buffer *b = &p->buf[i];
+        if (b->kind != BUF_TEMP) continue;
+        int64_t off = p->persistent_bytes;
+        for (bool moved = true; moved;) {
+            moved = false;
+            for (int j = 0; j < i; j++) {
+                const Buffer *o = &p->buf[j];
+                if (o->kind != BUF_TEMP || o->last < b->first || b->last < o->first) continue;
+                if (off < o->offset + align_up(o->bytes) && o->offset < off + align_up(b->bytes)) {
+                    off = o->offset + align_up(o->bytes);
+                    moved = true;
+                }
+            }
+        }
+        b->offset = off;
+        if (off + align_up(b->bytes) > top) top = off + align_up(b->bytes);
+    }
+    p->arena_bytes = top;
+}
+
+Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch) {
+    Plan *p = arena_alloc(arena, sizeof *p);
+    p->g = g;
+    p->max_batch = max_batch;
+    p->node_buf = arena_alloc(arena, sizeof(int) * (size_t)g->nnode);
+    /* buffers: persistent ones first so they sit at the start of the arena */
+    for (int id = 0; id < g->nnode; id++) {
+        const Node *n = &g->node[id];
+        p->node_buf[id] = -1;
+        if (n->op == OP_WEIGHT)
+            p->node_buf[id] = new_buffer(p, id, g->weight[n->ref].kind == W_PARAM ? BUF_WEIGHT : BUF_STATE);
+        else if (n->op == OP_INPUT)
+            p->node_buf[id] = new_buffer(p, id, BUF_INPUT);
+    }
+    for (int id = 0; id < g->nnode; id++) {
+        const Node *n = &g->node[id];
+        OpClass cls = op_info[n->op].cls;
+        if (cls == OC_LEAF || cls == OC_UPDATE) continue;
+        p->node_buf[id] = cls == OC_VIEW ? p->node_buf[n->in[0]] : new_buffer(p, id, BUF_TEMP);
+    }
+    /* live ranges: to the last reader; outputs and gradients live to the end */
+    for (int id = 0; id < g->nnode; id++)
+        for (int i = 0; i < g->node[id].nin; i++) {
+            int b = p->node_buf[g->node[id].in[i]];
+            if (b >= 0 && p->buf[b].last < id) p->buf[b].last = id;
+        }
+    for (int i = 0; i < g->noutput; i++) p->buf[p->node_buf[g->output[i].node]].last = g->nnode;
+    for (int i = 0; i < g->nweight; i++)
+        if (g->weight[i].grad >= 0 && p->node_buf[g->weight[i].grad] >= 0)
+            p->buf[p->node_buf[g->weight[i].grad]].last = g->nnode;
+    int64_t off = 0;
+    for (int i = 0; i < p->nbuf; i++) {
+        Buffer *b = &p->buf[i];
+        p->bytes_by_kind[b->kind] += b->bytes;
+        if (b->kind == BUF_TEMP) continue;
+        b->offset = off;
+        off += align_up(b->bytes);
+    }
+    p->persistent_bytes = off;
+    place_temporaries(p);
+    /* kernels */
+    int *node_kernel = util_calloc((size_t)g->nnode, sizeof(int));
+    for (int id = 0; id < g->nnode; id++) {
+        const Node *n = &g->node[id];
+        OpClass cls = op_info[n->op].cls;
+        node_kernel[id] = -1;
+        if (cls == OC_LEAF || cls == OC_VIEW) continue;
+        Kernel k = {.node = id, .op = n->op, .loc = n->loc};
+        k.name = arena_printf(g->arena, "k%d_%s", p->nkernel, op_info[n->op].name);
+        if (p->nkernel == p->capkernel) {
+            int nc = p->capkernel ? 2 * p->capkernel : 32;
+            Kernel *nk = arena_alloc(arena, (size_t)nc * sizeof *nk);
+            if (p->nkernel) memcpy(nk, p->kernel, (size_t)p->nkernel * sizeof *nk);
+            p->kernel = nk;
+            p->capkernel = nc;
+        }
+        p->kernel[p->nkernel] = k;
+        Kernel *kp = &p->kernel[p->nkernel];
+        KBuilder kb = {.plan = p, .k = kp};
+        if (cls == OC_GEMM) {
+            const Node *a = &g->node[n->in[0]], *bn = &g->node[n->in[1]];
+            kp->kind = K_GEMM;
+            kp->ta = n->attr[0] != 0;
+            kp->tb = n->attr[1] != 0;
+            kb_arg(&kb, p->node_buf[n->in[0]], true, false);
+            kb_arg(&kb, p->node_buf[n->in[1]], true, false);
+            kb_arg(&kb, p->node_buf[id], false, true);
+            /* a matrix operand: batched [B,k] is (B x k); unbatched [r,c] is (r x c) */
+            KDim ar = a->shape.batched ? (KDim){0, true} : (KDim){a->shape.dim[0], false};
+            KDim ac = {a->shape.batched ? shape_numel(a->shape) : a->shape.dim[1], false};
+            KDim bc = bn->shape.batched ? (KDim){shape_numel(bn->shape), false} : (KDim){bn->shape.dim[1], false};
+            KDim br = bn->shape.batched ? (KDim){0, true} : (KDim){bn->shape.dim[0], false};
+            kp->m = kp->ta ? ac : ar;
+            kp->k = kp->ta ? ar : ac;
+            kp->n = kp->tb ? br : bc;
+        } else {
+            kp->kind = K_LOOP;
+            opk_build(&kb, id);
+        }
+        node_kernel[id] = p->nkernel++;
+    }
+    /* programs */
+    bool *mask = util_calloc((size_t)g->nnode, sizeof(bool));
+    for (int pr = 0; pr < PROG_COUNT; pr++) {
+        memset(mask, 0, (size_t)g->nnode);
+        if (pr == PROG_EVAL) {
+            for (int i = 0; i < g->noutput; i++) need(g, mask, g->output[i].node);
+        } else {
+            need(g, mask, g->loss);
+            for (int i = 0; i < g->nweight; i++) need(g, mask, g->weight[i].grad);
+            if (pr == PROG_TRAIN)
+                for (int id = 0; id < g->nnode; id++)
+                    if (op_info[g->node[id].op].cls == OC_UPDATE) need(g, mask, id);
+        }
+        ProgramPlan *pp = &p->prog[pr];
+        pp->kernel = arena_alloc(arena, sizeof(int) * (size_t)(p->nkernel + 1));
+        for (int id = 0; id < g->nnode; id++)
+            if (mask[id] && node_kernel[id] >= 0) pp->kernel[pp->nkernel++] = node_kernel[id];
+    }
+    free(mask);
+    free(node_kernel);
+    return p;
+}

@@ -1,0 +1,715 @@
+/* render_llvm.c: Plan -> LLVM IR -> O3 -> LLJIT (see render_llvm.h).
+ *
+ * Loop kernels become nests `for i < rows { reduction phases over j; row outputs; for j <
+ * cols { element outputs } }` with the column count a constant, pointer arguments noalias and
+ * 64-byte aligned, so the inner loops vectorise.  Values are placed by level: kernel-invariant
+ * ones before the row loop, per-row ones before the inner loop that first needs them, element
+ * ones inside it.  exp, log, log1p, tanh and erf are emitted inline as branch-free polynomial
+ * code so that they vectorise too; sqrt and fabs are LLVM intrinsics.  GEMMs are calls to
+ * cblas_sgemm.  Facts this relies on: the TargetMachine must be passed to LLVMRunPasses or
+ * nothing vectorises; LLJIT does not see the runtime's symbols unless defined explicitly. */
+#include "render_llvm.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+struct LlvmModule {
+    LLVMOrcThreadSafeContextRef tsc;
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMTargetMachineRef tm;
+};
+
+struct LlvmJit {
+    LLVMOrcLLJITRef jit;
+    LLVMOrcThreadSafeContextRef tsc;
+};
+
+typedef struct {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    LLVMTypeRef f32, i32, i64, i1, ptr, vd;
+    LLVMTypeRef math_ty; /* float(float) */
+    LLVMValueRef fexp, flog, flog1p, ftanh, ferf;
+    LLVMValueRef sqrt_fn, fabs_fn, rint_fn;
+    LLVMTypeRef sqrt_ty, fabs_ty, rint_ty;
+} Cg;
+
+static LLVMValueRef cf(Cg *cg, double v) { return LLVMConstReal(cg->f32, v); }
+static LLVMValueRef ci32(Cg *cg, long long v) { return LLVMConstInt(cg->i32, (unsigned long long)v, 1); }
+static LLVMValueRef ci64(Cg *cg, long long v) { return LLVMConstInt(cg->i64, (unsigned long long)v, 1); }
+
+static void add_attr(Cg *cg, LLVMValueRef fn, unsigned idx, const char *name, uint64_t val) {
+    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+    NNC_ASSERT(kind != 0);
+    LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(cg->ctx, kind, val));
+}
+
+static LLVMValueRef intrinsic(Cg *cg, const char *name, LLVMTypeRef *ty) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    NNC_ASSERT(id != 0);
+    *ty = LLVMIntrinsicGetType(cg->ctx, id, &cg->f32, 1);
+    return LLVMGetIntrinsicDeclaration(cg->mod, id, &cg->f32, 1);
+}
+
+static LLVMValueRef call1(Cg *cg, LLVMTypeRef ty, LLVMValueRef fn, LLVMValueRef x, const char *name) {
+    return LLVMBuildCall2(cg->b, ty, fn, &x, 1, name);
+}
+
+#define FADD(x_, y_) LLVMBuildFAdd(cg->b, (x_), (y_), "")
+#define FSUB(x_, y_) LLVMBuildFSub(cg->b, (x_), (y_), "")
+#define FMUL(x_, y_) LLVMBuildFMul(cg->b, (x_), (y_), "")
+#define FDIV(x_, y_) LLVMBuildFDiv(cg->b, (x_), (y_), "")
+#define FCMP(p_, x_, y_) LLVMBuildFCmp(cg->b, LLVMReal##p_, (x_), (y_), "")
+#define SEL(c_, x_, y_) LLVMBuildSelect(cg->b, (c_), (x_), (y_), "")
+
+static LLVMValueRef poly(Cg *cg, LLVMValueRef x, const double *c, int n) {
+    /* c[0] + x (c[1] + x (c[2] + ...)) */
+    LLVMValueRef acc = cf(cg, c[n - 1]);
+    for (int i = n - 2; i >= 0; i--) acc = FADD(FMUL(acc, x), cf(cg, c[i]));
+    return acc;
+}
+
+/* 2^n for an i32 n in [-126, 127], as a float, by building the exponent bits. */
+static LLVMValueRef pow2i(Cg *cg, LLVMValueRef n) {
+    LLVMValueRef bits = LLVMBuildShl(cg->b, LLVMBuildAdd(cg->b, n, ci32(cg, 127), ""), ci32(cg, 23), "");
+    return LLVMBuildBitCast(cg->b, bits, cg->f32, "");
+}
+
+static LLVMValueRef begin_math_fn(Cg *cg, const char *name, LLVMValueRef *fn) {
+    *fn = LLVMAddFunction(cg->mod, name, cg->math_ty);
+    LLVMSetLinkage(*fn, LLVMInternalLinkage);
+    add_attr(cg, *fn, LLVMAttributeFunctionIndex, "alwaysinline", 0);
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, *fn, "entry"));
+    return LLVMGetParam(*fn, 0);
+}
+
+/* exp(x): n = rint(x log2 e), r = x - n ln 2 (two-part ln 2), e^r by its degree-7 Taylor
+ * polynomial (|r| <= 0.347, error below 1e-8 relative), scaled by 2^n as two halves so that
+ * n in [-150, 128] never overflows the exponent field.  inf / 0 / NaN handled by selects. */
+static void build_exp(Cg *cg) {
+    LLVMValueRef x = begin_math_fn(cg, "nnc.exp", &cg->fexp);
+    LLVMValueRef xc = SEL(FCMP(OLT, x, cf(cg, -104.0)), cf(cg, -104.0), x);
+    xc = SEL(FCMP(OGT, xc, cf(cg, 89.0)), cf(cg, 89.0), xc);
+    LLVMValueRef nf = call1(cg, cg->rint_ty, cg->rint_fn, FMUL(xc, cf(cg, 1.4426950408889634)), "");
+    LLVMValueRef r = FSUB(FSUB(xc, FMUL(nf, cf(cg, 0.693145751953125))), FMUL(nf, cf(cg, 1.428606820309417e-06)));
+    static const double c[] = {1.0, 1.0, 0.5, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040};
+    LLVMValueRef p = poly(cg, r, c, 8);
+    LLVMValueRef n = LLVMBuildFPToSI(cg->b, nf, cg->i32, "");
+    LLVMValueRef h = LLVMBuildAShr(cg->b, n, ci32(cg, 1), "");
+    LLVMValueRef res = FMUL(FMUL(p, pow2i(cg, h)), pow2i(cg, LLVMBuildSub(cg->b, n, h, "")));
+    res = SEL(FCMP(OGT, x, cf(cg, 88.72283935546875)), cf(cg, INFINITY), res);
+    res = SEL(FCMP(OLT, x, cf(cg, -103.972084045410)), cf(cg, 0.0), res);
+    res = SEL(FCMP(UNO, x, x), x, res);
+    LLVMBuildRet(cg->b, res);
+}
+
+/* log(x): x = m 2^e with m in [sqrt(1/2), sqrt 2), log m = 2 atanh((m-1)/(m+1)) by its odd
+ * series to f^9 (|f| <= 0.172, error below 1e-9).  Subnormals are scaled first. */
+static void build_log(Cg *cg) {
+    LLVMValueRef x = begin_math_fn(cg, "nnc.log", &cg->flog);
+    LLVMValueRef tiny = FCMP(OLT, x, cf(cg, 1.1754943508222875e-38));
+    LLVMValueRef xs = SEL(tiny, FMUL(x, cf(cg, 8388608.0)), x);
+    LLVMValueRef bits = LLVMBuildBitCast(cg->b, xs, cg->i32, "");
+    LLVMValueRef e = LLVMBuildSub(cg->b, LLVMBuildLShr(cg->b, bits, ci32(cg, 23), ""), ci32(cg, 127), "");
+    e = SEL(tiny, LLVMBuildSub(cg->b, e, ci32(cg, 23), ""), e);
+    LLVMValueRef mbits = LLVMBuildOr(cg->b, LLVMBuildAnd(cg->b, bits, ci32(cg, 0x7fffff), ""), ci32(cg, 0x3f800000), "");
+    LLVMValueRef m = LLVMBuildBitCast(cg->b, mbits, cg->f32, "");
+    LLVMValueRef big = FCMP(OGT, m, cf(cg, 1.4142135623730951));
+    m = SEL(big, FMUL(m, cf(cg, 0.5)), m);
+    e = SEL(big, LLVMBuildAdd(cg->b, e, ci32(cg, 1), ""), e);
+    LLVMValueRef f = FDIV(FSUB(m, cf(cg, 1)), FADD(m, cf(cg, 1)));
+    LLVMValueRef f2 = FMUL(f, f);
+    static const double c[] = {2.0, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9};
+    LLVMValueRef lm = FMUL(f, poly(cg, f2, c, 5));
+    LLVMValueRef ef = LLVMBuildSIToFP(cg->b, e, cg->f32, "");
+    LLVMValueRef res = FADD(FMUL(ef, cf(cg, 0.693145751953125)), FADD(FMUL(ef, cf(cg, 1.428606820309417e-06)), lm));
+    res = SEL(FCMP(OEQ, x, cf(cg, 0)), cf(cg, -INFINITY), res);
+    res = SEL(FCMP(OEQ, x, cf(cg, INFINITY)), x, res);
+    res = SEL(FCMP(ULT, x, cf(cg, 0)), cf(cg, NAN), res); /* negative or NaN */
+    LLVMBuildRet(cg->b, res);
+}
+
+/* log1p(x) = log(u) * x / (u - 1) with u = 1 + x, which cancels the rounding of u. */
+static void build_log1p(Cg *cg) {
+    LLVMValueRef x = begin_math_fn(cg, "nnc.log1p", &cg->flog1p);
+    LLVMValueRef u = FADD(x, cf(cg, 1));
+    LLVMValueRef lu = LLVMBuildCall2(cg->b, cg->math_ty, cg->flog, &u, 1, "");
+    LLVMValueRef res = FDIV(FMUL(lu, x), FSUB(u, cf(cg, 1)));
+    res = SEL(FCMP(OEQ, u, cf(cg, 1)), x, res);
+    res = SEL(FCMP(OEQ, u, cf(cg, INFINITY)), u, res);
+    res = SEL(FCMP(OEQ, u, cf(cg, 0)), cf(cg, -INFINITY), res);
+    LLVMBuildRet(cg->b, res);
+}
+
+/* tanh(x): its odd Taylor series below |x| = 0.25, else sign(x) (1 - t) / (1 + t) with
+ * t = exp(-2|x|). */
+static void build_tanh(Cg *cg) {
+    LLVMValueRef x = begin_math_fn(cg, "nnc.tanh", &cg->ftanh);
+    LLVMValueRef ax = call1(cg, cg->fabs_ty, cg->fabs_fn, x, "");
+    LLVMValueRef m2 = FMUL(ax, cf(cg, -2));
+    LLVMValueRef t = LLVMBuildCall2(cg->b, cg->math_ty, cg->fexp, &m2, 1, "");
+    LLVMValueRef big = FDIV(FSUB(cf(cg, 1), t), FADD(cf(cg, 1), t));
+    big = SEL(FCMP(OLT, x, cf(cg, 0)), LLVMBuildFNeg(cg->b, big, ""), big);
+    static const double c[] = {1.0, -1.0 / 3, 2.0 / 15, -17.0 / 315, 62.0 / 2835};
+    LLVMValueRef small = FMUL(x, poly(cg, FMUL(x, x), c, 5));
+    LLVMBuildRet(cg->b, SEL(FCMP(OLT, ax, cf(cg, 0.25)), small, big));
+}
+
+/* erf(x): its Taylor series below |x| = 0.5; above, Abramowitz & Stegun 7.1.26
+ * (absolute error below 1.5e-7). */
+static void build_erf(Cg *cg) {
+    LLVMValueRef x = begin_math_fn(cg, "nnc.erf", &cg->ferf);
+    LLVMValueRef ax = call1(cg, cg->fabs_ty, cg->fabs_fn, x, "");
+    LLVMValueRef t = FDIV(cf(cg, 1), FADD(cf(cg, 1), FMUL(cf(cg, 0.3275911), ax)));
+    static const double a[] = {0.0, 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429};
+    LLVMValueRef negx2 = FMUL(LLVMBuildFNeg(cg->b, ax, ""), ax);
+    LLVMValueRef ex = LLVMBuildCall2(cg->b, cg->math_ty, cg->fexp, &negx2, 1, "");
+    LLVMValueRef big = FSUB(cf(cg, 1), FMUL(poly(cg, t, a, 6), ex));
+    big = SEL(FCMP(OLT, x, cf(cg, 0)), LLVMBuildFNeg(cg->b, big, ""), big);
+    static const double c[] = {1.1283791670955126, -0.37612638903183754, 0.11283791670955126,
+                               -0.026866170645131252, 0.005223977625442188, -0.0008548327023450852};
+    LLVMValueRef small = FMUL(x, poly(cg, FMUL(x, x), c, 6));
+    LLVMValueRef res = SEL(FCMP(OLT, ax, cf(cg, 0.5)), small, big);
+    LLVMBuildRet(cg->b, SEL(FCMP(UNO, x, x), x, res));
+}
+
+/* ---- loops ---- */
+
+typedef struct {
+    LLVMBasicBlockRef pre, head, body, exit;
+    LLVMValueRef iv;
+} Loop;
+
+static void loop_begin(Cg *cg, LLVMValueRef fn, Loop *l, LLVMValueRef n, const char *name) {
+    char buf[64];
+    l->pre = LLVMGetInsertBlock(cg->b);
+    snprintf(buf, sizeof buf, "%s.head", name);
+    l->head = LLVMAppendBasicBlockInContext(cg->ctx, fn, buf);
+    snprintf(buf, sizeof buf, "%s.body", name);
+    l->body = LLVMAppendBasicBlockInContext(cg->ctx, fn, buf);
+    snprintf(buf, sizeof buf, "%s.exit", name);
+    l->exit = LLVMAppendBasicBlockInContext(cg->ctx, fn, buf);
+    LLVMBuildBr(cg->b, l->head);
+    LLVMPositionBuilderAtEnd(cg->b, l->head);
+    l->iv = LLVMBuildPhi(cg->b, cg->i64, name);
+    LLVMValueRef zero = ci64(cg, 0);
+    LLVMAddIncoming(l->iv, &zero, &l->pre, 1);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, l->iv, n, ""), l->body, l->exit);
+    LLVMPositionBuilderAtEnd(cg->b, l->body);
+}
+
+static void loop_end(Cg *cg, Loop *l) {
+    LLVMValueRef next = LLVMBuildNSWAdd(cg->b, l->iv, ci64(cg, 1), "");
+    LLVMBasicBlockRef from = LLVMGetInsertBlock(cg->b);
+    LLVMAddIncoming(l->iv, &next, &from, 1);
+    LLVMBuildBr(cg->b, l->head);
+    LLVMPositionBuilderAtEnd(cg->b, l->exit);
+}
+
+/* ---- loop kernels ---- */
+
+typedef struct {
+    Cg *cg;
+    const Kernel *k;
+    LLVMValueRef fn;
+    LLVMValueRef rows, scalars;
+    LLVMValueRef *argp;
+    LLVMValueRef i, j;     /* current indices (j only inside an inner loop) */
+    LLVMBasicBlockRef anchor0, anchor1; /* where level-0 / level-1 values go */
+    LLVMValueRef *memo;    /* per expression */
+    int *memo_level;
+    LLVMValueRef *red;     /* reduction results for the current row */
+} KCtx;
+
+static LLVMValueRef emit_expr(KCtx *kc, int id);
+
+static LLVMValueRef elem_ptr(KCtx *kc, int arg, IndexMode ix) {
+    Cg *cg = kc->cg;
+    LLVMTypeRef et = kc->k->arg[arg].dtype == DT_I32 ? cg->i32 : cg->f32;
+    LLVMValueRef idx;
+    switch (ix) {
+    case IX_ELEM:
+        idx = LLVMBuildNSWAdd(cg->b, LLVMBuildNSWMul(cg->b, kc->i, ci64(cg, kc->k->cols), ""), kc->j, "");
+        break;
+    case IX_ROW: idx = kc->j; break;
+    case IX_COL: idx = kc->i; break;
+    default: idx = ci64(cg, 0); break;
+    }
+    return LLVMBuildInBoundsGEP2(cg->b, et, kc->argp[arg], &idx, 1, "");
+}
+
+static LLVMValueRef emit_uncached(KCtx *kc, const KExpr *e) {
+    Cg *cg = kc->cg;
+    LLVMValueRef a = e->a >= 0 ? emit_expr(kc, e->a) : NULL;
+    LLVMValueRef b = e->b >= 0 ? emit_expr(kc, e->b) : NULL;
+    LLVMValueRef c = e->c >= 0 ? emit_expr(kc, e->c) : NULL;
+    switch (e->op) {
+    case KX_CONST: return cf(cg, (double)e->imm);
+    case KX_LOAD: {
+        bool i32 = kc->k->arg[e->arg].dtype == DT_I32;
+        LLVMValueRef v = LLVMBuildLoad2(cg->b, i32 ? cg->i32 : cg->f32, elem_ptr(kc, e->arg, e->ix), "");
+        return i32 ? LLVMBuildSIToFP(cg->b, v, cg->f32, "") : v;
+    }
+    case KX_SCALAR: {
+        LLVMValueRef idx = ci64(cg, e->arg);
+        return LLVMBuildLoad2(cg->b, cg->f32, LLVMBuildInBoundsGEP2(cg->b, cg->f32, kc->scalars, &idx, 1, ""), "");
+    }
+    case KX_COLIDX: return LLVMBuildSIToFP(cg->b, kc->j, cg->f32, "");
+    case KX_ROWS: return LLVMBuildSIToFP(cg->b, kc->rows, cg->f32, "");
+    case KX_RED: NNC_ASSERT(kc->red[e->arg]); return kc->red[e->arg];
+    case KX_NEG: return LLVMBuildFNeg(cg->b, a, "");
+    case KX_ABS: return call1(cg, cg->fabs_ty, cg->fabs_fn, a, "");
+    case KX_SQRT: return call1(cg, cg->sqrt_ty, cg->sqrt_fn, a, "");
+    case KX_EXP: return LLVMBuildCall2(cg->b, cg->math_ty, cg->fexp, &a, 1, "");
+    case KX_LOG: return LLVMBuildCall2(cg->b, cg->math_ty, cg->flog, &a, 1, "");
+    case KX_LOG1P: return LLVMBuildCall2(cg->b, cg->math_ty, cg->flog1p, &a, 1, "");
+    case KX_TANH: return LLVMBuildCall2(cg->b, cg->math_ty, cg->ftanh, &a, 1, "");
+    case KX_ERF: return LLVMBuildCall2(cg->b, cg->math_ty, cg->ferf, &a, 1, "");
+    case KX_ADD: return FADD(a, b);
+    case KX_SUB: return FSUB(a, b);
+    case KX_MUL: return FMUL(a, b);
+    case KX_DIV: return FDIV(a, b);
+    case KX_MAX: return SEL(FCMP(OGT, a, b), a, b);
+    case KX_MIN: return SEL(FCMP(OLT, a, b), a, b);
+    case KX_LT: return SEL(FCMP(OLT, a, b), cf(cg, 1), cf(cg, 0));
+    case KX_LE: return SEL(FCMP(OLE, a, b), cf(cg, 1), cf(cg, 0));
+    case KX_GT: return SEL(FCMP(OGT, a, b), cf(cg, 1), cf(cg, 0));
+    case KX_GE: return SEL(FCMP(OGE, a, b), cf(cg, 1), cf(cg, 0));
+    case KX_EQ: return SEL(FCMP(OEQ, a, b), cf(cg, 1), cf(cg, 0));
+    case KX_NE: return SEL(FCMP(UNE, a, b), cf(cg, 1), cf(cg, 0));
+    case KX_SELECT: return SEL(FCMP(UNE, a, cf(cg, 0)), b, c);
+    case KX_COUNT: break;
+    }
+    NNC_BUG("expression op %d", e->op);
+}
+
+/* Emit expression `id` where its level says it belongs, once. */
+static LLVMValueRef emit_expr(KCtx *kc, int id) {
+    if (kc->memo[id]) return kc->memo[id];
+    const KExpr *e = &kc->k->x[id];
+    Cg *cg = kc->cg;
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->b);
+    LLVMBasicBlockRef anchor = e->level == 0 ? kc->anchor0 : e->level == 1 ? kc->anchor1 : NULL;
+    if (anchor && anchor != here) {
+        LLVMValueRef term = LLVMGetBasicBlockTerminator(anchor);
+        if (term)
+            LLVMPositionBuilderBefore(cg->b, term);
+        else
+            LLVMPositionBuilderAtEnd(cg->b, anchor);
+    }
+    LLVMValueRef v = emit_uncached(kc, e);
+    if (anchor && anchor != here) LLVMPositionBuilderAtEnd(cg->b, here);
+    kc->memo[id] = v;
+    kc->memo_level[id] = e->level;
+    return v;
+}
+
+static void forget_level(KCtx *kc, int level) {
+    for (int i = 0; i < kc->k->nx; i++)
+        if (kc->memo[i] && kc->memo_level[i] >= level) kc->memo[i] = NULL;
+}
+
+static LLVMValueRef red_init(Cg *cg, KRedOp op) {
+    return cf(cg, op == KR_SUM ? 0.0 : op == KR_MAX ? -INFINITY : INFINITY);
+}
+
+static LLVMValueRef red_step(Cg *cg, KRedOp op, LLVMValueRef acc, LLVMValueRef v, bool reassoc) {
+    if (op == KR_SUM) {
+        LLVMValueRef s = FADD(acc, v);
+        if (reassoc) LLVMSetFastMathFlags(s, LLVMFastMathAllowReassoc);
+        return s;
+    }
+    return op == KR_MAX ? SEL(FCMP(OGT, v, acc), v, acc) : SEL(FCMP(OLT, v, acc), v, acc);
+}
+
+static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn) {
+    KCtx kc = {.cg = cg, .k = k, .fn = fn};
+    kc.rows = LLVMGetParam(fn, 0);
+    kc.argp = util_calloc((size_t)k->narg + 1, sizeof(LLVMValueRef));
+    for (int a = 0; a < k->narg; a++) kc.argp[a] = LLVMGetParam(fn, (unsigned)a + 1);
+    kc.scalars = LLVMGetParam(fn, (unsigned)k->narg + 1);
+    kc.memo = util_calloc((size_t)k->nx + 1, sizeof(LLVMValueRef));
+    kc.memo_level = util_calloc((size_t)k->nx + 1, sizeof(int));
+    kc.red = util_calloc((size_t)k->nred + 1, sizeof(LLVMValueRef));
+    LLVMValueRef cols = ci64(cg, k->cols);
+    LLVMValueRef nrows = k->rows_batch ? kc.rows : ci64(cg, 1);
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    /* accumulators for total sums, and zeroed column sums */
+    LLVMValueRef *acc = util_calloc((size_t)k->nout + 1, sizeof(LLVMValueRef));
+    bool inner = false;
+    for (int o = 0; o < k->nout; o++) {
+        const KOut *out = &k->out[o];
+        if (out->kind == KO_SUM) {
+            acc[o] = LLVMBuildAlloca(cg->b, cg->f32, "acc");
+            LLVMBuildStore(cg->b, cf(cg, 0), acc[o]);
+        }
+        if (out->kind == KO_STORE || out->kind == KO_COLSUM || (out->kind == KO_SUM && k->x[out->expr].level == 2))
+            inner = true;
+    }
+    LLVMValueRef *racc = util_calloc((size_t)k->nred + 1, sizeof(LLVMValueRef));
+    for (int r = 0; r < k->nred; r++) racc[r] = LLVMBuildAlloca(cg->b, cg->f32, "red");
+    for (int o = 0; o < k->nout; o++) {
+        if (k->out[o].kind != KO_COLSUM) continue;
+        Loop z;
+        loop_begin(cg, fn, &z, cols, "zero");
+        kc.j = z.iv;
+        LLVMBuildStore(cg->b, cf(cg, 0), elem_ptr(&kc, k->out[o].arg, IX_ROW));
+        loop_end(cg, &z);
+    }
+    Loop li;
+    loop_begin(cg, fn, &li, nrows, "i");
+    kc.anchor0 = li.pre;
+    kc.i = li.iv;
+    kc.anchor1 = li.body;
+    for (int ph = 0; ph < k->nphase; ph++) {
+        for (int r = 0; r < k->nred; r++)
+            if (k->red[r].phase == ph) LLVMBuildStore(cg->b, red_init(cg, k->red[r].op), racc[r]);
+        Loop lj;
+        loop_begin(cg, fn, &lj, cols, "r");
+        kc.anchor1 = lj.pre;
+        kc.j = lj.iv;
+        for (int r = 0; r < k->nred; r++) {
+            if (k->red[r].phase != ph) continue;
+            LLVMValueRef v = emit_expr(&kc, k->red[r].expr);
+            LLVMValueRef old = LLVMBuildLoad2(cg->b, cg->f32, racc[r], "");
+            LLVMBuildStore(cg->b, red_step(cg, k->red[r].op, old, v, false), racc[r]);
+        }
+        forget_level(&kc, 2);
+        loop_end(cg, &lj);
+        kc.anchor1 = lj.exit;
+        for (int r = 0; r < k->nred; r++)
+            if (k->red[r].phase == ph) kc.red[r] = LLVMBuildLoad2(cg->b, cg->f32, racc[r], "");
+    }
+    kc.j = NULL;
+    for (int o = 0; o < k->nout; o++) { /* per-row outputs */
+        const KOut *out = &k->out[o];
+        if (out->kind == KO_STORE_ROW) LLVMBuildStore(cg->b, emit_expr(&kc, out->expr), elem_ptr(&kc, out->arg, IX_COL));
+        if (out->kind == KO_SUM && k->x[out->expr].level < 2) {
+            LLVMValueRef old = LLVMBuildLoad2(cg->b, cg->f32, acc[o], "");
+            LLVMBuildStore(cg->b, FADD(old, emit_expr(&kc, out->expr)), acc[o]);
+        }
+    }
+    if (inner) {
+        Loop lj;
+        loop_begin(cg, fn, &lj, cols, "j");
+        kc.anchor1 = lj.pre;
+        kc.j = lj.iv;
+        for (int o = 0; o < k->nout; o++) {
+            const KOut *out = &k->out[o];
+            switch (out->kind) {
+            case KO_STORE: LLVMBuildStore(cg->b, emit_expr(&kc, out->expr), elem_ptr(&kc, out->arg, IX_ELEM)); break;
+            case KO_COLSUM: {
+                LLVMValueRef p = elem_ptr(&kc, out->arg, IX_ROW);
+                LLVMValueRef v = emit_expr(&kc, out->expr);
+                LLVMBuildStore(cg->b, FADD(LLVMBuildLoad2(cg->b, cg->f32, p, ""), v), p);
+                break;
+            }
+            case KO_SUM:
+                if (k->x[out->expr].level == 2) {
+                    LLVMValueRef old = LLVMBuildLoad2(cg->b, cg->f32, acc[o], "");
+                    LLVMBuildStore(cg->b, red_step(cg, KR_SUM, old, emit_expr(&kc, out->expr), true), acc[o]);
+                }
+                break;
+            case KO_STORE_ROW: break;
+            }
+        }
+        /* the stores must not be read back by later element loads of the same iteration */
+        forget_level(&kc, 2);
+        loop_end(cg, &lj);
+    }
+    forget_level(&kc, 1);
+    loop_end(cg, &li);
+    for (int o = 0; o < k->nout; o++)
+        if (k->out[o].kind == KO_SUM) {
+            LLVMValueRef idx = ci64(cg, 0);
+            LLVMValueRef p = LLVMBuildInBoundsGEP2(cg->b, cg->f32, kc.argp[k->out[o].arg], &idx, 1, "");
+            LLVMBuildStore(cg->b, LLVMBuildLoad2(cg->b, cg->f32, acc[o], ""), p);
+        }
+    LLVMBuildRetVoid(cg->b);
+    free(acc);
+    free(racc);
+    free(kc.argp);
+    free(kc.memo);
+    free(kc.memo_level);
+    free(kc.red);
+}
+
+static LLVMValueRef declare_kernel(Cg *cg, const Kernel *k) {
+    LLVMTypeRef *params = util_calloc((size_t)k->narg + 2, sizeof(LLVMTypeRef));
+    params[0] = cg->i64;
+    for (int a = 0; a < k->narg; a++) params[a + 1] = cg->ptr;
+    params[k->narg + 1] = cg->ptr;
+    LLVMTypeRef ty = LLVMFunctionType(cg->vd, params, (unsigned)k->narg + 2, 0);
+    free(params);
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, k->name, ty);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_attr(cg, fn, LLVMAttributeFunctionIndex, "noinline", 0);
+    add_attr(cg, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
+    for (int a = 0; a <= k->narg; a++) {
+        add_attr(cg, fn, (unsigned)a + 2, "noalias", 0);
+        add_attr(cg, fn, (unsigned)a + 2, "nocapture", 0);
+        if (a < k->narg) add_attr(cg, fn, (unsigned)a + 2, "align", 64);
+    }
+    return fn;
+}
+
+/* ---- step functions ---- */
+
+static LLVMValueRef buf_ptr(Cg *cg, LLVMValueRef arena, const Buffer *b) {
+    LLVMValueRef off = ci64(cg, b->offset);
+    return LLVMBuildInBoundsGEP2(cg->b, LLVMInt8TypeInContext(cg->ctx), arena, &off, 1, b->name);
+}
+
+static LLVMValueRef dim(Cg *cg, KDim d, LLVMValueRef rows32) { return d.batch ? rows32 : ci32(cg, d.n); }
+
+static void emit_gemm_call(Cg *cg, const Plan *p, const Kernel *k, LLVMValueRef arena, LLVMValueRef rows,
+                           LLVMTypeRef gemm_ty, LLVMValueRef gemm) {
+    LLVMValueRef rows32 = LLVMBuildTrunc(cg->b, rows, cg->i32, "");
+    LLVMValueRef M = dim(cg, k->m, rows32), N = dim(cg, k->n, rows32), K = dim(cg, k->k, rows32);
+    LLVMValueRef lda = k->ta ? M : K, ldb = k->tb ? K : N;
+    LLVMValueRef args[14] = {
+        ci32(cg, CblasRowMajor), ci32(cg, k->ta ? CblasTrans : CblasNoTrans), ci32(cg, k->tb ? CblasTrans : CblasNoTrans),
+        M, N, K, cf(cg, 1.0),
+        buf_ptr(cg, arena, &p->buf[k->arg[0].buf]), lda,
+        buf_ptr(cg, arena, &p->buf[k->arg[1].buf]), ldb,
+        cf(cg, 0.0),
+        buf_ptr(cg, arena, &p->buf[k->arg[2].buf]), N,
+    };
+    LLVMBuildCall2(cg->b, gemm_ty, gemm, args, 14, "");
+}
+
+static bool init_native(char *err, size_t nerr) {
+    static int done, ok;
+    if (!done) {
+        done = 1;
+        ok = !LLVMInitializeNativeTarget() && !LLVMInitializeNativeAsmPrinter() && !LLVMInitializeNativeAsmParser();
+    }
+    if (!ok) snprintf(err, nerr, "LLVM has no code generator for this machine");
+    return ok;
+}
+
+static LLVMTargetMachineRef host_tm(char *err, size_t nerr) {
+    char *triple = LLVMGetDefaultTargetTriple(), *msg = NULL;
+    LLVMTargetRef target;
+    if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
+        snprintf(err, nerr, "LLVM: %s", msg);
+        LLVMDisposeMessage(msg);
+        LLVMDisposeMessage(triple);
+        return NULL;
+    }
+    char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
+    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelAggressive,
+                                                      LLVMRelocPIC, LLVMCodeModelDefault);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(features);
+    LLVMDisposeMessage(triple);
+    if (!tm) snprintf(err, nerr, "LLVM cannot create a target machine for this host");
+    return tm;
+}
+
+LlvmModule *llvm_render(const Plan *p, char *err, size_t nerr) {
+    if (!init_native(err, nerr)) return NULL;
+    LlvmModule *m = util_calloc(1, sizeof *m);
+    m->tm = host_tm(err, nerr);
+    if (!m->tm) {
+        free(m);
+        return NULL;
+    }
+    m->tsc = LLVMOrcCreateNewThreadSafeContext();
+    m->ctx = LLVMOrcThreadSafeContextGetContext(m->tsc);
+    m->mod = LLVMModuleCreateWithNameInContext("nnc", m->ctx);
+    char *triple = LLVMGetTargetMachineTriple(m->tm);
+    LLVMSetTarget(m->mod, triple);
+    LLVMDisposeMessage(triple);
+    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(m->tm);
+    LLVMSetModuleDataLayout(m->mod, td);
+    LLVMDisposeTargetData(td);
+
+    Cg cgv = {.ctx = m->ctx, .mod = m->mod}, *cg = &cgv;
+    cg->b = LLVMCreateBuilderInContext(m->ctx);
+    cg->f32 = LLVMFloatTypeInContext(m->ctx);
+    cg->i32 = LLVMInt32TypeInContext(m->ctx);
+    cg->i64 = LLVMInt64TypeInContext(m->ctx);
+    cg->i1 = LLVMInt1TypeInContext(m->ctx);
+    cg->ptr = LLVMPointerTypeInContext(m->ctx, 0);
+    cg->vd = LLVMVoidTypeInContext(m->ctx);
+    cg->math_ty = LLVMFunctionType(cg->f32, &cg->f32, 1, 0);
+    cg->sqrt_fn = intrinsic(cg, "llvm.sqrt", &cg->sqrt_ty);
+    cg->fabs_fn = intrinsic(cg, "llvm.fabs", &cg->fabs_ty);
+    cg->rint_fn = intrinsic(cg, "llvm.rint", &cg->rint_ty);
+    build_exp(cg);
+    build_log(cg);
+    build_log1p(cg);
+    build_tanh(cg);
+    build_erf(cg);
+
+    LLVMValueRef *kfn = util_calloc((size_t)p->nkernel + 1, sizeof(LLVMValueRef));
+    for (int i = 0; i < p->nkernel; i++) {
+        if (p->kernel[i].kind != K_LOOP) continue;
+        kfn[i] = declare_kernel(cg, &p->kernel[i]);
+        emit_loop_kernel(cg, &p->kernel[i], kfn[i]);
+    }
+    LLVMTypeRef gp[14] = {cg->i32, cg->i32, cg->i32, cg->i32, cg->i32, cg->i32, cg->f32,
+                          cg->ptr, cg->i32, cg->ptr, cg->i32, cg->f32, cg->ptr, cg->i32};
+    LLVMTypeRef gemm_ty = LLVMFunctionType(cg->vd, gp, 14, 0);
+    LLVMValueRef gemm = LLVMAddFunction(m->mod, "cblas_sgemm", gemm_ty);
+    LLVMTypeRef sp[3] = {cg->ptr, cg->ptr, cg->i64};
+    LLVMTypeRef step_ty = LLVMFunctionType(cg->vd, sp, 3, 0);
+    for (int pr = 0; pr < PROG_COUNT; pr++) {
+        char name[32];
+        snprintf(name, sizeof name, "nnc_%s", prog_name[pr]);
+        LLVMValueRef fn = LLVMAddFunction(m->mod, name, step_ty);
+        LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
+        LLVMValueRef arena = LLVMGetParam(fn, 0), scalars = LLVMGetParam(fn, 1), rows = LLVMGetParam(fn, 2);
+        LLVMSetValueName2(arena, "arena", 5);
+        LLVMSetValueName2(scalars, "scalars", 7);
+        LLVMSetValueName2(rows, "rows", 4);
+        const ProgramPlan *pp = &p->prog[pr];
+        for (int i = 0; i < pp->nkernel; i++) {
+            const Kernel *k = &p->kernel[pp->kernel[i]];
+            if (k->kind == K_GEMM) {
+                emit_gemm_call(cg, p, k, arena, rows, gemm_ty, gemm);
+                continue;
+            }
+            LLVMValueRef *args = util_calloc((size_t)k->narg + 2, sizeof(LLVMValueRef));
+            args[0] = rows;
+            for (int a = 0; a < k->narg; a++) args[a + 1] = buf_ptr(cg, arena, &p->buf[k->arg[a].buf]);
+            args[k->narg + 1] = scalars;
+            LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(kfn[pp->kernel[i]]), kfn[pp->kernel[i]], args,
+                           (unsigned)k->narg + 2, "");
+            free(args);
+        }
+        LLVMBuildRetVoid(cg->b);
+    }
+    free(kfn);
+    LLVMDisposeBuilder(cg->b);
+
+    char *msg = NULL;
+    if (LLVMVerifyModule(m->mod, LLVMReturnStatusAction, &msg)) {
+        fprintf(stderr, "%s\n", msg);
+        NNC_BUG("generated LLVM module does not verify");
+    }
+    LLVMDisposeMessage(msg);
+    LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
+    LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
+    LLVMErrorRef e = LLVMRunPasses(m->mod, "default<O3>", m->tm, opts);
+    LLVMDisposePassBuilderOptions(opts);
+    if (e) {
+        char *em = LLVMGetErrorMessage(e);
+        snprintf(err, nerr, "LLVM optimisation failed: %s", em);
+        LLVMDisposeErrorMessage(em);
+        llvm_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void llvm_module_free(LlvmModule *m) {
+    if (!m) return;
+    if (m->mod) LLVMDisposeModule(m->mod);
+    if (m->tm) LLVMDisposeTargetMachine(m->tm);
+    if (m->tsc) LLVMOrcDisposeThreadSafeContext(m->tsc);
+    free(m);
+}
+
+char *llvm_print_ir(LlvmModule *m) {
+    char *s = LLVMPrintModuleToString(m->mod);
+    char *r = util_strdup(s);
+    LLVMDisposeMessage(s);
+    return r;
+}
+
+char *llvm_emit_asm(LlvmModule *m, char *err, size_t nerr) {
+    LLVMMemoryBufferRef buf;
+    char *msg = NULL;
+    if (LLVMTargetMachineEmitToMemoryBuffer(m->tm, m->mod, LLVMAssemblyFile, &msg, &buf)) {
+        snprintf(err, nerr, "LLVM: %s", msg);
+        LLVMDisposeMessage(msg);
+        return NULL;
+    }
+    size_t n = LLVMGetBufferSize(buf);
+    char *r = util_realloc(NULL, n + 1);
+    memcpy(r, LLVMGetBufferStart(buf), n);
+    r[n] = 0;
+    LLVMDisposeMemoryBuffer(buf);
+    return r;
+}
+
+static bool jit_error(LLVMErrorRef e, const char *what, char *err, size_t nerr) {
+    if (!e) return false;
+    char *em = LLVMGetErrorMessage(e);
+    snprintf(err, nerr, "LLVM JIT: %s: %s", what, em);
+    LLVMDisposeErrorMessage(em);
+    return true;
+}
+
+LlvmJit *llvm_jit(LlvmModule *m, StepFn fn[PROG_COUNT], char *err, size_t nerr) {
+    LlvmJit *j = util_calloc(1, sizeof *j);
+    char emsg[256];
+    LLVMTargetMachineRef tm = host_tm(emsg, sizeof emsg);
+    if (!tm) {
+        snprintf(err, nerr, "%s", emsg);
+        free(j);
+        llvm_module_free(m);
+        return NULL;
+    }
+    LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
+    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
+    if (jit_error(LLVMOrcCreateLLJIT(&j->jit, jb), "create", err, nerr)) {
+        free(j);
+        llvm_module_free(m);
+        return NULL;
+    }
+    LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
+    LLVMOrcDefinitionGeneratorRef gen;
+    if (!jit_error(LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL),
+                   "process symbols", err, nerr))
+        LLVMOrcJITDylibAddGenerator(jd, gen);
+    else
+        goto fail;
+    LLVMOrcCSymbolMapPair sym = {
+        LLVMOrcLLJITMangleAndIntern(j->jit, "cblas_sgemm"),
+        {(LLVMOrcExecutorAddress)(uintptr_t)&cblas_sgemm, {LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable, 0}},
+    };
+    if (jit_error(LLVMOrcJITDylibDefine(jd, LLVMOrcAbsoluteSymbols(&sym, 1)), "define cblas_sgemm", err, nerr)) goto fail;
+    j->tsc = m->tsc;
+    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(m->mod, m->tsc);
+    m->mod = NULL;
+    m->tsc = NULL;
+    llvm_module_free(m);
+    m = NULL;
+    if (jit_error(LLVMOrcLLJITAddLLVMIRModule(j->jit, jd, tsm), "add module", err, nerr)) goto fail;
+    for (int pr = 0; pr < PROG_COUNT; pr++) {
+        char name[32];
+        snprintf(name, sizeof name, "nnc_%s", prog_name[pr]);
+        LLVMOrcExecutorAddress addr = 0;
+        if (jit_error(LLVMOrcLLJITLookup(j->jit, &addr, name), name, err, nerr)) goto fail;
+        fn[pr] = (StepFn)(uintptr_t)addr;
+    }
+    return j;
+fail:
+    llvm_module_free(m);
+    llvm_jit_free(j);
+    return NULL;
+}
+
+void llvm_jit_free(LlvmJit *j) {
+    if (!j) return;
+    if (j->jit) LLVMOrcDisposeLLJIT(j->jit);
+    if (j->tsc) LLVMOrcDisposeThreadSafeContext(j->tsc);
+    free(j);
+}

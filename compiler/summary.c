@@ -1,0 +1,98 @@
+/* summary.c: the report `nnc check` prints: the layer table with output shapes, parameter
+ * counts and bytes, the training setup with every default made explicit, and the memory plan. */
+#include <string.h>
+
+#include "driver.h"
+
+static void human_bytes(char *buf, size_t n, double bytes) {
+    if (bytes >= 1 << 30)
+        snprintf(buf, n, "%.2f GiB", bytes / (1 << 30));
+    else if (bytes >= 1 << 20)
+        snprintf(buf, n, "%.2f MiB", bytes / (1 << 20));
+    else if (bytes >= 1 << 10)
+        snprintf(buf, n, "%.1f KiB", bytes / (1 << 10));
+    else
+        snprintf(buf, n, "%.0f B", bytes);
+}
+
+static void data_str(StrBuf *b, const DataSpec *d) {
+    switch (d->kind) {
+    case DATA_NONE: sb_puts(b, "none"); break;
+    case DATA_FASHION_MNIST: sb_puts(b, "fashion_mnist"); break;
+    case DATA_IDX:
+        if (d->dir)
+            sb_printf(b, "idx(\"%s\")", d->dir);
+        else
+            sb_printf(b, "idx(images = \"%s\", labels = \"%s\")", d->images, d->labels);
+        break;
+    case DATA_CSV: sb_printf(b, "csv(\"%s\")", d->path); break;
+    }
+}
+
+void summary_print(StrBuf *b, const Compilation *c) {
+    const Model *m = c->model;
+    char sh[96], by[32];
+    sb_printf(b, "model %s (%s)\n\n", m->name, m->path);
+    sb_printf(b, "  %-12s %-16s %-16s %12s %12s\n", "name", "layer", "output", "params", "bytes");
+    for (int i = 0; i < m->nio; i++) {
+        const IoDef *io = &m->io[i];
+        if (io->is_class)
+            snprintf(sh, sizeof sh, "class[%lld]", (long long)io->nclass);
+        else
+            shape_str(sh, sizeof sh, DT_F32, io->shape);
+        sb_printf(b, "  %-12s %-16s %-16s %12s %12s\n", io->name, io->is_target ? "target" : "input", sh, "", "");
+    }
+    int64_t total = 0;
+    for (int i = 0; i < m->nrow; i++) {
+        const LayerRow *r = &m->row[i];
+        total += r->nparams;
+        human_bytes(by, sizeof by, (double)r->nparams * 4);
+        char np[32] = "";
+        if (r->nparams) snprintf(np, sizeof np, "%lld", (long long)r->nparams);
+        sb_printf(b, "  %-12s %-16s %-16s %12s %12s\n", r->owner, r->desc, shape_str(sh, sizeof sh, DT_F32, r->shape),
+                  np, r->nparams ? by : "");
+    }
+    human_bytes(by, sizeof by, (double)total * 4);
+    sb_printf(b, "  %-12s %-16s %-16s %12lld %12s\n\n", "total", "", "", (long long)total, by);
+    if (m->nparam) {
+        sb_puts(b, "params:");
+        for (int i = 0; i < m->nparam; i++)
+            sb_printf(b, " %s = %g%s", m->param[i].name, m->param[i].value, m->param[i].overridden ? " (--set)" : "");
+        sb_putc(b, '\n');
+    }
+    const TrainSpec *t = &m->train;
+    sb_puts(b, "training: data ");
+    data_str(b, &t->data);
+    if (t->test.kind != DATA_NONE) {
+        sb_puts(b, ", test ");
+        data_str(b, &t->test);
+    }
+    if (t->valid_fraction > 0) sb_printf(b, ", valid %g of train", t->valid_fraction);
+    sb_printf(b, ", batch %lld, %lld epochs, seed %llu\n", (long long)t->batch, (long long)t->epochs,
+              (unsigned long long)t->seed);
+    const OptSpec *o = &t->opt;
+    if (o->kind == OPT_SGD)
+        sb_printf(b, "optimizer: sgd(lr = %g, momentum = %g, nesterov = %s, weight_decay = %g)\n", o->lr,
+                  o->momentum, o->nesterov ? "true" : "false", o->weight_decay);
+    else
+        sb_printf(b, "optimizer: %s(lr = %g, beta1 = %g, beta2 = %g, eps = %g, weight_decay = %g)\n",
+                  o->kind == OPT_ADAMW ? "adamw" : "adam", o->lr, o->beta1, o->beta2, o->eps, o->weight_decay);
+    if (m->nmetric) {
+        sb_puts(b, "metrics:");
+        for (int i = 0; i < m->nmetric; i++) sb_printf(b, " %s", m->metric[i].name);
+        sb_putc(b, '\n');
+    }
+    const Plan *p = c->plan;
+    if (p) {
+        static const char *const kn[] = {"weights", "optimiser state", "inputs"};
+        human_bytes(by, sizeof by, (double)p->arena_bytes);
+        sb_printf(b, "memory plan (batch %lld): arena %s =", (long long)p->max_batch, by);
+        for (int k = 0; k < 3; k++) {
+            human_bytes(by, sizeof by, (double)p->bytes_by_kind[k]);
+            sb_printf(b, " %s %s +", kn[k], by);
+        }
+        human_bytes(by, sizeof by, (double)(p->arena_bytes - p->persistent_bytes));
+        sb_printf(b, " temporaries %s\n", by);
+        sb_printf(b, "kernels per step: train %d, eval %d\n", p->prog[PROG_TRAIN].nkernel, p->prog[PROG_EVAL].nkernel);
+    }
+}

@@ -1,0 +1,65 @@
+/* update.c: appends the optimiser step to a differentiated graph: one update node per trained
+ * weight (sgd, sgd_momentum, adam), with optimiser state weights named after the weight
+ * (h1.weight.momentum, h1.weight.adam_m, h1.weight.adam_v) and run-time scalar slots for the
+ * learning rate and Adam's bias corrections, which the runtime sets before every step. */
+#include "lower.h"
+
+static int state(Graph *g, const Weight *w, int wi, const char *suffix) {
+    int id = ir_weight(g, arena_printf(g->arena, "%s.%s", w->name, suffix), W_STATE, w->shape, INIT_ZERO, w->loc);
+    g->weight[g->node[id].ref].of = wi;
+    return id;
+}
+
+void update_graph(Graph *g, const OptSpec *opt) {
+    NNC_ASSERT(g->has_backward);
+    int nw = g->nweight;
+    g->phase = PH_UPDATE;
+    int lr = -1, step = -1, bc2 = -1;
+    for (int wi = 0; wi < nw; wi++) {
+        Weight w = g->weight[wi];
+        if (w.kind != W_PARAM || w.grad < 0) continue;
+        if (lr < 0) {
+            lr = ir_scalar(g, "lr", SC_LR, opt->lr, opt->loc);
+            if (opt->kind != OPT_SGD) {
+                step = ir_scalar(g, "adam_step", SC_ADAM_STEP, opt->lr, opt->loc);
+                bc2 = ir_scalar(g, "adam_bc2_sqrt", SC_ADAM_BC2_SQRT, 1.0, opt->loc);
+            }
+        }
+        int in[7] = {w.node, w.grad};
+        Op op;
+        int nin;
+        if (opt->kind == OPT_SGD && opt->momentum == 0) {
+            op = OP_SGD;
+            in[2] = lr;
+            nin = 3;
+        } else if (opt->kind == OPT_SGD) {
+            op = OP_SGD_MOMENTUM;
+            in[2] = state(g, &w, wi, "momentum");
+            in[3] = lr;
+            nin = 4;
+        } else {
+            op = OP_ADAM;
+            in[2] = state(g, &w, wi, "adam_m");
+            in[3] = state(g, &w, wi, "adam_v");
+            in[4] = lr;
+            in[5] = step;
+            in[6] = bc2;
+            nin = 7;
+        }
+        int id = ir_add(g, op, DT_F32, w.shape, in, nin, w.loc);
+        Node *n = &g->node[id];
+        n->name = w.name;
+        if (op == OP_ADAM) {
+            n->attr[0] = opt->beta1;
+            n->attr[1] = opt->beta2;
+            n->attr[2] = opt->eps;
+            n->attr[3] = opt->kind == OPT_ADAMW;
+            n->attr[4] = opt->weight_decay;
+        } else {
+            n->attr[0] = opt->momentum;
+            n->attr[1] = opt->nesterov;
+            n->attr[2] = opt->weight_decay;
+        }
+    }
+    ir_verify(g, "update");
+}

@@ -1,0 +1,301 @@
+/* nn.y: the .nn grammar (reentrant bison with locations).  Actions are one-line ast_* calls
+ * (compiler/ast.c).  Statements need no separators: every statement starts with a keyword or
+ * `name =`, and no expression can continue with an identifier.  After a syntax error the
+ * scanner skips to the next statement that starts a line, so errors are reported per
+ * statement without cascades.  The error text is built in yyreport_syntax_error below. */
+%require "3.8"
+%define api.pure full
+%locations
+%define parse.error custom
+%param {yyscan_t scanner}
+%parse-param {Parser *p}
+
+%code requires {
+#include "ast.h"
+typedef void *yyscan_t;
+typedef struct { double value; const char *text; } NumTok;
+}
+
+%code provides {
+int yylex(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner);
+}
+
+%code {
+#include <string.h>
+#define YYMAXDEPTH 4000
+static int next_token(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner);
+#undef yylex
+#define yylex next_token
+static SrcLoc L(YYLTYPE l) { return (SrcLoc){l.first_line, l.first_column, l.first_line == l.last_line ? l.last_column : l.first_column}; }
+static void yyerror(YYLTYPE *loc, yyscan_t scanner, Parser *p, const char *msg);
+}
+
+%union {
+    NumTok num;
+    const char *str;
+    Ast *ast;
+    AstType *type;
+    Stmt *stmt;
+    TrainItem *item;
+    AstArgList args;
+    AstList list;
+    StmtList stmts;
+    ItemList items;
+}
+
+%token END 0 "end of file"
+%token <str> IDENT "identifier"
+%token <num> NUMBER "number"
+%token <str> STRING "string"
+%token MODEL "'model'" INPUT "'input'" TARGET "'target'" PARAM "'param'" LOSS "'loss'"
+%token METRIC "'metric'" PRIOR "'prior'" HEAD "'head'" BLOCK "'block'" RETURN "'return'"
+%token TRAIN "'train'" AND "'and'" OR "'or'" NOT "'not'"
+%token DATA "'data'" TEST "'test'" VALID "'valid'" OF "'of'" BATCH "'batch'" EPOCHS "'epochs'"
+%token ITERATIONS "'iterations'" OPTIMIZER "'optimizer'" SAMPLER "'sampler'"
+%token SCHEDULE "'schedule'" PRUNE "'prune'" EVERY "'every'" STOP "'stop'" WHEN "'when'"
+%token PATIENCE "'patience'" SEED "'seed'" CLIP "'clip'"
+%token ARROW "'->'" LE "'<='" GE "'>='" EQ "'=='" NE "'!='"
+
+%type <ast> expr primary call quantity
+%type <type> type
+%type <stmt> stmt
+%type <item> item
+%type <args> args opt_args params opt_params
+%type <list> exprs opt_exprs
+%type <stmts> stmts
+%type <items> items
+%type <str> unit
+
+%left ARROW
+%left OR
+%left AND
+%precedence NOT
+%nonassoc '<' '>' LE GE EQ NE
+%left '+' '-'
+%left '*' '/'
+%precedence UMINUS
+%right '^'
+
+%%
+
+file: stmts                          { p->prog.stmt = $1.item; p->prog.nstmt = $1.n; }
+    ;
+
+stmts: %empty                        { $$ = (StmtList){0}; }
+     | stmts stmt                    { $$ = ast_stmts_add(p, $1, $2); }
+     | stmts error                   { $$ = $1; yyerrok; }
+     ;
+
+stmt: MODEL IDENT                    { $$ = ast_stmt(p, ST_MODEL, L(@1), $2, L(@2), NULL); }
+    | INPUT IDENT ':' type           { $$ = ast_decl(p, ST_INPUT, L(@1), $2, L(@2), $4); }
+    | TARGET IDENT ':' type          { $$ = ast_decl(p, ST_TARGET, L(@1), $2, L(@2), $4); }
+    | PARAM IDENT '=' expr           { $$ = ast_stmt(p, ST_PARAM, L(@1), $2, L(@2), $4); }
+    | IDENT '=' expr                 { $$ = ast_stmt(p, ST_LET, L(@1), $1, L(@1), $3); }
+    | LOSS expr                      { $$ = ast_stmt(p, ST_LOSS, L(@1), NULL, L(@1), $2); }
+    | METRIC exprs                   { $$ = ast_metric(p, L(@1), $2); }
+    | PRIOR expr '~' expr            { $$ = ast_prior(p, L(@1), $2, $4); }
+    | HEAD expr                      { $$ = ast_stmt(p, ST_HEAD, L(@1), NULL, L(@1), $2); }
+    | RETURN expr                    { $$ = ast_stmt(p, ST_RETURN, L(@1), NULL, L(@1), $2); }
+    | BLOCK IDENT '(' opt_params ')' '{' stmts '}'
+                                     { $$ = ast_block(p, L(@1), $2, L(@2), $4, $7); }
+    | TRAIN '{' items '}'            { $$ = ast_train(p, L(@1), $3); }
+    ;
+
+type: IDENT '[' opt_exprs ']'        { $$ = ast_type(p, ast_span(L(@1), L(@4)), $1, $3); }
+    ;
+
+opt_params: %empty                   { $$ = (AstArgList){0}; }
+          | params
+          ;
+params: IDENT                        { $$ = ast_args_add(p, (AstArgList){0}, $1, L(@1), NULL); }
+      | IDENT '=' expr               { $$ = ast_args_add(p, (AstArgList){0}, $1, L(@1), $3); }
+      | params ',' IDENT             { $$ = ast_args_add(p, $1, $3, L(@3), NULL); }
+      | params ',' IDENT '=' expr    { $$ = ast_args_add(p, $1, $3, L(@3), $5); }
+      ;
+
+items: %empty                        { $$ = (ItemList){0}; }
+     | items item                    { $$ = ast_items_add(p, $1, $2); }
+     | items error                   { $$ = $1; yyerrok; }
+     ;
+
+item: DATA expr                      { $$ = ast_item(p, TI_DATA, L(@1), $2); }
+    | TEST expr                      { $$ = ast_item(p, TI_TEST, L(@1), $2); }
+    | VALID expr                     { $$ = ast_item(p, TI_VALID, L(@1), $2); }
+    | VALID expr OF TRAIN            { $$ = ast_item_named(p, TI_VALID, L(@1), "train", L(@4), $2, NULL); }
+    | BATCH expr                     { $$ = ast_item(p, TI_BATCH, L(@1), $2); }
+    | EPOCHS expr                    { $$ = ast_item(p, TI_EPOCHS, L(@1), $2); }
+    | ITERATIONS expr                { $$ = ast_item(p, TI_ITERATIONS, L(@1), $2); }
+    | OPTIMIZER expr                 { $$ = ast_item(p, TI_OPTIMIZER, L(@1), $2); }
+    | SAMPLER expr                   { $$ = ast_item(p, TI_SAMPLER, L(@1), $2); }
+    | SEED expr                      { $$ = ast_item(p, TI_SEED, L(@1), $2); }
+    | CLIP expr                      { $$ = ast_item(p, TI_CLIP, L(@1), $2); }
+    | SCHEDULE IDENT '=' expr        { $$ = ast_item_named(p, TI_SCHEDULE, L(@1), $2, L(@2), $4, NULL); }
+    | PRUNE IDENT EVERY quantity     { $$ = ast_item_named(p, TI_PRUNE, L(@1), $2, L(@2), NULL, $4); }
+    | STOP WHEN expr                 { $$ = ast_item(p, TI_STOP, L(@1), $3); }
+    ;
+
+unit: IDENT                          { $$ = $1; }
+    | EPOCHS                         { $$ = "epochs"; }
+    ;
+quantity: unit                       { $$ = ast_quantity(p, L(@1), 1, $1); }
+        | NUMBER unit                { $$ = ast_quantity(p, ast_span(L(@1), L(@2)), $1.value, $2); }
+        ;
+
+expr: primary
+    | '-' expr %prec UMINUS          { $$ = ast_unary(p, L(@1), '-', $2); }
+    | NOT expr                       { $$ = ast_unary(p, L(@1), OPR_NOT, $2); }
+    | expr ARROW expr                { $$ = ast_pipe(p, L(@2), $1, $3); }
+    | expr '+' expr                  { $$ = ast_binary(p, L(@2), '+', $1, $3); }
+    | expr '-' expr                  { $$ = ast_binary(p, L(@2), '-', $1, $3); }
+    | expr '*' expr                  { $$ = ast_binary(p, L(@2), '*', $1, $3); }
+    | expr '/' expr                  { $$ = ast_binary(p, L(@2), '/', $1, $3); }
+    | expr '^' expr                  { $$ = ast_binary(p, L(@2), '^', $1, $3); }
+    | expr '<' expr                  { $$ = ast_binary(p, L(@2), '<', $1, $3); }
+    | expr '>' expr                  { $$ = ast_binary(p, L(@2), '>', $1, $3); }
+    | expr LE expr                   { $$ = ast_binary(p, L(@2), OPR_LE, $1, $3); }
+    | expr GE expr                   { $$ = ast_binary(p, L(@2), OPR_GE, $1, $3); }
+    | expr EQ expr                   { $$ = ast_binary(p, L(@2), OPR_EQ, $1, $3); }
+    | expr NE expr                   { $$ = ast_binary(p, L(@2), OPR_NE, $1, $3); }
+    | expr AND expr                  { $$ = ast_binary(p, L(@2), OPR_AND, $1, $3); }
+    | expr OR expr                   { $$ = ast_binary(p, L(@2), OPR_OR, $1, $3); }
+    ;
+
+primary: NUMBER                      { $$ = ast_num(p, L(@1), $1.value, $1.text); }
+       | STRING                      { $$ = ast_str(p, L(@1), $1); }
+       | IDENT                       { $$ = ast_name(p, L(@1), $1); }
+       | call
+       | '(' expr ')'                { $$ = $2; }
+       | primary '.' IDENT           { $$ = ast_field(p, L(@3), $1, $3); }
+       | TRAIN '.' IDENT             { $$ = ast_field(p, L(@3), ast_name(p, L(@1), "train"), $3); }
+       | VALID '.' IDENT             { $$ = ast_field(p, L(@3), ast_name(p, L(@1), "valid"), $3); }
+       | TEST '.' IDENT              { $$ = ast_field(p, L(@3), ast_name(p, L(@1), "test"), $3); }
+       | PATIENCE NUMBER             { $$ = ast_patience(p, L(@1), ast_num(p, L(@2), $2.value, $2.text)); }
+       ;
+
+call: IDENT '(' opt_args ')'         { $$ = ast_call(p, L(@1), $1, $3.arg, $3.narg); }
+    ;
+
+opt_args: %empty                     { $$ = (AstArgList){0}; }
+        | args
+        ;
+args: expr                           { $$ = ast_args_add(p, (AstArgList){0}, NULL, L(@1), $1); }
+    | IDENT '=' expr                 { $$ = ast_args_add(p, (AstArgList){0}, $1, L(@1), $3); }
+    | IDENT '=' NUMBER unit          { $$ = ast_args_add(p, (AstArgList){0}, $1, L(@1), ast_quantity(p, ast_span(L(@3), L(@4)), $3.value, $4)); }
+    | args ',' expr                  { $$ = ast_args_add(p, $1, NULL, L(@3), $3); }
+    | args ',' IDENT '=' expr        { $$ = ast_args_add(p, $1, $3, L(@3), $5); }
+    | args ',' IDENT '=' NUMBER unit { $$ = ast_args_add(p, $1, $3, L(@3), ast_quantity(p, ast_span(L(@5), L(@6)), $5.value, $6)); }
+    ;
+
+exprs: expr                          { $$ = ast_list_add(p, (AstList){0}, $1); }
+     | exprs ',' expr                { $$ = ast_list_add(p, $1, $3); }
+     ;
+opt_exprs: %empty                    { $$ = (AstList){0}; }
+         | exprs
+         ;
+
+%%
+
+#include "lex.yy.h"
+
+/* Tokens that can begin a statement or train item: where the scanner resumes after an error. */
+static int starts_statement(int t) {
+    switch (t) {
+    case MODEL: case INPUT: case TARGET: case PARAM: case LOSS: case METRIC: case PRIOR:
+    case HEAD: case BLOCK: case RETURN: case TRAIN: case IDENT: case DATA: case TEST:
+    case VALID: case BATCH: case EPOCHS: case ITERATIONS: case OPTIMIZER: case SAMPLER:
+    case SCHEDULE: case PRUNE: case STOP: case SEED: case CLIP:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int next_token(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner) {
+    Parser *p = yyget_extra(scanner);
+    for (;;) {
+        int t = yylex(lval, lloc, scanner);
+        if (p->fatal || diag_stopped(p->diag)) return END;
+        if (!p->resync) return t;
+        if (t == END || t == '}' || (p->tok_at_bol && starts_statement(t))) {
+            p->resync = 0;
+            return t;
+        }
+    }
+}
+
+static void yyerror(YYLTYPE *loc, yyscan_t scanner, Parser *p, const char *msg) {
+    (void)scanner;
+    if (p->fatal) return;
+    if (!strcmp(msg, "memory exhausted"))
+        msg = "input nested too deeply";
+    diag_error(p->diag, L(*loc), "%s", msg);
+    p->fatal = 1;
+}
+
+static int is_expr_start(yysymbol_kind_t s) {
+    const char *n = yysymbol_name(s);
+    return s == YYSYMBOL_NUMBER || s == YYSYMBOL_IDENT || s == YYSYMBOL_STRING ||
+           s == YYSYMBOL_NOT || s == YYSYMBOL_PATIENCE || !strcmp(n, "'('") || !strcmp(n, "'-'");
+}
+
+static void describe(StrBuf *b, yysymbol_kind_t s, const Parser *p) {
+    if (s == YYSYMBOL_IDENT || s == YYSYMBOL_NUMBER) {
+        char text[64];
+        int n = p->tok_len < 40 ? p->tok_len : 40;
+        memcpy(text, p->tok_text, (size_t)n);
+        text[n] = 0;
+        sb_printf(b, "%s '%s%s'", yysymbol_name(s), text, p->tok_len > 40 ? "..." : "");
+    } else {
+        sb_puts(b, yysymbol_name(s));
+    }
+}
+
+static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Parser *p) {
+    (void)scanner;
+    if (p->fatal) return 0;
+    enum { MAXEXP = 40 };
+    yysymbol_kind_t exp[MAXEXP];
+    int n = yypcontext_expected_tokens(ctx, exp, MAXEXP);
+    StrBuf b = {0};
+    sb_puts(&b, "unexpected ");
+    describe(&b, yypcontext_token(ctx), p);
+    const char *list[MAXEXP];
+    int nlist = 0, expr = 0;
+    for (int i = 0; i < n; i++) {
+        if (exp[i] == YYSYMBOL_YYerror) continue;
+        if (is_expr_start(exp[i])) {
+            if (!expr++) list[nlist++] = "an expression";
+            if (exp[i] == YYSYMBOL_IDENT) expr |= 0x100;
+            continue;
+        }
+        list[nlist++] = yysymbol_name(exp[i]);
+    }
+    if (nlist > 0 && nlist <= 8) {
+        sb_puts(&b, ", expected ");
+        for (int i = 0; i < nlist; i++) {
+            if (i) sb_puts(&b, i == nlist - 1 ? " or " : ", ");
+            sb_puts(&b, list[i]);
+        }
+    }
+    diag_error(p->diag, L(*yypcontext_location(ctx)), "%s", sb_str(&b));
+    sb_free(&b);
+    p->resync = 1;
+    return 0;
+}
+
+Program *parse_source(Arena *arena, Diag *diag, const Source *src) {
+    Parser *p = arena_alloc(arena, sizeof *p);
+    p->arena = arena;
+    p->diag = diag;
+    p->src = src;
+    p->line = p->col = 1;
+    yyscan_t scanner;
+    if (yylex_init_extra(p, &scanner)) NNC_BUG("cannot create scanner");
+    YY_BUFFER_STATE buf = yy_scan_bytes(src->text, (int)src->len, scanner);
+    yyparse(scanner, p);
+    yy_delete_buffer(buf, scanner);
+    yylex_destroy(scanner);
+    Program *prog = arena_alloc(arena, sizeof *prog);
+    *prog = p->prog;
+    return prog;
+}

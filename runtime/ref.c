@@ -1,0 +1,258 @@
+/* ref.c: plain C double-precision reference of every op (see ref.h).  Written for clarity,
+ * not speed: this is what the LLVM and CUDA backends are compared against, and what the
+ * finite-difference tests check autodiff against. */
+#include "ref.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+RefState *ref_new(const Graph *g, int64_t rows) {
+    RefState *r = util_calloc(1, sizeof *r);
+    r->g = g;
+    r->rows = rows;
+    r->val = util_calloc((size_t)g->nnode, sizeof(double *));
+    for (int id = 0; id < g->nnode; id++) {
+        const Node *n = &g->node[id];
+        if (op_info[n->op].cls == OC_UPDATE) continue;
+        if (n->op == OP_RESHAPE) continue; /* aliases its input, below */
+        r->val[id] = util_calloc((size_t)ref_size(r, id), sizeof(double));
+    }
+    for (int id = 0; id < g->nnode; id++)
+        if (g->node[id].op == OP_RESHAPE) r->val[id] = r->val[g->node[id].in[0]];
+    r->scalar = util_calloc((size_t)(g->nscalar + 1), sizeof(double));
+    ref_reset_scalars(r);
+    return r;
+}
+
+void ref_reset_scalars(RefState *r) {
+    for (int i = 0; i < r->g->nscalar; i++) r->scalar[i] = r->g->scalar[i].value;
+}
+
+void ref_free(RefState *r) {
+    if (!r) return;
+    for (int id = 0; id < r->g->nnode; id++)
+        if (r->g->node[id].op != OP_RESHAPE) free(r->val[id]);
+    free(r->val);
+    free(r->scalar);
+    free(r);
+}
+
+int64_t ref_size(const RefState *r, int id) {
+    Shape s = r->g->node[id].shape;
+    return shape_numel(s) * (s.batched ? r->rows : 1);
+}
+
+/* Element (i, j) of input `in` seen over an output of `cols` columns per row. */
+static double at(const RefState *r, int in, int64_t i, int64_t j, int64_t cols) {
+    const Node *n = &r->g->node[in];
+    const double *v = r->val[in];
+    int64_t per = shape_numel(n->shape);
+    if (!n->shape.batched) return per == 1 && n->shape.rank == 0 ? v[0] : v[j];
+    if (per == cols) return v[i * cols + j];
+    return v[i]; /* one value per row */
+}
+
+static double sigmoid(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
+static double normal_cdf(double x) { return 0.5 * (1 + erf(x / sqrt(2.0))); }
+static double normal_pdf(double x) { return exp(-0.5 * x * x) / sqrt(2 * M_PI); }
+
+static double map_value(const Node *n, double x, double y, double z) {
+    double a = n->attr[0];
+    switch (n->op) {
+    case OP_ADD: return x + y;
+    case OP_SUB: return x - y;
+    case OP_MUL: return x * y;
+    case OP_DIV: return x / y;
+    case OP_NEG: return -x;
+    case OP_BROADCAST: return x;
+    case OP_BIAS_ADD: return x + y;
+    case OP_GATE: return x * y;
+    case OP_RELU: return x < 0 ? 0 : x;
+    case OP_LEAKY_RELU: return x > 0 ? x : a * x;
+    case OP_ELU: return x > 0 ? x : a * expm1(x);
+    case OP_TANH: return tanh(x);
+    case OP_SIGMOID: return sigmoid(x);
+    case OP_SOFTPLUS: return (x > 0 ? x : 0) + log1p(exp(-fabs(x)));
+    case OP_GELU: return x * normal_cdf(x);
+    case OP_PRELU: return x > 0 ? x : y * x;
+    case OP_RELU_GRAD: return y > 0 ? x : 0;
+    case OP_LEAKY_RELU_GRAD: return y > 0 ? x : a * x;
+    case OP_ELU_GRAD: return y > 0 ? x : x * a * exp(y);
+    case OP_TANH_GRAD: return x * (1 - tanh(y) * tanh(y));
+    case OP_SIGMOID_GRAD: return x * sigmoid(y) * (1 - sigmoid(y));
+    case OP_SOFTPLUS_GRAD: return x * sigmoid(y);
+    case OP_GELU_GRAD: return x * (normal_cdf(y) + y * normal_pdf(y));
+    case OP_PRELU_GRAD: return y > 0 ? x : x * z;
+    case OP_L1_GRAD: return y > 0 ? x : y < 0 ? -x : 0;
+    default: NNC_BUG("'%s' is not elementwise", op_info[n->op].name);
+    }
+}
+
+static void matmul(RefState *r, const Node *n, double *out) {
+    const Graph *g = r->g;
+    const Node *a = &g->node[n->in[0]], *b = &g->node[n->in[1]];
+    bool ta = n->attr[0] != 0, tb = n->attr[1] != 0;
+    /* stored dimensions of each operand as a matrix */
+    int64_t ar = a->shape.batched ? r->rows : a->shape.dim[0];
+    int64_t ac = a->shape.batched ? shape_numel(a->shape) : a->shape.dim[1];
+    int64_t br = b->shape.batched ? r->rows : b->shape.dim[0];
+    int64_t bc = b->shape.batched ? shape_numel(b->shape) : b->shape.dim[1];
+    int64_t M = ta ? ac : ar, K = ta ? ar : ac, N = tb ? br : bc;
+    NNC_ASSERT(K == (tb ? bc : br));
+    const double *A = r->val[n->in[0]], *Bv = r->val[n->in[1]];
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double x = ta ? A[k * ac + i] : A[i * ac + k];
+                double y = tb ? Bv[j * bc + k] : Bv[k * bc + j];
+                s += x * y;
+            }
+            out[i * N + j] = s;
+        }
+}
+
+static void row_op(RefState *r, const Node *n, double *out) {
+    bool grad = n->op == OP_CROSS_ENTROPY_GRAD;
+    int zi = grad ? n->in[1] : n->in[0], li = grad ? n->in[2] : n->in[1];
+    int64_t C = shape_numel(r->g->node[zi].shape), R = r->rows;
+    const double *z = r->val[zi], *lab = r->val[li];
+    double total = 0;
+    for (int64_t i = 0; i < R; i++) {
+        const double *zr = z + i * C;
+        int64_t label = (int64_t)lab[i], arg = 0;
+        double m = zr[0];
+        for (int64_t j = 1; j < C; j++)
+            if (zr[j] > m) {
+                m = zr[j];
+                arg = j;
+            }
+        double s = 0;
+        for (int64_t j = 0; j < C; j++) s += exp(zr[j] - m);
+        switch (n->op) {
+        case OP_CROSS_ENTROPY: total += log(s) + m - zr[label]; break;
+        case OP_ACCURACY: total += arg == label; break;
+        case OP_CROSS_ENTROPY_GRAD: {
+            double dl = r->val[n->in[0]][0];
+            for (int64_t j = 0; j < C; j++) out[i * C + j] = dl / (double)R * (exp(zr[j] - m) / s - (j == label));
+            break;
+        }
+        default: NNC_BUG("row op");
+        }
+    }
+    if (n->op == OP_CROSS_ENTROPY) out[0] = total / (double)R;
+    if (n->op == OP_ACCURACY) out[0] = total;
+}
+
+static void update(RefState *r, const Node *n) {
+    const Graph *g = r->g;
+    double *p = r->val[n->in[0]];
+    const double *gr = r->val[n->in[1]];
+    int64_t N = shape_numel(g->node[n->in[0]].shape);
+    if (n->op == OP_SGD || n->op == OP_SGD_MOMENTUM) {
+        double mom = n->attr[0], wd = n->attr[2];
+        double lr = r->val[n->in[n->op == OP_SGD ? 2 : 3]][0];
+        double *buf = n->op == OP_SGD_MOMENTUM ? r->val[n->in[2]] : NULL;
+        for (int64_t i = 0; i < N; i++) {
+            double d = gr[i] + wd * p[i];
+            if (buf) {
+                buf[i] = mom * buf[i] + d;
+                d = n->attr[1] != 0 ? d + mom * buf[i] : buf[i];
+            }
+            p[i] -= lr * d;
+        }
+        return;
+    }
+    NNC_ASSERT(n->op == OP_ADAM);
+    double b1 = n->attr[0], b2 = n->attr[1], eps = n->attr[2], wd = n->attr[4];
+    bool decoupled = n->attr[3] != 0;
+    double *m = r->val[n->in[2]], *v = r->val[n->in[3]];
+    double lr = r->val[n->in[4]][0], step = r->val[n->in[5]][0], bc2 = r->val[n->in[6]][0];
+    for (int64_t i = 0; i < N; i++) {
+        double d = gr[i];
+        if (decoupled)
+            p[i] *= 1 - lr * wd;
+        else
+            d += wd * p[i];
+        m[i] = b1 * m[i] + (1 - b1) * d;
+        v[i] = b2 * v[i] + (1 - b2) * d * d;
+        p[i] -= step * m[i] / (sqrt(v[i]) / bc2 + eps);
+    }
+}
+
+static void run_node(RefState *r, int id) {
+    const Graph *g = r->g;
+    const Node *n = &g->node[id];
+    double *out = r->val[id];
+    Shape s = n->shape;
+    switch (op_info[n->op].cls) {
+    case OC_LEAF:
+        if (n->op == OP_CONST) out[0] = n->attr[0];
+        if (n->op == OP_PARAM) out[0] = r->scalar[n->ref];
+        return;
+    case OC_VIEW: return;
+    case OC_GEMM: matmul(r, n, out); return;
+    case OC_MAP: {
+        int64_t rows = s.batched ? r->rows : 1, cols = shape_numel(s);
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < cols; j++) {
+                double x = at(r, n->in[0], i, j, cols);
+                double y = n->nin > 1 ? at(r, n->in[1], i, j, cols) : 0;
+                double z = n->nin > 2 ? at(r, n->in[2], i, j, cols) : 0;
+                if (n->op == OP_MSE_GRAD) {
+                    double numel = (double)(cols * rows);
+                    out[i * cols + j] = x * 2 * (y - z) / numel;
+                } else {
+                    out[i * cols + j] = map_value(n, x, y, z);
+                }
+            }
+        return;
+    }
+    case OC_COLSUM: {
+        const Shape is = g->node[n->in[0]].shape;
+        int64_t cols = shape_numel(is);
+        for (int64_t j = 0; j < cols; j++) out[j] = 0;
+        for (int64_t i = 0; i < r->rows; i++)
+            for (int64_t j = 0; j < cols; j++) {
+                double dy = at(r, n->in[0], i, j, cols);
+                double x = n->nin > 1 ? at(r, n->in[1], i, j, cols) : 0;
+                switch (n->op) {
+                case OP_COLSUM: out[j] += dy; break;
+                case OP_GATE_GRAD: out[j] += dy * x; break;
+                case OP_PRELU_SLOPE_GRAD: out[j] += x > 0 ? 0 : dy * x; break;
+                default: NNC_BUG("colsum op");
+                }
+            }
+        return;
+    }
+    case OC_SUM: {
+        const Shape is = g->node[n->in[0]].shape;
+        int64_t rows = is.batched ? r->rows : 1, cols = shape_numel(is);
+        double total = 0;
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < cols; j++) {
+                double x = at(r, n->in[0], i, j, cols);
+                switch (n->op) {
+                case OP_SUM: total += x; break;
+                case OP_L1: total += fabs(x); break;
+                case OP_MSE: {
+                    double d = x - at(r, n->in[1], i, j, cols);
+                    total += d * d / (double)(rows * cols);
+                    break;
+                }
+                default: NNC_BUG("sum op");
+                }
+            }
+        out[0] = total;
+        return;
+    }
+    case OC_ROW: row_op(r, n, out); return;
+    case OC_UPDATE: update(r, n); return;
+    }
+}
+
+void ref_run(RefState *r, const bool *mask) {
+    for (int id = 0; id < r->g->nnode; id++)
+        if (!mask || mask[id]) run_node(r, id);
+}
