@@ -115,6 +115,8 @@ typedef struct Parser {
     int resync;          /* after a syntax error: skip to the next statement start */
     int fatal;           /* stop parsing (reported already) */
     int depth_reported;  /* the depth error was reported once */
+    int err_line, err_col; /* where the last syntax error was */
+    int err_repeat;      /* the last syntax error was at that same token again */
     const char *tok_text; /* spelling of the last token, for messages */
     int tok_len;
 } Parser;

@@ -257,10 +257,7 @@ void ir_print(StrBuf *b, const Graph *g, const char *path) {
         }
         char sh[96];
         StrBuf line = {0};
-        if (op_info[n->op].cls == OC_UPDATE)
-            sb_printf(&line, "  %s", op_info[n->op].name);
-        else
-            sb_printf(&line, "  %%%d = %s", id, op_info[n->op].name);
+        sb_printf(&line, "  %%%d = %s", id, op_info[n->op].name);
         switch (n->op) {
         case OP_INPUT: sb_printf(&line, " %s", g->input[n->ref].name); break;
         case OP_WEIGHT: sb_printf(&line, " %s", g->weight[n->ref].name); break;
@@ -280,7 +277,7 @@ void ir_print(StrBuf *b, const Graph *g, const char *path) {
             }
             sb_putc(&line, ']');
         }
-        if (op_info[n->op].cls != OC_UPDATE) sb_printf(&line, "  %s", shape_str(sh, sizeof sh, n->dtype, n->shape));
+        sb_printf(&line, "  %s", shape_str(sh, sizeof sh, n->dtype, n->shape));
         sb_puts(b, sb_str(&line));
         sb_free(&line);
         if (n->loc.line > 0 || n->name) {

@@ -5,7 +5,7 @@
 
 #include "kernel.h"
 
-const char *const prog_name[PROG_COUNT] = {"train", "grad", "eval"};
+const char *const prog_name[PROG_COUNT] = {"grad", "update", "eval"};
 
 #define KGROW(kb, arr, n, cap)                                                          \
     do {                                                                                \

@@ -109,7 +109,8 @@ typedef struct {
     int first, last; /* live range in node order */
 } Buffer;
 
-enum { PROG_TRAIN, PROG_GRAD, PROG_EVAL, PROG_COUNT };
+/* A training step runs grad then update; the runtime checks the loss between them. */
+enum { PROG_GRAD, PROG_UPDATE, PROG_EVAL, PROG_COUNT };
 extern const char *const prog_name[PROG_COUNT];
 
 typedef struct {

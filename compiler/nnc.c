@@ -7,18 +7,22 @@
 
 #include "driver.h"
 #include "render_llvm.h"
+#include "train.h"
 
 static const char usage[] =
     "usage: nnc <command> [options] FILE.nn\n"
     "\n"
     "commands:\n"
     "  check FILE              parse and check the model; print its layers, training setup and memory plan\n"
+    "  train FILE              compile the model and train it now\n"
     "  emit WHAT FILE          print generated code: --ast, --ir, --plan\n"
     "  --help                  this text\n"
     "  --version               the version of nnc and of LLVM it uses\n"
     "\n"
     "options:\n"
     "  --set NAME=VALUE        override a param or a train setting (epochs, batch, seed, lr, valid)\n"
+    "  --out DIR               train: where metrics.jsonl goes (default runs/MODEL)\n"
+    "  --progress, --no-progress  train: a live progress bar (default: when stdout is a terminal)\n"
     "\n"
     "exit status: 0 success, 1 an error in the model or its data, 2 bad usage\n";
 
@@ -26,6 +30,8 @@ typedef struct {
     const char *cmd;
     const char *file;
     const char *emit;
+    const char *out;
+    int progress;
     Override ov[64];
     int nov;
 } Args;
@@ -39,6 +45,7 @@ static int usage_error(const char *fmt, const char *arg) {
 
 static int parse_args(int argc, char **argv, Args *a) {
     memset(a, 0, sizeof *a);
+    a->progress = -1;
     if (argc < 2) return usage_error("%s", "no command given");
     a->cmd = argv[1];
     for (int i = 2; i < argc; i++) {
@@ -54,6 +61,11 @@ static int parse_args(int argc, char **argv, Args *a) {
             if (a->nov == 64) return usage_error("%s", "too many --set options");
             if (!driver_parse_override(s + 6, &a->ov[a->nov], why, sizeof why)) return usage_error("%s", why);
             a->nov++;
+        } else if (!strcmp(s, "--out")) {
+            if (i + 1 >= argc) return usage_error("%s", "--out needs a directory");
+            a->out = argv[++i];
+        } else if (!strcmp(s, "--progress") || !strcmp(s, "--no-progress")) {
+            a->progress = s[2] == 'p';
         } else if (!strcmp(a->cmd, "emit") && !a->emit && s[0] == '-' && s[1] == '-') {
             a->emit = s + 2;
         } else if (s[0] == '-' && s[1]) {
@@ -119,6 +131,39 @@ static int cmd_emit(Args *a) {
     return rc;
 }
 
+static int cmd_train(Args *a) {
+    Compilation c;
+    CompileOptions o = {.ov = a->ov, .nov = a->nov};
+    double t0 = util_now();
+    int rc = driver_compile(&c, a->file, &o, STAGE_PLAN);
+    if (rc) {
+        driver_free(&c);
+        return rc;
+    }
+    char err[512];
+    TrainConfig cfg = {.model = c.model, .g = c.graph, .plan = c.plan, .out = stdout, .diag = &c.diag,
+                       .progress = a->progress};
+    LlvmModule *m = llvm_render(c.plan, err, sizeof err);
+    LlvmJit *jit = m ? llvm_jit(m, &cfg.fn, err, sizeof err) : NULL;
+    if (!jit) {
+        fprintf(stderr, "nnc: error: %s\n", err);
+        driver_free(&c);
+        return 1;
+    }
+    char backend[96];
+    snprintf(backend, sizeof backend, "LLVM JIT for the host CPU, compiled in %.2f s", util_now() - t0);
+    cfg.backend = backend;
+    char outdir[1024];
+    snprintf(outdir, sizeof outdir, "runs/%s", c.model->name);
+    cfg.out_dir = a->out ? a->out : outdir;
+    TrainResult res;
+    rc = train_run(&cfg, &res);
+    if (rc == 0) printf("metrics written to %s/metrics.jsonl\n", cfg.out_dir);
+    llvm_jit_free(jit);
+    driver_free(&c);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
         fputs(usage, stdout);
@@ -137,6 +182,8 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(a.cmd, "check"))
         rc = cmd_check(&a);
+    else if (!strcmp(a.cmd, "train"))
+        rc = cmd_train(&a);
     else if (!strcmp(a.cmd, "emit"))
         rc = cmd_emit(&a);
     else

@@ -112,11 +112,12 @@ static void build_row(KBuilder *kb, const Node *n, int node) {
     }
 }
 
-static void build_update(KBuilder *kb, const Node *n) {
+static void build_update(KBuilder *kb, const Node *n, int node) {
     const Graph *g = kb->plan->g;
     set_domain(kb, g->node[n->in[0]].shape);
     int pa = kb_arg(kb, kb->plan->node_buf[n->in[0]], true, true);
     int p = kb_load_arg(kb, pa, IX_ELEM), gr = kb_node(kb, n->in[1]);
+    kb_out(kb, KO_SUM, out_arg(kb, node), B(SUB, gr, gr)); /* 0, or NaN for a non-finite gradient */
     switch (n->op) {
     case OP_SGD: {
         int d = n->attr[2] != 0 ? B(ADD, gr, B(MUL, C(n->attr[2]), p)) : gr;
@@ -186,7 +187,7 @@ void opk_build(KBuilder *kb, int node) {
         return;
     }
     case OC_ROW: build_row(kb, n, node); return;
-    case OC_UPDATE: build_update(kb, n); return;
+    case OC_UPDATE: build_update(kb, n, node); return;
     default: NNC_BUG("op '%s' has no loop kernel", op_info[n->op].name);
     }
 }

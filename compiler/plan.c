@@ -79,7 +79,7 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch) {
     for (int id = 0; id < g->nnode; id++) {
         const Node *n = &g->node[id];
         OpClass cls = op_info[n->op].cls;
-        if (cls == OC_LEAF || cls == OC_UPDATE) continue;
+        if (cls == OC_LEAF) continue;
         p->node_buf[id] = cls == OC_VIEW ? p->node_buf[n->in[0]] : new_buffer(p, id, BUF_TEMP);
     }
     /* live ranges: to the last reader; outputs and gradients live to the end */
@@ -89,6 +89,8 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch) {
             if (b >= 0 && p->buf[b].last < id) p->buf[b].last = id;
         }
     for (int i = 0; i < g->noutput; i++) p->buf[p->node_buf[g->output[i].node]].last = g->nnode;
+    for (int id = 0; id < g->nnode; id++) /* the gradient-finite flags */
+        if (op_info[g->node[id].op].cls == OC_UPDATE) p->buf[p->node_buf[id]].last = g->nnode;
     for (int i = 0; i < g->nweight; i++)
         if (g->weight[i].grad >= 0 && p->node_buf[g->weight[i].grad] >= 0)
             p->buf[p->node_buf[g->weight[i].grad]].last = g->nnode;
@@ -149,12 +151,11 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch) {
         memset(mask, 0, (size_t)g->nnode);
         if (pr == PROG_EVAL) {
             for (int i = 0; i < g->noutput; i++) need(g, mask, g->output[i].node);
-        } else {
+        } else if (pr == PROG_GRAD) {
             need(g, mask, g->loss);
             for (int i = 0; i < g->nweight; i++) need(g, mask, g->weight[i].grad);
-            if (pr == PROG_TRAIN)
-                for (int id = 0; id < g->nnode; id++)
-                    if (op_info[g->node[id].op].cls == OC_UPDATE) need(g, mask, id);
+        } else {
+            for (int id = 0; id < g->nnode; id++) mask[id] = op_info[g->node[id].op].cls == OC_UPDATE;
         }
         ProgramPlan *pp = &p->prog[pr];
         pp->kernel = arena_alloc(arena, sizeof(int) * (size_t)(p->nkernel + 1));

@@ -566,12 +566,15 @@ LlvmModule *llvm_render(const Plan *p, char *err, size_t nerr) {
                           cg->ptr, cg->i32, cg->ptr, cg->i32, cg->f32, cg->ptr, cg->i32};
     LLVMTypeRef gemm_ty = LLVMFunctionType(cg->vd, gp, 14, 0);
     LLVMValueRef gemm = LLVMAddFunction(m->mod, "cblas_sgemm", gemm_ty);
-    LLVMTypeRef sp[3] = {cg->ptr, cg->ptr, cg->i64};
-    LLVMTypeRef step_ty = LLVMFunctionType(cg->vd, sp, 3, 0);
-    for (int pr = 0; pr < PROG_COUNT; pr++) {
+    LLVMTypeRef sp[5] = {cg->ptr, cg->ptr, cg->i64, cg->ptr, cg->ptr};
+    LLVMTypeRef hp[2] = {cg->ptr, cg->i32};
+    LLVMTypeRef hook_ty = LLVMFunctionType(cg->vd, hp, 2, 0);
+    for (int variant = 0; variant < 2 * PROG_COUNT; variant++) {
+        int pr = variant % PROG_COUNT;
+        bool checked = variant >= PROG_COUNT;
         char name[32];
-        snprintf(name, sizeof name, "nnc_%s", prog_name[pr]);
-        LLVMValueRef fn = LLVMAddFunction(m->mod, name, step_ty);
+        snprintf(name, sizeof name, "nnc_%s%s", prog_name[pr], checked ? "_checked" : "");
+        LLVMValueRef fn = LLVMAddFunction(m->mod, name, LLVMFunctionType(cg->vd, sp, checked ? 5 : 3, 0));
         LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
         LLVMValueRef arena = LLVMGetParam(fn, 0), scalars = LLVMGetParam(fn, 1), rows = LLVMGetParam(fn, 2);
         LLVMSetValueName2(arena, "arena", 5);
@@ -582,15 +585,19 @@ LlvmModule *llvm_render(const Plan *p, char *err, size_t nerr) {
             const Kernel *k = &p->kernel[pp->kernel[i]];
             if (k->kind == K_GEMM) {
                 emit_gemm_call(cg, p, k, arena, rows, gemm_ty, gemm);
-                continue;
+            } else {
+                LLVMValueRef *args = util_calloc((size_t)k->narg + 2, sizeof(LLVMValueRef));
+                args[0] = rows;
+                for (int a = 0; a < k->narg; a++) args[a + 1] = buf_ptr(cg, arena, &p->buf[k->arg[a].buf]);
+                args[k->narg + 1] = scalars;
+                LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(kfn[pp->kernel[i]]), kfn[pp->kernel[i]], args,
+                               (unsigned)k->narg + 2, "");
+                free(args);
             }
-            LLVMValueRef *args = util_calloc((size_t)k->narg + 2, sizeof(LLVMValueRef));
-            args[0] = rows;
-            for (int a = 0; a < k->narg; a++) args[a + 1] = buf_ptr(cg, arena, &p->buf[k->arg[a].buf]);
-            args[k->narg + 1] = scalars;
-            LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(kfn[pp->kernel[i]]), kfn[pp->kernel[i]], args,
-                           (unsigned)k->narg + 2, "");
-            free(args);
+            if (checked) {
+                LLVMValueRef hargs[2] = {LLVMGetParam(fn, 4), ci32(cg, pp->kernel[i])};
+                LLVMBuildCall2(cg->b, hook_ty, LLVMGetParam(fn, 3), hargs, 2, "");
+            }
         }
         LLVMBuildRetVoid(cg->b);
     }
@@ -657,7 +664,7 @@ static bool jit_error(LLVMErrorRef e, const char *what, char *err, size_t nerr) 
     return true;
 }
 
-LlvmJit *llvm_jit(LlvmModule *m, StepFn fn[PROG_COUNT], char *err, size_t nerr) {
+LlvmJit *llvm_jit(LlvmModule *m, StepTable *fn, char *err, size_t nerr) {
     LlvmJit *j = util_calloc(1, sizeof *j);
     char emsg[256];
     LLVMTargetMachineRef tm = host_tm(emsg, sizeof emsg);
@@ -693,12 +700,16 @@ LlvmJit *llvm_jit(LlvmModule *m, StepFn fn[PROG_COUNT], char *err, size_t nerr) 
     llvm_module_free(m);
     m = NULL;
     if (jit_error(LLVMOrcLLJITAddLLVMIRModule(j->jit, jd, tsm), "add module", err, nerr)) goto fail;
-    for (int pr = 0; pr < PROG_COUNT; pr++) {
+    for (int variant = 0; variant < 2 * PROG_COUNT; variant++) {
+        int pr = variant % PROG_COUNT;
         char name[32];
-        snprintf(name, sizeof name, "nnc_%s", prog_name[pr]);
+        snprintf(name, sizeof name, "nnc_%s%s", prog_name[pr], variant >= PROG_COUNT ? "_checked" : "");
         LLVMOrcExecutorAddress addr = 0;
         if (jit_error(LLVMOrcLLJITLookup(j->jit, &addr, name), name, err, nerr)) goto fail;
-        fn[pr] = (StepFn)(uintptr_t)addr;
+        if (variant >= PROG_COUNT)
+            fn->checked[pr] = (CheckedStepFn)(uintptr_t)addr;
+        else
+            fn->step[pr] = (StepFn)(uintptr_t)addr;
     }
     return j;
 fail:

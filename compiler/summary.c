@@ -93,6 +93,8 @@ void summary_print(StrBuf *b, const Compilation *c) {
         }
         human_bytes(by, sizeof by, (double)(p->arena_bytes - p->persistent_bytes));
         sb_printf(b, " temporaries %s\n", by);
-        sb_printf(b, "kernels per step: train %d, eval %d\n", p->prog[PROG_TRAIN].nkernel, p->prog[PROG_EVAL].nkernel);
+        sb_printf(b, "kernels per training step: %d (gradient %d, update %d); per evaluation batch: %d\n",
+                  p->prog[PROG_GRAD].nkernel + p->prog[PROG_UPDATE].nkernel, p->prog[PROG_GRAD].nkernel,
+                  p->prog[PROG_UPDATE].nkernel, p->prog[PROG_EVAL].nkernel);
     }
 }

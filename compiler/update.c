@@ -46,7 +46,7 @@ void update_graph(Graph *g, const OptSpec *opt) {
             in[6] = bc2;
             nin = 7;
         }
-        int id = ir_add(g, op, DT_F32, w.shape, in, nin, w.loc);
+        int id = ir_add(g, op, DT_F32, shape_scalar(), in, nin, w.loc);
         Node *n = &g->node[id];
         n->name = w.name;
         if (op == OP_ADAM) {

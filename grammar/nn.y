@@ -7,6 +7,7 @@
 %define api.pure full
 %locations
 %define parse.error custom
+%define parse.trace
 %param {yyscan_t scanner}
 %parse-param {Parser *p}
 
@@ -21,6 +22,7 @@ int yylex(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner);
 }
 
 %code {
+#include <stdlib.h>
 #include <string.h>
 #define YYMAXDEPTH 4000
 static int next_token(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner);
@@ -28,6 +30,21 @@ static int next_token(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner);
 #define yylex next_token
 static SrcLoc L(YYLTYPE l) { return (SrcLoc){l.first_line, l.first_column, l.first_line == l.last_line ? l.last_column : l.first_column}; }
 static void yyerror(YYLTYPE *loc, yyscan_t scanner, Parser *p, const char *msg);
+/* Error recovery: bison keeps the offending token after an `error` rule.  When the same token
+ * fails again it is dropped (the scanner then skips to the next statement); at the end of
+ * the file there is nothing left to skip, so parsing stops. */
+static int recovered(Parser *p, int at_end) { return p->err_repeat && at_end; }
+static int starts_statement(int t);
+#define yyclearin_if(p)                                                                  \
+    do {                                                                                 \
+        if ((p)->err_repeat) {                                                           \
+            yyclearin;                                                                   \
+            (p)->err_repeat = 0;                                                         \
+            (p)->resync = 1;                                                             \
+        } else if ((p)->tok_at_bol && starts_statement(yychar)) {                        \
+            (p)->resync = 0; /* the token in hand is where parsing resumes */            \
+        }                                                                                \
+    } while (0)
 }
 
 %union {
@@ -64,7 +81,7 @@ static void yyerror(YYLTYPE *loc, yyscan_t scanner, Parser *p, const char *msg);
 %type <list> exprs opt_exprs
 %type <stmts> stmts
 %type <items> items
-%type <str> unit
+%type <str> unit argname
 
 %left ARROW
 %left OR
@@ -83,7 +100,7 @@ file: stmts                          { p->prog.stmt = $1.item; p->prog.nstmt = $
 
 stmts: %empty                        { $$ = (StmtList){0}; }
      | stmts stmt                    { $$ = ast_stmts_add(p, $1, $2); }
-     | stmts error                   { $$ = $1; yyerrok; }
+     | stmts error                   { $$ = $1; if (recovered(p, yychar == END)) YYABORT; yyclearin_if(p); yyerrok; }
      ;
 
 stmt: MODEL IDENT                    { $$ = ast_stmt(p, ST_MODEL, L(@1), $2, L(@2), NULL); }
@@ -115,7 +132,7 @@ params: IDENT                        { $$ = ast_args_add(p, (AstArgList){0}, $1,
 
 items: %empty                        { $$ = (ItemList){0}; }
      | items item                    { $$ = ast_items_add(p, $1, $2); }
-     | items error                   { $$ = $1; yyerrok; }
+     | items error                   { $$ = $1; if (recovered(p, yychar == END)) YYABORT; yyclearin_if(p); yyerrok; }
      ;
 
 item: DATA expr                      { $$ = ast_item(p, TI_DATA, L(@1), $2); }
@@ -178,13 +195,27 @@ call: IDENT '(' opt_args ')'         { $$ = ast_call(p, L(@1), $1, $3.arg, $3.na
 opt_args: %empty                     { $$ = (AstArgList){0}; }
         | args
         ;
-args: expr                           { $$ = ast_args_add(p, (AstArgList){0}, NULL, L(@1), $1); }
-    | IDENT '=' expr                 { $$ = ast_args_add(p, (AstArgList){0}, $1, L(@1), $3); }
-    | IDENT '=' NUMBER unit          { $$ = ast_args_add(p, (AstArgList){0}, $1, L(@1), ast_quantity(p, ast_span(L(@3), L(@4)), $3.value, $4)); }
-    | args ',' expr                  { $$ = ast_args_add(p, $1, NULL, L(@3), $3); }
-    | args ',' IDENT '=' expr        { $$ = ast_args_add(p, $1, $3, L(@3), $5); }
-    | args ',' IDENT '=' NUMBER unit { $$ = ast_args_add(p, $1, $3, L(@3), ast_quantity(p, ast_span(L(@5), L(@6)), $5.value, $6)); }
+args: expr                             { $$ = ast_args_add(p, (AstArgList){0}, NULL, L(@1), $1); }
+    | argname '=' expr                 { $$ = ast_args_add(p, (AstArgList){0}, $1, L(@1), $3); }
+    | argname '=' NUMBER unit          { $$ = ast_args_add(p, (AstArgList){0}, $1, L(@1), ast_quantity(p, ast_span(L(@3), L(@4)), $3.value, $4)); }
+    | args ',' expr                    { $$ = ast_args_add(p, $1, NULL, L(@3), $3); }
+    | args ',' argname '=' expr        { $$ = ast_args_add(p, $1, $3, L(@3), $5); }
+    | args ',' argname '=' NUMBER unit { $$ = ast_args_add(p, $1, $3, L(@3), ast_quantity(p, ast_span(L(@5), L(@6)), $5.value, $6)); }
     ;
+
+/* a named argument may be spelled like a keyword: csv("f.csv", target = last) */
+argname: IDENT                       { $$ = $1; }
+       | MODEL { $$ = "model"; }   | INPUT { $$ = "input"; }     | TARGET { $$ = "target"; }
+       | PARAM { $$ = "param"; }   | LOSS { $$ = "loss"; }       | METRIC { $$ = "metric"; }
+       | PRIOR { $$ = "prior"; }   | HEAD { $$ = "head"; }       | BLOCK { $$ = "block"; }
+       | RETURN { $$ = "return"; } | TRAIN { $$ = "train"; }     | DATA { $$ = "data"; }
+       | TEST { $$ = "test"; }     | VALID { $$ = "valid"; }     | OF { $$ = "of"; }
+       | BATCH { $$ = "batch"; }   | EPOCHS { $$ = "epochs"; }   | ITERATIONS { $$ = "iterations"; }
+       | OPTIMIZER { $$ = "optimizer"; } | SAMPLER { $$ = "sampler"; } | SCHEDULE { $$ = "schedule"; }
+       | PRUNE { $$ = "prune"; }   | EVERY { $$ = "every"; }     | STOP { $$ = "stop"; }
+       | WHEN { $$ = "when"; }     | PATIENCE { $$ = "patience"; } | SEED { $$ = "seed"; }
+       | CLIP { $$ = "clip"; }
+       ;
 
 exprs: expr                          { $$ = ast_list_add(p, (AstList){0}, $1); }
      | exprs ',' expr                { $$ = ast_list_add(p, $1, $3); }
@@ -232,10 +263,28 @@ static void yyerror(YYLTYPE *loc, yyscan_t scanner, Parser *p, const char *msg) 
     p->fatal = 1;
 }
 
-static int is_expr_start(yysymbol_kind_t s) {
+/* Expected tokens are summarised by kind: whatever can start an expression, a statement or a
+ * train setting is named as such; brackets and other punctuation are listed. */
+enum { K_EXPR = 1, K_STMT = 2, K_ITEM = 4 };
+static int token_kinds(yysymbol_kind_t s) {
     const char *n = yysymbol_name(s);
-    return s == YYSYMBOL_NUMBER || s == YYSYMBOL_IDENT || s == YYSYMBOL_STRING ||
-           s == YYSYMBOL_NOT || s == YYSYMBOL_PATIENCE || !strcmp(n, "'('") || !strcmp(n, "'-'");
+    switch (s) {
+    case YYSYMBOL_NUMBER: case YYSYMBOL_STRING: case YYSYMBOL_NOT: case YYSYMBOL_PATIENCE:
+        return K_EXPR;
+    case YYSYMBOL_IDENT: return K_EXPR | K_STMT;
+    case YYSYMBOL_TRAIN: return K_EXPR | K_STMT;
+    case YYSYMBOL_TEST: case YYSYMBOL_VALID: return K_EXPR | K_ITEM;
+    case YYSYMBOL_MODEL: case YYSYMBOL_INPUT: case YYSYMBOL_TARGET: case YYSYMBOL_PARAM:
+    case YYSYMBOL_LOSS: case YYSYMBOL_METRIC: case YYSYMBOL_PRIOR: case YYSYMBOL_HEAD:
+    case YYSYMBOL_BLOCK: case YYSYMBOL_RETURN:
+        return K_STMT;
+    case YYSYMBOL_DATA: case YYSYMBOL_BATCH: case YYSYMBOL_EPOCHS: case YYSYMBOL_ITERATIONS:
+    case YYSYMBOL_OPTIMIZER: case YYSYMBOL_SAMPLER: case YYSYMBOL_SCHEDULE: case YYSYMBOL_PRUNE:
+    case YYSYMBOL_STOP: case YYSYMBOL_SEED: case YYSYMBOL_CLIP:
+        return K_ITEM;
+    default:
+        return !strcmp(n, "'('") || !strcmp(n, "'-'") ? K_EXPR : 0;
+    }
 }
 
 static void describe(StrBuf *b, yysymbol_kind_t s, const Parser *p) {
@@ -252,6 +301,15 @@ static void describe(StrBuf *b, yysymbol_kind_t s, const Parser *p) {
 
 static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Parser *p) {
     (void)scanner;
+    const YYLTYPE *at = yypcontext_location(ctx);
+    if (at->first_line == p->err_line && at->first_column == p->err_col) {
+        p->err_repeat = 1; /* the same token again: reported already */
+        return 0;
+    }
+    p->err_line = at->first_line;
+    p->err_col = at->first_column;
+    p->err_repeat = 0;
+    p->resync = 1;
     if (p->fatal) return 0;
     enum { MAXEXP = 40 };
     yysymbol_kind_t exp[MAXEXP];
@@ -260,16 +318,28 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
     sb_puts(&b, "unexpected ");
     describe(&b, yypcontext_token(ctx), p);
     const char *list[MAXEXP];
-    int nlist = 0, expr = 0;
+    int nlist = 0, kinds = 0;
+    for (int i = 0; i < n; i++) kinds |= exp[i] == YYSYMBOL_YYerror ? 0 : token_kinds(exp[i]);
+    /* a kind is named when most of its tokens are expected; else its tokens are listed */
+    int named = 0, count[8] = {0};
+    for (int i = 0; i < n; i++)
+        for (int k = 1; k <= 4; k <<= 1)
+            if (token_kinds(exp[i]) & k) count[k]++;
+    if (count[K_EXPR] >= 4) named |= K_EXPR;
+    if (count[K_STMT] >= 6) named |= K_STMT;
+    if (count[K_ITEM] >= 6) named |= K_ITEM;
+    if (named & K_STMT) list[nlist++] = "a statement";
+    if (named & K_ITEM) list[nlist++] = "a train setting";
+    if ((named & K_EXPR) && !(named & K_STMT)) list[nlist++] = "an expression";
     for (int i = 0; i < n; i++) {
-        if (exp[i] == YYSYMBOL_YYerror) continue;
-        if (is_expr_start(exp[i])) {
-            if (!expr++) list[nlist++] = "an expression";
-            if (exp[i] == YYSYMBOL_IDENT) expr |= 0x100;
-            continue;
-        }
-        list[nlist++] = yysymbol_name(exp[i]);
+        if (exp[i] == YYSYMBOL_YYerror || (token_kinds(exp[i]) & named)) continue;
+        /* where an expression may start, keywords are only there as argument names */
+        const char *nm = yysymbol_name(exp[i]);
+        bool keyword = nm[0] == '\'' && nm[1] >= 'a' && nm[1] <= 'z';
+        if ((named & K_EXPR) && keyword) continue;
+        if (nlist < MAXEXP) list[nlist++] = nm;
     }
+    (void)kinds;
     if (nlist > 0 && nlist <= 8) {
         sb_puts(&b, ", expected ");
         for (int i = 0; i < nlist; i++) {
@@ -279,11 +349,11 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
     }
     diag_error(p->diag, L(*yypcontext_location(ctx)), "%s", sb_str(&b));
     sb_free(&b);
-    p->resync = 1;
     return 0;
 }
 
 Program *parse_source(Arena *arena, Diag *diag, const Source *src) {
+    yydebug = getenv("NNC_PARSE_TRACE") != NULL;
     Parser *p = arena_alloc(arena, sizeof *p);
     p->arena = arena;
     p->diag = diag;

@@ -14,7 +14,6 @@ RefState *ref_new(const Graph *g, int64_t rows) {
     r->val = util_calloc((size_t)g->nnode, sizeof(double *));
     for (int id = 0; id < g->nnode; id++) {
         const Node *n = &g->node[id];
-        if (op_info[n->op].cls == OC_UPDATE) continue;
         if (n->op == OP_RESHAPE) continue; /* aliases its input, below */
         r->val[id] = util_calloc((size_t)ref_size(r, id), sizeof(double));
     }
@@ -145,11 +144,13 @@ static void row_op(RefState *r, const Node *n, double *out) {
     if (n->op == OP_ACCURACY) out[0] = total;
 }
 
-static void update(RefState *r, const Node *n) {
+static void update(RefState *r, const Node *n, double *flag) {
     const Graph *g = r->g;
     double *p = r->val[n->in[0]];
     const double *gr = r->val[n->in[1]];
     int64_t N = shape_numel(g->node[n->in[0]].shape);
+    flag[0] = 0;
+    for (int64_t i = 0; i < N; i++) flag[0] += gr[i] - gr[i];
     if (n->op == OP_SGD || n->op == OP_SGD_MOMENTUM) {
         double mom = n->attr[0], wd = n->attr[2];
         double lr = r->val[n->in[n->op == OP_SGD ? 2 : 3]][0];
@@ -248,7 +249,7 @@ static void run_node(RefState *r, int id) {
         return;
     }
     case OC_ROW: row_op(r, n, out); return;
-    case OC_UPDATE: update(r, n); return;
+    case OC_UPDATE: update(r, n, out); return;
     }
 }
 

@@ -10,7 +10,7 @@
 typedef struct {
     const Graph *g;
     int64_t rows; /* batch size */
-    double **val; /* per node; NULL for nodes that hold no value (updates) */
+    double **val; /* per node */
     double *scalar; /* per scalar slot */
 } RefState;
 

@@ -1,0 +1,432 @@
+/* train.c: the training loop (see train.h).  One step is the gradient program, a look at the
+ * loss, then the update program and a look at the gradient flags; evaluation runs the eval
+ * program over fixed batches.  Randomness comes from rng.h streams of the model's seed, so a
+ * seed fixes the initialisation, the validation split and every epoch's order. */
+#include "train.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rng.h"
+
+/* ---- data ---- */
+
+int train_load_data(const Model *m, const Graph *g, ModelData *d, char *err, size_t nerr) {
+    memset(d, 0, sizeof *d);
+    const Input *in = NULL, *tg = NULL;
+    for (int i = 0; i < g->ninput; i++) {
+        const Input *x = &g->input[i];
+        if ((x->is_target ? tg : in) != NULL) {
+            snprintf(err, nerr, "%s: the model declares more than one %s; data sets with several inputs or targets are not implemented yet",
+                     m->path, x->is_target ? "target" : "input");
+            return -1;
+        }
+        if (x->is_target)
+            tg = x;
+        else
+            in = x;
+    }
+    DataExpect *ex = &d->expect;
+    ex->input_name = in->name;
+    ex->target_name = tg->name;
+    ex->nfeat = shape_numel(in->shape);
+    ex->input_rank = in->shape.rank;
+    memcpy(ex->input_dim, in->shape.dim, sizeof ex->input_dim);
+    ex->target_class = tg->is_class;
+    ex->nclass = tg->nclass;
+    ex->ntarget = tg->is_class ? 1 : shape_numel(tg->shape);
+    const TrainSpec *t = &m->train;
+    const DataSpec *specs[2] = {&t->data, &t->test};
+    Dataset *sets[2] = {&d->train, &d->test};
+    for (int s = 0; s < 2; s++) {
+        const DataSpec *ds = specs[s];
+        int rc = 0;
+        const char *split = s == 0 ? "train" : "t10k";
+        switch (ds->kind) {
+        case DATA_NONE:
+            if (s == 1 && (t->data.kind == DATA_FASHION_MNIST || (t->data.kind == DATA_IDX && t->data.dir))) {
+                /* the built-in set and idx("dir") carry their own test split */
+                ds = &t->data;
+                rc = ds->kind == DATA_FASHION_MNIST ? data_load_idx_dir(data_fashion_mnist_dir(), split, ex, sets[s], err, nerr)
+                                                    : data_load_idx_dir(ds->dir, split, ex, sets[s], err, nerr);
+                d->has_test = rc == 0;
+            }
+            break;
+        case DATA_FASHION_MNIST: rc = data_load_idx_dir(data_fashion_mnist_dir(), split, ex, sets[s], err, nerr); break;
+        case DATA_IDX:
+            rc = ds->dir ? data_load_idx_dir(ds->dir, split, ex, sets[s], err, nerr)
+                         : data_load_idx(ds->images, ds->labels, ex, sets[s], err, nerr);
+            break;
+        case DATA_CSV: {
+            CsvOptions co = {ds->target_col, ds->target_name, ds->header};
+            rc = data_load_csv(ds->path, &co, ex, sets[s], err, nerr);
+            break;
+        }
+        }
+        if (rc) {
+            if (ds->kind == DATA_FASHION_MNIST && errno == ENOENT && strstr(err, "cannot open"))
+                snprintf(err + strlen(err), nerr - strlen(err), " (install Debian's dataset-fashion-mnist package)");
+            train_free_data(d);
+            return -1;
+        }
+        if (s == 1 && ds->kind != DATA_NONE) d->has_test = true;
+    }
+    return 0;
+}
+
+void train_free_data(ModelData *d) {
+    data_free(&d->train);
+    data_free(&d->test);
+}
+
+/* ---- weights ---- */
+
+void train_init_weights(const Plan *plan, void *arena, uint64_t seed) {
+    const Graph *g = plan->g;
+    Rng rng;
+    rng_seed(&rng, seed, RNG_INIT);
+    for (int i = 0; i < plan->nbuf; i++) {
+        const Buffer *b = &plan->buf[i];
+        if (b->kind != BUF_WEIGHT && b->kind != BUF_STATE) continue;
+        const Weight *w = &g->weight[b->weight];
+        float *v = (float *)((char *)arena + b->offset);
+        for (int64_t k = 0; k < b->elems; k++) {
+            switch (w->init) {
+            case INIT_ZERO: v[k] = 0; break;
+            case INIT_ONE: v[k] = 1; break;
+            case INIT_CONST: v[k] = (float)w->init_value; break;
+            case INIT_UNIFORM_FANIN: {
+                double bound = 1.0 / sqrt((double)w->fan_in);
+                v[k] = (float)((2 * rng_uniform(&rng) - 1) * bound);
+                break;
+            }
+            }
+        }
+    }
+}
+
+/* ---- the session: arena, scalars, batch buffers ---- */
+
+typedef struct {
+    const TrainConfig *cfg;
+    const Graph *g;
+    const Plan *plan;
+    char *arena;
+    float *scalars;
+    float *x;       /* the input buffer in the arena */
+    int32_t *label; /* the target buffer, class targets */
+    float *target;  /* real-valued targets */
+    int64_t batch;
+    /* NaN search */
+    int bad_kernel;
+    int64_t rows;
+} Session;
+
+static float *buf_of(const Session *s, int node) {
+    return (float *)(s->arena + s->plan->buf[s->plan->node_buf[node]].offset);
+}
+
+static void set_step_scalars(Session *s, int64_t t) {
+    const Graph *g = s->g;
+    const OptSpec *o = &s->cfg->model->train.opt;
+    for (int i = 0; i < g->nscalar; i++) {
+        const Scalar *sc = &g->scalar[i];
+        switch (sc->kind) {
+        case SC_PARAM: s->scalars[i] = (float)sc->value; break;
+        case SC_LR: s->scalars[i] = (float)o->lr; break;
+        case SC_ADAM_STEP: s->scalars[i] = (float)(o->lr / (1 - pow(o->beta1, (double)t))); break;
+        case SC_ADAM_BC2_SQRT: s->scalars[i] = (float)sqrt(1 - pow(o->beta2, (double)t)); break;
+        }
+    }
+}
+
+static void load_batch(Session *s, const Dataset *d, const int64_t *idx, int64_t n) {
+    data_gather(d, idx, n, s->x, s->label, s->target);
+}
+
+/* After kernel k of a checked run: remember the first kernel that wrote a non-finite value. */
+static void nan_hook(void *ctx, int k) {
+    Session *s = ctx;
+    if (s->bad_kernel >= 0) return;
+    const Kernel *kn = &s->plan->kernel[k];
+    for (int a = 0; a < kn->narg; a++) {
+        if (!kn->arg[a].write || kn->arg[a].dtype != DT_F32) continue;
+        const Buffer *b = &s->plan->buf[kn->arg[a].buf];
+        const float *v = (const float *)(s->arena + b->offset);
+        int64_t n = b->elems * (b->batched ? s->rows : 1);
+        for (int64_t i = 0; i < n; i++)
+            if (!isfinite(v[i])) {
+                s->bad_kernel = k;
+                return;
+            }
+    }
+}
+
+static void report_nonfinite(Session *s, int64_t epoch, int64_t step, float loss) {
+    const TrainConfig *cfg = s->cfg;
+    const Graph *g = s->g;
+    /* weights that are already non-finite came from the previous update */
+    for (int i = 0; i < s->plan->nbuf; i++) {
+        const Buffer *b = &s->plan->buf[i];
+        if (b->kind != BUF_WEIGHT) continue;
+        const float *v = (const float *)(s->arena + b->offset);
+        for (int64_t k = 0; k < b->elems; k++)
+            if (!isfinite(v[k])) {
+                diag_error(cfg->diag, g->weight[b->weight].loc,
+                           "training stopped at epoch %lld, step %lld: weight '%s' holds %s after the previous update",
+                           (long long)epoch, (long long)step, b->name, isnan(v[k]) ? "NaN" : "an infinity");
+                return;
+            }
+    }
+    s->bad_kernel = -1;
+    cfg->fn.checked[PROG_GRAD](s->arena, s->scalars, s->rows, nan_hook, s);
+    if (s->bad_kernel < 0) {
+        diag_error(cfg->diag, (SrcLoc){0}, "training stopped at epoch %lld, step %lld: the loss is %g", (long long)epoch,
+                   (long long)step, (double)loss);
+        return;
+    }
+    const Kernel *k = &s->plan->kernel[s->bad_kernel];
+    const Node *n = &g->node[k->node];
+    diag_error(cfg->diag, n->loc, "training stopped at epoch %lld, step %lld: '%s'%s%s%s produced %s (the loss is %g)",
+               (long long)epoch, (long long)step, op_info[n->op].name, n->name ? " in layer '" : "", n->name ? n->name : "",
+               n->name ? "'" : "", isnan(loss) ? "NaN" : "an infinity", (double)loss);
+}
+
+/* ---- evaluation ---- */
+
+typedef struct {
+    double loss, metric[8];
+    int nmetric;
+} Eval;
+
+static Eval evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n) {
+    const Graph *g = s->g;
+    Eval e = {0};
+    double sums[8] = {0};
+    for (int64_t at = 0; at < n; at += s->batch) {
+        int64_t rows = n - at < s->batch ? n - at : s->batch;
+        load_batch(s, d, idx + at, rows);
+        s->cfg->fn.step[PROG_EVAL](s->arena, s->scalars, rows);
+        for (int o = 0; o < g->noutput && o < 8; o++) {
+            double v = *buf_of(s, g->output[o].node);
+            sums[o] += g->output[o].agg == AGG_MEAN ? v * (double)rows : v;
+        }
+    }
+    e.loss = sums[0] / (double)n;
+    for (int o = 1; o < g->noutput && o < 8; o++) {
+        double f = sums[o] / (double)n;
+        e.metric[o - 1] = g->output[o].agg == AGG_ONE_MINUS_FRACTION ? 1 - f : f;
+        e.nmetric = o;
+    }
+    return e;
+}
+
+/* ---- output ---- */
+
+static int make_dirs(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+    return 0;
+}
+
+static void write_metrics(FILE *f, const Graph *g, int64_t epoch, int64_t step, const char *split, double loss,
+                          const Eval *e, double sps, double time_s) {
+    if (!f) return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "epoch", (double)epoch);
+    cJSON_AddNumberToObject(o, "step", (double)step);
+    cJSON_AddStringToObject(o, "split", split);
+    cJSON_AddNumberToObject(o, "loss", loss);
+    if (e)
+        for (int i = 0; i < e->nmetric; i++) cJSON_AddNumberToObject(o, g->output[i + 1].name, e->metric[i]);
+    cJSON_AddNumberToObject(o, "samples_per_s", round(sps * 10) / 10);
+    cJSON_AddNumberToObject(o, "time_s", round(time_s * 1000) / 1000);
+    char *text = cJSON_PrintUnformatted(o);
+    fprintf(f, "%s\n", text);
+    fflush(f);
+    free(text);
+    cJSON_Delete(o);
+}
+
+static void print_eval(FILE *out, const Graph *g, const char *split, const Eval *e) {
+    fprintf(out, " | %s loss %.4f", split, e->loss);
+    for (int i = 0; i < e->nmetric; i++) fprintf(out, " %s %.4f", g->output[i + 1].name, e->metric[i]);
+}
+
+static void progress_line(FILE *out, int64_t epoch, int64_t epochs, int64_t done, int64_t total, double loss,
+                          double sps, double eta) {
+    int width = 24, filled = total ? (int)(width * done / total) : width;
+    fprintf(out, "\repoch %lld/%lld [", (long long)epoch, (long long)epochs);
+    for (int i = 0; i < width; i++) fputc(i < filled ? '=' : i == filled ? '>' : ' ', out);
+    fprintf(out, "] %lld/%lld  loss %.4f  %.0f samples/s  ETA %.0fs   ", (long long)done, (long long)total, loss, sps, eta);
+    fflush(out);
+}
+
+int train_run(const TrainConfig *cfg, TrainResult *res) {
+    const Model *m = cfg->model;
+    const TrainSpec *t = &m->train;
+    const Graph *g = cfg->g;
+    const Plan *plan = cfg->plan;
+    FILE *out = cfg->out ? cfg->out : stdout;
+    memset(res, 0, sizeof *res);
+    char err[1024];
+    ModelData data;
+    if (train_load_data(m, g, &data, err, sizeof err)) {
+        fprintf(cfg->diag->out, "nnc: error: %s\n", err);
+        return 1;
+    }
+    FILE *metrics = NULL;
+    if (cfg->out_dir) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
+        if (make_dirs(cfg->out_dir) || !(metrics = fopen(path, "w"))) {
+            fprintf(cfg->diag->out, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
+            train_free_data(&data);
+            return 1;
+        }
+    }
+    Session s = {.cfg = cfg, .g = g, .plan = plan, .batch = plan->max_batch, .bad_kernel = -1};
+    size_t abytes = (size_t)((plan->arena_bytes + 63) / 64 * 64);
+    s.arena = aligned_alloc(64, abytes ? abytes : 64);
+    if (!s.arena) NNC_BUG("out of memory for a %zu-byte arena", abytes);
+    memset(s.arena, 0, abytes);
+    s.scalars = util_calloc((size_t)g->nscalar + 1, sizeof(float));
+    for (int i = 0; i < g->ninput; i++) {
+        const Input *in = &g->input[i];
+        void *p = buf_of(&s, in->node);
+        if (!in->is_target)
+            s.x = p;
+        else if (in->is_class)
+            s.label = p;
+        else
+            s.target = p;
+    }
+    train_init_weights(plan, s.arena, t->seed);
+
+    /* validation split: a seeded permutation, the last part held out */
+    int64_t n_all = data.train.n;
+    int64_t *perm = util_calloc((size_t)n_all, sizeof(int64_t));
+    for (int64_t i = 0; i < n_all; i++) perm[i] = i;
+    int64_t n_valid = (int64_t)llround(t->valid_fraction * (double)n_all);
+    if (n_valid > 0) {
+        Rng split;
+        rng_seed(&split, t->seed, RNG_SPLIT);
+        rng_shuffle(&split, perm, n_all);
+    }
+    int64_t n_train = n_all - n_valid;
+    if (n_train <= 0) {
+        fprintf(cfg->diag->out, "nnc: error: the validation split leaves no training data\n");
+        return 1;
+    }
+    int64_t *order = util_calloc((size_t)n_train, sizeof(int64_t));
+    int64_t *test_idx = NULL;
+    if (data.has_test) {
+        test_idx = util_calloc((size_t)data.test.n, sizeof(int64_t));
+        for (int64_t i = 0; i < data.test.n; i++) test_idx[i] = i;
+    }
+    int64_t steps_per_epoch = (n_train + s.batch - 1) / s.batch;
+    fprintf(out, "training %s: %lld training samples%s", m->name, (long long)n_train, "");
+    if (n_valid) fprintf(out, ", %lld validation", (long long)n_valid);
+    if (data.has_test) fprintf(out, ", %lld test", (long long)data.test.n);
+    fprintf(out, "; batch %lld, %lld steps per epoch, %lld epochs (%s)\n", (long long)s.batch,
+            (long long)steps_per_epoch, (long long)t->epochs, cfg->backend ? cfg->backend : "cpu");
+    fflush(out);
+    bool tty = cfg->progress == 1 || (cfg->progress < 0 && isatty(fileno(out)));
+    Rng shuffle;
+    rng_seed(&shuffle, t->seed, RNG_SHUFFLE);
+    double t0 = util_now(), train_time = 0;
+    int64_t step = 0;
+    int rc = 0;
+    const float *loss_ptr = buf_of(&s, g->loss);
+    for (int64_t epoch = 1; epoch <= t->epochs && rc == 0; epoch++) {
+        memcpy(order, perm, sizeof(int64_t) * (size_t)n_train);
+        rng_shuffle(&shuffle, order, n_train);
+        double e0 = util_now(), loss_sum = 0, last_print = 0;
+        for (int64_t at = 0, k = 0; at < n_train; at += s.batch, k++) {
+            int64_t rows = n_train - at < s.batch ? n_train - at : s.batch;
+            load_batch(&s, &data.train, order + at, rows);
+            step++;
+            set_step_scalars(&s, step);
+            s.rows = rows;
+            cfg->fn.step[PROG_GRAD](s.arena, s.scalars, rows);
+            float loss = *loss_ptr;
+            if (!isfinite(loss)) {
+                report_nonfinite(&s, epoch, step, loss);
+                rc = 1;
+                break;
+            }
+            cfg->fn.step[PROG_UPDATE](s.arena, s.scalars, rows);
+            for (int i = 0; i < g->nweight; i++) {
+                const Weight *w = &g->weight[i];
+                if (w->kind != W_PARAM || w->grad < 0) continue;
+                int upd = -1;
+                for (int id = g->nnode - 1; id >= 0 && upd < 0; id--)
+                    if (op_info[g->node[id].op].cls == OC_UPDATE && g->node[id].in[0] == w->node) upd = id;
+                if (upd >= 0 && !isfinite(*buf_of(&s, upd))) {
+                    diag_error(cfg->diag, w->loc, "training stopped at epoch %lld, step %lld: the gradient of '%s' holds NaN or an infinity",
+                               (long long)epoch, (long long)step, w->name);
+                    rc = 1;
+                }
+            }
+            if (rc) break;
+            loss_sum += (double)loss * (double)rows;
+            double now = util_now();
+            if (tty && (now - last_print > 0.2 || at + rows >= n_train)) {
+                double el = now - e0, sps = (double)(at + rows) / el;
+                progress_line(out, epoch, t->epochs, k + 1, steps_per_epoch, loss_sum / (double)(at + rows), sps,
+                              (double)(n_train - at - rows) / sps);
+                last_print = now;
+            }
+        }
+        if (rc) break;
+        double e_train = util_now() - e0;
+        train_time += e_train;
+        double sps = (double)n_train / e_train;
+        double train_loss = loss_sum / (double)n_train;
+        if (tty) fprintf(out, "\r\033[K");
+        fprintf(out, "epoch %lld/%lld  train loss %.4f", (long long)epoch, (long long)t->epochs, train_loss);
+        write_metrics(metrics, g, epoch, step, "train", train_loss, NULL, sps, util_now() - t0);
+        res->train_loss = train_loss;
+        if (n_valid) {
+            Eval e = evaluate(&s, &data.train, perm + n_train, n_valid);
+            print_eval(out, g, "valid", &e);
+            write_metrics(metrics, g, epoch, step, "valid", e.loss, &e, 0, util_now() - t0);
+            res->valid_loss = e.loss;
+        }
+        if (data.has_test) {
+            double v0 = util_now();
+            Eval e = evaluate(&s, &data.test, test_idx, data.test.n);
+            print_eval(out, g, "test", &e);
+            write_metrics(metrics, g, epoch, step, "test", e.loss, &e, (double)data.test.n / (util_now() - v0),
+                          util_now() - t0);
+            res->test_loss = e.loss;
+            memcpy(res->test_metric, e.metric, sizeof e.metric);
+        }
+        fprintf(out, " | %.1f s, %.0f samples/s\n", e_train, sps);
+        fflush(out);
+        res->epochs = epoch;
+    }
+    res->steps = step;
+    res->seconds = util_now() - t0;
+    res->samples_per_s = train_time > 0 ? (double)(n_train * res->epochs) / train_time : 0;
+    if (metrics) fclose(metrics);
+    free(order);
+    free(perm);
+    free(test_idx);
+    free(s.scalars);
+    free(s.arena);
+    train_free_data(&data);
+    return rc;
+}

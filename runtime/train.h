@@ -1,0 +1,51 @@
+/* train.h: the training loop.  Given a planned graph and its compiled step functions, loads
+ * the data the model names, initialises weights from the seed, trains for the configured
+ * epochs (shuffled batches, the last one partial), evaluates on the validation and test
+ * splits after every epoch, and writes one JSON object per evaluation to metrics.jsonl.
+ * A non-finite loss stops training with the op and layer that produced it. */
+#ifndef NNC_TRAIN_H
+#define NNC_TRAIN_H
+
+#include <stdio.h>
+
+#include "data.h"
+#include "kernel.h"
+#include "model.h"
+#include "render_llvm.h"
+
+typedef struct {
+    const Model *model;
+    const Graph *g;
+    const Plan *plan;
+    StepTable fn;
+    const char *out_dir; /* metrics.jsonl goes here; NULL: no files */
+    FILE *out;           /* progress and per-epoch lines */
+    Diag *diag;          /* located messages about the model (a NaN's source line) */
+    int progress;        /* -1: when out is a terminal, 0 never, 1 always */
+    const char *backend; /* for the header line */
+} TrainConfig;
+
+typedef struct {
+    int64_t epochs, steps;
+    double train_loss;
+    double test_loss, test_metric[8]; /* the graph's outputs 1.. (metrics), on the test split */
+    double valid_loss;
+    double samples_per_s, seconds;
+} TrainResult;
+
+/* 0 on success; 1 after reporting an error in the data or a non-finite value. */
+int train_run(const TrainConfig *cfg, TrainResult *res);
+
+/* The model's data sets, as the train block says (used by train_run and gradcheck). */
+typedef struct {
+    Dataset train, test;
+    bool has_test;
+    DataExpect expect;
+} ModelData;
+int train_load_data(const Model *m, const Graph *g, ModelData *d, char *err, size_t nerr);
+void train_free_data(ModelData *d);
+
+/* Weight initialisation into a float arena laid out by `plan` (deterministic in the seed). */
+void train_init_weights(const Plan *plan, void *arena, uint64_t seed);
+
+#endif
