@@ -57,6 +57,7 @@ void autodiff_graph(Graph *g) {
         const Node *n = &g->node[id];
         grad[id] = -1;
         if (n->op == OP_WEIGHT) needs[id] = g->weight[n->ref].kind == W_PARAM;
+        if (n->op == OP_INPUT) needs[id] = g->input_grads && n->dtype == DT_F32;
         if (n->op == OP_ACCURACY) continue;
         for (int i = 0; i < n->nin; i++) needs[id] |= needs[n->in[i]];
     }
@@ -101,7 +102,8 @@ void autodiff_graph(Graph *g) {
             }
             break;
         case OP_NEG: accumulate(g, grad, a, E1(OP_NEG, sa, dy), n); break;
-        case OP_BROADCAST: accumulate(g, grad, a, E1(OP_SUM, sa, dy), n); break;
+        case OP_BROADCAST: accumulate(g, grad, a, dy, n); break; /* reduced back to a's shape */
+        case OP_COLSUM: accumulate(g, grad, a, E1(OP_BROADCAST, sa, dy), n); break;
         case OP_BIAS_ADD:
             if (na) accumulate(g, grad, a, dy, n);
             if (nb) accumulate(g, grad, b, E1(OP_COLSUM, g->node[b].shape, dy), n);
@@ -143,6 +145,7 @@ void autodiff_graph(Graph *g) {
         Weight *w = &g->weight[i];
         if (w->kind == W_PARAM && w->node < nfwd) w->grad = grad[w->node];
     }
+    for (int i = 0; i < g->ninput; i++) g->input[i].grad = g->input[i].node < nfwd ? grad[g->input[i].node] : -1;
     free(needs);
     free(grad);
     ir_verify(g, "autodiff");

@@ -95,6 +95,17 @@ int ir_const(Graph *g, double v, SrcLoc loc) {
     return id;
 }
 
+int ir_input(Graph *g, const char *name, bool is_target, bool is_class, int64_t nclass, Shape shape, SrcLoc loc) {
+    Input in = {.name = name, .is_target = is_target, .is_class = is_class, .nclass = nclass, .shape = shape,
+                .grad = -1, .loc = loc};
+    int id = ir_add(g, OP_INPUT, is_class ? DT_I32 : DT_F32, shape, NULL, 0, loc);
+    g->node[id].ref = g->ninput;
+    g->node[id].name = name;
+    in.node = id;
+    APUSH(g, g->input, g->ninput, g->capinput, in);
+    return id;
+}
+
 int ir_weight(Graph *g, const char *name, WeightKind kind, Shape shape, InitKind init, SrcLoc loc) {
     Weight w = {.name = name, .kind = kind, .shape = shape, .init = init, .grad = -1, .of = -1, .loc = loc};
     int id = ir_add(g, OP_WEIGHT, DT_F32, shape, NULL, 0, loc);
@@ -292,9 +303,17 @@ void ir_print(StrBuf *b, const Graph *g, const char *path) {
         for (int i = 0; i < g->noutput; i++)
             sb_printf(b, "  %s = %%%d\n", g->output[i].name, g->output[i].node);
     }
+    bool header = false;
     for (int i = 0; i < g->nweight; i++)
         if (g->weight[i].grad >= 0) {
-            if (i == 0 || g->weight[i - 1].grad < 0) sb_puts(b, "; gradients\n");
+            if (!header) sb_puts(b, "; gradients\n");
+            header = true;
             sb_printf(b, "  d %s = %%%d\n", g->weight[i].name, g->weight[i].grad);
+        }
+    for (int i = 0; i < g->ninput; i++)
+        if (g->input[i].grad >= 0) {
+            if (!header) sb_puts(b, "; gradients\n");
+            header = true;
+            sb_printf(b, "  d %s = %%%d\n", g->input[i].name, g->input[i].grad);
         }
 }

@@ -92,6 +92,7 @@ typedef struct {
     int64_t nclass;
     Shape shape; /* batched */
     int node;
+    int grad; /* d loss / d input when Graph.input_grads, else -1 */
     SrcLoc loc;
 } Input;
 
@@ -117,6 +118,7 @@ typedef struct Graph {
     int loss;          /* node id of the total loss */
     int nforward;      /* nodes [0, nforward) are the forward pass */
     bool has_backward; /* autodiff ran */
+    bool input_grads;  /* autodiff also differentiates by the f32 inputs */
     Phase phase;       /* the phase new nodes belong to */
 } Graph;
 
@@ -126,6 +128,8 @@ int ir_add1(Graph *g, Op op, Shape shape, int a, SrcLoc loc);
 int ir_add2(Graph *g, Op op, Shape shape, int a, int b, SrcLoc loc);
 int ir_add3(Graph *g, Op op, Shape shape, int a, int b, int c, SrcLoc loc);
 int ir_const(Graph *g, double v, SrcLoc loc);
+/* A model input or target: an INPUT node (i32 for class labels, one per row). */
+int ir_input(Graph *g, const char *name, bool is_target, bool is_class, int64_t nclass, Shape shape, SrcLoc loc);
 int ir_weight(Graph *g, const char *name, WeightKind kind, Shape shape, InitKind init, SrcLoc loc);
 int ir_scalar(Graph *g, const char *name, ScalarKind kind, double value, SrcLoc loc);
 int ir_find_scalar(const Graph *g, const char *name);

@@ -161,9 +161,9 @@ int kb_node(KBuilder *kb, int node) {
 const char *kx_name(KxOp op) {
     static const char *const names[KX_COUNT] = {
         [KX_CONST] = "const", [KX_LOAD] = "load", [KX_SCALAR] = "scalar", [KX_COLIDX] = "j",
-        [KX_ROWS] = "rows", [KX_RED] = "red", [KX_NEG] = "neg", [KX_ABS] = "abs", [KX_EXP] = "exp",
+        [KX_ROWS] = "rows", [KX_RED] = "red", [KX_NEG] = "neg", [KX_ABS] = "abs", [KX_EXP] = "exp", [KX_EXPM1] = "expm1",
         [KX_LOG] = "log", [KX_LOG1P] = "log1p", [KX_SQRT] = "sqrt", [KX_TANH] = "tanh",
-        [KX_ERF] = "erf", [KX_ADD] = "add", [KX_SUB] = "sub", [KX_MUL] = "mul", [KX_DIV] = "div",
+        [KX_ERFC] = "erfc", [KX_ADD] = "add", [KX_SUB] = "sub", [KX_MUL] = "mul", [KX_DIV] = "div",
         [KX_MAX] = "max", [KX_MIN] = "min", [KX_LT] = "lt", [KX_LE] = "le", [KX_GT] = "gt",
         [KX_GE] = "ge", [KX_EQ] = "eq", [KX_NE] = "ne", [KX_SELECT] = "select",
     };

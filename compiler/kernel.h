@@ -25,7 +25,7 @@ typedef enum {
     KX_ROWS,   /* the number of rows in this call, as a float */
     KX_RED,    /* the value of row reduction `arg` for the current row */
     /* unary */
-    KX_NEG, KX_ABS, KX_EXP, KX_LOG, KX_LOG1P, KX_SQRT, KX_TANH, KX_ERF,
+    KX_NEG, KX_ABS, KX_EXP, KX_EXPM1, KX_LOG, KX_LOG1P, KX_SQRT, KX_TANH, KX_ERFC,
     /* binary */
     KX_ADD, KX_SUB, KX_MUL, KX_DIV, KX_MAX, KX_MIN,
     KX_LT, KX_LE, KX_GT, KX_GE, KX_EQ, KX_NE, /* 1.0 or 0.0 */

@@ -125,20 +125,7 @@ Graph *lower_model(Arena *arena, const Model *m) {
     Lower L = {.g = g, .m = m};
     for (int i = 0; i < m->nio; i++) {
         const IoDef *io = &m->io[i];
-        Input in = {.name = io->name, .is_target = io->is_target, .is_class = io->is_class,
-                    .nclass = io->nclass, .shape = io->shape, .loc = io->loc};
-        int id = ir_add(g, OP_INPUT, io->is_class ? DT_I32 : DT_F32, io->shape, NULL, 0, io->loc);
-        g->node[id].ref = i;
-        g->node[id].name = io->name;
-        in.node = id;
-        if (g->ninput == g->capinput) {
-            int nc = g->capinput ? 2 * g->capinput : 4;
-            Input *na = arena_alloc(arena, (size_t)nc * sizeof *na);
-            if (g->ninput) memcpy(na, g->input, (size_t)g->ninput * sizeof *na);
-            g->input = na;
-            g->capinput = nc;
-        }
-        g->input[g->ninput++] = in;
+        ir_input(g, io->name, io->is_target, io->is_class, io->nclass, io->shape, io->loc);
     }
     /* every param gets its slot, used or not, so --set and schedules see them all */
     for (int i = 0; i < m->nparam; i++)

@@ -141,15 +141,13 @@ static int cmd_train(Args *a) {
         return rc;
     }
     char err[512];
-    TrainConfig cfg = {.model = c.model, .g = c.graph, .plan = c.plan, .out = stdout, .diag = &c.diag,
-                       .progress = a->progress};
-    LlvmModule *m = llvm_render(c.plan, err, sizeof err);
-    LlvmJit *jit = m ? llvm_jit(m, &cfg.fn, err, sizeof err) : NULL;
-    if (!jit) {
+    Exec ex;
+    if (exec_new(&ex, c.plan, err, sizeof err)) {
         fprintf(stderr, "nnc: error: %s\n", err);
         driver_free(&c);
         return 1;
     }
+    TrainConfig cfg = {.model = c.model, .exec = &ex, .out = stdout, .diag = &c.diag, .progress = a->progress};
     char backend[96];
     snprintf(backend, sizeof backend, "LLVM JIT for the host CPU, compiled in %.2f s", util_now() - t0);
     cfg.backend = backend;
@@ -159,7 +157,7 @@ static int cmd_train(Args *a) {
     TrainResult res;
     rc = train_run(&cfg, &res);
     if (rc == 0) printf("metrics written to %s/metrics.jsonl\n", cfg.out_dir);
-    llvm_jit_free(jit);
+    exec_free(&ex);
     driver_free(&c);
     return rc;
 }

@@ -18,9 +18,8 @@ static int sigmoid(KBuilder *kb, int x) {
     return SEL(B(GE, x, C(0)), B(DIV, C(1), den), B(DIV, e, den));
 }
 
-static int normal_cdf(KBuilder *kb, int x) {
-    return B(MUL, C(0.5), B(ADD, C(1), U(ERF, B(MUL, x, C(M_SQRT1_2)))));
-}
+/* Phi(x) = erfc(-x / sqrt 2) / 2: accurate in both tails, where 1 + erf(x) would cancel. */
+static int normal_cdf(KBuilder *kb, int x) { return B(MUL, C(0.5), U(ERFC, B(MUL, x, C(-M_SQRT1_2)))); }
 
 /* Elementwise ops: the output value from the input values. */
 static int map_expr(KBuilder *kb, const Node *n, const int *in) {
@@ -37,7 +36,7 @@ static int map_expr(KBuilder *kb, const Node *n, const int *in) {
     case OP_GATE: return B(MUL, x, y);
     case OP_RELU: return SEL(B(LT, x, C(0)), C(0), x); /* NaN stays NaN */
     case OP_LEAKY_RELU: return SEL(B(GT, x, C(0)), x, B(MUL, C(alpha), x));
-    case OP_ELU: return SEL(B(GT, x, C(0)), x, B(MUL, C(alpha), B(SUB, U(EXP, x), C(1))));
+    case OP_ELU: return SEL(B(GT, x, C(0)), x, B(MUL, C(alpha), U(EXPM1, x)));
     case OP_TANH: return U(TANH, x);
     case OP_SIGMOID: return sigmoid(kb, x);
     case OP_SOFTPLUS: return B(ADD, B(MAX, x, C(0)), U(LOG1P, U(EXP, U(NEG, U(ABS, x)))));
@@ -47,13 +46,15 @@ static int map_expr(KBuilder *kb, const Node *n, const int *in) {
     case OP_RELU_GRAD: return SEL(B(GT, y, C(0)), x, C(0));
     case OP_LEAKY_RELU_GRAD: return SEL(B(GT, y, C(0)), x, B(MUL, C(alpha), x));
     case OP_ELU_GRAD: return SEL(B(GT, y, C(0)), x, B(MUL, x, B(MUL, C(alpha), U(EXP, y))));
-    case OP_TANH_GRAD: {
-        int t = U(TANH, y);
-        return B(MUL, x, B(SUB, C(1), B(MUL, t, t)));
+    case OP_TANH_GRAD: { /* 1 - tanh^2 = 4e / (1 + e)^2 with e = exp(-2|x|): no cancellation */
+        int e = U(EXP, B(MUL, C(-2), U(ABS, y)));
+        int d = B(ADD, C(1), e);
+        return B(MUL, x, B(DIV, B(MUL, C(4), e), B(MUL, d, d)));
     }
-    case OP_SIGMOID_GRAD: {
-        int s = sigmoid(kb, y);
-        return B(MUL, x, B(MUL, s, B(SUB, C(1), s)));
+    case OP_SIGMOID_GRAD: { /* s (1 - s) = e / (1 + e)^2 with e = exp(-|x|): no cancellation */
+        int e = U(EXP, U(NEG, U(ABS, y)));
+        int d = B(ADD, C(1), e);
+        return B(MUL, x, B(DIV, e, B(MUL, d, d)));
     }
     case OP_SOFTPLUS_GRAD: return B(MUL, x, sigmoid(kb, y));
     case OP_GELU_GRAD: {

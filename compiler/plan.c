@@ -94,6 +94,9 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch) {
     for (int i = 0; i < g->nweight; i++)
         if (g->weight[i].grad >= 0 && p->node_buf[g->weight[i].grad] >= 0)
             p->buf[p->node_buf[g->weight[i].grad]].last = g->nnode;
+    for (int i = 0; i < g->ninput; i++)
+        if (g->input[i].grad >= 0 && p->node_buf[g->input[i].grad] >= 0)
+            p->buf[p->node_buf[g->input[i].grad]].last = g->nnode;
     int64_t off = 0;
     for (int i = 0; i < p->nbuf; i++) {
         Buffer *b = &p->buf[i];
@@ -154,6 +157,7 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch) {
         } else if (pr == PROG_GRAD) {
             need(g, mask, g->loss);
             for (int i = 0; i < g->nweight; i++) need(g, mask, g->weight[i].grad);
+            for (int i = 0; i < g->ninput; i++) need(g, mask, g->input[i].grad);
         } else {
             for (int id = 0; id < g->nnode; id++) mask[id] = op_info[g->node[id].op].cls == OC_UPDATE;
         }

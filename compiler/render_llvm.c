@@ -4,7 +4,7 @@
  * cols { element outputs } }` with the column count a constant, pointer arguments noalias and
  * 64-byte aligned, so the inner loops vectorise.  Values are placed by level: kernel-invariant
  * ones before the row loop, per-row ones before the inner loop that first needs them, element
- * ones inside it.  exp, log, log1p, tanh and erf are emitted inline as branch-free polynomial
+ * ones inside it.  exp, expm1, log, log1p, tanh and erfc are emitted inline as branch-free polynomial
  * code so that they vectorise too; sqrt and fabs are LLVM intrinsics.  GEMMs are calls to
  * cblas_sgemm.  Facts this relies on: the TargetMachine must be passed to LLVMRunPasses or
  * nothing vectorises; LLJIT does not see the runtime's symbols unless defined explicitly. */
@@ -42,7 +42,7 @@ typedef struct {
     LLVMBuilderRef b;
     LLVMTypeRef f32, i32, i64, i1, ptr, vd;
     LLVMTypeRef math_ty; /* float(float) */
-    LLVMValueRef fexp, flog, flog1p, ftanh, ferf;
+    LLVMValueRef fexp, fexpm1, flog, flog1p, ftanh, ferfc;
     LLVMValueRef sqrt_fn, fabs_fn, rint_fn;
     LLVMTypeRef sqrt_ty, fabs_ty, rint_ty;
 } Cg;
@@ -116,6 +116,17 @@ static void build_exp(Cg *cg) {
     LLVMBuildRet(cg->b, res);
 }
 
+/* expm1(x): its Taylor series to x^8 below |x| = 0.5 (relative error below 1e-8), where
+ * exp(x) - 1 would cancel; exp(x) - 1 above. */
+static void build_expm1(Cg *cg) {
+    LLVMValueRef x = begin_math_fn(cg, "nnc.expm1", &cg->fexpm1);
+    static const double c[] = {1.0, 0.5, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320};
+    LLVMValueRef small = FMUL(x, poly(cg, x, c, 8));
+    LLVMValueRef big = FSUB(LLVMBuildCall2(cg->b, cg->math_ty, cg->fexp, &x, 1, ""), cf(cg, 1));
+    LLVMValueRef ax = call1(cg, cg->fabs_ty, cg->fabs_fn, x, "");
+    LLVMBuildRet(cg->b, SEL(FCMP(OLT, ax, cf(cg, 0.5)), small, big));
+}
+
 /* log(x): x = m 2^e with m in [sqrt(1/2), sqrt 2), log m = 2 atanh((m-1)/(m+1)) by its odd
  * series to f^9 (|f| <= 0.172, error below 1e-9).  Subnormals are scaled first. */
 static void build_log(Cg *cg) {
@@ -168,22 +179,19 @@ static void build_tanh(Cg *cg) {
     LLVMBuildRet(cg->b, SEL(FCMP(OLT, ax, cf(cg, 0.25)), small, big));
 }
 
-/* erf(x): its Taylor series below |x| = 0.5; above, Abramowitz & Stegun 7.1.26
- * (absolute error below 1.5e-7). */
-static void build_erf(Cg *cg) {
-    LLVMValueRef x = begin_math_fn(cg, "nnc.erf", &cg->ferf);
-    LLVMValueRef ax = call1(cg, cg->fabs_ty, cg->fabs_fn, x, "");
-    LLVMValueRef t = FDIV(cf(cg, 1), FADD(cf(cg, 1), FMUL(cf(cg, 0.3275911), ax)));
-    static const double a[] = {0.0, 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429};
-    LLVMValueRef negx2 = FMUL(LLVMBuildFNeg(cg->b, ax, ""), ax);
-    LLVMValueRef ex = LLVMBuildCall2(cg->b, cg->math_ty, cg->fexp, &negx2, 1, "");
-    LLVMValueRef big = FSUB(cf(cg, 1), FMUL(poly(cg, t, a, 6), ex));
-    big = SEL(FCMP(OLT, x, cf(cg, 0)), LLVMBuildFNeg(cg->b, big, ""), big);
-    static const double c[] = {1.1283791670955126, -0.37612638903183754, 0.11283791670955126,
-                               -0.026866170645131252, 0.005223977625442188, -0.0008548327023450852};
-    LLVMValueRef small = FMUL(x, poly(cg, FMUL(x, x), c, 6));
-    LLVMValueRef res = SEL(FCMP(OLT, ax, cf(cg, 0.5)), small, big);
-    LLVMBuildRet(cg->b, SEL(FCMP(UNO, x, x), x, res));
+/* erfc(x) for x >= 0 by the Chebyshev-fitted form t exp(-x^2 + P(t)), t = 1 / (1 + x/2)
+ * (Numerical Recipes' erfcc, fractional error below 1.2e-7 everywhere), so the tail keeps
+ * its relative accuracy; erfc(x) = 2 - erfc(-x) for x < 0. */
+static void build_erfc(Cg *cg) {
+    LLVMValueRef x = begin_math_fn(cg, "nnc.erfc", &cg->ferfc);
+    LLVMValueRef z = call1(cg, cg->fabs_ty, cg->fabs_fn, x, "");
+    LLVMValueRef t = FDIV(cf(cg, 1), FADD(cf(cg, 1), FMUL(cf(cg, 0.5), z)));
+    static const double c[] = {-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
+                               0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277};
+    LLVMValueRef arg = FADD(FMUL(LLVMBuildFNeg(cg->b, z, ""), z), poly(cg, t, c, 10));
+    LLVMValueRef r = FMUL(t, LLVMBuildCall2(cg->b, cg->math_ty, cg->fexp, &arg, 1, ""));
+    r = SEL(FCMP(OLT, x, cf(cg, 0)), FSUB(cf(cg, 2), r), r);
+    LLVMBuildRet(cg->b, SEL(FCMP(UNO, x, x), x, r));
 }
 
 /* ---- loops ---- */
@@ -274,10 +282,11 @@ static LLVMValueRef emit_uncached(KCtx *kc, const KExpr *e) {
     case KX_ABS: return call1(cg, cg->fabs_ty, cg->fabs_fn, a, "");
     case KX_SQRT: return call1(cg, cg->sqrt_ty, cg->sqrt_fn, a, "");
     case KX_EXP: return LLVMBuildCall2(cg->b, cg->math_ty, cg->fexp, &a, 1, "");
+    case KX_EXPM1: return LLVMBuildCall2(cg->b, cg->math_ty, cg->fexpm1, &a, 1, "");
     case KX_LOG: return LLVMBuildCall2(cg->b, cg->math_ty, cg->flog, &a, 1, "");
     case KX_LOG1P: return LLVMBuildCall2(cg->b, cg->math_ty, cg->flog1p, &a, 1, "");
     case KX_TANH: return LLVMBuildCall2(cg->b, cg->math_ty, cg->ftanh, &a, 1, "");
-    case KX_ERF: return LLVMBuildCall2(cg->b, cg->math_ty, cg->ferf, &a, 1, "");
+    case KX_ERFC: return LLVMBuildCall2(cg->b, cg->math_ty, cg->ferfc, &a, 1, "");
     case KX_ADD: return FADD(a, b);
     case KX_SUB: return FSUB(a, b);
     case KX_MUL: return FMUL(a, b);
@@ -551,10 +560,11 @@ LlvmModule *llvm_render(const Plan *p, char *err, size_t nerr) {
     cg->fabs_fn = intrinsic(cg, "llvm.fabs", &cg->fabs_ty);
     cg->rint_fn = intrinsic(cg, "llvm.rint", &cg->rint_ty);
     build_exp(cg);
+    build_expm1(cg);
     build_log(cg);
     build_log1p(cg);
     build_tanh(cg);
-    build_erf(cg);
+    build_erfc(cg);
 
     LLVMValueRef *kfn = util_calloc((size_t)p->nkernel + 1, sizeof(LLVMValueRef));
     for (int i = 0; i < p->nkernel; i++) {

@@ -37,12 +37,12 @@ static int recovered(Parser *p, int at_end) { return p->err_repeat && at_end; }
 static int starts_statement(int t);
 #define yyclearin_if(p)                                                                  \
     do {                                                                                 \
-        if ((p)->err_repeat) {                                                           \
-            yyclearin;                                                                   \
+        if ((p)->err_repeat || !((p)->tok_at_bol && starts_statement(yychar))) {         \
+            if (yychar != END) yyclearin; /* skip to the next statement */               \
             (p)->err_repeat = 0;                                                         \
             (p)->resync = 1;                                                             \
-        } else if ((p)->tok_at_bol && starts_statement(yychar)) {                        \
-            (p)->resync = 0; /* the token in hand is where parsing resumes */            \
+        } else {                                                                         \
+            (p)->resync = 0; /* the token in hand starts the next statement */           \
         }                                                                                \
     } while (0)
 }
@@ -325,9 +325,12 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
     for (int i = 0; i < n; i++)
         for (int k = 1; k <= 4; k <<= 1)
             if (token_kinds(exp[i]) & k) count[k]++;
-    if (count[K_EXPR] >= 4) named |= K_EXPR;
-    if (count[K_STMT] >= 6) named |= K_STMT;
-    if (count[K_ITEM] >= 6) named |= K_ITEM;
+    if (count[K_EXPR] >= 4)
+        named = K_EXPR; /* keywords expected there are argument names */
+    else {
+        if (count[K_STMT] >= 6) named |= K_STMT;
+        if (count[K_ITEM] >= 6) named |= K_ITEM;
+    }
     if (named & K_STMT) list[nlist++] = "a statement";
     if (named & K_ITEM) list[nlist++] = "a train setting";
     if ((named & K_EXPR) && !(named & K_STMT)) list[nlist++] = "an expression";

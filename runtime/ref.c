@@ -53,7 +53,7 @@ static double at(const RefState *r, int in, int64_t i, int64_t j, int64_t cols) 
 }
 
 static double sigmoid(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
-static double normal_cdf(double x) { return 0.5 * (1 + erf(x / sqrt(2.0))); }
+static double normal_cdf(double x) { return 0.5 * erfc(-x / sqrt(2.0)); }
 static double normal_pdf(double x) { return exp(-0.5 * x * x) / sqrt(2 * M_PI); }
 
 static double map_value(const Node *n, double x, double y, double z) {
@@ -78,8 +78,14 @@ static double map_value(const Node *n, double x, double y, double z) {
     case OP_RELU_GRAD: return y > 0 ? x : 0;
     case OP_LEAKY_RELU_GRAD: return y > 0 ? x : a * x;
     case OP_ELU_GRAD: return y > 0 ? x : x * a * exp(y);
-    case OP_TANH_GRAD: return x * (1 - tanh(y) * tanh(y));
-    case OP_SIGMOID_GRAD: return x * sigmoid(y) * (1 - sigmoid(y));
+    case OP_TANH_GRAD: { /* sech^2, without the cancellation of 1 - tanh^2 */
+        double e = exp(-2 * fabs(y));
+        return x * 4 * e / ((1 + e) * (1 + e));
+    }
+    case OP_SIGMOID_GRAD: { /* s (1 - s), without the cancellation of 1 - s */
+        double e = exp(-fabs(y));
+        return x * e / ((1 + e) * (1 + e));
+    }
     case OP_SOFTPLUS_GRAD: return x * sigmoid(y);
     case OP_GELU_GRAD: return x * (normal_cdf(y) + y * normal_pdf(y));
     case OP_PRELU_GRAD: return y > 0 ? x : x * z;

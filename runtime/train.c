@@ -116,6 +116,7 @@ typedef struct {
     const TrainConfig *cfg;
     const Graph *g;
     const Plan *plan;
+    Exec *exec;
     char *arena;
     float *scalars;
     float *x;       /* the input buffer in the arena */
@@ -127,9 +128,7 @@ typedef struct {
     int64_t rows;
 } Session;
 
-static float *buf_of(const Session *s, int node) {
-    return (float *)(s->arena + s->plan->buf[s->plan->node_buf[node]].offset);
-}
+static float *buf_of(const Session *s, int node) { return exec_buf(s->exec, node); }
 
 static void set_step_scalars(Session *s, int64_t t) {
     const Graph *g = s->g;
@@ -184,7 +183,7 @@ static void report_nonfinite(Session *s, int64_t epoch, int64_t step, float loss
             }
     }
     s->bad_kernel = -1;
-    cfg->fn.checked[PROG_GRAD](s->arena, s->scalars, s->rows, nan_hook, s);
+    s->exec->fn.checked[PROG_GRAD](s->arena, s->scalars, s->rows, nan_hook, s);
     if (s->bad_kernel < 0) {
         diag_error(cfg->diag, (SrcLoc){0}, "training stopped at epoch %lld, step %lld: the loss is %g", (long long)epoch,
                    (long long)step, (double)loss);
@@ -211,7 +210,7 @@ static Eval evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n
     for (int64_t at = 0; at < n; at += s->batch) {
         int64_t rows = n - at < s->batch ? n - at : s->batch;
         load_batch(s, d, idx + at, rows);
-        s->cfg->fn.step[PROG_EVAL](s->arena, s->scalars, rows);
+        exec_run(s->exec, PROG_EVAL, rows);
         for (int o = 0; o < g->noutput && o < 8; o++) {
             double v = *buf_of(s, g->output[o].node);
             sums[o] += g->output[o].agg == AGG_MEAN ? v * (double)rows : v;
@@ -277,8 +276,9 @@ static void progress_line(FILE *out, int64_t epoch, int64_t epochs, int64_t done
 int train_run(const TrainConfig *cfg, TrainResult *res) {
     const Model *m = cfg->model;
     const TrainSpec *t = &m->train;
-    const Graph *g = cfg->g;
-    const Plan *plan = cfg->plan;
+    Exec *ex = cfg->exec;
+    const Graph *g = ex->g;
+    const Plan *plan = ex->plan;
     FILE *out = cfg->out ? cfg->out : stdout;
     memset(res, 0, sizeof *res);
     char err[1024];
@@ -297,12 +297,8 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
             return 1;
         }
     }
-    Session s = {.cfg = cfg, .g = g, .plan = plan, .batch = plan->max_batch, .bad_kernel = -1};
-    size_t abytes = (size_t)((plan->arena_bytes + 63) / 64 * 64);
-    s.arena = aligned_alloc(64, abytes ? abytes : 64);
-    if (!s.arena) NNC_BUG("out of memory for a %zu-byte arena", abytes);
-    memset(s.arena, 0, abytes);
-    s.scalars = util_calloc((size_t)g->nscalar + 1, sizeof(float));
+    Session s = {.cfg = cfg, .g = g, .plan = plan, .exec = ex, .arena = ex->arena, .scalars = ex->scalars,
+                 .batch = plan->max_batch, .bad_kernel = -1};
     for (int i = 0; i < g->ninput; i++) {
         const Input *in = &g->input[i];
         void *p = buf_of(&s, in->node);
@@ -360,25 +356,20 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
             step++;
             set_step_scalars(&s, step);
             s.rows = rows;
-            cfg->fn.step[PROG_GRAD](s.arena, s.scalars, rows);
+            exec_run(ex, PROG_GRAD, rows);
             float loss = *loss_ptr;
             if (!isfinite(loss)) {
                 report_nonfinite(&s, epoch, step, loss);
                 rc = 1;
                 break;
             }
-            cfg->fn.step[PROG_UPDATE](s.arena, s.scalars, rows);
-            for (int i = 0; i < g->nweight; i++) {
-                const Weight *w = &g->weight[i];
-                if (w->kind != W_PARAM || w->grad < 0) continue;
-                int upd = -1;
-                for (int id = g->nnode - 1; id >= 0 && upd < 0; id--)
-                    if (op_info[g->node[id].op].cls == OC_UPDATE && g->node[id].in[0] == w->node) upd = id;
-                if (upd >= 0 && !isfinite(*buf_of(&s, upd))) {
-                    diag_error(cfg->diag, w->loc, "training stopped at epoch %lld, step %lld: the gradient of '%s' holds NaN or an infinity",
-                               (long long)epoch, (long long)step, w->name);
-                    rc = 1;
-                }
+            exec_run(ex, PROG_UPDATE, rows);
+            for (int id = 0; id < g->nnode; id++) {
+                if (op_info[g->node[id].op].cls != OC_UPDATE || isfinite(*buf_of(&s, id))) continue;
+                const Weight *w = &g->weight[g->node[g->node[id].in[0]].ref];
+                diag_error(cfg->diag, w->loc, "training stopped at epoch %lld, step %lld: the gradient of '%s' holds NaN or an infinity",
+                           (long long)epoch, (long long)step, w->name);
+                rc = 1;
             }
             if (rc) break;
             loss_sum += (double)loss * (double)rows;
@@ -425,8 +416,6 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     free(order);
     free(perm);
     free(test_idx);
-    free(s.scalars);
-    free(s.arena);
     train_free_data(&data);
     return rc;
 }

@@ -9,15 +9,12 @@
 #include <stdio.h>
 
 #include "data.h"
-#include "kernel.h"
+#include "exec.h"
 #include "model.h"
-#include "render_llvm.h"
 
 typedef struct {
     const Model *model;
-    const Graph *g;
-    const Plan *plan;
-    StepTable fn;
+    Exec *exec;
     const char *out_dir; /* metrics.jsonl goes here; NULL: no files */
     FILE *out;           /* progress and per-epoch lines */
     Diag *diag;          /* located messages about the model (a NaN's source line) */

@@ -1,0 +1,95 @@
+/* math_test.c: the LLVM backend's inline math (exp, log, log1p, tanh, erf, used by the
+ * activations and their gradients) over its whole range, against ref.c in double: a sweep
+ * from -90 to 90 plus zeros, tiny and huge values, infinities and NaN.  The op test only
+ * draws values near 1; this is where range reduction and special cases are checked. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "exec.h"
+#include "lower.h"
+#include "ref.h"
+
+static const SrcLoc NOLOC = {0};
+
+static int64_t make_values(float *v, int64_t cap) {
+    int64_t n = 0;
+    for (double x = -90; x <= 90 && n < cap; x += 0.0137) v[n++] = (float)x;
+    const float special[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-8f, -1e-8f, 1e-4f, -1e-4f, 0.2499f, 0.2501f,
+                             0.4999f, 0.5001f, 88.5f, 88.8f, 100.0f, -100.0f, -104.5f, 1e30f, -1e30f,
+                             INFINITY, -INFINITY, NAN, 1.17e-38f, -1.17e-38f};
+    for (size_t i = 0; i < sizeof special / sizeof *special && n < cap; i++) v[n++] = special[i];
+    return n;
+}
+
+/* Relative accuracy of a few float ulps everywhere, tails included.  For gelu, rounding
+ * x / sqrt 2 to float alone moves the exponent -x^2/2 (about 72 at x = -12) by up to 1e-5,
+ * so its tail gets 2e-5; its gradient crosses zero near x = -0.752, where the rounding of its
+ * two terms (about 1e-8) is the floor. */
+static bool close_enough(Op op, float got, double want) {
+    if (isnan(want)) return isnan(got);
+    if (isinf(want)) return got == (float)want;
+    double err = fabs((double)got - want);
+    bool gelu = op == OP_GELU || op == OP_GELU_GRAD;
+    double floor = op == OP_GELU_GRAD ? 5e-8 : 1e-37;
+    return err <= (gelu ? 2e-5 : 2e-6) * fabs(want) + floor || (fabs(want) > 3.4e38 && isinf(got));
+}
+
+int main(void) {
+    enum { CAP = 16384 };
+    static float vals[CAP];
+    int64_t n = make_values(vals, CAP);
+    const Op ops[] = {OP_ELU, OP_TANH, OP_SIGMOID, OP_SOFTPLUS, OP_GELU, OP_ELU_GRAD, OP_TANH_GRAD,
+                      OP_SIGMOID_GRAD, OP_SOFTPLUS_GRAD, OP_GELU_GRAD, OP_RELU, OP_LEAKY_RELU};
+    int failures = 0;
+    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++) {
+        Op op = ops[k];
+        Arena *arena = arena_new();
+        Graph *g = ir_new(arena);
+        Shape s = shape_vec(n, true);
+        int x = ir_input(g, "x", false, false, 0, s, NOLOC);
+        bool grad = op_info[op].nin == 2;
+        int y;
+        if (grad) {
+            int ones = ir_input(g, "dy", false, false, 0, s, NOLOC);
+            y = ir_add2(g, op, s, ones, x, NOLOC);
+        } else {
+            y = ir_add1(g, op, s, x, NOLOC);
+        }
+        g->node[y].attr[0] = op == OP_LEAKY_RELU ? 0.01 : 1.0;
+        g->loss = ir_add1(g, OP_SUM, shape_scalar(), y, NOLOC);
+        ir_add_output(g, "y", y, AGG_MEAN);
+        g->nforward = g->nnode;
+        Plan *plan = plan_graph(arena, g, 1);
+        Exec ex;
+        char err[512];
+        if (exec_new(&ex, plan, err, sizeof err)) {
+            printf("FAIL %s\n", err);
+            return 1;
+        }
+        RefState *ref = ref_new(g, 1);
+        memcpy(exec_buf(&ex, x), vals, sizeof(float) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) ref->val[x][i] = vals[i];
+        if (grad)
+            for (int64_t i = 0; i < n; i++) {
+                ((float *)exec_buf(&ex, 1))[i] = 1.0f;
+                ref->val[1][i] = 1.0;
+            }
+        exec_run(&ex, PROG_EVAL, 1);
+        ref_run(ref, NULL);
+        const float *got = exec_buf(&ex, y);
+        int bad = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (!close_enough(op, got[i], ref->val[y][i])) {
+                if (bad++ < 5)
+                    printf("FAIL %s(%.9g): LLVM %.9g, reference %.9g\n", op_info[op].name, (double)vals[i],
+                           (double)got[i], ref->val[y][i]);
+            }
+        printf("%s %s over %lld values\n", bad ? "FAIL" : "ok  ", op_info[op].name, (long long)n);
+        failures += bad;
+        ref_free(ref);
+        exec_free(&ex);
+        arena_free(arena);
+    }
+    return failures ? 1 : 0;
+}

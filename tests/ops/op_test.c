@@ -1,0 +1,374 @@
+/* op_test.c: every op, checked numerically.
+ *  1. Gradients: for each case a small graph ends in a scalar loss (sum(y * r) for a random r),
+ *     autodiff builds the backward graph, and ref.c's double-precision gradients of every
+ *     weight and input are compared with central finite differences of the loss.
+ *  2. Backends: the same graph, planned and JIT-compiled by the LLVM backend, runs in float
+ *     on the same values; every node it computes (forward, backward, update) is compared with
+ *     ref.c.
+ *  3. Coverage: every op of ops.def must have been compared by (2), and every differentiable
+ *     op checked by (1); a new op without a case fails this test.
+ * Usage: test_ops [CASE-NAME-SUBSTRING] */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec.h"
+#include "lower.h"
+#include "ref.h"
+#include "rng.h"
+
+enum { ROWS = 3, N = 5, C = 4 };
+static const SrcLoc NOLOC = {0};
+
+static bool compared[OP_COUNT], fd_checked[OP_COUNT];
+static int failures;
+
+/* ---- graph building helpers ---- */
+
+static int in_f(Graph *g, const char *name, int64_t n) { return ir_input(g, name, false, false, 0, shape_vec(n, true), NOLOC); }
+static int in_lab(Graph *g, int64_t ncls) {
+    return ir_input(g, "label", true, true, ncls, (Shape){.rank = 0, .batched = true}, NOLOC);
+}
+static int w_vec(Graph *g, const char *name, int64_t n) { return ir_weight(g, name, W_PARAM, shape_vec(n, false), INIT_ZERO, NOLOC); }
+static int w_mat(Graph *g, const char *name, int64_t r, int64_t c) {
+    return ir_weight(g, name, W_PARAM, (Shape){.rank = 2, .dim = {r, c}}, INIT_ZERO, NOLOC);
+}
+static int w_scalar(Graph *g, const char *name) { return ir_weight(g, name, W_PARAM, shape_scalar(), INIT_ZERO, NOLOC); }
+static int op1(Graph *g, Op op, int a, double attr) {
+    int id = ir_add1(g, op, g->node[a].shape, a, NOLOC);
+    g->node[id].attr[0] = attr;
+    return id;
+}
+static int op2(Graph *g, Op op, Shape s, int a, int b) { return ir_add2(g, op, s, a, b, NOLOC); }
+static int matmul(Graph *g, int a, int b, bool ta, bool tb) {
+    Shape sa = g->node[a].shape, sb = g->node[b].shape;
+    int64_t ar = sa.batched ? -1 : sa.dim[0], ac = sa.batched ? shape_numel(sa) : sa.dim[1];
+    int64_t br = sb.batched ? -1 : sb.dim[0], bc = sb.batched ? shape_numel(sb) : sb.dim[1];
+    int64_t rows = ta ? ac : ar, cols = tb ? br : bc;
+    Shape s = rows < 0 ? shape_vec(cols, true) : (Shape){.rank = 2, .dim = {rows, cols}};
+    int id = op2(g, OP_MATMUL, s, a, b);
+    g->node[id].attr[0] = ta;
+    g->node[id].attr[1] = tb;
+    return id;
+}
+#define X(n) in_f(g, "x", n)
+#define BX shape_vec(N, true)
+
+/* ---- cases: each returns the output node ---- */
+
+typedef struct {
+    const char *name;
+    int (*build)(Graph *g);
+    OptKind opt; /* with an update step: OPT_SGD..; -1 none */
+    double momentum, wd;
+    bool nesterov;
+} Case;
+
+static int c_add(Graph *g) { return op2(g, OP_ADD, BX, X(N), in_f(g, "y", N)); }
+static int c_sub(Graph *g) { return op2(g, OP_SUB, BX, X(N), in_f(g, "y", N)); }
+static int c_mul(Graph *g) { return op2(g, OP_MUL, BX, X(N), in_f(g, "y", N)); }
+static int c_div(Graph *g) { return op2(g, OP_DIV, BX, X(N), in_f(g, "y", N)); }
+static int c_add_scalar(Graph *g) { return op2(g, OP_ADD, BX, X(N), w_scalar(g, "s")); }
+static int c_sub_scalar(Graph *g) { return op2(g, OP_SUB, BX, w_scalar(g, "s"), X(N)); }
+static int c_mul_scalar(Graph *g) { return op2(g, OP_MUL, BX, w_scalar(g, "s"), X(N)); }
+static int c_div_scalar(Graph *g) { return op2(g, OP_DIV, BX, X(N), w_scalar(g, "s")); }
+static int c_neg(Graph *g) { return op1(g, OP_NEG, X(N), 0); }
+static int c_broadcast(Graph *g) { return ir_add1(g, OP_BROADCAST, BX, w_scalar(g, "s"), NOLOC); }
+static int c_reshape(Graph *g) {
+    int x = ir_input(g, "x", false, false, 0, (Shape){.rank = 2, .dim = {2, 3}, .batched = true}, NOLOC);
+    return op1(g, OP_RELU, ir_add1(g, OP_RESHAPE, shape_vec(6, true), x, NOLOC), 0);
+}
+static int c_bias_add(Graph *g) { return op2(g, OP_BIAS_ADD, BX, X(N), w_vec(g, "b", N)); }
+static int c_gate(Graph *g) { return op2(g, OP_GATE, BX, X(N), w_vec(g, "g", N)); }
+static int c_relu(Graph *g) { return op1(g, OP_RELU, X(N), 0); }
+static int c_leaky_relu(Graph *g) { return op1(g, OP_LEAKY_RELU, X(N), 0.1); }
+static int c_elu(Graph *g) { return op1(g, OP_ELU, X(N), 0.7); }
+static int c_tanh(Graph *g) { return op1(g, OP_TANH, X(N), 0); }
+static int c_sigmoid(Graph *g) { return op1(g, OP_SIGMOID, X(N), 0); }
+static int c_softplus(Graph *g) { return op1(g, OP_SOFTPLUS, X(N), 0); }
+static int c_gelu(Graph *g) { return op1(g, OP_GELU, X(N), 0); }
+static int c_prelu(Graph *g) { return op2(g, OP_PRELU, BX, X(N), w_vec(g, "a", N)); }
+static int c_colsum(Graph *g) { return ir_add1(g, OP_COLSUM, shape_vec(N, false), X(N), NOLOC); }
+static int c_sum(Graph *g) { return ir_add1(g, OP_SUM, shape_scalar(), X(N), NOLOC); }
+static int c_l1(Graph *g) { return ir_add1(g, OP_L1, shape_scalar(), w_vec(g, "g", N), NOLOC); }
+static int c_mse(Graph *g) { return op2(g, OP_MSE, shape_scalar(), X(N), in_f(g, "t", N)); }
+static int c_mse_unbatched(Graph *g) { return op2(g, OP_MSE, shape_scalar(), w_vec(g, "a", N), w_vec(g, "b", N)); }
+static int c_cross_entropy(Graph *g) {
+    int z = X(C), lab = in_lab(g, C);
+    ir_add_output(g, "accuracy", op2(g, OP_ACCURACY, shape_scalar(), z, lab), AGG_FRACTION);
+    return op2(g, OP_CROSS_ENTROPY, shape_scalar(), z, lab);
+}
+static int c_matmul_nt(Graph *g) { return matmul(g, X(N), w_mat(g, "w", C, N), false, true); }
+static int c_matmul_nn(Graph *g) { return matmul(g, X(N), w_mat(g, "w", N, C), false, false); }
+static int c_matmul_tn(Graph *g) { return matmul(g, w_mat(g, "a", N, C), w_mat(g, "b", N, 2), true, false); }
+static int c_matmul_tt(Graph *g) { return matmul(g, w_mat(g, "a", N, C), w_mat(g, "b", 2, N), true, true); }
+static int c_matmul_batch_inner(Graph *g) { return matmul(g, in_f(g, "a", C), X(N), true, false); }
+/* a small network: dense + gate + relu + cross entropy, with an optimiser step */
+static int c_net(Graph *g) {
+    int x = X(N), lab = in_lab(g, C);
+    int h = op2(g, OP_BIAS_ADD, shape_vec(C, true), matmul(g, x, w_mat(g, "w", C, N), false, true), w_vec(g, "b", C));
+    h = op2(g, OP_GATE, shape_vec(C, true), op1(g, OP_RELU, h, 0), w_vec(g, "g", C));
+    int pen = op2(g, OP_MUL, shape_scalar(), ir_const(g, 0.01, NOLOC), ir_add1(g, OP_L1, shape_scalar(), g->node[h].in[1], NOLOC));
+    return op2(g, OP_ADD, shape_scalar(), op2(g, OP_CROSS_ENTROPY, shape_scalar(), h, lab), pen);
+}
+
+#define FWD(name, f) {name, f, (OptKind)-1, 0, 0, false}
+static const Case cases[] = {
+    FWD("add", c_add), FWD("sub", c_sub), FWD("mul", c_mul), FWD("div", c_div),
+    FWD("add_scalar", c_add_scalar), FWD("sub_scalar", c_sub_scalar), FWD("mul_scalar", c_mul_scalar),
+    FWD("div_scalar", c_div_scalar), FWD("neg", c_neg), FWD("broadcast", c_broadcast),
+    FWD("reshape", c_reshape), FWD("bias_add", c_bias_add), FWD("gate", c_gate),
+    FWD("relu", c_relu), FWD("leaky_relu", c_leaky_relu), FWD("elu", c_elu), FWD("tanh", c_tanh),
+    FWD("sigmoid", c_sigmoid), FWD("softplus", c_softplus), FWD("gelu", c_gelu), FWD("prelu", c_prelu),
+    FWD("colsum", c_colsum), FWD("sum", c_sum), FWD("l1", c_l1), FWD("mse", c_mse),
+    FWD("mse_unbatched", c_mse_unbatched), FWD("cross_entropy", c_cross_entropy),
+    FWD("matmul_nt", c_matmul_nt), FWD("matmul_nn", c_matmul_nn), FWD("matmul_tn", c_matmul_tn),
+    FWD("matmul_tt", c_matmul_tt), FWD("matmul_batch_inner", c_matmul_batch_inner),
+    {"net_sgd", c_net, OPT_SGD, 0, 0, false}, {"net_sgd_wd", c_net, OPT_SGD, 0, 0.01, false},
+    {"net_momentum", c_net, OPT_SGD, 0.9, 0, false}, {"net_nesterov_wd", c_net, OPT_SGD, 0.9, 0.01, true},
+    {"net_adam", c_net, OPT_ADAM, 0, 0, false}, {"net_adam_wd", c_net, OPT_ADAM, 0, 0.01, false},
+    {"net_adamw", c_net, OPT_ADAMW, 0, 0.01, false},
+};
+
+/* ---- values ---- */
+
+/* Away from 0 (kinks of relu, l1) and of either sign. */
+static double draw(Rng *r, bool label, int64_t ncls) {
+    if (label) return (double)rng_below(r, (uint64_t)ncls);
+    double v = 0.2 + rng_uniform(r);
+    return rng_next(r) & 1 ? v : -v;
+}
+
+static int64_t leaf_size(const RefState *r, int node) { return ref_size(r, node); }
+
+static void fill(RefState *ref, Rng *rng) {
+    const Graph *g = ref->g;
+    for (int id = 0; id < g->nnode; id++) {
+        const Node *n = &g->node[id];
+        if (n->op != OP_INPUT && n->op != OP_WEIGHT) continue;
+        bool label = n->op == OP_INPUT && g->input[n->ref].is_class;
+        bool state = n->op == OP_WEIGHT && g->weight[n->ref].kind == W_STATE;
+        for (int64_t i = 0; i < leaf_size(ref, id); i++) {
+            double v = draw(rng, label, label ? g->input[n->ref].nclass : 0);
+            if (state) v = fabs(v) * 0.1; /* optimiser state: Adam's v must be >= 0 */
+            ref->val[id][i] = (double)(float)v;
+        }
+    }
+}
+
+static double forward_loss(RefState *ref, const bool *fwd) {
+    ref_run(ref, fwd);
+    return ref->val[ref->g->loss][0];
+}
+
+/* ---- 1. finite differences ---- */
+
+static void check_fd(const Case *cs, RefState *ref, const bool *fwd) {
+    const Graph *g = ref->g;
+    int nleaf = 0;
+    bool *no_update = util_calloc((size_t)g->nnode, sizeof(bool));
+    for (int id = 0; id < g->nnode; id++) no_update[id] = g->node[id].phase != PH_UPDATE;
+    ref_run(ref, no_update); /* the analytic gradients */
+    free(no_update);
+    for (int id = 0; id < g->nforward; id++) {
+        const Node *n = &g->node[id];
+        int grad = -1;
+        if (n->op == OP_WEIGHT && g->weight[n->ref].kind == W_PARAM) grad = g->weight[n->ref].grad;
+        if (n->op == OP_INPUT) grad = g->input[n->ref].grad;
+        if (grad < 0) continue;
+        nleaf++;
+        double worst = 0;
+        for (int64_t i = 0; i < ref_size(ref, id); i++) {
+            double v = ref->val[id][i], h = 1e-6 * fmax(1.0, fabs(v));
+            ref->val[id][i] = v + h;
+            double lp = forward_loss(ref, fwd);
+            ref->val[id][i] = v - h;
+            double lm = forward_loss(ref, fwd);
+            ref->val[id][i] = v;
+            double fd = (lp - lm) / (2 * h), an = ref->val[grad][i];
+            double err = fabs(fd - an) / (1e-6 + fabs(an) + fabs(fd));
+            if (err > worst) worst = err;
+            if (fabs(fd - an) > 1e-7 + 1e-6 * fabs(an)) {
+                printf("FAIL %s: d loss / d %s[%lld]: autodiff %.12g, finite difference %.12g\n", cs->name,
+                       n->op == OP_WEIGHT ? g->weight[n->ref].name : g->input[n->ref].name, (long long)i, an, fd);
+                failures++;
+                return;
+            }
+        }
+        (void)worst;
+    }
+    if (nleaf == 0) {
+        printf("FAIL %s: nothing to differentiate\n", cs->name);
+        failures++;
+    }
+    for (int id = 0; id < g->nforward; id++) fd_checked[g->node[id].op] = true;
+}
+
+/* ---- 2. LLVM vs ref ---- */
+
+/* Kernel outputs are compared as each kernel finishes: the memory plan reuses the buffers
+ * of dead values, so they cannot all be read at the end. */
+typedef struct {
+    const Case *cs;
+    Exec *ex;
+    RefState *ref;
+    bool failed;
+} Cmp;
+
+static void compare_kernel(void *ctx, int kernel) {
+    Cmp *c = ctx;
+    if (c->failed) return;
+    const Graph *g = c->ref->g;
+    const Kernel *k = &c->ex->plan->kernel[kernel];
+    for (int a = 0; a < k->narg; a++) {
+        if (!k->arg[a].write) continue;
+        const Buffer *b = &c->ex->plan->buf[k->arg[a].buf];
+        int id = b->node;
+        const Node *n = &g->node[id];
+        const float *f = exec_buf(c->ex, id);
+        const double *d = c->ref->val[id];
+        int64_t cnt = ref_size(c->ref, id);
+        double scale = 0;
+        for (int64_t i = 0; i < cnt; i++) scale = fmax(scale, fabs(d[i]));
+        for (int64_t i = 0; i < cnt; i++) {
+            double tol = 2e-6 * fabs(d[i]) + 1e-5 * scale + 1e-7;
+            if (!(fabs((double)f[i] - d[i]) <= tol)) {
+                printf("FAIL %s: kernel %s, node %%%d (%s) element %lld: LLVM %.9g, reference %.9g\n", c->cs->name,
+                       k->name, id, n->op == OP_WEIGHT ? g->weight[n->ref].name : op_info[n->op].name, (long long)i,
+                       (double)f[i], d[i]);
+                failures++;
+                c->failed = true;
+                return;
+            }
+        }
+        compared[n->op] = true;
+    }
+    compared[k->op] = true;
+    const Node *kn = &g->node[k->node]; /* views have no kernel: they count when read through */
+    for (int i = 0; i < kn->nin; i++)
+        if (op_info[g->node[kn->in[i]].op].cls == OC_VIEW) compared[g->node[kn->in[i]].op] = true;
+}
+
+/* `leaf0` holds the inputs and weights before the reference ran (updates change weights). */
+static void check_backend(const Case *cs, RefState *ref, double **leaf0) {
+    const Graph *g = ref->g;
+    Plan *plan = plan_graph(g->arena, g, ROWS);
+    Exec ex;
+    char err[512];
+    if (exec_new(&ex, plan, err, sizeof err)) {
+        printf("FAIL %s: %s\n", cs->name, err);
+        failures++;
+        return;
+    }
+    for (int id = 0; id < g->nnode; id++) {
+        if (!leaf0[id]) continue;
+        for (int64_t i = 0; i < ref_size(ref, id); i++) {
+            if (g->node[id].dtype == DT_I32)
+                ((int32_t *)exec_buf(&ex, id))[i] = (int32_t)leaf0[id][i];
+            else
+                ((float *)exec_buf(&ex, id))[i] = (float)leaf0[id][i];
+        }
+    }
+    for (int s = 0; s < g->nscalar; s++) ex.scalars[s] = (float)ref->scalar[s];
+    Cmp c = {cs, &ex, ref, false};
+    for (int pr = 0; pr < PROG_COUNT; pr++) {
+        int order[PROG_COUNT] = {PROG_EVAL, PROG_GRAD, PROG_UPDATE};
+        ex.fn.checked[order[pr]](ex.arena, ex.scalars, ROWS, compare_kernel, &c);
+    }
+    exec_free(&ex);
+}
+
+static void set_scalars(RefState *ref) {
+    /* the run-time scalars of a third optimiser step, rounded as the float backend sees them */
+    const Graph *g = ref->g;
+    double t = 3, lr = 0.05;
+    for (int s = 0; s < g->nscalar; s++) {
+        const Scalar *sc = &g->scalar[s];
+        double v = sc->kind == SC_LR            ? lr
+                   : sc->kind == SC_ADAM_STEP    ? lr / (1 - pow(0.9, t))
+                   : sc->kind == SC_ADAM_BC2_SQRT ? sqrt(1 - pow(0.999, t))
+                                                 : sc->value;
+        ref->scalar[s] = (double)(float)v;
+    }
+}
+
+static void run_case(const Case *cs, uint64_t seed) {
+    Arena *arena = arena_new();
+    Graph *g = ir_new(arena);
+    int y = cs->build(g);
+    /* loss = y for a scalar y, else sum(y * r) with a fixed random r */
+    int loss = y;
+    if (g->node[y].shape.rank != 0 || g->node[y].shape.batched) {
+        Shape s = g->node[y].shape;
+        int r = s.batched ? ir_input(g, "r", false, false, 0, s, NOLOC) : ir_weight(g, "r", W_STATE, s, INIT_ZERO, NOLOC);
+        loss = ir_add1(g, OP_SUM, shape_scalar(), op2(g, OP_MUL, s, y, r), NOLOC);
+    }
+    g->loss = loss;
+    ir_add_output(g, "loss", loss, AGG_MEAN);
+    Output last = g->output[g->noutput - 1]; /* the loss comes first */
+    memmove(g->output + 1, g->output, sizeof(Output) * (size_t)(g->noutput - 1));
+    g->output[0] = last;
+    g->nforward = g->nnode;
+    g->input_grads = true;
+    ir_verify(g, "op_test build");
+    autodiff_graph(g);
+    if ((int)cs->opt >= 0) {
+        OptSpec o = {.kind = cs->opt, .lr = 0.05, .momentum = cs->momentum, .nesterov = cs->nesterov,
+                     .weight_decay = cs->wd, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+        update_graph(g, &o);
+    }
+    bool *fwd = util_calloc((size_t)g->nnode, sizeof(bool));
+    for (int id = 0; id < g->nforward; id++) fwd[id] = true;
+    RefState *ref = ref_new(g, ROWS);
+    Rng rng;
+    rng_seed(&rng, seed, 7);
+    fill(ref, &rng);
+    set_scalars(ref);
+    int before = failures;
+    check_fd(cs, ref, fwd);
+    if (failures == before) {
+        double **leaf0 = util_calloc((size_t)g->nnode, sizeof(double *));
+        for (int id = 0; id < g->nnode; id++)
+            if (g->node[id].op == OP_INPUT || g->node[id].op == OP_WEIGHT) {
+                size_t bytes = sizeof(double) * (size_t)ref_size(ref, id);
+                leaf0[id] = util_realloc(NULL, bytes);
+                memcpy(leaf0[id], ref->val[id], bytes);
+            }
+        ref_run(ref, NULL);
+        check_backend(cs, ref, leaf0);
+        for (int id = 0; id < g->nnode; id++) free(leaf0[id]);
+        free(leaf0);
+    }
+    free(fwd);
+    ref_free(ref);
+    arena_free(arena);
+}
+
+int main(int argc, char **argv) {
+    const char *only = argc > 1 ? argv[1] : NULL;
+    int ncase = (int)(sizeof cases / sizeof *cases), ran = 0;
+    for (int i = 0; i < ncase; i++) {
+        if (only && !strstr(cases[i].name, only)) continue;
+        int before = failures;
+        run_case(&cases[i], 1000 + (uint64_t)i);
+        printf("%s %s\n", failures == before ? "ok  " : "FAIL", cases[i].name);
+        ran++;
+    }
+    if (!only) {
+        for (int op = 0; op < OP_COUNT; op++) {
+            if (op_info[op].cls == OC_LEAF) continue;
+            if (!compared[op]) {
+                printf("FAIL coverage: op '%s' was never compared between LLVM and the reference\n", op_info[op].name);
+                failures++;
+            }
+            bool differentiable = op_info[op].cls != OC_UPDATE && op != OP_ACCURACY && !strstr(op_info[op].name, "_grad");
+            if (differentiable && !fd_checked[op]) {
+                printf("FAIL coverage: op '%s' has no finite-difference gradient check\n", op_info[op].name);
+                failures++;
+            }
+        }
+    }
+    printf("%d cases, %d failures\n", ran, failures);
+    return failures ? 1 : 0;
+}
