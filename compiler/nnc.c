@@ -7,6 +7,7 @@
 
 #include "driver.h"
 #include "render_llvm.h"
+#include "gradcheck.h"
 #include "train.h"
 
 static const char usage[] =
@@ -15,6 +16,7 @@ static const char usage[] =
     "commands:\n"
     "  check FILE              parse and check the model; print its layers, training setup and memory plan\n"
     "  train FILE              compile the model and train it now\n"
+    "  gradcheck FILE          check the model's gradients: finite differences, LLVM vs reference\n"
     "  emit WHAT FILE          print generated code: --ast, --ir, --plan\n"
     "  --help                  this text\n"
     "  --version               the version of nnc and of LLVM it uses\n"
@@ -162,6 +164,28 @@ static int cmd_train(Args *a) {
     return rc;
 }
 
+static int cmd_gradcheck(Args *a) {
+    Compilation c;
+    CompileOptions o = {.ov = a->ov, .nov = a->nov, .max_batch = 8};
+    int rc = driver_compile(&c, a->file, &o, STAGE_PLAN);
+    if (rc) {
+        driver_free(&c);
+        return rc;
+    }
+    char err[512];
+    Exec ex;
+    if (exec_new(&ex, c.plan, err, sizeof err)) {
+        fprintf(stderr, "nnc: error: %s\n", err);
+        driver_free(&c);
+        return 1;
+    }
+    GradcheckOptions go = {.per_weight = 12, .out = stdout};
+    rc = gradcheck_run(c.model, &ex, &go);
+    exec_free(&ex);
+    driver_free(&c);
+    return rc < 0 ? 1 : rc;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
         fputs(usage, stdout);
@@ -182,6 +206,8 @@ int main(int argc, char **argv) {
         rc = cmd_check(&a);
     else if (!strcmp(a.cmd, "train"))
         rc = cmd_train(&a);
+    else if (!strcmp(a.cmd, "gradcheck"))
+        rc = cmd_gradcheck(&a);
     else if (!strcmp(a.cmd, "emit"))
         rc = cmd_emit(&a);
     else
