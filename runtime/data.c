@@ -48,6 +48,14 @@ static int read_file(const char *path, unsigned char **data, size_t *len, char *
         if (got == 0) break;
         n += (size_t)got;
     }
+    int code;
+    gzerror(f, &code);
+    if (code == Z_BUF_ERROR) { /* zlib hands out what it could decompress of a cut stream */
+        fail(err, nerr, "%s: truncated: the gzip stream ends early (after %zu bytes of data)", path, n);
+        gzclose(f);
+        free(buf);
+        return -1;
+    }
     gzclose(f);
     buf[n] = 0;
     *data = buf;

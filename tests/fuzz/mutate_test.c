@@ -291,15 +291,20 @@ static void compile_and_check(const char *path, const char *text, size_t len, Ve
         fail(v, "open_memstream: %s", strerror(errno));
         return;
     }
+    /* an exactly sized copy, so that the sanitizers catch any read past the end */
+    char *exact = malloc(len ? len : 1);
+    if (!exact) abort();
+    memcpy(exact, text, len);
     Compilation c;
     memset(&c, 0, sizeof c);
     c.arena = arena_new();
     CompileOptions opts = {.err = err};
     double start = now_seconds();
-    v->rc = driver_compile_text(&c, path, text, len, &opts, STAGE_PLAN);
+    v->rc = driver_compile_text(&c, path, exact, len, &opts, STAGE_PLAN);
     v->seconds = now_seconds() - start;
     driver_free(&c);
     fclose(err);
+    free(exact);
     check_output(path, text, len, captured, captured_len, v);
     if (v->seconds > MUTANT_TIME_LIMIT_S)
         fail(v, "took %.2f s (the limit is %d s)", v->seconds, MUTANT_TIME_LIMIT_S);
@@ -368,15 +373,17 @@ static void try_mutant(Run *run, MutationKind kind, const char *text, size_t len
                 perror("test_mutate: waitpid");
                 exit(1);
             }
+        if (WIFSIGNALED(status) || WEXITSTATUS(status) != 0) {
+            v->passed = true; /* whatever the child wrote before dying is replaced */
+            v->why[0] = 0;
+        }
         if (WIFSIGNALED(status)) {
             int sig = WTERMSIG(status);
-            v->passed = true;
             if (sig == SIGALRM)
                 fail(v, "hung: killed after %d s", HANG_KILL_S);
             else
                 fail(v, "crashed with signal %d (%s)", sig, strsignal(sig));
         } else if (WEXITSTATUS(status) != 0) {
-            v->passed = true;
             fail(v, "the child exited with status %d (a sanitizer report or an internal abort?)",
                  WEXITSTATUS(status));
         }
@@ -416,6 +423,28 @@ static const char *const insert_tokens[] = {
 };
 enum { NINSERT = sizeof insert_tokens / sizeof *insert_tokens };
 
+/* The first token of `kind` after the token matching `after` (any token when NULL). */
+static const Token *find_token(const char *text, const Token *tok, size_t ntok, const char *after, TokenKind kind) {
+    for (size_t i = 0; i + 1 < ntok; i++) {
+        bool match = !after || (tok[i].len == strlen(after) && !memcmp(text + tok[i].start, after, tok[i].len));
+        if (match && tok[i + 1].kind == kind) return &tok[i + 1];
+    }
+    return NULL;
+}
+
+/* `word` with control and non-ASCII bytes written as \xNN, for descriptions. */
+static const char *printable(const char *word, char *buf, size_t nbuf) {
+    size_t used = 0;
+    for (const unsigned char *c = (const unsigned char *)word; *c && used + 5 < nbuf; c++) {
+        if (*c >= 32 && *c < 127)
+            buf[used++] = (char)*c;
+        else
+            used += (size_t)snprintf(buf + used, nbuf - used, "\\x%02x", *c);
+    }
+    buf[used] = 0;
+    return buf;
+}
+
 /* A copy of text[0, len) with text[at, at + cut) replaced by `insert`. */
 static void splice(Bytes *out, const char *text, size_t len, size_t at, size_t cut, const char *insert,
                    size_t insert_len) {
@@ -436,16 +465,15 @@ static void mutate_truncate(Run *run, const char *text, size_t len, const Token 
     if (len > 0) try_mutant(run, MUT_TRUNCATE, text, len - 1, "cut the last byte");
 
     /* The models have no strings: cut a variant that reads a csv file inside its string. */
-    const char *data = strstr(text, "data ");
-    if (!data) return;
-    size_t at = (size_t)(data - text) + 5, end = at;
-    while (end < len && is_word_char(text[end])) end++;
+    const Token *source = find_token(text, tok, ntok, "data", TOK_WORD);
+    if (!source) return;
+    size_t at = source->start;
     static const char replacement[] = "csv(\"fashion \\\"mnist\\\" train.csv\", target = last)";
     Bytes variant = {0};
-    splice(&variant, text, len, at, end - at, replacement, sizeof replacement - 1);
+    splice(&variant, text, len, at, source->len, replacement, sizeof replacement - 1);
     try_mutant(run, MUT_TRUNCATE, variant.data, variant.len, "csv variant, whole");
     size_t quote = at + 4; /* the opening quote */
-    for (size_t cut = quote; cut < quote + 30; cut += 2)
+    for (size_t cut = quote; cut < quote + 30 && cut < variant.len; cut += 2)
         try_mutant(run, MUT_TRUNCATE, variant.data, cut, "csv variant, cut inside the string (offset %zu)", cut);
     free(variant.data);
 }
@@ -470,7 +498,9 @@ static void mutate_insert(Run *run, Rng *rng, const char *text, size_t len, cons
         char piece[64];
         snprintf(piece, sizeof piece, glued ? "%s" : "%s ", word);
         splice(&out, text, len, at, 0, piece, strlen(piece));
-        try_mutant(run, MUT_INSERT_TOKEN, out.data, out.len, "insert '%s' at offset %zu", word, at);
+        char shown[64];
+        try_mutant(run, MUT_INSERT_TOKEN, out.data, out.len, "insert '%s' at offset %zu%s",
+                   printable(word, shown, sizeof shown), at, glued ? ", glued to the next token" : "");
     }
     free(out.data);
 }
@@ -498,15 +528,6 @@ static void mutate_nul(Run *run, Rng *rng, const char *text, size_t len) {
         try_mutant(run, MUT_INSERT_NUL, out.data, out.len, "NUL at offset %zu", at);
     }
     free(out.data);
-}
-
-/* The first token of `kind` after the token matching `after` (any token when NULL). */
-static const Token *find_token(const char *text, const Token *tok, size_t ntok, const char *after, TokenKind kind) {
-    for (size_t i = 0; i + 1 < ntok; i++) {
-        bool match = !after || (tok[i].len == strlen(after) && !memcmp(text + tok[i].start, after, tok[i].len));
-        if (match && tok[i + 1].kind == kind) return &tok[i + 1];
-    }
-    return NULL;
 }
 
 static void mutate_brackets(Run *run, const char *text, size_t len, const Token *tok, size_t ntok) {

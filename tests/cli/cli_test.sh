@@ -1,0 +1,66 @@
+#!/bin/sh
+# cli_test.sh CASE NNC SCRATCH: the command line contract: exit status 0 success, 1 an error in
+# the model or data, 2 bad usage; messages name what was wrong; emitted code is deterministic.
+set -u
+case_name=$1 nnc=$2 tmp=$3/$1
+rm -rf "$tmp"
+mkdir -p "$tmp"
+out=$tmp/stdout err=$tmp/stderr
+
+run() { # expected-status args...
+  want=$1; shift
+  "$nnc" "$@" > "$out" 2> "$err"
+  got=$?
+  if [ "$got" != "$want" ]; then
+    echo "nnc $*: exit status $got, expected $want"; echo "--- stdout"; cat "$out"; echo "--- stderr"; cat "$err"
+    exit 1
+  fi
+}
+has() { # file text
+  if ! grep -qF -- "$2" "$1"; then echo "expected '$2' in:"; cat "$1"; exit 1; fi
+}
+
+case $case_name in
+help)            run 0 --help; has "$out" "usage: nnc <command>"; has "$out" "gradcheck FILE" ;;
+version)         run 0 --version; has "$out" "nnc "; has "$out" "LLVM 19" ;;
+no_command)      run 2; has "$err" "no command given" ;;
+unknown_command) run 2 fly models/fashion_mlp.nn; has "$err" "unknown command 'fly'" ;;
+unknown_option)  run 2 check --fast models/fashion_mlp.nn; has "$err" "unknown option '--fast'" ;;
+no_file)         run 2 check; has "$err" "'check' needs a model file" ;;
+missing_file)    run 1 check "$tmp/none.nn"; has "$err" "cannot read '$tmp/none.nn': No such file or directory" ;;
+set_syntax)      run 2 check models/fashion_mlp.nn --set epochs; has "$err" "--set needs name=value" ;;
+set_not_number)  run 2 check models/fashion_mlp.nn --set epochs=many; has "$err" "'many' is not a number" ;;
+set_unknown_key)
+  run 2 check models/fashion_gated.nn --set lamda=1e-3
+  has "$err" "the model has no param or train setting 'lamda'; did you mean 'lambda'?" ;;
+set_bad_value)   run 1 check models/fashion_mlp.nn --set epochs=0.5; has "$err" "--set epochs=0.5: must be a whole number" ;;
+set_applies)
+  run 0 check models/fashion_gated.nn --set lambda=3e-4 --set epochs=2 --set batch=64
+  has "$out" "lambda = 0.0003 (--set)"; has "$out" "batch 64, 2 epochs" ;;
+model_error)
+  printf 'model m\ninput x : f32[3]\ntarget y : class[2]\nh = x -> dens(4)\nloss cross_entropy(h, y)\ntrain { data fashion_mnist }\n' > "$tmp/m.nn"
+  run 1 check "$tmp/m.nn"
+  has "$err" "$tmp/m.nn:4:10: error: unknown layer 'dens'; did you mean 'dense'?" ;;
+check_models)
+  for m in models/*.nn; do run 0 check "$m"; has "$out" "kernels per training step"; done ;;
+emit_deterministic)
+  for what in ast ir plan llvm asm; do
+    for m in models/*.nn; do
+      run 0 emit --$what "$m"; cp "$out" "$tmp/first"
+      [ -s "$tmp/first" ] || { echo "emit --$what $m printed nothing"; exit 1; }
+      run 0 emit --$what "$m"
+      cmp -s "$out" "$tmp/first" || { echo "emit --$what $m differs between two runs"; exit 1; }
+    done
+  done ;;
+emit_vectorised)
+  run 0 emit --llvm models/fashion_mlp.nn
+  has "$out" "define void @nnc_grad(ptr"; has "$out" "<16 x float>"; has "$out" "@cblas_sgemm" ;;
+emit_unknown)    run 2 emit --cobol models/fashion_mlp.nn; has "$err" "emit needs one of" ;;
+train_bad_data)
+  printf '1,2,3,0\n4,x,6,1\n' > "$tmp/bad.csv"
+  printf 'model m\ninput x : f32[3]\ntarget y : class[2]\nh = x -> dense(2)\nloss cross_entropy(h, y)\ntrain { data csv("bad.csv") }\n' > "$tmp/m.nn"
+  run 1 train "$tmp/m.nn" --out "$tmp/run"
+  has "$err" "$tmp/bad.csv:2: record 2: field 2 ('x') is not a finite number" ;;
+*) echo "unknown case $case_name"; exit 2 ;;
+esac
+echo "ok"

@@ -1,0 +1,93 @@
+#!/bin/sh
+# train_test.sh CASE NNC CHECK_METRICS OUTDIR: one training scenario with an asserted outcome.
+# Small CSV data sets are generated here with awk (fixed seeds), next to a model file.
+set -eu
+case_name=$1 nnc=$2 check=$3 out=$4/$1
+rm -rf "$out"
+mkdir -p "$out"
+
+# two Gaussian blobs in 3-D, labels 0/1 (or a linear target for regression)
+make_csv() { # file kind
+  awk -v kind="$2" 'BEGIN {
+    srand(7);
+    for (i = 0; i < 600; i++) {
+      c = i % 2; s = 0;
+      for (k = 0; k < 3; k++) {
+        u = rand(); v = rand(); z = sqrt(-2 * log(u + 1e-12)) * cos(6.283185 * v);
+        x[k] = (c ? 1.5 : -1.5) + z; s += (k + 1) * x[k];
+      }
+      if (kind == "class") printf "%.5f,%.5f,%.5f,%d\n", x[0], x[1], x[2], c;
+      else printf "%.5f,%.5f,%.5f,%.5f\n", x[0], x[1], x[2], 0.5 * s + 1;
+    }
+  }' > "$1"
+}
+
+case $case_name in
+fashion_mlp_2_epochs)
+  "$nnc" train models/fashion_mlp.nn --set epochs=2 --out "$out"
+  "$check" "$out/metrics.jsonl" test accuracy 0.86 ;;
+fashion_gated_1_epoch)
+  "$nnc" train models/fashion_gated.nn --set epochs=1 --out "$out"
+  "$check" "$out/metrics.jsonl" test accuracy 0.83
+  "$check" "$out/metrics.jsonl" valid accuracy 0.83
+  "$check" "$out/metrics.jsonl" test error 0 0.17 ;;
+csv_classifier)
+  make_csv "$out/blobs.csv" class
+  cat > "$out/blobs.nn" <<'NN'
+model blobs
+input  x : f32[3]
+target y : class[2]
+logits = x -> dense(16) -> tanh -> dense(2)
+loss   cross_entropy(logits, y)
+metric accuracy(logits, y)
+train { data csv("blobs.csv", target = last) test csv("blobs.csv") batch 32 epochs 5 optimizer sgd(lr = 0.1, momentum = 0.9) seed 3 }
+NN
+  "$nnc" train "$out/blobs.nn" --out "$out"
+  "$check" "$out/metrics.jsonl" test accuracy 0.97 ;;
+csv_regression)
+  make_csv "$out/lin.csv" reg
+  cat > "$out/lin.nn" <<'NN'
+model lin
+input  x : f32[3]
+target y : f32[1]
+out  = x -> dense(8) -> gelu -> dense(1)
+loss mse(out, y)
+train { data csv("lin.csv") test csv("lin.csv") batch 16 epochs 40 optimizer adamw(lr = 1e-2) seed 5 }
+NN
+  "$nnc" train "$out/lin.nn" --out "$out"
+  "$check" "$out/metrics.jsonl" test loss 0 0.05 ;;
+nan_is_located)
+  make_csv "$out/blobs.csv" class
+  cat > "$out/diverge.nn" <<'NN'
+model diverge
+input  x : f32[3]
+target y : class[2]
+logits = x -> dense(64) -> relu -> dense(64) -> relu -> dense(2)
+loss   cross_entropy(logits, y)
+train { data csv("blobs.csv") batch 32 epochs 5 optimizer sgd(lr = 1e12) seed 3 }
+NN
+  if "$nnc" train "$out/diverge.nn" --out "$out" 2> "$out/stderr"; then
+    echo "expected training to stop"; exit 1
+  fi
+  cat "$out/stderr"
+  grep -q "^$out/diverge.nn:[0-9]*:[0-9]*: error: training stopped at epoch [0-9]*, step [0-9]*:" "$out/stderr" ;;
+deterministic)
+  make_csv "$out/blobs.csv" class
+  cat > "$out/blobs.nn" <<'NN'
+model blobs
+input  x : f32[3]
+target y : class[2]
+logits = x -> dense(32) -> relu -> gate(l1 = 1e-3) -> dense(2)
+loss   cross_entropy(logits, y)
+metric accuracy(logits, y)
+train { data csv("blobs.csv") valid 0.2 of train batch 50 epochs 3 optimizer adam(lr = 1e-2) seed 11 }
+NN
+  "$nnc" train "$out/blobs.nn" --out "$out/a"
+  "$nnc" train "$out/blobs.nn" --out "$out/b"
+  "$check" --same "$out/a/metrics.jsonl" "$out/b/metrics.jsonl"
+  "$nnc" train "$out/blobs.nn" --set seed=12 --out "$out/c"
+  if "$check" --same "$out/a/metrics.jsonl" "$out/c/metrics.jsonl" 2>/dev/null; then
+    echo "a different seed gave the same run"; exit 1
+  fi ;;
+*) echo "unknown case $case_name"; exit 2 ;;
+esac
