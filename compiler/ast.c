@@ -110,39 +110,28 @@ Ast *ast_patience(Parser *p, SrcLoc loc, Ast *n) {
     return guard(p, e, n, NULL);
 }
 
-#define GROW(p, arr, n, cap)                                                            \
-    do {                                                                                \
-        if ((n) == (cap)) {                                                             \
-            int nc = (cap) ? 2 * (cap) : 4;                                             \
-            void *na = arena_alloc((p)->arena, (size_t)nc * sizeof(*(arr)));            \
-            if (n) memcpy(na, (arr), (size_t)(n) * sizeof(*(arr)));                     \
-            (arr) = na;                                                                 \
-            (cap) = nc;                                                                 \
-        }                                                                               \
-    } while (0)
-
 AstArgList ast_args_add(Parser *p, AstArgList l, const char *name, SrcLoc name_loc, Ast *v) {
-    GROW(p, l.arg, l.narg, l.cap);
+    ARENA_GROW(p->arena, l.arg, l.narg, l.cap);
     l.arg[l.narg++] = (AstArg){name, name_loc, v};
     return l;
 }
 
 AstList ast_list_add(Parser *p, AstList l, Ast *x) {
-    GROW(p, l.item, l.n, l.cap);
+    ARENA_GROW(p->arena, l.item, l.n, l.cap);
     l.item[l.n++] = x;
     return l;
 }
 
 StmtList ast_stmts_add(Parser *p, StmtList l, Stmt *s) {
     if (!s) return l;
-    GROW(p, l.item, l.n, l.cap);
+    ARENA_GROW(p->arena, l.item, l.n, l.cap);
     l.item[l.n++] = s;
     return l;
 }
 
 ItemList ast_items_add(Parser *p, ItemList l, TrainItem *t) {
     if (!t) return l;
-    GROW(p, l.item, l.n, l.cap);
+    ARENA_GROW(p->arena, l.item, l.n, l.cap);
     l.item[l.n++] = t;
     return l;
 }
@@ -220,7 +209,7 @@ TrainItem *ast_item_named(Parser *p, TrainItemKind kind, SrcLoc loc, const char 
 
 void ast_add_stmt(Parser *p, Stmt *s) {
     if (!s) return;
-    GROW(p, p->prog.stmt, p->prog.nstmt, p->capstmt);
+    ARENA_GROW(p->arena, p->prog.stmt, p->prog.nstmt, p->capstmt);
     p->prog.stmt[p->prog.nstmt++] = s;
 }
 

@@ -117,6 +117,8 @@ typedef struct Parser {
     int depth_reported;  /* the depth error was reported once */
     int err_line, err_col; /* where the last syntax error was */
     int err_repeat;      /* the last syntax error was at that same token again */
+    SrcLoc open[257];    /* where each open bracket is, innermost last */
+    char open_char[257];
     const char *tok_text; /* spelling of the last token, for messages */
     int tok_len;
 } Parser;

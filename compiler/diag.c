@@ -23,6 +23,7 @@ static void print_source_line(Diag *d, SrcLoc loc) {
         if (s->text[pos] == '\n') line++;
     size_t end = pos;
     while (end < s->len && s->text[end] != '\n') end++;
+    if (end > pos && s->text[end - 1] == '\r') end--; /* CRLF files */
     size_t linelen = end - pos;
     size_t col = loc.col > 0 ? (size_t)loc.col - 1 : 0;
     if (col > linelen) col = linelen;

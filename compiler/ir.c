@@ -56,24 +56,12 @@ Graph *ir_new(Arena *arena) {
     return g;
 }
 
-#define APUSH(g, arr, n, cap, v)                                                       \
-    do {                                                                               \
-        if ((n) == (cap)) {                                                            \
-            int nc = (cap) ? 2 * (cap) : 16;                                           \
-            void *na = arena_alloc((g)->arena, (size_t)nc * sizeof(*(arr)));           \
-            if (n) memcpy(na, (arr), (size_t)(n) * sizeof(*(arr)));                    \
-            (arr) = na;                                                                \
-            (cap) = nc;                                                                \
-        }                                                                              \
-        (arr)[(n)++] = (v);                                                            \
-    } while (0)
-
 int ir_add(Graph *g, Op op, DType dt, Shape shape, const int *in, int nin, SrcLoc loc) {
     Node n = {.op = op, .dtype = dt, .shape = shape, .nin = nin, .loc = loc, .ref = -1};
     NNC_ASSERT(nin <= IR_MAX_IN);
     for (int i = 0; i < nin; i++) n.in[i] = in[i];
     n.phase = g->phase;
-    APUSH(g, g->node, g->nnode, g->capnode, n);
+    ARENA_PUSH(g->arena, g->node, g->nnode, g->capnode, n);
     return g->nnode - 1;
 }
 
@@ -102,7 +90,7 @@ int ir_input(Graph *g, const char *name, bool is_target, bool is_class, int64_t 
     g->node[id].ref = g->ninput;
     g->node[id].name = name;
     in.node = id;
-    APUSH(g, g->input, g->ninput, g->capinput, in);
+    ARENA_PUSH(g->arena, g->input, g->ninput, g->capinput, in);
     return id;
 }
 
@@ -112,7 +100,7 @@ int ir_weight(Graph *g, const char *name, WeightKind kind, Shape shape, InitKind
     g->node[id].ref = g->nweight;
     g->node[id].name = name;
     w.node = id;
-    APUSH(g, g->weight, g->nweight, g->capweight, w);
+    ARENA_PUSH(g->arena, g->weight, g->nweight, g->capweight, w);
     return id;
 }
 
@@ -128,7 +116,7 @@ int ir_scalar(Graph *g, const char *name, ScalarKind kind, double value, SrcLoc 
         if (g->node[id].op == OP_PARAM && g->node[id].ref == slot) return id;
     if (slot < 0) {
         Scalar s = {.name = name, .kind = kind, .value = value};
-        APUSH(g, g->scalar, g->nscalar, g->capscalar, s);
+        ARENA_PUSH(g->arena, g->scalar, g->nscalar, g->capscalar, s);
         slot = g->nscalar - 1;
     }
     int id = ir_add(g, OP_PARAM, DT_F32, shape_scalar(), NULL, 0, loc);
@@ -139,7 +127,7 @@ int ir_scalar(Graph *g, const char *name, ScalarKind kind, double value, SrcLoc 
 
 void ir_add_output(Graph *g, const char *name, int node, Aggregate agg) {
     Output o = {.name = name, .node = node, .agg = agg};
-    APUSH(g, g->output, g->noutput, g->capoutput, o);
+    ARENA_PUSH(g->arena, g->output, g->noutput, g->capoutput, o);
 }
 
 /* ---- verifier ---- */

@@ -7,17 +7,6 @@
 
 const char *const prog_name[PROG_COUNT] = {"grad", "update", "eval"};
 
-#define KGROW(kb, arr, n, cap)                                                          \
-    do {                                                                                \
-        if ((n) == (cap)) {                                                             \
-            int nc = (cap) ? 2 * (cap) : 16;                                            \
-            void *na = arena_alloc((kb)->plan->g->arena, (size_t)nc * sizeof(*(arr)));  \
-            if (n) memcpy(na, (arr), (size_t)(n) * sizeof(*(arr)));                     \
-            (arr) = na;                                                                 \
-            (cap) = nc;                                                                 \
-        }                                                                               \
-    } while (0)
-
 int kb_arg(KBuilder *kb, int buf, bool read, bool write) {
     Kernel *k = kb->k;
     for (int i = 0; i < k->narg; i++)
@@ -26,7 +15,7 @@ int kb_arg(KBuilder *kb, int buf, bool read, bool write) {
             k->arg[i].write |= write;
             return i;
         }
-    KGROW(kb, k->arg, k->narg, kb->caparg);
+    ARENA_GROW(kb->plan->g->arena, k->arg, k->narg, kb->caparg);
     k->arg[k->narg] = (KArg){buf, kb->plan->buf[buf].dtype, read, write};
     return k->narg++;
 }
@@ -62,7 +51,7 @@ static int add_expr(KBuilder *kb, KExpr e) {
         if (e.c >= 0 && k->x[e.c].level > level) level = k->x[e.c].level;
     }
     e.level = level;
-    KGROW(kb, k->x, k->nx, kb->capx);
+    ARENA_GROW(kb->plan->g->arena, k->x, k->nx, kb->capx);
     k->x[k->nx] = e;
     return k->nx++;
 }
@@ -116,7 +105,7 @@ int kb_red(KBuilder *kb, KRedOp op, int expr) {
     Kernel *k = kb->k;
     for (int i = 0; i < k->nred; i++)
         if (k->red[i].op == op && k->red[i].expr == expr) return kb_load_red(kb, i);
-    KGROW(kb, k->red, k->nred, kb->capred);
+    ARENA_GROW(kb->plan->g->arena, k->red, k->nred, kb->capred);
     int phase = expr_phase(k, &k->x[expr]);
     k->red[k->nred] = (KRed){op, expr, phase};
     if (phase + 1 > k->nphase) k->nphase = phase + 1;
@@ -131,7 +120,7 @@ int kb_load_red(KBuilder *kb, int red) {
 
 void kb_out(KBuilder *kb, KOutKind kind, int arg, int expr) {
     Kernel *k = kb->k;
-    KGROW(kb, k->out, k->nout, kb->capout);
+    ARENA_GROW(kb->plan->g->arena, k->out, k->nout, kb->capout);
     k->out[k->nout++] = (KOut){kind, arg, expr};
     k->arg[arg].write = true;
 }

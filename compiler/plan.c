@@ -27,7 +27,7 @@ static int new_buffer(Plan *p, int node, BufKind kind) {
     } else {
         b.name = arena_printf(g->arena, "%%%d.%s", node, op_info[n->op].name);
     }
-    VEC_PUSH(p->buf, p->nbuf, p->capbuf, b);
+    ARENA_PUSH(p->g->arena, p->buf, p->nbuf, p->capbuf, b);
     return p->nbuf - 1;
 }
 
@@ -116,13 +116,7 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch) {
         if (cls == OC_LEAF || cls == OC_VIEW) continue;
         Kernel k = {.node = id, .op = n->op, .loc = n->loc};
         k.name = arena_printf(g->arena, "k%d_%s", p->nkernel, op_info[n->op].name);
-        if (p->nkernel == p->capkernel) {
-            int nc = p->capkernel ? 2 * p->capkernel : 32;
-            Kernel *nk = arena_alloc(arena, (size_t)nc * sizeof *nk);
-            if (p->nkernel) memcpy(nk, p->kernel, (size_t)p->nkernel * sizeof *nk);
-            p->kernel = nk;
-            p->capkernel = nc;
-        }
+        ARENA_GROW(arena, p->kernel, p->nkernel, p->capkernel);
         p->kernel[p->nkernel] = k;
         Kernel *kp = &p->kernel[p->nkernel];
         KBuilder kb = {.plan = p, .k = kp};

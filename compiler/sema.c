@@ -12,7 +12,8 @@
 const char *const sema_train_keys[] = {"epochs", "batch", "seed", "lr", "valid"};
 const int sema_ntrain_keys = 5;
 
-typedef enum { SYM_PARAM, SYM_IO, SYM_VALUE } SymKind;
+/* SYM_ERROR: a name whose definition failed (and was reported); its uses stay silent. */
+typedef enum { SYM_PARAM, SYM_IO, SYM_VALUE, SYM_ERROR } SymKind;
 typedef struct {
     const char *name;
     SymKind kind;
@@ -31,23 +32,14 @@ typedef struct {
     int nsym, capsym;
     Sym *later; /* names defined anywhere in the file, for use-before-definition */
     int nlater, caplater;
+    const char **mention; /* every name used in an expression anywhere */
+    int nmention, capmention;
+    bool in_loss; /* evaluating a loss or metric: no layers here */
     const char *owner; /* binding being defined, for weight names */
     int owner_count[8]; /* per layer kind: how many param layers the binding has */
     int owner_seen[8];
     int capio, capparam, caprow, capmetric;
 } Sema;
-
-#define PUSH(s, arr, n, cap, v)                                                        \
-    do {                                                                               \
-        if ((n) == (cap)) {                                                            \
-            int nc = (cap) ? 2 * (cap) : 8;                                            \
-            void *na = arena_alloc((s)->arena, (size_t)nc * sizeof(*(arr)));           \
-            if (n) memcpy(na, (arr), (size_t)(n) * sizeof(*(arr)));                    \
-            (arr) = na;                                                                \
-            (cap) = nc;                                                                \
-        }                                                                              \
-        (arr)[(n)++] = (v);                                                            \
-    } while (0)
 
 static void err(Sema *s, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void err(Sema *s, SrcLoc loc, const char *fmt, ...) {
@@ -89,7 +81,7 @@ static void define(Sema *s, const char *name, SrcLoc loc, SymKind kind, int inde
         return;
     }
     Sym sym = {name, kind, index, val, loc};
-    PUSH(s, s->sym, s->nsym, s->capsym, sym);
+    ARENA_PUSH(s->arena, s->sym, s->nsym, s->capsym, sym);
 }
 
 static void unknown_name(Sema *s, SrcLoc loc, const char *name, const char *what) {
@@ -119,6 +111,7 @@ static bool eval_const(Sema *s, const Ast *e, double *out) {
             unknown_name(s, e->loc, e->text, "name");
             return false;
         }
+        if (sym->kind == SYM_ERROR) return false;
         if (sym->kind != SYM_PARAM) {
             err(s, e->loc, "'%s' is a tensor, but a number is needed here", diag_name(e->text));
             return false;
@@ -201,6 +194,7 @@ static SVal *eval_scalar(Sema *s, const Ast *e) {
             unknown_name(s, e->loc, e->text, "name");
             return NULL;
         }
+        if (sym->kind == SYM_ERROR) return NULL;
         if (sym->kind != SYM_PARAM) {
             err(s, e->loc, "'%s' is a tensor, but a scalar is needed here", diag_name(e->text));
             return NULL;
@@ -241,6 +235,20 @@ static SVal *eval_scalar(Sema *s, const Ast *e) {
     }
     err(s, e->loc, "expected a scalar expression of numbers and params here");
     return NULL;
+}
+
+/* The current value of a run-time scalar expression (params at their values). */
+static double scalar_value(const Sema *s, const SVal *v) {
+    switch (v->kind) {
+    case SV_CONST: return v->num;
+    case SV_PARAM: return s->m->param[v->index].value;
+    case SV_NEG: return -scalar_value(s, v->a);
+    case SV_BINARY: {
+        double a = scalar_value(s, v->a), b = scalar_value(s, v->b);
+        return v->op == '+' ? a + b : v->op == '-' ? a - b : v->op == '*' ? a * b : a / b;
+    }
+    default: NNC_BUG("not a scalar expression");
+    }
 }
 
 /* ---- argument binding ---- */
@@ -418,7 +426,7 @@ static const char *weight_prefix(Sema *s, LayerKind kind) {
 
 static void add_row(Sema *s, const char *desc, SVal *v, int64_t nparams) {
     LayerRow r = {s->owner ? s->owner : "(loss)", desc, v->shape, nparams, v->loc};
-    PUSH(s, s->m->row, s->m->nrow, s->caprow, r);
+    ARENA_PUSH(s->arena, s->m->row, s->m->nrow, s->caprow, r);
 }
 
 static bool need_flat(Sema *s, const char *lname, SVal *x, SrcLoc loc) {
@@ -450,7 +458,12 @@ static SVal *apply_layer(Sema *s, SVal *x, const Ast *e, int skip) {
         return NULL;
     }
     if (ld->todo) {
-        err(s, e->loc, "%s are not implemented yet ('%s')", ld->todo, name);
+        err(s, e->loc, "layer '%s' is not implemented yet", name);
+        return NULL;
+    }
+    if (s->in_loss) {
+        err(s, e->loc, "layers cannot be applied inside a loss or metric; bind the result to a name first, as in `out = h -> %s(...)`",
+            name);
         return NULL;
     }
     const Ast *a[MAX_ARGS];
@@ -513,6 +526,11 @@ static SVal *apply_layer(Sema *s, SVal *x, const Ast *e, int skip) {
         if (a[0]) {
             v->coef = eval_scalar(s, a[0]);
             if (!v->coef) return NULL;
+            double now = scalar_value(s, v->coef);
+            if (now < 0) {
+                err(s, a[0]->loc, "the l1 penalty must not be negative, but it is %g", now);
+                return NULL;
+            }
         } else {
             v->coef = sval(s, SV_CONST, e->loc);
         }
@@ -535,6 +553,7 @@ static SVal *lookup_tensor(Sema *s, const Ast *e) {
         unknown_name(s, e->loc, e->text, "name");
         return NULL;
     }
+    if (sym->kind == SYM_ERROR) return NULL;
     if (sym->kind == SYM_PARAM) {
         err(s, e->loc, "'%s' is a param (a number), but a tensor is needed here", diag_name(e->text));
         return NULL;
@@ -566,7 +585,9 @@ static SVal *eval_tensor(Sema *s, const Ast *e) {
         return NULL;
     }
     case AST_CALL: {
-        if (!find_layer(e->text) || e->narg == 0 || e->arg[0].name) {
+        bool config_first = e->narg > 0 && !e->arg[0].name &&
+                            (e->arg[0].value->kind == AST_NUM || e->arg[0].value->kind == AST_STR);
+        if (!find_layer(e->text) || e->narg == 0 || e->arg[0].name || config_first) {
             if (find_layer(e->text) && !find_layer(e->text)->todo) {
                 err(s, e->loc, "layer '%s' has no input; write `x -> %s(...)` or pass the input first",
                     e->text, e->text);
@@ -595,6 +616,7 @@ static SVal *need_target(Sema *s, const Ast *e, const char *fname) {
         return NULL;
     }
     Sym *sym = lookup(s, e->text);
+    if (sym && sym->kind == SYM_ERROR) return NULL;
     if (!sym || sym->kind != SYM_IO || !s->m->io[sym->index].is_target) {
         if (!sym)
             unknown_name(s, e->loc, e->text, "target");
@@ -644,7 +666,7 @@ static SVal *eval_loss_call(Sema *s, const Ast *e) {
         return NULL;
     }
     if (fd->todo) {
-        err(s, e->loc, "%s is not implemented yet", fd->todo);
+        err(s, e->loc, "loss '%s' is not implemented yet", fd->name);
         return NULL;
     }
     static const ArgSpec spec[] = {{"prediction", A_TENSOR, true, 0}, {"target", A_TENSOR, true, 0}};
@@ -675,11 +697,22 @@ static SVal *eval_loss_call(Sema *s, const Ast *e) {
     return v;
 }
 
+static bool has_loss_term(const SVal *v) {
+    return v && (v->kind == SV_LOSS || has_loss_term(v->a) || (v->kind == SV_BINARY && has_loss_term(v->b)));
+}
+
 static SVal *eval_loss(Sema *s, const Ast *e) {
     switch (e->kind) {
     case AST_CALL: return eval_loss_call(s, e);
     case AST_NUM:
     case AST_NAME: {
+        if (e->kind == AST_NAME && !lookup(s, e->text)) {
+            const FuncDef *fd = find_func(losses, sizeof losses / sizeof *losses, e->text);
+            if (fd && fd->todo) {
+                err(s, e->loc, "loss '%s' is not implemented yet", fd->name);
+                return NULL;
+            }
+        }
         if (e->kind == AST_NAME) {
             Sym *sym = lookup(s, e->text);
             if (sym && sym->kind != SYM_PARAM) {
@@ -750,7 +783,7 @@ static void check_metric(Sema *s, const Ast *e) {
         return;
     }
     if (fd->todo) {
-        err(s, e->loc, "%s is not implemented yet", fd->todo);
+        err(s, e->loc, "metric '%s' is not implemented yet", fd->name);
         return;
     }
     static const ArgSpec spec[] = {{"prediction", A_TENSOR, true, 0}, {"target", A_TENSOR, true, 0}};
@@ -769,7 +802,7 @@ static void check_metric(Sema *s, const Ast *e) {
     v->a = x;
     v->b = t;
     MetricDef md = {fd->name, (MetricKind)fd->kind, v};
-    PUSH(s, s->m->metric, s->m->nmetric, s->capmetric, md);
+    ARENA_PUSH(s->arena, s->m->metric, s->m->nmetric, s->capmetric, md);
 }
 
 /* ---- declarations ---- */
@@ -824,8 +857,11 @@ static void check_io(Sema *s, const Stmt *st) {
     v->is_class = io.is_class;
     v->nclass = io.nclass;
     v->index = s->m->nio;
-    if (!ok) return;
-    PUSH(s, s->m->io, s->m->nio, s->capio, io);
+    if (!ok) {
+        define(s, st->name, st->name_loc, SYM_ERROR, 0, NULL);
+        return;
+    }
+    ARENA_PUSH(s->arena, s->m->io, s->m->nio, s->capio, io);
     define(s, st->name, st->name_loc, SYM_IO, s->m->nio - 1, v);
 }
 
@@ -840,8 +876,11 @@ static void check_param(Sema *s, const Stmt *st) {
         ov->used = true;
         ok = true;
     }
-    if (!ok) return;
-    PUSH(s, s->m->param, s->m->nparam, s->capparam, p);
+    if (!ok) {
+        define(s, st->name, st->name_loc, SYM_ERROR, 0, NULL);
+        return;
+    }
+    ARENA_PUSH(s->arena, s->m->param, s->m->nparam, s->capparam, p);
     define(s, st->name, st->name_loc, SYM_PARAM, s->m->nparam - 1, NULL);
 }
 
@@ -865,7 +904,7 @@ static void check_let(Sema *s, const Stmt *st) {
     count_layers(s, st->expr);
     SVal *v = eval_tensor(s, st->expr);
     s->owner = NULL;
-    if (v) define(s, st->name, st->name_loc, SYM_VALUE, 0, v);
+    define(s, st->name, st->name_loc, v ? SYM_VALUE : SYM_ERROR, 0, v);
 }
 
 /* ---- train block ---- */
@@ -1137,13 +1176,30 @@ static void apply_train_overrides(Sema *s) {
 
 /* ---- driver ---- */
 
+static void collect_mentions(Sema *s, const Ast *e) {
+    for (; e; e = e->rhs) {
+        if (e->kind == AST_NAME) ARENA_PUSH(s->arena, s->mention, s->nmention, s->capmention, e->text);
+        for (int i = 0; i < e->narg; i++) collect_mentions(s, e->arg[i].value);
+        collect_mentions(s, e->lhs);
+    }
+}
+
+static bool mentioned(const Sema *s, const char *name) {
+    for (int i = 0; i < s->nmention; i++)
+        if (!strcmp(s->mention[i], name)) return true;
+    return false;
+}
+
 static void collect_names(Sema *s, const Program *prog) {
     for (int i = 0; i < prog->nstmt; i++) {
         const Stmt *st = prog->stmt[i];
         if (st->name && st->kind != ST_MODEL && st->kind != ST_BLOCK) {
             Sym sym = {st->name, SYM_VALUE, 0, NULL, st->name_loc};
-            PUSH(s, s->later, s->nlater, s->caplater, sym);
+            ARENA_PUSH(s->arena, s->later, s->nlater, s->caplater, sym);
         }
+        if (st->kind == ST_LET || st->kind == ST_LOSS || st->kind == ST_HEAD || st->kind == ST_PRIOR)
+            collect_mentions(s, st->expr);
+        for (int k = 0; k < st->nlist; k++) collect_mentions(s, st->list[k]);
     }
 }
 
@@ -1177,11 +1233,13 @@ Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *pat
         case ST_PARAM: check_param(&s, st); break;
         case ST_LET: check_let(&s, st); break;
         case ST_LOSS: {
+            s.in_loss = true;
             SVal *l = eval_loss(&s, st->expr);
+            s.in_loss = false;
             seen_loss = true;
             if (!l) break;
-            if (l->kind == SV_CONST || l->kind == SV_PARAM) {
-                err(&s, st->expr->loc, "this loss does not depend on the model");
+            if (!has_loss_term(l)) {
+                err(&s, st->expr->loc, "this loss does not depend on the model; it needs a loss function such as cross_entropy or mse");
                 break;
             }
             if (!loss) {
@@ -1196,7 +1254,9 @@ Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *pat
             break;
         }
         case ST_METRIC:
+            s.in_loss = true;
             for (int k = 0; k < st->nlist; k++) check_metric(&s, st->list[k]);
+            s.in_loss = false;
             break;
         case ST_TRAIN:
             if (train_stmt) {
@@ -1219,7 +1279,7 @@ Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *pat
     if (!seen_loss) err(&s, model_stmt ? model_stmt->loc : top, "the model has no `loss` statement");
     if (!seen_train) err(&s, model_stmt ? model_stmt->loc : top, "the model has no `train { ... }` block");
     for (int i = 0; i < m->nio; i++)
-        if (!m->io[i].used)
+        if (!mentioned(&s, m->io[i].name))
             err(&s, m->io[i].loc, "%s '%s' is never used", m->io[i].is_target ? "target" : "input",
                 diag_name(m->io[i].name));
     apply_train_overrides(&s);

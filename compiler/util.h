@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* An internal bug (never a user error): report where and abort. */
 #define NNC_BUG(...) util_bug(__FILE__, __LINE__, __VA_ARGS__)
@@ -30,6 +31,23 @@ char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf,
             (cap) = (cap) ? 2 * (cap) : 8;                                             \
             (arr) = util_realloc((arr), (size_t)(cap) * sizeof(*(arr)));               \
         }                                                                              \
+        (arr)[(n)++] = (value);                                                        \
+    } while (0)
+
+/* The same, for arrays that live in an arena (the old block stays in the arena). */
+#define ARENA_GROW(arena, arr, n, cap)                                                 \
+    do {                                                                               \
+        if ((n) == (cap)) {                                                            \
+            int nc_ = (cap) ? 2 * (cap) : 8;                                           \
+            void *na_ = arena_alloc((arena), (size_t)nc_ * sizeof(*(arr)));            \
+            if (n) memcpy(na_, (arr), (size_t)(n) * sizeof(*(arr)));                   \
+            (arr) = na_;                                                               \
+            (cap) = nc_;                                                               \
+        }                                                                              \
+    } while (0)
+#define ARENA_PUSH(arena, arr, n, cap, value)                                          \
+    do {                                                                               \
+        ARENA_GROW(arena, arr, n, cap);                                                \
         (arr)[(n)++] = (value);                                                        \
     } while (0)
 

@@ -37,7 +37,7 @@ static int recovered(Parser *p, int at_end) { return p->err_repeat && at_end; }
 static int starts_statement(int t);
 #define yyclearin_if(p)                                                                  \
     do {                                                                                 \
-        if ((p)->err_repeat || !((p)->tok_at_bol && starts_statement(yychar))) {         \
+        if ((p)->err_repeat || !(yychar == '}' || ((p)->tok_at_bol && starts_statement(yychar)))) { \
             if (yychar != END) yyclearin; /* skip to the next statement */               \
             (p)->err_repeat = 0;                                                         \
             (p)->resync = 1;                                                             \
@@ -340,6 +340,9 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
         const char *nm = yysymbol_name(exp[i]);
         bool keyword = nm[0] == '\'' && nm[1] >= 'a' && nm[1] <= 'z';
         if ((named & K_EXPR) && keyword) continue;
+        if (exp[i] == YYSYMBOL_IDENT) nm = "a name";
+        if (exp[i] == YYSYMBOL_NUMBER) nm = "a number";
+        if (exp[i] == YYSYMBOL_STRING) nm = "a string";
         if (nlist < MAXEXP) list[nlist++] = nm;
     }
     (void)kinds;
@@ -352,6 +355,8 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
     }
     diag_error(p->diag, L(*yypcontext_location(ctx)), "%s", sb_str(&b));
     sb_free(&b);
+    if (yypcontext_token(ctx) == YYSYMBOL_YYEOF && p->nest > 0 && p->nest <= 256)
+        diag_note(p->diag, p->open[p->nest - 1], "the '%c' opened here is never closed", p->open_char[p->nest - 1]);
     return 0;
 }
 
