@@ -24,6 +24,7 @@ static int unbroadcast(Graph *g, int d, Shape target, const Node *n) {
     if (shape_eq(ds, target)) return d;
     if (target.rank == 0 && !target.batched) return E1(OP_SUM, target, d);
     if (!target.batched && ds.batched && shape_numel(target) == shape_numel(ds)) return E1(OP_COLSUM, target, d);
+    if (target.batched && ds.batched && shape_numel(target) == 1) return E1(OP_ROWSUM, target, d);
     NNC_BUG("cannot reduce a gradient to its operand's shape");
 }
 
@@ -104,6 +105,7 @@ void autodiff_graph(Graph *g) {
         case OP_NEG: accumulate(g, grad, a, E1(OP_NEG, sa, dy), n); break;
         case OP_BROADCAST: accumulate(g, grad, a, dy, n); break; /* reduced back to a's shape */
         case OP_COLSUM: accumulate(g, grad, a, E1(OP_BROADCAST, sa, dy), n); break;
+        case OP_ROWSUM: accumulate(g, grad, a, E1(OP_BROADCAST, sa, dy), n); break;
         case OP_BIAS_ADD:
             if (na) accumulate(g, grad, a, dy, n);
             if (nb) accumulate(g, grad, b, E1(OP_COLSUM, g->node[b].shape, dy), n);

@@ -147,7 +147,7 @@ static bool broadcastable(Shape in, Shape out) {
     if (!in.batched && in.rank == 0) return true;                   /* scalar */
     if (!in.batched && in.rank == 1 && out.batched && out.rank == 1 && in.dim[0] == out.dim[0])
         return true;                                                /* row vector */
-    if (in.batched && out.batched && in.rank == 0) return true;     /* one value per row */
+    if (in.batched && out.batched && shape_numel(in) == 1) return true; /* one value per row */
     return false;
 }
 
@@ -212,6 +212,11 @@ void ir_verify(const Graph *g, const char *pass) {
             if (n->shape.batched || n->shape.rank != 0) fail(g, id, pass, "sum must give a scalar");
             break;
         case OC_ROW: {
+            if (n->op == OP_ROWSUM) {
+                if (!a->shape.batched || !n->shape.batched || shape_numel(n->shape) != 1)
+                    fail(g, id, pass, "rowsum gives one value per row");
+                break;
+            }
             int z = n->op == OP_CROSS_ENTROPY_GRAD ? n->in[1] : n->in[0];
             int lab = n->op == OP_CROSS_ENTROPY_GRAD ? n->in[2] : n->in[1];
             const Shape zs = g->node[z].shape;

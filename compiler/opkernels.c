@@ -81,6 +81,11 @@ static int out_arg(KBuilder *kb, int node) { return kb_arg(kb, kb->plan->node_bu
 
 static void build_row(KBuilder *kb, const Node *n, int node) {
     const Graph *g = kb->plan->g;
+    if (n->op == OP_ROWSUM) {
+        set_domain(kb, g->node[n->in[0]].shape);
+        kb_out(kb, KO_STORE_ROW, out_arg(kb, node), kb_red(kb, KR_SUM, kb_node(kb, n->in[0])));
+        return;
+    }
     bool grad = n->op == OP_CROSS_ENTROPY_GRAD;
     int zi = grad ? n->in[1] : n->in[0], li = grad ? n->in[2] : n->in[1];
     set_domain(kb, g->node[zi].shape);

@@ -32,6 +32,8 @@ typedef struct {
     int nsym, capsym;
     Sym *later; /* names defined anywhere in the file, for use-before-definition */
     int nlater, caplater;
+    const char **block; /* blocks declared (not built yet): their uses stay silent */
+    int nblock, capblock;
     const char **mention; /* every name used in an expression anywhere */
     int nmention, capmention;
     bool in_loss; /* evaluating a loss or metric: no layers here */
@@ -448,6 +450,8 @@ static bool need_flat(Sema *s, const char *lname, SVal *x, SrcLoc loc) {
 static SVal *apply_layer(Sema *s, SVal *x, const Ast *e, int skip) {
     const char *name = e->text;
     const LayerDef *ld = find_layer(name);
+    for (int i = 0; !ld && i < s->nblock; i++)
+        if (!strcmp(s->block[i], name)) return NULL; /* the block was reported */
     if (!ld) {
         if (find_func(losses, sizeof losses / sizeof *losses, name))
             err(s, e->loc, "'%s' is a loss, not a layer; use it in a `loss` statement", name);
@@ -684,7 +688,9 @@ static SVal *eval_loss_call(Sema *s, const Ast *e) {
                 diag_name(a[1]->text), type_str(bt, sizeof bt, t));
             return NULL;
         }
-        if (!shape_eq(x->shape, t->shape)) {
+        /* a one-value target is compared with every prediction of its row (several heads) */
+        bool one = t->shape.batched && shape_numel(t->shape) == 1 && x->shape.batched;
+        if (!shape_eq(x->shape, t->shape) && !one) {
             err(s, a[0]->loc, "'mse': the prediction is %s but target '%s' is %s",
                 type_str(bx, sizeof bx, x), diag_name(a[1]->text), type_str(bt, sizeof bt, t));
             return NULL;
@@ -1197,6 +1203,7 @@ static void collect_names(Sema *s, const Program *prog) {
             Sym sym = {st->name, SYM_VALUE, 0, NULL, st->name_loc};
             ARENA_PUSH(s->arena, s->later, s->nlater, s->caplater, sym);
         }
+        if (st->kind == ST_BLOCK) ARENA_PUSH(s->arena, s->block, s->nblock, s->capblock, st->name);
         if (st->kind == ST_LET || st->kind == ST_LOSS || st->kind == ST_HEAD || st->kind == ST_PRIOR)
             collect_mentions(s, st->expr);
         for (int k = 0; k < st->nlist; k++) collect_mentions(s, st->list[k]);

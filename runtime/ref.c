@@ -119,6 +119,14 @@ static void matmul(RefState *r, const Node *n, double *out) {
 }
 
 static void row_op(RefState *r, const Node *n, double *out) {
+    if (n->op == OP_ROWSUM) {
+        int64_t cols = shape_numel(r->g->node[n->in[0]].shape);
+        for (int64_t i = 0; i < r->rows; i++) {
+            out[i] = 0;
+            for (int64_t j = 0; j < cols; j++) out[i] += r->val[n->in[0]][i * cols + j];
+        }
+        return;
+    }
     bool grad = n->op == OP_CROSS_ENTROPY_GRAD;
     int zi = grad ? n->in[1] : n->in[0], li = grad ? n->in[2] : n->in[1];
     int64_t C = shape_numel(r->g->node[zi].shape), R = r->rows;

@@ -90,9 +90,11 @@ static int c_softplus(Graph *g) { return op1(g, OP_SOFTPLUS, X(N), 0); }
 static int c_gelu(Graph *g) { return op1(g, OP_GELU, X(N), 0); }
 static int c_prelu(Graph *g) { return op2(g, OP_PRELU, BX, X(N), w_vec(g, "a", N)); }
 static int c_colsum(Graph *g) { return ir_add1(g, OP_COLSUM, shape_vec(N, false), X(N), NOLOC); }
+static int c_rowsum(Graph *g) { return ir_add1(g, OP_ROWSUM, shape_vec(1, true), X(N), NOLOC); }
 static int c_sum(Graph *g) { return ir_add1(g, OP_SUM, shape_scalar(), X(N), NOLOC); }
 static int c_l1(Graph *g) { return ir_add1(g, OP_L1, shape_scalar(), w_vec(g, "g", N), NOLOC); }
 static int c_mse(Graph *g) { return op2(g, OP_MSE, shape_scalar(), X(N), in_f(g, "t", N)); }
+static int c_mse_heads(Graph *g) { return op2(g, OP_MSE, shape_scalar(), X(N), in_f(g, "t", 1)); }
 static int c_mse_unbatched(Graph *g) { return op2(g, OP_MSE, shape_scalar(), w_vec(g, "a", N), w_vec(g, "b", N)); }
 static int c_cross_entropy(Graph *g) {
     int z = X(C), lab = in_lab(g, C);
@@ -121,8 +123,8 @@ static const Case cases[] = {
     FWD("reshape", c_reshape), FWD("bias_add", c_bias_add), FWD("gate", c_gate),
     FWD("relu", c_relu), FWD("leaky_relu", c_leaky_relu), FWD("elu", c_elu), FWD("tanh", c_tanh),
     FWD("sigmoid", c_sigmoid), FWD("softplus", c_softplus), FWD("gelu", c_gelu), FWD("prelu", c_prelu),
-    FWD("colsum", c_colsum), FWD("sum", c_sum), FWD("l1", c_l1), FWD("mse", c_mse),
-    FWD("mse_unbatched", c_mse_unbatched), FWD("cross_entropy", c_cross_entropy),
+    FWD("colsum", c_colsum), FWD("rowsum", c_rowsum), FWD("sum", c_sum), FWD("l1", c_l1), FWD("mse", c_mse),
+    FWD("mse_heads", c_mse_heads), FWD("mse_unbatched", c_mse_unbatched), FWD("cross_entropy", c_cross_entropy),
     FWD("matmul_nt", c_matmul_nt), FWD("matmul_nn", c_matmul_nn), FWD("matmul_tn", c_matmul_tn),
     FWD("matmul_tt", c_matmul_tt), FWD("matmul_batch_inner", c_matmul_batch_inner),
     {"net_sgd", c_net, OPT_SGD, 0, 0, false}, {"net_sgd_wd", c_net, OPT_SGD, 0, 0.01, false},

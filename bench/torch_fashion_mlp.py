@@ -1,0 +1,62 @@
+"""torch_fashion_mlp.py: the PyTorch twin of models/fashion_mlp.nn, for bench/fashion_mlp.py.
+
+784-1024-1024-10 ReLU MLP, Adam lr 1e-3, batch 128, cross entropy, inputs scaled to [0, 1],
+one epoch over the 60,000 Fashion-MNIST training images in a seeded random order, then the
+test accuracy.  Prints one JSON line: training steps/s (training loop only), test accuracy.
+Threads are set by the caller's environment (OMP_NUM_THREADS, OMP_WAIT_POLICY) and by
+torch.set_num_threads(2) here.
+"""
+import gzip
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def idx(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def main():
+    threads = int(os.environ.get("BENCH_THREADS", "2"))
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    d = os.environ.get("NNC_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
+    x = torch.from_numpy(idx(f"{d}/train-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255)
+    y = torch.from_numpy(idx(f"{d}/train-labels-idx1-ubyte.gz").astype(np.int64))
+    xt = torch.from_numpy(idx(f"{d}/t10k-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255)
+    yt = torch.from_numpy(idx(f"{d}/t10k-labels-idx1-ubyte.gz").astype(np.int64))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, 1024), torch.nn.ReLU(),
+        torch.nn.Linear(1024, 1024), torch.nn.ReLU(),
+        torch.nn.Linear(1024, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    steps = 0
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(x.shape[0])
+        for i in range(0, x.shape[0], 128):
+            idx_b = order[i:i + 128]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[idx_b]), y[idx_b])
+            loss.backward()
+            opt.step()
+            steps += 1
+    train_s = time.perf_counter() - t0
+    with torch.no_grad():
+        acc = (model(xt).argmax(1) == yt).float().mean().item()
+    print(json.dumps({"steps": steps, "train_s": train_s, "steps_per_s": steps / train_s,
+                      "test_accuracy": acc, "threads": threads}))
+
+
+if __name__ == "__main__":
+    main()
