@@ -23,7 +23,6 @@ bool driver_parse_override(const char *text, Override *ov, char *why, size_t nwh
     }
     ov->key = strndup(text, (size_t)(eq - text));
     ov->value = v;
-    ov->used = false;
     return true;
 }
 

@@ -76,7 +76,6 @@ typedef struct {
     bool is_target, is_class;
     int64_t nclass;
     Shape shape; /* per sample, batched */
-    bool used;
 } IoDef;
 
 typedef struct {
@@ -114,7 +113,6 @@ typedef struct {
 typedef struct {
     const char *key;
     double value;
-    bool used;
 } Override;
 
 /* Checks the program and builds the Model; NULL after reporting errors.  Overrides whose

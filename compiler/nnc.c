@@ -133,22 +133,26 @@ static int cmd_emit(Args *a) {
     return rc;
 }
 
+/* Compile the model and JIT it; on failure everything is freed and the exit status returned. */
+static int compile_and_jit(Args *a, int64_t max_batch, Compilation *c, Exec *ex) {
+    CompileOptions o = {.ov = a->ov, .nov = a->nov, .max_batch = max_batch};
+    int rc = driver_compile(c, a->file, &o, STAGE_PLAN);
+    char err[512];
+    if (rc == 0 && exec_new(ex, c->plan, err, sizeof err)) {
+        fprintf(stderr, "nnc: error: %s\n", err);
+        exec_free(ex);
+        rc = 1;
+    }
+    if (rc) driver_free(c);
+    return rc;
+}
+
 static int cmd_train(Args *a) {
     Compilation c;
-    CompileOptions o = {.ov = a->ov, .nov = a->nov};
-    double t0 = util_now();
-    int rc = driver_compile(&c, a->file, &o, STAGE_PLAN);
-    if (rc) {
-        driver_free(&c);
-        return rc;
-    }
-    char err[512];
     Exec ex;
-    if (exec_new(&ex, c.plan, err, sizeof err)) {
-        fprintf(stderr, "nnc: error: %s\n", err);
-        driver_free(&c);
-        return 1;
-    }
+    double t0 = util_now();
+    int rc = compile_and_jit(a, 0, &c, &ex);
+    if (rc) return rc;
     TrainConfig cfg = {.model = c.model, .exec = &ex, .out = stdout, .diag = &c.diag, .progress = a->progress};
     char backend[96];
     snprintf(backend, sizeof backend, "LLVM JIT for the host CPU, compiled in %.2f s", util_now() - t0);
@@ -166,19 +170,9 @@ static int cmd_train(Args *a) {
 
 static int cmd_gradcheck(Args *a) {
     Compilation c;
-    CompileOptions o = {.ov = a->ov, .nov = a->nov, .max_batch = 8};
-    int rc = driver_compile(&c, a->file, &o, STAGE_PLAN);
-    if (rc) {
-        driver_free(&c);
-        return rc;
-    }
-    char err[512];
     Exec ex;
-    if (exec_new(&ex, c.plan, err, sizeof err)) {
-        fprintf(stderr, "nnc: error: %s\n", err);
-        driver_free(&c);
-        return 1;
-    }
+    int rc = compile_and_jit(a, 8, &c, &ex);
+    if (rc) return rc;
     GradcheckOptions go = {.per_weight = 12, .out = stdout};
     rc = gradcheck_run(c.model, &ex, &go);
     exec_free(&ex);

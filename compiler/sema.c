@@ -181,10 +181,48 @@ static bool eval_int(Sema *s, const Ast *e, const char *what, int64_t min, int64
     return true;
 }
 
+/* ---- the losses and metrics the language knows ---- */
+
+typedef struct {
+    const char *name;
+    int kind; /* LossKind or MetricKind */
+    const char *todo;
+} FuncDef;
+
+static const FuncDef losses[] = {
+    {"cross_entropy", LOSS_CROSS_ENTROPY, NULL},
+    {"mse", LOSS_MSE, NULL},
+    {"gaussian_nll", 0, "the gaussian_nll loss"},
+    {"kl", 0, "the kl term of variational layers"},
+    {"cosine_diversity", 0, "the cosine_diversity loss"},
+};
+static const FuncDef metrics[] = {
+    {"accuracy", METRIC_ACCURACY, NULL},
+    {"error", METRIC_ERROR, NULL},
+    {"relative_error", 0, "the relative_error metric"},
+    {"rmse", 0, "the rmse metric"},
+    {"nll", 0, "the nll metric"},
+    {"live", 0, "the live-neuron metric"},
+};
+
+static const FuncDef *find_func(const FuncDef *t, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(t[i].name, name)) return &t[i];
+    return NULL;
+}
+
 /* ---- run-time scalar expressions (gate penalties, loss weights) ---- */
 
-static SVal *eval_scalar(Sema *s, const Ast *e) {
+static SVal *eval_loss_call(Sema *s, const Ast *e);
+static SVal *eval_tensor(Sema *s, const Ast *e);
+
+/* Numbers and params combined with + - * / ^; in a loss (`in_loss`), loss calls too. */
+static SVal *eval_arith(Sema *s, const Ast *e, bool in_loss) {
+    char buf[96];
     switch (e->kind) {
+    case AST_CALL:
+        if (in_loss) return eval_loss_call(s, e);
+        break;
     case AST_NUM: {
         SVal *v = sval(s, SV_CONST, e->loc);
         v->num = e->num;
@@ -192,13 +230,22 @@ static SVal *eval_scalar(Sema *s, const Ast *e) {
     }
     case AST_NAME: {
         Sym *sym = lookup(s, e->text);
+        const FuncDef *todo = in_loss && !sym ? find_func(losses, (int)(sizeof losses / sizeof *losses), e->text) : NULL;
+        if (todo && todo->todo) {
+            err(s, e->loc, "loss '%s' is not implemented yet", todo->name);
+            return NULL;
+        }
         if (!sym) {
             unknown_name(s, e->loc, e->text, "name");
             return NULL;
         }
         if (sym->kind == SYM_ERROR) return NULL;
         if (sym->kind != SYM_PARAM) {
-            err(s, e->loc, "'%s' is a tensor, but a scalar is needed here", diag_name(e->text));
+            if (in_loss)
+                err(s, e->loc, "a loss must be a scalar, but '%s' is %s; apply a loss function such as cross_entropy",
+                    diag_name(e->text), type_str(buf, sizeof buf, sym->val));
+            else
+                err(s, e->loc, "'%s' is a tensor, but a scalar is needed here", diag_name(e->text));
             return NULL;
         }
         SVal *v = sval(s, SV_PARAM, e->loc);
@@ -207,7 +254,7 @@ static SVal *eval_scalar(Sema *s, const Ast *e) {
     }
     case AST_UNARY:
         if (e->op == '-') {
-            SVal *x = eval_scalar(s, e->lhs);
+            SVal *x = eval_arith(s, e->lhs, in_loss);
             if (!x) return NULL;
             SVal *v = sval(s, SV_NEG, e->loc);
             v->a = x;
@@ -216,8 +263,12 @@ static SVal *eval_scalar(Sema *s, const Ast *e) {
         break;
     case AST_BINARY:
         if (e->op == '+' || e->op == '-' || e->op == '*' || e->op == '/') {
-            SVal *a = eval_scalar(s, e->lhs), *b = eval_scalar(s, e->rhs);
+            SVal *a = eval_arith(s, e->lhs, in_loss), *b = eval_arith(s, e->rhs, in_loss);
             if (!a || !b) return NULL;
+            if (e->op == '/' && b->kind == SV_CONST && b->num == 0) {
+                err(s, e->rhs->loc, "division by zero");
+                return NULL;
+            }
             SVal *v = sval(s, SV_BINARY, e->loc);
             v->op = e->op;
             v->a = a;
@@ -232,12 +283,26 @@ static SVal *eval_scalar(Sema *s, const Ast *e) {
             return v;
         }
         break;
+    case AST_PIPE:
+        if (in_loss) {
+            SVal *x = eval_tensor(s, e);
+            if (x)
+                err(s, e->loc, "a loss must be a scalar, but this is %s; apply a loss function such as cross_entropy",
+                    type_str(buf, sizeof buf, x));
+            return NULL;
+        }
+        break;
     case AST_ERROR: return NULL;
     default: break;
     }
-    err(s, e->loc, "expected a scalar expression of numbers and params here");
+    if (in_loss)
+        err(s, e->loc, "expected a loss expression: loss functions, numbers and params combined with + - * /");
+    else
+        err(s, e->loc, "expected a scalar expression of numbers and params here");
     return NULL;
 }
+
+static SVal *eval_scalar(Sema *s, const Ast *e) { return eval_arith(s, e, false); }
 
 /* The current value of a run-time scalar expression (params at their values). */
 static double scalar_value(const Sema *s, const SVal *v) {
@@ -374,39 +439,12 @@ static const LayerDef layers[] = {
 };
 enum { NLAYERS = sizeof layers / sizeof *layers };
 
-typedef struct {
-    const char *name;
-    int kind; /* LossKind or MetricKind */
-    const char *todo;
-} FuncDef;
-
-static const FuncDef losses[] = {
-    {"cross_entropy", LOSS_CROSS_ENTROPY, NULL},
-    {"mse", LOSS_MSE, NULL},
-    {"gaussian_nll", 0, "the gaussian_nll loss"},
-    {"kl", 0, "the kl term of variational layers"},
-    {"cosine_diversity", 0, "the cosine_diversity loss"},
-};
-static const FuncDef metrics[] = {
-    {"accuracy", METRIC_ACCURACY, NULL},
-    {"error", METRIC_ERROR, NULL},
-    {"relative_error", 0, "the relative_error metric"},
-    {"rmse", 0, "the rmse metric"},
-    {"nll", 0, "the nll metric"},
-    {"live", 0, "the live-neuron metric"},
-};
-
 static const LayerDef *find_layer(const char *name) {
     for (int i = 0; i < NLAYERS; i++)
         if (!strcmp(layers[i].name, name)) return &layers[i];
     return NULL;
 }
 
-static const FuncDef *find_func(const FuncDef *t, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(t[i].name, name)) return &t[i];
-    return NULL;
-}
 
 static void unknown_layer(Sema *s, SrcLoc loc, const char *name) {
     const char *cand[NLAYERS];
@@ -562,11 +600,6 @@ static SVal *lookup_tensor(Sema *s, const Ast *e) {
         err(s, e->loc, "'%s' is a param (a number), but a tensor is needed here", diag_name(e->text));
         return NULL;
     }
-    if (sym->kind == SYM_IO) {
-        IoDef *io = &s->m->io[sym->index];
-        io->used = true;
-        return sym->val;
-    }
     return sym->val;
 }
 
@@ -628,7 +661,6 @@ static SVal *need_target(Sema *s, const Ast *e, const char *fname) {
             err(s, e->loc, "'%s' is not a target; the second argument of '%s' must be one", diag_name(e->text), fname);
         return NULL;
     }
-    s->m->io[sym->index].used = true;
     return sym->val;
 }
 
@@ -707,69 +739,7 @@ static bool has_loss_term(const SVal *v) {
     return v && (v->kind == SV_LOSS || has_loss_term(v->a) || (v->kind == SV_BINARY && has_loss_term(v->b)));
 }
 
-static SVal *eval_loss(Sema *s, const Ast *e) {
-    switch (e->kind) {
-    case AST_CALL: return eval_loss_call(s, e);
-    case AST_NUM:
-    case AST_NAME: {
-        if (e->kind == AST_NAME && !lookup(s, e->text)) {
-            const FuncDef *fd = find_func(losses, sizeof losses / sizeof *losses, e->text);
-            if (fd && fd->todo) {
-                err(s, e->loc, "loss '%s' is not implemented yet", fd->name);
-                return NULL;
-            }
-        }
-        if (e->kind == AST_NAME) {
-            Sym *sym = lookup(s, e->text);
-            if (sym && sym->kind != SYM_PARAM) {
-                char buf[96];
-                err(s, e->loc, "a loss must be a scalar, but '%s' is %s; apply a loss function such as cross_entropy",
-                    diag_name(e->text), type_str(buf, sizeof buf, sym->val));
-                return NULL;
-            }
-        }
-        return eval_scalar(s, e);
-    }
-    case AST_UNARY:
-        if (e->op == '-') {
-            SVal *x = eval_loss(s, e->lhs);
-            if (!x) return NULL;
-            SVal *v = sval(s, SV_NEG, e->loc);
-            v->a = x;
-            return v;
-        }
-        break;
-    case AST_BINARY:
-        if (e->op == '+' || e->op == '-' || e->op == '*' || e->op == '/') {
-            SVal *a = eval_loss(s, e->lhs), *b = eval_loss(s, e->rhs);
-            if (!a || !b) return NULL;
-            if (e->op == '/' && b->kind == SV_CONST && b->num == 0) {
-                err(s, e->rhs->loc, "division by zero");
-                return NULL;
-            }
-            SVal *v = sval(s, SV_BINARY, e->loc);
-            v->op = e->op;
-            v->a = a;
-            v->b = b;
-            return v;
-        }
-        if (e->op == '^') return eval_scalar(s, e);
-        break;
-    case AST_PIPE: {
-        SVal *x = eval_tensor(s, e);
-        if (x) {
-            char buf[96];
-            err(s, e->loc, "a loss must be a scalar, but this is %s; apply a loss function such as cross_entropy",
-                type_str(buf, sizeof buf, x));
-        }
-        return NULL;
-    }
-    case AST_ERROR: return NULL;
-    default: break;
-    }
-    err(s, e->loc, "expected a loss expression: loss functions, numbers and params combined with + - * /");
-    return NULL;
-}
+static SVal *eval_loss(Sema *s, const Ast *e) { return eval_arith(s, e, true); }
 
 static void check_metric(Sema *s, const Ast *e) {
     if (e->kind != AST_CALL) {
@@ -879,7 +849,6 @@ static void check_param(Sema *s, const Stmt *st) {
     if (ov) {
         p.value = ov->value;
         p.overridden = true;
-        ov->used = true;
         ok = true;
     }
     if (!ok) {
@@ -1161,21 +1130,18 @@ static void apply_train_overrides(Sema *s) {
             if (o->key[0] == 'e') t->epochs = (int64_t)v;
             if (o->key[0] == 'b') t->batch = (int64_t)v;
             if (o->key[0] == 's') t->seed = (uint64_t)v;
-            o->used = true;
         } else if (!strcmp(o->key, "lr")) {
             if (!(v > 0)) {
                 err(s, (SrcLoc){0}, "--set lr=%g: the learning rate must be positive", v);
                 continue;
             }
             t->opt.lr = v;
-            o->used = true;
         } else if (!strcmp(o->key, "valid")) {
             if (!(v >= 0 && v < 1)) {
                 err(s, (SrcLoc){0}, "--set valid=%g: the validation fraction must be in [0, 1)", v);
                 continue;
             }
             t->valid_fraction = v;
-            o->used = true;
         }
     }
 }

@@ -69,7 +69,7 @@ int train_load_data(const Model *m, const Graph *g, ModelData *d, char *err, siz
         }
         }
         if (rc) {
-            if (ds->kind == DATA_FASHION_MNIST && errno == ENOENT && strstr(err, "cannot open"))
+            if (ds->kind == DATA_FASHION_MNIST && strstr(err, "No such file"))
                 snprintf(err + strlen(err), nerr - strlen(err), " (install Debian's dataset-fashion-mnist package)");
             train_free_data(d);
             return -1;
