@@ -20,15 +20,12 @@ int kb_arg(KBuilder *kb, int buf, bool read, bool write) {
     return k->narg++;
 }
 
-static int expr_phase(const Kernel *k, const KExpr *e) {
+static int expr_phase(const Kernel *k, const KExpr *e) { /* operands' phases are final */
     int p = 0;
     if (e->op == KX_RED) return k->red[e->arg].phase + 1;
     const int ops[3] = {e->a, e->b, e->c};
     for (int i = 0; i < 3; i++)
-        if (ops[i] >= 0) {
-            int q = expr_phase(k, &k->x[ops[i]]);
-            if (q > p) p = q;
-        }
+        if (ops[i] >= 0 && k->x[ops[i]].phase > p) p = k->x[ops[i]].phase;
     return p;
 }
 
@@ -51,6 +48,7 @@ static int add_expr(KBuilder *kb, KExpr e) {
         if (e.c >= 0 && k->x[e.c].level > level) level = k->x[e.c].level;
     }
     e.level = level;
+    e.phase = expr_phase(k, &e);
     ARENA_GROW(kb->plan->g->arena, k->x, k->nx, kb->capx);
     k->x[k->nx] = e;
     return k->nx++;
@@ -106,7 +104,7 @@ int kb_red(KBuilder *kb, KRedOp op, int expr) {
     for (int i = 0; i < k->nred; i++)
         if (k->red[i].op == op && k->red[i].expr == expr) return kb_load_red(kb, i);
     ARENA_GROW(kb->plan->g->arena, k->red, k->nred, kb->capred);
-    int phase = expr_phase(k, &k->x[expr]);
+    int phase = k->x[expr].phase;
     k->red[k->nred] = (KRed){op, expr, phase};
     if (phase + 1 > k->nphase) k->nphase = phase + 1;
     return kb_load_red(kb, k->nred++);
@@ -212,6 +210,17 @@ void plan_print_kernel(StrBuf *b, const Plan *p, const Kernel *k) {
 void plan_print(StrBuf *b, const Plan *p, const char *path) {
     static const char *const kindn[] = {"weight", "state", "input", "temp"};
     sb_printf(b, "; plan for %s, batch up to %lld\n", path, (long long)p->max_batch);
+    int gemm = 0, loop = 0, sums = 0, evalk = p->prog[PROG_EVAL].nkernel;
+    for (int pr = PROG_GRAD; pr <= PROG_UPDATE; pr++)
+        for (int i = 0; i < p->prog[pr].nkernel; i++) {
+            const Kernel *k = &p->kernel[p->prog[pr].kernel[i]];
+            gemm += k->kind == K_GEMM;
+            loop += k->kind == K_LOOP;
+            sums += k->kind == K_LOOP && k->cuda.nsum > 0;
+        }
+    sb_printf(b, "; kernels per training step: %d (%d GEMMs, %d loop kernels); CUDA launches per step: %d; "
+                 "kernels per evaluation batch: %d\n",
+              gemm + loop, gemm, loop, gemm + loop + sums, evalk);
     sb_puts(b, "; buffers\n");
     for (int i = 0; i < p->nbuf; i++) {
         const Buffer *bf = &p->buf[i];

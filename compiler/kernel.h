@@ -43,6 +43,7 @@ typedef struct {
     int arg;      /* KX_LOAD: kernel argument; KX_SCALAR: slot; KX_RED: reduction */
     IndexMode ix; /* KX_LOAD */
     int level;    /* 0: same for the whole kernel, 1: per row, 2: per element */
+    int phase;    /* computable once the reductions of phases < phase are done */
 } KExpr;
 
 typedef enum { KR_SUM, KR_MAX, KR_MIN } KRedOp;
@@ -72,6 +73,20 @@ typedef struct {
     bool batch; /* the run-time row count instead of n */
 } KDim;
 
+/* How a loop kernel is spread over GPU threads; the planner chooses, renderers follow. */
+typedef enum {
+    CS_ELEM, /* a thread per element (i, j), grid-stride */
+    CS_COL,  /* a thread per column j, looping over the rows (column sums stay in order) */
+    CS_ROW,  /* a thread per row i, looping over the columns (row reductions) */
+} CudaSched;
+
+typedef struct {
+    CudaSched sched;
+    int threads;    /* per block, a power of two */
+    int max_blocks; /* grid = min(ceil(work / threads), max_blocks), work = rows*cols, cols or rows */
+    int nsum;       /* total-sum outputs: one partial per block, added in order by a second kernel */
+} CudaLaunch;
+
 typedef struct {
     KernelKind kind;
     const char *name; /* k3_relu */
@@ -92,6 +107,7 @@ typedef struct {
     /* K_GEMM: C = op(A) op(B), row-major; args 0, 1, 2 are A, B, C */
     bool ta, tb;
     KDim m, n, k;
+    CudaLaunch cuda; /* K_LOOP */
 } Kernel;
 
 typedef enum { BUF_WEIGHT, BUF_STATE, BUF_INPUT, BUF_TEMP } BufKind;
@@ -120,6 +136,7 @@ typedef struct {
 
 typedef struct Plan {
     const Graph *g;
+    const char *path; /* the model file, for comments in generated code */
     int64_t max_batch;
     Buffer *buf;
     int nbuf, capbuf;
@@ -128,6 +145,7 @@ typedef struct Plan {
     int nkernel, capkernel;
     ProgramPlan prog[PROG_COUNT];
     int64_t arena_bytes, persistent_bytes;
+    int64_t cuda_workspace; /* floats of per-block partial sums the CUDA device needs */
     int64_t bytes_by_kind[BUF_TEMP + 1];
 } Plan;
 
@@ -159,6 +177,8 @@ void opk_build(KBuilder *kb, int node);
 
 /* Planning (plan.c) and printing. */
 Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch);
+/* The number of blocks a CUDA launch of kernel k uses at `rows` rows. */
+int64_t plan_cuda_blocks(const Kernel *k, int64_t rows);
 void plan_print(StrBuf *b, const Plan *p, const char *path);
 void plan_print_kernel(StrBuf *b, const Plan *p, const Kernel *k);
 const char *kx_name(KxOp op);

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "driver.h"
+#include "nvrtc.h"
+#include "render_cuda.h"
 #include "render_llvm.h"
 #include "gradcheck.h"
 #include "train.h"
@@ -17,7 +19,7 @@ static const char usage[] =
     "  check FILE              parse and check the model; print its layers, training setup and memory plan\n"
     "  train FILE              compile the model and train it now\n"
     "  gradcheck FILE          check the model's gradients: finite differences, LLVM vs reference\n"
-    "  emit WHAT FILE          print generated code: --ast, --ir, --plan\n"
+    "  emit WHAT FILE          print generated code: --ast, --ir, --plan, --llvm, --asm, --cuda, --ptx\n"
     "  --help                  this text\n"
     "  --version               the version of nnc and of LLVM it uses\n"
     "\n"
@@ -25,6 +27,9 @@ static const char usage[] =
     "  --set NAME=VALUE        override a param or a train setting (epochs, batch, seed, lr, valid)\n"
     "  --out DIR               train: where metrics.jsonl goes (default runs/MODEL)\n"
     "  --progress, --no-progress  train: a live progress bar (default: when stdout is a terminal)\n"
+    "  --device DEV            train, gradcheck: cpu (default), cuda, cuda-emu (the CUDA code run on\n"
+    "                          the host, for testing), or auto (CUDA when available, else the CPU)\n"
+    "  --arch SM               emit --ptx: the GPU architecture (default sm_90)\n"
     "\n"
     "exit status: 0 success, 1 an error in the model or its data, 2 bad usage\n";
 
@@ -33,6 +38,8 @@ typedef struct {
     const char *file;
     const char *emit;
     const char *out;
+    const char *device;
+    const char *arch;
     int progress;
     Override ov[64];
     int nov;
@@ -66,6 +73,12 @@ static int parse_args(int argc, char **argv, Args *a) {
         } else if (!strcmp(s, "--out")) {
             if (i + 1 >= argc) return usage_error("%s", "--out needs a directory");
             a->out = argv[++i];
+        } else if (!strcmp(s, "--device") || !strcmp(s, "--arch")) {
+            if (i + 1 >= argc) return usage_error("%s needs a value", s);
+            *(s[2] == 'd' ? &a->device : &a->arch) = argv[++i];
+            if (s[2] == 'd' && strcmp(a->device, "cpu") && strcmp(a->device, "cuda") && strcmp(a->device, "cuda-emu") &&
+                strcmp(a->device, "auto"))
+                return usage_error("unknown device '%s': use cpu, cuda, cuda-emu or auto", a->device);
         } else if (!strcmp(s, "--progress") || !strcmp(s, "--no-progress")) {
             a->progress = s[2] == 'p';
         } else if (!strcmp(a->cmd, "emit") && !a->emit && s[0] == '-' && s[1] == '-') {
@@ -100,11 +113,11 @@ static int cmd_check(Args *a) {
 }
 
 static int cmd_emit(Args *a) {
-    static const char *const what[] = {"ast", "ir", "plan", "llvm", "asm"};
+    static const char *const what[] = {"ast", "ir", "plan", "llvm", "asm", "cuda", "ptx"};
     int w = -1;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 7; i++)
         if (a->emit && !strcmp(a->emit, what[i])) w = i;
-    if (w < 0) return usage_error("emit needs one of --ast, --ir, --plan, --llvm, --asm%s", "");
+    if (w < 0) return usage_error("emit needs one of --ast, --ir, --plan, --llvm, --asm, --cuda, --ptx%s", "");
     Compilation c;
     CompileOptions o = {.ov = a->ov, .nov = a->nov};
     int rc = driver_compile(&c, a->file, &o, w == 0 ? STAGE_PARSE : w == 1 ? STAGE_IR : STAGE_PLAN);
@@ -113,7 +126,28 @@ static int cmd_emit(Args *a) {
         if (w == 0) ast_print_program(&b, c.prog);
         if (w == 1) ir_print(&b, c.graph, a->file);
         if (w == 2) plan_print(&b, c.plan, a->file);
-        if (w >= 3) {
+        if (w == 5) {
+            char *text = cuda_render(c.plan, a->file);
+            sb_puts(&b, text);
+            free(text);
+        }
+        if (w == 6) {
+            char err[1024], *ptx = NULL, *log = NULL;
+            size_t n;
+            Nvrtc *nv = nvrtc_open(err, sizeof err);
+            char *src = cuda_render(c.plan, a->file);
+            if (!nv || nvrtc_compile(nv, src, a->arch ? a->arch : "sm_90", false, &ptx, &n, &log, err, sizeof err)) {
+                fprintf(stderr, "nnc: error: %s\n%s", err, log ? log : "");
+                rc = 1;
+            } else {
+                sb_puts(&b, ptx);
+            }
+            free(ptx);
+            free(log);
+            free(src);
+            nvrtc_close(nv);
+        }
+        if (w == 3 || w == 4) {
             char err[512];
             LlvmModule *m = llvm_render(c.plan, err, sizeof err);
             char *text = m ? (w == 3 ? llvm_print_ir(m) : llvm_emit_asm(m, err, sizeof err)) : NULL;
@@ -137,10 +171,9 @@ static int cmd_emit(Args *a) {
 static int compile_and_jit(Args *a, int64_t max_batch, Compilation *c, Exec *ex) {
     CompileOptions o = {.ov = a->ov, .nov = a->nov, .max_batch = max_batch};
     int rc = driver_compile(c, a->file, &o, STAGE_PLAN);
-    char err[512];
-    if (rc == 0 && exec_new(ex, c->plan, err, sizeof err)) {
+    char err[1024];
+    if (rc == 0 && exec_new(ex, c->plan, a->device, stderr, err, sizeof err)) {
         fprintf(stderr, "nnc: error: %s\n", err);
-        exec_free(ex);
         rc = 1;
     }
     if (rc) driver_free(c);
@@ -154,8 +187,8 @@ static int cmd_train(Args *a) {
     int rc = compile_and_jit(a, 0, &c, &ex);
     if (rc) return rc;
     TrainConfig cfg = {.model = c.model, .exec = &ex, .out = stdout, .diag = &c.diag, .progress = a->progress};
-    char backend[96];
-    snprintf(backend, sizeof backend, "LLVM JIT for the host CPU, compiled in %.2f s", util_now() - t0);
+    char backend[256];
+    snprintf(backend, sizeof backend, "%s; compiled in %.2f s", ex.dev->info, util_now() - t0);
     cfg.backend = backend;
     char outdir[1024];
     snprintf(outdir, sizeof outdir, "runs/%s", c.model->name);

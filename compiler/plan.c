@@ -62,9 +62,38 @@ static void place_temporaries(Plan *p) {
     p->arena_bytes = top;
 }
 
+enum { CUDA_MAX_BLOCKS = 1024 };
+
+/* The GPU schedule of a loop kernel: column sums want a thread per column (their order over
+ * rows then stays fixed), row reductions a thread per row, the rest a thread per element. */
+static CudaLaunch cuda_launch(const Kernel *k) {
+    CudaLaunch c = {.sched = CS_ELEM, .threads = 256, .max_blocks = CUDA_MAX_BLOCKS};
+    for (int o = 0; o < k->nout; o++) {
+        if (k->out[o].kind == KO_COLSUM) c.sched = CS_COL;
+        if (k->out[o].kind == KO_SUM) c.nsum++;
+    }
+    bool row = k->nred > 0; /* and sums of per-row values, added once per row */
+    for (int o = 0; o < k->nout; o++)
+        row |= k->out[o].kind == KO_STORE_ROW || (k->out[o].kind == KO_SUM && k->x[k->out[o].expr].level < 2);
+    NNC_ASSERT(!(row && c.sched == CS_COL));
+    if (row) {
+        c.sched = CS_ROW;
+        c.threads = 128;
+    }
+    return c;
+}
+
+int64_t plan_cuda_blocks(const Kernel *k, int64_t rows) {
+    int64_t r = k->rows_batch ? rows : 1;
+    int64_t work = k->cuda.sched == CS_ELEM ? r * k->cols : k->cuda.sched == CS_COL ? k->cols : r;
+    int64_t b = (work + k->cuda.threads - 1) / k->cuda.threads;
+    return b < 1 ? 1 : b > k->cuda.max_blocks ? k->cuda.max_blocks : b;
+}
+
 Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch) {
     Plan *p = arena_alloc(arena, sizeof *p);
     p->g = g;
+    p->path = "model";
     p->max_batch = max_batch;
     p->node_buf = arena_alloc(arena, sizeof(int) * (size_t)g->nnode);
     /* buffers: persistent ones first so they sit at the start of the arena */
@@ -139,6 +168,9 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch) {
         } else {
             kp->kind = K_LOOP;
             opk_build(&kb, id);
+            kp->cuda = cuda_launch(kp);
+            int64_t ws = (int64_t)kp->cuda.nsum * kp->cuda.max_blocks;
+            if (ws > p->cuda_workspace) p->cuda_workspace = ws;
         }
         node_kernel[id] = p->nkernel++;
     }

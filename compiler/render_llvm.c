@@ -4,13 +4,15 @@
  * cols { element outputs } }` with the column count a constant, pointer arguments noalias and
  * 64-byte aligned, so the inner loops vectorise.  Values are placed by level: kernel-invariant
  * ones before the row loop, per-row ones before the inner loop that first needs them, element
- * ones inside it.  exp, expm1, log, log1p, tanh and erfc are emitted inline as branch-free polynomial
- * code so that they vectorise too; sqrt and fabs are LLVM intrinsics.  GEMMs are calls to
- * cblas_sgemm.  Facts this relies on: the TargetMachine must be passed to LLVMRunPasses or
- * nothing vectorises; LLJIT does not see the runtime's symbols unless defined explicitly. */
+ * ones inside it.  exp, expm1, log, log1p, tanh and erfc are emitted inline as branch-free
+ * polynomial code so that they vectorise too; sqrt and fabs are LLVM intrinsics.  Each kernel
+ * gets an entry wrapper taking an array of buffer pointers, and the module exports the table
+ * of entries; GEMMs are left to the device, which calls BLAS.  Facts this relies on: the
+ * TargetMachine must be passed to LLVMRunPasses or nothing vectorises; LLJIT resolves nothing
+ * from the process unless told to (memset and friends come through a process-symbol
+ * generator). */
 #include "render_llvm.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -475,31 +477,6 @@ static LLVMValueRef declare_kernel(Cg *cg, const Kernel *k) {
     return fn;
 }
 
-/* ---- step functions ---- */
-
-static LLVMValueRef buf_ptr(Cg *cg, LLVMValueRef arena, const Buffer *b) {
-    LLVMValueRef off = ci64(cg, b->offset);
-    return LLVMBuildInBoundsGEP2(cg->b, LLVMInt8TypeInContext(cg->ctx), arena, &off, 1, b->name);
-}
-
-static LLVMValueRef dim(Cg *cg, KDim d, LLVMValueRef rows32) { return d.batch ? rows32 : ci32(cg, d.n); }
-
-static void emit_gemm_call(Cg *cg, const Plan *p, const Kernel *k, LLVMValueRef arena, LLVMValueRef rows,
-                           LLVMTypeRef gemm_ty, LLVMValueRef gemm) {
-    LLVMValueRef rows32 = LLVMBuildTrunc(cg->b, rows, cg->i32, "");
-    LLVMValueRef M = dim(cg, k->m, rows32), N = dim(cg, k->n, rows32), K = dim(cg, k->k, rows32);
-    LLVMValueRef lda = k->ta ? M : K, ldb = k->tb ? K : N;
-    LLVMValueRef args[14] = {
-        ci32(cg, CblasRowMajor), ci32(cg, k->ta ? CblasTrans : CblasNoTrans), ci32(cg, k->tb ? CblasTrans : CblasNoTrans),
-        M, N, K, cf(cg, 1.0),
-        buf_ptr(cg, arena, &p->buf[k->arg[0].buf]), lda,
-        buf_ptr(cg, arena, &p->buf[k->arg[1].buf]), ldb,
-        cf(cg, 0.0),
-        buf_ptr(cg, arena, &p->buf[k->arg[2].buf]), N,
-    };
-    LLVMBuildCall2(cg->b, gemm_ty, gemm, args, 14, "");
-}
-
 static bool init_native(char *err, size_t nerr) {
     static int done, ok;
     if (!done) {
@@ -572,45 +549,39 @@ LlvmModule *llvm_render(const Plan *p, char *err, size_t nerr) {
         kfn[i] = declare_kernel(cg, &p->kernel[i]);
         emit_loop_kernel(cg, &p->kernel[i], kfn[i]);
     }
-    LLVMTypeRef gp[14] = {cg->i32, cg->i32, cg->i32, cg->i32, cg->i32, cg->i32, cg->f32,
-                          cg->ptr, cg->i32, cg->ptr, cg->i32, cg->f32, cg->ptr, cg->i32};
-    LLVMTypeRef gemm_ty = LLVMFunctionType(cg->vd, gp, 14, 0);
-    LLVMValueRef gemm = LLVMAddFunction(m->mod, "cblas_sgemm", gemm_ty);
-    LLVMTypeRef sp[5] = {cg->ptr, cg->ptr, cg->i64, cg->ptr, cg->ptr};
-    LLVMTypeRef hp[2] = {cg->ptr, cg->i32};
-    LLVMTypeRef hook_ty = LLVMFunctionType(cg->vd, hp, 2, 0);
-    for (int variant = 0; variant < 2 * PROG_COUNT; variant++) {
-        int pr = variant % PROG_COUNT;
-        bool checked = variant >= PROG_COUNT;
-        char name[32];
-        snprintf(name, sizeof name, "nnc_%s%s", prog_name[pr], checked ? "_checked" : "");
-        LLVMValueRef fn = LLVMAddFunction(m->mod, name, LLVMFunctionType(cg->vd, sp, checked ? 5 : 3, 0));
-        LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
-        LLVMValueRef arena = LLVMGetParam(fn, 0), scalars = LLVMGetParam(fn, 1), rows = LLVMGetParam(fn, 2);
-        LLVMSetValueName2(arena, "arena", 5);
-        LLVMSetValueName2(scalars, "scalars", 7);
-        LLVMSetValueName2(rows, "rows", 4);
-        const ProgramPlan *pp = &p->prog[pr];
-        for (int i = 0; i < pp->nkernel; i++) {
-            const Kernel *k = &p->kernel[pp->kernel[i]];
-            if (k->kind == K_GEMM) {
-                emit_gemm_call(cg, p, k, arena, rows, gemm_ty, gemm);
-            } else {
-                LLVMValueRef *args = util_calloc((size_t)k->narg + 2, sizeof(LLVMValueRef));
-                args[0] = rows;
-                for (int a = 0; a < k->narg; a++) args[a + 1] = buf_ptr(cg, arena, &p->buf[k->arg[a].buf]);
-                args[k->narg + 1] = scalars;
-                LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(kfn[pp->kernel[i]]), kfn[pp->kernel[i]], args,
-                               (unsigned)k->narg + 2, "");
-                free(args);
-            }
-            if (checked) {
-                LLVMValueRef hargs[2] = {LLVMGetParam(fn, 4), ci32(cg, pp->kernel[i])};
-                LLVMBuildCall2(cg->b, hook_ty, LLVMGetParam(fn, 3), hargs, 2, "");
-            }
+    /* entry wrappers and the kernel table */
+    LLVMTypeRef ep[3] = {cg->ptr, cg->ptr, cg->i64};
+    LLVMTypeRef entry_ty = LLVMFunctionType(cg->vd, ep, 3, 0);
+    LLVMValueRef *entries = util_calloc((size_t)p->nkernel + 1, sizeof(LLVMValueRef));
+    for (int i = 0; i < p->nkernel; i++) {
+        const Kernel *k = &p->kernel[i];
+        if (k->kind != K_LOOP) {
+            entries[i] = LLVMConstNull(cg->ptr);
+            continue;
         }
+        char name[96];
+        snprintf(name, sizeof name, "%s_entry", k->name);
+        LLVMValueRef fn = LLVMAddFunction(m->mod, name, entry_ty);
+        LLVMSetLinkage(fn, LLVMInternalLinkage);
+        LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
+        LLVMValueRef *args = util_calloc((size_t)k->narg + 2, sizeof(LLVMValueRef));
+        args[0] = LLVMGetParam(fn, 2);
+        for (int a2 = 0; a2 < k->narg; a2++) {
+            LLVMValueRef idx = ci64(cg, a2);
+            LLVMValueRef slot = LLVMBuildInBoundsGEP2(cg->b, cg->ptr, LLVMGetParam(fn, 0), &idx, 1, "");
+            args[a2 + 1] = LLVMBuildLoad2(cg->b, cg->ptr, slot, p->buf[k->arg[a2].buf].name);
+        }
+        args[k->narg + 1] = LLVMGetParam(fn, 1);
+        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(kfn[i]), kfn[i], args, (unsigned)k->narg + 2, "");
         LLVMBuildRetVoid(cg->b);
+        free(args);
+        entries[i] = fn;
     }
+    LLVMTypeRef table_ty = LLVMArrayType2(cg->ptr, (uint64_t)p->nkernel);
+    LLVMValueRef table = LLVMAddGlobal(m->mod, table_ty, "nnc_kernels");
+    LLVMSetInitializer(table, LLVMConstArray2(cg->ptr, entries, (uint64_t)p->nkernel));
+    LLVMSetGlobalConstant(table, 1);
+    free(entries);
     free(kfn);
     LLVMDisposeBuilder(cg->b);
 
@@ -674,7 +645,7 @@ static bool jit_error(LLVMErrorRef e, const char *what, char *err, size_t nerr) 
     return true;
 }
 
-LlvmJit *llvm_jit(LlvmModule *m, StepTable *fn, char *err, size_t nerr) {
+LlvmJit *llvm_jit(LlvmModule *m, const KernelEntry **table, char *err, size_t nerr) {
     LlvmJit *j = util_calloc(1, sizeof *j);
     char emsg[256];
     LLVMTargetMachineRef tm = host_tm(emsg, sizeof emsg);
@@ -698,11 +669,6 @@ LlvmJit *llvm_jit(LlvmModule *m, StepTable *fn, char *err, size_t nerr) {
         LLVMOrcJITDylibAddGenerator(jd, gen);
     else
         goto fail;
-    LLVMOrcCSymbolMapPair sym = {
-        LLVMOrcLLJITMangleAndIntern(j->jit, "cblas_sgemm"),
-        {(LLVMOrcExecutorAddress)(uintptr_t)&cblas_sgemm, {LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable, 0}},
-    };
-    if (jit_error(LLVMOrcJITDylibDefine(jd, LLVMOrcAbsoluteSymbols(&sym, 1)), "define cblas_sgemm", err, nerr)) goto fail;
     j->tsc = m->tsc;
     LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(m->mod, m->tsc);
     m->mod = NULL;
@@ -710,17 +676,9 @@ LlvmJit *llvm_jit(LlvmModule *m, StepTable *fn, char *err, size_t nerr) {
     llvm_module_free(m);
     m = NULL;
     if (jit_error(LLVMOrcLLJITAddLLVMIRModule(j->jit, jd, tsm), "add module", err, nerr)) goto fail;
-    for (int variant = 0; variant < 2 * PROG_COUNT; variant++) {
-        int pr = variant % PROG_COUNT;
-        char name[32];
-        snprintf(name, sizeof name, "nnc_%s%s", prog_name[pr], variant >= PROG_COUNT ? "_checked" : "");
-        LLVMOrcExecutorAddress addr = 0;
-        if (jit_error(LLVMOrcLLJITLookup(j->jit, &addr, name), name, err, nerr)) goto fail;
-        if (variant >= PROG_COUNT)
-            fn->checked[pr] = (CheckedStepFn)(uintptr_t)addr;
-        else
-            fn->step[pr] = (StepFn)(uintptr_t)addr;
-    }
+    LLVMOrcExecutorAddress addr = 0;
+    if (jit_error(LLVMOrcLLJITLookup(j->jit, &addr, "nnc_kernels"), "nnc_kernels", err, nerr)) goto fail;
+    *table = (const KernelEntry *)(uintptr_t)addr;
     return j;
 fail:
     llvm_module_free(m);

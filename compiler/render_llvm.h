@@ -1,23 +1,16 @@
 /* render_llvm.h: the CPU backend.  Renders a Plan as an LLVM module (one function per kernel,
- * one step function per program: nnc_grad, nnc_update, nnc_eval, and a _checked variant of
- * each), optimises it at O3 for the
+ * and an entry wrapper per kernel, gathered in a table), optimises it at O3 for the
  * host CPU, prints it (IR or assembly), and JIT-compiles it with LLJIT.
- * A step function has the signature  void step(void *arena, const float *scalars, int64_t rows). */
+ * The device layer (runtime/device_cpu.c) runs programs by calling kernels from the table. */
 #ifndef NNC_RENDER_LLVM_H
 #define NNC_RENDER_LLVM_H
 
 #include "kernel.h"
 
-typedef void (*StepFn)(void *arena, const float *scalars, int64_t rows);
-/* The same program calling hook(ctx, k) after kernel k (an index into Plan.kernel): used to
- * find the first kernel that produced a NaN or an infinity. */
-typedef void (*KernelHook)(void *ctx, int kernel);
-typedef void (*CheckedStepFn)(void *arena, const float *scalars, int64_t rows, KernelHook hook, void *ctx);
-
-typedef struct {
-    StepFn step[PROG_COUNT];
-    CheckedStepFn checked[PROG_COUNT];
-} StepTable;
+/* Every loop kernel k of the plan has an entry  void entry(void **args, const float *scalars,
+ * int64_t rows)  taking its buffer pointers in argument order; the module exports the table
+ * `nnc_kernels`, one entry per plan kernel (NULL for GEMMs, which the device does itself). */
+typedef void (*KernelEntry)(void *const *args, const float *scalars, int64_t rows);
 
 typedef struct LlvmModule LlvmModule;
 typedef struct LlvmJit LlvmJit;
@@ -28,8 +21,8 @@ void llvm_module_free(LlvmModule *m);
 char *llvm_print_ir(LlvmModule *m);                 /* malloc'd */
 char *llvm_emit_asm(LlvmModule *m, char *err, size_t nerr); /* malloc'd */
 
-/* Consumes the module; fills the step functions. */
-LlvmJit *llvm_jit(LlvmModule *m, StepTable *fn, char *err, size_t nerr);
+/* Consumes the module; *table receives the kernel table (Plan.nkernel entries). */
+LlvmJit *llvm_jit(LlvmModule *m, const KernelEntry **table, char *err, size_t nerr);
 void llvm_jit_free(LlvmJit *j);
 
 #endif

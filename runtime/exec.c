@@ -1,24 +1,33 @@
-/* exec.c: JIT, arena and scalar slots of a planned graph (see exec.h). */
+/* exec.c: arena, scalar slots and the orchestration loop (see exec.h).  The loop is the
+ * same for every device: a GEMM kernel goes to the device's gemm, a loop kernel to its launch. */
 #include "exec.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-int exec_new(Exec *e, const Plan *plan, char *err, size_t nerr) {
+int exec_new(Exec *e, const Plan *plan, const char *device, FILE *note, char *err, size_t nerr) {
     memset(e, 0, sizeof *e);
     e->plan = plan;
     e->g = plan->g;
     double t0 = util_now();
-    LlvmModule *m = llvm_render(plan, err, nerr);
-    if (!m) return -1;
-    e->jit = llvm_jit(m, &e->fn, err, nerr);
-    if (!e->jit) return -1;
+    e->dev = device_open(device ? device : "cpu", plan, note, err, nerr);
+    if (!e->dev) return -1;
     e->compile_s = util_now() - t0;
     size_t bytes = (size_t)((plan->arena_bytes + 63) / 64 * 64);
-    e->arena = aligned_alloc(64, bytes ? bytes : 64);
-    if (!e->arena) NNC_BUG("out of memory for a %zu-byte arena", bytes);
-    memset(e->arena, 0, bytes);
+    e->arena = e->dev->alloc(e->dev, bytes ? bytes : 64);
     e->scalars = util_calloc((size_t)e->g->nscalar + 1, sizeof(float));
+    e->scalars_dev = e->dev->host_memory ? e->scalars : e->dev->alloc(e->dev, sizeof(float) * ((size_t)e->g->nscalar + 1));
+    if (!e->arena || !e->scalars_dev) {
+        snprintf(err, nerr, "%s: cannot allocate %zu bytes of device memory: %s", e->dev->name, bytes, e->dev->err);
+        exec_free(e);
+        return -1;
+    }
+    e->args = util_calloc((size_t)plan->nkernel + 1, sizeof(void **));
+    for (int k = 0; k < plan->nkernel; k++) {
+        const Kernel *kn = &plan->kernel[k];
+        e->args[k] = util_calloc((size_t)kn->narg + 1, sizeof(void *));
+        for (int a = 0; a < kn->narg; a++) e->args[k][a] = e->arena + plan->buf[kn->arg[a].buf].offset;
+    }
     exec_reset_scalars(e);
     return 0;
 }
@@ -28,8 +37,14 @@ void exec_reset_scalars(Exec *e) {
 }
 
 void exec_free(Exec *e) {
-    llvm_jit_free(e->jit);
-    free(e->arena);
+    if (e->dev) {
+        if (e->arena) e->dev->free(e->dev, e->arena);
+        if (e->scalars_dev && e->scalars_dev != e->scalars) e->dev->free(e->dev, e->scalars_dev);
+        device_close(e->dev);
+    }
+    if (e->args)
+        for (int k = 0; k < e->plan->nkernel; k++) free(e->args[k]);
+    free(e->args);
     free(e->scalars);
     memset(e, 0, sizeof *e);
 }
@@ -45,7 +60,30 @@ int64_t exec_numel(const Exec *e, int node, int64_t rows) {
     return shape_numel(s) * (s.batched ? rows : 1);
 }
 
-void exec_run(const Exec *e, int prog, int64_t rows) {
-    NNC_ASSERT(rows >= 1 && rows <= e->plan->max_batch);
-    e->fn.step[prog](e->arena, e->scalars, rows);
+int exec_write(const Exec *e, int node, const void *src, size_t bytes) {
+    return e->dev->upload(e->dev, exec_buf(e, node), src, bytes);
 }
+
+int exec_read(const Exec *e, int node, void *dst, size_t bytes) {
+    return e->dev->download(e->dev, dst, exec_buf(e, node), bytes);
+}
+
+int exec_run_checked(Exec *e, int prog, int64_t rows, KernelHook hook, void *ctx) {
+    NNC_ASSERT(rows >= 1 && rows <= e->plan->max_batch);
+    Device *d = e->dev;
+    if (!d->host_memory && d->upload(d, e->scalars_dev, e->scalars, sizeof(float) * (size_t)e->g->nscalar)) return -1;
+    const ProgramPlan *pp = &e->plan->prog[prog];
+    for (int i = 0; i < pp->nkernel; i++) {
+        int k = pp->kernel[i];
+        const Kernel *kn = &e->plan->kernel[k];
+        int rc = kn->kind == K_GEMM ? d->gemm(d, kn, e->args[k], rows) : d->launch(d, k, e->args[k], e->scalars_dev, rows);
+        if (rc) return -1;
+        if (hook) {
+            if (d->sync(d)) return -1;
+            hook(ctx, k);
+        }
+    }
+    return 0;
+}
+
+int exec_run(Exec *e, int prog, int64_t rows) { return exec_run_checked(e, prog, rows, NULL, NULL); }

@@ -1,31 +1,43 @@
-/* exec.h: a planned graph made runnable on the CPU: its JIT-compiled step functions, the
- * arena every buffer lives in, and the run-time scalar slots.  The training loop, gradcheck
- * and the tests all run models through this; a second device will slot in here. */
+/* exec.h: a planned graph made runnable on a device: the arena every buffer lives in, the
+ * run-time scalar slots, each kernel's argument pointers, and the one orchestration loop that
+ * runs a program (grad, update, eval) kernel by kernel on any device.  The training loop,
+ * gradcheck and the tests all run models through this. */
 #ifndef NNC_EXEC_H
 #define NNC_EXEC_H
 
+#include <stdio.h>
+
+#include "device.h"
 #include "kernel.h"
-#include "render_llvm.h"
+
+/* Called after kernel k of a checked run (an index into Plan.kernel). */
+typedef void (*KernelHook)(void *ctx, int kernel);
 
 typedef struct {
     const Plan *plan;
     const Graph *g;
-    char *arena;
-    float *scalars;
-    StepTable fn;
-    LlvmJit *jit;
+    Device *dev;
+    char *arena;        /* device address of the arena */
+    float *scalars;     /* host copy of the scalar slots; uploaded before every run */
+    float *scalars_dev; /* the device's copy (the same pointer on host-memory devices) */
+    void ***args;       /* per kernel: device addresses of its arguments */
     double compile_s;
 } Exec;
 
-/* Renders and JIT-compiles the plan and allocates a zeroed arena; -1 with a message. */
-int exec_new(Exec *e, const Plan *plan, char *err, size_t nerr);
+/* Compiles for `device` ("cpu", "cuda", "cuda-emu", "auto"; NULL is "cpu") and allocates a
+ * zeroed arena.  -1 with a one-line reason. */
+int exec_new(Exec *e, const Plan *plan, const char *device, FILE *note, char *err, size_t nerr);
 void exec_free(Exec *e);
-/* The buffer of an IR node inside the arena. */
+/* The device address of a node's buffer (a host address when dev->host_memory). */
 void *exec_buf(const Exec *e, int node);
 /* Element count of node's buffer at a batch of `rows`. */
 int64_t exec_numel(const Exec *e, int node, int64_t rows);
-void exec_run(const Exec *e, int prog, int64_t rows);
+int exec_write(const Exec *e, int node, const void *src, size_t bytes);
+int exec_read(const Exec *e, int node, void *dst, size_t bytes);
 /* Scalar slots from the graph's table (param values, learning rate). */
 void exec_reset_scalars(Exec *e);
+/* Runs a program; 0, or -1 with the reason in e->dev->err. */
+int exec_run(Exec *e, int prog, int64_t rows);
+int exec_run_checked(Exec *e, int prog, int64_t rows, KernelHook hook, void *ctx);
 
 #endif

@@ -49,6 +49,14 @@ static void record_signs(Fd *f) {
     }
 }
 
+/* A copy of node's buffer from the device (4-byte elements, f32 or i32), malloc'd. */
+static void *fetch(const Exec *e, int node, int64_t rows) {
+    size_t bytes = sizeof(float) * (size_t)exec_numel(e, node, rows);
+    void *v = util_realloc(NULL, bytes);
+    exec_read(e, node, v, bytes);
+    return v;
+}
+
 int gradcheck_run(const Model *m, Exec *ex, const GradcheckOptions *o) {
     const Graph *g = ex->g;
     const Plan *plan = ex->plan;
@@ -66,9 +74,16 @@ int gradcheck_run(const Model *m, Exec *ex, const GradcheckOptions *o) {
     for (int64_t i = 0; i < rows; i++) idx[i] = i;
     const Input *xin = NULL, *tin = NULL;
     for (int i = 0; i < g->ninput; i++) *(g->input[i].is_target ? &tin : &xin) = &g->input[i];
-    data_gather(&data.train, idx, rows, exec_buf(ex, xin->node), tin->is_class ? exec_buf(ex, tin->node) : NULL,
-                tin->is_class ? NULL : exec_buf(ex, tin->node));
-    train_init_weights(plan, ex->arena, m->train.seed);
+    {
+        float *x = util_calloc((size_t)exec_numel(ex, xin->node, rows), sizeof(float));
+        void *t = util_calloc((size_t)exec_numel(ex, tin->node, rows), sizeof(float));
+        data_gather(&data.train, idx, rows, x, tin->is_class ? t : NULL, tin->is_class ? NULL : t);
+        exec_write(ex, xin->node, x, sizeof(float) * (size_t)exec_numel(ex, xin->node, rows));
+        exec_write(ex, tin->node, t, sizeof(float) * (size_t)exec_numel(ex, tin->node, rows));
+        free(x);
+        free(t);
+    }
+    train_init_weights(ex, m->train.seed);
     exec_reset_scalars(ex);
     for (int s = 0; s < g->nscalar; s++) { /* the first optimiser step */
         const Scalar *sc = &g->scalar[s];
@@ -81,8 +96,10 @@ int gradcheck_run(const Model *m, Exec *ex, const GradcheckOptions *o) {
     for (int id = 0; id < g->nnode; id++) {
         const Node *n = &g->node[id];
         if (n->op != OP_INPUT && n->op != OP_WEIGHT) continue;
+        void *v = fetch(ex, id, rows);
         for (int64_t i = 0; i < ref_size(ref, id); i++)
-            ref->val[id][i] = n->dtype == DT_I32 ? ((int32_t *)exec_buf(ex, id))[i] : ((float *)exec_buf(ex, id))[i];
+            ref->val[id][i] = n->dtype == DT_I32 ? ((int32_t *)v)[i] : ((float *)v)[i];
+        free(v);
     }
     fprintf(out, "gradcheck %s: %lld samples of %s, weights from seed %llu\n", m->name, (long long)rows,
             data.train.name, (unsigned long long)m->train.seed);
@@ -95,7 +112,10 @@ int gradcheck_run(const Model *m, Exec *ex, const GradcheckOptions *o) {
         grad_nodes[id] = g->node[id].phase != PH_UPDATE;
     }
     ref_run(ref, grad_nodes);
-    exec_run(ex, PROG_GRAD, rows);
+    if (exec_run(ex, PROG_GRAD, rows)) {
+        fprintf(stderr, "nnc: error: %s: %s\n", ex->dev->name, ex->dev->err);
+        return -1;
+    }
     f.kink_in = util_calloc((size_t)g->nnode, sizeof(int));
     f.sign = util_calloc((size_t)g->nnode, sizeof(unsigned char *));
     for (int id = 0; id < g->nforward; id++)
@@ -118,7 +138,7 @@ int gradcheck_run(const Model *m, Exec *ex, const GradcheckOptions *o) {
         int64_t n = ref_size(ref, node);
         double *an = util_calloc((size_t)n, sizeof(double));
         memcpy(an, ref->val[wt->grad], sizeof(double) * (size_t)n);
-        const float *bk = exec_buf(ex, wt->grad);
+        float *bk = fetch(ex, wt->grad, rows);
         double gmax = 0, bk_err = 0;
         for (int64_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(an[i]));
         for (int64_t i = 0; i < n; i++) bk_err = fmax(bk_err, fabs((double)bk[i] - an[i]) / fmax(gmax, 1e-30));
@@ -159,13 +179,15 @@ int gradcheck_run(const Model *m, Exec *ex, const GradcheckOptions *o) {
         if (skipped) fprintf(out, "  %-24s (%d samples crossed a kink and were replaced)\n", "", skipped);
         failed += !fd_ok + !bk_ok;
         free(an);
+        free(bk);
     }
     /* one optimiser step in both, from the backend's gradients */
     bool *upd = util_calloc((size_t)g->nnode, sizeof(bool));
     for (int w = 0; w < g->nweight; w++)
         if (g->weight[w].grad >= 0) {
-            const float *bk = exec_buf(ex, g->weight[w].grad);
+            float *bk = fetch(ex, g->weight[w].grad, rows);
             for (int64_t i = 0; i < ref_size(ref, g->weight[w].grad); i++) ref->val[g->weight[w].grad][i] = bk[i];
+            free(bk);
         }
     for (int id = 0; id < g->nnode; id++) upd[id] = g->node[id].phase == PH_UPDATE;
     ref_run(ref, upd);
@@ -174,11 +196,12 @@ int gradcheck_run(const Model *m, Exec *ex, const GradcheckOptions *o) {
     double upd_err = 0;
     for (int w = 0; w < g->nweight; w++) {
         int node = g->weight[w].node;
-        const float *bk = exec_buf(ex, node);
+        float *bk = fetch(ex, node, rows);
         double scale = 0;
         for (int64_t i = 0; i < ref_size(ref, node); i++) scale = fmax(scale, fabs(ref->val[node][i]));
         for (int64_t i = 0; i < ref_size(ref, node); i++)
             upd_err = fmax(upd_err, fabs((double)bk[i] - ref->val[node][i]) / fmax(scale, 1e-30));
+        free(bk);
     }
     bool upd_ok = upd_err <= 1e-5;
     fprintf(out, "  after one optimiser step, weights and state: LLVM vs reference %.1e %s\n", upd_err, upd_ok ? "ok" : "FAIL");

@@ -86,15 +86,16 @@ void train_free_data(ModelData *d) {
 
 /* ---- weights ---- */
 
-void train_init_weights(const Plan *plan, void *arena, uint64_t seed) {
-    const Graph *g = plan->g;
+void train_init_weights(Exec *e, uint64_t seed) {
+    const Plan *plan = e->plan;
+    const Graph *g = e->g;
     Rng rng;
     rng_seed(&rng, seed, RNG_INIT);
     for (int i = 0; i < plan->nbuf; i++) {
         const Buffer *b = &plan->buf[i];
         if (b->kind != BUF_WEIGHT && b->kind != BUF_STATE) continue;
         const Weight *w = &g->weight[b->weight];
-        float *v = (float *)((char *)arena + b->offset);
+        float *v = util_calloc((size_t)b->elems, sizeof(float));
         for (int64_t k = 0; k < b->elems; k++) {
             switch (w->init) {
             case INIT_ZERO: v[k] = 0; break;
@@ -107,45 +108,74 @@ void train_init_weights(const Plan *plan, void *arena, uint64_t seed) {
             }
             }
         }
+        exec_write(e, b->node, v, sizeof(float) * (size_t)b->elems);
+        free(v);
     }
 }
 
-/* ---- the session: arena, scalars, batch buffers ---- */
+/* ---- the session: batches in, values out ---- */
 
 typedef struct {
     const TrainConfig *cfg;
     const Graph *g;
     const Plan *plan;
     Exec *exec;
-    char *arena;
-    float *scalars;
-    float *x;       /* the input buffer in the arena */
-    int32_t *label; /* the target buffer, class targets */
-    float *target;  /* real-valued targets */
+    int x_node, target_node; /* the input and target buffers */
+    bool class_target;
+    float *x;                /* host staging for a batch */
+    int32_t *label;
+    float *target;
     int64_t batch;
     /* NaN search */
     int bad_kernel;
     int64_t rows;
 } Session;
 
-static float *buf_of(const Session *s, int node) { return exec_buf(s->exec, node); }
+static float read1(const Session *s, int node) {
+    float v = NAN;
+    exec_read(s->exec, node, &v, sizeof v);
+    return v;
+}
 
-static void set_step_scalars(Session *s, int64_t t) {
-    const Graph *g = s->g;
-    const OptSpec *o = &s->cfg->model->train.opt;
+void train_step_scalars(const Model *m, Exec *e, int64_t t) {
+    const Graph *g = e->g;
+    const OptSpec *o = &m->train.opt;
+    float *sc = e->scalars;
     for (int i = 0; i < g->nscalar; i++) {
-        const Scalar *sc = &g->scalar[i];
-        switch (sc->kind) {
-        case SC_PARAM: s->scalars[i] = (float)sc->value; break;
-        case SC_LR: s->scalars[i] = (float)o->lr; break;
-        case SC_ADAM_STEP: s->scalars[i] = (float)(o->lr / (1 - pow(o->beta1, (double)t))); break;
-        case SC_ADAM_BC2_SQRT: s->scalars[i] = (float)sqrt(1 - pow(o->beta2, (double)t)); break;
+        switch (g->scalar[i].kind) {
+        case SC_PARAM: sc[i] = (float)g->scalar[i].value; break;
+        case SC_LR: sc[i] = (float)o->lr; break;
+        case SC_ADAM_STEP: sc[i] = (float)(o->lr / (1 - pow(o->beta1, (double)t))); break;
+        case SC_ADAM_BC2_SQRT: sc[i] = (float)sqrt(1 - pow(o->beta2, (double)t)); break;
         }
     }
 }
 
+/* Gather the samples into the input and target buffers (directly on host-memory devices). */
 static void load_batch(Session *s, const Dataset *d, const int64_t *idx, int64_t n) {
+    const Exec *e = s->exec;
+    if (e->dev->host_memory) {
+        data_gather(d, idx, n, exec_buf(e, s->x_node), s->class_target ? exec_buf(e, s->target_node) : NULL,
+                    s->class_target ? NULL : exec_buf(e, s->target_node));
+        return;
+    }
     data_gather(d, idx, n, s->x, s->label, s->target);
+    exec_write(e, s->x_node, s->x, sizeof(float) * (size_t)(n * d->nfeat));
+    if (s->class_target)
+        exec_write(e, s->target_node, s->label, sizeof(int32_t) * (size_t)n);
+    else
+        exec_write(e, s->target_node, s->target, sizeof(float) * (size_t)(n * d->ntarget));
+}
+
+static bool all_finite(const Session *s, int buf, int64_t rows) {
+    const Buffer *b = &s->plan->buf[buf];
+    int64_t n = b->elems * (b->batched ? rows : 1);
+    float *v = util_calloc((size_t)n, sizeof(float));
+    s->exec->dev->download(s->exec->dev, v, s->exec->arena + b->offset, sizeof(float) * (size_t)n);
+    bool ok = true;
+    for (int64_t i = 0; i < n && ok; i++) ok = isfinite(v[i]);
+    free(v);
+    return ok;
 }
 
 /* After kernel k of a checked run: remember the first kernel that wrote a non-finite value. */
@@ -153,17 +183,11 @@ static void nan_hook(void *ctx, int k) {
     Session *s = ctx;
     if (s->bad_kernel >= 0) return;
     const Kernel *kn = &s->plan->kernel[k];
-    for (int a = 0; a < kn->narg; a++) {
-        if (!kn->arg[a].write || kn->arg[a].dtype != DT_F32) continue;
-        const Buffer *b = &s->plan->buf[kn->arg[a].buf];
-        const float *v = (const float *)(s->arena + b->offset);
-        int64_t n = b->elems * (b->batched ? s->rows : 1);
-        for (int64_t i = 0; i < n; i++)
-            if (!isfinite(v[i])) {
-                s->bad_kernel = k;
-                return;
-            }
-    }
+    for (int a = 0; a < kn->narg; a++)
+        if (kn->arg[a].write && kn->arg[a].dtype == DT_F32 && !all_finite(s, kn->arg[a].buf, s->rows)) {
+            s->bad_kernel = k;
+            return;
+        }
 }
 
 static void report_nonfinite(Session *s, int64_t epoch, int64_t step, float loss) {
@@ -172,18 +196,15 @@ static void report_nonfinite(Session *s, int64_t epoch, int64_t step, float loss
     /* weights that are already non-finite came from the previous update */
     for (int i = 0; i < s->plan->nbuf; i++) {
         const Buffer *b = &s->plan->buf[i];
-        if (b->kind != BUF_WEIGHT) continue;
-        const float *v = (const float *)(s->arena + b->offset);
-        for (int64_t k = 0; k < b->elems; k++)
-            if (!isfinite(v[k])) {
-                diag_error(cfg->diag, g->weight[b->weight].loc,
-                           "training stopped at epoch %lld, step %lld: weight '%s' holds %s after the previous update",
-                           (long long)epoch, (long long)step, b->name, isnan(v[k]) ? "NaN" : "an infinity");
-                return;
-            }
+        if (b->kind == BUF_WEIGHT && !all_finite(s, i, 1)) {
+            diag_error(cfg->diag, g->weight[b->weight].loc,
+                       "training stopped at epoch %lld, step %lld: weight '%s' is not finite after the previous update",
+                       (long long)epoch, (long long)step, b->name);
+            return;
+        }
     }
     s->bad_kernel = -1;
-    s->exec->fn.checked[PROG_GRAD](s->arena, s->scalars, s->rows, nan_hook, s);
+    exec_run_checked(s->exec, PROG_GRAD, s->rows, nan_hook, s);
     if (s->bad_kernel < 0) {
         diag_error(cfg->diag, (SrcLoc){0}, "training stopped at epoch %lld, step %lld: the loss is %g", (long long)epoch,
                    (long long)step, (double)loss);
@@ -203,28 +224,27 @@ typedef struct {
     int nmetric;
 } Eval;
 
-static Eval evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n) {
+static int evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n, Eval *e) {
     const Graph *g = s->g;
-    Eval e = {0};
+    memset(e, 0, sizeof *e);
     double sums[8] = {0};
     for (int64_t at = 0; at < n; at += s->batch) {
         int64_t rows = n - at < s->batch ? n - at : s->batch;
         load_batch(s, d, idx + at, rows);
-        exec_run(s->exec, PROG_EVAL, rows);
+        if (exec_run(s->exec, PROG_EVAL, rows)) return -1;
         for (int o = 0; o < g->noutput && o < 8; o++) {
-            double v = *buf_of(s, g->output[o].node);
+            double v = read1(s, g->output[o].node);
             sums[o] += g->output[o].agg == AGG_MEAN ? v * (double)rows : v;
         }
     }
-    e.loss = sums[0] / (double)n;
+    e->loss = sums[0] / (double)n;
     for (int o = 1; o < g->noutput && o < 8; o++) {
         double f = sums[o] / (double)n;
-        e.metric[o - 1] = g->output[o].agg == AGG_ONE_MINUS_FRACTION ? 1 - f : f;
-        e.nmetric = o;
+        e->metric[o - 1] = g->output[o].agg == AGG_ONE_MINUS_FRACTION ? 1 - f : f;
+        e->nmetric = o;
     }
-    return e;
+    return 0;
 }
-
 /* ---- output ---- */
 
 static int make_dirs(const char *path) {
@@ -297,19 +317,19 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
             return 1;
         }
     }
-    Session s = {.cfg = cfg, .g = g, .plan = plan, .exec = ex, .arena = ex->arena, .scalars = ex->scalars,
-                 .batch = plan->max_batch, .bad_kernel = -1};
+    Session s = {.cfg = cfg, .g = g, .plan = plan, .exec = ex, .batch = plan->max_batch, .bad_kernel = -1};
     for (int i = 0; i < g->ninput; i++) {
         const Input *in = &g->input[i];
-        void *p = buf_of(&s, in->node);
-        if (!in->is_target)
-            s.x = p;
-        else if (in->is_class)
-            s.label = p;
-        else
-            s.target = p;
+        if (!in->is_target) s.x_node = in->node;
+        if (in->is_target) {
+            s.target_node = in->node;
+            s.class_target = in->is_class;
+        }
     }
-    train_init_weights(plan, s.arena, t->seed);
+    s.x = util_calloc((size_t)(s.batch * data.expect.nfeat), sizeof(float));
+    s.label = util_calloc((size_t)s.batch, sizeof(int32_t));
+    s.target = util_calloc((size_t)(s.batch * data.expect.ntarget), sizeof(float));
+    train_init_weights(ex, t->seed);
 
     /* validation split: a seeded permutation, the last part held out */
     int64_t n_all = data.train.n;
@@ -345,7 +365,6 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     double t0 = util_now(), train_time = 0;
     int64_t step = 0;
     int rc = 0;
-    const float *loss_ptr = buf_of(&s, g->loss);
     for (int64_t epoch = 1; epoch <= t->epochs && rc == 0; epoch++) {
         memcpy(order, perm, sizeof(int64_t) * (size_t)n_train);
         rng_shuffle(&shuffle, order, n_train);
@@ -354,18 +373,26 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
             int64_t rows = n_train - at < s.batch ? n_train - at : s.batch;
             load_batch(&s, &data.train, order + at, rows);
             step++;
-            set_step_scalars(&s, step);
+            train_step_scalars(m, ex, step);
             s.rows = rows;
-            exec_run(ex, PROG_GRAD, rows);
-            float loss = *loss_ptr;
+            if (exec_run(ex, PROG_GRAD, rows)) {
+                fprintf(cfg->diag->out, "nnc: error: %s: %s\n", ex->dev->name, ex->dev->err);
+                rc = 1;
+                break;
+            }
+            float loss = read1(&s, g->loss);
             if (!isfinite(loss)) {
                 report_nonfinite(&s, epoch, step, loss);
                 rc = 1;
                 break;
             }
-            exec_run(ex, PROG_UPDATE, rows);
+            if (exec_run(ex, PROG_UPDATE, rows)) {
+                fprintf(cfg->diag->out, "nnc: error: %s: %s\n", ex->dev->name, ex->dev->err);
+                rc = 1;
+                break;
+            }
             for (int id = 0; id < g->nnode; id++) {
-                if (op_info[g->node[id].op].cls != OC_UPDATE || isfinite(*buf_of(&s, id))) continue;
+                if (op_info[g->node[id].op].cls != OC_UPDATE || isfinite(read1(&s, id))) continue;
                 const Weight *w = &g->weight[g->node[g->node[id].in[0]].ref];
                 diag_error(cfg->diag, w->loc, "training stopped at epoch %lld, step %lld: the gradient of '%s' holds NaN or an infinity",
                            (long long)epoch, (long long)step, w->name);
@@ -390,15 +417,14 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         fprintf(out, "epoch %lld/%lld  train loss %.4f", (long long)epoch, (long long)t->epochs, train_loss);
         write_metrics(metrics, g, epoch, step, "train", train_loss, NULL, sps, util_now() - t0);
         res->train_loss = train_loss;
-        if (n_valid) {
-            Eval e = evaluate(&s, &data.train, perm + n_train, n_valid);
+        Eval e;
+        if (n_valid && evaluate(&s, &data.train, perm + n_train, n_valid, &e) == 0) {
             print_eval(out, g, "valid", &e);
             write_metrics(metrics, g, epoch, step, "valid", e.loss, &e, 0, util_now() - t0);
             res->valid_loss = e.loss;
         }
-        if (data.has_test) {
-            double v0 = util_now();
-            Eval e = evaluate(&s, &data.test, test_idx, data.test.n);
+        double v0 = util_now();
+        if (data.has_test && evaluate(&s, &data.test, test_idx, data.test.n, &e) == 0) {
             print_eval(out, g, "test", &e);
             write_metrics(metrics, g, epoch, step, "test", e.loss, &e, (double)data.test.n / (util_now() - v0),
                           util_now() - t0);
@@ -416,6 +442,9 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     free(order);
     free(perm);
     free(test_idx);
+    free(s.x);
+    free(s.label);
+    free(s.target);
     train_free_data(&data);
     return rc;
 }

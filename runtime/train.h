@@ -42,7 +42,11 @@ typedef struct {
 int train_load_data(const Model *m, const Graph *g, ModelData *d, char *err, size_t nerr);
 void train_free_data(ModelData *d);
 
-/* Weight initialisation into a float arena laid out by `plan` (deterministic in the seed). */
-void train_init_weights(const Plan *plan, void *arena, uint64_t seed);
+/* The run-time scalars of optimiser step t (1-based): params, learning rate, Adam's bias
+ * corrections, into e->scalars. */
+void train_step_scalars(const Model *m, Exec *e, int64_t t);
+
+/* Weight initialisation (deterministic in the seed), written to the device. */
+void train_init_weights(Exec *e, uint64_t seed);
 
 #endif

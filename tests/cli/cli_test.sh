@@ -44,7 +44,7 @@ model_error)
 check_models)
   for m in models/*.nn; do run 0 check "$m"; has "$out" "kernels per training step"; done ;;
 emit_deterministic)
-  for what in ast ir plan llvm asm; do
+  for what in ast ir plan llvm asm cuda; do
     for m in models/*.nn; do
       run 0 emit --$what "$m"; cp "$out" "$tmp/first"
       [ -s "$tmp/first" ] || { echo "emit --$what $m printed nothing"; exit 1; }
@@ -54,8 +54,35 @@ emit_deterministic)
   done ;;
 emit_vectorised)
   run 0 emit --llvm models/fashion_mlp.nn
-  has "$out" "define void @nnc_grad(ptr"; has "$out" "<16 x float>"; has "$out" "@cblas_sgemm" ;;
+  has "$out" "@nnc_kernels = local_unnamed_addr constant"; has "$out" "<16 x float>"; has "$out" "define internal void @k1_bias_add_entry(ptr" ;;
 emit_unknown)    run 2 emit --cobol models/fashion_mlp.nn; has "$err" "emit needs one of" ;;
+emit_cuda)
+  run 0 emit --cuda models/fashion_gated.nn
+  has "$out" "NNC_KERNEL void k3_gate(long long rows, const float *__restrict__ scalars, NncArgs args)"
+  has "$out" "/* k3_gate: gate at models/fashion_gated.nn:11:51 (layer h1)"
+  has "$out" "a thread per element, 256 per block, at most 1024 blocks" ;;
+emit_ptx)
+  "$nnc" emit --ptx models/fashion_mlp.nn --arch sm_80 > "$out" 2> "$err"
+  if [ $? != 0 ]; then
+    if grep -q "NVRTC is not available" "$err"; then echo "skipped: no NVRTC"; exit 77; fi
+    cat "$err"; exit 1
+  fi
+  has "$out" ".target sm_80"; has "$out" ".entry k2_relu(" ;;
+device_cuda_missing)
+  "$nnc" train models/fashion_mlp.nn --device cuda --set epochs=1 --out "$tmp/run" > "$out" 2> "$err"
+  rc=$?
+  if [ $rc = 0 ]; then echo "skipped: a CUDA GPU is present"; exit 77; fi
+  [ $rc = 1 ] || { echo "exit status $rc, expected 1"; cat "$err"; exit 1; }
+  [ "$(wc -l < "$err")" = 1 ] || { echo "expected one line:"; cat "$err"; exit 1; }
+  grep -qE "^nnc: error: (libcuda.so.1 was not found|cuInit failed|no CUDA GPU found|NVRTC is not available|cuBLAS is not available)" "$err" \
+    || { echo "no reason given:"; cat "$err"; exit 1; } ;;
+device_auto)
+  printf '1,2,3,0\n4,5,6,1\n1,2,2,0\n5,5,6,1\n' > "$tmp/d.csv"
+  printf 'model m\ninput x : f32[3]\ntarget y : class[2]\nh = x -> dense(2)\nloss cross_entropy(h, y)\ntrain { data csv("d.csv") epochs 2 }\n' > "$tmp/m.nn"
+  run 0 train "$tmp/m.nn" --device auto --out "$tmp/run"
+  has "$out" "epoch 2/2"
+  grep -q "using the CPU" "$err" || grep -q "CUDA GPU" "$out" || { echo "auto said nothing about its device"; cat "$err"; exit 1; } ;;
+device_unknown)  run 2 train models/fashion_mlp.nn --device tpu; has "$err" "unknown device 'tpu': use cpu, cuda, cuda-emu or auto" ;;
 train_bad_data)
   printf '1,2,3,0\n4,x,6,1\n' > "$tmp/bad.csv"
   printf 'model m\ninput x : f32[3]\ntarget y : class[2]\nh = x -> dense(2)\nloss cross_entropy(h, y)\ntrain { data csv("bad.csv") }\n' > "$tmp/m.nn"

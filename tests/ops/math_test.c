@@ -1,9 +1,12 @@
 /* math_test.c: the LLVM backend's inline math (exp, log, log1p, tanh, erf, used by the
  * activations and their gradients) over its whole range, against ref.c in double: a sweep
  * from -90 to 90 plus zeros, tiny and huge values, infinities and NaN.  The op test only
- * draws values near 1; this is where range reduction and special cases are checked. */
+ * draws values near 1; this is where range reduction and special cases are checked.
+ * The same kernels on the emulated CUDA device must give the CPU's results bit for bit: the
+ * CUDA backend renders the same float operations (render_cuda.c), and this keeps them so. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "exec.h"
@@ -61,21 +64,24 @@ int main(void) {
         ir_add_output(g, "y", y, AGG_MEAN);
         g->nforward = g->nnode;
         Plan *plan = plan_graph(arena, g, 1);
-        Exec ex;
-        char err[512];
-        if (exec_new(&ex, plan, err, sizeof err)) {
+        Exec ex, emu;
+        char err[1024];
+        if (exec_new(&ex, plan, "cpu", NULL, err, sizeof err) || exec_new(&emu, plan, "cuda-emu", NULL, err, sizeof err)) {
             printf("FAIL %s\n", err);
             return 1;
         }
         RefState *ref = ref_new(g, 1);
-        memcpy(exec_buf(&ex, x), vals, sizeof(float) * (size_t)n);
+        float *ones = malloc(sizeof(float) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) ones[i] = 1.0f;
+        Exec *both[2] = {&ex, &emu};
+        for (int e = 0; e < 2; e++) {
+            exec_write(both[e], x, vals, sizeof(float) * (size_t)n);
+            if (grad) exec_write(both[e], 1, ones, sizeof(float) * (size_t)n);
+            exec_run(both[e], PROG_EVAL, 1);
+        }
         for (int64_t i = 0; i < n; i++) ref->val[x][i] = vals[i];
         if (grad)
-            for (int64_t i = 0; i < n; i++) {
-                ((float *)exec_buf(&ex, 1))[i] = 1.0f;
-                ref->val[1][i] = 1.0;
-            }
-        exec_run(&ex, PROG_EVAL, 1);
+            for (int64_t i = 0; i < n; i++) ref->val[1][i] = 1.0;
         ref_run(ref, NULL);
         const float *got = exec_buf(&ex, y);
         int bad = 0;
@@ -85,8 +91,19 @@ int main(void) {
                     printf("FAIL %s(%.9g): LLVM %.9g, reference %.9g\n", op_info[op].name, (double)vals[i],
                            (double)got[i], ref->val[y][i]);
             }
-        printf("%s %s over %lld values\n", bad ? "FAIL" : "ok  ", op_info[op].name, (long long)n);
-        failures += bad;
+        const float *emu_got = exec_buf(&emu, y);
+        int differ = 0;
+        for (int64_t i = 0; i < n; i++) {
+            bool same = memcmp(&got[i], &emu_got[i], sizeof(float)) == 0 || (isnan(got[i]) && isnan(emu_got[i]));
+            if (!same && differ++ < 3)
+                printf("FAIL %s(%.9g): cpu %.9g, cuda-emu %.9g: not the same bits\n", op_info[op].name, (double)vals[i],
+                       (double)got[i], (double)emu_got[i]);
+        }
+        printf("%s %s over %lld values%s\n", bad || differ ? "FAIL" : "ok  ", op_info[op].name, (long long)n,
+               differ ? "" : "; cuda-emu gives the same bits");
+        failures += bad + differ;
+        free(ones);
+        exec_free(&emu);
         ref_free(ref);
         exec_free(&ex);
         arena_free(arena);

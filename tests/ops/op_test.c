@@ -2,12 +2,14 @@
  *  1. Gradients: for each case a small graph ends in a scalar loss (sum(y * r) for a random r),
  *     autodiff builds the backward graph, and ref.c's double-precision gradients of every
  *     weight and input are compared with central finite differences of the loss.
- *  2. Backends: the same graph, planned and JIT-compiled by the LLVM backend, runs in float
- *     on the same values; every node it computes (forward, backward, update) is compared with
- *     ref.c.
+ *  2. Backends: the same graph, planned and compiled for a device (the CPU's LLVM backend,
+ *     or the CUDA backend, emulated or real), runs in float on the same values; every node it
+ *     computes (forward, backward, update) is compared with ref.c as its kernel finishes.
  *  3. Coverage: every op of ops.def must have been compared by (2), and every differentiable
  *     op checked by (1); a new op without a case fails this test.
- * Usage: test_ops [CASE-NAME-SUBSTRING] */
+ * Usage: test_ops [--device cpu|cuda-emu|cuda] [CASE-NAME-SUBSTRING]
+ * On a device other than the CPU the finite-difference half is skipped (it runs on the
+ * reference alone); with --device cuda and no GPU the test exits 77, CTest's skip. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@ static const SrcLoc NOLOC = {0};
 
 static bool compared[OP_COUNT], fd_checked[OP_COUNT];
 static int failures;
+static const char *device = "cpu";
 
 /* ---- graph building helpers ---- */
 
@@ -228,22 +231,25 @@ static void compare_kernel(void *ctx, int kernel) {
         const Buffer *b = &c->ex->plan->buf[k->arg[a].buf];
         int id = b->node;
         const Node *n = &g->node[id];
-        const float *f = exec_buf(c->ex, id);
-        const double *d = c->ref->val[id];
         int64_t cnt = ref_size(c->ref, id);
+        float *f = util_calloc((size_t)cnt, sizeof(float));
+        exec_read(c->ex, id, f, sizeof(float) * (size_t)cnt);
+        const double *d = c->ref->val[id];
         double scale = 0;
         for (int64_t i = 0; i < cnt; i++) scale = fmax(scale, fabs(d[i]));
         for (int64_t i = 0; i < cnt; i++) {
             double tol = 2e-6 * fabs(d[i]) + 1e-5 * scale + 1e-7;
             if (!(fabs((double)f[i] - d[i]) <= tol)) {
-                printf("FAIL %s: kernel %s, node %%%d (%s) element %lld: LLVM %.9g, reference %.9g\n", c->cs->name,
+                printf("FAIL %s: kernel %s, node %%%d (%s) element %lld: %s %.9g, reference %.9g\n", c->cs->name,
                        k->name, id, n->op == OP_WEIGHT ? g->weight[n->ref].name : op_info[n->op].name, (long long)i,
-                       (double)f[i], d[i]);
+                       device, (double)f[i], d[i]);
                 failures++;
                 c->failed = true;
+                free(f);
                 return;
             }
         }
+        free(f);
         compared[n->op] = true;
     }
     compared[k->op] = true;
@@ -257,27 +263,34 @@ static void check_backend(const Case *cs, RefState *ref, double **leaf0) {
     const Graph *g = ref->g;
     Plan *plan = plan_graph(g->arena, g, ROWS);
     Exec ex;
-    char err[512];
-    if (exec_new(&ex, plan, err, sizeof err)) {
+    char err[1024];
+    if (exec_new(&ex, plan, device, NULL, err, sizeof err)) {
         printf("FAIL %s: %s\n", cs->name, err);
         failures++;
         return;
     }
     for (int id = 0; id < g->nnode; id++) {
         if (!leaf0[id]) continue;
-        for (int64_t i = 0; i < ref_size(ref, id); i++) {
+        int64_t n = ref_size(ref, id);
+        float *v = util_calloc((size_t)n, sizeof(float)); /* 4-byte elements, f32 or i32 */
+        for (int64_t i = 0; i < n; i++) {
             if (g->node[id].dtype == DT_I32)
-                ((int32_t *)exec_buf(&ex, id))[i] = (int32_t)leaf0[id][i];
+                ((int32_t *)v)[i] = (int32_t)leaf0[id][i];
             else
-                ((float *)exec_buf(&ex, id))[i] = (float)leaf0[id][i];
+                v[i] = (float)leaf0[id][i];
         }
+        exec_write(&ex, id, v, sizeof(float) * (size_t)n);
+        free(v);
     }
     for (int s = 0; s < g->nscalar; s++) ex.scalars[s] = (float)ref->scalar[s];
     Cmp c = {cs, &ex, ref, false};
-    for (int pr = 0; pr < PROG_COUNT; pr++) {
-        int order[PROG_COUNT] = {PROG_EVAL, PROG_GRAD, PROG_UPDATE};
-        ex.fn.checked[order[pr]](ex.arena, ex.scalars, ROWS, compare_kernel, &c);
-    }
+    const int order[PROG_COUNT] = {PROG_EVAL, PROG_GRAD, PROG_UPDATE};
+    for (int pr = 0; pr < PROG_COUNT && !c.failed; pr++)
+        if (exec_run_checked(&ex, order[pr], ROWS, compare_kernel, &c)) {
+            printf("FAIL %s: %s\n", cs->name, ex.dev->err);
+            failures++;
+            break;
+        }
     exec_free(&ex);
 }
 
@@ -328,7 +341,7 @@ static void run_case(const Case *cs, uint64_t seed) {
     fill(ref, &rng);
     set_scalars(ref);
     int before = failures;
-    check_fd(cs, ref, fwd);
+    if (!strcmp(device, "cpu")) check_fd(cs, ref, fwd);
     if (failures == before) {
         double **leaf0 = util_calloc((size_t)g->nnode, sizeof(double *));
         for (int id = 0; id < g->nnode; id++)
@@ -348,7 +361,28 @@ static void run_case(const Case *cs, uint64_t seed) {
 }
 
 int main(int argc, char **argv) {
-    const char *only = argc > 1 ? argv[1] : NULL;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--device") && i + 1 < argc)
+            device = argv[++i];
+        else
+            only = argv[i];
+    }
+    if (!strcmp(device, "cuda")) { /* a real GPU: skip when there is none */
+        char err[1024];
+        Arena *a = arena_new();
+        Graph *g = ir_new(a);
+        int x = ir_input(g, "x", false, false, 0, shape_vec(1, true), NOLOC);
+        g->loss = ir_add1(g, OP_SUM, shape_scalar(), x, NOLOC);
+        g->nforward = g->nnode;
+        Device *d = device_open("cuda", plan_graph(a, g, 1), NULL, err, sizeof err);
+        arena_free(a);
+        if (!d) {
+            printf("skipped: %s\n", err);
+            return 77;
+        }
+        device_close(d);
+    }
     int ncase = (int)(sizeof cases / sizeof *cases), ran = 0;
     for (int i = 0; i < ncase; i++) {
         if (only && !strstr(cases[i].name, only)) continue;
@@ -361,11 +395,11 @@ int main(int argc, char **argv) {
         for (int op = 0; op < OP_COUNT; op++) {
             if (op_info[op].cls == OC_LEAF) continue;
             if (!compared[op]) {
-                printf("FAIL coverage: op '%s' was never compared between LLVM and the reference\n", op_info[op].name);
+                printf("FAIL coverage: op '%s' was never compared between %s and the reference\n", op_info[op].name, device);
                 failures++;
             }
             bool differentiable = op_info[op].cls != OC_UPDATE && op != OP_ACCURACY && !strstr(op_info[op].name, "_grad");
-            if (differentiable && !fd_checked[op]) {
+            if (differentiable && !fd_checked[op] && !strcmp(device, "cpu")) {
                 printf("FAIL coverage: op '%s' has no finite-difference gradient check\n", op_info[op].name);
                 failures++;
             }

@@ -1,0 +1,47 @@
+/* device.h: where kernels run.  A small vtable (alloc, free, upload, download, launch, gemm)
+ * that exec.c's one orchestration loop drives for every device: the CPU (LLVM JIT + OpenBLAS),
+ * a CUDA GPU (NVRTC + driver API + cuBLAS, all loaded with dlopen), and the emulated CUDA
+ * device that runs the same generated CUDA C on the host for testing.
+ * GEMMs are given with row-major semantics (the plan's); a device maps them onto its BLAS. */
+#ifndef NNC_DEVICE_H
+#define NNC_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "kernel.h"
+
+typedef struct Device Device;
+struct Device {
+    const char *name;   /* "cpu", "cuda", "cuda-emu" */
+    char info[160];     /* what it is, for the training header */
+    bool host_memory;   /* its buffers are ordinary host addresses */
+    void *(*alloc)(Device *d, size_t bytes);
+    void (*free)(Device *d, void *p);
+    int (*upload)(Device *d, void *dst, const void *src, size_t bytes);
+    int (*download)(Device *d, void *dst, const void *src, size_t bytes);
+    /* run plan kernel `kernel` (a loop kernel) on buffers args[] */
+    int (*launch)(Device *d, int kernel, void *const *args, const float *scalars, int64_t rows);
+    /* C = op(A) op(B), row-major, for a GEMM kernel of the plan */
+    int (*gemm)(Device *d, const Kernel *k, void *const *args, int64_t rows);
+    int (*sync)(Device *d);
+    void (*destroy)(Device *d);
+    char err[1024]; /* the last failure */
+};
+
+/* "cpu", "cuda", "cuda-emu" or "auto" (CUDA when it works, else the CPU, saying why on
+ * `note`).  NULL with a one-line reason in err. */
+Device *device_open(const char *kind, const Plan *plan, FILE *note, char *err, size_t nerr);
+Device *device_cpu_new(const Plan *plan, char *err, size_t nerr);
+Device *device_cuda_new(const Plan *plan, bool emulated, char *err, size_t nerr);
+void device_close(Device *d);
+
+/* The row-major GEMM of a plan kernel, as dimensions: C[m x n] = op(A)[m x k] op(B)[k x n]. */
+typedef struct {
+    int m, n, k, lda, ldb, ldc;
+    bool ta, tb;
+} GemmShape;
+GemmShape device_gemm_shape(const Kernel *k, int64_t rows);
+
+#endif
