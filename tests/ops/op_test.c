@@ -4,7 +4,8 @@
  *     weight and input are compared with central finite differences of the loss.
  *  2. Backends: the same graph, planned and compiled for a device (the CPU's LLVM backend,
  *     or the CUDA backend, emulated or real), runs in float on the same values; every node it
- *     computes (forward, backward, update) is compared with ref.c as its kernel finishes.
+ *     computes (forward, backward, update) is compared with ref.c as its kernel finishes, and,
+ *     on a device other than the CPU, with what the CPU's kernel wrote (to float rounding).
  *  3. Coverage: every op of ops.def must have been compared by (2), and every differentiable
  *     op checked by (1); a new op without a case fails this test.
  * Usage: test_ops [--device cpu|cuda-emu|cuda] [CASE-NAME-SUBSTRING]
@@ -219,11 +220,28 @@ typedef struct {
     Exec *ex;
     RefState *ref;
     bool failed;
+    bool recording;  /* the CPU run that other devices are compared with */
+    float **cpu_out; /* per kernel and argument: what the CPU wrote */
 } Cmp;
+
+enum { ARG_SLOTS = 16 };
 
 static void compare_kernel(void *ctx, int kernel) {
     Cmp *c = ctx;
     if (c->failed) return;
+    if (c->recording) {
+        const Kernel *k = &c->ex->plan->kernel[kernel];
+        for (int a = 0; a < k->narg; a++) {
+            if (!k->arg[a].write) continue;
+            int id = c->ex->plan->buf[k->arg[a].buf].node;
+            int64_t cnt = ref_size(c->ref, id);
+            float *f = util_calloc((size_t)cnt, sizeof(float));
+            exec_read(c->ex, id, f, sizeof(float) * (size_t)cnt);
+            free(c->cpu_out[kernel * ARG_SLOTS + a]);
+            c->cpu_out[kernel * ARG_SLOTS + a] = f;
+        }
+        return;
+    }
     const Graph *g = c->ref->g;
     const Kernel *k = &c->ex->plan->kernel[kernel];
     for (int a = 0; a < k->narg; a++) {
@@ -237,6 +255,19 @@ static void compare_kernel(void *ctx, int kernel) {
         const double *d = c->ref->val[id];
         double scale = 0;
         for (int64_t i = 0; i < cnt; i++) scale = fmax(scale, fabs(d[i]));
+        const float *cpu = c->cpu_out ? c->cpu_out[kernel * ARG_SLOTS + a] : NULL;
+        for (int64_t i = 0; cpu && i < cnt; i++) {
+            double tol = 1e-6 * fabs((double)cpu[i]) + 1e-6 * scale + 1e-9;
+            if (!(fabs((double)f[i] - cpu[i]) <= tol)) {
+                printf("FAIL %s: kernel %s, node %%%d (%s) element %lld: %s %.9g, cpu %.9g\n", c->cs->name, k->name, id,
+                       n->op == OP_WEIGHT ? g->weight[n->ref].name : op_info[n->op].name, (long long)i, device,
+                       (double)f[i], (double)cpu[i]);
+                failures++;
+                c->failed = true;
+                free(f);
+                return;
+            }
+        }
         for (int64_t i = 0; i < cnt; i++) {
             double tol = 2e-6 * fabs(d[i]) + 1e-5 * scale + 1e-7;
             if (!(fabs((double)f[i] - d[i]) <= tol)) {
@@ -258,20 +289,20 @@ static void compare_kernel(void *ctx, int kernel) {
         if (op_info[g->node[kn->in[i]].op].cls == OC_VIEW) compared[g->node[kn->in[i]].op] = true;
 }
 
-/* `leaf0` holds the inputs and weights before the reference ran (updates change weights). */
-static void check_backend(const Case *cs, RefState *ref, double **leaf0) {
-    const Graph *g = ref->g;
-    Plan *plan = plan_graph(g->arena, g, ROWS);
+/* Run every program on `dev` from the pre-update leaves, calling compare_kernel after each
+ * kernel; 0, or -1 after reporting a failure. */
+static int run_on(const char *dev, const Plan *plan, Cmp *c, double **leaf0) {
+    const Graph *g = c->ref->g;
     Exec ex;
     char err[1024];
-    if (exec_new(&ex, plan, device, NULL, err, sizeof err)) {
-        printf("FAIL %s: %s\n", cs->name, err);
+    if (exec_new(&ex, plan, dev, NULL, err, sizeof err)) {
+        printf("FAIL %s: %s\n", c->cs->name, err);
         failures++;
-        return;
+        return -1;
     }
     for (int id = 0; id < g->nnode; id++) {
         if (!leaf0[id]) continue;
-        int64_t n = ref_size(ref, id);
+        int64_t n = ref_size(c->ref, id);
         float *v = util_calloc((size_t)n, sizeof(float)); /* 4-byte elements, f32 or i32 */
         for (int64_t i = 0; i < n; i++) {
             if (g->node[id].dtype == DT_I32)
@@ -282,16 +313,36 @@ static void check_backend(const Case *cs, RefState *ref, double **leaf0) {
         exec_write(&ex, id, v, sizeof(float) * (size_t)n);
         free(v);
     }
-    for (int s = 0; s < g->nscalar; s++) ex.scalars[s] = (float)ref->scalar[s];
-    Cmp c = {cs, &ex, ref, false};
+    for (int s = 0; s < g->nscalar; s++) ex.scalars[s] = (float)c->ref->scalar[s];
+    c->ex = &ex;
     const int order[PROG_COUNT] = {PROG_EVAL, PROG_GRAD, PROG_UPDATE};
-    for (int pr = 0; pr < PROG_COUNT && !c.failed; pr++)
-        if (exec_run_checked(&ex, order[pr], ROWS, compare_kernel, &c)) {
-            printf("FAIL %s: %s\n", cs->name, ex.dev->err);
+    int rc = 0;
+    for (int pr = 0; pr < PROG_COUNT && !c->failed; pr++)
+        if (exec_run_checked(&ex, order[pr], ROWS, compare_kernel, c)) {
+            printf("FAIL %s: %s\n", c->cs->name, ex.dev->err);
             failures++;
+            rc = -1;
             break;
         }
     exec_free(&ex);
+    return c->failed ? -1 : rc;
+}
+
+static void check_backend(const Case *cs, RefState *ref, double **leaf0) {
+    const Plan *plan = plan_graph(ref->g->arena, ref->g, ROWS);
+    Cmp c = {.cs = cs, .ref = ref};
+    if (strcmp(device, "cpu")) { /* first what the CPU writes, for comparing with */
+        c.cpu_out = util_calloc((size_t)plan->nkernel * ARG_SLOTS, sizeof(float *));
+        c.recording = true;
+        if (run_on("cpu", plan, &c, leaf0) == 0) {
+            c.recording = false;
+            run_on(device, plan, &c, leaf0);
+        }
+        for (int i = 0; i < plan->nkernel * ARG_SLOTS; i++) free(c.cpu_out[i]);
+        free(c.cpu_out);
+        return;
+    }
+    run_on(device, plan, &c, leaf0);
 }
 
 static void set_scalars(RefState *ref) {
