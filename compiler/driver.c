@@ -72,7 +72,7 @@ int driver_compile_text(Compilation *c, const char *path, const char *text, size
     update_graph(c->graph, &c->model->train.opt);
     if (upto == STAGE_IR) return 0;
     int64_t mb = opt->max_batch > 0 ? opt->max_batch : c->model->train.batch;
-    c->plan = plan_graph(c->arena, c->graph, mb);
+    c->plan = plan_graph(c->arena, c->graph, mb, !opt->no_fuse);
     c->plan->path = path;
     return 0;
 }

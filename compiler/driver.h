@@ -17,6 +17,7 @@ typedef struct {
     Override *ov;
     int nov;
     int64_t max_batch; /* 0: the model's batch size */
+    bool no_fuse;      /* --fuse=none: a kernel per op */
     FILE *err;         /* diagnostics; stderr when NULL */
 } CompileOptions;
 

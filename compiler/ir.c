@@ -57,7 +57,7 @@ Graph *ir_new(Arena *arena) {
 }
 
 int ir_add(Graph *g, Op op, DType dt, Shape shape, const int *in, int nin, SrcLoc loc) {
-    Node n = {.op = op, .dtype = dt, .shape = shape, .nin = nin, .loc = loc, .ref = -1};
+    Node n = {.op = op, .dtype = dt, .shape = shape, .nin = nin, .loc = loc, .ref = -1, .remat_of = -1};
     NNC_ASSERT(nin <= IR_MAX_IN);
     for (int i = 0; i < nin; i++) n.in[i] = in[i];
     n.phase = g->phase;
@@ -95,7 +95,7 @@ int ir_input(Graph *g, const char *name, bool is_target, bool is_class, int64_t 
 }
 
 int ir_weight(Graph *g, const char *name, WeightKind kind, Shape shape, InitKind init, SrcLoc loc) {
-    Weight w = {.name = name, .kind = kind, .shape = shape, .init = init, .grad = -1, .of = -1, .loc = loc};
+    Weight w = {.name = name, .kind = kind, .shape = shape, .init = init, .grad = -1, .of = -1, .prox = -1, .loc = loc};
     int id = ir_add(g, OP_WEIGHT, DT_F32, shape, NULL, 0, loc);
     g->node[id].ref = g->nweight;
     g->node[id].name = name;
@@ -228,7 +228,7 @@ void ir_verify(const Graph *g, const char *pass) {
         }
         case OC_UPDATE:
             for (int i = 1; i < n->nin; i++)
-                if (g->node[n->in[i]].op != OP_PARAM && !shape_eq(g->node[n->in[i]].shape, a->shape))
+                if (!shape_eq(g->node[n->in[i]].shape, shape_scalar()) && !shape_eq(g->node[n->in[i]].shape, a->shape))
                     fail(g, id, pass, "update operand shapes differ");
             if (a->op != OP_WEIGHT) fail(g, id, pass, "update target is not a weight");
             break;
@@ -289,6 +289,7 @@ void ir_print(StrBuf *b, const Graph *g, const char *path) {
             if (n->loc.line > 0) sb_printf(b, " %s:%d:%d", path, n->loc.line, n->loc.col);
             if (n->name && n->op != OP_WEIGHT && n->op != OP_PARAM) sb_printf(b, " %s", n->name);
         }
+        if (n->remat_of >= 0) sb_printf(b, " (recomputes %%%d)", n->remat_of);
         sb_putc(b, '\n');
     }
     if (g->noutput) {

@@ -58,6 +58,7 @@ typedef struct {
     Phase phase;
     SrcLoc loc;       /* model line it came from */
     const char *name; /* user-level label, e.g. "h1" (may be NULL) */
+    int remat_of;     /* a backward recomputation of this forward node, or -1 */
 } Node;
 
 /* How a weight is initialised and what it is. */
@@ -73,6 +74,7 @@ typedef struct {
     int64_t fan_in;    /* INIT_UNIFORM_FANIN: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
     int node;          /* the WEIGHT node */
     int grad;          /* node holding d loss / d weight, or -1 */
+    int prox;          /* an L1 penalty coefficient (scalar node) applied by a proximal step, or -1 */
     int of;            /* W_STATE: the weight it belongs to */
     SrcLoc loc;
 } Weight;

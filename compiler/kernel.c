@@ -207,8 +207,28 @@ void plan_print_kernel(StrBuf *b, const Plan *p, const Kernel *k) {
         sb_printf(b, "    %s arg%d = x%d\n", outn[k->out[i].kind], k->out[i].arg, k->out[i].expr);
 }
 
+/* "weights 7.12 MiB, ..." with each kind's bytes (and what is live at once, when planned). */
+void plan_print_memory(StrBuf *b, const Plan *p, const char *sep) {
+    for (int k = 0; k < BUF_KINDS; k++) {
+        double mib = (double)p->bytes_by_kind[k] / (1 << 20), peak = (double)p->peak_by_kind[k] / (1 << 20);
+        sb_printf(b, "%s%s %.2f MiB", k ? sep : "", buf_kind_name[k], mib);
+        if (k >= BUF_GRAD && p->peak_by_kind[k] != p->bytes_by_kind[k]) sb_printf(b, " (at most %.2f MiB live at once)", peak);
+    }
+}
+
+static void print_args(StrBuf *b, const Plan *p, const Kernel *k, bool write) {
+    bool first = true;
+    for (int a = 0; a < k->narg; a++) {
+        if (k->arg[a].write != write && !(write && k->arg[a].read && k->arg[a].write)) continue;
+        if (!write && !k->arg[a].read) continue;
+        const Buffer *bf = &p->buf[k->arg[a].buf];
+        sb_printf(b, "%s%s%s", first ? "" : ", ", bf->name, bf->kind == BUF_SAVED ? " (saved)" : "");
+        first = false;
+    }
+    if (first) sb_puts(b, "-");
+}
+
 void plan_print(StrBuf *b, const Plan *p, const char *path) {
-    static const char *const kindn[] = {"weight", "state", "input", "temp"};
     sb_printf(b, "; plan for %s, batch up to %lld\n", path, (long long)p->max_batch);
     int gemm = 0, loop = 0, sums = 0, evalk = p->prog[PROG_EVAL].nkernel;
     for (int pr = PROG_GRAD; pr <= PROG_UPDATE; pr++)
@@ -221,23 +241,29 @@ void plan_print(StrBuf *b, const Plan *p, const char *path) {
     sb_printf(b, "; kernels per training step: %d (%d GEMMs, %d loop kernels); CUDA launches per step: %d; "
                  "kernels per evaluation batch: %d\n",
               gemm + loop, gemm, loop, gemm + loop + sums, evalk);
-    sb_puts(b, "; buffers\n");
+    sb_printf(b, "; memory: arena %.2f MiB = ", (double)p->arena_bytes / (1 << 20));
+    plan_print_memory(b, p, ", ");
+    sb_puts(b, "\n; buffers (offset +bytes; live: the kernels between which it is used)\n");
+    static const char *const kindn[BUF_KINDS] = {"weight", "state", "input", "grad", "saved", "work"};
     for (int i = 0; i < p->nbuf; i++) {
         const Buffer *bf = &p->buf[i];
         char sh[96];
-        sb_printf(b, "  b%-3d %-6s %-28s %s  @%lld +%lld", i, kindn[bf->kind], bf->name,
+        sb_printf(b, "  b%-3d %-6s %-28s %-16s @%lld +%lld", i, kindn[bf->kind], bf->name,
                   shape_str(sh, sizeof sh, bf->dtype, p->g->node[bf->node].shape), (long long)bf->offset,
                   (long long)bf->bytes);
-        if (bf->kind == BUF_TEMP) sb_printf(b, "  live %%%d..%%%d", bf->first, bf->last);
+        if (bf->kind >= BUF_GRAD) sb_printf(b, "  live k%d..k%d", bf->first, bf->last < p->nkernel ? bf->last : p->nkernel - 1);
         sb_putc(b, '\n');
     }
-    sb_printf(b, "; arena %lld bytes (weights %lld, optimiser state %lld, inputs %lld, temporaries %lld)\n",
-              (long long)p->arena_bytes, (long long)p->bytes_by_kind[BUF_WEIGHT],
-              (long long)p->bytes_by_kind[BUF_STATE], (long long)p->bytes_by_kind[BUF_INPUT],
-              (long long)(p->arena_bytes - p->persistent_bytes));
     for (int pr = 0; pr < PROG_COUNT; pr++) {
-        sb_printf(b, "; program %s: %d kernels\n", prog_name[pr], p->prog[pr].nkernel);
-        for (int i = 0; i < p->prog[pr].nkernel; i++) sb_printf(b, "  %s\n", p->kernel[p->prog[pr].kernel[i]].name);
+        sb_printf(b, "; program %s: %d kernels, in order (reads -> writes)\n", prog_name[pr], p->prog[pr].nkernel);
+        for (int i = 0; i < p->prog[pr].nkernel; i++) {
+            const Kernel *k = &p->kernel[p->prog[pr].kernel[i]];
+            sb_printf(b, "  %-44s ", k->name);
+            print_args(b, p, k, false);
+            sb_puts(b, " -> ");
+            print_args(b, p, k, true);
+            sb_putc(b, '\n');
+        }
     }
     sb_puts(b, "; kernels\n");
     for (int i = 0; i < p->nkernel; i++) plan_print_kernel(b, p, &p->kernel[i]);

@@ -89,8 +89,10 @@ typedef struct {
 
 typedef struct {
     KernelKind kind;
-    const char *name; /* k3_relu */
+    const char *name; /* k3_relu, k1_bias_add_relu_gate */
     int node;         /* the IR node it computes (the last one, when fused) */
+    const int *member; /* the IR nodes it computes, in order */
+    int nmember;
     Op op;
     SrcLoc loc;
     KArg *arg;
@@ -110,7 +112,12 @@ typedef struct {
     CudaLaunch cuda; /* K_LOOP */
 } Kernel;
 
-typedef enum { BUF_WEIGHT, BUF_STATE, BUF_INPUT, BUF_TEMP } BufKind;
+/* What a buffer holds, for the memory accounting: trained weights, optimiser state, a batch of
+ * data, gradients of the weights, forward values kept for the backward pass (saved
+ * activations), and everything else (workspace).  The last three share the liveness-planned
+ * part of the arena. */
+typedef enum { BUF_WEIGHT, BUF_STATE, BUF_INPUT, BUF_GRAD, BUF_SAVED, BUF_TEMP, BUF_KINDS } BufKind;
+extern const char *const buf_kind_name[BUF_KINDS];
 
 typedef struct {
     const char *name;
@@ -146,7 +153,8 @@ typedef struct Plan {
     ProgramPlan prog[PROG_COUNT];
     int64_t arena_bytes, persistent_bytes;
     int64_t cuda_workspace; /* floats of per-block partial sums the CUDA device needs */
-    int64_t bytes_by_kind[BUF_TEMP + 1];
+    int64_t bytes_by_kind[BUF_KINDS];  /* the sum of the buffers of each kind */
+    int64_t peak_by_kind[BUF_KINDS];   /* at most this much of each is live at once */
 } Plan;
 
 /* ---- building loop kernels (used by plan.c and opkernels.c) ---- */
@@ -172,14 +180,29 @@ void kb_out(KBuilder *kb, KOutKind kind, int arg, int expr);
  * against the kernel's domain), an immediate for constants, a slot for run-time scalars. */
 int kb_node(KBuilder *kb, int node);
 
-/* Per-op definitions (opkernels.c): build the loop kernel for one IR node. */
-void opk_build(KBuilder *kb, int node);
+/* Per-op definitions (opkernels.c): the loop kernel computing a group of nodes (fuse.c), given
+ * in node order; `stored[node]` says which values are written out. */
+void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *stored);
+
+/* Fusion (fuse.c): which nodes share a kernel, and the order kernels run in. */
+typedef struct {
+    int ngroup;
+    int *group;   /* node -> group, -1 for leaves and views */
+    int *order;   /* groups in execution order */
+    int **member; /* per group, its nodes in node order */
+    int *nmember;
+    bool *stored; /* node's value is written to memory (needed outside its group) */
+} Fusion;
+Fusion *fuse_graph(Arena *arena, const Graph *g, bool enabled);
+/* Bit p of progs[node] is set when program p (PROG_*) needs the node. */
+void fuse_program_masks(const Graph *g, unsigned char *progs);
 
 /* Planning (plan.c) and printing. */
-Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch);
+Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse);
 /* The number of blocks a CUDA launch of kernel k uses at `rows` rows. */
 int64_t plan_cuda_blocks(const Kernel *k, int64_t rows);
 void plan_print(StrBuf *b, const Plan *p, const char *path);
+void plan_print_memory(StrBuf *b, const Plan *p, const char *sep);
 void plan_print_kernel(StrBuf *b, const Plan *p, const Kernel *k);
 const char *kx_name(KxOp op);
 

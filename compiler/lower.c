@@ -73,8 +73,12 @@ static int lower_layer(Lower *L, const SVal *v) {
         int y = ir_add2(g, OP_GATE, v->shape, x, gw, v->loc);
         g->node[y].name = v->wname;
         if (!(v->coef->kind == SV_CONST && v->coef->num == 0)) {
+            /* lambda sum |g|: part of the reported loss, applied by the update's proximal step */
             int l1 = ir_add1(g, OP_L1, shape_scalar(), gw, v->loc);
-            int pen = ir_add2(g, OP_MUL, shape_scalar(), lower_val(L, v->coef), l1, v->loc);
+            g->node[l1].attr[0] = 1;
+            int coef = lower_val(L, v->coef);
+            g->weight[g->node[gw].ref].prox = coef;
+            int pen = ir_add2(g, OP_MUL, shape_scalar(), coef, l1, v->loc);
             VEC_PUSH(L->penalty, L->npenalty, L->cappenalty, pen);
         }
         return y;

@@ -30,6 +30,7 @@ static const char usage[] =
     "  --device DEV            train, gradcheck: cpu (default), cuda, cuda-emu (the CUDA code run on\n"
     "                          the host, for testing), or auto (CUDA when available, else the CPU)\n"
     "  --arch SM               emit --ptx: the GPU architecture (default sm_90)\n"
+    "  --fuse=none             a kernel per op, no fusion (the same results, for checking; default --fuse=all)\n"
     "\n"
     "exit status: 0 success, 1 an error in the model or its data, 2 bad usage\n";
 
@@ -41,6 +42,7 @@ typedef struct {
     const char *device;
     const char *arch;
     int progress;
+    bool no_fuse;
     Override ov[64];
     int nov;
 } Args;
@@ -79,6 +81,8 @@ static int parse_args(int argc, char **argv, Args *a) {
             if (s[2] == 'd' && strcmp(a->device, "cpu") && strcmp(a->device, "cuda") && strcmp(a->device, "cuda-emu") &&
                 strcmp(a->device, "auto"))
                 return usage_error("unknown device '%s': use cpu, cuda, cuda-emu or auto", a->device);
+        } else if (!strcmp(s, "--fuse=none") || !strcmp(s, "--fuse=all")) {
+            a->no_fuse = s[7] == 'n';
         } else if (!strcmp(s, "--progress") || !strcmp(s, "--no-progress")) {
             a->progress = s[2] == 'p';
         } else if (!strcmp(a->cmd, "emit") && !a->emit && s[0] == '-' && s[1] == '-') {
@@ -100,7 +104,7 @@ static void free_args(Args *a) {
 
 static int cmd_check(Args *a) {
     Compilation c;
-    CompileOptions o = {.ov = a->ov, .nov = a->nov};
+    CompileOptions o = {.ov = a->ov, .nov = a->nov, .no_fuse = a->no_fuse};
     int rc = driver_compile(&c, a->file, &o, STAGE_PLAN);
     if (rc == 0) {
         StrBuf b = {0};
@@ -119,7 +123,7 @@ static int cmd_emit(Args *a) {
         if (a->emit && !strcmp(a->emit, what[i])) w = i;
     if (w < 0) return usage_error("emit needs one of --ast, --ir, --plan, --llvm, --asm, --cuda, --ptx%s", "");
     Compilation c;
-    CompileOptions o = {.ov = a->ov, .nov = a->nov};
+    CompileOptions o = {.ov = a->ov, .nov = a->nov, .no_fuse = a->no_fuse};
     int rc = driver_compile(&c, a->file, &o, w == 0 ? STAGE_PARSE : w == 1 ? STAGE_IR : STAGE_PLAN);
     if (rc == 0) {
         StrBuf b = {0};
@@ -169,7 +173,7 @@ static int cmd_emit(Args *a) {
 
 /* Compile the model and JIT it; on failure everything is freed and the exit status returned. */
 static int compile_and_jit(Args *a, int64_t max_batch, Compilation *c, Exec *ex) {
-    CompileOptions o = {.ov = a->ov, .nov = a->nov, .max_batch = max_batch};
+    CompileOptions o = {.ov = a->ov, .nov = a->nov, .max_batch = max_batch, .no_fuse = a->no_fuse};
     int rc = driver_compile(c, a->file, &o, STAGE_PLAN);
     char err[1024];
     if (rc == 0 && exec_new(ex, c->plan, a->device, stderr, err, sizeof err)) {

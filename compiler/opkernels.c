@@ -4,6 +4,7 @@
  * written so that no branch can produce a NaN the select would then hide: both sides of a
  * select are finite or the unused side is discarded, never multiplied by a 0/1 mask. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "kernel.h"
 
@@ -79,17 +80,14 @@ static void set_domain(KBuilder *kb, Shape s) {
 
 static int out_arg(KBuilder *kb, int node) { return kb_arg(kb, kb->plan->node_buf[node], false, true); }
 
-static void build_row(KBuilder *kb, const Node *n, int node) {
-    const Graph *g = kb->plan->g;
+/* Row reductions; in[] are the node's input values inside the kernel. */
+static void build_row(KBuilder *kb, const Node *n, int node, const int *in, bool store) {
     if (n->op == OP_ROWSUM) {
-        set_domain(kb, g->node[n->in[0]].shape);
-        kb_out(kb, KO_STORE_ROW, out_arg(kb, node), kb_red(kb, KR_SUM, kb_node(kb, n->in[0])));
+        kb_out(kb, KO_STORE_ROW, out_arg(kb, node), kb_red(kb, KR_SUM, in[0]));
         return;
     }
     bool grad = n->op == OP_CROSS_ENTROPY_GRAD;
-    int zi = grad ? n->in[1] : n->in[0], li = grad ? n->in[2] : n->in[1];
-    set_domain(kb, g->node[zi].shape);
-    int z = kb_node(kb, zi), label = kb_node(kb, li);
+    int z = grad ? in[1] : in[0], label = grad ? in[2] : in[1];
     int m = kb_red(kb, KR_MAX, z);
     int is_label = B(EQ, kb_colidx(kb), label);
     switch (n->op) {
@@ -101,12 +99,11 @@ static void build_row(KBuilder *kb, const Node *n, int node) {
         break;
     }
     case OP_CROSS_ENTROPY_GRAD: {
-        int dl = kb_node(kb, n->in[0]);
         int e = U(EXP, B(SUB, z, m));
         int sum = kb_red(kb, KR_SUM, e);
         int p = B(DIV, e, sum);
         int d = B(SUB, p, SEL(is_label, C(1), C(0)));
-        kb_out(kb, KO_STORE, out_arg(kb, node), B(MUL, B(DIV, dl, kb_rows(kb)), d));
+        if (store) kb_out(kb, KO_STORE, out_arg(kb, node), B(MUL, B(DIV, in[0], kb_rows(kb)), d));
         break;
     }
     case OP_ACCURACY: {
@@ -118,6 +115,15 @@ static void build_row(KBuilder *kb, const Node *n, int node) {
     }
 }
 
+/* The proximal step of an L1 penalty: sign(p) max(|p| - t, 0); none when t is the constant 0. */
+static int shrink(KBuilder *kb, const Node *n, int p) {
+    const Node *t = &kb->plan->g->node[n->in[n->nin - 1]];
+    if (t->op == OP_CONST && t->attr[0] == 0) return p;
+    int thr = kb_node(kb, n->in[n->nin - 1]);
+    int rest = B(SUB, U(ABS, p), thr);
+    return SEL(B(GT, rest, C(0)), SEL(B(GT, p, C(0)), rest, U(NEG, rest)), C(0));
+}
+
 static void build_update(KBuilder *kb, const Node *n, int node) {
     const Graph *g = kb->plan->g;
     set_domain(kb, g->node[n->in[0]].shape);
@@ -127,7 +133,7 @@ static void build_update(KBuilder *kb, const Node *n, int node) {
     switch (n->op) {
     case OP_SGD: {
         int d = n->attr[2] != 0 ? B(ADD, gr, B(MUL, C(n->attr[2]), p)) : gr;
-        kb_out(kb, KO_STORE, pa, B(SUB, p, B(MUL, kb_node(kb, n->in[2]), d)));
+        kb_out(kb, KO_STORE, pa, shrink(kb, n, B(SUB, p, B(MUL, kb_node(kb, n->in[2]), d))));
         break;
     }
     case OP_SGD_MOMENTUM: {
@@ -137,7 +143,7 @@ static void build_update(KBuilder *kb, const Node *n, int node) {
         int buf = B(ADD, B(MUL, C(mom), kb_load_arg(kb, ba, IX_ELEM)), d);
         int step = n->attr[1] != 0 ? B(ADD, d, B(MUL, C(mom), buf)) : buf;
         kb_out(kb, KO_STORE, ba, buf);
-        kb_out(kb, KO_STORE, pa, B(SUB, p, B(MUL, kb_node(kb, n->in[3]), step)));
+        kb_out(kb, KO_STORE, pa, shrink(kb, n, B(SUB, p, B(MUL, kb_node(kb, n->in[3]), step))));
         break;
     }
     case OP_ADAM: {
@@ -154,46 +160,63 @@ static void build_update(KBuilder *kb, const Node *n, int node) {
         int den = B(ADD, B(DIV, U(SQRT, v), bc2), C(eps));
         kb_out(kb, KO_STORE, ma, m);
         kb_out(kb, KO_STORE, va, v);
-        kb_out(kb, KO_STORE, pa, B(SUB, p0, B(DIV, B(MUL, step, m), den)));
+        kb_out(kb, KO_STORE, pa, shrink(kb, n, B(SUB, p0, B(DIV, B(MUL, step, m), den))));
         break;
     }
     default: NNC_BUG("update op");
     }
 }
 
-void opk_build(KBuilder *kb, int node) {
-    const Graph *g = kb->plan->g;
-    const Node *n = &g->node[node];
-    int in[IR_MAX_IN] = {0};
+/* The domain a node's kernel loops over (as fuse.c groups them). */
+static Shape node_domain(const Graph *g, const Node *n) {
     switch (op_info[n->op].cls) {
-    case OC_MAP:
-        set_domain(kb, n->shape);
-        for (int i = 0; i < n->nin; i++) in[i] = kb_node(kb, n->in[i]);
-        kb_out(kb, KO_STORE, out_arg(kb, node), map_expr(kb, n, in));
-        return;
-    case OC_COLSUM:
-    case OC_SUM: {
-        set_domain(kb, g->node[n->in[0]].shape);
-        for (int i = 0; i < n->nin; i++) in[i] = kb_node(kb, n->in[i]);
-        int e;
-        switch (n->op) {
-        case OP_COLSUM: case OP_SUM: e = in[0]; break;
-        case OP_GATE_GRAD: e = B(MUL, in[0], in[1]); break;
-        case OP_PRELU_SLOPE_GRAD: e = SEL(B(GT, in[1], C(0)), C(0), B(MUL, in[0], in[1])); break;
-        case OP_L1: e = U(ABS, in[0]); break;
-        case OP_MSE: {
-            int d = B(SUB, in[0], in[1]);
-            int inv = B(DIV, C(1.0 / (double)kb->k->cols), kb->k->rows_batch ? kb_rows(kb) : C(1));
-            e = B(MUL, B(MUL, d, d), inv);
+    case OC_COLSUM: case OC_SUM: case OC_UPDATE: return g->node[n->in[0]].shape;
+    case OC_ROW: return g->node[n->in[n->op == OP_CROSS_ENTROPY_GRAD ? 1 : 0]].shape;
+    default: return n->shape;
+    }
+}
+
+void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *stored) {
+    const Graph *g = kb->plan->g;
+    set_domain(kb, node_domain(g, &g->node[member[0]]));
+    int *value = util_calloc((size_t)g->nnode, sizeof(int));
+    for (int i = 0; i < g->nnode; i++) value[i] = -1;
+    for (int k = 0; k < nmember; k++) {
+        int node = member[k];
+        const Node *n = &g->node[node];
+        int in[IR_MAX_IN] = {0};
+        for (int i = 0; i < n->nin; i++) in[i] = value[n->in[i]] >= 0 ? value[n->in[i]] : kb_node(kb, n->in[i]);
+        switch (op_info[n->op].cls) {
+        case OC_MAP:
+            value[node] = map_expr(kb, n, in);
+            if (stored[node]) kb_out(kb, KO_STORE, out_arg(kb, node), value[node]);
+            break;
+        case OC_COLSUM:
+        case OC_SUM: {
+            int e;
+            switch (n->op) {
+            case OP_COLSUM: case OP_SUM: e = in[0]; break;
+            case OP_GATE_GRAD: e = B(MUL, in[0], in[1]); break;
+            case OP_PRELU_SLOPE_GRAD: e = SEL(B(GT, in[1], C(0)), C(0), B(MUL, in[0], in[1])); break;
+            case OP_L1: e = U(ABS, in[0]); break;
+            case OP_MSE: {
+                int d = B(SUB, in[0], in[1]);
+                int inv = B(DIV, C(1.0 / (double)kb->k->cols), kb->k->rows_batch ? kb_rows(kb) : C(1));
+                e = B(MUL, B(MUL, d, d), inv);
+                break;
+            }
+            default: NNC_BUG("reduction op '%s'", op_info[n->op].name);
+            }
+            kb_out(kb, op_info[n->op].cls == OC_COLSUM ? KO_COLSUM : KO_SUM, out_arg(kb, node), e);
             break;
         }
-        default: NNC_BUG("reduction op '%s'", op_info[n->op].name);
+        case OC_ROW: build_row(kb, n, node, in, stored[node]); break;
+        case OC_UPDATE:
+            NNC_ASSERT(nmember == 1);
+            build_update(kb, n, node);
+            break;
+        default: NNC_BUG("op '%s' has no loop kernel", op_info[n->op].name);
         }
-        kb_out(kb, op_info[n->op].cls == OC_COLSUM ? KO_COLSUM : KO_SUM, out_arg(kb, node), e);
-        return;
     }
-    case OC_ROW: build_row(kb, n, node); return;
-    case OC_UPDATE: build_update(kb, n, node); return;
-    default: NNC_BUG("op '%s' has no loop kernel", op_info[n->op].name);
-    }
+    free(value);
 }

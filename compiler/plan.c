@@ -1,8 +1,9 @@
-/* plan.c: graph IR -> kernel plan (kernel.h).  Gives every value a buffer (views share their
- * source's), computes live ranges in node order, places weights, optimiser state and inputs
- * first in one arena and temporaries after them by first fit over live ranges, builds one
- * kernel per computing node, and lists per program (train, grad, eval) the kernels it needs.
- * Runs after autodiff/update (and fusion, later); its output is what renderers consume. */
+/* plan.c: graph IR -> kernel plan (kernel.h).  Gives every value that a kernel stores a
+ * buffer (views share their source's), computes live ranges in kernel order, places weights,
+ * optimiser state and inputs first in one arena and the rest after them by first fit over
+ * live ranges, accounts memory by kind, lists per program (grad, update, eval) the kernels it
+ * needs, and builds one kernel per fusion group (fuse.c), in its order.  Runs after autodiff,
+ * update and fusion; its output is what renderers consume. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,9 @@
 enum { ALIGN = 64 };
 
 static int64_t align_up(int64_t v) { return (v + ALIGN - 1) / ALIGN * ALIGN; }
+
+const char *const buf_kind_name[BUF_KINDS] = {"weights", "optimiser state", "inputs", "gradients",
+                                               "saved activations", "workspace"};
 
 static int new_buffer(Plan *p, int node, BufKind kind) {
     const Graph *g = p->g;
@@ -31,25 +35,18 @@ static int new_buffer(Plan *p, int node, BufKind kind) {
     return p->nbuf - 1;
 }
 
-/* Mark what each program needs, walking back from its roots. */
-static void need(const Graph *g, bool *mask, int root) {
-    if (root < 0 || mask[root]) return;
-    mask[root] = true;
-    for (int i = 0; i < g->node[root].nin; i++) need(g, mask, g->node[root].in[i]);
-}
-
 static void place_temporaries(Plan *p) {
     /* first fit in order of first use: a buffer may reuse bytes of buffers dead before it */
     int64_t top = p->persistent_bytes;
     for (int i = 0; i < p->nbuf; i++) {
         Buffer *b = &p->buf[i];
-        if (b->kind != BUF_TEMP) continue;
+        if (b->kind < BUF_GRAD) continue;
         int64_t off = p->persistent_bytes;
         for (bool moved = true; moved;) {
             moved = false;
             for (int j = 0; j < i; j++) {
                 const Buffer *o = &p->buf[j];
-                if (o->kind != BUF_TEMP || o->last < b->first || b->last < o->first) continue;
+                if (o->kind < BUF_GRAD || o->last < b->first || b->last < o->first) continue;
                 if (off < o->offset + align_up(o->bytes) && o->offset < off + align_up(b->bytes)) {
                     off = o->offset + align_up(o->bytes);
                     moved = true;
@@ -90,12 +87,35 @@ int64_t plan_cuda_blocks(const Kernel *k, int64_t rows) {
     return b < 1 ? 1 : b > k->cuda.max_blocks ? k->cuda.max_blocks : b;
 }
 
-Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch) {
+/* A kernel's name: k<index> and the distinct ops it computes, in order (at most 48 chars). */
+static const char *kernel_name(Arena *arena, const Graph *g, int index, const int *member, int n) {
+    StrBuf b = {0};
+    sb_printf(&b, "k%d", index);
+    for (int k = 0; k < n; k++) {
+        const char *op = op_info[g->node[member[k]].op].name;
+        bool seen = false;
+        for (int j = 0; j < k; j++) seen |= g->node[member[j]].op == g->node[member[k]].op;
+        if (seen) continue;
+        if (b.len + strlen(op) + 1 > 48) {
+            sb_puts(&b, "_etc");
+            break;
+        }
+        sb_printf(&b, "_%s", op);
+    }
+    const char *r = arena_strdup(arena, sb_str(&b));
+    sb_free(&b);
+    return r;
+}
+
+Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
     Plan *p = arena_alloc(arena, sizeof *p);
     p->g = g;
     p->path = "model";
     p->max_batch = max_batch;
     p->node_buf = arena_alloc(arena, sizeof(int) * (size_t)g->nnode);
+    Fusion *fu = fuse_graph(arena, g, fuse);
+    int *pos = util_calloc((size_t)fu->ngroup + 1, sizeof(int)); /* a group's place in the order */
+    for (int k = 0; k < fu->ngroup; k++) pos[fu->order[k]] = k;
     /* buffers: persistent ones first so they sit at the start of the arena */
     for (int id = 0; id < g->nnode; id++) {
         const Node *n = &g->node[id];
@@ -105,58 +125,83 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch) {
         else if (n->op == OP_INPUT)
             p->node_buf[id] = new_buffer(p, id, BUF_INPUT);
     }
-    for (int id = 0; id < g->nnode; id++) {
-        const Node *n = &g->node[id];
-        OpClass cls = op_info[n->op].cls;
-        if (cls == OC_LEAF) continue;
-        p->node_buf[id] = cls == OC_VIEW ? p->node_buf[n->in[0]] : new_buffer(p, id, BUF_TEMP);
+    bool *is_grad = util_calloc((size_t)g->nnode + 1, sizeof(bool));
+    for (int i = 0; i < g->nweight; i++)
+        if (g->weight[i].grad >= 0) is_grad[g->weight[i].grad] = true;
+    for (int i = 0; i < g->ninput; i++)
+        if (g->input[i].grad >= 0) is_grad[g->input[i].grad] = true;
+    for (int k = 0; k < fu->ngroup; k++) {
+        int gr = fu->order[k];
+        for (int m = 0; m < fu->nmember[gr]; m++) {
+            int id = fu->member[gr][m];
+            if (fu->stored[id]) p->node_buf[id] = new_buffer(p, id, is_grad[id] ? BUF_GRAD : BUF_TEMP);
+        }
     }
-    /* live ranges: to the last reader; outputs and gradients live to the end */
     for (int id = 0; id < g->nnode; id++)
+        if (op_info[g->node[id].op].cls == OC_VIEW) p->node_buf[id] = p->node_buf[g->node[id].in[0]];
+    /* live ranges, in positions of the kernel order: from the producing kernel to the last
+     * reader; outputs, gradients and update flags live to the end */
+    for (int i = 0; i < p->nbuf; i++) {
+        Buffer *b = &p->buf[i];
+        int gr = fu->group[b->node];
+        b->first = b->last = gr >= 0 ? pos[gr] : 0;
+    }
+    for (int id = 0; id < g->nnode; id++) {
+        int gr = fu->group[id];
+        if (gr < 0) continue;
         for (int i = 0; i < g->node[id].nin; i++) {
             int b = p->node_buf[g->node[id].in[i]];
-            if (b >= 0 && p->buf[b].last < id) p->buf[b].last = id;
+            if (b < 0 || p->buf[b].kind < BUF_GRAD) continue;
+            if (p->buf[b].last < pos[gr]) p->buf[b].last = pos[gr];
+            /* a forward value read by a backward or update kernel is a saved activation */
+            if (p->buf[b].kind == BUF_TEMP && g->node[p->buf[b].node].phase == PH_FORWARD && g->node[id].phase != PH_FORWARD)
+                p->buf[b].kind = BUF_SAVED;
         }
-    for (int i = 0; i < g->noutput; i++) p->buf[p->node_buf[g->output[i].node]].last = g->nnode;
-    for (int id = 0; id < g->nnode; id++) /* the gradient-finite flags */
-        if (op_info[g->node[id].op].cls == OC_UPDATE) p->buf[p->node_buf[id]].last = g->nnode;
-    for (int i = 0; i < g->nweight; i++)
-        if (g->weight[i].grad >= 0 && p->node_buf[g->weight[i].grad] >= 0)
-            p->buf[p->node_buf[g->weight[i].grad]].last = g->nnode;
-    for (int i = 0; i < g->ninput; i++)
-        if (g->input[i].grad >= 0 && p->node_buf[g->input[i].grad] >= 0)
-            p->buf[p->node_buf[g->input[i].grad]].last = g->nnode;
+    }
+    int end = fu->ngroup;
+    for (int i = 0; i < g->noutput; i++) p->buf[p->node_buf[g->output[i].node]].last = end;
+    for (int id = 0; id < g->nnode; id++)
+        if (is_grad[id] || op_info[g->node[id].op].cls == OC_UPDATE) p->buf[p->node_buf[id]].last = end;
     int64_t off = 0;
     for (int i = 0; i < p->nbuf; i++) {
         Buffer *b = &p->buf[i];
         p->bytes_by_kind[b->kind] += b->bytes;
-        if (b->kind == BUF_TEMP) continue;
+        if (b->kind >= BUF_GRAD) continue;
         b->offset = off;
         off += align_up(b->bytes);
+        p->peak_by_kind[b->kind] += b->bytes;
     }
     p->persistent_bytes = off;
     place_temporaries(p);
-    /* kernels */
-    int *node_kernel = util_calloc((size_t)g->nnode, sizeof(int));
-    for (int id = 0; id < g->nnode; id++) {
-        const Node *n = &g->node[id];
-        OpClass cls = op_info[n->op].cls;
-        node_kernel[id] = -1;
-        if (cls == OC_LEAF || cls == OC_VIEW) continue;
-        Kernel k = {.node = id, .op = n->op, .loc = n->loc};
-        k.name = arena_printf(g->arena, "k%d_%s", p->nkernel, op_info[n->op].name);
+    for (int t = 0; t <= end; t++) { /* the most of each kind live at once */
+        int64_t live[BUF_KINDS] = {0};
+        for (int i = 0; i < p->nbuf; i++)
+            if (p->buf[i].kind >= BUF_GRAD && p->buf[i].first <= t && t <= p->buf[i].last) live[p->buf[i].kind] += p->buf[i].bytes;
+        for (int kd = BUF_GRAD; kd < BUF_KINDS; kd++)
+            if (live[kd] > p->peak_by_kind[kd]) p->peak_by_kind[kd] = live[kd];
+    }
+    /* kernels, one per group, in order */
+    unsigned char *progs = util_calloc((size_t)g->nnode + 1, 1);
+    fuse_program_masks(g, progs);
+    for (int pr = 0; pr < PROG_COUNT; pr++) p->prog[pr].kernel = arena_alloc(arena, sizeof(int) * (size_t)(fu->ngroup + 1));
+    for (int k = 0; k < fu->ngroup; k++) {
+        int gr = fu->order[k];
+        const int *mem = fu->member[gr];
+        int nm = fu->nmember[gr], last = mem[nm - 1];
+        const Node *n = &g->node[last];
         ARENA_GROW(arena, p->kernel, p->nkernel, p->capkernel);
-        p->kernel[p->nkernel] = k;
         Kernel *kp = &p->kernel[p->nkernel];
+        *kp = (Kernel){.node = last, .op = n->op, .loc = n->loc, .member = mem, .nmember = nm};
+        kp->name = kernel_name(arena, g, p->nkernel, mem, nm);
         KBuilder kb = {.plan = p, .k = kp};
-        if (cls == OC_GEMM) {
+        if (op_info[n->op].cls == OC_GEMM) {
             const Node *a = &g->node[n->in[0]], *bn = &g->node[n->in[1]];
             kp->kind = K_GEMM;
             kp->ta = n->attr[0] != 0;
             kp->tb = n->attr[1] != 0;
             kb_arg(&kb, p->node_buf[n->in[0]], true, false);
             kb_arg(&kb, p->node_buf[n->in[1]], true, false);
-            kb_arg(&kb, p->node_buf[id], false, true);
+            kb_arg(&kb, p->node_buf[last], false, true);
             /* a matrix operand: batched [B,k] is (B x k); unbatched [r,c] is (r x c) */
             KDim ar = a->shape.batched ? (KDim){0, true} : (KDim){a->shape.dim[0], false};
             KDim ac = {a->shape.batched ? shape_numel(a->shape) : a->shape.dim[1], false};
@@ -167,32 +212,17 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch) {
             kp->n = kp->tb ? br : bc;
         } else {
             kp->kind = K_LOOP;
-            opk_build(&kb, id);
+            opk_build_group(&kb, mem, nm, fu->stored);
             kp->cuda = cuda_launch(kp);
             int64_t ws = (int64_t)kp->cuda.nsum * kp->cuda.max_blocks;
             if (ws > p->cuda_workspace) p->cuda_workspace = ws;
         }
-        node_kernel[id] = p->nkernel++;
+        for (int pr = 0; pr < PROG_COUNT; pr++)
+            if (progs[last] & (1 << pr)) p->prog[pr].kernel[p->prog[pr].nkernel++] = p->nkernel;
+        p->nkernel++;
     }
-    /* programs */
-    bool *mask = util_calloc((size_t)g->nnode, sizeof(bool));
-    for (int pr = 0; pr < PROG_COUNT; pr++) {
-        memset(mask, 0, (size_t)g->nnode);
-        if (pr == PROG_EVAL) {
-            for (int i = 0; i < g->noutput; i++) need(g, mask, g->output[i].node);
-        } else if (pr == PROG_GRAD) {
-            need(g, mask, g->loss);
-            for (int i = 0; i < g->nweight; i++) need(g, mask, g->weight[i].grad);
-            for (int i = 0; i < g->ninput; i++) need(g, mask, g->input[i].grad);
-        } else {
-            for (int id = 0; id < g->nnode; id++) mask[id] = op_info[g->node[id].op].cls == OC_UPDATE;
-        }
-        ProgramPlan *pp = &p->prog[pr];
-        pp->kernel = arena_alloc(arena, sizeof(int) * (size_t)(p->nkernel + 1));
-        for (int id = 0; id < g->nnode; id++)
-            if (mask[id] && node_kernel[id] >= 0) pp->kernel[pp->nkernel++] = node_kernel[id];
-    }
-    free(mask);
-    free(node_kernel);
+    free(progs);
+    free(is_grad);
+    free(pos);
     return p;
 }

@@ -166,12 +166,16 @@ const char *cuda_sum_name(char *buf, size_t n, const Kernel *k) {
 
 static void render_kernel(StrBuf *b, const Plan *p, const Kernel *k, const char *path) {
     const Graph *g = p->g;
-    const Node *n = &g->node[k->node];
     static const char *const sched[] = {"a thread per element", "a thread per column", "a thread per row"};
     NNC_ASSERT(k->narg <= CUDA_MAX_ARGS);
-    sb_printf(b, "/* %s: %s", k->name, op_info[k->op].name);
-    if (n->loc.line > 0) sb_printf(b, " at %s:%d:%d", path, n->loc.line, n->loc.col);
-    if (n->name) sb_printf(b, " (layer %s)", n->name);
+    sb_printf(b, "/* %s:", k->name);
+    for (int m = 0; m < k->nmember; m++) { /* each op it computes, with the model line it came from */
+        const Node *n = &g->node[k->member[m]];
+        sb_printf(b, "%s %s", m ? "," : "", op_info[n->op].name);
+        if (n->loc.line > 0) sb_printf(b, " at %s:%d:%d", path, n->loc.line, n->loc.col);
+        if (n->name) sb_printf(b, " (layer %s)", n->name);
+        if (n->remat_of >= 0) sb_puts(b, " (recomputed)");
+    }
     sb_printf(b, "\n * %s x %lld; %s, %d per block, at most %d blocks%s */\n", k->rows_batch ? "B" : "1",
               (long long)k->cols, sched[k->cuda.sched], k->cuda.threads, k->cuda.max_blocks,
               k->cuda.nsum ? "; one partial sum per block" : "");

@@ -84,15 +84,10 @@ void summary_print(StrBuf *b, const Compilation *c) {
     }
     const Plan *p = c->plan;
     if (p) {
-        static const char *const kn[] = {"weights", "optimiser state", "inputs"};
         human_bytes(by, sizeof by, (double)p->arena_bytes);
-        sb_printf(b, "memory plan (batch %lld): arena %s =", (long long)p->max_batch, by);
-        for (int k = 0; k < 3; k++) {
-            human_bytes(by, sizeof by, (double)p->bytes_by_kind[k]);
-            sb_printf(b, " %s %s +", kn[k], by);
-        }
-        human_bytes(by, sizeof by, (double)(p->arena_bytes - p->persistent_bytes));
-        sb_printf(b, " temporaries %s\n", by);
+        sb_printf(b, "memory plan (batch %lld): one arena of %s\n  ", (long long)p->max_batch, by);
+        plan_print_memory(b, p, "\n  ");
+        sb_putc(b, '\n');
         sb_printf(b, "kernels per training step: %d (gradient %d, update %d); per evaluation batch: %d\n",
                   p->prog[PROG_GRAD].nkernel + p->prog[PROG_UPDATE].nkernel, p->prog[PROG_GRAD].nkernel,
                   p->prog[PROG_UPDATE].nkernel, p->prog[PROG_EVAL].nkernel);

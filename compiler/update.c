@@ -1,7 +1,8 @@
 /* update.c: appends the optimiser step to a differentiated graph: one update node per trained
  * weight (sgd, sgd_momentum, adam), with optimiser state weights named after the weight
  * (h1.weight.momentum, h1.weight.adam_m, h1.weight.adam_v) and run-time scalar slots for the
- * learning rate and Adam's bias corrections, which the runtime sets before every step. */
+ * learning rate and Adam's bias corrections, which the runtime sets before every step.  A
+ * weight with an L1 penalty applied proximally (a gate) gets the threshold lr * lambda. */
 #include "lower.h"
 
 static int state(Graph *g, const Weight *w, int wi, const char *suffix) {
@@ -25,18 +26,18 @@ void update_graph(Graph *g, const OptSpec *opt) {
                 bc2 = ir_scalar(g, "adam_bc2_sqrt", SC_ADAM_BC2_SQRT, 1.0, opt->loc);
             }
         }
-        int in[7] = {w.node, w.grad};
+        int in[8] = {w.node, w.grad};
         Op op;
         int nin;
         if (opt->kind == OPT_SGD && opt->momentum == 0) {
             op = OP_SGD;
             in[2] = lr;
-            nin = 3;
+            nin = 4;
         } else if (opt->kind == OPT_SGD) {
             op = OP_SGD_MOMENTUM;
             in[2] = state(g, &w, wi, "momentum");
             in[3] = lr;
-            nin = 4;
+            nin = 5;
         } else {
             op = OP_ADAM;
             in[2] = state(g, &w, wi, "adam_m");
@@ -44,8 +45,9 @@ void update_graph(Graph *g, const OptSpec *opt) {
             in[4] = lr;
             in[5] = step;
             in[6] = bc2;
-            nin = 7;
+            nin = 8;
         }
+        in[nin - 1] = w.prox >= 0 ? ir_add2(g, OP_MUL, shape_scalar(), lr, w.prox, w.loc) : ir_const(g, 0, w.loc);
         int id = ir_add(g, op, DT_F32, shape_scalar(), in, nin, w.loc);
         Node *n = &g->node[id];
         n->name = w.name;

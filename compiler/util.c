@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 void util_bug(const char *file, int line, const char *fmt, ...) {
     va_list ap;
@@ -187,6 +189,21 @@ char *util_read_file(const char *path, size_t *len) {
     b.s[b.len] = 0;
     if (len) *len = b.len;
     return b.s;
+}
+
+int64_t util_rss_bytes(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    fclose(f);
+    return (int64_t)resident * sysconf(_SC_PAGESIZE);
+}
+
+int64_t util_peak_rss_bytes(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (int64_t)ru.ru_maxrss * 1024;
 }
 
 double util_now(void) {

@@ -80,4 +80,8 @@ char *util_read_file(const char *path, size_t *len);
 /* Monotonic clock in seconds. */
 double util_now(void);
 
+/* This process's resident memory now, and its peak so far, in bytes. */
+int64_t util_rss_bytes(void);
+int64_t util_peak_rss_bytes(void);
+
 #endif

@@ -163,8 +163,9 @@ int data_load_idx(const char *images, const char *labels, const DataExpect *ex, 
         }
     out->n = im.count;
     out->nfeat = im.recsize;
-    out->u8 = util_realloc(NULL, (size_t)(im.count * im.recsize));
-    memcpy(out->u8, im.data, (size_t)(im.count * im.recsize));
+    out->u8 = (uint8_t *)im.data; /* the pixels stay where the file was decompressed */
+    out->owned = im.raw;
+    im.raw = NULL;
     out->scale = 1.0f / 255.0f;
     out->target_class = true;
     out->ntarget = 1;
@@ -380,7 +381,8 @@ done:
 }
 
 void data_free(Dataset *d) {
-    free(d->u8);
+    if (!d->owned) free(d->u8);
+    free(d->owned);
     free(d->f32);
     free(d->label);
     free(d->target);

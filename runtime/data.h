@@ -23,7 +23,8 @@ typedef struct {
 typedef struct {
     int64_t n;      /* samples */
     int64_t nfeat;
-    uint8_t *u8;    /* n * nfeat, or NULL */
+    uint8_t *u8;    /* n * nfeat, or NULL (may point into `owned`) */
+    void *owned;    /* a buffer to free with the data set */
     float *f32;     /* n * nfeat, or NULL */
     float scale;    /* u8 value * scale */
     bool target_class;

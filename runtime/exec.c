@@ -13,6 +13,7 @@ int exec_new(Exec *e, const Plan *plan, const char *device, FILE *note, char *er
     e->dev = device_open(device ? device : "cpu", plan, note, err, nerr);
     if (!e->dev) return -1;
     e->compile_s = util_now() - t0;
+    e->baseline_rss = util_rss_bytes();
     size_t bytes = (size_t)((plan->arena_bytes + 63) / 64 * 64);
     e->arena = e->dev->alloc(e->dev, bytes ? bytes : 64);
     e->scalars = util_calloc((size_t)e->g->nscalar + 1, sizeof(float));

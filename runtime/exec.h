@@ -22,6 +22,7 @@ typedef struct {
     float *scalars_dev; /* the device's copy (the same pointer on host-memory devices) */
     void ***args;       /* per kernel: device addresses of its arguments */
     double compile_s;
+    int64_t baseline_rss; /* resident bytes before the arena: the runtime's own fixed cost */
 } Exec;
 
 /* Compiles for `device` ("cpu", "cuda", "cuda-emu", "auto"; NULL is "cpu") and allocates a

@@ -3,7 +3,8 @@
  * sample whose +-h perturbation moves any input of a kinked op (relu, leaky_relu, prelu, l1)
  * across 0 measures a different one-sided slope; such samples are detected and replaced.
  * A difference quotient is trusted to 1e-6 relative plus its own rounding, a few ulps of the
- * loss divided by h.  The optimiser step is compared from the same (the backend's) gradients:
+ * loss divided by h.  A weight with a proximal L1 penalty (a gate) has the penalty's slope,
+ * lambda sign(w), taken out of the quotient: the optimiser applies it, not the gradient.  The optimiser step is compared from the same (the backend's) gradients:
  * Adam moves a weight by about lr whatever the size of its gradient, so near-zero gradients
  * rounded differently would otherwise dominate. */
 #include "gradcheck.h"
@@ -163,6 +164,7 @@ int gradcheck_run(const Model *m, Exec *ex, const GradcheckOptions *o) {
                 continue;
             }
             double fd = (lp - lm) / (2 * h);
+            if (wt->prox >= 0) fd -= ref->val[wt->prox][0] * (v > 0 ? 1 : v < 0 ? -1 : 0);
             double tol = 1e-6 * fabs(an[i]) + 16 * DBL_EPSILON * fmax(1.0, fabs(loss0)) / h;
             fd_err = fmax(fd_err, fabs(fd - an[i]) / tol); /* in units of the tolerance */
             done++;

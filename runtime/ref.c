@@ -158,6 +158,12 @@ static void row_op(RefState *r, const Node *n, double *out) {
     if (n->op == OP_ACCURACY) out[0] = total;
 }
 
+/* The proximal step of an L1 penalty with threshold t. */
+static double shrink(double p, double t) {
+    double rest = fabs(p) - t;
+    return rest > 0 ? (p > 0 ? rest : -rest) : 0;
+}
+
 static void update(RefState *r, const Node *n, double *flag) {
     const Graph *g = r->g;
     double *p = r->val[n->in[0]];
@@ -165,6 +171,8 @@ static void update(RefState *r, const Node *n, double *flag) {
     int64_t N = shape_numel(g->node[n->in[0]].shape);
     flag[0] = 0;
     for (int64_t i = 0; i < N; i++) flag[0] += gr[i] - gr[i];
+    double t = r->val[n->in[n->nin - 1]][0];
+    bool prox = !(r->g->node[n->in[n->nin - 1]].op == OP_CONST && t == 0);
     if (n->op == OP_SGD || n->op == OP_SGD_MOMENTUM) {
         double mom = n->attr[0], wd = n->attr[2];
         double lr = r->val[n->in[n->op == OP_SGD ? 2 : 3]][0];
@@ -176,6 +184,7 @@ static void update(RefState *r, const Node *n, double *flag) {
                 d = n->attr[1] != 0 ? d + mom * buf[i] : buf[i];
             }
             p[i] -= lr * d;
+            if (prox) p[i] = shrink(p[i], t);
         }
         return;
     }
@@ -193,6 +202,7 @@ static void update(RefState *r, const Node *n, double *flag) {
         m[i] = b1 * m[i] + (1 - b1) * d;
         v[i] = b2 * v[i] + (1 - b2) * d * d;
         p[i] -= step * m[i] / (sqrt(v[i]) / bc2 + eps);
+        if (prox) p[i] = shrink(p[i], t);
     }
 }
 

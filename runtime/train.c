@@ -437,6 +437,16 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     }
     res->steps = step;
     res->seconds = util_now() - t0;
+    {   /* what the memory plan promised against what the process used */
+        double mib = 1 << 20, data_bytes = (double)(data.train.n + data.test.n) * (double)data.expect.nfeat *
+                                                (data.train.u8 ? 1 : 4);
+        double expected = (double)plan->arena_bytes + data_bytes + (double)ex->baseline_rss;
+        double peak = (double)util_peak_rss_bytes();
+        res->peak_rss = peak;
+        res->expected_rss = expected;
+        fprintf(out, "memory: peak RSS %.0f MiB = %.2f x (plan %.1f MiB + data %.1f MiB + runtime baseline %.1f MiB)\n",
+                peak / mib, peak / expected, (double)plan->arena_bytes / mib, data_bytes / mib, (double)ex->baseline_rss / mib);
+    }
     res->samples_per_s = train_time > 0 ? (double)(n_train * res->epochs) / train_time : 0;
     if (metrics) fclose(metrics);
     free(order);

@@ -28,6 +28,7 @@ typedef struct {
     double test_loss, test_metric[8]; /* the graph's outputs 1.. (metrics), on the test split */
     double valid_loss;
     double samples_per_s, seconds;
+    double peak_rss, expected_rss; /* bytes: measured, and plan + data + runtime baseline */
 } TrainResult;
 
 /* 0 on success; 1 after reporting an error in the data or a non-finite value. */

@@ -54,12 +54,12 @@ emit_deterministic)
   done ;;
 emit_vectorised)
   run 0 emit --llvm models/fashion_mlp.nn
-  has "$out" "@nnc_kernels = local_unnamed_addr constant"; has "$out" "<16 x float>"; has "$out" "define internal void @k1_bias_add_entry(ptr" ;;
+  has "$out" "@nnc_kernels = local_unnamed_addr constant"; has "$out" "<16 x float>"; has "$out" "define internal void @k1_bias_add_relu_entry(ptr" ;;
 emit_unknown)    run 2 emit --cobol models/fashion_mlp.nn; has "$err" "emit needs one of" ;;
 emit_cuda)
   run 0 emit --cuda models/fashion_gated.nn
-  has "$out" "NNC_KERNEL void k3_gate(long long rows, const float *__restrict__ scalars, NncArgs args)"
-  has "$out" "/* k3_gate: gate at models/fashion_gated.nn:11:51 (layer h1)"
+  has "$out" "NNC_KERNEL void k1_bias_add_relu_gate(long long rows, const float *__restrict__ scalars, NncArgs args)"
+  has "$out" "/* k1_bias_add_relu_gate: bias_add at models/fashion_gated.nn:11:28 (layer h1), relu at models/fashion_gated.nn:11:43, gate at models/fashion_gated.nn:11:51 (layer h1)"
   has "$out" "a thread per element, 256 per block, at most 1024 blocks" ;;
 emit_ptx)
   "$nnc" emit --ptx models/fashion_mlp.nn --arch sm_80 > "$out" 2> "$err"
@@ -67,7 +67,7 @@ emit_ptx)
     if grep -q "NVRTC is not available" "$err"; then echo "skipped: no NVRTC"; exit 77; fi
     cat "$err"; exit 1
   fi
-  has "$out" ".target sm_80"; has "$out" ".entry k2_relu(" ;;
+  has "$out" ".target sm_80"; has "$out" ".entry k1_bias_add_relu(" ;;
 device_cuda_missing)
   "$nnc" train models/fashion_mlp.nn --device cuda --set epochs=1 --out "$tmp/run" > "$out" 2> "$err"
   rc=$?

@@ -63,7 +63,7 @@ int main(void) {
         g->loss = ir_add1(g, OP_SUM, shape_scalar(), y, NOLOC);
         ir_add_output(g, "y", y, AGG_MEAN);
         g->nforward = g->nnode;
-        Plan *plan = plan_graph(arena, g, 1);
+        Plan *plan = plan_graph(arena, g, 1, true);
         Exec ex, emu;
         char err[1024];
         if (exec_new(&ex, plan, "cpu", NULL, err, sizeof err) || exec_new(&emu, plan, "cuda-emu", NULL, err, sizeof err)) {

@@ -8,7 +8,9 @@
  *     on a device other than the CPU, with what the CPU's kernel wrote (to float rounding).
  *  3. Coverage: every op of ops.def must have been compared by (2), and every differentiable
  *     op checked by (1); a new op without a case fails this test.
- * Usage: test_ops [--device cpu|cuda-emu|cuda] [CASE-NAME-SUBSTRING]
+ * Usage: test_ops [--device cpu|cuda-emu|cuda] [--fuse] [CASE-NAME-SUBSTRING]
+ * By default every op is its own kernel, so every value is checked; with --fuse the fusion
+ * pass groups them and the values kernels store are checked (no coverage check then).
  * On a device other than the CPU the finite-difference half is skipped (it runs on the
  * reference alone); with --device cuda and no GPU the test exits 77, CTest's skip. */
 #include <math.h>
@@ -27,6 +29,7 @@ static const SrcLoc NOLOC = {0};
 static bool compared[OP_COUNT], fd_checked[OP_COUNT];
 static int failures;
 static const char *device = "cpu";
+static bool fuse; /* --fuse: kernels as the fusion pass groups them (only stored values compared) */
 
 /* ---- graph building helpers ---- */
 
@@ -120,6 +123,17 @@ static int c_net(Graph *g) {
 }
 
 #define FWD(name, f) {name, f, (OptKind)-1, 0, 0, false}
+/* the same network whose gate is shrunk by a proximal L1 step after each update (the penalty
+ * itself is left out of the loss, so finite differences see what autodiff differentiates) */
+static int c_net_prox(Graph *g) {
+    int x = X(N), lab = in_lab(g, C);
+    int gate = w_vec(g, "g", C);
+    int h = op2(g, OP_BIAS_ADD, shape_vec(C, true), matmul(g, x, w_mat(g, "w", C, N), false, true), w_vec(g, "b", C));
+    h = op2(g, OP_GATE, shape_vec(C, true), op1(g, OP_RELU, h, 0), gate);
+    g->weight[g->node[gate].ref].prox = ir_const(g, 8.0, NOLOC); /* lr 0.05: shrinks by 0.4 */
+    return op2(g, OP_CROSS_ENTROPY, shape_scalar(), h, lab);
+}
+
 static const Case cases[] = {
     FWD("add", c_add), FWD("sub", c_sub), FWD("mul", c_mul), FWD("div", c_div),
     FWD("add_scalar", c_add_scalar), FWD("sub_scalar", c_sub_scalar), FWD("mul_scalar", c_mul_scalar),
@@ -135,6 +149,7 @@ static const Case cases[] = {
     {"net_momentum", c_net, OPT_SGD, 0.9, 0, false}, {"net_nesterov_wd", c_net, OPT_SGD, 0.9, 0.01, true},
     {"net_adam", c_net, OPT_ADAM, 0, 0, false}, {"net_adam_wd", c_net, OPT_ADAM, 0, 0.01, false},
     {"net_adamw", c_net, OPT_ADAMW, 0, 0.01, false},
+    {"net_prox_sgd", c_net_prox, OPT_SGD, 0.9, 0, false}, {"net_prox_adam", c_net_prox, OPT_ADAM, 0, 0, false},
 };
 
 /* ---- values ---- */
@@ -329,7 +344,7 @@ static int run_on(const char *dev, const Plan *plan, Cmp *c, double **leaf0) {
 }
 
 static void check_backend(const Case *cs, RefState *ref, double **leaf0) {
-    const Plan *plan = plan_graph(ref->g->arena, ref->g, ROWS);
+    const Plan *plan = plan_graph(ref->g->arena, ref->g, ROWS, fuse);
     Cmp c = {.cs = cs, .ref = ref};
     if (strcmp(device, "cpu")) { /* first what the CPU writes, for comparing with */
         c.cpu_out = util_calloc((size_t)plan->nkernel * ARG_SLOTS, sizeof(float *));
@@ -416,6 +431,8 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc)
             device = argv[++i];
+        else if (!strcmp(argv[i], "--fuse"))
+            fuse = true;
         else
             only = argv[i];
     }
@@ -426,7 +443,7 @@ int main(int argc, char **argv) {
         int x = ir_input(g, "x", false, false, 0, shape_vec(1, true), NOLOC);
         g->loss = ir_add1(g, OP_SUM, shape_scalar(), x, NOLOC);
         g->nforward = g->nnode;
-        Device *d = device_open("cuda", plan_graph(a, g, 1), NULL, err, sizeof err);
+        Device *d = device_open("cuda", plan_graph(a, g, 1, false), NULL, err, sizeof err);
         arena_free(a);
         if (!d) {
             printf("skipped: %s\n", err);
@@ -442,7 +459,7 @@ int main(int argc, char **argv) {
         printf("%s %s\n", failures == before ? "ok  " : "FAIL", cases[i].name);
         ran++;
     }
-    if (!only) {
+    if (!only && !fuse) {
         for (int op = 0; op < OP_COUNT; op++) {
             if (op_info[op].cls == OC_LEAF) continue;
             if (!compared[op]) {

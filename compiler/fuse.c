@@ -1,0 +1,286 @@
+/* fuse.c: the fusion pass.  Groups the graph's computing nodes into kernels: a group becomes
+ * one loop kernel over one domain (rows x cols), computing its members' values in registers
+ * and storing only those needed outside it.  Runs after autodiff and update, before plan.c,
+ * which builds one kernel per group in the order chosen here.
+ *
+ * Two merges, applied greedily in a fixed order so that the result is deterministic:
+ *   producer into consumer  an elementwise node joins the group that reads it: elementwise
+ *                           chains, bias + activation + gate, the elementwise work that feeds
+ *                           a column sum or a row reduction (its value is stored as well when
+ *                           other kernels need it too);
+ *   siblings                two groups over the same domain that read a common buffer, such as
+ *                           a layer's backward kernel and the recomputation of its output.
+ * A merge is allowed only when both sides have the same domain and are needed by the same
+ * programs (grad, update, eval), the group graph stays acyclic, no member reads a reduction
+ * of its own group, a group does not hold both row reductions and column sums (they want
+ * different GPU schedules), and the kernel needs at most MAX_BUFFERS buffers.
+ * Matrix products (BLAS) and optimiser updates stay kernels of their own. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel.h"
+
+enum { MAX_BUFFERS = 15 }; /* render_cuda.h's CUDA_MAX_ARGS */
+
+typedef struct {
+    const Graph *g;
+    int n;
+    int *parent;    /* union-find over nodes; -1 for nodes in no group */
+    int *useoff, *users; /* CSR lists of each node's users */
+    unsigned char *progs;
+    bool *output;   /* must be stored whatever the grouping */
+    int *mark;      /* scratch for searches */
+    int stamp;
+} Fuser;
+
+static bool fusable(OpClass c) { return c == OC_MAP || c == OC_COLSUM || c == OC_SUM || c == OC_ROW; }
+
+/* The domain a node's kernel loops over. */
+static void domain(const Graph *g, int id, bool *batched, int64_t *cols) {
+    const Node *n = &g->node[id];
+    Shape s = n->shape;
+    if (op_info[n->op].cls == OC_COLSUM || op_info[n->op].cls == OC_SUM) s = g->node[n->in[0]].shape;
+    if (op_info[n->op].cls == OC_ROW) s = g->node[n->in[n->op == OP_CROSS_ENTROPY_GRAD ? 1 : 0]].shape;
+    *batched = s.batched;
+    *cols = shape_numel(s);
+}
+
+static int find(Fuser *f, int x) {
+    while (f->parent[x] != x) x = f->parent[x] = f->parent[f->parent[x]];
+    return x;
+}
+
+/* The group that produces node x's value (views are their source), or -1. */
+static int producer(Fuser *f, int x) {
+    while (op_info[f->g->node[x].op].cls == OC_VIEW) x = f->g->node[x].in[0];
+    return f->parent[x] < 0 ? -1 : find(f, x);
+}
+
+/* Is group `to` reachable from group `from` through at least one other group? */
+static bool reaches(Fuser *f, int from, int to) {
+    int *stack = util_calloc((size_t)f->n + 1, sizeof(int)), sp = 0;
+    f->stamp++;
+    bool found = false;
+    for (int x = 0; x < f->n; x++) /* the groups `from` feeds, other than `to` */
+        if (f->parent[x] >= 0 && find(f, x) == from)
+            for (int u = f->useoff[x]; u < f->useoff[x + 1]; u++) {
+                int gu = producer(f, f->users[u]);
+                if (gu >= 0 && gu != from && gu != to && f->mark[gu] != f->stamp) {
+                    f->mark[gu] = f->stamp;
+                    stack[sp++] = gu;
+                }
+            }
+    while (sp > 0 && !found) {
+        int gr = stack[--sp];
+        for (int x = 0; x < f->n && !found; x++) {
+            if (f->parent[x] < 0 || find(f, x) != gr) continue;
+            for (int u = f->useoff[x]; u < f->useoff[x + 1]; u++) {
+                int gu = producer(f, f->users[u]);
+                if (gu == to) {
+                    found = true;
+                    break;
+                }
+                if (gu >= 0 && gu != gr && f->mark[gu] != f->stamp) {
+                    f->mark[gu] = f->stamp;
+                    stack[sp++] = gu;
+                }
+            }
+        }
+    }
+    free(stack);
+    return found;
+}
+
+/* May groups a and b become one kernel? */
+static bool can_merge(Fuser *f, int a, int b) {
+    const Graph *g = f->g;
+    bool ba = false, bb = false;
+    int64_t ca = 0, cb = 0;
+    domain(g, a, &ba, &ca);
+    domain(g, b, &bb, &cb);
+    if (ba != bb || ca != cb || f->progs[a] != f->progs[b] || g->node[a].phase != g->node[b].phase) return false;
+    bool row = false, colsum = false;
+    int nbuf = 0;
+    int *bufs = util_calloc((size_t)f->n + 1, sizeof(int));
+    bool ok = true;
+    for (int x = 0; x < f->n && ok; x++) {
+        if (f->parent[x] < 0) continue;
+        int gx = find(f, x);
+        if (gx != a && gx != b) continue;
+        const Node *n = &g->node[x];
+        row |= op_info[n->op].cls == OC_ROW;
+        colsum |= op_info[n->op].cls == OC_COLSUM;
+        for (int i = 0; i < n->nin && ok; i++) {
+            int in = n->in[i], pin = producer(f, in);
+            if ((pin == a || pin == b) && op_info[g->node[in].op].cls != OC_MAP) ok = false; /* a reduction of its own group */
+            const Node *src = &g->node[in];
+            if (src->op == OP_CONST || src->op == OP_PARAM || pin == a || pin == b) continue;
+            int root = in;
+            while (op_info[g->node[root].op].cls == OC_VIEW) root = g->node[root].in[0];
+            bool seen = false;
+            for (int k = 0; k < nbuf; k++) seen |= bufs[k] == root;
+            if (!seen) bufs[nbuf++] = root;
+        }
+        bool stored = f->output[x] || op_info[n->op].cls != OC_MAP;
+        for (int u = f->useoff[x]; u < f->useoff[x + 1] && !stored; u++) {
+            int gu = producer(f, f->users[u]);
+            stored = gu != a && gu != b;
+        }
+        if (stored) bufs[nbuf++] = -1 - x;
+    }
+    free(bufs);
+    if (!ok || (row && colsum) || nbuf > MAX_BUFFERS) return false;
+    return !reaches(f, a, b) && !reaches(f, b, a);
+}
+
+static void merge(Fuser *f, int a, int b) {
+    /* the smaller id stays the root, so that domain() and the checks see a real member */
+    if (a < b)
+        f->parent[b] = a;
+    else
+        f->parent[a] = b;
+}
+
+/* Which programs need each node (bit PROG_GRAD, PROG_UPDATE, PROG_EVAL). */
+static void need(const Graph *g, unsigned char *progs, int node, int bit) {
+    if (node < 0 || (progs[node] & bit)) return;
+    progs[node] |= (unsigned char)bit;
+    for (int i = 0; i < g->node[node].nin; i++) need(g, progs, g->node[node].in[i], bit);
+}
+
+void fuse_program_masks(const Graph *g, unsigned char *progs) {
+    memset(progs, 0, (size_t)g->nnode);
+    for (int i = 0; i < g->noutput; i++) need(g, progs, g->output[i].node, 1 << PROG_EVAL);
+    need(g, progs, g->loss, 1 << PROG_GRAD);
+    for (int i = 0; i < g->nweight; i++) need(g, progs, g->weight[i].grad, 1 << PROG_GRAD);
+    for (int i = 0; i < g->ninput; i++) need(g, progs, g->input[i].grad, 1 << PROG_GRAD);
+    unsigned char *upd = util_calloc((size_t)g->nnode, 1);
+    for (int id = 0; id < g->nnode; id++)
+        if (op_info[g->node[id].op].cls == OC_UPDATE) need(g, upd, id, 1 << PROG_UPDATE);
+    for (int id = 0; id < g->nnode; id++) /* what the gradient program computed already */
+        if (!(progs[id] & (1 << PROG_GRAD))) progs[id] |= upd[id];
+    free(upd);
+}
+
+Fusion *fuse_graph(Arena *arena, const Graph *g, bool enabled) {
+    Fuser f = {.g = g, .n = g->nnode};
+    f.parent = util_calloc((size_t)f.n + 1, sizeof(int));
+    f.progs = util_calloc((size_t)f.n + 1, 1);
+    f.output = util_calloc((size_t)f.n + 1, sizeof(bool));
+    f.mark = util_calloc((size_t)f.n + 1, sizeof(int));
+    f.useoff = util_calloc((size_t)f.n + 2, sizeof(int));
+    fuse_program_masks(g, f.progs);
+    for (int id = 0; id < f.n; id++) {
+        OpClass c = op_info[g->node[id].op].cls;
+        f.parent[id] = c == OC_LEAF || c == OC_VIEW ? -1 : id;
+        for (int i = 0; i < g->node[id].nin; i++) f.useoff[g->node[id].in[i] + 1]++;
+    }
+    for (int id = 0; id < f.n; id++) f.useoff[id + 1] += f.useoff[id];
+    f.users = util_calloc((size_t)f.useoff[f.n] + 1, sizeof(int));
+    int *fill = util_calloc((size_t)f.n + 1, sizeof(int));
+    for (int id = 0; id < f.n; id++)
+        for (int i = 0; i < g->node[id].nin; i++) {
+            int in = g->node[id].in[i];
+            f.users[f.useoff[in] + fill[in]++] = id;
+        }
+    free(fill);
+    for (int i = 0; i < g->noutput; i++) f.output[g->output[i].node] = true;
+    for (int i = 0; i < g->nweight; i++)
+        if (g->weight[i].grad >= 0) f.output[g->weight[i].grad] = true;
+    for (int i = 0; i < g->ninput; i++)
+        if (g->input[i].grad >= 0) f.output[g->input[i].grad] = true;
+
+    if (enabled) {
+        /* producer into consumer, consumers first */
+        for (int c = f.n - 1; c >= 0; c--) {
+            if (f.parent[c] < 0 || !fusable(op_info[g->node[c].op].cls)) continue;
+            for (int i = 0; i < g->node[c].nin; i++) {
+                int p = g->node[c].in[i];
+                if (f.parent[p] < 0 || op_info[g->node[p].op].cls != OC_MAP) continue;
+                int gp = find(&f, p), gc = find(&f, c);
+                if (gp != gc && can_merge(&f, gp, gc)) merge(&f, gp, gc);
+            }
+        }
+        /* siblings over the same domain reading a common buffer */
+        for (int x = 0; x < f.n; x++)
+            for (int u = f.useoff[x]; u < f.useoff[x + 1]; u++)
+                for (int v = u + 1; v < f.useoff[x + 1]; v++) {
+                    int a = f.users[u], b = f.users[v];
+                    if (f.parent[a] < 0 || f.parent[b] < 0) continue;
+                    if (!fusable(op_info[g->node[a].op].cls) || !fusable(op_info[g->node[b].op].cls)) continue;
+                    int ga = find(&f, a), gb = find(&f, b);
+                    if (ga != gb && can_merge(&f, ga, gb)) merge(&f, ga, gb);
+                }
+    }
+
+    /* groups, numbered by their first member */
+    Fusion *fu = arena_alloc(arena, sizeof *fu);
+    fu->group = arena_alloc(arena, sizeof(int) * (size_t)(f.n + 1));
+    int *gid = util_calloc((size_t)f.n + 1, sizeof(int));
+    for (int x = 0; x < f.n; x++) gid[x] = -1;
+    for (int x = 0; x < f.n; x++) {
+        fu->group[x] = -1;
+        if (f.parent[x] < 0) continue;
+        int r = find(&f, x);
+        if (gid[r] < 0) gid[r] = fu->ngroup++;
+        fu->group[x] = gid[r];
+    }
+    fu->nmember = arena_alloc(arena, sizeof(int) * (size_t)(fu->ngroup + 1));
+    fu->member = arena_alloc(arena, sizeof(int *) * (size_t)(fu->ngroup + 1));
+    for (int x = 0; x < f.n; x++)
+        if (fu->group[x] >= 0) fu->nmember[fu->group[x]]++;
+    for (int k = 0; k < fu->ngroup; k++) {
+        fu->member[k] = arena_alloc(arena, sizeof(int) * (size_t)fu->nmember[k]);
+        fu->nmember[k] = 0;
+    }
+    for (int x = 0; x < f.n; x++)
+        if (fu->group[x] >= 0) fu->member[fu->group[x]][fu->nmember[fu->group[x]]++] = x;
+    fu->stored = arena_alloc(arena, sizeof(bool) * (size_t)(f.n + 1));
+    for (int x = 0; x < f.n; x++) {
+        if (fu->group[x] < 0) continue;
+        bool stored = f.output[x] || op_info[g->node[x].op].cls != OC_MAP;
+        for (int u = f.useoff[x]; u < f.useoff[x + 1] && !stored; u++) {
+            int y = f.users[u]; /* a view's reader reads memory */
+            stored = op_info[g->node[y].op].cls == OC_VIEW || fu->group[y] != fu->group[x];
+        }
+        fu->stored[x] = stored;
+    }
+    /* execution order: a topological order of the groups, earliest first member first */
+    fu->order = arena_alloc(arena, sizeof(int) * (size_t)(fu->ngroup + 1));
+    int *indeg = util_calloc((size_t)fu->ngroup + 1, sizeof(int));
+    bool *edge = util_calloc((size_t)fu->ngroup * (size_t)fu->ngroup + 1, sizeof(bool));
+    for (int x = 0; x < f.n; x++) {
+        if (fu->group[x] < 0) continue;
+        for (int i = 0; i < g->node[x].nin; i++) {
+            int p = producer(&f, g->node[x].in[i]);
+            if (p < 0) continue;
+            int gp = gid[p], gx = fu->group[x];
+            if (gp != gx && !edge[(size_t)gp * (size_t)fu->ngroup + (size_t)gx]) {
+                edge[(size_t)gp * (size_t)fu->ngroup + (size_t)gx] = true;
+                indeg[gx]++;
+            }
+        }
+    }
+    bool *done = util_calloc((size_t)fu->ngroup + 1, sizeof(bool));
+    for (int k = 0; k < fu->ngroup; k++) {
+        int pick = -1;
+        for (int c = 0; c < fu->ngroup && pick < 0; c++)
+            if (!done[c] && indeg[c] == 0) pick = c;
+        NNC_ASSERT(pick >= 0); /* acyclic by construction */
+        done[pick] = true;
+        fu->order[k] = pick;
+        for (int c = 0; c < fu->ngroup; c++)
+            if (edge[(size_t)pick * (size_t)fu->ngroup + (size_t)c]) indeg[c]--;
+    }
+    free(done);
+    free(edge);
+    free(indeg);
+    free(gid);
+    free(f.parent);
+    free(f.progs);
+    free(f.output);
+    free(f.mark);
+    free(f.useoff);
+    free(f.users);
+    return fu;
+}
