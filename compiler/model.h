@@ -29,12 +29,70 @@ typedef struct {
     bool nesterov;
 } OptSpec;
 
+/* A schedule: a value computed before every optimiser step from the step and epoch counts.
+ * Nodes form a tree (root last).  Quantities are in steps or in epochs (resolved at run time,
+ * when the number of steps per epoch is known). */
+typedef enum {
+    SCH_CONST, SCH_BASE, SCH_EPOCH, SCH_STEP, SCH_PARAM,
+    SCH_ADD, SCH_SUB, SCH_MUL, SCH_DIV, SCH_POW, SCH_NEG,
+    SCH_COSINE,      /* base, warm-up q[0], then half a cosine down to arg[0] at the end */
+    SCH_WARMUP,      /* base * min(1, (step + 1) / q[0]) */
+    SCH_STEP_DECAY,  /* base * arg[0] ^ floor(step / q[0]) */
+    SCH_EXPONENTIAL, /* base * arg[0] ^ epoch */
+    SCH_LINEAR,      /* from base to arg[0], linearly over the run */
+} SchedOp;
+
+typedef struct {
+    double value;
+    bool epochs; /* in epochs; otherwise in steps */
+} Quantity;
+
+typedef struct {
+    SchedOp op;
+    int a, b;
+    double num;  /* SCH_CONST */
+    int param;   /* SCH_PARAM */
+    Quantity q;
+    double arg;
+} SchedNode;
+
+typedef struct {
+    const char *target; /* "lr" or a param's name */
+    int param;          /* the param, or -1 for lr */
+    SchedNode *node;
+    int nnode;
+    SrcLoc loc;
+} ScheduleSpec;
+
+/* A stopping rule, checked after every epoch's evaluation. */
+typedef enum { STOP_CMP, STOP_AND, STOP_OR, STOP_PATIENCE } StopOp;
+typedef struct {
+    StopOp op;
+    int a, b;
+    const char *split, *metric; /* STOP_CMP, STOP_PATIENCE: e.g. valid, error */
+    SrcLoc loc;                 /* STOP_CMP: of split.metric */
+    int cmp;                    /* AstOp: < > <= >= == != */
+    double value;
+    int patience;
+    bool maximize; /* PATIENCE: larger is better (accuracy) */
+} StopNode;
+
+typedef struct {
+    StopNode *node;
+    int nnode; /* 0: no rule; the root is the last node */
+    SrcLoc loc;
+    const char *text; /* the condition as written, for the message */
+} StopSpec;
+
 typedef struct {
     DataSpec data, test;
     double valid_fraction; /* held out of the training data; 0: none */
     int64_t batch, epochs;
     uint64_t seed;
     OptSpec opt;
+    ScheduleSpec *sched;
+    int nsched;
+    StopSpec stop;
 } TrainSpec;
 
 typedef enum { SV_INPUT, SV_CONST, SV_PARAM, SV_LAYER, SV_LOSS, SV_METRIC, SV_BINARY, SV_NEG } SValKind;
@@ -68,6 +126,7 @@ typedef struct {
     SrcLoc loc;
     double value;
     bool overridden; /* --set */
+    SrcLoc fixed_at; /* where its value is used at compile time (line 0: nowhere) */
 } ParamDef;
 
 typedef struct {

@@ -40,7 +40,8 @@ typedef struct {
     const char *owner; /* binding being defined, for weight names */
     int owner_count[8]; /* per layer kind: how many param layers the binding has */
     int owner_seen[8];
-    int capio, capparam, caprow, capmetric;
+    int capio, capparam, caprow, capmetric, capsched;
+    const TrainItem *stop_item;
 } Sema;
 
 static void err(Sema *s, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -118,7 +119,9 @@ static bool eval_const(Sema *s, const Ast *e, double *out) {
             err(s, e->loc, "'%s' is a tensor, but a number is needed here", diag_name(e->text));
             return false;
         }
-        *out = s->m->param[sym->index].value;
+        ParamDef *pd = &s->m->param[sym->index];
+        if (pd->fixed_at.line == 0) pd->fixed_at = e->loc; /* a schedule could not change this use */
+        *out = pd->value;
         return true;
     }
     case AST_UNARY:
@@ -844,7 +847,7 @@ static void check_io(Sema *s, const Stmt *st) {
 static void check_param(Sema *s, const Stmt *st) {
     double v = 0;
     bool ok = eval_const(s, st->expr, &v);
-    ParamDef p = {st->name, st->name_loc, v, false};
+    ParamDef p = {.name = st->name, .loc = st->name_loc, .value = v};
     Override *ov = find_override(s, st->name);
     if (ov) {
         p.value = ov->value;
@@ -1066,6 +1069,273 @@ static bool check_optimizer(Sema *s, const Ast *e, OptSpec *o) {
     return true;
 }
 
+/* ---- schedules ---- */
+
+static int sched_node(Sema *s, ScheduleSpec *sp, SchedNode n, int *cap) {
+    ARENA_PUSH(s->arena, sp->node, sp->nnode, *cap, n);
+    return sp->nnode - 1;
+}
+
+/* `1 epoch`, `500 steps`, or a number of steps. */
+static bool sched_quantity(Sema *s, const Ast *e, Quantity *q) {
+    if (e->kind == AST_QUANTITY) {
+        const char *u = e->text;
+        bool ep = !strcmp(u, "epoch") || !strcmp(u, "epochs"), st = !strcmp(u, "step") || !strcmp(u, "steps");
+        if (!ep && !st) {
+            err(s, e->loc, "unknown unit '%s'; use epoch(s) or step(s)", diag_name(u));
+            return false;
+        }
+        if (!(e->num >= 0)) {
+            err(s, e->loc, "a duration must not be negative");
+            return false;
+        }
+        *q = (Quantity){e->num, ep};
+        return true;
+    }
+    double v;
+    if (!eval_const(s, e, &v)) return false;
+    if (v < 0) {
+        err(s, e->loc, "a duration must not be negative");
+        return false;
+    }
+    *q = (Quantity){v, false};
+    return true;
+}
+
+static int sched_expr(Sema *s, const Ast *e, ScheduleSpec *sp, int *cap) {
+    SchedNode n = {.a = -1, .b = -1, .param = -1};
+    switch (e->kind) {
+    case AST_NUM:
+        n.op = SCH_CONST;
+        n.num = e->num;
+        return sched_node(s, sp, n, cap);
+    case AST_NAME: {
+        if (!strcmp(e->text, "epoch") || !strcmp(e->text, "step")) {
+            n.op = e->text[0] == 'e' ? SCH_EPOCH : SCH_STEP;
+            return sched_node(s, sp, n, cap);
+        }
+        if (!strcmp(e->text, sp->target)) {
+            n.op = SCH_BASE;
+            return sched_node(s, sp, n, cap);
+        }
+        Sym *sym = lookup(s, e->text);
+        if (sym && sym->kind == SYM_PARAM) {
+            n.op = SCH_PARAM;
+            n.param = sym->index;
+            return sched_node(s, sp, n, cap);
+        }
+        if (sym && sym->kind == SYM_ERROR) return -1;
+        const char *cand[64] = {"epoch", "step", sp->target};
+        int nc = 3;
+        for (int i = 0; i < s->m->nparam && nc < 64; i++) cand[nc++] = s->m->param[i].name;
+        const char *near = diag_suggest(e->text, cand, nc);
+        if (sym)
+            err(s, e->loc, "'%s' is a tensor; a schedule uses numbers, params, epoch and step", diag_name(e->text));
+        else if (near)
+            err(s, e->loc, "unknown name '%s' in a schedule; did you mean '%s'?", diag_name(e->text), near);
+        else
+            err(s, e->loc, "unknown name '%s' in a schedule; it can use numbers, params, epoch, step and '%s'",
+                diag_name(e->text), sp->target);
+        return -1;
+    }
+    case AST_UNARY:
+        if (e->op != '-') break;
+        n.op = SCH_NEG;
+        if ((n.a = sched_expr(s, e->lhs, sp, cap)) < 0) return -1;
+        return sched_node(s, sp, n, cap);
+    case AST_BINARY: {
+        static const int ops[][2] = {{'+', SCH_ADD}, {'-', SCH_SUB}, {'*', SCH_MUL}, {'/', SCH_DIV}, {'^', SCH_POW}};
+        int op = -1;
+        for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
+            if (ops[i][0] == e->op) op = ops[i][1];
+        if (op < 0) break;
+        n.op = (SchedOp)op;
+        n.a = sched_expr(s, e->lhs, sp, cap);
+        n.b = sched_expr(s, e->rhs, sp, cap);
+        if (n.a < 0 || n.b < 0) return -1;
+        return sched_node(s, sp, n, cap);
+    }
+    case AST_CALL: {
+        static const struct {
+            const char *name;
+            SchedOp op;
+            int nargs;
+            ArgSpec args[2];
+        } fns[] = {
+            {"cosine", SCH_COSINE, 2, {{"warmup", A_ANY, false, 0}, {"min", A_NUM, false, 0}}},
+            {"warmup", SCH_WARMUP, 1, {{"over", A_ANY, true, 0}}},
+            {"step", SCH_STEP_DECAY, 2, {{"every", A_ANY, true, 0}, {"gamma", A_NUM, false, 0.1}}},
+            {"exponential", SCH_EXPONENTIAL, 1, {{"gamma", A_NUM, true, 0}}},
+            {"linear", SCH_LINEAR, 1, {{"to", A_NUM, true, 0}}},
+        };
+        int f = -1;
+        const char *cand[5];
+        for (int i = 0; i < 5; i++) {
+            cand[i] = fns[i].name;
+            if (!strcmp(fns[i].name, e->text)) f = i;
+        }
+        if (f < 0) {
+            const char *near = diag_suggest(e->text, cand, 5);
+            if (near)
+                err(s, e->loc, "unknown schedule '%s'; did you mean '%s'?", diag_name(e->text), near);
+            else
+                err(s, e->loc, "unknown schedule '%s'; use cosine, warmup, step, exponential or linear", diag_name(e->text));
+            return -1;
+        }
+        const Ast *a[MAX_ARGS];
+        if (!bind_args(s, e->text, e->loc, fns[f].args, fns[f].nargs, e->arg, e->narg, 0, a)) return -1;
+        n.op = fns[f].op;
+        bool ok = true;
+        if (n.op == SCH_COSINE || n.op == SCH_WARMUP || n.op == SCH_STEP_DECAY) {
+            if (a[0])
+                ok = sched_quantity(s, a[0], &n.q);
+            else
+                n.q = (Quantity){0, false};
+            if (ok && n.op != SCH_COSINE && n.q.value <= 0) {
+                err(s, a[0]->loc, "'%s' needs a duration greater than 0", e->text);
+                ok = false;
+            }
+        }
+        int k = n.op == SCH_COSINE || n.op == SCH_STEP_DECAY ? 1 : 0;
+        if (ok && (n.op != SCH_WARMUP)) ok = arg_num(s, a[k], &fns[f].args[k], &n.arg);
+        if (!ok) return -1;
+        return sched_node(s, sp, n, cap);
+    }
+    case AST_ERROR: return -1;
+    default: break;
+    }
+    err(s, e->loc, "expected a schedule: numbers, params, epoch, step, the scheduled value and cosine, warmup, step, "
+                   "exponential or linear, combined with + - * / ^");
+    return -1;
+}
+
+static void check_schedule(Sema *s, const TrainItem *it) {
+    ScheduleSpec sp = {.target = it->name, .param = -1, .loc = it->name_loc};
+    if (strcmp(it->name, "lr")) {
+        Sym *sym = lookup(s, it->name);
+        if (!sym || sym->kind != SYM_PARAM) {
+            if (sym && sym->kind == SYM_ERROR) return;
+            const char *cand[64] = {"lr"};
+            int nc = 1;
+            for (int i = 0; i < s->m->nparam && nc < 64; i++) cand[nc++] = s->m->param[i].name;
+            const char *near = diag_suggest(it->name, cand, nc);
+            err(s, it->name_loc, "only lr and params can be scheduled; '%s' is %s%s%s%s", diag_name(it->name),
+                sym ? "a tensor" : "not defined", near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+            return;
+        }
+        sp.param = sym->index;
+    }
+    for (int i = 0; i < s->m->train.nsched; i++)
+        if (!strcmp(s->m->train.sched[i].target, it->name)) {
+            err(s, it->name_loc, "'%s' is scheduled twice", diag_name(it->name));
+            diag_note(s->diag, s->m->train.sched[i].loc, "first scheduled here");
+            return;
+        }
+    int cap = 0;
+    if (sched_expr(s, it->expr, &sp, &cap) < 0) return;
+    ARENA_PUSH(s->arena, s->m->train.sched, s->m->train.nsched, s->capsched, sp);
+}
+
+/* ---- stopping rules ---- */
+
+static int stop_node(Sema *s, StopSpec *sp, StopNode n, int *cap) {
+    ARENA_PUSH(s->arena, sp->node, sp->nnode, *cap, n);
+    return sp->nnode - 1;
+}
+
+static int stop_expr(Sema *s, const Ast *e, StopSpec *sp, int *cap) {
+    StopNode n = {.a = -1, .b = -1};
+    if (e->kind == AST_BINARY && (e->op == OPR_AND || e->op == OPR_OR)) {
+        n.op = e->op == OPR_AND ? STOP_AND : STOP_OR;
+        n.a = stop_expr(s, e->lhs, sp, cap);
+        n.b = stop_expr(s, e->rhs, sp, cap);
+        return n.a < 0 || n.b < 0 ? -1 : stop_node(s, sp, n, cap);
+    }
+    if (e->kind == AST_PATIENCE) {
+        int64_t p;
+        if (!eval_int(s, e->lhs, "patience", 1, 1 << 20, &p)) return -1;
+        n.op = STOP_PATIENCE;
+        n.patience = (int)p;
+        return stop_node(s, sp, n, cap);
+    }
+    bool cmp = e->kind == AST_BINARY && (e->op == '<' || e->op == '>' || (e->op >= OPR_LE && e->op <= OPR_NE));
+    if (cmp) {
+        const Ast *field = e->lhs, *num = e->rhs;
+        int op = e->op;
+        if (field->kind != AST_FIELD && e->rhs->kind == AST_FIELD) { /* 0.85 < valid.accuracy */
+            field = e->rhs;
+            num = e->lhs;
+            op = op == '<' ? '>' : op == '>' ? '<' : op == OPR_LE ? OPR_GE : op == OPR_GE ? OPR_LE : op;
+        }
+        if (field->kind == AST_FIELD && field->lhs->kind == AST_NAME) {
+            n.op = STOP_CMP;
+            n.split = field->lhs->text;
+            n.metric = field->text;
+            n.loc = ast_span(field->lhs->loc, field->loc);
+            n.cmp = op;
+            if (!eval_const(s, num, &n.value)) return -1;
+            if (strcmp(n.split, "train") && strcmp(n.split, "valid") && strcmp(n.split, "test")) {
+                err(s, field->lhs->loc, "'%s' is not a split; use train, valid or test", diag_name(n.split));
+                return -1;
+            }
+            return stop_node(s, sp, n, cap);
+        }
+    }
+    if (e->kind != AST_ERROR)
+        err(s, e->loc, "expected a stopping condition: split.metric compared with a number (valid.error < 0.03), "
+                       "patience N, joined by and / or");
+    return -1;
+}
+
+static void check_stop(Sema *s, const TrainItem *it) {
+    StopSpec sp = {.loc = it->loc};
+    int cap = 0;
+    if (stop_expr(s, it->expr, &sp, &cap) >= 0) s->m->train.stop = sp;
+    s->stop_item = it;
+}
+
+/* Metric names and splits in the stopping rule exist; patience watches a validation metric. */
+static void finish_stop(Sema *s) {
+    StopSpec *sp = &s->m->train.stop;
+    const char *watch = NULL;
+    for (int i = 0; i < sp->nnode; i++) {
+        StopNode *n = &sp->node[i];
+        if (n->op != STOP_CMP) continue;
+        bool known = !strcmp(n->metric, "loss");
+        for (int k = 0; k < s->m->nmetric && !known; k++) known = !strcmp(n->metric, s->m->metric[k].name);
+        if (!known || (!strcmp(n->split, "train") && strcmp(n->metric, "loss"))) {
+            const char *cand[16] = {"loss"};
+            int nc = 1;
+            for (int k = 0; k < s->m->nmetric && nc < 16; k++) cand[nc++] = s->m->metric[k].name;
+            const char *near = diag_suggest(n->metric, cand, nc);
+            err(s, n->loc, "the stopping rule uses %s.%s, but %s%s%s%s", n->split, diag_name(n->metric),
+                !strcmp(n->split, "train") ? "training reports only train.loss" : "the model has no such metric",
+                near && known == false ? "; did you mean '" : "", near && !known ? near : "", near && !known ? "'?" : "");
+            sp->nnode = 0;
+            return;
+        }
+        if (!strcmp(n->split, "valid") && s->m->train.valid_fraction <= 0) {
+            err(s, n->loc, "the stopping rule uses valid.%s, but the train block has no `valid F of train` split",
+                n->metric);
+            sp->nnode = 0;
+            return;
+        }
+        if (!strcmp(n->split, "valid") && !watch) watch = n->metric;
+    }
+    for (int i = 0; i < sp->nnode; i++) {
+        StopNode *n = &sp->node[i];
+        if (n->op != STOP_PATIENCE) continue;
+        if (s->m->train.valid_fraction <= 0) {
+            err(s, s->stop_item->loc, "patience watches a validation metric, but the train block has no `valid F of train` split");
+            sp->nnode = 0;
+            return;
+        }
+        n->split = "valid";
+        n->metric = watch ? watch : "loss";
+        n->maximize = !strcmp(n->metric, "accuracy");
+    }
+}
+
 static void check_train(Sema *s, const Stmt *st, bool *seen_train) {
     TrainSpec *t = &s->m->train;
     const TrainItem *first[TI_CLIP + 1] = {0};
@@ -1107,9 +1377,9 @@ static void check_train(Sema *s, const Stmt *st, bool *seen_train) {
         case TI_OPTIMIZER: check_optimizer(s, it->expr, &t->opt); break;
         case TI_ITERATIONS: err(s, it->loc, "'iterations' is not implemented yet; use 'epochs'"); break;
         case TI_SAMPLER: err(s, it->loc, "samplers are not implemented yet"); break;
-        case TI_SCHEDULE: err(s, it->loc, "schedules are not implemented yet"); break;
+        case TI_SCHEDULE: check_schedule(s, it); break;
         case TI_PRUNE: err(s, it->loc, "pruning is not implemented yet"); break;
-        case TI_STOP: err(s, it->loc, "stopping rules are not implemented yet"); break;
+        case TI_STOP: check_stop(s, it); break;
         case TI_CLIP: err(s, it->loc, "gradient clipping is not implemented yet"); break;
         }
     }
@@ -1256,6 +1526,13 @@ Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *pat
             err(&s, m->io[i].loc, "%s '%s' is never used", m->io[i].is_target ? "target" : "input",
                 diag_name(m->io[i].name));
     apply_train_overrides(&s);
+    if (m->train.stop.nnode) finish_stop(&s);
+    for (int i = 0; i < m->train.nsched; i++) {
+        const ScheduleSpec *sp = &m->train.sched[i];
+        if (sp->param < 0 || m->param[sp->param].fixed_at.line == 0) continue;
+        err(&s, sp->loc, "'%s' cannot be scheduled: its value is fixed when the model is compiled", sp->target);
+        diag_note(diag, m->param[sp->param].fixed_at, "its value is used here");
+    }
     m->loss = loss;
     if (diag->nerror) return NULL;
     return m;

@@ -196,9 +196,11 @@ opt_args: %empty                     { $$ = (AstArgList){0}; }
         | args
         ;
 args: expr                             { $$ = ast_args_add(p, (AstArgList){0}, NULL, L(@1), $1); }
+    | NUMBER unit                      { $$ = ast_args_add(p, (AstArgList){0}, NULL, L(@1), ast_quantity(p, ast_span(L(@1), L(@2)), $1.value, $2)); }
     | argname '=' expr                 { $$ = ast_args_add(p, (AstArgList){0}, $1, L(@1), $3); }
     | argname '=' NUMBER unit          { $$ = ast_args_add(p, (AstArgList){0}, $1, L(@1), ast_quantity(p, ast_span(L(@3), L(@4)), $3.value, $4)); }
     | args ',' expr                    { $$ = ast_args_add(p, $1, NULL, L(@3), $3); }
+    | args ',' NUMBER unit             { $$ = ast_args_add(p, $1, NULL, L(@3), ast_quantity(p, ast_span(L(@3), L(@4)), $3.value, $4)); }
     | args ',' argname '=' expr        { $$ = ast_args_add(p, $1, $3, L(@3), $5); }
     | args ',' argname '=' NUMBER unit { $$ = ast_args_add(p, $1, $3, L(@3), ast_quantity(p, ast_span(L(@5), L(@6)), $5.value, $6)); }
     ;

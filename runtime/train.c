@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "rng.h"
+#include "schedule.h"
 
 /* ---- data ---- */
 
@@ -137,18 +138,40 @@ static float read1(const Session *s, int node) {
     return v;
 }
 
-void train_step_scalars(const Model *m, Exec *e, int64_t t) {
+void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_epoch, int64_t total_steps, double *lr_out,
+                        double *param_out) {
     const Graph *g = e->g;
-    const OptSpec *o = &m->train.opt;
+    const TrainSpec *ts = &m->train;
+    const OptSpec *o = &ts->opt;
+    double *param = util_calloc((size_t)m->nparam + 1, sizeof(double));
+    for (int i = 0; i < m->nparam; i++) param[i] = m->param[i].value;
+    double lr = o->lr;
+    SchedContext c = {.step = t - 1, .steps_per_epoch = steps_per_epoch > 0 ? steps_per_epoch : 1,
+                      .total_steps = total_steps, .param = param};
+    for (int i = 0; i < ts->nsched; i++) { /* in the order they are written */
+        const ScheduleSpec *sp = &ts->sched[i];
+        c.base = sp->param >= 0 ? m->param[sp->param].value : o->lr;
+        double v = schedule_eval(sp, &c);
+        if (sp->param >= 0)
+            param[sp->param] = v;
+        else
+            lr = v;
+    }
     float *sc = e->scalars;
     for (int i = 0; i < g->nscalar; i++) {
         switch (g->scalar[i].kind) {
-        case SC_PARAM: sc[i] = (float)g->scalar[i].value; break;
-        case SC_LR: sc[i] = (float)o->lr; break;
-        case SC_ADAM_STEP: sc[i] = (float)(o->lr / (1 - pow(o->beta1, (double)t))); break;
+        case SC_PARAM:
+            for (int k = 0; k < m->nparam; k++)
+                if (!strcmp(m->param[k].name, g->scalar[i].name)) sc[i] = (float)param[k];
+            break;
+        case SC_LR: sc[i] = (float)lr; break;
+        case SC_ADAM_STEP: sc[i] = (float)(lr / (1 - pow(o->beta1, (double)t))); break;
         case SC_ADAM_BC2_SQRT: sc[i] = (float)sqrt(1 - pow(o->beta2, (double)t)); break;
         }
     }
+    if (lr_out) *lr_out = lr;
+    if (param_out) memcpy(param_out, param, sizeof(double) * (size_t)m->nparam);
+    free(param);
 }
 
 /* Gather the samples into the input and target buffers (directly on host-memory devices). */
@@ -260,23 +283,52 @@ static int make_dirs(const char *path) {
     return 0;
 }
 
-static void write_metrics(FILE *f, const Graph *g, int64_t epoch, int64_t step, const char *split, double loss,
-                          const Eval *e, double sps, double time_s) {
-    if (!f) return;
+/* One line of metrics.jsonl: begun with its position, ended (written, flushed) by line_end. */
+static cJSON *line_begin(int64_t epoch, int64_t step, const char *split) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "epoch", (double)epoch);
     cJSON_AddNumberToObject(o, "step", (double)step);
-    cJSON_AddStringToObject(o, "split", split);
-    cJSON_AddNumberToObject(o, "loss", loss);
-    if (e)
-        for (int i = 0; i < e->nmetric; i++) cJSON_AddNumberToObject(o, g->output[i + 1].name, e->metric[i]);
+    if (split) cJSON_AddStringToObject(o, "split", split);
+    return o;
+}
+
+static void line_end(FILE *f, cJSON *o) {
+    if (f) {
+        char *text = cJSON_PrintUnformatted(o);
+        fprintf(f, "%s\n", text);
+        fflush(f);
+        free(text);
+    }
+    cJSON_Delete(o);
+}
+
+static void add_eval(cJSON *o, const Graph *g, const Eval *e) {
+    cJSON_AddNumberToObject(o, "loss", e->loss);
+    for (int i = 0; i < e->nmetric; i++) cJSON_AddNumberToObject(o, g->output[i + 1].name, e->metric[i]);
+}
+
+static void add_timing(cJSON *o, double sps, double time_s) {
     cJSON_AddNumberToObject(o, "samples_per_s", round(sps * 10) / 10);
     cJSON_AddNumberToObject(o, "time_s", round(time_s * 1000) / 1000);
-    char *text = cJSON_PrintUnformatted(o);
-    fprintf(f, "%s\n", text);
-    fflush(f);
-    free(text);
-    cJSON_Delete(o);
+}
+
+/* The latest evaluations, for the stopping rule. */
+typedef struct {
+    const Graph *g;
+    double train_loss;
+    Eval valid, test;
+    bool has_valid, has_test;
+} Latest;
+
+static double latest_metric(void *ctx, const char *split, const char *metric) {
+    const Latest *l = ctx;
+    if (!strcmp(split, "train")) return !strcmp(metric, "loss") ? l->train_loss : NAN;
+    const Eval *e = !strcmp(split, "valid") ? (l->has_valid ? &l->valid : NULL) : (l->has_test ? &l->test : NULL);
+    if (!e) return NAN;
+    if (!strcmp(metric, "loss")) return e->loss;
+    for (int i = 0; i < e->nmetric; i++)
+        if (!strcmp(l->g->output[i + 1].name, metric)) return e->metric[i];
+    return NAN;
 }
 
 static void print_eval(FILE *out, const Graph *g, const char *split, const Eval *e) {
@@ -363,9 +415,14 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     Rng shuffle;
     rng_seed(&shuffle, t->seed, RNG_SHUFFLE);
     double t0 = util_now(), train_time = 0;
-    int64_t step = 0;
+    int64_t step = 0, total_steps = steps_per_epoch * t->epochs;
     int rc = 0;
-    for (int64_t epoch = 1; epoch <= t->epochs && rc == 0; epoch++) {
+    double lr_used = t->opt.lr, *param_used = util_calloc((size_t)m->nparam + 1, sizeof(double));
+    StopState stop;
+    stop_init(&stop);
+    Latest latest = {.g = g};
+    bool stopped = false;
+    for (int64_t epoch = 1; epoch <= t->epochs && rc == 0 && !stopped; epoch++) {
         memcpy(order, perm, sizeof(int64_t) * (size_t)n_train);
         rng_shuffle(&shuffle, order, n_train);
         double e0 = util_now(), loss_sum = 0, last_print = 0;
@@ -373,7 +430,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
             int64_t rows = n_train - at < s.batch ? n_train - at : s.batch;
             load_batch(&s, &data.train, order + at, rows);
             step++;
-            train_step_scalars(m, ex, step);
+            train_step_scalars(m, ex, step, steps_per_epoch, total_steps, &lr_used, param_used);
             s.rows = rows;
             if (exec_run(ex, PROG_GRAD, rows)) {
                 fprintf(cfg->diag->out, "nnc: error: %s: %s\n", ex->dev->name, ex->dev->err);
@@ -415,26 +472,47 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         double train_loss = loss_sum / (double)n_train;
         if (tty) fprintf(out, "\r\033[K");
         fprintf(out, "epoch %lld/%lld  train loss %.4f", (long long)epoch, (long long)t->epochs, train_loss);
-        write_metrics(metrics, g, epoch, step, "train", train_loss, NULL, sps, util_now() - t0);
-        res->train_loss = train_loss;
-        Eval e;
-        if (n_valid && evaluate(&s, &data.train, perm + n_train, n_valid, &e) == 0) {
-            print_eval(out, g, "valid", &e);
-            write_metrics(metrics, g, epoch, step, "valid", e.loss, &e, 0, util_now() - t0);
-            res->valid_loss = e.loss;
+        cJSON *line = line_begin(epoch, step, "train");
+        cJSON_AddNumberToObject(line, "loss", train_loss);
+        cJSON_AddNumberToObject(line, "lr", lr_used); /* the values the last step used */
+        for (int i = 0; i < m->nparam; i++) cJSON_AddNumberToObject(line, m->param[i].name, param_used[i]);
+        add_timing(line, sps, util_now() - t0);
+        line_end(metrics, line);
+        res->train_loss = latest.train_loss = train_loss;
+        latest.has_valid = n_valid && evaluate(&s, &data.train, perm + n_train, n_valid, &latest.valid) == 0;
+        if (latest.has_valid) {
+            print_eval(out, g, "valid", &latest.valid);
+            line = line_begin(epoch, step, "valid");
+            add_eval(line, g, &latest.valid);
+            add_timing(line, 0, util_now() - t0);
+            line_end(metrics, line);
+            res->valid_loss = latest.valid.loss;
         }
         double v0 = util_now();
-        if (data.has_test && evaluate(&s, &data.test, test_idx, data.test.n, &e) == 0) {
-            print_eval(out, g, "test", &e);
-            write_metrics(metrics, g, epoch, step, "test", e.loss, &e, (double)data.test.n / (util_now() - v0),
-                          util_now() - t0);
-            res->test_loss = e.loss;
-            memcpy(res->test_metric, e.metric, sizeof e.metric);
+        latest.has_test = data.has_test && evaluate(&s, &data.test, test_idx, data.test.n, &latest.test) == 0;
+        if (latest.has_test) {
+            print_eval(out, g, "test", &latest.test);
+            line = line_begin(epoch, step, "test");
+            add_eval(line, g, &latest.test);
+            add_timing(line, (double)data.test.n / (util_now() - v0), util_now() - t0);
+            line_end(metrics, line);
+            res->test_loss = latest.test.loss;
+            memcpy(res->test_metric, latest.test.metric, sizeof latest.test.metric);
         }
         fprintf(out, " | %.1f s, %.0f samples/s\n", e_train, sps);
+        char why[512];
+        if (stop_check(&t->stop, &stop, latest_metric, &latest, why, sizeof why)) {
+            fprintf(out, "stopping after epoch %lld of %lld: %s\n", (long long)epoch, (long long)t->epochs, why);
+            line = line_begin(epoch, step, NULL);
+            cJSON_AddStringToObject(line, "event", "stop");
+            cJSON_AddStringToObject(line, "reason", why);
+            line_end(metrics, line);
+            stopped = true;
+        }
         fflush(out);
         res->epochs = epoch;
     }
+    free(param_used);
     res->steps = step;
     res->seconds = util_now() - t0;
     {   /* what the memory plan promised against what the process used */

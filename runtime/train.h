@@ -43,9 +43,11 @@ typedef struct {
 int train_load_data(const Model *m, const Graph *g, ModelData *d, char *err, size_t nerr);
 void train_free_data(ModelData *d);
 
-/* The run-time scalars of optimiser step t (1-based): params, learning rate, Adam's bias
- * corrections, into e->scalars. */
-void train_step_scalars(const Model *m, Exec *e, int64_t t);
+/* The run-time scalars of optimiser step t (1-based) into e->scalars: params and the learning
+ * rate (scheduled ones evaluated), Adam's bias corrections.  When lr / param (one per model
+ * param) are given they receive the values used. */
+void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_epoch, int64_t total_steps, double *lr,
+                        double *param);
 
 /* Weight initialisation (deterministic in the seed), written to the device. */
 void train_init_weights(Exec *e, uint64_t seed);

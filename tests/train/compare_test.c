@@ -87,7 +87,7 @@ int main(int argc, char **argv) {
             double t0 = util_now();
             exec_write(e, x, xb, sizeof(float) * (size_t)(B * data.expect.nfeat));
             exec_write(e, t, tb, sizeof(float) * (size_t)(B * data.expect.ntarget));
-            train_step_scalars(side[k].c.model, e, s);
+            train_step_scalars(side[k].c.model, e, s, (data.train.n + B - 1) / B, steps, NULL, NULL);
             if (exec_run(e, PROG_GRAD, B) || exec_run(e, PROG_UPDATE, B)) {
                 fprintf(stderr, "%s: %s\n", e->dev->name, e->dev->err);
                 return 1;

@@ -89,5 +89,47 @@ NN
   if "$check" --same "$out/a/metrics.jsonl" "$out/c/metrics.jsonl" 2>/dev/null; then
     echo "a different seed gave the same run"; exit 1
   fi ;;
+stop_early)
+  cat > "$out/stop.nn" <<'NN'
+model stop
+input  image : f32[28, 28]
+target label : class[10]
+h      = flatten(image) -> dense(256) -> relu
+logits = h -> dense(10)
+loss   cross_entropy(logits, label)
+metric accuracy(logits, label)
+train {
+  data fashion_mnist
+  valid 0.1 of train
+  batch 128
+  epochs 10
+  stop when valid.accuracy > 0.85
+}
+NN
+  "$nnc" train "$out/stop.nn" --out "$out" > "$out/stdout"
+  cat "$out/stdout"
+  grep -q "^stopping after epoch [1-9] of 10: valid.accuracy 0.8[5-9][0-9]* > 0.85$" "$out/stdout"
+  grep -q '"event":"stop","reason":"valid.accuracy 0.8' "$out/metrics.jsonl"
+  "$check" "$out/metrics.jsonl" valid accuracy 0.85 ;;
+schedule_logged)
+  make_csv "$out/blobs.csv" class
+  cat > "$out/s.nn" <<'NN'
+model sched
+input  x : f32[3]
+target y : class[2]
+param  lambda = 0.01
+h      = x -> dense(8) -> relu -> gate(l1 = lambda)
+logits = h -> dense(2)
+loss   cross_entropy(logits, y)
+train {
+  data csv("blobs.csv") batch 600 epochs 4 optimizer sgd(lr = 0.1)
+  schedule lr = step(every = 2 epochs, gamma = 0.5)
+  schedule lambda = lambda * 0.5 ^ epoch
+}
+NN
+  "$nnc" train "$out/s.nn" --out "$out"
+  # one step per epoch: lr 0.1, 0.1, 0.05, 0.05; lambda 0.01, 0.005, 0.0025, 0.00125
+  "$check" "$out/metrics.jsonl" train lr 0.05 0.05
+  "$check" "$out/metrics.jsonl" train lambda 0.00125 0.00125 ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
