@@ -166,6 +166,12 @@ void autodiff_graph(Graph *g) {
             if (na) accumulate(g, grad, a, E3(OP_PRELU_GRAD, sa, dy, V(a), V(b)), n);
             if (nb) accumulate(g, grad, b, E2(OP_PRELU_SLOPE_GRAD, g->node[b].shape, dy, V(a)), n);
             break;
+        case OP_SIZE_GATE_FACTOR:
+            d = E2(OP_SIZE_GATE_FACTOR_GRAD, sa, dy, V(a));
+            g->node[d].attr[0] = alpha;
+            g->node[d].attr[1] = n->attr[1];
+            accumulate(g, grad, a, d, n);
+            break;
         case OP_SUM: accumulate(g, grad, a, E1(OP_BROADCAST, sa, dy), n); break;
         case OP_L1: accumulate(g, grad, a, E2(OP_L1_GRAD, sa, dy, V(a)), n); break;
         case OP_MSE:

@@ -53,6 +53,27 @@ static int check_overrides(Compilation *c, const CompileOptions *opt) {
     return rc;
 }
 
+/* `prune gates` needs at least one gated layer that can shrink; each that cannot says why. */
+static bool check_prunable(Compilation *c) {
+    const Graph *g = c->graph;
+    const TrainSpec *t = &c->model->train;
+    if (!t->prune_every) return true;
+    for (int i = 0; i < g->ngate; i++)
+        if (!g->gate[i].fixed) return true;
+    diag_error(&c->diag, t->prune_loc, "nothing to prune: %s", g->ngate ? "no gated layer can shrink" : "the model has no gates");
+    for (int line = 1, next; line > 0; line = next) { /* the notes in source order */
+        next = 0;
+        for (int i = 0; i < g->ngate; i++) {
+            SrcLoc at = g->weight[g->gate[i].weight].loc;
+            if (at.line == line)
+                diag_note(&c->diag, at, "the gate of '%s' cannot remove neurons: %s", g->gate[i].layer, g->gate[i].fixed);
+            else if (at.line > line && (!next || at.line < next))
+                next = at.line;
+        }
+    }
+    return false;
+}
+
 int driver_compile_text(Compilation *c, const char *path, const char *text, size_t len,
                         const CompileOptions *opt, Stage upto) {
     static const CompileOptions none = {0};
@@ -64,10 +85,12 @@ int driver_compile_text(Compilation *c, const char *path, const char *text, size
     int rc = check_overrides(c, opt);
     if (rc) return rc;
     if (upto == STAGE_PARSE) return 0;
-    c->model = sema_check(c->arena, &c->diag, c->prog, path, opt->ov, opt->nov);
+    SemaOptions so = {opt->ov, opt->nov, opt->width, opt->nwidth};
+    c->model = sema_check(c->arena, &c->diag, c->prog, path, &so);
     if (!c->model) return 1;
     if (upto == STAGE_CHECK) return 0;
     c->graph = lower_model(c->arena, c->model);
+    if (!check_prunable(c)) return 1;
     autodiff_graph(c->graph);
     update_graph(c->graph, &c->model->train.opt);
     if (upto == STAGE_IR) return 0;

@@ -75,6 +75,7 @@ typedef struct {
     int node;          /* the WEIGHT node */
     int grad;          /* node holding d loss / d weight, or -1 */
     int prox;          /* an L1 penalty coefficient (scalar node) applied by a proximal step, or -1 */
+    int space[2];      /* per dimension: the neuron space it indexes (see GateInfo), or -1 */
     int of;            /* W_STATE: the weight it belongs to */
     SrcLoc loc;
 } Weight;
@@ -98,12 +99,37 @@ typedef struct {
     SrcLoc loc;
 } Input;
 
-typedef enum { AGG_MEAN, AGG_FRACTION, AGG_ONE_MINUS_FRACTION } Aggregate;
+typedef enum { AGG_MEAN, AGG_FRACTION, AGG_ONE_MINUS_FRACTION, AGG_VECTOR } Aggregate;
 typedef struct {
     const char *name; /* "loss", "accuracy" */
     int node;
-    Aggregate agg; /* MEAN: a per-batch mean, weighted by rows; FRACTION: a count over samples */
+    Aggregate agg; /* MEAN: a per-batch mean, weighted by rows; FRACTION: a count over samples;
+                      VECTOR: per-column sums, added over batches (metrics computed from them) */
 } Output;
+
+/* A neuron space: the units of one dense layer.  They index that layer's weight rows and
+ * bias, the gates and prelu slopes applied to its output, and the columns of every dense
+ * layer that reads it.  Pruning removes entries of a space from all of these at once. */
+typedef struct {
+    const char *layer; /* the dense layer's weight prefix: h1 */
+    int64_t width;
+    const char *fixed; /* why its width cannot change, or NULL */
+} Space;
+
+/* A gated layer (gate or size_gate), found by lower.c, analysed by spaces.c. */
+typedef enum { GATE_L1, GATE_SIZE } GateKind;
+typedef struct {
+    const char *layer;  /* the gate's weight prefix: h1 */
+    GateKind kind;
+    int weight;         /* the gate vector (GATE_L1) or the boundary b (GATE_SIZE), a weight index */
+    int node;           /* the gate op: its output is the layer's activations */
+    double slope, threshold, scale; /* GATE_SIZE: factor_j = sigmoid(slope (x0 - j)), x0 = scale b;
+                                       a neuron is dead below threshold */
+    int64_t min_width;
+    int space;          /* the neurons it gates, or -1 (model inputs) */
+    const char *fixed;  /* why its width cannot change, or NULL: it can be pruned */
+    int out_sum, out_sumsq; /* eval outputs: per-neuron sums of the activations and their squares */
+} GateInfo;
 
 typedef struct Graph {
     Arena *arena;
@@ -117,6 +143,10 @@ typedef struct Graph {
     int ninput, capinput;
     Output *output; /* [0] is the loss; then the metrics */
     int noutput, capoutput;
+    GateInfo *gate;
+    int ngate, capgate;
+    Space *space;
+    int nspace, capspace;
     int loss;          /* node id of the total loss */
     int nforward;      /* nodes [0, nforward) are the forward pass */
     bool has_backward; /* autodiff ran */

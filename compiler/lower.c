@@ -1,7 +1,8 @@
 /* lower.c: the checked Model -> forward graph IR.  Each layer becomes primitive ops
  * (dense = matmul + bias_add, gate = gate op + an l1 penalty term on the loss), each
  * weight gets its model-level name (h1.weight, h1.bias, h1.gate, h1.slope) and initialiser,
- * and the loss and metrics become the graph's outputs.  Values used twice are lowered once. */
+ * and the loss and metrics become the graph's outputs.  Values used twice are lowered once.
+ * Gated layers are listed in Graph.gate; spaces.c then works out which of them can shrink. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,18 +70,43 @@ static int lower_layer(Lower *L, const SVal *v) {
         return ir_add2(g, OP_PRELU, v->shape, x, a, v->loc);
     }
     case L_GATE: {
-        int gw = ir_weight(g, wname(L, v, "gate"), W_PARAM, shape_vec(in.dim[0], false), INIT_ONE, v->loc);
-        int y = ir_add2(g, OP_GATE, v->shape, x, gw, v->loc);
-        g->node[y].name = v->wname;
-        if (!(v->coef->kind == SV_CONST && v->coef->num == 0)) {
-            /* lambda sum |g|: part of the reported loss, applied by the update's proximal step */
-            int l1 = ir_add1(g, OP_L1, shape_scalar(), gw, v->loc);
-            g->node[l1].attr[0] = 1;
-            int coef = lower_val(L, v->coef);
-            g->weight[g->node[gw].ref].prox = coef;
-            int pen = ir_add2(g, OP_MUL, shape_scalar(), coef, l1, v->loc);
-            VEC_PUSH(L->penalty, L->npenalty, L->cappenalty, pen);
+        int64_t width = in.dim[0];
+        GateInfo gi = {.layer = v->wname, .kind = v->size_gate ? GATE_SIZE : GATE_L1, .slope = v->slope,
+                       .threshold = v->threshold, .min_width = v->min_width, .space = -1, .out_sum = -1, .out_sumsq = -1};
+        bool penalised = !(v->coef->kind == SV_CONST && v->coef->num == 0);
+        int y, gw;
+        if (v->size_gate) {
+            /* factor_j = sigmoid(k (x0 - j)), x0 = declared width * boundary (a fraction, so that
+             * optimisers move it in proportion to the layer); the penalty lambda sum_j factor_j
+             * is differentiated */
+            gw = ir_weight(g, wname(L, v, "boundary"), W_PARAM, shape_scalar(), INIT_CONST, v->loc);
+            g->weight[g->node[gw].ref].init_value = v->init / (double)v->declared;
+            int f = ir_add1(g, OP_SIZE_GATE_FACTOR, shape_vec(width, false), gw, v->loc);
+            g->node[f].attr[0] = v->slope;
+            g->node[f].attr[1] = (double)v->declared;
+            gi.scale = (double)v->declared;
+            g->node[f].name = v->wname;
+            y = ir_add2(g, OP_GATE, v->shape, x, f, v->loc);
+            if (penalised) {
+                int count = ir_add1(g, OP_SUM, shape_scalar(), f, v->loc);
+                VEC_PUSH(L->penalty, L->npenalty, L->cappenalty, ir_add2(g, OP_MUL, shape_scalar(), lower_val(L, v->coef), count, v->loc));
+            }
+        } else {
+            gw = ir_weight(g, wname(L, v, "gate"), W_PARAM, shape_vec(width, false), INIT_ONE, v->loc);
+            y = ir_add2(g, OP_GATE, v->shape, x, gw, v->loc);
+            if (penalised) {
+                /* lambda sum |g|: part of the reported loss, applied by the update's proximal step */
+                int l1 = ir_add1(g, OP_L1, shape_scalar(), gw, v->loc);
+                g->node[l1].attr[0] = 1;
+                int coef = lower_val(L, v->coef);
+                g->weight[g->node[gw].ref].prox = coef;
+                VEC_PUSH(L->penalty, L->npenalty, L->cappenalty, ir_add2(g, OP_MUL, shape_scalar(), coef, l1, v->loc));
+            }
         }
+        g->node[y].name = v->wname;
+        gi.weight = g->node[gw].ref;
+        gi.node = y;
+        ARENA_PUSH(g->arena, g->gate, g->ngate, g->capgate, gi);
         return y;
     }
     }
@@ -142,6 +168,7 @@ Graph *lower_model(Arena *arena, const Model *m) {
     for (int i = 0; i < m->nmetric; i++)
         ir_add_output(g, m->metric[i].name, lower_val(&L, m->metric[i].val),
                       m->metric[i].kind == METRIC_ERROR ? AGG_ONE_MINUS_FRACTION : AGG_FRACTION);
+    spaces_analyse(g);
     g->nforward = g->nnode;
     free(L.memo);
     free(L.penalty);

@@ -8,6 +8,10 @@
 
 Graph *lower_model(Arena *arena, const Model *m);
 
+/* spaces.c: neuron spaces of the forward graph, which gated layers may shrink, and the
+ * activation statistics outputs of every gated layer (called by lower_model). */
+void spaces_analyse(Graph *g);
+
 /* Appends the backward pass for d loss / d every trained weight; sets Weight.grad. */
 void autodiff_graph(Graph *g);
 

@@ -93,6 +93,8 @@ typedef struct {
     ScheduleSpec *sched;
     int nsched;
     StopSpec stop;
+    int64_t prune_every; /* prune gates every N epochs; 0: never */
+    SrcLoc prune_loc;
 } TrainSpec;
 
 typedef enum { SV_INPUT, SV_CONST, SV_PARAM, SV_LAYER, SV_LOSS, SV_METRIC, SV_BINARY, SV_NEG } SValKind;
@@ -117,7 +119,11 @@ struct SVal {
     Op act;       /* L_ACT: the activation op (OP_RELU, ...); OP_COUNT for identity */
     double alpha; /* leaky_relu slope, elu alpha, prelu initial slope */
     bool bias;
-    SVal *coef;   /* L_GATE: the l1 coefficient, a run-time scalar expression */
+    SVal *coef;   /* L_GATE: the l1 coefficient / size_gate's penalty, a run-time scalar expression */
+    bool size_gate;   /* L_GATE: a size gate, factor_j = 1 - sigmoid(slope (j - x0)), x0 learned */
+    double slope, threshold, init; /* size gate: k, the factor below which a neuron is dead, x0's start */
+    int64_t declared; /* L_DENSE: units as written (before a pruning override); L_GATE: its layer's */
+    int64_t min_width; /* L_GATE: pruning never leaves fewer live neurons */
     const char *wname; /* weight name prefix, e.g. "h1" or "f.dense2" */
 };
 
@@ -174,10 +180,23 @@ typedef struct {
     double value;
 } Override;
 
+/* A dense layer's number of units, replaced (pruning recompiles with the surviving widths).
+ * `layer` is the dense layer's weight prefix: h1 for h1.weight. */
+typedef struct {
+    const char *layer;
+    int64_t units;
+} WidthOverride;
+
+typedef struct {
+    Override *ov;
+    int nov;
+    const WidthOverride *width;
+    int nwidth;
+} SemaOptions;
+
 /* Checks the program and builds the Model; NULL after reporting errors.  Overrides whose
  * key names neither a param nor a train setting are reported by driver.c, not here. */
-Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *path,
-                  Override *ov, int nov);
+Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *path, const SemaOptions *opt);
 
 /* Train settings that --set may override, for usage messages. */
 extern const char *const sema_train_keys[];

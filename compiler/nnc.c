@@ -184,13 +184,66 @@ static int compile_and_jit(Args *a, int64_t max_batch, Compilation *c, Exec *ex)
     return rc;
 }
 
+/* Pruning recompiles the model at the surviving widths; each rebuild is its own compilation
+ * and device instance.  The first compilation stays alive (its model and diagnostics serve
+ * the whole run); retired rebuilds are freed at once. */
+typedef struct {
+    Args *args;
+    Compilation *comp[64];
+    Exec *exec[64];
+    int n;
+} Rebuilds;
+
+static Exec *rebuild_model(void *ctx, const WidthOverride *width, int nwidth) {
+    Rebuilds *r = ctx;
+    if (r->n == 64) {
+        fprintf(stderr, "nnc: error: too many recompilations\n");
+        return NULL;
+    }
+    Compilation *c = util_calloc(1, sizeof *c);
+    Exec *ex = util_calloc(1, sizeof *ex);
+    CompileOptions o = {.ov = r->args->ov, .nov = r->args->nov, .no_fuse = r->args->no_fuse, .width = width, .nwidth = nwidth};
+    char err[1024];
+    int rc = driver_compile(c, r->args->file, &o, STAGE_PLAN);
+    if (rc == 0 && exec_new(ex, c->plan, r->args->device, NULL, err, sizeof err)) {
+        fprintf(stderr, "nnc: error: recompiling after pruning: %s\n", err);
+        rc = 1;
+    }
+    if (rc) {
+        driver_free(c);
+        free(c);
+        free(ex);
+        return NULL;
+    }
+    r->comp[r->n] = c;
+    r->exec[r->n++] = ex;
+    return ex;
+}
+
+static void retire_model(void *ctx, Exec *e) {
+    Rebuilds *r = ctx;
+    for (int i = 0; i < r->n; i++)
+        if (r->exec[i] == e) {
+            exec_free(e);
+            driver_free(r->comp[i]);
+            free(r->comp[i]);
+            free(e);
+            r->exec[i] = NULL;
+            r->comp[i] = NULL;
+            return;
+        }
+    exec_free(e); /* the first one: its compilation lives on */
+}
+
 static int cmd_train(Args *a) {
     Compilation c;
     Exec ex;
     double t0 = util_now();
     int rc = compile_and_jit(a, 0, &c, &ex);
     if (rc) return rc;
-    TrainConfig cfg = {.model = c.model, .exec = &ex, .out = stdout, .diag = &c.diag, .progress = a->progress};
+    Rebuilds rb = {.args = a};
+    TrainConfig cfg = {.model = c.model, .exec = &ex, .out = stdout, .diag = &c.diag, .progress = a->progress,
+                       .rebuild = rebuild_model, .retire = retire_model, .rebuild_ctx = &rb};
     char backend[256];
     snprintf(backend, sizeof backend, "%s; compiled in %.2f s", ex.dev->info, util_now() - t0);
     cfg.backend = backend;
@@ -200,7 +253,9 @@ static int cmd_train(Args *a) {
     TrainResult res;
     rc = train_run(&cfg, &res);
     if (rc == 0) printf("metrics written to %s/metrics.jsonl\n", cfg.out_dir);
-    exec_free(&ex);
+    for (int i = 0; i < rb.n; i++)
+        if (rb.exec[i]) retire_model(&rb, rb.exec[i]);
+    if (ex.dev) exec_free(&ex);
     driver_free(&c);
     return rc;
 }

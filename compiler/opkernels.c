@@ -43,6 +43,7 @@ static int map_expr(KBuilder *kb, const Node *n, const int *in) {
     case OP_SOFTPLUS: return B(ADD, B(MAX, x, C(0)), U(LOG1P, U(EXP, U(NEG, U(ABS, x)))));
     case OP_GELU: return B(MUL, x, normal_cdf(kb, x));
     case OP_PRELU: return SEL(B(GT, x, C(0)), x, B(MUL, y, x));
+    case OP_SIZE_GATE_FACTOR: return sigmoid(kb, B(MUL, C(alpha), B(SUB, B(MUL, C(n->attr[1]), x), kb_colidx(kb))));
     /* gradients: x is dy, y is the forward input */
     case OP_RELU_GRAD: return SEL(B(GT, y, C(0)), x, C(0));
     case OP_LEAKY_RELU_GRAD: return SEL(B(GT, y, C(0)), x, B(MUL, C(alpha), x));
@@ -115,11 +116,13 @@ static void build_row(KBuilder *kb, const Node *n, int node, const int *in, bool
     }
 }
 
-/* The proximal step of an L1 penalty: sign(p) max(|p| - t, 0); none when t is the constant 0. */
-static int shrink(KBuilder *kb, const Node *n, int p) {
+/* The proximal step of an L1 penalty: sign(p) max(|p| - t, 0); none when t is the constant 0.
+ * Adam's step is preconditioned by 1 / den per element, and so is its proximal step: t / den. */
+static int shrink(KBuilder *kb, const Node *n, int p, int den) {
     const Node *t = &kb->plan->g->node[n->in[n->nin - 1]];
     if (t->op == OP_CONST && t->attr[0] == 0) return p;
     int thr = kb_node(kb, n->in[n->nin - 1]);
+    if (den >= 0) thr = B(DIV, thr, den);
     int rest = B(SUB, U(ABS, p), thr);
     return SEL(B(GT, rest, C(0)), SEL(B(GT, p, C(0)), rest, U(NEG, rest)), C(0));
 }
@@ -133,7 +136,7 @@ static void build_update(KBuilder *kb, const Node *n, int node) {
     switch (n->op) {
     case OP_SGD: {
         int d = n->attr[2] != 0 ? B(ADD, gr, B(MUL, C(n->attr[2]), p)) : gr;
-        kb_out(kb, KO_STORE, pa, shrink(kb, n, B(SUB, p, B(MUL, kb_node(kb, n->in[2]), d))));
+        kb_out(kb, KO_STORE, pa, shrink(kb, n, B(SUB, p, B(MUL, kb_node(kb, n->in[2]), d)), -1));
         break;
     }
     case OP_SGD_MOMENTUM: {
@@ -143,7 +146,7 @@ static void build_update(KBuilder *kb, const Node *n, int node) {
         int buf = B(ADD, B(MUL, C(mom), kb_load_arg(kb, ba, IX_ELEM)), d);
         int step = n->attr[1] != 0 ? B(ADD, d, B(MUL, C(mom), buf)) : buf;
         kb_out(kb, KO_STORE, ba, buf);
-        kb_out(kb, KO_STORE, pa, shrink(kb, n, B(SUB, p, B(MUL, kb_node(kb, n->in[3]), step))));
+        kb_out(kb, KO_STORE, pa, shrink(kb, n, B(SUB, p, B(MUL, kb_node(kb, n->in[3]), step)), -1));
         break;
     }
     case OP_ADAM: {
@@ -160,7 +163,7 @@ static void build_update(KBuilder *kb, const Node *n, int node) {
         int den = B(ADD, B(DIV, U(SQRT, v), bc2), C(eps));
         kb_out(kb, KO_STORE, ma, m);
         kb_out(kb, KO_STORE, va, v);
-        kb_out(kb, KO_STORE, pa, shrink(kb, n, B(SUB, p0, B(DIV, B(MUL, step, m), den))));
+        kb_out(kb, KO_STORE, pa, shrink(kb, n, B(SUB, p0, B(DIV, B(MUL, step, m), den)), den));
         break;
     }
     default: NNC_BUG("update op");
@@ -199,6 +202,14 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
             case OP_GATE_GRAD: e = B(MUL, in[0], in[1]); break;
             case OP_PRELU_SLOPE_GRAD: e = SEL(B(GT, in[1], C(0)), C(0), B(MUL, in[0], in[1])); break;
             case OP_L1: e = U(ABS, in[0]); break;
+            case OP_SIZE_GATE_FACTOR_GRAD: { /* df k w s (1 - s) = df k w e / (1 + e)^2, e = exp(-|k (w b - j)|) */
+                double slope = n->attr[0], w = n->attr[1];
+                int u = B(MUL, C(slope), B(SUB, B(MUL, C(w), in[1]), kb_colidx(kb)));
+                int ex = U(EXP, U(NEG, U(ABS, u)));
+                int d = B(ADD, C(1), ex);
+                e = B(MUL, B(MUL, in[0], C(slope * w)), B(DIV, ex, B(MUL, d, d)));
+                break;
+            }
             case OP_MSE: {
                 int d = B(SUB, in[0], in[1]);
                 int inv = B(DIV, C(1.0 / (double)kb->k->cols), kb->k->rows_batch ? kb_rows(kb) : C(1));

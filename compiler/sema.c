@@ -28,6 +28,8 @@ typedef struct {
     Model *m;
     Override *ov;
     int nov;
+    const WidthOverride *width;
+    int nwidth;
     Sym *sym;
     int nsym, capsym;
     Sym *later; /* names defined anywhere in the file, for use-before-definition */
@@ -413,7 +415,7 @@ typedef struct {
     Op act;
     const char *todo; /* not implemented yet: which issue area */
     int nargs;
-    ArgSpec args[4];
+    ArgSpec args[5];
 } LayerDef;
 
 static const LayerDef layers[] = {
@@ -428,8 +430,10 @@ static const LayerDef layers[] = {
     {"gelu", L_ACT, OP_GELU, NULL, 0, {{0}}},
     {"identity", L_ACT, OP_COUNT, NULL, 0, {{0}}},
     {"prelu", L_PRELU, OP_COUNT, NULL, 1, {{"init", A_NUM, false, 0.25}}},
-    {"gate", L_GATE, OP_COUNT, NULL, 1, {{"l1", A_SCALAR, false, 0}}},
-    {"size_gate", L_GATE, OP_COUNT, "size gates", 0, {{0}}},
+    {"gate", L_GATE, OP_COUNT, NULL, 2, {{"l1", A_SCALAR, false, 0}, {"min_width", A_INT, false, 1}}},
+    {"size_gate", L_GATE, OP_COUNT, NULL, 5,
+     {{"slope", A_NUM, true, 0}, {"penalty", A_SCALAR, false, 0}, {"threshold", A_NUM, false, 0.01},
+      {"init", A_NUM, false, 0}, {"min_width", A_INT, false, 1}}},
     {"conv1d", L_DENSE, OP_COUNT, "convolutions", 0, {{0}}},
     {"conv2d", L_DENSE, OP_COUNT, "convolutions", 0, {{0}}},
     {"maxpool", L_DENSE, OP_COUNT, "pooling layers", 0, {{0}}},
@@ -526,9 +530,12 @@ static SVal *apply_layer(Sema *s, SVal *x, const Ast *e, int skip) {
         if (!need_flat(s, name, x, e->loc)) return NULL;
         if (!eval_int(s, a[0], "the number of units", 1, 1 << 24, &units)) return NULL;
         if (!arg_bool(s, a[1], true, &v->bias)) return NULL;
+        v->wname = weight_prefix(s, L_DENSE);
+        v->declared = units;
+        for (int i = 0; i < s->nwidth; i++) /* pruned: the surviving width */
+            if (!strcmp(s->width[i].layer, v->wname)) units = s->width[i].units;
         v->units = units;
         v->shape = shape_vec(units, true);
-        v->wname = weight_prefix(s, L_DENSE);
         int64_t np = units * x->shape.dim[0] + (v->bias ? units : 0);
         add_row(s, arena_printf(s->arena, "dense(%lld)", (long long)units), v, np);
         return v;
@@ -566,22 +573,50 @@ static SVal *apply_layer(Sema *s, SVal *x, const Ast *e, int skip) {
         v->wname = weight_prefix(s, L_PRELU);
         add_row(s, "prelu", v, x->shape.dim[0]);
         return v;
-    case L_GATE:
+    case L_GATE: {
         if (!need_flat(s, name, x, e->loc)) return NULL;
-        if (a[0]) {
-            v->coef = eval_scalar(s, a[0]);
+        int64_t width = x->shape.dim[0];
+        v->size_gate = !strcmp(name, "size_gate");
+        v->declared = width;
+        for (const SVal *l = x; l && l->kind == SV_LAYER; l = l->a) /* the dense layer that made the neurons */
+            if (l->layer == L_DENSE) {
+                v->declared = l->declared;
+                break;
+            } else if (l->layer != L_ACT && l->layer != L_PRELU && l->layer != L_GATE) {
+                break;
+            }
+        const Ast *coef = a[v->size_gate ? 1 : 0], *minw = a[v->size_gate ? 4 : 1];
+        if (coef) {
+            v->coef = eval_scalar(s, coef);
             if (!v->coef) return NULL;
             double now = scalar_value(s, v->coef);
             if (now < 0) {
-                err(s, a[0]->loc, "the l1 penalty must not be negative, but it is %g", now);
+                err(s, coef->loc, "the %s must not be negative, but it is %g", v->size_gate ? "penalty" : "l1 penalty", now);
                 return NULL;
             }
         } else {
             v->coef = sval(s, SV_CONST, e->loc);
         }
+        v->min_width = 1;
+        if (minw && !eval_int(s, minw, "min_width", 1, width, &v->min_width)) return NULL;
+        if (v->size_gate) {
+            if (!arg_num(s, a[0], &ld->args[0], &v->slope) || !arg_num(s, a[2], &ld->args[2], &v->threshold)) return NULL;
+            if (!(v->slope > 0)) {
+                err(s, a[0]->loc, "the slope must be positive, got %g", v->slope);
+                return NULL;
+            }
+            if (!(v->threshold > 0 && v->threshold < 1)) {
+                err(s, a[2]->loc, "the threshold is a gate factor, between 0 and 1 (exclusive), got %g", v->threshold);
+                return NULL;
+            }
+            v->init = (double)width; /* every neuron starts open */
+            if (a[3] && !eval_const(s, a[3], &v->init)) return NULL;
+        }
         v->wname = weight_prefix(s, L_GATE);
-        add_row(s, "gate", v, x->shape.dim[0]);
+        add_row(s, v->size_gate ? arena_printf(s->arena, "size_gate(slope %g)", v->slope) : "gate", v,
+                v->size_gate ? 1 : width);
         return v;
+    }
     }
     NNC_BUG("layer kind");
 }
@@ -1336,6 +1371,26 @@ static void finish_stop(Sema *s) {
     }
 }
 
+/* `prune gates every N epochs`: between epochs, dead neurons of gated layers are removed. */
+static void check_prune(Sema *s, const TrainItem *it) {
+    if (strcmp(it->name, "gates")) {
+        err(s, it->name_loc, "only gates can be pruned; write `prune gates every 1 epoch`");
+        return;
+    }
+    const Ast *q = it->every;
+    bool epochs = q->kind == AST_QUANTITY && (!strcmp(q->text, "epoch") || !strcmp(q->text, "epochs"));
+    if (!epochs) {
+        err(s, q->loc, "pruning happens between epochs; give the interval in epochs, as in `every 2 epochs`");
+        return;
+    }
+    if (!(q->num >= 1 && q->num == floor(q->num) && q->num <= 1e9)) {
+        err(s, q->loc, "the pruning interval must be a whole number of epochs >= 1, got %g", q->num);
+        return;
+    }
+    s->m->train.prune_every = (int64_t)q->num;
+    s->m->train.prune_loc = it->loc;
+}
+
 static void check_train(Sema *s, const Stmt *st, bool *seen_train) {
     TrainSpec *t = &s->m->train;
     const TrainItem *first[TI_CLIP + 1] = {0};
@@ -1378,7 +1433,7 @@ static void check_train(Sema *s, const Stmt *st, bool *seen_train) {
         case TI_ITERATIONS: err(s, it->loc, "'iterations' is not implemented yet; use 'epochs'"); break;
         case TI_SAMPLER: err(s, it->loc, "samplers are not implemented yet"); break;
         case TI_SCHEDULE: check_schedule(s, it); break;
-        case TI_PRUNE: err(s, it->loc, "pruning is not implemented yet"); break;
+        case TI_PRUNE: check_prune(s, it); break;
         case TI_STOP: check_stop(s, it); break;
         case TI_CLIP: err(s, it->loc, "gradient clipping is not implemented yet"); break;
         }
@@ -1446,8 +1501,8 @@ static void collect_names(Sema *s, const Program *prog) {
     }
 }
 
-Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *path, Override *ov, int nov) {
-    Sema s = {.arena = arena, .diag = diag, .ov = ov, .nov = nov};
+Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *path, const SemaOptions *opt) {
+    Sema s = {.arena = arena, .diag = diag, .ov = opt->ov, .nov = opt->nov, .width = opt->width, .nwidth = opt->nwidth};
     Model *m = s.m = arena_alloc(arena, sizeof *m);
     m->path = path;
     const char *slash = strrchr(path, '/');

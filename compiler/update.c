@@ -3,11 +3,14 @@
  * (h1.weight.momentum, h1.weight.adam_m, h1.weight.adam_v) and run-time scalar slots for the
  * learning rate and Adam's bias corrections, which the runtime sets before every step.  A
  * weight with an L1 penalty applied proximally (a gate) gets the threshold lr * lambda. */
+#include <string.h>
+
 #include "lower.h"
 
 static int state(Graph *g, const Weight *w, int wi, const char *suffix) {
     int id = ir_weight(g, arena_printf(g->arena, "%s.%s", w->name, suffix), W_STATE, w->shape, INIT_ZERO, w->loc);
     g->weight[g->node[id].ref].of = wi;
+    memcpy(g->weight[g->node[id].ref].space, w->space, sizeof w->space);
     return id;
 }
 

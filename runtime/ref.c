@@ -201,8 +201,9 @@ static void update(RefState *r, const Node *n, double *flag) {
             d += wd * p[i];
         m[i] = b1 * m[i] + (1 - b1) * d;
         v[i] = b2 * v[i] + (1 - b2) * d * d;
-        p[i] -= step * m[i] / (sqrt(v[i]) / bc2 + eps);
-        if (prox) p[i] = shrink(p[i], t);
+        double den = sqrt(v[i]) / bc2 + eps;
+        p[i] -= step * m[i] / den;
+        if (prox) p[i] = shrink(p[i], t / den); /* the prox step in Adam's metric */
     }
 }
 
@@ -228,6 +229,8 @@ static void run_node(RefState *r, int id) {
                 if (n->op == OP_MSE_GRAD) {
                     double numel = (double)(cols * rows);
                     out[i * cols + j] = x * 2 * (y - z) / numel;
+                } else if (n->op == OP_SIZE_GATE_FACTOR) {
+                    out[i * cols + j] = sigmoid(n->attr[0] * (n->attr[1] * x - (double)j));
                 } else {
                     out[i * cols + j] = map_value(n, x, y, z);
                 }
@@ -264,6 +267,12 @@ static void run_node(RefState *r, int id) {
                 case OP_MSE: {
                     double d = x - at(r, n->in[1], i, j, cols);
                     total += d * d / (double)(rows * cols);
+                    break;
+                }
+                case OP_SIZE_GATE_FACTOR_GRAD: { /* d sigmoid(k (w b - j)) / d b = k w s (1 - s) */
+                    double k = n->attr[0], w = n->attr[1];
+                    double e = exp(-fabs(k * (w * at(r, n->in[1], i, j, cols) - (double)j)));
+                    total += x * k * w * e / ((1 + e) * (1 + e));
                     break;
                 }
                 default: NNC_BUG("sum op");

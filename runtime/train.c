@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "prune.h"
 #include "rng.h"
 #include "schedule.h"
 
@@ -132,6 +133,21 @@ typedef struct {
     int64_t rows;
 } Session;
 
+/* The session runs `e` from now on (at the start, and after pruning recompiled the model). */
+static void session_bind(Session *s, Exec *e) {
+    s->exec = e;
+    s->g = e->g;
+    s->plan = e->plan;
+    for (int i = 0; i < s->g->ninput; i++) {
+        const Input *in = &s->g->input[i];
+        if (!in->is_target) s->x_node = in->node;
+        if (in->is_target) {
+            s->target_node = in->node;
+            s->class_target = in->is_class;
+        }
+    }
+}
+
 static float read1(const Session *s, int node) {
     float v = NAN;
     exec_read(s->exec, node, &v, sizeof v);
@@ -242,32 +258,72 @@ static void report_nonfinite(Session *s, int64_t epoch, int64_t step, float loss
 
 /* ---- evaluation ---- */
 
+enum { MAX_METRICS = 16 };
 typedef struct {
-    double loss, metric[8];
+    double loss, metric[MAX_METRICS];
     int nmetric;
+    GateStat *gate; /* per gated layer */
 } Eval;
+
+/* The graph's scalar outputs (loss, metrics) come first; then per-neuron sums (AGG_VECTOR). */
+static int scalar_outputs(const Graph *g) {
+    int n = 0;
+    while (n < g->noutput && g->output[n].agg != AGG_VECTOR) n++;
+    return n;
+}
 
 static int evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n, Eval *e) {
     const Graph *g = s->g;
+    GateStat *gate = e->gate;
     memset(e, 0, sizeof *e);
-    double sums[8] = {0};
-    for (int64_t at = 0; at < n; at += s->batch) {
+    e->gate = gate;
+    int nscalar = scalar_outputs(g);
+    NNC_ASSERT(nscalar <= MAX_METRICS);
+    double sums[MAX_METRICS] = {0}, **vec = util_calloc((size_t)g->noutput + 1, sizeof(double *));
+    float *tmp = NULL;
+    int64_t most = 0;
+    for (int o = nscalar; o < g->noutput; o++) {
+        int64_t m = shape_numel(g->node[g->output[o].node].shape);
+        vec[o] = util_calloc((size_t)m, sizeof(double));
+        most = m > most ? m : most;
+    }
+    tmp = util_calloc((size_t)most + 1, sizeof(float));
+    int rc = 0;
+    for (int64_t at = 0; at < n && rc == 0; at += s->batch) {
         int64_t rows = n - at < s->batch ? n - at : s->batch;
         load_batch(s, d, idx + at, rows);
-        if (exec_run(s->exec, PROG_EVAL, rows)) return -1;
-        for (int o = 0; o < g->noutput && o < 8; o++) {
+        if (exec_run(s->exec, PROG_EVAL, rows)) {
+            rc = -1;
+            break;
+        }
+        for (int o = 0; o < nscalar; o++) {
             double v = read1(s, g->output[o].node);
             sums[o] += g->output[o].agg == AGG_MEAN ? v * (double)rows : v;
         }
+        for (int o = nscalar; o < g->noutput; o++) {
+            int64_t m = shape_numel(g->node[g->output[o].node].shape);
+            exec_read(s->exec, g->output[o].node, tmp, sizeof(float) * (size_t)m);
+            for (int64_t j = 0; j < m; j++) vec[o][j] += tmp[j];
+        }
     }
-    e->loss = sums[0] / (double)n;
-    for (int o = 1; o < g->noutput && o < 8; o++) {
-        double f = sums[o] / (double)n;
-        e->metric[o - 1] = g->output[o].agg == AGG_ONE_MINUS_FRACTION ? 1 - f : f;
-        e->nmetric = o;
+    if (rc == 0) {
+        e->loss = sums[0] / (double)n;
+        for (int o = 1; o < nscalar; o++) {
+            double f = sums[o] / (double)n;
+            e->metric[o - 1] = g->output[o].agg == AGG_ONE_MINUS_FRACTION ? 1 - f : f;
+        }
+        e->nmetric = nscalar - 1;
+        if (g->ngate) {
+            gate_counts(s->exec, e->gate);
+            gate_variances(s->exec, vec, n, e->gate);
+        }
     }
-    return 0;
+    for (int o = 0; o < g->noutput; o++) free(vec[o]);
+    free(vec);
+    free(tmp);
+    return rc;
 }
+
 /* ---- output ---- */
 
 static int make_dirs(const char *path) {
@@ -305,6 +361,20 @@ static void line_end(FILE *f, cJSON *o) {
 static void add_eval(cJSON *o, const Graph *g, const Eval *e) {
     cJSON_AddNumberToObject(o, "loss", e->loss);
     for (int i = 0; i < e->nmetric; i++) cJSON_AddNumberToObject(o, g->output[i + 1].name, e->metric[i]);
+    for (int i = 0; i < g->ngate; i++) { /* h1.width, h1.live, h1.dead, h1.var_mean, h1.var_q10 ... */
+        const GateStat *st = &e->gate[i];
+        const char *l = g->gate[i].layer;
+        char key[256];
+#define GATE_FIELD(name, v) (snprintf(key, sizeof key, "%s." name, l), cJSON_AddNumberToObject(o, key, (double)(v)))
+        GATE_FIELD("width", st->width);
+        GATE_FIELD("live", st->live);
+        GATE_FIELD("dead", st->dead);
+        GATE_FIELD("var_mean", st->var_mean);
+        GATE_FIELD("var_q10", st->var_q10);
+        GATE_FIELD("var_q50", st->var_q50);
+        GATE_FIELD("var_q90", st->var_q90);
+#undef GATE_FIELD
+    }
 }
 
 static void add_timing(cJSON *o, double sps, double time_s) {
@@ -345,18 +415,90 @@ static void progress_line(FILE *out, int64_t epoch, int64_t epochs, int64_t done
     fflush(out);
 }
 
+/* One line per evaluation about the gated layers: live widths and activation variance. */
+static void print_gates(FILE *out, const Graph *g, const Eval *e, const char *split) {
+    if (!g->ngate) return;
+    fprintf(out, "  gates (%s):", split);
+    for (int i = 0; i < g->ngate; i++) {
+        const GateStat *st = &e->gate[i];
+        fprintf(out, "%s %s %lld live of %lld, variance mean %.3g median %.3g", i ? ";" : "", g->gate[i].layer,
+                (long long)st->live, (long long)st->width, st->var_mean, st->var_q50);
+    }
+    fputc('\n', out);
+}
+
+/* Physical pruning between epochs: decide, recompile at the new widths, move the weights and
+ * optimiser state, and switch the session over.  0, or 1 after reporting an error. */
+static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t step, FILE *metrics, bool *reported_min) {
+    const TrainConfig *cfg = s->cfg;
+    FILE *out = cfg->out ? cfg->out : stdout;
+    const Graph *g = s->g;
+    PruneDecision d;
+    if (!prune_decide(s->exec, &d)) {
+        for (int i = 0; i < g->ngate; i++) /* a layer can sit at its minimum with nothing to cut */
+            if (d.at_min[i] && !reported_min[i]) {
+                fprintf(out, "pruning: '%s' is at its minimum width %lld\n", g->gate[i].layer, (long long)g->gate[i].min_width);
+                reported_min[i] = true;
+            }
+        prune_free(&d);
+        return 0;
+    }
+    for (int sp = 0; sp < g->nspace; sp++) widths[sp] = (WidthOverride){g->space[sp].layer, d.width[sp]};
+    double t0 = util_now();
+    Exec *next = cfg->rebuild(cfg->rebuild_ctx, widths, g->nspace);
+    if (!next) {
+        prune_free(&d);
+        return 1;
+    }
+    char err[512];
+    if (prune_transfer(s->exec, next, &d, err, sizeof err)) {
+        fprintf(cfg->diag->out, "nnc: error: pruning after epoch %lld: %s\n", (long long)epoch, err);
+        cfg->retire(cfg->rebuild_ctx, next);
+        prune_free(&d);
+        return 1;
+    }
+    double took = util_now() - t0;
+    cJSON *line = line_begin(epoch, step, NULL);
+    cJSON_AddStringToObject(line, "event", "prune");
+    cJSON *w = cJSON_AddObjectToObject(line, "widths");
+    fprintf(out, "pruned after epoch %lld:", (long long)epoch);
+    for (int sp = 0, first = 1; sp < g->nspace; sp++) {
+        if (!d.keep[sp]) continue;
+        fprintf(out, "%s %s %lld -> %lld", first ? "" : ",", g->space[sp].layer, (long long)g->space[sp].width,
+                (long long)d.width[sp]);
+        cJSON_AddNumberToObject(w, g->space[sp].layer, (double)d.width[sp]);
+        first = 0;
+    }
+    fprintf(out, " (recompiled and moved in %.2f s)\n", took);
+    cJSON_AddNumberToObject(line, "rebuild_s", round(took * 1000) / 1000);
+    for (int i = 0; i < g->ngate; i++)
+        if (d.at_min[i] && !reported_min[i]) {
+            fprintf(out, "pruning: '%s' reached its minimum width %lld\n", g->gate[i].layer, (long long)g->gate[i].min_width);
+            cJSON_AddStringToObject(line, "at_minimum", g->gate[i].layer);
+            reported_min[i] = true;
+        }
+    line_end(metrics, line);
+    fflush(out);
+    cfg->retire(cfg->rebuild_ctx, s->exec);
+    session_bind(s, next);
+    prune_free(&d);
+    return 0;
+}
+
 int train_run(const TrainConfig *cfg, TrainResult *res) {
     const Model *m = cfg->model;
     const TrainSpec *t = &m->train;
-    Exec *ex = cfg->exec;
-    const Graph *g = ex->g;
-    const Plan *plan = ex->plan;
     FILE *out = cfg->out ? cfg->out : stdout;
     memset(res, 0, sizeof *res);
     char err[1024];
     ModelData data;
-    if (train_load_data(m, g, &data, err, sizeof err)) {
+    if (train_load_data(m, cfg->exec->g, &data, err, sizeof err)) {
         fprintf(cfg->diag->out, "nnc: error: %s\n", err);
+        return 1;
+    }
+    if (t->prune_every && (!cfg->rebuild || !cfg->retire)) {
+        fprintf(cfg->diag->out, "nnc: error: this trainer cannot recompile the model, so it cannot prune\n");
+        train_free_data(&data);
         return 1;
     }
     FILE *metrics = NULL;
@@ -369,19 +511,14 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
             return 1;
         }
     }
-    Session s = {.cfg = cfg, .g = g, .plan = plan, .exec = ex, .batch = plan->max_batch, .bad_kernel = -1};
-    for (int i = 0; i < g->ninput; i++) {
-        const Input *in = &g->input[i];
-        if (!in->is_target) s.x_node = in->node;
-        if (in->is_target) {
-            s.target_node = in->node;
-            s.class_target = in->is_class;
-        }
-    }
+    Session s = {.cfg = cfg, .batch = cfg->exec->plan->max_batch, .bad_kernel = -1};
+    session_bind(&s, cfg->exec);
+    int64_t baseline_rss = cfg->exec->baseline_rss;
     s.x = util_calloc((size_t)(s.batch * data.expect.nfeat), sizeof(float));
     s.label = util_calloc((size_t)s.batch, sizeof(int32_t));
     s.target = util_calloc((size_t)(s.batch * data.expect.ntarget), sizeof(float));
-    train_init_weights(ex, t->seed);
+    train_init_weights(s.exec, t->seed);
+    int64_t arena_peak = s.plan->arena_bytes;
 
     /* validation split: a seeded permutation, the last part held out */
     int64_t n_all = data.train.n;
@@ -420,9 +557,16 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     double lr_used = t->opt.lr, *param_used = util_calloc((size_t)m->nparam + 1, sizeof(double));
     StopState stop;
     stop_init(&stop);
-    Latest latest = {.g = g};
+    int ngate = s.g->ngate; /* the same in every recompilation */
+    Latest latest = {.g = s.g};
+    latest.valid.gate = util_calloc((size_t)ngate + 1, sizeof(GateStat));
+    latest.test.gate = util_calloc((size_t)ngate + 1, sizeof(GateStat));
+    WidthOverride *widths = util_calloc((size_t)s.g->nspace + 1, sizeof(WidthOverride));
+    bool *reported_min = util_calloc((size_t)ngate + 1, sizeof(bool));
     bool stopped = false;
     for (int64_t epoch = 1; epoch <= t->epochs && rc == 0 && !stopped; epoch++) {
+        Exec *ex = s.exec;
+        const Graph *g = s.g;
         memcpy(order, perm, sizeof(int64_t) * (size_t)n_train);
         rng_shuffle(&shuffle, order, n_train);
         double e0 = util_now(), loss_sum = 0, last_print = 0;
@@ -476,9 +620,15 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         cJSON_AddNumberToObject(line, "loss", train_loss);
         cJSON_AddNumberToObject(line, "lr", lr_used); /* the values the last step used */
         for (int i = 0; i < m->nparam; i++) cJSON_AddNumberToObject(line, m->param[i].name, param_used[i]);
+        for (int i = 0; i < ngate; i++) { /* the widths this epoch trained at */
+            char key[256];
+            snprintf(key, sizeof key, "%s.width", g->gate[i].layer);
+            cJSON_AddNumberToObject(line, key, (double)shape_numel(g->node[g->gate[i].node].shape));
+        }
         add_timing(line, sps, util_now() - t0);
         line_end(metrics, line);
         res->train_loss = latest.train_loss = train_loss;
+        latest.g = g;
         latest.has_valid = n_valid && evaluate(&s, &data.train, perm + n_train, n_valid, &latest.valid) == 0;
         if (latest.has_valid) {
             print_eval(out, g, "valid", &latest.valid);
@@ -497,9 +647,11 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
             add_timing(line, (double)data.test.n / (util_now() - v0), util_now() - t0);
             line_end(metrics, line);
             res->test_loss = latest.test.loss;
-            memcpy(res->test_metric, latest.test.metric, sizeof latest.test.metric);
+            memcpy(res->test_metric, latest.test.metric, sizeof res->test_metric);
         }
         fprintf(out, " | %.1f s, %.0f samples/s\n", e_train, sps);
+        if (latest.has_valid || latest.has_test)
+            print_gates(out, g, latest.has_valid ? &latest.valid : &latest.test, latest.has_valid ? "valid" : "test");
         char why[512];
         if (stop_check(&t->stop, &stop, latest_metric, &latest, why, sizeof why)) {
             fprintf(out, "stopping after epoch %lld of %lld: %s\n", (long long)epoch, (long long)t->epochs, why);
@@ -511,19 +663,27 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         }
         fflush(out);
         res->epochs = epoch;
+        if (!stopped && t->prune_every && epoch % t->prune_every == 0 && epoch < t->epochs) {
+            rc = prune_now(&s, widths, epoch, step, metrics, reported_min);
+            if (s.plan->arena_bytes > arena_peak) arena_peak = s.plan->arena_bytes;
+        }
     }
     free(param_used);
+    free(widths);
+    free(reported_min);
+    free(latest.valid.gate);
+    free(latest.test.gate);
     res->steps = step;
     res->seconds = util_now() - t0;
     {   /* what the memory plan promised against what the process used */
         double mib = 1 << 20, data_bytes = (double)(data.train.n + data.test.n) * (double)data.expect.nfeat *
                                                 (data.train.u8 ? 1 : 4);
-        double expected = (double)plan->arena_bytes + data_bytes + (double)ex->baseline_rss;
+        double expected = (double)arena_peak + data_bytes + (double)baseline_rss;
         double peak = (double)util_peak_rss_bytes();
         res->peak_rss = peak;
         res->expected_rss = expected;
         fprintf(out, "memory: peak RSS %.0f MiB = %.2f x (plan %.1f MiB + data %.1f MiB + runtime baseline %.1f MiB)\n",
-                peak / mib, peak / expected, (double)plan->arena_bytes / mib, data_bytes / mib, (double)ex->baseline_rss / mib);
+                peak / mib, peak / expected, (double)arena_peak / mib, data_bytes / mib, (double)baseline_rss / mib);
     }
     res->samples_per_s = train_time > 0 ? (double)(n_train * res->epochs) / train_time : 0;
     if (metrics) fclose(metrics);

@@ -2,7 +2,8 @@
  * the data the model names, initialises weights from the seed, trains for the configured
  * epochs (shuffled batches, the last one partial), evaluates on the validation and test
  * splits after every epoch, and writes one JSON object per evaluation to metrics.jsonl.
- * A non-finite loss stops training with the op and layer that produced it. */
+ * A non-finite loss stops training with the op and layer that produced it.  With `prune gates`,
+ * dead neurons are removed between epochs and training goes on in a recompiled model. */
 #ifndef NNC_TRAIN_H
 #define NNC_TRAIN_H
 
@@ -20,6 +21,12 @@ typedef struct {
     Diag *diag;          /* located messages about the model (a NaN's source line) */
     int progress;        /* -1: when out is a terminal, 0 never, 1 always */
     const char *backend; /* for the header line */
+    /* Pruning (`prune gates`): rebuild recompiles the model with dense layers at the given
+     * widths and opens it on the same device, or returns NULL after printing why; retire
+     * releases an Exec the loop no longer uses (the first one, or one rebuild returned). */
+    Exec *(*rebuild)(void *ctx, const WidthOverride *width, int nwidth);
+    void (*retire)(void *ctx, Exec *e);
+    void *rebuild_ctx;
 } TrainConfig;
 
 typedef struct {

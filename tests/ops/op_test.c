@@ -122,6 +122,22 @@ static int c_net(Graph *g) {
     return op2(g, OP_ADD, shape_scalar(), op2(g, OP_CROSS_ENTROPY, shape_scalar(), h, lab), pen);
 }
 
+/* size gate: factors sigmoid(k (x0 - j)) of a learned boundary x0; gated input plus the
+ * penalty sum_j factor_j; a steep slope checks that the gradient stays finite and exact */
+static int size_factor(Graph *g, double slope) {
+    int f = ir_add1(g, OP_SIZE_GATE_FACTOR, shape_vec(N, false), w_scalar(g, "b"), NOLOC);
+    g->node[f].attr[0] = slope;
+    g->node[f].attr[1] = 2; /* x0 = 2 b */
+    return f;
+}
+static int c_size_gate_factor(Graph *g) { return size_factor(g, 1.5); }
+static int c_size_gated(Graph *g) {
+    int f = size_factor(g, 3);
+    int y = ir_add1(g, OP_SUM, shape_scalar(), op2(g, OP_GATE, BX, X(N), f), NOLOC);
+    return op2(g, OP_ADD, shape_scalar(), y, op2(g, OP_MUL, shape_scalar(), ir_const(g, 0.5, NOLOC), ir_add1(g, OP_SUM, shape_scalar(), f, NOLOC)));
+}
+static int c_size_gate_steep(Graph *g) { return size_factor(g, 40); }
+
 #define FWD(name, f) {name, f, (OptKind)-1, 0, 0, false}
 /* the same network whose gate is shrunk by a proximal L1 step after each update (the penalty
  * itself is left out of the loss, so finite differences see what autodiff differentiates) */
@@ -145,6 +161,7 @@ static const Case cases[] = {
     FWD("mse_heads", c_mse_heads), FWD("mse_unbatched", c_mse_unbatched), FWD("cross_entropy", c_cross_entropy),
     FWD("matmul_nt", c_matmul_nt), FWD("matmul_nn", c_matmul_nn), FWD("matmul_tn", c_matmul_tn),
     FWD("matmul_tt", c_matmul_tt), FWD("matmul_batch_inner", c_matmul_batch_inner),
+    FWD("size_gate_factor", c_size_gate_factor), FWD("size_gated", c_size_gated), FWD("size_gate_steep", c_size_gate_steep),
     {"net_sgd", c_net, OPT_SGD, 0, 0, false}, {"net_sgd_wd", c_net, OPT_SGD, 0, 0.01, false},
     {"net_momentum", c_net, OPT_SGD, 0.9, 0, false}, {"net_nesterov_wd", c_net, OPT_SGD, 0.9, 0.01, true},
     {"net_adam", c_net, OPT_ADAM, 0, 0, false}, {"net_adam_wd", c_net, OPT_ADAM, 0, 0.01, false},

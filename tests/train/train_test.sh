@@ -131,5 +131,19 @@ NN
   # one step per epoch: lr 0.1, 0.1, 0.05, 0.05; lambda 0.01, 0.005, 0.0025, 0.00125
   "$check" "$out/metrics.jsonl" train lr 0.05 0.05
   "$check" "$out/metrics.jsonl" train lambda 0.00125 0.00125 ;;
+prune_shrinks)
+  # gates close, dead neurons are removed after every epoch, h2 stops at its min_width, and a
+  # second run with the same seed is identical
+  "$nnc" train tests/train/models/prune_small.nn --set epochs=3 --out "$out/a" > "$out/stdout"
+  cat "$out/stdout"
+  grep -q "^pruned after epoch 1: h1 96 -> [1-8][0-9]*, h2 64 -> 48 " "$out/stdout"
+  grep -q "^pruning: 'h2' reached its minimum width 48$" "$out/stdout"
+  grep -q '"event":"prune","widths":{"h1":' "$out/a/metrics.jsonl"
+  "$check" "$out/a/metrics.jsonl" test h1.width 1 90
+  "$check" "$out/a/metrics.jsonl" test h2.width 48 48
+  "$check" "$out/a/metrics.jsonl" train h2.width 48 48
+  "$check" "$out/a/metrics.jsonl" test accuracy 0.80
+  "$nnc" train tests/train/models/prune_small.nn --set epochs=3 --out "$out/b" > /dev/null
+  "$check" --same "$out/a/metrics.jsonl" "$out/b/metrics.jsonl" ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
