@@ -429,7 +429,8 @@ static void print_gates(FILE *out, const Graph *g, const Eval *e, const char *sp
 
 /* Physical pruning between epochs: decide, recompile at the new widths, move the weights and
  * optimiser state, and switch the session over.  0, or 1 after reporting an error. */
-static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t step, FILE *metrics, bool *reported_min) {
+static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t step, FILE *metrics, bool *reported_min,
+                     int64_t *arena_peak) {
     const TrainConfig *cfg = s->cfg;
     FILE *out = cfg->out ? cfg->out : stdout;
     const Graph *g = s->g;
@@ -451,6 +452,8 @@ static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t s
         return 1;
     }
     char err[512];
+    int64_t both = s->plan->arena_bytes + next->plan->arena_bytes; /* while the weights move */
+    if (both > *arena_peak) *arena_peak = both;
     if (prune_transfer(s->exec, next, &d, err, sizeof err)) {
         fprintf(cfg->diag->out, "nnc: error: pruning after epoch %lld: %s\n", (long long)epoch, err);
         cfg->retire(cfg->rebuild_ctx, next);
@@ -664,8 +667,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         fflush(out);
         res->epochs = epoch;
         if (!stopped && t->prune_every && epoch % t->prune_every == 0 && epoch < t->epochs) {
-            rc = prune_now(&s, widths, epoch, step, metrics, reported_min);
-            if (s.plan->arena_bytes > arena_peak) arena_peak = s.plan->arena_bytes;
+            rc = prune_now(&s, widths, epoch, step, metrics, reported_min, &arena_peak);
         }
     }
     free(param_used);

@@ -131,6 +131,15 @@ NN
   # one step per epoch: lr 0.1, 0.1, 0.05, 0.05; lambda 0.01, 0.005, 0.0025, 0.00125
   "$check" "$out/metrics.jsonl" train lr 0.05 0.05
   "$check" "$out/metrics.jsonl" train lambda 0.00125 0.00125 ;;
+fashion_sparse_3_epochs)
+  # workload 1: 2048-1024 shrinks after every epoch and still learns
+  "$nnc" train models/fashion_sparse.nn --set epochs=3 --out "$out" > "$out/stdout"
+  cat "$out/stdout"
+  test "$(grep -c '"event":"prune"' "$out/metrics.jsonl")" = 2
+  "$check" "$out/metrics.jsonl" train h1.width 100 1200
+  "$check" "$out/metrics.jsonl" test h1.width 100 1000
+  "$check" "$out/metrics.jsonl" test h2.width 100 800
+  "$check" "$out/metrics.jsonl" test accuracy 0.84 ;;
 prune_shrinks)
   # gates close, dead neurons are removed after every epoch, h2 stops at its min_width, and a
   # second run with the same seed is identical

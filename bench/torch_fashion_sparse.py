@@ -1,0 +1,117 @@
+"""torch_fashion_sparse.py: the PyTorch twin of models/fashion_sparse.nn, for bench/fashion_sparse.py.
+
+784-2048-1024-10 ReLU MLP with a learned gate per hidden neuron (initially 1), Adam lr 1e-3,
+batch 128, cross entropy, inputs scaled to [0, 1], 10 % of the training images held out for
+validation.  The gates' L1 penalty lambda * sum |g| is applied as nnc applies it: a proximal
+step after each Adam step, with the threshold lr * lambda divided by Adam's denominator
+(sqrt(v_hat) + eps), so dead gates are exactly 0.  lambda = 2e-3 * 0.7 ^ epoch.  After every
+epoch (but the last) the neurons whose gate is 0 are masked out for good: PyTorch keeps the
+full-size matrices, where nnc removes the rows and columns.  Every epoch evaluates the
+validation and the test split, as nnc does.
+
+Prints one JSON line per epoch: live widths, training samples/s, test accuracy, and the time
+since training started (training, evaluation and masking).  Threads: torch.set_num_threads
+from BENCH_THREADS (default 2); the caller sets OMP_WAIT_POLICY.
+Usage: torch_fashion_sparse.py [EPOCHS] [LAMBDA]
+"""
+import gzip
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def idx(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+class Gated(torch.nn.Module):
+    def __init__(self, widths):
+        super().__init__()
+        self.dense = torch.nn.ModuleList()
+        self.gates = torch.nn.ParameterList()
+        prev = 784
+        for w in widths:
+            self.dense.append(torch.nn.Linear(prev, w))
+            self.gates.append(torch.nn.Parameter(torch.ones(w)))
+            prev = w
+        self.out = torch.nn.Linear(prev, 10)
+        self.masks = [torch.ones(w) for w in widths]
+
+    def forward(self, x):
+        for d, g, m in zip(self.dense, self.gates, self.masks):
+            x = torch.relu(d(x)) * (g * m)
+        return self.out(x)
+
+
+def prox_gates(model, opt, lr, lam, beta2=0.999, eps=1e-8):
+    """The L1 proximal step in Adam's metric, as nnc's update kernel does it."""
+    with torch.no_grad():
+        for g, m in zip(model.gates, model.masks):
+            st = opt.state[g]
+            den = st["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2 ** int(st["step"])) + eps
+            rest = g.abs() - lr * lam / den
+            g.copy_(torch.sign(g) * rest.clamp(min=0) * m)
+
+
+def accuracy(model, x, y):
+    with torch.no_grad():
+        correct = 0
+        for i in range(0, x.shape[0], 128):
+            correct += (model(x[i:i + 128]).argmax(1) == y[i:i + 128]).sum().item()
+    return correct / x.shape[0]
+
+
+def main():
+    epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    lam0 = float(sys.argv[2]) if len(sys.argv) > 2 else 2e-3
+    threads = int(os.environ.get("BENCH_THREADS", "2"))
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    d = os.environ.get("NNC_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
+    x = torch.from_numpy(idx(f"{d}/train-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255)
+    y = torch.from_numpy(idx(f"{d}/train-labels-idx1-ubyte.gz").astype(np.int64))
+    xt = torch.from_numpy(idx(f"{d}/t10k-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255)
+    yt = torch.from_numpy(idx(f"{d}/t10k-labels-idx1-ubyte.gz").astype(np.int64))
+    perm = torch.randperm(x.shape[0])
+    n_valid = 6000
+    xv, yv = x[perm[-n_valid:]], y[perm[-n_valid:]]
+    x, y = x[perm[:-n_valid]], y[perm[:-n_valid]]
+    model = Gated([2048, 1024])
+    lr = 1e-3
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        lam = lam0 * 0.7 ** epoch
+        order = torch.randperm(x.shape[0])
+        e0 = time.perf_counter()
+        for i in range(0, x.shape[0], 128):
+            b = order[i:i + 128]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[b]), y[b])  # the penalty acts through the proximal step only
+            loss.backward()
+            opt.step()
+            prox_gates(model, opt, lr, lam)
+        train_s = time.perf_counter() - e0
+        valid_acc = accuracy(model, xv, yv)
+        test_acc = accuracy(model, xt, yt)
+        live = [int((g != 0).sum()) for g in model.gates]
+        if epoch + 1 < epochs:  # "prune": mask the dead neurons for good
+            for g, m in zip(model.gates, model.masks):
+                m.copy_((g.detach() != 0).float())
+        print(json.dumps({"epoch": epoch + 1, "live": live, "samples_per_s": x.shape[0] / train_s,
+                          "valid_accuracy": valid_acc, "test_accuracy": test_acc,
+                          "time_s": time.perf_counter() - t0, "threads": threads}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
