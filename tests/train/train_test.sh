@@ -27,7 +27,13 @@ fashion_mlp_2_epochs)
   "$nnc" train models/fashion_mlp.nn --set epochs=2 --out "$out"
   "$check" "$out/metrics.jsonl" test accuracy 0.86 ;;
 fashion_gated_1_epoch)
-  "$nnc" train models/fashion_gated.nn --set epochs=1 --out "$out"
+  "$nnc" train models/fashion_gated.nn --set epochs=1 --out "$out" > "$out/stdout"
+  cat "$out/stdout"
+  # peak RSS within 1.2x of the plan + data + runtime baseline (not under sanitizers, whose
+  # shadow memory is not the program's)
+  ratio=$(sed -n 's/^memory: peak RSS [0-9]* MiB = \([0-9.]*\) x .*/\1/p' "$out/stdout")
+  [ -n "$ratio" ] || { echo "no memory line"; exit 1; }
+  [ -n "${NNC_SANITIZED:-}" ] || awk -v r="$ratio" 'BEGIN { exit !(r <= 1.2) }' || { echo "peak RSS is $ratio x the plan's account"; exit 1; }
   "$check" "$out/metrics.jsonl" test accuracy 0.83
   "$check" "$out/metrics.jsonl" valid accuracy 0.83
   "$check" "$out/metrics.jsonl" test error 0 0.17 ;;
