@@ -6,33 +6,21 @@ test accuracy.  Prints one JSON line: training steps/s (training loop only), tes
 Threads are set by the caller's environment (OMP_NUM_THREADS, OMP_WAIT_POLICY) and by
 torch.set_num_threads(2) here.
 """
-import gzip
 import json
 import os
 import sys
 import time
 
-import numpy as np
 import torch
 
-
-def idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+import fashion_data
 
 
 def main():
     threads = int(os.environ.get("BENCH_THREADS", "2"))
     torch.set_num_threads(threads)
     torch.manual_seed(1)
-    d = os.environ.get("NNC_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
-    x = torch.from_numpy(idx(f"{d}/train-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255)
-    y = torch.from_numpy(idx(f"{d}/train-labels-idx1-ubyte.gz").astype(np.int64))
-    xt = torch.from_numpy(idx(f"{d}/t10k-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255)
-    yt = torch.from_numpy(idx(f"{d}/t10k-labels-idx1-ubyte.gz").astype(np.int64))
+    x, y, xt, yt = fashion_data.load()
     model = torch.nn.Sequential(
         torch.nn.Linear(784, 1024), torch.nn.ReLU(),
         torch.nn.Linear(1024, 1024), torch.nn.ReLU(),

@@ -14,23 +14,15 @@ since training started (training, evaluation and masking).  Threads: torch.set_n
 from BENCH_THREADS (default 2); the caller sets OMP_WAIT_POLICY.
 Usage: torch_fashion_sparse.py [EPOCHS] [LAMBDA]
 """
-import gzip
 import json
 import math
 import os
 import sys
 import time
 
-import numpy as np
 import torch
 
-
-def idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+import fashion_data
 
 
 class Gated(torch.nn.Module):
@@ -76,11 +68,7 @@ def main():
     threads = int(os.environ.get("BENCH_THREADS", "2"))
     torch.set_num_threads(threads)
     torch.manual_seed(1)
-    d = os.environ.get("NNC_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
-    x = torch.from_numpy(idx(f"{d}/train-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255)
-    y = torch.from_numpy(idx(f"{d}/train-labels-idx1-ubyte.gz").astype(np.int64))
-    xt = torch.from_numpy(idx(f"{d}/t10k-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255)
-    yt = torch.from_numpy(idx(f"{d}/t10k-labels-idx1-ubyte.gz").astype(np.int64))
+    x, y, xt, yt = fashion_data.load()
     perm = torch.randperm(x.shape[0])
     n_valid = 6000
     xv, yv = x[perm[-n_valid:]], y[perm[-n_valid:]]
