@@ -70,6 +70,7 @@ int kb_scalar(KBuilder *kb, int slot) {
 
 int kb_colidx(KBuilder *kb) { return add_expr(kb, leaf(KX_COLIDX)); }
 int kb_rows(KBuilder *kb) { return add_expr(kb, leaf(KX_ROWS)); }
+int kb_cols(KBuilder *kb) { return add_expr(kb, leaf(KX_COLS)); }
 
 int kb_load_arg(KBuilder *kb, int arg, IndexMode ix) {
     KExpr e = leaf(KX_LOAD);
@@ -148,7 +149,7 @@ int kb_node(KBuilder *kb, int node) {
 const char *kx_name(KxOp op) {
     static const char *const names[KX_COUNT] = {
         [KX_CONST] = "const", [KX_LOAD] = "load", [KX_SCALAR] = "scalar", [KX_COLIDX] = "j",
-        [KX_ROWS] = "rows", [KX_RED] = "red", [KX_NEG] = "neg", [KX_ABS] = "abs", [KX_EXP] = "exp", [KX_EXPM1] = "expm1",
+        [KX_ROWS] = "rows", [KX_COLS] = "cols", [KX_RED] = "red", [KX_NEG] = "neg", [KX_ABS] = "abs", [KX_EXP] = "exp", [KX_EXPM1] = "expm1",
         [KX_LOG] = "log", [KX_LOG1P] = "log1p", [KX_SQRT] = "sqrt", [KX_TANH] = "tanh",
         [KX_ERFC] = "erfc", [KX_ADD] = "add", [KX_SUB] = "sub", [KX_MUL] = "mul", [KX_DIV] = "div",
         [KX_MAX] = "max", [KX_MIN] = "min", [KX_LT] = "lt", [KX_LE] = "le", [KX_GT] = "gt",
@@ -267,4 +268,42 @@ void plan_print(StrBuf *b, const Plan *p, const char *path) {
     }
     sb_puts(b, "; kernels\n");
     for (int i = 0; i < p->nkernel; i++) plan_print_kernel(b, p, &p->kernel[i]);
+}
+
+/* ---- signature ---- */
+
+#define MIX(h, v)                                                                                                  \
+    do {                                                                                                           \
+        int64_t v_ = (int64_t)(v);                                                                                 \
+        h = util_hash(&v_, sizeof v_, h);                                                                          \
+    } while (0)
+
+uint64_t plan_signature(const Plan *p) {
+    uint64_t h = util_hash("nnc plan", 8, 0);
+    MIX(h, p->nkernel);
+    for (int i = 0; i < p->nkernel; i++) {
+        const Kernel *k = &p->kernel[i];
+        h = util_hash(k->name, strlen(k->name), h);
+        MIX(h, k->kind);
+        MIX(h, k->rows_batch);
+        MIX(h, k->narg);
+        for (int a = 0; a < k->narg; a++) MIX(h, k->arg[a].dtype * 4 + k->arg[a].read * 2 + k->arg[a].write);
+        if (k->kind == K_GEMM) {
+            MIX(h, k->ta * 16 + k->tb * 8 + k->m.batch * 4 + k->n.batch * 2 + k->k.batch);
+            continue;
+        }
+        MIX(h, k->nx);
+        for (int x = 0; x < k->nx; x++) {
+            const KExpr *e = &k->x[x];
+            uint32_t bits;
+            memcpy(&bits, &e->imm, sizeof bits);
+            int64_t v[7] = {e->op, e->a, e->b, e->c, bits, e->arg, e->ix};
+            h = util_hash(v, sizeof v, h);
+        }
+        MIX(h, k->nred);
+        for (int r = 0; r < k->nred; r++) MIX(h, k->red[r].op * 1000003 + k->red[r].expr * 31 + k->red[r].phase);
+        MIX(h, k->nout);
+        for (int o = 0; o < k->nout; o++) MIX(h, k->out[o].kind * 1000003 + k->out[o].arg * 65537 + k->out[o].expr);
+    }
+    return h;
 }

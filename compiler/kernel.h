@@ -23,6 +23,7 @@ typedef enum {
     KX_SCALAR, /* run-time scalar slot `arg` */
     KX_COLIDX, /* j, as a float */
     KX_ROWS,   /* the number of rows in this call, as a float */
+    KX_COLS,   /* the number of columns, as a float (a run-time value of the CPU kernels) */
     KX_RED,    /* the value of row reduction `arg` for the current row */
     /* unary */
     KX_NEG, KX_ABS, KX_EXP, KX_EXPM1, KX_LOG, KX_LOG1P, KX_SQRT, KX_TANH, KX_ERFC,
@@ -169,6 +170,7 @@ int kb_const(KBuilder *kb, double v);
 int kb_scalar(KBuilder *kb, int slot);
 int kb_colidx(KBuilder *kb);
 int kb_rows(KBuilder *kb);
+int kb_cols(KBuilder *kb);
 int kb_load_arg(KBuilder *kb, int arg, IndexMode ix);
 int kb_un(KBuilder *kb, KxOp op, int a);
 int kb_bin(KBuilder *kb, KxOp op, int a, int b);
@@ -199,6 +201,16 @@ void fuse_program_masks(const Graph *g, unsigned char *progs);
 
 /* Planning (plan.c) and printing. */
 Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse);
+/* A loop kernel compiled for the CPU: its buffer pointers in argument order, the run-time
+ * scalar slots, the rows of this call and the kernel's column count.  The column count is a
+ * run-time value, so the same code serves the plan of a model whose layers were pruned to
+ * other widths, as long as plan_signature() is unchanged. */
+typedef void (*KernelEntry)(void *const *args, const float *scalars, int64_t rows, int64_t cols);
+
+/* A hash of what the CPU backend's code depends on: every kernel's kind, arguments,
+ * expressions, reductions and outputs, but not the sizes (column counts are run-time values of
+ * the generated code).  Equal signatures: one compiled kernel table serves both plans. */
+uint64_t plan_signature(const Plan *p);
 /* The number of blocks a CUDA launch of kernel k uses at `rows` rows. */
 int64_t plan_cuda_blocks(const Kernel *k, int64_t rows);
 void plan_print(StrBuf *b, const Plan *p, const char *path);

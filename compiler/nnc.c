@@ -5,11 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "build.h"
 #include "driver.h"
 #include "nvrtc.h"
 #include "render_cuda.h"
 #include "render_llvm.h"
 #include "gradcheck.h"
+#include "run.h"
 #include "train.h"
 
 static const char usage[] =
@@ -20,6 +22,7 @@ static const char usage[] =
     "  train FILE              compile the model and train it now\n"
     "  gradcheck FILE          check the model's gradients: finite differences, LLVM vs reference\n"
     "  emit WHAT FILE          print generated code: --ast, --ir, --plan, --llvm, --asm, --cuda, --ptx\n"
+    "  build FILE -o NAME      a standalone trainer executable for the model (NAME --help says how to use it)\n"
     "  --help                  this text\n"
     "  --version               the version of nnc and of LLVM it uses\n"
     "\n"
@@ -31,6 +34,9 @@ static const char usage[] =
     "                          the host, for testing), or auto (CUDA when available, else the CPU)\n"
     "  --arch SM               emit --ptx: the GPU architecture (default sm_90)\n"
     "  --fuse=none             a kernel per op, no fusion (the same results, for checking; default --fuse=all)\n"
+    "  -o NAME                 build: the executable to write\n"
+    "  --target-cpu CPU        build: host (default) or a baseline: x86-64, x86-64-v2, x86-64-v3, x86-64-v4\n"
+    "  --keep-kernels DIR      build: also write the IR, plan, LLVM IR, assembly and CUDA C into DIR\n"
     "\n"
     "exit status: 0 success, 1 an error in the model or its data, 2 bad usage\n";
 
@@ -41,6 +47,7 @@ typedef struct {
     const char *out;
     const char *device;
     const char *arch;
+    const char *output, *target_cpu, *keep;
     int progress;
     bool no_fuse;
     Override ov[64];
@@ -81,6 +88,9 @@ static int parse_args(int argc, char **argv, Args *a) {
             if (s[2] == 'd' && strcmp(a->device, "cpu") && strcmp(a->device, "cuda") && strcmp(a->device, "cuda-emu") &&
                 strcmp(a->device, "auto"))
                 return usage_error("unknown device '%s': use cpu, cuda, cuda-emu or auto", a->device);
+        } else if (!strcmp(s, "-o") || !strcmp(s, "--target-cpu") || !strcmp(s, "--keep-kernels")) {
+            if (i + 1 >= argc) return usage_error("%s needs a value", s);
+            *(s[1] == 'o' ? &a->output : s[2] == 't' ? &a->target_cpu : &a->keep) = argv[++i];
         } else if (!strcmp(s, "--fuse=none") || !strcmp(s, "--fuse=all")) {
             a->no_fuse = s[7] == 'n';
         } else if (!strcmp(s, "--progress") || !strcmp(s, "--no-progress")) {
@@ -153,7 +163,7 @@ static int cmd_emit(Args *a) {
         }
         if (w == 3 || w == 4) {
             char err[512];
-            LlvmModule *m = llvm_render(c.plan, err, sizeof err);
+            LlvmModule *m = llvm_render(c.plan, NULL, err, sizeof err);
             char *text = m ? (w == 3 ? llvm_print_ir(m) : llvm_emit_asm(m, err, sizeof err)) : NULL;
             if (!text) {
                 fprintf(stderr, "nnc: error: %s\n", err);
@@ -184,80 +194,10 @@ static int compile_and_jit(Args *a, int64_t max_batch, Compilation *c, Exec *ex)
     return rc;
 }
 
-/* Pruning recompiles the model at the surviving widths; each rebuild is its own compilation
- * and device instance.  The first compilation stays alive (its model and diagnostics serve
- * the whole run); retired rebuilds are freed at once. */
-typedef struct {
-    Args *args;
-    Compilation *comp[64];
-    Exec *exec[64];
-    int n;
-} Rebuilds;
-
-static Exec *rebuild_model(void *ctx, const WidthOverride *width, int nwidth) {
-    Rebuilds *r = ctx;
-    if (r->n == 64) {
-        fprintf(stderr, "nnc: error: too many recompilations\n");
-        return NULL;
-    }
-    Compilation *c = util_calloc(1, sizeof *c);
-    Exec *ex = util_calloc(1, sizeof *ex);
-    CompileOptions o = {.ov = r->args->ov, .nov = r->args->nov, .no_fuse = r->args->no_fuse, .width = width, .nwidth = nwidth};
-    char err[1024];
-    int rc = driver_compile(c, r->args->file, &o, STAGE_PLAN);
-    if (rc == 0 && exec_new(ex, c->plan, r->args->device, NULL, err, sizeof err)) {
-        fprintf(stderr, "nnc: error: recompiling after pruning: %s\n", err);
-        rc = 1;
-    }
-    if (rc) {
-        driver_free(c);
-        free(c);
-        free(ex);
-        return NULL;
-    }
-    r->comp[r->n] = c;
-    r->exec[r->n++] = ex;
-    return ex;
-}
-
-static void retire_model(void *ctx, Exec *e) {
-    Rebuilds *r = ctx;
-    for (int i = 0; i < r->n; i++)
-        if (r->exec[i] == e) {
-            exec_free(e);
-            driver_free(r->comp[i]);
-            free(r->comp[i]);
-            free(e);
-            r->exec[i] = NULL;
-            r->comp[i] = NULL;
-            return;
-        }
-    exec_free(e); /* the first one: its compilation lives on */
-}
-
 static int cmd_train(Args *a) {
-    Compilation c;
-    Exec ex;
-    double t0 = util_now();
-    int rc = compile_and_jit(a, 0, &c, &ex);
-    if (rc) return rc;
-    Rebuilds rb = {.args = a};
-    TrainConfig cfg = {.model = c.model, .exec = &ex, .out = stdout, .diag = &c.diag, .progress = a->progress,
-                       .rebuild = rebuild_model, .retire = retire_model, .rebuild_ctx = &rb};
-    char backend[256];
-    snprintf(backend, sizeof backend, "%s; compiled in %.2f s", ex.dev->info, util_now() - t0);
-    cfg.backend = backend;
-    char outdir[1024];
-    snprintf(outdir, sizeof outdir, "runs/%s", c.model->name);
-    cfg.out_dir = a->out ? a->out : outdir;
-    TrainResult res;
-    rc = train_run(&cfg, &res);
-    if (rc == 0) printf("metrics written to %s/metrics.jsonl\n", cfg.out_dir);
-    for (int i = 0; i < rb.n; i++)
-        if (rb.exec[i]) retire_model(&rb, rb.exec[i]);
-    if (ex.dev) exec_free(&ex);
-    driver_free(&c);
-    return rc;
+    RunOptions o = {.path = a->file, .ov = a->ov, .nov = a->nov, .device = a->device, .no_fuse = a->no_fuse,
+                    .progress = a->progress, .out_dir = a->out};
+    return run_train(&o);
 }
 
 static int cmd_gradcheck(Args *a) {
@@ -296,6 +236,10 @@ int main(int argc, char **argv) {
         rc = cmd_gradcheck(&a);
     else if (!strcmp(a.cmd, "emit"))
         rc = cmd_emit(&a);
+    else if (!strcmp(a.cmd, "build"))
+        rc = a.output ? build_trainer(&(BuildOptions){.file = a.file, .out = a.output, .cpu = a.target_cpu, .keep = a.keep,
+                                                      .ov = a.ov, .nov = a.nov, .no_fuse = a.no_fuse})
+                      : usage_error("%s", "build needs -o NAME, the executable to write");
     else
         rc = usage_error("unknown command '%s'", a.cmd);
     free_args(&a);

@@ -67,7 +67,7 @@ static int map_expr(KBuilder *kb, const Node *n, const int *in) {
     case OP_L1_GRAD: return SEL(B(GT, y, C(0)), x, SEL(B(LT, y, C(0)), U(NEG, x), C(0)));
     case OP_MSE_GRAD: {
         /* dl * 2 (a - b) / numel, numel = rows * cols */
-        int scale = B(DIV, C(2.0 / (double)kb->k->cols), kb->k->rows_batch ? kb_rows(kb) : C(1));
+        int scale = B(DIV, B(DIV, C(2), kb_cols(kb)), kb->k->rows_batch ? kb_rows(kb) : C(1));
         return B(MUL, B(MUL, x, scale), B(SUB, y, z));
     }
     default: NNC_BUG("'%s' is not an elementwise op", op_info[n->op].name);
@@ -108,7 +108,7 @@ static void build_row(KBuilder *kb, const Node *n, int node, const int *in, bool
         break;
     }
     case OP_ACCURACY: {
-        int first = kb_red(kb, KR_MIN, SEL(B(EQ, z, m), kb_colidx(kb), C((double)kb->k->cols)));
+        int first = kb_red(kb, KR_MIN, SEL(B(EQ, z, m), kb_colidx(kb), kb_cols(kb)));
         kb_out(kb, KO_SUM, out_arg(kb, node), SEL(B(EQ, first, label), C(1), C(0)));
         break;
     }
@@ -212,7 +212,7 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
             }
             case OP_MSE: {
                 int d = B(SUB, in[0], in[1]);
-                int inv = B(DIV, C(1.0 / (double)kb->k->cols), kb->k->rows_batch ? kb_rows(kb) : C(1));
+                int inv = B(DIV, B(DIV, C(1), kb_cols(kb)), kb->k->rows_batch ? kb_rows(kb) : C(1));
                 e = B(MUL, B(MUL, d, d), inv);
                 break;
             }

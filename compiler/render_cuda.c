@@ -68,6 +68,7 @@ static void expr_text(Ctx *c, int id) {
     case KX_SCALAR: sb_printf(b, "scalars[%d]", e->arg); return;
     case KX_COLIDX: sb_puts(b, "(float)j"); return;
     case KX_ROWS: sb_puts(b, "(float)rows"); return;
+    case KX_COLS: sb_puts(b, "(float)cols"); return;
     case KX_RED: sb_printf(b, "r%d", e->arg); return;
     case KX_NEG: sb_printf(b, "-x%d", e->a); return;
     case KX_ADD: case KX_SUB: case KX_MUL: case KX_DIV:

@@ -235,7 +235,7 @@ typedef struct {
     Cg *cg;
     const Kernel *k;
     LLVMValueRef fn;
-    LLVMValueRef rows, scalars;
+    LLVMValueRef rows, cols, scalars;
     LLVMValueRef *argp;
     LLVMValueRef i, j;     /* current indices (j only inside an inner loop) */
     LLVMBasicBlockRef anchor0, anchor1; /* where level-0 / level-1 values go */
@@ -252,7 +252,7 @@ static LLVMValueRef elem_ptr(KCtx *kc, int arg, IndexMode ix) {
     LLVMValueRef idx;
     switch (ix) {
     case IX_ELEM:
-        idx = LLVMBuildNSWAdd(cg->b, LLVMBuildNSWMul(cg->b, kc->i, ci64(cg, kc->k->cols), ""), kc->j, "");
+        idx = LLVMBuildNSWAdd(cg->b, LLVMBuildNSWMul(cg->b, kc->i, kc->cols, ""), kc->j, "");
         break;
     case IX_ROW: idx = kc->j; break;
     case IX_COL: idx = kc->i; break;
@@ -279,6 +279,7 @@ static LLVMValueRef emit_uncached(KCtx *kc, const KExpr *e) {
     }
     case KX_COLIDX: return LLVMBuildSIToFP(cg->b, kc->j, cg->f32, "");
     case KX_ROWS: return LLVMBuildSIToFP(cg->b, kc->rows, cg->f32, "");
+    case KX_COLS: return LLVMBuildSIToFP(cg->b, kc->cols, cg->f32, "");
     case KX_RED: NNC_ASSERT(kc->red[e->arg]); return kc->red[e->arg];
     case KX_NEG: return LLVMBuildFNeg(cg->b, a, "");
     case KX_ABS: return call1(cg, cg->fabs_ty, cg->fabs_fn, a, "");
@@ -349,13 +350,14 @@ static LLVMValueRef red_step(Cg *cg, KRedOp op, LLVMValueRef acc, LLVMValueRef v
 static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn) {
     KCtx kc = {.cg = cg, .k = k, .fn = fn};
     kc.rows = LLVMGetParam(fn, 0);
+    kc.cols = LLVMGetParam(fn, 1);
     kc.argp = util_calloc((size_t)k->narg + 1, sizeof(LLVMValueRef));
-    for (int a = 0; a < k->narg; a++) kc.argp[a] = LLVMGetParam(fn, (unsigned)a + 1);
-    kc.scalars = LLVMGetParam(fn, (unsigned)k->narg + 1);
+    for (int a = 0; a < k->narg; a++) kc.argp[a] = LLVMGetParam(fn, (unsigned)a + 2);
+    kc.scalars = LLVMGetParam(fn, (unsigned)k->narg + 2);
     kc.memo = util_calloc((size_t)k->nx + 1, sizeof(LLVMValueRef));
     kc.memo_level = util_calloc((size_t)k->nx + 1, sizeof(int));
     kc.red = util_calloc((size_t)k->nred + 1, sizeof(LLVMValueRef));
-    LLVMValueRef cols = ci64(cg, k->cols);
+    LLVMValueRef cols = kc.cols;
     LLVMValueRef nrows = k->rows_batch ? kc.rows : ci64(cg, 1);
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
     /* accumulators for total sums, and zeroed column sums */
@@ -459,20 +461,21 @@ static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn) {
 }
 
 static LLVMValueRef declare_kernel(Cg *cg, const Kernel *k) {
-    LLVMTypeRef *params = util_calloc((size_t)k->narg + 2, sizeof(LLVMTypeRef));
+    LLVMTypeRef *params = util_calloc((size_t)k->narg + 3, sizeof(LLVMTypeRef));
     params[0] = cg->i64;
-    for (int a = 0; a < k->narg; a++) params[a + 1] = cg->ptr;
-    params[k->narg + 1] = cg->ptr;
-    LLVMTypeRef ty = LLVMFunctionType(cg->vd, params, (unsigned)k->narg + 2, 0);
+    params[1] = cg->i64;
+    for (int a = 0; a < k->narg; a++) params[a + 2] = cg->ptr;
+    params[k->narg + 2] = cg->ptr;
+    LLVMTypeRef ty = LLVMFunctionType(cg->vd, params, (unsigned)k->narg + 3, 0);
     free(params);
     LLVMValueRef fn = LLVMAddFunction(cg->mod, k->name, ty);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_attr(cg, fn, LLVMAttributeFunctionIndex, "noinline", 0);
     add_attr(cg, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
-    for (int a = 0; a <= k->narg; a++) {
-        add_attr(cg, fn, (unsigned)a + 2, "noalias", 0);
-        add_attr(cg, fn, (unsigned)a + 2, "nocapture", 0);
-        if (a < k->narg) add_attr(cg, fn, (unsigned)a + 2, "align", 64);
+    for (int a = 0; a <= k->narg; a++) { /* attribute index 1 is the first parameter */
+        add_attr(cg, fn, (unsigned)a + 3, "noalias", 0);
+        add_attr(cg, fn, (unsigned)a + 3, "nocapture", 0);
+        if (a < k->narg) add_attr(cg, fn, (unsigned)a + 3, "align", 64);
     }
     return fn;
 }
@@ -487,7 +490,8 @@ static bool init_native(char *err, size_t nerr) {
     return ok;
 }
 
-static LLVMTargetMachineRef host_tm(char *err, size_t nerr) {
+/* A target machine for the host triple: the host CPU (cpu NULL or "host") or a named one. */
+static LLVMTargetMachineRef make_tm(const char *cpu_name, char *err, size_t nerr) {
     char *triple = LLVMGetDefaultTargetTriple(), *msg = NULL;
     LLVMTargetRef target;
     if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
@@ -496,20 +500,32 @@ static LLVMTargetMachineRef host_tm(char *err, size_t nerr) {
         LLVMDisposeMessage(triple);
         return NULL;
     }
-    char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
-    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelAggressive,
-                                                      LLVMRelocPIC, LLVMCodeModelDefault);
-    LLVMDisposeMessage(cpu);
-    LLVMDisposeMessage(features);
+    bool host = !cpu_name || !strcmp(cpu_name, "host");
+    char *cpu = host ? LLVMGetHostCPUName() : NULL, *features = host ? LLVMGetHostCPUFeatures() : NULL;
+    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, host ? cpu : cpu_name, host ? features : "",
+                                                      LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
+    if (host) {
+        LLVMDisposeMessage(cpu);
+        LLVMDisposeMessage(features);
+    }
     LLVMDisposeMessage(triple);
-    if (!tm) snprintf(err, nerr, "LLVM cannot create a target machine for this host");
+    if (!tm) snprintf(err, nerr, "LLVM cannot create a target machine for CPU '%s'", host ? "host" : cpu_name);
     return tm;
 }
 
-LlvmModule *llvm_render(const Plan *p, char *err, size_t nerr) {
+static LLVMTargetMachineRef host_tm(char *err, size_t nerr) { return make_tm(NULL, err, nerr); }
+
+bool llvm_known_cpu(const char *cpu) {
+    static const char *const known[] = {"host", "x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"};
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (!strcmp(cpu, known[i])) return true;
+    return false;
+}
+
+LlvmModule *llvm_render(const Plan *p, const char *cpu, char *err, size_t nerr) {
     if (!init_native(err, nerr)) return NULL;
     LlvmModule *m = util_calloc(1, sizeof *m);
-    m->tm = host_tm(err, nerr);
+    m->tm = make_tm(cpu, err, nerr);
     if (!m->tm) {
         free(m);
         return NULL;
@@ -550,8 +566,8 @@ LlvmModule *llvm_render(const Plan *p, char *err, size_t nerr) {
         emit_loop_kernel(cg, &p->kernel[i], kfn[i]);
     }
     /* entry wrappers and the kernel table */
-    LLVMTypeRef ep[3] = {cg->ptr, cg->ptr, cg->i64};
-    LLVMTypeRef entry_ty = LLVMFunctionType(cg->vd, ep, 3, 0);
+    LLVMTypeRef ep[4] = {cg->ptr, cg->ptr, cg->i64, cg->i64};
+    LLVMTypeRef entry_ty = LLVMFunctionType(cg->vd, ep, 4, 0);
     LLVMValueRef *entries = util_calloc((size_t)p->nkernel + 1, sizeof(LLVMValueRef));
     for (int i = 0; i < p->nkernel; i++) {
         const Kernel *k = &p->kernel[i];
@@ -564,15 +580,16 @@ LlvmModule *llvm_render(const Plan *p, char *err, size_t nerr) {
         LLVMValueRef fn = LLVMAddFunction(m->mod, name, entry_ty);
         LLVMSetLinkage(fn, LLVMInternalLinkage);
         LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
-        LLVMValueRef *args = util_calloc((size_t)k->narg + 2, sizeof(LLVMValueRef));
+        LLVMValueRef *args = util_calloc((size_t)k->narg + 3, sizeof(LLVMValueRef));
         args[0] = LLVMGetParam(fn, 2);
+        args[1] = LLVMGetParam(fn, 3);
         for (int a2 = 0; a2 < k->narg; a2++) {
             LLVMValueRef idx = ci64(cg, a2);
             LLVMValueRef slot = LLVMBuildInBoundsGEP2(cg->b, cg->ptr, LLVMGetParam(fn, 0), &idx, 1, "");
-            args[a2 + 1] = LLVMBuildLoad2(cg->b, cg->ptr, slot, p->buf[k->arg[a2].buf].name);
+            args[a2 + 2] = LLVMBuildLoad2(cg->b, cg->ptr, slot, p->buf[k->arg[a2].buf].name);
         }
-        args[k->narg + 1] = LLVMGetParam(fn, 1);
-        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(kfn[i]), kfn[i], args, (unsigned)k->narg + 2, "");
+        args[k->narg + 2] = LLVMGetParam(fn, 1);
+        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(kfn[i]), kfn[i], args, (unsigned)k->narg + 3, "");
         LLVMBuildRetVoid(cg->b);
         free(args);
         entries[i] = fn;
@@ -635,6 +652,52 @@ char *llvm_emit_asm(LlvmModule *m, char *err, size_t nerr) {
     r[n] = 0;
     LLVMDisposeMemoryBuffer(buf);
     return r;
+}
+
+int llvm_emit_object(LlvmModule *m, const char *path, char *err, size_t nerr) {
+    char *msg = NULL;
+    if (LLVMTargetMachineEmitToFile(m->tm, m->mod, path, LLVMObjectFile, &msg)) {
+        snprintf(err, nerr, "LLVM: writing %s: %s", path, msg);
+        LLVMDisposeMessage(msg);
+        return -1;
+    }
+    return 0;
+}
+
+int llvm_emit_data_object(const char *path, const char *cpu, const char *const *names, const char *const *texts,
+                          int n, const char *u64_name, uint64_t u64, char *err, size_t nerr) {
+    if (!init_native(err, nerr)) return -1;
+    LLVMTargetMachineRef tm = make_tm(cpu, err, nerr);
+    if (!tm) return -1;
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("nnc_data", ctx);
+    char *triple = LLVMGetTargetMachineTriple(tm);
+    LLVMSetTarget(mod, triple);
+    LLVMDisposeMessage(triple);
+    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(mod, td);
+    LLVMDisposeTargetData(td);
+    for (int i = 0; i < n; i++) {
+        LLVMValueRef s = LLVMConstStringInContext2(ctx, texts[i], strlen(texts[i]), 0); /* with its NUL */
+        LLVMValueRef g = LLVMAddGlobal(mod, LLVMTypeOf(s), names[i]);
+        LLVMSetInitializer(g, s);
+        LLVMSetGlobalConstant(g, 1);
+    }
+    LLVMTypeRef i64 = LLVMInt64TypeInContext(ctx);
+    LLVMValueRef g = LLVMAddGlobal(mod, i64, u64_name);
+    LLVMSetInitializer(g, LLVMConstInt(i64, u64, 0));
+    LLVMSetGlobalConstant(g, 1);
+    char *msg = NULL;
+    int rc = 0;
+    if (LLVMTargetMachineEmitToFile(tm, mod, path, LLVMObjectFile, &msg)) {
+        snprintf(err, nerr, "LLVM: writing %s: %s", path, msg);
+        LLVMDisposeMessage(msg);
+        rc = -1;
+    }
+    LLVMDisposeModule(mod);
+    LLVMContextDispose(ctx);
+    LLVMDisposeTargetMachine(tm);
+    return rc;
 }
 
 static bool jit_error(LLVMErrorRef e, const char *what, char *err, size_t nerr) {

@@ -7,16 +7,22 @@
 
 #include "kernel.h"
 
-/* Every loop kernel k of the plan has an entry  void entry(void **args, const float *scalars,
- * int64_t rows)  taking its buffer pointers in argument order; the module exports the table
- * `nnc_kernels`, one entry per plan kernel (NULL for GEMMs, which the device does itself). */
-typedef void (*KernelEntry)(void *const *args, const float *scalars, int64_t rows);
-
+/* The module exports the table `nnc_kernels` of KernelEntry (kernel.h), one per plan kernel
+ * (NULL for GEMMs, which the device does itself). */
 typedef struct LlvmModule LlvmModule;
 typedef struct LlvmJit LlvmJit;
 
-/* NULL with a message in err on failure (an LLVM or host problem, not a user error). */
-LlvmModule *llvm_render(const Plan *p, char *err, size_t nerr);
+/* NULL with a message in err on failure (an LLVM or host problem, not a user error).  `cpu`
+ * is the CPU to optimise for: NULL or "host" (this machine's CPU and features) or a name such
+ * as "x86-64-v3" (llvm_known_cpu lists the ones nnc build accepts). */
+LlvmModule *llvm_render(const Plan *p, const char *cpu, char *err, size_t nerr);
+bool llvm_known_cpu(const char *cpu);
+/* Writes the module as an object file (for `nnc build`). */
+int llvm_emit_object(LlvmModule *m, const char *path, char *err, size_t nerr);
+/* An object file defining NUL-terminated constant strings names[i] = texts[i] and one
+ * constant uint64_t, for the CPU `cpu`. */
+int llvm_emit_data_object(const char *path, const char *cpu, const char *const *names, const char *const *texts,
+                          int n, const char *u64_name, uint64_t u64, char *err, size_t nerr);
 void llvm_module_free(LlvmModule *m);
 char *llvm_print_ir(LlvmModule *m);                 /* malloc'd */
 char *llvm_emit_asm(LlvmModule *m, char *err, size_t nerr); /* malloc'd */

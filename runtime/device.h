@@ -1,5 +1,5 @@
 /* device.h: where kernels run.  A small vtable (alloc, free, upload, download, launch, gemm)
- * that exec.c's one orchestration loop drives for every device: the CPU (LLVM JIT + OpenBLAS),
+ * that exec.c's one orchestration loop drives for every device: the CPU (compiled kernels + OpenBLAS),
  * a CUDA GPU (NVRTC + driver API + cuBLAS, all loaded with dlopen), and the emulated CUDA
  * device that runs the same generated CUDA C on the host for testing.
  * GEMMs are given with row-major semantics (the plan's); a device maps them onto its BLAS. */
@@ -21,8 +21,9 @@ struct Device {
     void (*free)(Device *d, void *p);
     int (*upload)(Device *d, void *dst, const void *src, size_t bytes);
     int (*download)(Device *d, void *dst, const void *src, size_t bytes);
-    /* run plan kernel `kernel` (a loop kernel) on buffers args[] */
-    int (*launch)(Device *d, int kernel, void *const *args, const float *scalars, int64_t rows);
+    /* run loop kernel k, the plan's kernel number `index`, on buffers args[]; the plan may be
+     * a re-planned one with the same signature as the one the device was opened for */
+    int (*launch)(Device *d, const Kernel *k, int index, void *const *args, const float *scalars, int64_t rows);
     /* C = op(A) op(B), row-major, for a GEMM kernel of the plan */
     int (*gemm)(Device *d, const Kernel *k, void *const *args, int64_t rows);
     int (*sync)(Device *d);
@@ -34,6 +35,13 @@ struct Device {
  * `note`).  NULL with a one-line reason in err. */
 Device *device_open(const char *kind, const Plan *plan, FILE *note, char *err, size_t nerr);
 Device *device_cpu_new(const Plan *plan, char *err, size_t nerr);
+
+/* Where the CPU device's compiled kernels come from; the program that links the runtime
+ * provides these.  nnc JIT-compiles the plan with LLVM (compiler/cpu_jit.c); a trainer built by
+ * `nnc build` returns the table linked into it, after checking the plan's signature
+ * (runtime/trainer_main.c).  NULL with a reason in err. */
+const KernelEntry *cpu_kernels_open(const Plan *plan, void **handle, char *err, size_t nerr);
+void cpu_kernels_close(void *handle);
 Device *device_cuda_new(const Plan *plan, bool emulated, char *err, size_t nerr);
 void device_close(Device *d);
 

@@ -1,15 +1,15 @@
-/* device_cpu.c: the CPU device.  Kernels are the LLVM backend's JIT-compiled entries
- * (render_llvm.h), GEMMs are OpenBLAS's cblas_sgemm, memory is host memory. */
+/* device_cpu.c: the CPU device.  Kernels are the LLVM backend's compiled entries (JIT-compiled
+ * by nnc, or linked into a built trainer: see cpu_kernels_open in device.h), GEMMs are
+ * OpenBLAS's cblas_sgemm, memory is host memory. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "device.h"
-#include "render_llvm.h"
 
 typedef struct {
     Device d;
-    LlvmJit *jit;
+    void *kernels; /* cpu_kernels_open's handle */
     const KernelEntry *table;
 } CpuDevice;
 
@@ -41,8 +41,8 @@ static int cpu_copy(Device *d, void *dst, const void *src, size_t bytes) {
     memcpy(dst, src, bytes);
     return 0;
 }
-static int cpu_launch(Device *d, int kernel, void *const *args, const float *scalars, int64_t rows) {
-    ((CpuDevice *)d)->table[kernel](args, scalars, rows);
+static int cpu_launch(Device *d, const Kernel *k, int index, void *const *args, const float *scalars, int64_t rows) {
+    ((CpuDevice *)d)->table[index](args, scalars, rows, k->cols);
     return 0;
 }
 static int cpu_gemm(Device *d, const Kernel *k, void *const *args, int64_t rows) {
@@ -57,20 +57,19 @@ static int cpu_sync(Device *d) {
     return 0;
 }
 static void cpu_destroy(Device *d) {
-    llvm_jit_free(((CpuDevice *)d)->jit);
+    cpu_kernels_close(((CpuDevice *)d)->kernels);
     free(d);
 }
 
 Device *device_cpu_new(const Plan *plan, char *err, size_t nerr) {
     CpuDevice *c = util_calloc(1, sizeof *c);
-    LlvmModule *m = llvm_render(plan, err, nerr);
-    if (!m || !(c->jit = llvm_jit(m, &c->table, err, nerr))) {
+    if (!(c->table = cpu_kernels_open(plan, &c->kernels, err, nerr))) {
         free(c);
         return NULL;
     }
     Device *d = &c->d;
     d->name = "cpu";
-    snprintf(d->info, sizeof d->info, "the host CPU: LLVM JIT kernels, OpenBLAS GEMMs");
+    snprintf(d->info, sizeof d->info, "the host CPU: LLVM-compiled kernels, OpenBLAS GEMMs");
     d->host_memory = true;
     d->alloc = cpu_alloc;
     d->free = cpu_free;

@@ -485,9 +485,8 @@ typedef struct {
     void *p[CUDA_MAX_ARGS + 1];
 } Args; /* NncArgs of the generated code, by value */
 
-static int cuda_launch(Device *d, int kernel, void *const *args, const float *scalars, int64_t rows) {
+static int cuda_launch(Device *d, const Kernel *k, int kernel, void *const *args, const float *scalars, int64_t rows) {
     CudaDevice *c = (CudaDevice *)d;
-    const Kernel *k = &c->plan->kernel[kernel];
     Args a = {{0}};
     for (int i = 0; i < k->narg; i++) a.p[i] = args[i];
     a.p[CUDA_MAX_ARGS] = (void *)(uintptr_t)c->ws;

@@ -77,7 +77,7 @@ int exec_run_checked(Exec *e, int prog, int64_t rows, KernelHook hook, void *ctx
     for (int i = 0; i < pp->nkernel; i++) {
         int k = pp->kernel[i];
         const Kernel *kn = &e->plan->kernel[k];
-        int rc = kn->kind == K_GEMM ? d->gemm(d, kn, e->args[k], rows) : d->launch(d, k, e->args[k], e->scalars_dev, rows);
+        int rc = kn->kind == K_GEMM ? d->gemm(d, kn, e->args[k], rows) : d->launch(d, kn, k, e->args[k], e->scalars_dev, rows);
         if (rc) return -1;
         if (hook) {
             if (d->sync(d)) return -1;

@@ -472,7 +472,7 @@ static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t s
         cJSON_AddNumberToObject(w, g->space[sp].layer, (double)d.width[sp]);
         first = 0;
     }
-    fprintf(out, " (recompiled and moved in %.2f s)\n", took);
+    fprintf(out, " (rebuilt and moved in %.2f s)\n", took);
     cJSON_AddNumberToObject(line, "rebuild_s", round(took * 1000) / 1000);
     for (int i = 0; i < g->ngate; i++)
         if (d.at_min[i] && !reported_min[i]) {

@@ -1,0 +1,49 @@
+/* run.h: what a model is run with, shared by `nnc train` and the trainers `nnc build` makes.
+ * Compiles the model (from its file, or from text embedded in a trainer), opens the device,
+ * and trains it (recompiling at new widths when gates are pruned, writing checkpoints,
+ * resuming from one, starting from given weights), evaluates a checkpoint, or predicts with
+ * one.  Everything prints to stdout, problems to stderr; each returns an exit status. */
+#ifndef NNC_RUN_H
+#define NNC_RUN_H
+
+#include "driver.h"
+#include "exec.h"
+
+typedef struct {
+    const char *path;   /* the model file: messages, and the directory relative data paths use */
+    const char *text;   /* its text; NULL: read `path` */
+    size_t len;
+    Override *ov;
+    int nov;
+    const char *device; /* cpu (NULL), cuda, cuda-emu, auto */
+    bool no_fuse;
+    int progress;       /* -1 when stdout is a terminal, 0 never, 1 always */
+    const char *out_dir;  /* train: metrics, checkpoints, result.json; NULL: runs/MODEL */
+    const char *data;     /* replaces the train block's data: an IDX directory or a CSV file */
+    bool resume;          /* continue from out_dir's checkpoint */
+    const char *init;     /* initial weights, a safetensors file */
+    int64_t checkpoint_every; /* epochs between checkpoints; 0: at the end only */
+    const char *checkpoint; /* eval, predict: the checkpoint to load */
+    const char *input, *output; /* predict */
+    const char *built;    /* a trainer: how it was built, for the training header; NULL in nnc */
+} RunOptions;
+
+int run_train(const RunOptions *o);
+int run_eval(const RunOptions *o);
+int run_predict(const RunOptions *o);
+/* The model's layer table, training setup and memory plan, how the trainer was built, and the
+ * size of its CUDA C. */
+int run_info(const RunOptions *o, const char *build_info, const char *cuda_source);
+
+/* A compiled model on a device. */
+typedef struct {
+    Compilation c;
+    Exec e;
+} Built;
+
+/* Compiles (dense layers at `width` when given) and opens the device; NULL after printing why.
+ * `max_batch` 0 is the model's batch size. */
+Built *run_build(const RunOptions *o, const WidthOverride *width, int nwidth, int64_t max_batch);
+void run_free(Built *b);
+
+#endif

@@ -1,0 +1,146 @@
+/* trainer_main.c: main() of the standalone trainers `nnc build` makes (linked with libnnc_rt,
+ * which has no LLVM).  The model's source, its CPU kernels (compiled ahead of time), the plan
+ * signature they were compiled for, its CUDA C and a description of the build are linked in
+ * by `nnc build` as the symbols declared below.  Commands: train, eval, predict, info. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "device.h"
+#include "run.h"
+
+extern const char nnc_model_source[];  /* the .nn file */
+extern const char nnc_model_file[];    /* its name, for messages */
+extern const char nnc_build_info[];    /* JSON: nnc version, target CPU, date-free build options */
+extern const char nnc_cuda_source[];   /* the CUDA C of the plan it was built for */
+extern const char nnc_build_args[];    /* `set KEY=VALUE` and `fuse none` lines given to nnc build */
+extern const uint64_t nnc_plan_signature;
+extern const KernelEntry nnc_kernels[];
+
+const KernelEntry *cpu_kernels_open(const Plan *plan, void **handle, char *err, size_t nerr) {
+    *handle = NULL;
+    if (plan_signature(plan) != nnc_plan_signature) {
+        snprintf(err, nerr,
+                 "this trainer's kernels were compiled for another plan (a --set that changes the model's code, "
+                 "or --fuse=none); rebuild it with nnc build");
+        return NULL;
+    }
+    return nnc_kernels;
+}
+
+void cpu_kernels_close(void *handle) { (void)handle; }
+
+static const char usage[] =
+    "usage: %s <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train                   train the model\n"
+    "  eval --checkpoint C     evaluate the weights in checkpoint C on the model's validation and test data\n"
+    "  predict --checkpoint C --input X --output Y\n"
+    "                          the model's outputs for the inputs in X (NPY, CSV or IDX), written to Y\n"
+    "                          (.npy or .csv)\n"
+    "  info                    the model, its layers, memory plan and kernels, and how this trainer was built\n"
+    "\n"
+    "options:\n"
+    "  --set NAME=VALUE        override a param or a train setting (epochs, batch, seed, lr, valid)\n"
+    "  --epochs N, --seed N    the same as --set epochs=N, --set seed=N\n"
+    "  --data PATH             train on PATH instead: a directory of IDX files or a CSV file\n"
+    "  --device DEV            cpu (default), cuda, cuda-emu, auto\n"
+    "  --out DIR               train: metrics, checkpoints and result.json (default runs/MODEL)\n"
+    "  --resume                train: continue from DIR's checkpoint\n"
+    "  --init C                train: start from the weights in safetensors file C\n"
+    "  --checkpoint-every N    train: a checkpoint every N epochs (default 1; and always at the end)\n"
+    "  --progress, --no-progress\n"
+    "  --help\n"
+    "\n"
+    "exit status: 0 success, 1 an error in the model, its data or a file, 2 bad usage\n";
+
+static int bad_usage(const char *prog, const char *what, const char *arg) {
+    fprintf(stderr, "%s: error: %s%s\n(run '%s --help' for usage)\n", prog, what, arg ? arg : "", prog);
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    const char *prog = argc > 0 ? argv[0] : "trainer";
+    if (argc < 2) return bad_usage(prog, "no command given", NULL);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        printf(usage, prog);
+        return 0;
+    }
+    const char *cmd = argv[1];
+    static Override ov[64];
+    static char setbuf[2][64];
+    RunOptions o = {.path = nnc_model_file, .text = nnc_model_source, .len = strlen(nnc_model_source), .ov = ov,
+                    .progress = -1, .checkpoint_every = 1, .built = "compiled ahead of time by nnc build"};
+    static char baked[4096];
+    snprintf(baked, sizeof baked, "%s", nnc_build_args);
+    for (char *line = strtok(baked, "\n"); line; line = strtok(NULL, "\n")) { /* nnc build's options come first */
+        char why[256];
+        if (!strcmp(line, "fuse none"))
+            o.no_fuse = true;
+        else if (!strncmp(line, "set ", 4) && o.nov < 64 && driver_parse_override(line + 4, &ov[o.nov], why, sizeof why))
+            o.nov++;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+#define VALUE(dst)                                                                                                 \
+    do {                                                                                                           \
+        if (!next) return bad_usage(prog, s, " needs a value");                                                    \
+        (dst) = next;                                                                                              \
+        i++;                                                                                                       \
+    } while (0)
+        if (!strcmp(s, "--help")) {
+            printf(usage, prog);
+            return 0;
+        } else if (!strcmp(s, "--set") || !strcmp(s, "--epochs") || !strcmp(s, "--seed")) {
+            const char *v;
+            VALUE(v);
+            if (o.nov == 64) return bad_usage(prog, "too many --set options", NULL);
+            if (s[2] != 's' || s[3] != 'e' || s[4] != 't') { /* --epochs N, --seed N */
+                char *text = setbuf[s[2] == 'e' ? 0 : 1];
+                snprintf(text, 64, "%s=%s", s + 2, v);
+                v = text;
+            }
+            char why[256];
+            if (!driver_parse_override(v, &ov[o.nov], why, sizeof why)) return bad_usage(prog, why, NULL);
+            o.nov++;
+        } else if (!strcmp(s, "--data")) {
+            VALUE(o.data);
+        } else if (!strcmp(s, "--device")) {
+            VALUE(o.device);
+        } else if (!strcmp(s, "--out")) {
+            VALUE(o.out_dir);
+        } else if (!strcmp(s, "--init")) {
+            VALUE(o.init);
+        } else if (!strcmp(s, "--checkpoint")) {
+            VALUE(o.checkpoint);
+        } else if (!strcmp(s, "--input")) {
+            VALUE(o.input);
+        } else if (!strcmp(s, "--output")) {
+            VALUE(o.output);
+        } else if (!strcmp(s, "--checkpoint-every")) {
+            const char *v;
+            VALUE(v);
+            char *end;
+            long long n = strtoll(v, &end, 10);
+            if (*end || n < 0) return bad_usage(prog, "--checkpoint-every needs a whole number of epochs >= 0, not ", v);
+            o.checkpoint_every = n;
+        } else if (!strcmp(s, "--resume")) {
+            o.resume = true;
+        } else if (!strcmp(s, "--progress") || !strcmp(s, "--no-progress")) {
+            o.progress = s[2] == 'p';
+        } else {
+            return bad_usage(prog, "unknown option ", s);
+        }
+#undef VALUE
+    }
+    if (!strcmp(cmd, "train")) return run_train(&o);
+    if (!strcmp(cmd, "eval") || !strcmp(cmd, "predict")) {
+        if (!o.checkpoint) return bad_usage(prog, cmd, " needs --checkpoint C");
+        if (cmd[0] == 'p' && (!o.input || !o.output)) return bad_usage(prog, "predict needs --input X and --output Y", NULL);
+        return cmd[0] == 'e' ? run_eval(&o) : run_predict(&o);
+    }
+    if (!strcmp(cmd, "info")) return run_info(&o, nnc_build_info, nnc_cuda_source);
+    return bad_usage(prog, "unknown command ", cmd);
+}

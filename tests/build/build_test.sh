@@ -1,0 +1,67 @@
+#!/bin/sh
+# build_test.sh CASE NNC CHECK_METRICS OUTDIR: one scenario of `nnc build`.
+set -eu
+case_name=$1 nnc=$2 check=$3 out=$4/$1
+rm -rf "$out"
+mkdir -p "$out"
+
+case $case_name in
+every_model_under_2_s)
+  # every model builds, in under 2 s each, and the trainer describes itself
+  for m in models/*.nn; do
+    name=$(basename "$m" .nn)
+    start=$(date +%s.%N)
+    "$nnc" build "$m" -o "$out/$name"
+    end=$(date +%s.%N)
+    secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+    echo "$m: built in $secs s"
+    awk -v s="$secs" 'BEGIN { exit !(s < 2) }' || { echo "FAIL: building $m took $secs s"; exit 1; }
+    "$out/$name" info | grep -q "^model $name "
+  done
+  # a portable baseline, with every stage of the generated code kept for inspection
+  "$nnc" build models/fashion_mlp.nn -o "$out/portable" --target-cpu x86-64-v3 --keep-kernels "$out/kept"
+  for f in model.ir plan.txt kernels.ll kernels.s kernels.cu; do test -s "$out/kept/$f"; done
+  "$out/portable" info | grep -q '"target_cpu":.*"x86-64-v3"' ;;
+portable_same_metrics)
+  # the trainer needs no LLVM and nothing from the build tree: run a copy elsewhere
+  "$nnc" build models/fashion_mlp.nn -o "$out/fmlp"
+  if ldd "$out/fmlp" | grep -i llvm; then echo "FAIL: the trainer links LLVM"; exit 1; fi
+  mkdir -p "$out/elsewhere"
+  cp "$out/fmlp" "$out/elsewhere/fmlp"
+  rm "$out/fmlp"
+  (cd "$out/elsewhere" && env -i PATH=/usr/bin:/bin HOME="$out" ./fmlp train --set epochs=1 --out run --no-progress)
+  "$nnc" train models/fashion_mlp.nn --set epochs=1 --out "$out/nnc" --no-progress
+  "$check" --same "$out/elsewhere/run/metrics.jsonl" "$out/nnc/metrics.jsonl" ;;
+pruning_without_llvm)
+  # pruning re-plans at the new widths and runs the ahead-of-time kernels: the same as nnc
+  "$nnc" build tests/train/models/prune_small.nn -o "$out/ps"
+  "$out/ps" train --epochs 2 --out "$out/a" --no-progress | tee "$out/stdout"
+  grep -q "^pruned after epoch 1: h1 96 -> " "$out/stdout"
+  "$nnc" train tests/train/models/prune_small.nn --set epochs=2 --out "$out/b" --no-progress
+  "$check" --same "$out/a/metrics.jsonl" "$out/b/metrics.jsonl" ;;
+usage_errors)
+  "$nnc" build models/fashion_mlp.nn -o "$out/t"
+  set +e
+  "$out/t" 2>/dev/null; test $? = 2 || exit 1
+  "$out/t" frobnicate 2>/dev/null; test $? = 2 || exit 1
+  "$out/t" train --bogus 2>/dev/null; test $? = 2 || exit 1
+  "$out/t" eval 2>/dev/null; test $? = 2 || exit 1
+  "$nnc" build models/fashion_mlp.nn 2>/dev/null; test $? = 2 || exit 1
+  "$nnc" build models/fashion_mlp.nn -o "$out/u" --target-cpu pentium 2>/dev/null; test $? = 2 || exit 1
+  set -e
+  # a --set that changes the kernels' code needs a rebuild, and says so
+  cat > "$out/leaky.nn" <<'NN'
+model leaky
+input  x : f32[4]
+target y : class[2]
+param  slope = 0.1
+logits = x -> dense(8) -> leaky_relu(slope = slope) -> dense(2)
+loss   cross_entropy(logits, y)
+train  { data csv("none.csv") }
+NN
+  "$nnc" build "$out/leaky.nn" -o "$out/leaky"
+  if "$out/leaky" train --set slope=0.2 2> "$out/err"; then echo "FAIL: expected an error"; exit 1; fi
+  cat "$out/err"
+  grep -q "compiled for another plan.*rebuild it with nnc build" "$out/err" ;;
+*) echo "unknown case $case_name"; exit 2 ;;
+esac
