@@ -99,12 +99,14 @@ typedef struct {
     SrcLoc loc;
 } Input;
 
-typedef enum { AGG_MEAN, AGG_FRACTION, AGG_ONE_MINUS_FRACTION, AGG_VECTOR } Aggregate;
+typedef enum { AGG_MEAN, AGG_FRACTION, AGG_ONE_MINUS_FRACTION, AGG_VECTOR, AGG_PREDICT } Aggregate;
 typedef struct {
     const char *name; /* "loss", "accuracy" */
     int node;
     Aggregate agg; /* MEAN: a per-batch mean, weighted by rows; FRACTION: a count over samples;
-                      VECTOR: per-column sums, added over batches (metrics computed from them) */
+                      VECTOR: per-column sums, added over batches (metrics computed from them);
+                      PREDICT: the model's prediction per sample (the first loss's first argument),
+                      not aggregated: what `predict` writes out */
 } Output;
 
 /* A neuron space: the units of one dense layer.  They index that layer's weight rows and

@@ -150,6 +150,11 @@ static int lower_val(Lower *L, const SVal *v) {
     return id;
 }
 
+static bool has_loss(const SVal *v) {
+    if (!v) return false;
+    return v->kind == SV_LOSS || ((v->kind == SV_BINARY || v->kind == SV_NEG) && (has_loss(v->a) || has_loss(v->b)));
+}
+
 Graph *lower_model(Arena *arena, const Model *m) {
     Graph *g = ir_new(arena);
     Lower L = {.g = g, .m = m};
@@ -169,6 +174,9 @@ Graph *lower_model(Arena *arena, const Model *m) {
         ir_add_output(g, m->metric[i].name, lower_val(&L, m->metric[i].val),
                       m->metric[i].kind == METRIC_ERROR ? AGG_ONE_MINUS_FRACTION : AGG_FRACTION);
     spaces_analyse(g);
+    const SVal *pred = m->loss; /* the first loss function's first argument */
+    while (pred->kind == SV_BINARY || pred->kind == SV_NEG) pred = has_loss(pred->a) ? pred->a : pred->b;
+    if (pred->kind == SV_LOSS) ir_add_output(g, "prediction", lower_val(&L, pred->a), AGG_PREDICT);
     g->nforward = g->nnode;
     free(L.memo);
     free(L.penalty);

@@ -28,7 +28,13 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  --set NAME=VALUE        override a param or a train setting (epochs, batch, seed, lr, valid)\n"
-    "  --out DIR               train: where metrics.jsonl goes (default runs/MODEL)\n"
+    "  --out DIR               train: where metrics.jsonl, checkpoint.safetensors and result.json go\n"
+    "                          (default runs/MODEL)\n"
+    "  --resume                train: continue from DIR's checkpoint (bit for bit)\n"
+    "  --init FILE             train: start from the weights in a safetensors file (matched by name)\n"
+    "  --checkpoint-every N    train: a checkpoint every N epochs (default 1; always at the end and on\n"
+    "                          SIGINT/SIGTERM)\n"
+    "  --data PATH             train: this data instead of the train block's (an IDX directory or a CSV file)\n"
     "  --progress, --no-progress  train: a live progress bar (default: when stdout is a terminal)\n"
     "  --device DEV            train, gradcheck: cpu (default), cuda, cuda-emu (the CUDA code run on\n"
     "                          the host, for testing), or auto (CUDA when available, else the CPU)\n"
@@ -48,6 +54,9 @@ typedef struct {
     const char *device;
     const char *arch;
     const char *output, *target_cpu, *keep;
+    const char *data, *init;
+    bool resume;
+    int64_t checkpoint_every;
     int progress;
     bool no_fuse;
     Override ov[64];
@@ -64,6 +73,7 @@ static int usage_error(const char *fmt, const char *arg) {
 static int parse_args(int argc, char **argv, Args *a) {
     memset(a, 0, sizeof *a);
     a->progress = -1;
+    a->checkpoint_every = 1;
     if (argc < 2) return usage_error("%s", "no command given");
     a->cmd = argv[1];
     for (int i = 2; i < argc; i++) {
@@ -88,6 +98,17 @@ static int parse_args(int argc, char **argv, Args *a) {
             if (s[2] == 'd' && strcmp(a->device, "cpu") && strcmp(a->device, "cuda") && strcmp(a->device, "cuda-emu") &&
                 strcmp(a->device, "auto"))
                 return usage_error("unknown device '%s': use cpu, cuda, cuda-emu or auto", a->device);
+        } else if (!strcmp(s, "--data") || !strcmp(s, "--init")) {
+            if (i + 1 >= argc) return usage_error("%s needs a value", s);
+            *(s[2] == 'd' ? &a->data : &a->init) = argv[++i];
+        } else if (!strcmp(s, "--resume")) {
+            a->resume = true;
+        } else if (!strcmp(s, "--checkpoint-every")) {
+            char *end;
+            if (i + 1 >= argc) return usage_error("%s needs a value", s);
+            long long n = strtoll(argv[++i], &end, 10);
+            if (*end || n < 0) return usage_error("--checkpoint-every needs a whole number of epochs >= 0, not '%s'", argv[i]);
+            a->checkpoint_every = n;
         } else if (!strcmp(s, "-o") || !strcmp(s, "--target-cpu") || !strcmp(s, "--keep-kernels")) {
             if (i + 1 >= argc) return usage_error("%s needs a value", s);
             *(s[1] == 'o' ? &a->output : s[2] == 't' ? &a->target_cpu : &a->keep) = argv[++i];
@@ -196,7 +217,8 @@ static int compile_and_jit(Args *a, int64_t max_batch, Compilation *c, Exec *ex)
 
 static int cmd_train(Args *a) {
     RunOptions o = {.path = a->file, .ov = a->ov, .nov = a->nov, .device = a->device, .no_fuse = a->no_fuse,
-                    .progress = a->progress, .out_dir = a->out};
+                    .progress = a->progress, .out_dir = a->out, .data = a->data, .resume = a->resume, .init = a->init,
+                    .checkpoint_every = a->checkpoint_every};
     return run_train(&o);
 }
 

@@ -211,3 +211,11 @@ double util_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+int util_fail(char *err, size_t nerr, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, nerr, fmt, ap);
+    va_end(ap);
+    return -1;
+}

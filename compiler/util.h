@@ -74,6 +74,9 @@ int util_edit_distance(const char *a, const char *b, int limit);
 /* FNV-1a 64-bit hash, used for deterministic keys (model hash, cache keys). */
 uint64_t util_hash(const void *data, size_t n, uint64_t seed);
 
+/* Formats a one-line error message into err and returns -1: `return util_fail(err, nerr, ...)`. */
+int util_fail(char *err, size_t nerr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Read a whole file; NULL with errno set on failure. Adds a NUL after the data. */
 char *util_read_file(const char *path, size_t *len);
 

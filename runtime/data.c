@@ -2,6 +2,7 @@
  * Files are read through zlib, so .gz and plain files both work.  Records are numbered from
  * 1 in messages; CSV messages also give the line. */
 #include "data.h"
+#include "npy.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -15,22 +16,13 @@
 
 #include "util.h"
 
-static int fail(char *err, size_t nerr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t nerr, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, nerr, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* Whole file, decompressed when it is gzip. */
 static int read_file(const char *path, unsigned char **data, size_t *len, char *err, size_t nerr) {
     struct stat st;
-    if (stat(path, &st) != 0) return fail(err, nerr, "%s: cannot open: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode)) return fail(err, nerr, "%s: is a directory, not a data file", path);
+    if (stat(path, &st) != 0) return util_fail(err, nerr, "%s: cannot open: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return util_fail(err, nerr, "%s: is a directory, not a data file", path);
     gzFile f = gzopen(path, "rb");
-    if (!f) return fail(err, nerr, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+    if (!f) return util_fail(err, nerr, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
     gzbuffer(f, 1 << 17);
     size_t cap = 1 << 20, n = 0;
     unsigned char *buf = util_realloc(NULL, cap);
@@ -40,7 +32,7 @@ static int read_file(const char *path, unsigned char **data, size_t *len, char *
         if (got < 0) {
             int code;
             const char *msg = gzerror(f, &code);
-            fail(err, nerr, "%s: cannot read: %s", path, code == Z_ERRNO ? strerror(errno) : msg);
+            util_fail(err, nerr, "%s: cannot read: %s", path, code == Z_ERRNO ? strerror(errno) : msg);
             gzclose(f);
             free(buf);
             return -1;
@@ -51,7 +43,7 @@ static int read_file(const char *path, unsigned char **data, size_t *len, char *
     int code;
     gzerror(f, &code);
     if (code == Z_BUF_ERROR) { /* zlib hands out what it could decompress of a cut stream */
-        fail(err, nerr, "%s: truncated: the gzip stream ends early (after %zu bytes of data)", path, n);
+        util_fail(err, nerr, "%s: truncated: the gzip stream ends early (after %zu bytes of data)", path, n);
         gzclose(f);
         free(buf);
         return -1;
@@ -85,35 +77,35 @@ static int idx_open(const char *path, const char *what, int want_dims, Idx *x, c
         int n = len < 4 ? (int)len : 4;
         char got[32] = "";
         for (int i = 0; i < n; i++) snprintf(got + 3 * i, sizeof got - 3 * (size_t)i, "%02x ", p[i]);
-        return fail(err, nerr, "%s: not an IDX file: the magic number must start with 00 00, but the file starts with %s%s",
+        return util_fail(err, nerr, "%s: not an IDX file: the magic number must start with 00 00, but the file starts with %s%s",
                     path, n ? got : "nothing (it is empty)", n ? "" : "");
     }
     if (p[2] != 0x08)
-        return fail(err, nerr, "%s: IDX element type 0x%02x is not supported; %s files must hold unsigned bytes (0x08)",
+        return util_fail(err, nerr, "%s: IDX element type 0x%02x is not supported; %s files must hold unsigned bytes (0x08)",
                     path, p[2], what);
     x->ndim = p[3];
-    if (x->ndim < 1 || x->ndim > 4) return fail(err, nerr, "%s: IDX file with %d dimensions; expected 1 to 4", path, x->ndim);
+    if (x->ndim < 1 || x->ndim > 4) return util_fail(err, nerr, "%s: IDX file with %d dimensions; expected 1 to 4", path, x->ndim);
     if (want_dims == 1 && x->ndim != 1)
-        return fail(err, nerr, "%s: expected a label file (1 dimension), but it has %d dimensions (an image file?)", path, x->ndim);
+        return util_fail(err, nerr, "%s: expected a label file (1 dimension), but it has %d dimensions (an image file?)", path, x->ndim);
     if (want_dims == 0 && x->ndim < 2)
-        return fail(err, nerr, "%s: expected an image file (2 or more dimensions), but it has 1 dimension (a label file?)", path);
+        return util_fail(err, nerr, "%s: expected an image file (2 or more dimensions), but it has 1 dimension (a label file?)", path);
     size_t header = 4 + 4 * (size_t)x->ndim;
-    if (len < header) return fail(err, nerr, "%s: truncated: the file ends inside its header", path);
+    if (len < header) return util_fail(err, nerr, "%s: truncated: the file ends inside its header", path);
     x->recsize = 1;
     for (int i = 0; i < x->ndim; i++) {
         x->dim[i] = be32(p + 4 + 4 * i);
         if (i > 0) x->recsize *= x->dim[i];
     }
     x->count = x->dim[0];
-    if (x->count == 0) return fail(err, nerr, "%s: the file holds no records", path);
-    if (x->recsize == 0) return fail(err, nerr, "%s: records of size 0", path);
+    if (x->count == 0) return util_fail(err, nerr, "%s: the file holds no records", path);
+    if (x->recsize == 0) return util_fail(err, nerr, "%s: records of size 0", path);
     size_t need = (size_t)x->count * (size_t)x->recsize;
     size_t have = len - header;
     if (have < need)
-        return fail(err, nerr, "%s: truncated: the header announces %lld records of %lld bytes, but the data ends in record %lld",
+        return util_fail(err, nerr, "%s: truncated: the header announces %lld records of %lld bytes, but the data ends in record %lld",
                     path, (long long)x->count, (long long)x->recsize, (long long)(have / (size_t)x->recsize + 1));
     if (have > need)
-        return fail(err, nerr, "%s: %zu bytes after the last of its %lld records", path, have - need, (long long)x->count);
+        return util_fail(err, nerr, "%s: %zu bytes after the last of its %lld records", path, have - need, (long long)x->count);
     x->data = p + header;
     return 0;
 }
@@ -128,7 +120,7 @@ static void shape_text(char *buf, size_t n, const DataExpect *ex) {
 int data_load_idx(const char *images, const char *labels, const DataExpect *ex, Dataset *out, char *err, size_t nerr) {
     memset(out, 0, sizeof *out);
     if (!ex->target_class)
-        return fail(err, nerr, "%s: IDX labels are class indices, but target '%s' is real-valued; declare it class[N]",
+        return util_fail(err, nerr, "%s: IDX labels are class indices, but target '%s' is real-valued; declare it class[N]",
                     labels, ex->target_name);
     Idx im, lb;
     if (idx_open(images, "image", 0, &im, err, nerr)) {
@@ -147,17 +139,17 @@ int data_load_idx(const char *images, const char *labels, const DataExpect *ex, 
         char dims[64] = "";
         size_t k = 0;
         for (int i = 1; i < im.ndim; i++) k += (size_t)snprintf(dims + k, sizeof dims - k, "%s%lld", i > 1 ? "x" : "", (long long)im.dim[i]);
-        fail(err, nerr, "%s: each image is %s = %lld values, but input '%s' is %s (%lld values)", images, dims,
+        util_fail(err, nerr, "%s: each image is %s = %lld values, but input '%s' is %s (%lld values)", images, dims,
              (long long)im.recsize, ex->input_name, want, (long long)ex->nfeat);
         goto done;
     }
     if (lb.count != im.count) {
-        fail(err, nerr, "%s holds %lld labels, but %s holds %lld images", labels, (long long)lb.count, images, (long long)im.count);
+        util_fail(err, nerr, "%s holds %lld labels, but %s holds %lld images", labels, (long long)lb.count, images, (long long)im.count);
         goto done;
     }
     for (int64_t i = 0; i < lb.count; i++)
         if (lb.data[i] >= ex->nclass) {
-            fail(err, nerr, "%s: record %lld: label %d is out of range for class[%lld] (labels are 0 to %lld)", labels,
+            util_fail(err, nerr, "%s: record %lld: label %d is out of range for class[%lld] (labels are 0 to %lld)", labels,
                  (long long)i + 1, lb.data[i], (long long)ex->nclass, (long long)ex->nclass - 1);
             goto done;
         }
@@ -251,11 +243,11 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
     if (read_file(path, &raw, &len, err, nerr)) return -1;
     if (memchr(raw, 0, len)) {
         free(raw);
-        return fail(err, nerr, "%s: contains a NUL byte; not a text CSV file", path);
+        return util_fail(err, nerr, "%s: contains a NUL byte; not a text CSV file", path);
     }
     Fields f = {0};
     int rc = -1, nfields = -1, first_target = -1;
-    int ntc = ex->target_class ? 1 : (int)ex->ntarget;
+    int ntc = opt->inputs_only ? 0 : ex->target_class ? 1 : (int)ex->ntarget;
     int64_t cap = 0, records = 0;
     float *x = NULL, *tv = NULL;
     int32_t *lab = NULL;
@@ -283,45 +275,49 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
                     for (int i = 0; i < f.n; i++)
                         if (!strcmp(f.field[i], opt->target_name)) first_target = i;
                     if (first_target < 0) {
-                        fail(err, nerr, "%s:%d: the header has no column named '%s'", path, line, opt->target_name);
+                        util_fail(err, nerr, "%s:%d: the header has no column named '%s'", path, line, opt->target_name);
                         goto done;
                     }
                 }
                 continue;
             }
             if (opt->target_name) {
-                fail(err, nerr, "%s:%d: the target column is given by name ('%s') but the file has no header row", path,
+                util_fail(err, nerr, "%s:%d: the target column is given by name ('%s') but the file has no header row", path,
                      line, opt->target_name);
                 goto done;
             }
         }
         if (nfields < 0) nfields = f.n;
         if (f.n != nfields) {
-            fail(err, nerr, "%s:%d: record %lld has %d fields, expected %d like the %s", path, line, (long long)records + 1,
+            util_fail(err, nerr, "%s:%d: record %lld has %d fields, expected %d like the %s", path, line, (long long)records + 1,
                  f.n, nfields, records ? "records before it" : "header");
             goto done;
         }
         if (first_target < 0) first_target = opt->target_col >= 0 ? opt->target_col : nfields - ntc;
         if (records == 0) {
-            if (first_target + ntc > nfields || nfields - ntc <= 0) {
-                fail(err, nerr, "%s:%d: records have %d fields, too few for %d target value%s at column %d and any input",
+            if (!opt->inputs_only && (first_target + ntc > nfields || nfields - ntc <= 0)) {
+                util_fail(err, nerr, "%s:%d: records have %d fields, too few for %d target value%s at column %d and any input",
                      path, line, nfields, ntc, ntc > 1 ? "s" : "", first_target);
                 goto done;
             }
             if (nfields - ntc != ex->nfeat) {
                 char want[64];
                 shape_text(want, sizeof want, ex);
-                fail(err, nerr, "%s:%d: each record has %d fields: %d target and %d input values, but input '%s' is %s (%lld values)",
-                     path, line, nfields, ntc, nfields - ntc, ex->input_name, want, (long long)ex->nfeat);
+                if (opt->inputs_only)
+                    util_fail(err, nerr, "%s:%d: each record has %d fields, but input '%s' is %s (%lld values)", path, line,
+                         nfields, ex->input_name, want, (long long)ex->nfeat);
+                else
+                    util_fail(err, nerr, "%s:%d: each record has %d fields: %d target and %d input values, but input '%s' is %s (%lld values)",
+                         path, line, nfields, ntc, nfields - ntc, ex->input_name, want, (long long)ex->nfeat);
                 goto done;
             }
         }
         if (records == cap) {
             cap = cap ? 2 * cap : 1024;
             x = util_realloc(x, sizeof(float) * (size_t)(cap * ex->nfeat));
-            if (ex->target_class)
+            if (ex->target_class && ntc)
                 lab = util_realloc(lab, sizeof(int32_t) * (size_t)cap);
-            else
+            else if (ntc)
                 tv = util_realloc(tv, sizeof(float) * (size_t)(cap * ntc));
         }
         int64_t fi = 0;
@@ -329,17 +325,17 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
             double v;
             if (!parse_number(f.field[i], &v)) {
                 if (!*f.field[i])
-                    fail(err, nerr, "%s:%d: record %lld: field %d is empty", path, line, (long long)records + 1, i + 1);
+                    util_fail(err, nerr, "%s:%d: record %lld: field %d is empty", path, line, (long long)records + 1, i + 1);
                 else
-                    fail(err, nerr, "%s:%d: record %lld: field %d ('%s') is not a finite number", path, line,
+                    util_fail(err, nerr, "%s:%d: record %lld: field %d ('%s') is not a finite number", path, line,
                          (long long)records + 1, i + 1, shorten(f.field[i], sbuf, sizeof sbuf));
                 goto done;
             }
-            int t = i - first_target;
+            int t = opt->inputs_only ? -1 : i - first_target;
             if (t >= 0 && t < ntc) {
                 if (ex->target_class) {
                     if (v != floor(v) || v < 0 || v >= (double)ex->nclass) {
-                        fail(err, nerr, "%s:%d: record %lld: target %s is not a class index of class[%lld] (0 to %lld)",
+                        util_fail(err, nerr, "%s:%d: record %lld: target %s is not a class index of class[%lld] (0 to %lld)",
                              path, line, (long long)records + 1, shorten(f.field[i], sbuf, sizeof sbuf),
                              (long long)ex->nclass, (long long)ex->nclass - 1);
                         goto done;
@@ -355,14 +351,14 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
         records++;
     }
     if (records == 0) {
-        fail(err, nerr, "%s: no data records", path);
+        util_fail(err, nerr, "%s: no data records", path);
         goto done;
     }
     out->n = records;
     out->nfeat = ex->nfeat;
     out->f32 = x;
     out->scale = 1;
-    out->target_class = ex->target_class;
+    out->target_class = ex->target_class && ntc;
     out->ntarget = ntc;
     out->label = lab;
     out->target = tv;
@@ -401,9 +397,78 @@ void data_gather(const Dataset *d, const int64_t *idx, int64_t count, float *x, 
         } else {
             memcpy(dst, d->f32 + i * nf, sizeof(float) * (size_t)nf);
         }
-        if (d->target_class)
+        if (d->target_class && label && d->label)
             label[b] = d->label[i];
-        else
+        else if (!d->target_class && target && d->target && d->ntarget)
             memcpy(target + b * d->ntarget, d->target + i * d->ntarget, sizeof(float) * (size_t)d->ntarget);
     }
+}
+
+static bool ends_with(const char *s, const char *tail) {
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && !strcmp(s + n - k, tail);
+}
+
+int data_load_inputs(const char *path, const DataExpect *ex, Dataset *out, char *err, size_t nerr) {
+    memset(out, 0, sizeof *out);
+    unsigned char head[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return util_fail(err, nerr, "%s: cannot open: %s", path, strerror(errno));
+    size_t got = fread(head, 1, sizeof head, f);
+    fclose(f);
+    bool gz = got >= 2 && head[0] == 0x1f && head[1] == 0x8b;
+    if (gz) { /* look inside */
+        gzFile z = gzopen(path, "rb");
+        got = z ? (size_t)gzread(z, head, sizeof head) : 0;
+        if (z) gzclose(z);
+    }
+    bool npy = npy_is_npy(head, got), idx = got >= 4 && head[0] == 0 && head[1] == 0 && head[2] == 0x08;
+    bool ext_npy = ends_with(path, ".npy"), ext_csv = ends_with(path, ".csv") || ends_with(path, ".csv.gz");
+    bool ext_idx = ends_with(path, "-ubyte") || ends_with(path, "-ubyte.gz") || ends_with(path, ".idx");
+    const char *is = npy ? "an NPY file" : idx ? "an IDX file" : "text (CSV)";
+    if ((ext_npy && !npy) || (ext_csv && (npy || idx)) || (ext_idx && !idx))
+        return util_fail(err, nerr, "%s: the name says %s, but the content is %s", path,
+                    ext_npy ? "NPY" : ext_csv ? "CSV" : "IDX", is);
+    if (npy) {
+        if (gz) return util_fail(err, nerr, "%s: a gzip-compressed NPY file; decompress it first", path);
+        float *v;
+        int rank;
+        int64_t shape[NPY_MAX_RANK];
+        if (npy_read_f32(path, &v, &rank, shape, err, nerr)) return -1;
+        int64_t per = 1;
+        for (int i = 1; i < rank; i++) per *= shape[i];
+        if (rank < 1 || per != ex->nfeat || shape[0] == 0) {
+            free(v);
+            return util_fail(err, nerr, "%s: an array of %s%lld samples of %lld values, but input '%s' has %lld values per sample", path,
+                        rank < 1 ? "0-d shape: " : "", (long long)(rank ? shape[0] : 0), (long long)per, ex->input_name,
+                        (long long)ex->nfeat);
+        }
+        out->n = shape[0];
+        out->nfeat = per;
+        out->f32 = v;
+        out->scale = 1;
+        out->name = util_strdup(path);
+        return 0;
+    }
+    if (idx) {
+        Idx im;
+        if (idx_open(path, "image", 0, &im, err, nerr)) {
+            free(im.raw);
+            return -1;
+        }
+        if (im.recsize != ex->nfeat) {
+            free(im.raw);
+            return util_fail(err, nerr, "%s: each record is %lld values, but input '%s' has %lld", path, (long long)im.recsize,
+                        ex->input_name, (long long)ex->nfeat);
+        }
+        out->n = im.count;
+        out->nfeat = im.recsize;
+        out->u8 = (uint8_t *)im.data;
+        out->owned = im.raw;
+        out->scale = 1.0f / 255.0f;
+        out->name = util_strdup(path);
+        return 0;
+    }
+    CsvOptions co = {.target_col = -1, .header = -1, .inputs_only = true};
+    return data_load_csv(path, &co, ex, out, err, nerr);
 }

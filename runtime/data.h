@@ -38,6 +38,7 @@ typedef struct {
     int target_col;          /* first target column; -1: the last ones */
     const char *target_name; /* or the header name of the (first) target column */
     int header;              /* -1 auto, 0 none, 1 present */
+    bool inputs_only;        /* every column is an input (predict) */
 } CsvOptions;
 
 /* Each returns 0, or -1 with a message (file, record, what was expected) in err. */
@@ -47,8 +48,14 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
 int data_load_idx_dir(const char *dir, const char *split, const DataExpect *ex, Dataset *out, char *err, size_t nerr);
 void data_free(Dataset *d);
 
+/* Inputs alone (predict): an NPY array, an IDX file of unsigned bytes (scaled to [0, 1] as
+ * IDX training data is) or a CSV file whose columns are all inputs; the format is recognised
+ * from the content (and must agree with a .npy, .csv or -ubyte extension).  gzip is read
+ * directly for IDX and CSV.  Each sample must hold ex->nfeat values. */
+int data_load_inputs(const char *path, const DataExpect *ex, Dataset *out, char *err, size_t nerr);
+
 /* Copy samples idx[0..count) into batch buffers: inputs as float, labels as int32 or targets
- * as float. */
+ * as float (label and target may be NULL, as may the data set's). */
 void data_gather(const Dataset *d, const int64_t *idx, int64_t count, float *x, int32_t *label, float *target);
 
 /* Where Debian's dataset-fashion-mnist puts the files; NNC_FASHION_MNIST_DIR overrides it. */

@@ -44,15 +44,6 @@ typedef struct {
     int64_t shape[NPY_MAX_RANK];
 } Npy;
 
-static int fail(char *err, size_t nerr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t nerr, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, nerr, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 bool npy_is_npy(const void *head, size_t n) { return n >= 6 && memcmp(head, "\x93NUMPY", 6) == 0; }
 
 /* "(2, 3)", "(5,)" or "()", as Python writes a shape. */
@@ -120,7 +111,7 @@ static int bad(const char *path, const Cur *c, const char *expected, char *err, 
     size_t n = 0;
     for (const char *p = c->p; p < c->end && n < 20; p++) found[n++] = *p >= ' ' && *p < 127 ? *p : '?';
     found[n] = 0;
-    return fail(err, nerr, "%s: malformed .npy header: expected %s at byte %td of the header, found %s%s%s", path, expected,
+    return util_fail(err, nerr, "%s: malformed .npy header: expected %s at byte %td of the header, found %s%s%s", path, expected,
                 c->p - c->start, n ? "'" : "its end", found, n ? "'" : "");
 }
 
@@ -129,7 +120,7 @@ static int parse_shape(const char *path, Cur *c, Npy *x, char *err, size_t nerr)
     while (!eat(c, ')')) {
         int64_t v;
         if (x->rank == NPY_MAX_RANK)
-            return fail(err, nerr, "%s: the array has more than %d dimensions; at most %d are supported", path, NPY_MAX_RANK, NPY_MAX_RANK);
+            return util_fail(err, nerr, "%s: the array has more than %d dimensions; at most %d are supported", path, NPY_MAX_RANK, NPY_MAX_RANK);
         if (!integer(c, &v)) return bad(path, c, "a non-negative dimension (below 2^63) or ')'", err, nerr);
         x->shape[x->rank++] = v;
         if (!eat(c, ',')) {
@@ -149,9 +140,9 @@ static int parse_descr(const char *path, const char *s, size_t n, Npy *x, char *
         }
     int show = n > 20 ? 20 : (int)n;
     if (n > 0 && s[0] == '>')
-        return fail(err, nerr, "%s: dtype '%.*s' is big-endian; nnc reads little-endian " DESCR_LIST " (convert with a.astype('<%.*s'))",
+        return util_fail(err, nerr, "%s: dtype '%.*s' is big-endian; nnc reads little-endian " DESCR_LIST " (convert with a.astype('<%.*s'))",
                     path, show, s, show - 1, s + 1);
-    return fail(err, nerr, "%s: unsupported dtype '%.*s' (expected one of " DESCR_LIST ")", path, show, s);
+    return util_fail(err, nerr, "%s: unsupported dtype '%.*s' (expected one of " DESCR_LIST ")", path, show, s);
 }
 
 static int parse_header(const char *path, const char *h, size_t n, Npy *x, char *err, size_t nerr) {
@@ -166,9 +157,9 @@ static int parse_header(const char *path, const char *h, size_t n, Npy *x, char 
         if (!quoted(&c, &key, &nkey)) return bad(path, &c, "a quoted key or '}'", err, nerr);
         while (k < 3 && (strlen(keys[k]) != nkey || memcmp(key, keys[k], nkey) != 0)) k++;
         if (k == 3)
-            return fail(err, nerr, "%s: the .npy header has an unknown key '%.*s' (expected 'descr', 'fortran_order' and 'shape')",
+            return util_fail(err, nerr, "%s: the .npy header has an unknown key '%.*s' (expected 'descr', 'fortran_order' and 'shape')",
                         path, nkey > 20 ? 20 : (int)nkey, key);
-        if (seen[k]) return fail(err, nerr, "%s: the .npy header gives '%s' twice", path, keys[k]);
+        if (seen[k]) return util_fail(err, nerr, "%s: the .npy header gives '%s' twice", path, keys[k]);
         seen[k] = true;
         if (!eat(&c, ':')) return bad(path, &c, "':'", err, nerr);
         if (k == 0) {
@@ -190,9 +181,9 @@ static int parse_header(const char *path, const char *h, size_t n, Npy *x, char 
     if (c.p != c.end) return bad(path, &c, "nothing but spaces after the closing '}'", err, nerr);
     for (int k = 0; k < 3; k++)
         if (!seen[k])
-            return fail(err, nerr, "%s: the .npy header has no '%s' (expected 'descr', 'fortran_order' and 'shape')", path, keys[k]);
+            return util_fail(err, nerr, "%s: the .npy header has no '%s' (expected 'descr', 'fortran_order' and 'shape')", path, keys[k]);
     if (fortran)
-        return fail(err, nerr, "%s: the array is stored in Fortran (column-major) order; nnc reads C order only "
+        return util_fail(err, nerr, "%s: the array is stored in Fortran (column-major) order; nnc reads C order only "
                     "(save numpy.ascontiguousarray(a) instead)", path);
     return 0;
 }
@@ -202,23 +193,23 @@ static int parse_header(const char *path, const char *h, size_t n, Npy *x, char 
 static int load(const char *path, Npy *x, char *err, size_t nerr) {
     memset(x, 0, sizeof *x);
     struct stat sb;
-    if (stat(path, &sb) != 0) return fail(err, nerr, "%s: cannot open: %s", path, strerror(errno));
-    if (S_ISDIR(sb.st_mode)) return fail(err, nerr, "%s: is a directory, not a .npy file", path);
+    if (stat(path, &sb) != 0) return util_fail(err, nerr, "%s: cannot open: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode)) return util_fail(err, nerr, "%s: is a directory, not a .npy file", path);
     size_t len;
     x->buf = util_read_file(path, &len);
-    if (!x->buf) return fail(err, nerr, "%s: cannot read: %s", path, strerror(errno));
+    if (!x->buf) return util_fail(err, nerr, "%s: cannot read: %s", path, strerror(errno));
     const unsigned char *b = (const unsigned char *)x->buf;
-    if (!npy_is_npy(b, len)) return fail(err, nerr, "%s: not a .npy file: it does not start with \"\\x93NUMPY\"", path);
-    if (len < 10) return fail(err, nerr, "%s: truncated: the file ends inside the .npy preamble (%zu bytes)", path, len);
+    if (!npy_is_npy(b, len)) return util_fail(err, nerr, "%s: not a .npy file: it does not start with \"\\x93NUMPY\"", path);
+    if (len < 10) return util_fail(err, nerr, "%s: truncated: the file ends inside the .npy preamble (%zu bytes)", path, len);
     int major = b[6], minor = b[7];
     if (major < 1 || major > 3 || minor != 0)
-        return fail(err, nerr, "%s: unsupported .npy format version %d.%d (expected 1.0, 2.0 or 3.0)", path, major, minor);
+        return util_fail(err, nerr, "%s: unsupported .npy format version %d.%d (expected 1.0, 2.0 or 3.0)", path, major, minor);
     size_t pre = major == 1 ? 10 : 12;
-    if (len < pre) return fail(err, nerr, "%s: truncated: the file ends inside the .npy preamble (%zu bytes)", path, len);
+    if (len < pre) return util_fail(err, nerr, "%s: truncated: the file ends inside the .npy preamble (%zu bytes)", path, len);
     size_t hlen = b[8] | (size_t)b[9] << 8;
     if (major > 1) hlen |= (size_t)b[10] << 16 | (size_t)b[11] << 24;
     if (hlen > len - pre)
-        return fail(err, nerr, "%s: truncated: the .npy header should be %zu bytes, but only %zu bytes follow the preamble",
+        return util_fail(err, nerr, "%s: truncated: the .npy header should be %zu bytes, but only %zu bytes follow the preamble",
                     path, hlen, len - pre);
     if (parse_header(path, x->buf + pre, hlen, x, err, nerr) != 0) return -1;
 
@@ -228,12 +219,12 @@ static int load(const char *path, Npy *x, char *err, size_t nerr) {
     for (int i = 0; i < x->rank; i++) {
         uint64_t d = (uint64_t)x->shape[i];
         if (d != 0 && x->count > SIZE_MAX / x->itemsize / d)
-            return fail(err, nerr, "%s: shape %s is too large to load", path, shape);
+            return util_fail(err, nerr, "%s: shape %s is too large to load", path, shape);
         x->count *= (size_t)d;
     }
     size_t have = len - pre - hlen, need = x->count * x->itemsize;
     if (have != need)
-        return fail(err, nerr, "%s: %s: shape %s of %zu-byte values needs %zu bytes of data after the header, but the file has %zu",
+        return util_fail(err, nerr, "%s: %s: shape %s of %zu-byte values needs %zu bytes of data after the header, but the file has %zu",
                     path, have < need ? "truncated" : "too long", shape, x->itemsize, need, have);
     x->data = b + pre + hlen;
     return 0;
@@ -298,7 +289,7 @@ int npy_read_f32(const char *path, float **out, int *rank, int64_t shape[NPY_MAX
             double d = get_f64(&x, i);
             if (isfinite(d) && fabs(d) > FLT_MAX) {
                 char at[200];
-                fail(err, nerr, "%s: value %g at %s does not fit in float32", path, d, where(at, sizeof at, &x, i));
+                util_fail(err, nerr, "%s: value %g at %s does not fit in float32", path, d, where(at, sizeof at, &x, i));
                 free(v);
                 free(x.buf);
                 return -1;
@@ -334,7 +325,7 @@ int npy_read_labels_i32(const char *path, int32_t **out, int *rank, int64_t shap
         }
         if (!why && (d < INT32_MIN || d > INT32_MAX)) why = "does not fit in int32";
         if (why) {
-            fail(err, nerr, "%s: label %.17g at %s %s (labels must be whole numbers)", path, d, where(at, sizeof at, &x, i), why);
+            util_fail(err, nerr, "%s: label %.17g at %s %s (labels must be whole numbers)", path, d, where(at, sizeof at, &x, i), why);
             free(v);
             free(x.buf);
             return -1;
@@ -351,14 +342,14 @@ int npy_read_labels_i32(const char *path, int32_t **out, int *rank, int64_t shap
 
 int npy_write_f32(const char *path, const float *data, int rank, const int64_t *shape, char *err, size_t nerr) {
     if (rank < 0 || rank > NPY_MAX_RANK)
-        return fail(err, nerr, "%s: cannot write an array of rank %d (expected 0 to %d)", path, rank, NPY_MAX_RANK);
+        return util_fail(err, nerr, "%s: cannot write an array of rank %d (expected 0 to %d)", path, rank, NPY_MAX_RANK);
     size_t count = 1;
     for (int i = 0; i < rank; i++) {
         if (shape[i] < 0 || (shape[i] != 0 && count > SIZE_MAX / sizeof(float) / (uint64_t)shape[i]))
-            return fail(err, nerr, "%s: cannot write: dimension %d is %" PRId64 ", expected a size from 0 up", path, i, shape[i]);
+            return util_fail(err, nerr, "%s: cannot write: dimension %d is %" PRId64 ", expected a size from 0 up", path, i, shape[i]);
         count *= (size_t)shape[i];
     }
-    if (count > 0 && !data) return fail(err, nerr, "%s: cannot write %zu values without data", path, count);
+    if (count > 0 && !data) return util_fail(err, nerr, "%s: cannot write %zu values without data", path, count);
 
     StrBuf h = {0};
     sb_puts(&h, "{'descr': '<f4', 'fortran_order': False, 'shape': ");
@@ -372,7 +363,7 @@ int npy_write_f32(const char *path, const float *data, int rank, const int64_t *
     int rc = 0;
     FILE *f = fopen(path, "wb");
     if (!f) {
-        rc = fail(err, nerr, "%s: cannot create: %s", path, strerror(errno));
+        rc = util_fail(err, nerr, "%s: cannot create: %s", path, strerror(errno));
     } else {
         errno = 0;
         bool ok = fwrite(pre, 1, 10, f) == 10 && fwrite(h.s, 1, h.len, f) == h.len &&
@@ -383,7 +374,7 @@ int npy_write_f32(const char *path, const float *data, int rank, const int64_t *
             e = errno;
         }
         if (!ok) {
-            rc = fail(err, nerr, "%s: cannot write: %s", path, e ? strerror(e) : "short write");
+            rc = util_fail(err, nerr, "%s: cannot write: %s", path, e ? strerror(e) : "short write");
             unlink(path);
         }
     }

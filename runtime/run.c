@@ -5,8 +5,12 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "checkpoint.h"
+#include "npy.h"
 #include "train.h"
 
 Built *run_build(const RunOptions *o, const WidthOverride *width, int nwidth, int64_t max_batch) {
@@ -102,6 +106,45 @@ static void retire_model(void *ctx, Exec *e) {
     exec_free(e); /* the first one: its compilation lives on */
 }
 
+/* What checkpoints of this run belong to: the model, a hash of its source, the settings that
+ * change its results (--set values other than epochs, --fuse=none, --data). */
+typedef struct {
+    RunIdentity id;
+    char hash[17];
+    StrBuf settings;
+} Identity;
+
+static int cmp_override(const void *a, const void *b) {
+    return strcmp(((const Override *)a)->key, ((const Override *)b)->key);
+}
+
+static void identify(const RunOptions *o, const Compilation *c, Identity *idn) {
+    snprintf(idn->hash, sizeof idn->hash, "%016llx", (unsigned long long)util_hash(c->src.text, c->src.len, 0));
+    Override *ov = util_calloc((size_t)o->nov + 1, sizeof(Override));
+    if (o->nov) memcpy(ov, o->ov, sizeof(Override) * (size_t)o->nov);
+    qsort(ov, (size_t)o->nov, sizeof *ov, cmp_override);
+    for (int i = 0; i < o->nov; i++) /* the last of a repeated key counts, as in sema */
+        if (strcmp(ov[i].key, "epochs") && (i + 1 == o->nov || strcmp(ov[i].key, ov[i + 1].key)))
+            sb_printf(&idn->settings, "%s%s=%.17g", idn->settings.len ? "," : "", ov[i].key, ov[i].value);
+    free(ov);
+    if (o->no_fuse) sb_printf(&idn->settings, "%sfuse=none", idn->settings.len ? "," : "");
+    if (o->data) sb_printf(&idn->settings, "%sdata=%s", idn->settings.len ? "," : "", o->data);
+    idn->id = (RunIdentity){c->model->name, idn->hash, sb_str(&idn->settings)};
+}
+
+/* Temporary files of checkpoint writes a killed run left behind: never read, removed. */
+static void remove_stale(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, "checkpoint.safetensors.tmp.", 27)) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0) printf("removed %s, left by an interrupted checkpoint write\n", path);
+    }
+    closedir(d);
+}
+
 int run_train(const RunOptions *o) {
     double t0 = util_now();
     Built *b = run_build(o, NULL, 0, 0);
@@ -110,19 +153,49 @@ int run_train(const RunOptions *o) {
         run_free(b);
         return 1;
     }
+    Identity idn = {0};
+    identify(o, &b->c, &idn);
+    char outdir[1024], ckpt[1200], err[1024];
+    snprintf(outdir, sizeof outdir, "runs/%s", b->c.model->name);
+    const char *dir = o->out_dir ? o->out_dir : outdir;
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", dir);
     Rebuilds rb = {.o = o, .first = b};
     TrainConfig cfg = {.model = b->c.model, .exec = &b->e, .out = stdout, .diag = &b->c.diag, .progress = o->progress,
-                       .rebuild = rebuild_model, .retire = retire_model, .rebuild_ctx = &rb};
-    char backend[512];
-    snprintf(backend, sizeof backend, "%s; %s in %.2f s", b->e.dev->info, o->built ? o->built : "compiled",
-             util_now() - t0);
-    cfg.backend = backend;
-    char outdir[1024];
-    snprintf(outdir, sizeof outdir, "runs/%s", b->c.model->name);
-    cfg.out_dir = o->out_dir ? o->out_dir : outdir;
-    TrainResult res;
-    int rc = train_run(&cfg, &res);
-    if (rc == 0) printf("metrics written to %s/metrics.jsonl\n", cfg.out_dir);
+                       .rebuild = rebuild_model, .retire = retire_model, .rebuild_ctx = &rb, .out_dir = dir,
+                       .identity = &idn.id, .checkpoint_every = o->checkpoint_every, .init = o->init};
+    Checkpoint ck = {0};
+    int rc = 0;
+    remove_stale(dir);
+    if (o->resume) {
+        struct stat st;
+        if (stat(ckpt, &st) && errno == ENOENT) {
+            printf("no checkpoint in %s: starting from the beginning\n", dir);
+        } else if (checkpoint_open(ckpt, &idn.id, &ck, err, sizeof err)) {
+            fprintf(stderr, "nnc: error: cannot resume: %s\n", err);
+            rc = 1;
+        } else { /* the checkpoint's widths, its weights and optimiser state */
+            Exec *e = rebuild_model(&rb, ck.width, ck.nwidth);
+            if (!e || checkpoint_load(&ck, e, false, err, sizeof err)) {
+                if (e) fprintf(stderr, "nnc: error: cannot resume: %s\n", err);
+                rc = 1;
+            } else {
+                exec_free(&b->e);
+                cfg.exec = e;
+                cfg.resume = &ck.state;
+            }
+        }
+    }
+    if (rc == 0) {
+        char backend[512];
+        snprintf(backend, sizeof backend, "%s; %s in %.2f s", cfg.exec->dev->info, o->built ? o->built : "compiled",
+                 util_now() - t0);
+        cfg.backend = backend;
+        TrainResult res;
+        rc = train_run(&cfg, &res);
+        if (rc == 0) printf("metrics written to %s/metrics.jsonl\n", dir);
+    }
+    checkpoint_close(&ck);
+    sb_free(&idn.settings);
     for (int i = 0; i < rb.n; i++) run_free(rb.rebuilt[i]);
     run_free(b);
     return rc;
@@ -144,12 +217,135 @@ int run_info(const RunOptions *o, const char *build_info, const char *cuda_sourc
     return rc;
 }
 
+/* eval, predict: the model at the checkpoint's widths, with its trained weights.  The
+ * checkpoint must be of this model (name and source hash); NULL after printing why. */
+static Built *from_checkpoint(const RunOptions *o, Checkpoint *ck) {
+    Compilation c = {.arena = arena_new()};
+    CompileOptions co = {.ov = o->ov, .nov = o->nov};
+    int rc = o->text ? driver_compile_text(&c, o->path, o->text, o->len, &co, STAGE_CHECK)
+                     : (arena_free(c.arena), driver_compile(&c, o->path, &co, STAGE_CHECK));
+    char err[1024];
+    if (rc == 0 && checkpoint_open(o->checkpoint, NULL, ck, err, sizeof err)) {
+        fprintf(stderr, "nnc: error: %s\n", err);
+        rc = 1;
+    }
+    if (rc == 0) {
+        char hash[17];
+        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)util_hash(c.src.text, c.src.len, 0));
+        const char *name = st_meta(ck->st, "model"), *h = st_meta(ck->st, "model_hash");
+        if (strcmp(name, c.model->name) || strcmp(h, hash)) {
+            fprintf(stderr, "nnc: error: %s is a checkpoint of %s model '%s', not of this '%s'\n", o->checkpoint,
+                    strcmp(name, c.model->name) ? "the" : "another version of", name, c.model->name);
+            rc = 1;
+        }
+    }
+    driver_free(&c);
+    if (rc) {
+        checkpoint_close(ck);
+        return NULL;
+    }
+    Built *b = run_build(o, ck->width, ck->nwidth, 0);
+    if (b && checkpoint_load(ck, &b->e, true, err, sizeof err)) {
+        fprintf(stderr, "nnc: error: %s: %s\n", o->checkpoint, err);
+        run_free(b);
+        b = NULL;
+    }
+    if (!b) checkpoint_close(ck);
+    return b;
+}
+
 int run_eval(const RunOptions *o) {
-    fprintf(stderr, "nnc: error: eval is not available yet\n");
-    return 1;
+    Checkpoint ck;
+    Built *b = from_checkpoint(o, &ck);
+    if (!b) return 1;
+    int rc = apply_data(o, b->c.model);
+    if (rc == 0) {
+        printf("checkpoint %s: after epoch %lld, step %lld\n", o->checkpoint, (long long)ck.state.epoch - 1,
+               (long long)ck.state.step);
+        TrainConfig cfg = {.model = b->c.model, .exec = &b->e, .out = stdout, .diag = &b->c.diag};
+        rc = train_eval(&cfg);
+    }
+    checkpoint_close(&ck);
+    run_free(b);
+    return rc;
+}
+
+static bool ends_with(const char *s, const char *tail) {
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && !strcmp(s + n - k, tail);
+}
+
+/* The predictions as NPY (n x cols float32), or as CSV: for a classifier the predicted class
+ * first, then the outputs. */
+static int write_predictions(const char *path, const float *y, int64_t n, int64_t cols, bool classes) {
+    char err[1024];
+    if (!ends_with(path, ".csv")) {
+        int64_t shape[2] = {n, cols};
+        if (npy_write_f32(path, y, 2, shape, err, sizeof err)) {
+            fprintf(stderr, "nnc: error: %s\n", err);
+            return 1;
+        }
+        return 0;
+    }
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    if (classes) fputs("class,", f);
+    for (int64_t j = 0; j < cols; j++) fprintf(f, "out%lld%s", (long long)j, j + 1 < cols ? "," : "\n");
+    for (int64_t i = 0; i < n; i++) {
+        const float *r = y + i * cols;
+        if (classes) {
+            int64_t best = 0;
+            for (int64_t j = 1; j < cols; j++)
+                if (r[j] > r[best]) best = j;
+            fprintf(f, "%lld,", (long long)best);
+        }
+        for (int64_t j = 0; j < cols; j++) fprintf(f, "%.9g%s", (double)r[j], j + 1 < cols ? "," : "\n");
+    }
+    if (fclose(f)) {
+        fprintf(stderr, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    return 0;
 }
 
 int run_predict(const RunOptions *o) {
-    fprintf(stderr, "nnc: error: predict is not available yet\n");
-    return 1;
+    if (!ends_with(o->output, ".npy") && !ends_with(o->output, ".csv")) {
+        fprintf(stderr, "nnc: error: --output %s: name it .npy or .csv, the format to write\n", o->output);
+        return 2;
+    }
+    Checkpoint ck;
+    Built *b = from_checkpoint(o, &ck);
+    if (!b) return 1;
+    const Graph *g = b->c.graph;
+    const Input *in = NULL;
+    bool classes = false;
+    for (int i = 0; i < g->ninput; i++) {
+        if (!g->input[i].is_target) in = &g->input[i];
+        if (g->input[i].is_target) classes = g->input[i].is_class;
+    }
+    DataExpect ex = {.input_name = in->name, .nfeat = shape_numel(in->shape), .input_rank = in->shape.rank};
+    memcpy(ex.input_dim, in->shape.dim, sizeof ex.input_dim);
+    Dataset d;
+    char err[1024];
+    int rc = 0;
+    if (data_load_inputs(o->input, &ex, &d, err, sizeof err)) {
+        fprintf(stderr, "nnc: error: %s\n", err);
+        rc = 1;
+    } else {
+        TrainConfig cfg = {.model = b->c.model, .exec = &b->e, .out = stdout, .diag = &b->c.diag};
+        int64_t cols = 0;
+        float *y = train_predict(&cfg, &d, &cols);
+        rc = !y || write_predictions(o->output, y, d.n, cols, classes);
+        if (rc == 0)
+            printf("predictions for %lld samples of %s (%lld values each%s) written to %s\n", (long long)d.n, o->input,
+                   (long long)cols, classes && ends_with(o->output, ".csv") ? ", after the predicted class" : "", o->output);
+        free(y);
+        data_free(&d);
+    }
+    checkpoint_close(&ck);
+    run_free(b);
+    return rc;
 }

@@ -49,15 +49,6 @@ struct SafeTensors {
 const char *st_dtype_name(StDtype d) { return (unsigned)d < ST_NDTYPES ? dtypes[d].name : "?"; }
 size_t st_dtype_size(StDtype d) { return (unsigned)d < ST_NDTYPES ? dtypes[d].size : 0; }
 
-static int fail(char *err, size_t nerr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t nerr, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, nerr, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* product(shape) * size in *bytes; false when a dimension is negative or it overflows. */
 static bool shape_bytes(int rank, const int64_t *shape, size_t size, size_t *bytes) {
     size_t b = size;
@@ -135,36 +126,36 @@ static void json_string(StrBuf *b, const char *s) {
 static int check_input(const char *path, const StTensor *t, int n, const char *const *keys,
                        const char *const *values, int nmeta, char *err, size_t nerr) {
     if (n < 0 || nmeta < 0 || (n > 0 && !t) || (nmeta > 0 && (!keys || !values)))
-        return fail(err, nerr, "%s: cannot write: %d tensors and %d metadata entries were asked for without arrays to match",
+        return util_fail(err, nerr, "%s: cannot write: %d tensors and %d metadata entries were asked for without arrays to match",
                     path, n, nmeta);
     for (int i = 0; i < n; i++) {
         const char *name = t[i].name;
         char what[256];
         size_t bytes;
         if (!name || !name[0] || strcmp(name, "__metadata__") == 0 || utf8_prefix(name, strlen(name)) < strlen(name))
-            return fail(err, nerr, "%s: cannot write tensor %d: its name must be non-empty UTF-8 and not __metadata__", path, i);
+            return util_fail(err, nerr, "%s: cannot write tensor %d: its name must be non-empty UTF-8 and not __metadata__", path, i);
         if ((unsigned)t[i].dtype >= ST_NDTYPES)
-            return fail(err, nerr, "%s: cannot write tensor '%s': dtype %d is not one of " DTYPE_LIST, path, name, (int)t[i].dtype);
+            return util_fail(err, nerr, "%s: cannot write tensor '%s': dtype %d is not one of " DTYPE_LIST, path, name, (int)t[i].dtype);
         if (t[i].rank < 0 || t[i].rank > ST_MAX_RANK)
-            return fail(err, nerr, "%s: cannot write tensor '%s': rank %d, expected 0 to %d", path, name, t[i].rank, ST_MAX_RANK);
+            return util_fail(err, nerr, "%s: cannot write tensor '%s': rank %d, expected 0 to %d", path, name, t[i].rank, ST_MAX_RANK);
         describe(what, sizeof what, st_dtype_name(t[i].dtype), t[i].rank, t[i].shape);
         if (!shape_bytes(t[i].rank, t[i].shape, st_dtype_size(t[i].dtype), &bytes))
-            return fail(err, nerr, "%s: cannot write tensor '%s': shape %s has a negative dimension or is too large", path, name, what);
+            return util_fail(err, nerr, "%s: cannot write tensor '%s': shape %s has a negative dimension or is too large", path, name, what);
         if (bytes != t[i].bytes || (bytes > 0 && !t[i].data))
-            return fail(err, nerr, "%s: cannot write tensor '%s': %s needs %zu bytes of data, but %zu were given%s", path, name,
+            return util_fail(err, nerr, "%s: cannot write tensor '%s': %s needs %zu bytes of data, but %zu were given%s", path, name,
                         what, bytes, t[i].bytes, t[i].data ? "" : " (and no data pointer)");
     }
     for (int i = 0; i < nmeta; i++)
         if (!keys[i] || !values[i] || utf8_prefix(keys[i], strlen(keys[i])) < strlen(keys[i]) ||
             utf8_prefix(values[i], strlen(values[i])) < strlen(values[i]))
-            return fail(err, nerr, "%s: cannot write metadata entry %d: its key and value must be UTF-8 strings", path, i);
+            return util_fail(err, nerr, "%s: cannot write metadata entry %d: its key and value must be UTF-8 strings", path, i);
     const char **names = util_calloc((size_t)(n > nmeta ? n : nmeta), sizeof *names);
     for (int i = 0; i < n; i++) names[i] = t[i].name;
     const char *dup = duplicate(names, n);
-    int rc = dup ? fail(err, nerr, "%s: cannot write: tensor name '%s' is given twice", path, dup) : 0;
+    int rc = dup ? util_fail(err, nerr, "%s: cannot write: tensor name '%s' is given twice", path, dup) : 0;
     for (int i = 0; i < nmeta; i++) names[i] = keys[i];
     if (rc == 0 && (dup = duplicate(names, nmeta)))
-        rc = fail(err, nerr, "%s: cannot write: metadata key '%s' is given twice", path, dup);
+        rc = util_fail(err, nerr, "%s: cannot write: metadata key '%s' is given twice", path, dup);
     free(names);
     return rc;
 }
@@ -219,7 +210,7 @@ int st_write_atomic(const char *path, const StTensor *t, int n, const char *cons
     int rc = -1;
     FILE *f = fopen(tmp.s, "wb");
     if (!f) {
-        fail(err, nerr, "%s: cannot create the temporary file %s: %s", path, tmp.s, strerror(errno));
+        util_fail(err, nerr, "%s: cannot create the temporary file %s: %s", path, tmp.s, strerror(errno));
         goto done;
     }
     errno = 0;
@@ -232,17 +223,17 @@ int st_write_atomic(const char *path, const StTensor *t, int n, const char *cons
         e = errno;
     }
     if (!ok) {
-        fail(err, nerr, "%s: cannot write the temporary file %s: %s", path, tmp.s, e ? strerror(e) : "short write");
+        util_fail(err, nerr, "%s: cannot write the temporary file %s: %s", path, tmp.s, e ? strerror(e) : "short write");
         unlink(tmp.s);
         goto done;
     }
     if (rename(tmp.s, path) != 0) {
-        fail(err, nerr, "%s: cannot rename the temporary file %s to it: %s", path, tmp.s, strerror(errno));
+        util_fail(err, nerr, "%s: cannot rename the temporary file %s to it: %s", path, tmp.s, strerror(errno));
         unlink(tmp.s);
         goto done;
     }
     if ((e = sync_dir(path)) != 0) {
-        fail(err, nerr, "%s: written, but syncing its directory failed, so it may not survive a crash: %s", path, strerror(e));
+        util_fail(err, nerr, "%s: written, but syncing its directory failed, so it may not survive a crash: %s", path, strerror(e));
         goto done;
     }
     rc = 0;
@@ -270,57 +261,57 @@ static int parse_tensor(const char *path, const cJSON *e, const unsigned char *d
     const char *name = e->string;
     t->name = name;
     if (!cJSON_IsObject(e))
-        return fail(err, nerr, "%s: tensor '%s' should be an object with dtype, shape and data_offsets", path, name);
+        return util_fail(err, nerr, "%s: tensor '%s' should be an object with dtype, shape and data_offsets", path, name);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype"), *sh = cJSON_GetObjectItemCaseSensitive(e, "shape"),
                 *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets"), *d;
     if (!cJSON_IsString(dt))
-        return fail(err, nerr, "%s: tensor '%s' has no \"dtype\" string (expected one of " DTYPE_LIST ")", path, name);
+        return util_fail(err, nerr, "%s: tensor '%s' has no \"dtype\" string (expected one of " DTYPE_LIST ")", path, name);
     int k = 0;
     while (k < ST_NDTYPES && strcmp(dt->valuestring, dtypes[k].name) != 0) k++;
     if (k == ST_NDTYPES) {
         for (int o = 0; other_dtypes[o]; o++)
             if (strcmp(dt->valuestring, other_dtypes[o]) == 0)
-                return fail(err, nerr, "%s: tensor '%s' has dtype %s, which nnc does not read (it reads " DTYPE_LIST ")",
+                return util_fail(err, nerr, "%s: tensor '%s' has dtype %s, which nnc does not read (it reads " DTYPE_LIST ")",
                             path, name, dt->valuestring);
-        return fail(err, nerr, "%s: tensor '%s' has unknown dtype \"%s\" (expected one of " DTYPE_LIST ")", path, name,
+        return util_fail(err, nerr, "%s: tensor '%s' has unknown dtype \"%s\" (expected one of " DTYPE_LIST ")", path, name,
                     dt->valuestring);
     }
     t->dtype = (StDtype)k;
 
-    if (!cJSON_IsArray(sh)) return fail(err, nerr, "%s: tensor '%s' has no \"shape\" array", path, name);
+    if (!cJSON_IsArray(sh)) return util_fail(err, nerr, "%s: tensor '%s' has no \"shape\" array", path, name);
     if (cJSON_GetArraySize(sh) > ST_MAX_RANK)
-        return fail(err, nerr, "%s: tensor '%s' has %d dimensions; at most %d are supported", path, name,
+        return util_fail(err, nerr, "%s: tensor '%s' has %d dimensions; at most %d are supported", path, name,
                     cJSON_GetArraySize(sh), ST_MAX_RANK);
     cJSON_ArrayForEach(d, sh) {
         uint64_t v;
         if (!json_count(d, &v))
-            return fail(err, nerr, "%s: tensor '%s': shape entry %d is not a whole number from 0 to 2^53", path, name, t->rank);
+            return util_fail(err, nerr, "%s: tensor '%s': shape entry %d is not a whole number from 0 to 2^53", path, name, t->rank);
         t->shape[t->rank++] = (int64_t)v;
     }
     char what[256];
     describe(what, sizeof what, dt->valuestring, t->rank, t->shape);
     if (!shape_bytes(t->rank, t->shape, st_dtype_size(t->dtype), &t->bytes))
-        return fail(err, nerr, "%s: tensor '%s' is %s, which is too large to address", path, name, what);
+        return util_fail(err, nerr, "%s: tensor '%s' is %s, which is too large to address", path, name, what);
 
     uint64_t begin, end;
     if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 || !json_count(off->child, &begin) ||
         !json_count(off->child->next, &end))
-        return fail(err, nerr, "%s: tensor '%s' has no \"data_offsets\" pair [begin, end] of whole numbers", path, name);
+        return util_fail(err, nerr, "%s: tensor '%s' has no \"data_offsets\" pair [begin, end] of whole numbers", path, name);
     if (end < begin)
-        return fail(err, nerr, "%s: tensor '%s' has data_offsets [%" PRIu64 ", %" PRIu64 "], which end before they begin",
+        return util_fail(err, nerr, "%s: tensor '%s' has data_offsets [%" PRIu64 ", %" PRIu64 "], which end before they begin",
                     path, name, begin, end);
     if (end - begin != t->bytes)
-        return fail(err, nerr, "%s: tensor '%s' is %s, which is %zu bytes, but its data_offsets [%" PRIu64 ", %" PRIu64
+        return util_fail(err, nerr, "%s: tensor '%s' is %s, which is %zu bytes, but its data_offsets [%" PRIu64 ", %" PRIu64
                     "] span %" PRIu64 " bytes", path, name, what, t->bytes, begin, end, end - begin);
     if (end > dlen)
-        return fail(err, nerr, "%s: tensor '%s' needs %zu bytes at file offset %" PRIu64 ", but the file ends after %zu bytes",
+        return util_fail(err, nerr, "%s: tensor '%s' needs %zu bytes at file offset %" PRIu64 ", but the file ends after %zu bytes",
                     path, name, t->bytes, base + begin, base + dlen);
     t->data = data + begin;
     return 0;
 }
 
 static int check_meta(const char *path, const cJSON *m, char *err, size_t nerr) {
-    if (!cJSON_IsObject(m)) return fail(err, nerr, "%s: \"__metadata__\" should be an object of strings", path);
+    if (!cJSON_IsObject(m)) return util_fail(err, nerr, "%s: \"__metadata__\" should be an object of strings", path);
     int n = cJSON_GetArraySize(m), i = 0;
     const char **keys = util_calloc((size_t)n, sizeof *keys);
     const cJSON *e;
@@ -328,11 +319,11 @@ static int check_meta(const char *path, const cJSON *m, char *err, size_t nerr) 
         keys[i++] = e->string;
         if (!cJSON_IsString(e)) {
             free(keys);
-            return fail(err, nerr, "%s: metadata entry '%s' is not a string (all metadata values must be strings)", path, e->string);
+            return util_fail(err, nerr, "%s: metadata entry '%s' is not a string (all metadata values must be strings)", path, e->string);
         }
     }
     const char *dup = duplicate(keys, n);
-    int rc = dup ? fail(err, nerr, "%s: metadata key '%s' appears twice in the header", path, dup) : 0;
+    int rc = dup ? util_fail(err, nerr, "%s: metadata key '%s' appears twice in the header", path, dup) : 0;
     free(keys);
     return rc;
 }
@@ -349,14 +340,14 @@ static int check_layout(SafeTensors *st, const char *path, const unsigned char *
     }
     for (int i = 1; rc == 0 && i < st->n; i++)
         if (strcmp(st->by_name[i - 1]->name, st->by_name[i]->name) == 0)
-            rc = fail(err, nerr, "%s: tensor '%s' appears twice in the header", path, st->by_name[i]->name);
+            rc = util_fail(err, nerr, "%s: tensor '%s' appears twice in the header", path, st->by_name[i]->name);
     const StTensor *prev = NULL;
     for (int i = 0; rc == 0 && i < st->n; i++) {
         const StTensor *t = by_data[i];
         if (t->bytes == 0) continue; /* occupies nothing */
         size_t pb = prev ? (size_t)((const unsigned char *)prev->data - data) : 0, tb = (size_t)((const unsigned char *)t->data - data);
         if (prev && pb + prev->bytes > tb)
-            rc = fail(err, nerr, "%s: tensors '%s' (data_offsets [%zu, %zu]) and '%s' ([%zu, %zu]) overlap", path, prev->name,
+            rc = util_fail(err, nerr, "%s: tensors '%s' (data_offsets [%zu, %zu]) and '%s' ([%zu, %zu]) overlap", path, prev->name,
                       pb, pb + prev->bytes, t->name, tb, tb + t->bytes);
         prev = t;
     }
@@ -367,30 +358,30 @@ static int check_layout(SafeTensors *st, const char *path, const unsigned char *
 static int parse(SafeTensors *st, const char *path, size_t len, char *err, size_t nerr) {
     const unsigned char *b = (const unsigned char *)st->buf;
     if (len < 8)
-        return fail(err, nerr, "%s: not a safetensors file: it has %zu bytes, fewer than the 8-byte header size it should start with",
+        return util_fail(err, nerr, "%s: not a safetensors file: it has %zu bytes, fewer than the 8-byte header size it should start with",
                     path, len);
     uint64_t hlen = 0;
     for (int k = 0; k < 8; k++) hlen |= (uint64_t)b[k] << (8 * k);
     if (hlen > MAX_HEADER)
-        return fail(err, nerr, "%s: not a safetensors file, or corrupt: it starts with a header size of %" PRIu64
+        return util_fail(err, nerr, "%s: not a safetensors file, or corrupt: it starts with a header size of %" PRIu64
                     " bytes (expected at most %llu)", path, hlen, MAX_HEADER);
     if (hlen > len - 8)
-        return fail(err, nerr, "%s: truncated: the header should be %" PRIu64 " bytes of JSON, but only %zu bytes follow the 8-byte size",
+        return util_fail(err, nerr, "%s: truncated: the header should be %" PRIu64 " bytes of JSON, but only %zu bytes follow the 8-byte size",
                     path, hlen, len - 8);
     if (hlen < 2 || b[8] != '{')
-        return fail(err, nerr, "%s: not a safetensors file: the header should be a JSON object starting with '{'", path);
+        return util_fail(err, nerr, "%s: not a safetensors file: the header should be a JSON object starting with '{'", path);
     size_t good = utf8_prefix(b + 8, hlen);
-    if (good < hlen) return fail(err, nerr, "%s: the header is not valid UTF-8 (at byte %zu of the header)", path, good);
+    if (good < hlen) return util_fail(err, nerr, "%s: the header is not valid UTF-8 (at byte %zu of the header)", path, good);
     const char *json = st->buf + 8, *end = NULL;
     st->header = cJSON_ParseWithLengthOpts(json, hlen, &end, 0);
     if (!st->header)
-        return fail(err, nerr, "%s: the header is not valid JSON (error near byte %td of the %" PRIu64 "-byte header)", path,
+        return util_fail(err, nerr, "%s: the header is not valid JSON (error near byte %td of the %" PRIu64 "-byte header)", path,
                     end ? end - json : 0, hlen);
     for (const char *p = end; p < json + hlen; p++)
         if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
-            return fail(err, nerr, "%s: the header has stray bytes after its JSON object "
+            return util_fail(err, nerr, "%s: the header has stray bytes after its JSON object "
                         "(at byte %td of the header; only spaces may pad it)", path, p - json);
-    if (!cJSON_IsObject(st->header)) return fail(err, nerr, "%s: the header should be a JSON object of tensors", path);
+    if (!cJSON_IsObject(st->header)) return util_fail(err, nerr, "%s: the header should be a JSON object of tensors", path);
 
     const unsigned char *data = b + 8 + hlen;
     size_t dlen = len - 8 - (size_t)hlen;
@@ -400,7 +391,7 @@ static int parse(SafeTensors *st, const char *path, size_t len, char *err, size_
     st->t = util_calloc((size_t)n, sizeof *st->t);
     cJSON_ArrayForEach(e, st->header) {
         if (strcmp(e->string, "__metadata__") == 0) {
-            if (st->meta) return fail(err, nerr, "%s: \"__metadata__\" appears twice in the header", path);
+            if (st->meta) return util_fail(err, nerr, "%s: \"__metadata__\" appears twice in the header", path);
             if (check_meta(path, e, err, nerr) != 0) return -1;
             st->meta = e;
         } else if (parse_tensor(path, e, data, dlen, 8 + (size_t)hlen, &st->t[st->n++], err, nerr) != 0) {
@@ -413,17 +404,17 @@ static int parse(SafeTensors *st, const char *path, size_t len, char *err, size_
 SafeTensors *st_open(const char *path, char *err, size_t nerr) {
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        fail(err, nerr, "%s: cannot open: %s", path, strerror(errno));
+        util_fail(err, nerr, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     if (S_ISDIR(sb.st_mode)) {
-        fail(err, nerr, "%s: is a directory, not a safetensors file", path);
+        util_fail(err, nerr, "%s: is a directory, not a safetensors file", path);
         return NULL;
     }
     size_t len;
     char *buf = util_read_file(path, &len);
     if (!buf) {
-        fail(err, nerr, "%s: cannot read: %s", path, strerror(errno));
+        util_fail(err, nerr, "%s: cannot read: %s", path, strerror(errno));
         return NULL;
     }
     SafeTensors *st = util_calloc(1, sizeof *st);

@@ -7,11 +7,13 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "prune.h"
 #include "rng.h"
 #include "schedule.h"
@@ -65,7 +67,7 @@ int train_load_data(const Model *m, const Graph *g, ModelData *d, char *err, siz
                          : data_load_idx(ds->images, ds->labels, ex, sets[s], err, nerr);
             break;
         case DATA_CSV: {
-            CsvOptions co = {ds->target_col, ds->target_name, ds->header};
+            CsvOptions co = {.target_col = ds->target_col, .target_name = ds->target_name, .header = ds->header};
             rc = data_load_csv(ds->path, &co, ex, sets[s], err, nerr);
             break;
         }
@@ -146,6 +148,12 @@ static void session_bind(Session *s, Exec *e) {
             s->class_target = in->is_class;
         }
     }
+}
+
+static void session_free(Session *s) {
+    free(s->x);
+    free(s->label);
+    free(s->target);
 }
 
 static float read1(const Session *s, int node) {
@@ -268,7 +276,7 @@ typedef struct {
 /* The graph's scalar outputs (loss, metrics) come first; then per-neuron sums (AGG_VECTOR). */
 static int scalar_outputs(const Graph *g) {
     int n = 0;
-    while (n < g->noutput && g->output[n].agg != AGG_VECTOR) n++;
+    while (n < g->noutput && g->output[n].agg != AGG_VECTOR && g->output[n].agg != AGG_PREDICT) n++;
     return n;
 }
 
@@ -283,6 +291,7 @@ static int evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n,
     float *tmp = NULL;
     int64_t most = 0;
     for (int o = nscalar; o < g->noutput; o++) {
+        if (g->output[o].agg != AGG_VECTOR) continue;
         int64_t m = shape_numel(g->node[g->output[o].node].shape);
         vec[o] = util_calloc((size_t)m, sizeof(double));
         most = m > most ? m : most;
@@ -301,6 +310,7 @@ static int evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n,
             sums[o] += g->output[o].agg == AGG_MEAN ? v * (double)rows : v;
         }
         for (int o = nscalar; o < g->noutput; o++) {
+            if (g->output[o].agg != AGG_VECTOR) continue;
             int64_t m = shape_numel(g->node[g->output[o].node].shape);
             exec_read(s->exec, g->output[o].node, tmp, sizeof(float) * (size_t)m);
             for (int64_t j = 0; j < m; j++) vec[o][j] += tmp[j];
@@ -488,11 +498,116 @@ static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t s
     return 0;
 }
 
+/* ---- checkpoints, signals, the results file ---- */
+
+static volatile sig_atomic_t interrupted; /* the signal that asked training to stop, or 0 */
+static void on_signal(int sig) { interrupted = sig; }
+
+static int save_checkpoint(const TrainConfig *cfg, const Session *s, const TrainState *st) {
+    if (!cfg->identity || !cfg->out_dir) return 0;
+    char path[4096], err[1024];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", cfg->out_dir);
+    if (checkpoint_write(path, s->exec, st, cfg->identity, err, sizeof err)) {
+        fprintf(cfg->diag->out, "nnc: error: writing the checkpoint: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* Resuming: keep metrics.jsonl's complete lines of epochs before `epoch` (a run killed after
+ * writing a later epoch's lines but before its checkpoint would otherwise repeat them). */
+static int truncate_metrics(const char *path, int64_t epoch) {
+    size_t len;
+    char *text = util_read_file(path, &len);
+    if (!text) return errno == ENOENT ? 0 : -1;
+    size_t keep = 0;
+    for (char *line = text, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+        cJSON *o = cJSON_ParseWithLength(line, (size_t)(nl - line));
+        cJSON *e = cJSON_GetObjectItem(o, "epoch");
+        bool before = cJSON_IsNumber(e) && e->valuedouble < (double)epoch;
+        cJSON_Delete(o);
+        if (!before) break;
+        keep = (size_t)(nl + 1 - text);
+    }
+    free(text);
+    return truncate(path, (off_t)keep);
+}
+
+/* result.json, in the layout DeepOBS uses for optimizer benchmarks: per-epoch losses and
+ * accuracies of each split, from metrics.jsonl, and the optimizer, test problem and seed. */
+static void write_results(const TrainConfig *cfg) {
+    if (!cfg->out_dir) return;
+    const Model *m = cfg->model;
+    const TrainSpec *t = &m->train;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
+    size_t len;
+    char *text = util_read_file(path, &len);
+    if (!text) return;
+    cJSON *r = cJSON_CreateObject();
+    static const char *const split[] = {"train", "valid", "test"};
+    cJSON *loss[3], *acc[3];
+    for (int k = 0; k < 3; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "%s_losses", split[k]);
+        loss[k] = cJSON_AddArrayToObject(r, key);
+        snprintf(key, sizeof key, "%s_accuracies", split[k]);
+        acc[k] = cJSON_AddArrayToObject(r, key);
+    }
+    for (char *line = text, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+        cJSON *o = cJSON_ParseWithLength(line, (size_t)(nl - line));
+        const char *sp = cJSON_GetStringValue(cJSON_GetObjectItem(o, "split"));
+        for (int k = 0; sp && k < 3; k++) {
+            if (strcmp(sp, split[k])) continue;
+            cJSON *l = cJSON_GetObjectItem(o, "loss"), *a = cJSON_GetObjectItem(o, "accuracy");
+            if (cJSON_IsNumber(l)) cJSON_AddItemToArray(loss[k], cJSON_CreateNumber(l->valuedouble));
+            if (cJSON_IsNumber(a)) cJSON_AddItemToArray(acc[k], cJSON_CreateNumber(a->valuedouble));
+        }
+        cJSON_Delete(o);
+    }
+    free(text);
+    const OptSpec *o = &t->opt;
+    cJSON_AddStringToObject(r, "optimizer_name", o->kind == OPT_SGD ? (o->momentum > 0 ? "momentum" : "sgd")
+                                                 : o->kind == OPT_ADAM ? "adam" : "adamw");
+    cJSON *hp = cJSON_AddObjectToObject(r, "optimizer_hyperparams");
+    cJSON_AddNumberToObject(hp, "lr", o->lr);
+    if (o->kind == OPT_SGD) {
+        cJSON_AddNumberToObject(hp, "momentum", o->momentum);
+        cJSON_AddBoolToObject(hp, "nesterov", o->nesterov);
+    } else {
+        cJSON_AddNumberToObject(hp, "beta1", o->beta1);
+        cJSON_AddNumberToObject(hp, "beta2", o->beta2);
+        cJSON_AddNumberToObject(hp, "eps", o->eps);
+    }
+    cJSON_AddNumberToObject(hp, "weight_decay", o->weight_decay);
+    cJSON_AddStringToObject(r, "testproblem", m->name);
+    cJSON_AddNumberToObject(r, "batch_size", (double)t->batch);
+    cJSON_AddNumberToObject(r, "num_epochs", (double)t->epochs);
+    cJSON_AddNumberToObject(r, "random_seed", (double)t->seed);
+    cJSON_AddNullToObject(r, "l2_reg"); /* the model's own penalties are in its loss, not an L2 term */
+    cJSON *params = cJSON_AddObjectToObject(r, "params");
+    for (int i = 0; i < m->nparam; i++) cJSON_AddNumberToObject(params, m->param[i].name, m->param[i].value);
+    char *json = cJSON_Print(r);
+    cJSON_Delete(r);
+    snprintf(path, sizeof path, "%s/result.json", cfg->out_dir);
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(json, f) < 0 || fputc('\n', f) < 0 || fclose(f))
+        fprintf(cfg->diag->out, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
+    free(json);
+}
+
 int train_run(const TrainConfig *cfg, TrainResult *res) {
     const Model *m = cfg->model;
     const TrainSpec *t = &m->train;
+    const TrainState *resume = cfg->resume;
     FILE *out = cfg->out ? cfg->out : stdout;
     memset(res, 0, sizeof *res);
+    if (resume && (resume->finished || resume->epoch > t->epochs)) {
+        fprintf(out, "the run in %s is complete (%lld epochs, %lld steps%s); nothing to resume\n", cfg->out_dir,
+                (long long)resume->epoch - 1, (long long)resume->step, resume->finished ? ", ended by its stopping rule" : "");
+        write_results(cfg);
+        return 0;
+    }
     char err[1024];
     ModelData data;
     if (train_load_data(m, cfg->exec->g, &data, err, sizeof err)) {
@@ -508,7 +623,8 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     if (cfg->out_dir) {
         char path[4096];
         snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
-        if (make_dirs(cfg->out_dir) || !(metrics = fopen(path, "w"))) {
+        if (make_dirs(cfg->out_dir) || (resume && truncate_metrics(path, resume->epoch)) ||
+            !(metrics = fopen(path, resume ? "a" : "w"))) {
             fprintf(cfg->diag->out, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
             train_free_data(&data);
             return 1;
@@ -520,7 +636,11 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     s.x = util_calloc((size_t)(s.batch * data.expect.nfeat), sizeof(float));
     s.label = util_calloc((size_t)s.batch, sizeof(int32_t));
     s.target = util_calloc((size_t)(s.batch * data.expect.ntarget), sizeof(float));
-    train_init_weights(s.exec, t->seed);
+    int rc = 0;
+    if (!resume) { /* resuming, the weights came from the checkpoint */
+        train_init_weights(s.exec, t->seed);
+        if (cfg->init && weights_load(cfg->init, s.exec, cfg->diag->out)) rc = 1;
+    }
     int64_t arena_peak = s.plan->arena_bytes;
 
     /* validation split: a seeded permutation, the last part held out */
@@ -536,44 +656,63 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     int64_t n_train = n_all - n_valid;
     if (n_train <= 0) {
         fprintf(cfg->diag->out, "nnc: error: the validation split leaves no training data\n");
-        return 1;
+        rc = 1;
     }
-    int64_t *order = util_calloc((size_t)n_train, sizeof(int64_t));
+    int64_t *order = util_calloc((size_t)n_train + 1, sizeof(int64_t));
     int64_t *test_idx = NULL;
     if (data.has_test) {
         test_idx = util_calloc((size_t)data.test.n, sizeof(int64_t));
         for (int64_t i = 0; i < data.test.n; i++) test_idx[i] = i;
     }
     int64_t steps_per_epoch = (n_train + s.batch - 1) / s.batch;
-    fprintf(out, "training %s: %lld training samples%s", m->name, (long long)n_train, "");
-    if (n_valid) fprintf(out, ", %lld validation", (long long)n_valid);
-    if (data.has_test) fprintf(out, ", %lld test", (long long)data.test.n);
-    fprintf(out, "; batch %lld, %lld steps per epoch, %lld epochs (%s)\n", (long long)s.batch,
-            (long long)steps_per_epoch, (long long)t->epochs, cfg->backend ? cfg->backend : "cpu");
-    fflush(out);
+    if (rc == 0) {
+        fprintf(out, "training %s: %lld training samples%s", m->name, (long long)n_train, "");
+        if (n_valid) fprintf(out, ", %lld validation", (long long)n_valid);
+        if (data.has_test) fprintf(out, ", %lld test", (long long)data.test.n);
+        fprintf(out, "; batch %lld, %lld steps per epoch, %lld epochs (%s)\n", (long long)s.batch,
+                (long long)steps_per_epoch, (long long)t->epochs, cfg->backend ? cfg->backend : "cpu");
+        if (resume)
+            fprintf(out, "resuming from %s/checkpoint.safetensors: epoch %lld, step %lld\n", cfg->out_dir,
+                    (long long)resume->epoch, (long long)resume->step);
+        fflush(out);
+    }
     bool tty = cfg->progress == 1 || (cfg->progress < 0 && isatty(fileno(out)));
+    /* the run's position: fresh, or where the checkpoint left it */
+    TrainState st = {.epoch = 1};
     Rng shuffle;
     rng_seed(&shuffle, t->seed, RNG_SHUFFLE);
+    stop_init(&st.stop);
+    if (resume) {
+        st = *resume;
+        memcpy(shuffle.s, resume->shuffle, sizeof shuffle.s);
+    }
     double t0 = util_now(), train_time = 0;
-    int64_t step = 0, total_steps = steps_per_epoch * t->epochs;
-    int rc = 0;
+    int64_t total_steps = steps_per_epoch * t->epochs;
     double lr_used = t->opt.lr, *param_used = util_calloc((size_t)m->nparam + 1, sizeof(double));
-    StopState stop;
-    stop_init(&stop);
     int ngate = s.g->ngate; /* the same in every recompilation */
     Latest latest = {.g = s.g};
     latest.valid.gate = util_calloc((size_t)ngate + 1, sizeof(GateStat));
     latest.test.gate = util_calloc((size_t)ngate + 1, sizeof(GateStat));
     WidthOverride *widths = util_calloc((size_t)s.g->nspace + 1, sizeof(WidthOverride));
-    bool *reported_min = util_calloc((size_t)ngate + 1, sizeof(bool));
+    bool *reported_min = st.reported_min;
     bool stopped = false;
-    for (int64_t epoch = 1; epoch <= t->epochs && rc == 0 && !stopped; epoch++) {
+    /* SIGINT and SIGTERM stop training at the next step boundary, with a checkpoint */
+    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    interrupted = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    int64_t samples_trained = 0;
+    for (int64_t epoch = st.epoch; epoch <= t->epochs && rc == 0 && !stopped; epoch++) {
         Exec *ex = s.exec;
         const Graph *g = s.g;
+        memcpy(st.shuffle, shuffle.s, sizeof st.shuffle); /* what a checkpoint in this epoch restores */
         memcpy(order, perm, sizeof(int64_t) * (size_t)n_train);
         rng_shuffle(&shuffle, order, n_train);
-        double e0 = util_now(), loss_sum = 0, last_print = 0;
-        for (int64_t at = 0, k = 0; at < n_train; at += s.batch, k++) {
+        int64_t first = epoch == st.epoch ? st.epoch_step : 0; /* steps done before a resume */
+        double e0 = util_now(), loss_sum = first ? st.loss_sum : 0, last_print = 0;
+        int64_t step = st.step;
+        for (int64_t at = first * s.batch, k = first; at < n_train; at += s.batch, k++) {
             int64_t rows = n_train - at < s.batch ? n_train - at : s.batch;
             load_batch(&s, &data.train, order + at, rows);
             step++;
@@ -604,9 +743,23 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
             }
             if (rc) break;
             loss_sum += (double)loss * (double)rows;
+            samples_trained += rows;
+            st.step = step;
+            if (interrupted) { /* a checkpoint at this step boundary, then stop */
+                if (tty) fprintf(out, "\r\033[K");
+                st.epoch = epoch;
+                st.epoch_step = k + 1;
+                st.loss_sum = loss_sum;
+                rc = save_checkpoint(cfg, &s, &st);
+                fprintf(out, "interrupted by %s at epoch %lld, step %lld%s\n", interrupted == SIGINT ? "SIGINT" : "SIGTERM",
+                        (long long)epoch, (long long)step,
+                        rc == 0 && cfg->identity ? "; checkpoint written; continue with --resume" : "");
+                rc = rc ? rc : 128 + interrupted;
+                break;
+            }
             double now = util_now();
             if (tty && (now - last_print > 0.2 || at + rows >= n_train)) {
-                double el = now - e0, sps = (double)(at + rows) / el;
+                double el = now - e0, sps = (double)(at + rows - first * s.batch) / el;
                 progress_line(out, epoch, t->epochs, k + 1, steps_per_epoch, loss_sum / (double)(at + rows), sps,
                               (double)(n_train - at - rows) / sps);
                 last_print = now;
@@ -615,7 +768,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         if (rc) break;
         double e_train = util_now() - e0;
         train_time += e_train;
-        double sps = (double)n_train / e_train;
+        double sps = (double)(n_train - first * s.batch) / e_train;
         double train_loss = loss_sum / (double)n_train;
         if (tty) fprintf(out, "\r\033[K");
         fprintf(out, "epoch %lld/%lld  train loss %.4f", (long long)epoch, (long long)t->epochs, train_loss);
@@ -656,7 +809,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         if (latest.has_valid || latest.has_test)
             print_gates(out, g, latest.has_valid ? &latest.valid : &latest.test, latest.has_valid ? "valid" : "test");
         char why[512];
-        if (stop_check(&t->stop, &stop, latest_metric, &latest, why, sizeof why)) {
+        if (stop_check(&t->stop, &st.stop, latest_metric, &latest, why, sizeof why)) {
             fprintf(out, "stopping after epoch %lld of %lld: %s\n", (long long)epoch, (long long)t->epochs, why);
             line = line_begin(epoch, step, NULL);
             cJSON_AddStringToObject(line, "event", "stop");
@@ -666,18 +819,26 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         }
         fflush(out);
         res->epochs = epoch;
-        if (!stopped && t->prune_every && epoch % t->prune_every == 0 && epoch < t->epochs) {
+        if (!stopped && t->prune_every && epoch % t->prune_every == 0 && epoch < t->epochs)
             rc = prune_now(&s, widths, epoch, step, metrics, reported_min, &arena_peak);
-        }
+        /* the checkpoint: the next epoch from its start */
+        st.epoch = epoch + 1;
+        st.epoch_step = 0;
+        st.loss_sum = 0;
+        memcpy(st.shuffle, shuffle.s, sizeof st.shuffle);
+        st.finished = stopped;
+        bool due = stopped || epoch == t->epochs || (cfg->checkpoint_every > 0 && epoch % cfg->checkpoint_every == 0);
+        if (rc == 0 && due) rc = save_checkpoint(cfg, &s, &st);
     }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     free(param_used);
     free(widths);
-    free(reported_min);
     free(latest.valid.gate);
     free(latest.test.gate);
-    res->steps = step;
+    res->steps = st.step;
     res->seconds = util_now() - t0;
-    {   /* what the memory plan promised against what the process used */
+    if (rc == 0) {   /* what the memory plan promised against what the process used */
         double mib = 1 << 20, data_bytes = (double)(data.train.n + data.test.n) * (double)data.expect.nfeat *
                                                 (data.train.u8 ? 1 : 4);
         double expected = (double)arena_peak + data_bytes + (double)baseline_rss;
@@ -687,14 +848,109 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         fprintf(out, "memory: peak RSS %.0f MiB = %.2f x (plan %.1f MiB + data %.1f MiB + runtime baseline %.1f MiB)\n",
                 peak / mib, peak / expected, (double)arena_peak / mib, data_bytes / mib, (double)baseline_rss / mib);
     }
-    res->samples_per_s = train_time > 0 ? (double)(n_train * res->epochs) / train_time : 0;
+    res->samples_per_s = train_time > 0 ? (double)samples_trained / train_time : 0;
     if (metrics) fclose(metrics);
+    if (rc == 0) write_results(cfg);
     free(order);
     free(perm);
     free(test_idx);
-    free(s.x);
-    free(s.label);
-    free(s.target);
+    session_free(&s);
     train_free_data(&data);
     return rc;
+}
+
+/* ---- a trained model: evaluation and prediction ---- */
+
+int train_eval(const TrainConfig *cfg) {
+    const Model *m = cfg->model;
+    const TrainSpec *t = &m->train;
+    FILE *out = cfg->out ? cfg->out : stdout;
+    char err[1024];
+    ModelData data;
+    if (train_load_data(m, cfg->exec->g, &data, err, sizeof err)) {
+        fprintf(cfg->diag->out, "nnc: error: %s\n", err);
+        return 1;
+    }
+    Session s = {.cfg = cfg, .batch = cfg->exec->plan->max_batch, .bad_kernel = -1};
+    session_bind(&s, cfg->exec);
+    s.x = util_calloc((size_t)(s.batch * data.expect.nfeat), sizeof(float));
+    s.label = util_calloc((size_t)s.batch, sizeof(int32_t));
+    s.target = util_calloc((size_t)(s.batch * data.expect.ntarget), sizeof(float));
+    int64_t n_all = data.train.n, n_valid = (int64_t)llround(t->valid_fraction * (double)n_all);
+    int64_t *perm = util_calloc((size_t)n_all, sizeof(int64_t)), *test_idx = util_calloc((size_t)data.test.n + 1, sizeof(int64_t));
+    for (int64_t i = 0; i < n_all; i++) perm[i] = i;
+    if (n_valid > 0) { /* the same held-out samples as training used */
+        Rng split;
+        rng_seed(&split, t->seed, RNG_SPLIT);
+        rng_shuffle(&split, perm, n_all);
+    }
+    for (int64_t i = 0; i < data.test.n; i++) test_idx[i] = i;
+    Eval valid = {.gate = util_calloc((size_t)s.g->ngate + 1, sizeof(GateStat))};
+    Eval test = {.gate = util_calloc((size_t)s.g->ngate + 1, sizeof(GateStat))};
+    int rc = 0;
+    fprintf(out, "evaluating %s", m->name);
+    if (n_valid > 0) {
+        if (evaluate(&s, &data.train, perm + n_all - n_valid, n_valid, &valid)) rc = 1;
+        print_eval(out, s.g, "valid", &valid);
+    }
+    if (rc == 0 && data.has_test) {
+        if (evaluate(&s, &data.test, test_idx, data.test.n, &test)) rc = 1;
+        print_eval(out, s.g, "test", &test);
+    }
+    fputc('\n', out);
+    if (rc) fprintf(cfg->diag->out, "nnc: error: %s: %s\n", s.exec->dev->name, s.exec->dev->err);
+    else if (n_valid > 0 || data.has_test)
+        print_gates(out, s.g, n_valid > 0 ? &valid : &test, n_valid > 0 ? "valid" : "test");
+    if (rc == 0 && n_valid == 0 && !data.has_test) fprintf(out, "nothing to evaluate: the model has no validation or test data\n");
+    free(valid.gate);
+    free(test.gate);
+    free(perm);
+    free(test_idx);
+    session_free(&s);
+    train_free_data(&data);
+    return rc;
+}
+
+float *train_predict(const TrainConfig *cfg, const Dataset *in, int64_t *ncols) {
+    Session s = {.cfg = cfg, .batch = cfg->exec->plan->max_batch, .bad_kernel = -1};
+    session_bind(&s, cfg->exec);
+    const Graph *g = s.g;
+    int pred = -1;
+    for (int o = 0; o < g->noutput; o++)
+        if (g->output[o].agg == AGG_PREDICT) pred = g->output[o].node;
+    if (pred < 0) {
+        fprintf(cfg->diag->out, "nnc: error: the model has no prediction (no loss compares an output with a target)\n");
+        return NULL;
+    }
+    int64_t cols = shape_numel(g->node[pred].shape);
+    s.x = util_calloc((size_t)(s.batch * in->nfeat), sizeof(float));
+    s.label = util_calloc((size_t)s.batch, sizeof(int32_t));
+    s.target = NULL;
+    float *y = util_calloc((size_t)(in->n * cols) + 1, sizeof(float));
+    int64_t *idx = util_calloc((size_t)s.batch, sizeof(int64_t));
+    int rc = 0;
+    for (int64_t at = 0; at < in->n && rc == 0; at += s.batch) {
+        int64_t rows = in->n - at < s.batch ? in->n - at : s.batch;
+        for (int64_t k = 0; k < rows; k++) idx[k] = at + k;
+        if (s.exec->dev->host_memory) { /* no labels: leave the target buffer as it is */
+            data_gather(in, idx, rows, exec_buf(s.exec, s.x_node), NULL, NULL);
+        } else {
+            data_gather(in, idx, rows, s.x, NULL, NULL);
+            exec_write(s.exec, s.x_node, s.x, sizeof(float) * (size_t)(rows * in->nfeat));
+        }
+        if (exec_run(s.exec, PROG_EVAL, rows) ||
+            exec_read(s.exec, pred, y + at * cols, sizeof(float) * (size_t)(rows * cols))) {
+            fprintf(cfg->diag->out, "nnc: error: %s: %s\n", s.exec->dev->name, s.exec->dev->err);
+            rc = 1;
+        }
+    }
+    free(idx);
+    free(s.x);
+    free(s.label);
+    if (rc) {
+        free(y);
+        return NULL;
+    }
+    *ncols = cols;
+    return y;
 }

@@ -11,6 +11,7 @@
 
 #include "data.h"
 #include "exec.h"
+#include "checkpoint.h"
 #include "model.h"
 
 typedef struct {
@@ -27,6 +28,14 @@ typedef struct {
     Exec *(*rebuild)(void *ctx, const WidthOverride *width, int nwidth);
     void (*retire)(void *ctx, Exec *e);
     void *rebuild_ctx;
+    /* Checkpoints (checkpoint.h), written to out_dir/checkpoint.safetensors every
+     * checkpoint_every epochs (0: none but the last), at the end, and on SIGINT or SIGTERM
+     * (at the next step boundary; train_run then returns 128 + the signal).  None when
+     * identity is NULL. */
+    const RunIdentity *identity;
+    int64_t checkpoint_every;
+    const TrainState *resume; /* continue from here; `exec` already holds the checkpoint's weights */
+    const char *init;         /* initial weights (a safetensors file) replacing the seeded ones */
 } TrainConfig;
 
 typedef struct {
@@ -38,7 +47,8 @@ typedef struct {
     double peak_rss, expected_rss; /* bytes: measured, and plan + data + runtime baseline */
 } TrainResult;
 
-/* 0 on success; 1 after reporting an error in the data or a non-finite value. */
+/* 0 on success; 1 after reporting an error in the data or a non-finite value; 128 + the signal
+ * after SIGINT or SIGTERM.  Also writes out_dir/result.json (DeepOBS's layout) at the end. */
 int train_run(const TrainConfig *cfg, TrainResult *res);
 
 /* The model's data sets, as the train block says (used by train_run and gradcheck). */
@@ -55,6 +65,14 @@ void train_free_data(ModelData *d);
  * param) are given they receive the values used. */
 void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_epoch, int64_t total_steps, double *lr,
                         double *param);
+
+/* Evaluates the weights cfg->exec holds on the model's validation split (the one training
+ * held out) and test data, printing loss, metrics and gate statistics.  0, or 1 after an error. */
+int train_eval(const TrainConfig *cfg);
+
+/* The model's prediction (the first loss's first argument, e.g. the logits) for every sample
+ * of `in`: n x *ncols floats (malloc'd), or NULL after reporting an error. */
+float *train_predict(const TrainConfig *cfg, const Dataset *in, int64_t *ncols);
 
 /* Weight initialisation (deterministic in the seed), written to the device. */
 void train_init_weights(Exec *e, uint64_t seed);

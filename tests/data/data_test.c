@@ -184,7 +184,7 @@ int main(void) {
            path_of("nodir"), "cannot open");
 
     /* CSV */
-    CsvOptions last = {-1, NULL, -1}, named = {-1, "y", -1};
+    CsvOptions last = {.target_col = -1, .header = -1}, named = {.target_col = -1, .target_name = "y", .header = -1};
     DataExpect cls = csv_3_features(true), reg = csv_3_features(false);
     write_text("good.csv", "a,b,c,y\n1,2,3,0\n4, 5 ,6,2\n\n# a comment\n7,8,9e-1,1\n");
     {
@@ -194,7 +194,7 @@ int main(void) {
         check("CSV with a header loads", rc == 0 && d.n == 3 && d.label[1] == 2 && d.f32[8] == 0.9f && d.f32[4] == 5.0f);
         if (rc == 0) data_free(&d);
         write_text("reg.csv", "0.5,1,2,3.25\n");
-        CsvOptions first = {0, NULL, 0};
+        CsvOptions first = {.target_col = 0, .header = 0};
         rc = data_load_csv(path_of("reg.csv"), &first, &reg, &d, err, sizeof err);
         check("CSV with the target first loads", rc == 0 && d.target[0] == 0.5f && d.f32[2] == 3.25f);
         if (rc == 0) data_free(&d);

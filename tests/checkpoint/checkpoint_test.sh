@@ -1,0 +1,190 @@
+#!/bin/sh
+# checkpoint_test.sh CASE NNC CHECK_METRICS OUTDIR: checkpoints and resuming, through a trainer
+# built by `nnc build` (and nnc itself where it says so).
+set -eu
+case_name=$1 nnc=$2 check=$3 out=$4/$1
+rm -rf "$out"
+mkdir -p "$out"
+py=/usr/bin/python3
+here=$(cd "$(dirname "$0")" && pwd)
+
+# two Gaussian blobs in 3-D (600 samples), and a model with a few megabytes of weights and Adam
+# state, so that checkpoint writes take a real part of the run
+blobs() {
+  awk 'BEGIN { srand(7); for (i = 0; i < 600; i++) { c = i % 2;
+    for (k = 0; k < 3; k++) { u = rand(); v = rand(); x[k] = (c ? 1.5 : -1.5) + sqrt(-2 * log(u + 1e-12)) * cos(6.283185 * v) }
+    printf "%.5f,%.5f,%.5f,%d\n", x[0], x[1], x[2], c } }' > "$out/blobs.csv"
+  cat > "$out/blobs.nn" <<'NN'
+model blobs
+input  x : f32[3]
+target y : class[2]
+param  lambda = 1e-3
+h      = x -> dense(512) -> relu -> gate(l1 = lambda)
+h2     = h -> dense(384) -> relu -> gate(l1 = lambda)
+logits = h2 -> dense(2)
+loss   cross_entropy(logits, y)
+metric accuracy(logits, y)
+train {
+  data csv("blobs.csv") valid 0.2 of train batch 32 epochs 40 seed 5
+  optimizer adam(lr = 1e-3)
+  schedule lambda = lambda * 0.95 ^ epoch
+  prune gates every 5 epochs
+}
+NN
+  "$nnc" build "$out/blobs.nn" -o "$out/blobs" > /dev/null
+}
+
+case $case_name in
+resume_after_sigterm_is_bit_exact)
+  blobs
+  cd "$out"
+  ./blobs train --out full --no-progress > /dev/null
+  # SIGTERM stops at the next step boundary with a checkpoint; --resume finishes the run
+  ./blobs train --out part --no-progress > part.log 2>&1 &
+  pid=$!
+  until grep -q "^epoch 20/" part.log; do sleep 0.01; done # mid-run, after a pruning
+  kill -TERM $pid
+  rc=0; wait $pid || rc=$?
+  cat part.log
+  test $rc = 143 || { echo "FAIL: expected exit status 143 after SIGTERM, got $rc"; exit 1; }
+  grep -q "^interrupted by SIGTERM at epoch [0-9]*, step [0-9]*; checkpoint written; continue with --resume" part.log
+  ./blobs train --out part --resume --no-progress > resume.log
+  grep "^resuming from part/checkpoint.safetensors: epoch" resume.log
+  "$check" --same full/metrics.jsonl part/metrics.jsonl
+  cmp full/checkpoint.safetensors part/checkpoint.safetensors
+  # resuming a finished run does nothing
+  ./blobs train --out part --resume --no-progress > again.log
+  grep "is complete" again.log ;;
+survives_20_sigkills)
+  blobs
+  cd "$out"
+  ./blobs train --out full --epochs 2000 --no-progress > /dev/null
+  # 20 kills at random moments (checkpoint writes included: a checkpoint after every epoch);
+  # every restart resumes from an intact checkpoint or, before the first one, starts over,
+  # and says which
+  i=0 in_write=0
+  for delay in $(awk 'BEGIN { srand(11); for (i = 0; i < 20; i++) printf "%.3f ", 0.1 + 0.2 * rand() }'); do
+    i=$((i + 1))
+    ./blobs train --out part --epochs 2000 --resume --no-progress > "kill$i.log" 2>&1 &
+    pid=$!
+    sleep "$delay"
+    kill -KILL $pid 2>/dev/null || true
+    wait $pid 2>/dev/null || true
+    if grep -q "error" "kill$i.log"; then echo "FAIL: run $i:"; cat "kill$i.log"; exit 1; fi
+    if grep -q "is complete" "kill$i.log"; then echo "FAIL: run $i finished before its kill; the test needs a longer run"; exit 1; fi
+    ls part/checkpoint.safetensors.tmp.* > /dev/null 2>&1 && in_write=$((in_write + 1))
+    printf "kill %d after %s s: %s\n" $i "$delay" "$(grep -h -e '^resuming' -e '^no checkpoint' "kill$i.log" | head -1)"
+  done
+  echo "$in_write of 20 kills interrupted a checkpoint write"
+  ./blobs train --out part --epochs 2000 --resume --no-progress > final.log
+  grep -e "^resuming" -e "^removed" final.log
+  "$check" --same full/metrics.jsonl part/metrics.jsonl
+  cmp full/checkpoint.safetensors part/checkpoint.safetensors
+  echo "the final weights and every metrics line equal those of the uninterrupted run" ;;
+refuses_bad_checkpoints)
+  blobs
+  cd "$out"
+  ./blobs train --out a --epochs 2 --no-progress > /dev/null
+  # truncated
+  mkdir -p t && head -c 1000 a/checkpoint.safetensors > t/checkpoint.safetensors
+  if ./blobs train --out t --resume 2> err; then echo "FAIL: resumed from a truncated checkpoint"; exit 1; fi
+  cat err; grep -q "cannot resume: t/checkpoint.safetensors:" err
+  # another model's
+  "$nnc" build "$OLDPWD/models/fashion_mlp.nn" -o fmlp > /dev/null
+  mkdir -p o && cp a/checkpoint.safetensors o/
+  if ./fmlp train --out o --resume 2> err; then echo "FAIL: resumed another model's checkpoint"; exit 1; fi
+  cat err; grep -q "is a checkpoint of model 'blobs', not 'fashion_mlp'" err
+  # other settings
+  if ./blobs train --out a --resume --set lambda=0.5 2> err; then echo "FAIL: resumed with other settings"; exit 1; fi
+  cat err; grep -q "was written with --set (none), this run has --set lambda=0.5" err
+  # eval with a foreign checkpoint
+  if ./fmlp eval --checkpoint a/checkpoint.safetensors 2> err; then echo "FAIL"; exit 1; fi
+  cat err; grep -q "is a checkpoint of the model 'blobs', not of this 'fashion_mlp'" err ;;
+numpy_reads_checkpoint)
+  "$py" -c "import numpy" 2>/dev/null || { echo "no numpy for /usr/bin/python3: skipped"; exit 77; }
+  blobs
+  cd "$out"
+  ./blobs train --out a --epochs 1 --no-progress > /dev/null
+  PYTHONPATH="$here" "$py" - a/checkpoint.safetensors <<'PY'
+import json, sys
+import numpy as np
+import st_numpy
+t, meta = st_numpy.read(sys.argv[1])
+assert meta["model"] == "blobs" and meta["format"] == "nnc-checkpoint-1", meta
+assert t["h.weight"].shape == (512, 3) and t["h.bias"].shape == (512,) and t["h.gate"].shape == (512,)
+assert t["h2.weight"].shape == (384, 512) and t["logits.weight"].shape == (2, 384)
+assert t["h.weight.adam_m"].shape == (512, 3) and t["h.weight.adam_v"].shape == (512, 3)
+assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in t.values())
+print(len(t), "tensors;", json.loads(meta["widths"]), "epoch", meta["epoch"])
+try:
+    from safetensors.numpy import load_file
+    s = load_file(sys.argv[1])
+    assert all((s[k] == t[k]).all() for k in t)
+    print("and the safetensors package reads it the same")
+except ImportError:
+    print("(the safetensors package is not installed; read with NumPy alone)")
+PY
+  ;;
+eval_and_predict_reproduce_accuracy)
+  "$py" -c "import numpy" 2>/dev/null || { echo "no numpy for /usr/bin/python3: skipped"; exit 77; }
+  "$nnc" build models/fashion_mlp.nn -o "$out/fmlp" > /dev/null
+  cd "$out"
+  ./fmlp train --epochs 1 --out run --no-progress | tee train.log
+  acc=$(sed -n 's/.*| test loss [0-9.]* accuracy \([0-9.]*\) .*/\1/p' train.log)
+  ./fmlp eval --checkpoint run/checkpoint.safetensors | tee eval.log
+  grep -q "| test loss [0-9.]* accuracy $acc$" eval.log
+  images=$(ls /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte*) labels=$(ls /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte*)
+  ./fmlp predict --checkpoint run/checkpoint.safetensors --input "$images" --output pred.npy
+  ./fmlp predict --checkpoint run/checkpoint.safetensors --input "$images" --output pred.csv
+  "$py" - pred.npy pred.csv "$labels" "$acc" <<'PY'
+import gzip, sys
+import numpy as np
+p = np.load(sys.argv[1])
+c = np.loadtxt(sys.argv[2], delimiter=",", skiprows=1)
+raw = gzip.open(sys.argv[3]).read() if sys.argv[3].endswith(".gz") else open(sys.argv[3], "rb").read()
+labels = np.frombuffer(raw, np.uint8, offset=8)
+acc = (p.argmax(1) == labels).mean()
+print(f"predict: {p.shape}, accuracy {acc:.4f}; training reported {sys.argv[4]}")
+assert p.shape == (10000, 10) and abs(acc - float(sys.argv[4])) < 1e-9
+assert (c[:, 0] == p.argmax(1)).all() and np.allclose(c[:, 1:], p, rtol=1e-6)
+PY
+  # inputs as NPY and CSV give the same predictions
+  "$py" -c "
+import gzip, sys, numpy as np
+raw = gzip.open(sys.argv[1]).read() if sys.argv[1].endswith('.gz') else open(sys.argv[1], 'rb').read()
+x = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 784)[:100].astype(np.float32) / 255
+np.save('x.npy', x); np.savetxt('x.csv', x, delimiter=',', fmt='%.9g')" "$images"
+  ./fmlp predict --checkpoint run/checkpoint.safetensors --input x.npy --output p1.npy > /dev/null
+  ./fmlp predict --checkpoint run/checkpoint.safetensors --input x.csv --output p2.npy > /dev/null
+  # (IDX bytes are scaled by a float multiply by 1/255, NumPy divided by 255: rounding apart)
+  "$py" -c "import numpy as np; a, b, c = np.load('p1.npy'), np.load('p2.npy'), np.load('pred.npy')[:100]; assert (a == b).all() and np.allclose(a, c, rtol=1e-4, atol=1e-5); print('NPY, CSV and IDX inputs agree')"
+  # a mislabelled input is refused
+  cp x.npy wrong.csv
+  if ./fmlp predict --checkpoint run/checkpoint.safetensors --input wrong.csv --output p3.npy 2> err; then exit 1; fi
+  cat err; grep -q "wrong.csv: the name says CSV, but the content is an NPY file" err ;;
+init_from_weights)
+  "$py" -c "import numpy" 2>/dev/null || { echo "no numpy for /usr/bin/python3: skipped"; exit 77; }
+  blobs
+  cd "$out"
+  ./blobs train --out a --epochs 3 --no-progress > /dev/null
+  # weights "exported from another framework": the trained parameters only, float64, by name
+  PYTHONPATH="$here" "$py" - a/checkpoint.safetensors <<'PY'
+import sys
+import numpy as np
+import st_numpy
+t, _ = st_numpy.read(sys.argv[1])
+w = {k: v for k, v in t.items() if not k.endswith(("adam_m", "adam_v"))}
+st_numpy.write("exported.safetensors", w, "F64")
+bad = dict(w); bad["h.weight"] = np.zeros((4, 3)); del bad["h2.bias"]; bad["extra"] = np.zeros(2)
+st_numpy.write("bad.safetensors", bad, "F64")
+PY
+  ./blobs train --out b --epochs 1 --init exported.safetensors --no-progress | tee b.log
+  grep -q "^initial weights: 8 tensors from exported.safetensors" b.log
+  ./blobs eval --checkpoint a/checkpoint.safetensors > ea.log
+  if ./blobs train --out c --init bad.safetensors 2> err; then echo "FAIL: trained from mismatched weights"; exit 1; fi
+  cat err
+  grep -q "bad.safetensors: tensor 'h.weight' is \[4,3\], but the model's is \[512,3\]" err
+  grep -q "bad.safetensors has no tensor 'h2.bias'" err
+  grep -q "bad.safetensors: tensor 'extra' is not a weight of this model" err ;;
+*) echo "unknown case $case_name"; exit 2 ;;
+esac
