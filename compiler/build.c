@@ -108,7 +108,10 @@ int build_trainer(const BuildOptions *o) {
     uint64_t sig = plan_signature(c.plan);
     char *cuda = cuda_render(c.plan, o->file), *info = build_info(o, &c, sig), *args = build_args(o);
     LlvmModule *m = llvm_render(c.plan, o->cpu, err, sizeof err);
-    rc = m ? 0 : 1;
+    if (!m) {
+        fprintf(stderr, "nnc: error: %s\n", err);
+        rc = 1;
+    }
     if (rc == 0 && o->keep) { /* everything a user may want to read, next to the binary */
         if (mkdir(o->keep, 0777) && errno != EEXIST) {
             fprintf(stderr, "nnc: error: cannot make %s: %s\n", o->keep, strerror(errno));
@@ -118,8 +121,12 @@ int build_trainer(const BuildOptions *o) {
         ir_print(&ir, c.graph, o->file);
         plan_print(&plan, c.plan, o->file);
         char *ll = llvm_print_ir(m), *as = llvm_emit_asm(m, err, sizeof err);
+        if (!as) {
+            fprintf(stderr, "nnc: error: %s\n", err);
+            rc = 1;
+        }
         if (rc == 0 && (write_text(o->keep, "model.ir", sb_str(&ir)) || write_text(o->keep, "plan.txt", sb_str(&plan)) ||
-                        write_text(o->keep, "kernels.ll", ll ? ll : "") || write_text(o->keep, "kernels.s", as ? as : "") ||
+                        write_text(o->keep, "kernels.ll", ll) || write_text(o->keep, "kernels.s", as) ||
                         write_text(o->keep, "kernels.cu", cuda)))
             rc = 1;
         sb_free(&ir);
@@ -131,10 +138,10 @@ int build_trainer(const BuildOptions *o) {
     const char *names[] = {"nnc_model_source", "nnc_model_file", "nnc_build_info", "nnc_cuda_source", "nnc_build_args"};
     const char *texts[] = {c.text, slash ? slash + 1 : o->file, info, cuda, args};
     if (rc == 0 && (llvm_emit_object(m, kobj, err, sizeof err) ||
-                    llvm_emit_data_object(dobj, o->cpu, names, texts, 5, "nnc_plan_signature", sig, err, sizeof err)))
+                    llvm_emit_data_object(dobj, o->cpu, names, texts, 5, "nnc_plan_signature", sig, err, sizeof err))) {
+        fprintf(stderr, "nnc: error: %s\n", err);
         rc = 1;
-    if (rc && err[0] && m) fprintf(stderr, "nnc: error: %s\n", err);
-    if (!m) fprintf(stderr, "nnc: error: %s\n", err);
+    }
     if (rc == 0) {
         const char *cc = getenv("NNC_CC") ? getenv("NNC_CC") : "cc";
         const char *argv[] = {cc, "-o", o->out, kobj, dobj, NNC_RT_LIB, NNC_TRAINER_LINK, NULL};

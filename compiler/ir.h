@@ -108,6 +108,8 @@ typedef struct {
                       PREDICT: the model's prediction per sample (the first loss's first argument),
                       not aggregated: what `predict` writes out */
 } Output;
+/* A scalar output (the loss, a metric); the graph lists them first. */
+static inline bool output_is_scalar(const Output *o) { return o->agg < AGG_VECTOR; }
 
 /* A neuron space: the units of one dense layer.  They index that layer's weight rows and
  * bias, the gates and prelu slopes applied to its output, and the columns of every dense

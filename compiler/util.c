@@ -219,3 +219,8 @@ int util_fail(char *err, size_t nerr, const char *fmt, ...) {
     va_end(ap);
     return -1;
 }
+
+bool util_ends_with(const char *s, const char *tail) {
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && !strcmp(s + n - k, tail);
+}

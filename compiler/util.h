@@ -74,6 +74,8 @@ int util_edit_distance(const char *a, const char *b, int limit);
 /* FNV-1a 64-bit hash, used for deterministic keys (model hash, cache keys). */
 uint64_t util_hash(const void *data, size_t n, uint64_t seed);
 
+bool util_ends_with(const char *s, const char *tail);
+
 /* Formats a one-line error message into err and returns -1: `return util_fail(err, nerr, ...)`. */
 int util_fail(char *err, size_t nerr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

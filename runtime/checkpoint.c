@@ -46,7 +46,7 @@ int checkpoint_write(const char *path, const Exec *e, const TrainState *s, const
     int ng = g->ngate < CKPT_MAX_GATES ? g->ngate : CKPT_MAX_GATES;
     for (int i = 0; i < ng; i++) minimum[i] = s->reported_min[i] ? '1' : '0';
     minimum[ng] = 0;
-    StrBuf stop = {0}, widths = {0};
+    StrBuf stop = {0};
     for (int i = 0; i < 16; i++) sb_printf(&stop, "%s%a/%d", i ? " " : "", s->stop.best[i], s->stop.since[i]);
     cJSON *wj = cJSON_CreateObject();
     for (int i = 0; i < g->nspace; i++) cJSON_AddNumberToObject(wj, g->space[i].layer, (double)g->space[i].width);
@@ -61,7 +61,6 @@ int checkpoint_write(const char *path, const Exec *e, const TrainState *s, const
     free(t);
     free(wtext);
     sb_free(&stop);
-    sb_free(&widths);
     return rc;
 }
 
@@ -111,7 +110,7 @@ int checkpoint_open(const char *path, const RunIdentity *expect, Checkpoint *c, 
              expect->hash);
         goto bad;
     }
-    if (expect && strcmp(settings, expect->settings)) {
+    if (expect && expect->settings && strcmp(settings, expect->settings)) {
         util_fail(err, nerr, "%s was written with --set %s, this run has --set %s; resume with the same settings", path,
              settings[0] ? settings : "(none)", expect->settings[0] ? expect->settings : "(none)");
         goto bad;

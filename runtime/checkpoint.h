@@ -30,7 +30,8 @@ typedef struct {
 typedef struct {
     const char *model;    /* its name */
     const char *hash;     /* of the model's source text, 16 hex digits */
-    const char *settings; /* the --set values other than epochs, canonical: "a=1,b=2" */
+    const char *settings; /* the --set values other than epochs, canonical: "a=1,b=2"; NULL: any
+                             (eval and predict load weights whatever the run's settings were) */
 } RunIdentity;
 
 int checkpoint_write(const char *path, const Exec *e, const TrainState *s, const RunIdentity *id, char *err,

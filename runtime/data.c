@@ -404,11 +404,6 @@ void data_gather(const Dataset *d, const int64_t *idx, int64_t count, float *x, 
     }
 }
 
-static bool ends_with(const char *s, const char *tail) {
-    size_t n = strlen(s), k = strlen(tail);
-    return n >= k && !strcmp(s + n - k, tail);
-}
-
 int data_load_inputs(const char *path, const DataExpect *ex, Dataset *out, char *err, size_t nerr) {
     memset(out, 0, sizeof *out);
     unsigned char head[8] = {0};
@@ -423,8 +418,8 @@ int data_load_inputs(const char *path, const DataExpect *ex, Dataset *out, char 
         if (z) gzclose(z);
     }
     bool npy = npy_is_npy(head, got), idx = got >= 4 && head[0] == 0 && head[1] == 0 && head[2] == 0x08;
-    bool ext_npy = ends_with(path, ".npy"), ext_csv = ends_with(path, ".csv") || ends_with(path, ".csv.gz");
-    bool ext_idx = ends_with(path, "-ubyte") || ends_with(path, "-ubyte.gz") || ends_with(path, ".idx");
+    bool ext_npy = util_ends_with(path, ".npy"), ext_csv = util_ends_with(path, ".csv") || util_ends_with(path, ".csv.gz");
+    bool ext_idx = util_ends_with(path, "-ubyte") || util_ends_with(path, "-ubyte.gz") || util_ends_with(path, ".idx");
     const char *is = npy ? "an NPY file" : idx ? "an IDX file" : "text (CSV)";
     if ((ext_npy && !npy) || (ext_csv && (npy || idx)) || (ext_idx && !idx))
         return util_fail(err, nerr, "%s: the name says %s, but the content is %s", path,

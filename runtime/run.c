@@ -13,17 +13,24 @@
 #include "npy.h"
 #include "train.h"
 
+/* Compiles o's model (the text embedded in a trainer, or the file) up to `upto`. */
+static int compile(const RunOptions *o, const CompileOptions *co, Stage upto, Compilation *c) {
+    if (!o->text) return driver_compile(c, o->path, co, upto);
+    memset(c, 0, sizeof *c);
+    c->arena = arena_new();
+    return driver_compile_text(c, o->path, o->text, o->len, co, upto);
+}
+
+/* The model's identity in checkpoints: a hash of its source text, 16 hex digits. */
+static void source_hash(const Compilation *c, char out[17]) {
+    snprintf(out, 17, "%016llx", (unsigned long long)util_hash(c->src.text, c->src.len, 0));
+}
+
 Built *run_build(const RunOptions *o, const WidthOverride *width, int nwidth, int64_t max_batch) {
     Built *b = util_calloc(1, sizeof *b);
     CompileOptions co = {.ov = o->ov, .nov = o->nov, .max_batch = max_batch, .no_fuse = o->no_fuse, .width = width,
                          .nwidth = nwidth};
-    int rc;
-    if (o->text) {
-        b->c.arena = arena_new();
-        rc = driver_compile_text(&b->c, o->path, o->text, o->len, &co, STAGE_PLAN);
-    } else {
-        rc = driver_compile(&b->c, o->path, &co, STAGE_PLAN);
-    }
+    int rc = compile(o, &co, STAGE_PLAN, &b->c);
     char err[1024];
     if (rc == 0 && exec_new(&b->e, b->c.plan, o->device, stderr, err, sizeof err)) {
         fprintf(stderr, "nnc: error: %s\n", err);
@@ -58,11 +65,10 @@ static int apply_data(const RunOptions *o, Model *m) {
     d->loc = loc;
     d->header = -1;
     d->target_col = -1;
-    size_t n = strlen(o->data);
     if (S_ISDIR(st.st_mode)) {
         d->kind = DATA_IDX;
         d->dir = o->data;
-    } else if ((n > 4 && !strcmp(o->data + n - 4, ".csv")) || (n > 7 && !strcmp(o->data + n - 7, ".csv.gz"))) {
+    } else if (util_ends_with(o->data, ".csv") || util_ends_with(o->data, ".csv.gz")) {
         d->kind = DATA_CSV;
         d->path = o->data;
     } else {
@@ -119,7 +125,7 @@ static int cmp_override(const void *a, const void *b) {
 }
 
 static void identify(const RunOptions *o, const Compilation *c, Identity *idn) {
-    snprintf(idn->hash, sizeof idn->hash, "%016llx", (unsigned long long)util_hash(c->src.text, c->src.len, 0));
+    source_hash(c, idn->hash);
     Override *ov = util_calloc((size_t)o->nov + 1, sizeof(Override));
     if (o->nov) memcpy(ov, o->ov, sizeof(Override) * (size_t)o->nov);
     qsort(ov, (size_t)o->nov, sizeof *ov, cmp_override);
@@ -202,9 +208,9 @@ int run_train(const RunOptions *o) {
 }
 
 int run_info(const RunOptions *o, const char *build_info, const char *cuda_source) {
-    Compilation c = {.arena = arena_new()};
+    Compilation c;
     CompileOptions co = {.ov = o->ov, .nov = o->nov, .no_fuse = o->no_fuse};
-    int rc = driver_compile_text(&c, o->path, o->text, o->len, &co, STAGE_PLAN);
+    int rc = compile(o, &co, STAGE_PLAN, &c);
     if (rc == 0) {
         StrBuf b = {0};
         summary_print(&b, &c);
@@ -218,32 +224,23 @@ int run_info(const RunOptions *o, const char *build_info, const char *cuda_sourc
 }
 
 /* eval, predict: the model at the checkpoint's widths, with its trained weights.  The
- * checkpoint must be of this model (name and source hash); NULL after printing why. */
+ * checkpoint must be of this model (name and source hash; its settings may differ); NULL after
+ * printing why. */
 static Built *from_checkpoint(const RunOptions *o, Checkpoint *ck) {
-    Compilation c = {.arena = arena_new()};
+    Compilation c;
     CompileOptions co = {.ov = o->ov, .nov = o->nov};
-    int rc = o->text ? driver_compile_text(&c, o->path, o->text, o->len, &co, STAGE_CHECK)
-                     : (arena_free(c.arena), driver_compile(&c, o->path, &co, STAGE_CHECK));
-    char err[1024];
-    if (rc == 0 && checkpoint_open(o->checkpoint, NULL, ck, err, sizeof err)) {
-        fprintf(stderr, "nnc: error: %s\n", err);
-        rc = 1;
-    }
+    int rc = compile(o, &co, STAGE_CHECK, &c);
+    char err[1024], hash[17];
     if (rc == 0) {
-        char hash[17];
-        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)util_hash(c.src.text, c.src.len, 0));
-        const char *name = st_meta(ck->st, "model"), *h = st_meta(ck->st, "model_hash");
-        if (strcmp(name, c.model->name) || strcmp(h, hash)) {
-            fprintf(stderr, "nnc: error: %s is a checkpoint of %s model '%s', not of this '%s'\n", o->checkpoint,
-                    strcmp(name, c.model->name) ? "the" : "another version of", name, c.model->name);
+        source_hash(&c, hash);
+        RunIdentity id = {c.model->name, hash, NULL};
+        if (checkpoint_open(o->checkpoint, &id, ck, err, sizeof err)) {
+            fprintf(stderr, "nnc: error: %s\n", err);
             rc = 1;
         }
     }
     driver_free(&c);
-    if (rc) {
-        checkpoint_close(ck);
-        return NULL;
-    }
+    if (rc) return NULL;
     Built *b = run_build(o, ck->width, ck->nwidth, 0);
     if (b && checkpoint_load(ck, &b->e, true, err, sizeof err)) {
         fprintf(stderr, "nnc: error: %s: %s\n", o->checkpoint, err);
@@ -270,16 +267,11 @@ int run_eval(const RunOptions *o) {
     return rc;
 }
 
-static bool ends_with(const char *s, const char *tail) {
-    size_t n = strlen(s), k = strlen(tail);
-    return n >= k && !strcmp(s + n - k, tail);
-}
-
 /* The predictions as NPY (n x cols float32), or as CSV: for a classifier the predicted class
  * first, then the outputs. */
 static int write_predictions(const char *path, const float *y, int64_t n, int64_t cols, bool classes) {
     char err[1024];
-    if (!ends_with(path, ".csv")) {
+    if (!util_ends_with(path, ".csv")) {
         int64_t shape[2] = {n, cols};
         if (npy_write_f32(path, y, 2, shape, err, sizeof err)) {
             fprintf(stderr, "nnc: error: %s\n", err);
@@ -312,7 +304,7 @@ static int write_predictions(const char *path, const float *y, int64_t n, int64_
 }
 
 int run_predict(const RunOptions *o) {
-    if (!ends_with(o->output, ".npy") && !ends_with(o->output, ".csv")) {
+    if (!util_ends_with(o->output, ".npy") && !util_ends_with(o->output, ".csv")) {
         fprintf(stderr, "nnc: error: --output %s: name it .npy or .csv, the format to write\n", o->output);
         return 2;
     }
@@ -341,7 +333,7 @@ int run_predict(const RunOptions *o) {
         rc = !y || write_predictions(o->output, y, d.n, cols, classes);
         if (rc == 0)
             printf("predictions for %lld samples of %s (%lld values each%s) written to %s\n", (long long)d.n, o->input,
-                   (long long)cols, classes && ends_with(o->output, ".csv") ? ", after the predicted class" : "", o->output);
+                   (long long)cols, classes && util_ends_with(o->output, ".csv") ? ", after the predicted class" : "", o->output);
         free(y);
         data_free(&d);
     }

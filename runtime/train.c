@@ -150,6 +150,35 @@ static void session_bind(Session *s, Exec *e) {
     }
 }
 
+/* A session over cfg's model, with host staging for batches of nfeat inputs and ntarget targets. */
+static void session_open(Session *s, const TrainConfig *cfg, int64_t nfeat, int64_t ntarget) {
+    *s = (Session){.cfg = cfg, .batch = cfg->exec->plan->max_batch, .bad_kernel = -1};
+    session_bind(s, cfg->exec);
+    s->x = util_calloc((size_t)(s->batch * nfeat) + 1, sizeof(float));
+    s->label = util_calloc((size_t)s->batch, sizeof(int32_t));
+    s->target = util_calloc((size_t)(s->batch * ntarget) + 1, sizeof(float));
+}
+
+/* 0, 1, ..., n - 1 */
+static int64_t *iota(int64_t n) {
+    int64_t *v = util_calloc((size_t)n + 1, sizeof(int64_t));
+    for (int64_t i = 0; i < n; i++) v[i] = i;
+    return v;
+}
+
+/* The n training-data samples in the seeded order that holds the validation split out: the
+ * last *n_valid of it are the validation samples (the same in training and evaluation). */
+static int64_t *split_order(const TrainSpec *t, int64_t n, int64_t *n_valid) {
+    int64_t *perm = iota(n);
+    *n_valid = (int64_t)llround(t->valid_fraction * (double)n);
+    if (*n_valid > 0) {
+        Rng split;
+        rng_seed(&split, t->seed, RNG_SPLIT);
+        rng_shuffle(&split, perm, n);
+    }
+    return perm;
+}
+
 static void session_free(Session *s) {
     free(s->x);
     free(s->label);
@@ -276,7 +305,7 @@ typedef struct {
 /* The graph's scalar outputs (loss, metrics) come first; then per-neuron sums (AGG_VECTOR). */
 static int scalar_outputs(const Graph *g) {
     int n = 0;
-    while (n < g->noutput && g->output[n].agg != AGG_VECTOR && g->output[n].agg != AGG_PREDICT) n++;
+    while (n < g->noutput && output_is_scalar(&g->output[n])) n++;
     return n;
 }
 
@@ -614,11 +643,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         fprintf(cfg->diag->out, "nnc: error: %s\n", err);
         return 1;
     }
-    if (t->prune_every && (!cfg->rebuild || !cfg->retire)) {
-        fprintf(cfg->diag->out, "nnc: error: this trainer cannot recompile the model, so it cannot prune\n");
-        train_free_data(&data);
-        return 1;
-    }
+    NNC_ASSERT(!t->prune_every || (cfg->rebuild && cfg->retire)); /* pruning rebuilds the model */
     FILE *metrics = NULL;
     if (cfg->out_dir) {
         char path[4096];
@@ -630,12 +655,9 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
             return 1;
         }
     }
-    Session s = {.cfg = cfg, .batch = cfg->exec->plan->max_batch, .bad_kernel = -1};
-    session_bind(&s, cfg->exec);
+    Session s;
+    session_open(&s, cfg, data.expect.nfeat, data.expect.ntarget);
     int64_t baseline_rss = cfg->exec->baseline_rss;
-    s.x = util_calloc((size_t)(s.batch * data.expect.nfeat), sizeof(float));
-    s.label = util_calloc((size_t)s.batch, sizeof(int32_t));
-    s.target = util_calloc((size_t)(s.batch * data.expect.ntarget), sizeof(float));
     int rc = 0;
     if (!resume) { /* resuming, the weights came from the checkpoint */
         train_init_weights(s.exec, t->seed);
@@ -643,27 +665,14 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     }
     int64_t arena_peak = s.plan->arena_bytes;
 
-    /* validation split: a seeded permutation, the last part held out */
-    int64_t n_all = data.train.n;
-    int64_t *perm = util_calloc((size_t)n_all, sizeof(int64_t));
-    for (int64_t i = 0; i < n_all; i++) perm[i] = i;
-    int64_t n_valid = (int64_t)llround(t->valid_fraction * (double)n_all);
-    if (n_valid > 0) {
-        Rng split;
-        rng_seed(&split, t->seed, RNG_SPLIT);
-        rng_shuffle(&split, perm, n_all);
-    }
-    int64_t n_train = n_all - n_valid;
+    int64_t n_valid, *perm = split_order(t, data.train.n, &n_valid);
+    int64_t n_train = data.train.n - n_valid;
     if (n_train <= 0) {
         fprintf(cfg->diag->out, "nnc: error: the validation split leaves no training data\n");
         rc = 1;
     }
     int64_t *order = util_calloc((size_t)n_train + 1, sizeof(int64_t));
-    int64_t *test_idx = NULL;
-    if (data.has_test) {
-        test_idx = util_calloc((size_t)data.test.n, sizeof(int64_t));
-        for (int64_t i = 0; i < data.test.n; i++) test_idx[i] = i;
-    }
+    int64_t *test_idx = iota(data.test.n);
     int64_t steps_per_epoch = (n_train + s.batch - 1) / s.batch;
     if (rc == 0) {
         fprintf(out, "training %s: %lld training samples%s", m->name, (long long)n_train, "");
@@ -871,20 +880,9 @@ int train_eval(const TrainConfig *cfg) {
         fprintf(cfg->diag->out, "nnc: error: %s\n", err);
         return 1;
     }
-    Session s = {.cfg = cfg, .batch = cfg->exec->plan->max_batch, .bad_kernel = -1};
-    session_bind(&s, cfg->exec);
-    s.x = util_calloc((size_t)(s.batch * data.expect.nfeat), sizeof(float));
-    s.label = util_calloc((size_t)s.batch, sizeof(int32_t));
-    s.target = util_calloc((size_t)(s.batch * data.expect.ntarget), sizeof(float));
-    int64_t n_all = data.train.n, n_valid = (int64_t)llround(t->valid_fraction * (double)n_all);
-    int64_t *perm = util_calloc((size_t)n_all, sizeof(int64_t)), *test_idx = util_calloc((size_t)data.test.n + 1, sizeof(int64_t));
-    for (int64_t i = 0; i < n_all; i++) perm[i] = i;
-    if (n_valid > 0) { /* the same held-out samples as training used */
-        Rng split;
-        rng_seed(&split, t->seed, RNG_SPLIT);
-        rng_shuffle(&split, perm, n_all);
-    }
-    for (int64_t i = 0; i < data.test.n; i++) test_idx[i] = i;
+    Session s;
+    session_open(&s, cfg, data.expect.nfeat, data.expect.ntarget);
+    int64_t n_all = data.train.n, n_valid, *perm = split_order(t, n_all, &n_valid), *test_idx = iota(data.test.n);
     Eval valid = {.gate = util_calloc((size_t)s.g->ngate + 1, sizeof(GateStat))};
     Eval test = {.gate = util_calloc((size_t)s.g->ngate + 1, sizeof(GateStat))};
     int rc = 0;
@@ -912,32 +910,21 @@ int train_eval(const TrainConfig *cfg) {
 }
 
 float *train_predict(const TrainConfig *cfg, const Dataset *in, int64_t *ncols) {
-    Session s = {.cfg = cfg, .batch = cfg->exec->plan->max_batch, .bad_kernel = -1};
-    session_bind(&s, cfg->exec);
+    Session s;
+    session_open(&s, cfg, in->nfeat, 0); /* no targets: the target buffer keeps zeros */
     const Graph *g = s.g;
     int pred = -1;
     for (int o = 0; o < g->noutput; o++)
         if (g->output[o].agg == AGG_PREDICT) pred = g->output[o].node;
-    if (pred < 0) {
-        fprintf(cfg->diag->out, "nnc: error: the model has no prediction (no loss compares an output with a target)\n");
-        return NULL;
-    }
+    NNC_ASSERT(pred >= 0); /* sema requires a loss function, whose first argument it is */
     int64_t cols = shape_numel(g->node[pred].shape);
-    s.x = util_calloc((size_t)(s.batch * in->nfeat), sizeof(float));
-    s.label = util_calloc((size_t)s.batch, sizeof(int32_t));
-    s.target = NULL;
     float *y = util_calloc((size_t)(in->n * cols) + 1, sizeof(float));
     int64_t *idx = util_calloc((size_t)s.batch, sizeof(int64_t));
     int rc = 0;
     for (int64_t at = 0; at < in->n && rc == 0; at += s.batch) {
         int64_t rows = in->n - at < s.batch ? in->n - at : s.batch;
         for (int64_t k = 0; k < rows; k++) idx[k] = at + k;
-        if (s.exec->dev->host_memory) { /* no labels: leave the target buffer as it is */
-            data_gather(in, idx, rows, exec_buf(s.exec, s.x_node), NULL, NULL);
-        } else {
-            data_gather(in, idx, rows, s.x, NULL, NULL);
-            exec_write(s.exec, s.x_node, s.x, sizeof(float) * (size_t)(rows * in->nfeat));
-        }
+        load_batch(&s, in, idx, rows);
         if (exec_run(s.exec, PROG_EVAL, rows) ||
             exec_read(s.exec, pred, y + at * cols, sizeof(float) * (size_t)(rows * cols))) {
             fprintf(cfg->diag->out, "nnc: error: %s: %s\n", s.exec->dev->name, s.exec->dev->err);
@@ -945,8 +932,7 @@ float *train_predict(const TrainConfig *cfg, const Dataset *in, int64_t *ncols) 
         }
     }
     free(idx);
-    free(s.x);
-    free(s.label);
+    session_free(&s);
     if (rc) {
         free(y);
         return NULL;

@@ -99,7 +99,7 @@ refuses_bad_checkpoints)
   cat err; grep -q "was written with --set (none), this run has --set lambda=0.5" err
   # eval with a foreign checkpoint
   if ./fmlp eval --checkpoint a/checkpoint.safetensors 2> err; then echo "FAIL"; exit 1; fi
-  cat err; grep -q "is a checkpoint of the model 'blobs', not of this 'fashion_mlp'" err ;;
+  cat err; grep -q "^nnc: error: a/checkpoint.safetensors is a checkpoint of model 'blobs', not 'fashion_mlp'$" err ;;
 numpy_reads_checkpoint)
   "$py" -c "import numpy" 2>/dev/null || { echo "no numpy for /usr/bin/python3: skipped"; exit 77; }
   blobs

@@ -72,7 +72,7 @@ static void eval_batch(Batches *b, Exec *e, double *out, int *nout) {
         exit(1);
     }
     *nout = 0;
-    for (int o = 0; o < e->g->noutput && e->g->output[o].agg < AGG_VECTOR; o++) {
+    for (int o = 0; o < e->g->noutput && output_is_scalar(&e->g->output[o]); o++) {
         float v;
         exec_read(e, e->g->output[o].node, &v, sizeof v);
         out[(*nout)++] = v;
