@@ -50,17 +50,10 @@ typedef struct {
     const char *cmd;
     const char *file;
     const char *emit;
-    const char *out;
-    const char *device;
     const char *arch;
     const char *output, *target_cpu, *keep;
-    const char *data, *init;
-    bool resume;
-    int64_t checkpoint_every;
-    int progress;
-    bool no_fuse;
-    Override ov[64];
-    int nov;
+    RunOptions run; /* --set, --device, --fuse and the train options */
+    Override ov[RUN_MAX_SETS];
 } Args;
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -72,50 +65,21 @@ static int usage_error(const char *fmt, const char *arg) {
 
 static int parse_args(int argc, char **argv, Args *a) {
     memset(a, 0, sizeof *a);
-    a->progress = -1;
-    a->checkpoint_every = 1;
+    a->run = (RunOptions){.ov = a->ov, .progress = -1, .checkpoint_every = 1};
     if (argc < 2) return usage_error("%s", "no command given");
     a->cmd = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *s = argv[i];
-        if (!strcmp(s, "--set")) {
-            if (i + 1 >= argc) return usage_error("%s", "--set needs NAME=VALUE");
-            if (a->nov == 64) return usage_error("%s", "too many --set options");
-            char why[256];
-            if (!driver_parse_override(argv[++i], &a->ov[a->nov], why, sizeof why)) return usage_error("%s", why);
-            a->nov++;
-        } else if (!strncmp(s, "--set=", 6)) {
-            char why[256];
-            if (a->nov == 64) return usage_error("%s", "too many --set options");
-            if (!driver_parse_override(s + 6, &a->ov[a->nov], why, sizeof why)) return usage_error("%s", why);
-            a->nov++;
-        } else if (!strcmp(s, "--out")) {
-            if (i + 1 >= argc) return usage_error("%s", "--out needs a directory");
-            a->out = argv[++i];
-        } else if (!strcmp(s, "--device") || !strcmp(s, "--arch")) {
+        char why[256];
+        int used = run_parse_option(&a->run, argc, argv, i, why, sizeof why);
+        if (used < 0) return usage_error("%s", why);
+        if (used > 0) {
+            i += used - 1;
+        } else if (!strcmp(s, "--arch") || !strcmp(s, "-o") || !strcmp(s, "--target-cpu") || !strcmp(s, "--keep-kernels")) {
             if (i + 1 >= argc) return usage_error("%s needs a value", s);
-            *(s[2] == 'd' ? &a->device : &a->arch) = argv[++i];
-            if (s[2] == 'd' && strcmp(a->device, "cpu") && strcmp(a->device, "cuda") && strcmp(a->device, "cuda-emu") &&
-                strcmp(a->device, "auto"))
-                return usage_error("unknown device '%s': use cpu, cuda, cuda-emu or auto", a->device);
-        } else if (!strcmp(s, "--data") || !strcmp(s, "--init")) {
-            if (i + 1 >= argc) return usage_error("%s needs a value", s);
-            *(s[2] == 'd' ? &a->data : &a->init) = argv[++i];
-        } else if (!strcmp(s, "--resume")) {
-            a->resume = true;
-        } else if (!strcmp(s, "--checkpoint-every")) {
-            char *end;
-            if (i + 1 >= argc) return usage_error("%s needs a value", s);
-            long long n = strtoll(argv[++i], &end, 10);
-            if (*end || n < 0) return usage_error("--checkpoint-every needs a whole number of epochs >= 0, not '%s'", argv[i]);
-            a->checkpoint_every = n;
-        } else if (!strcmp(s, "-o") || !strcmp(s, "--target-cpu") || !strcmp(s, "--keep-kernels")) {
-            if (i + 1 >= argc) return usage_error("%s needs a value", s);
-            *(s[1] == 'o' ? &a->output : s[2] == 't' ? &a->target_cpu : &a->keep) = argv[++i];
+            *(s[1] == 'o' ? &a->output : s[2] == 'a' ? &a->arch : s[2] == 't' ? &a->target_cpu : &a->keep) = argv[++i];
         } else if (!strcmp(s, "--fuse=none") || !strcmp(s, "--fuse=all")) {
-            a->no_fuse = s[7] == 'n';
-        } else if (!strcmp(s, "--progress") || !strcmp(s, "--no-progress")) {
-            a->progress = s[2] == 'p';
+            a->run.no_fuse = s[7] == 'n';
         } else if (!strcmp(a->cmd, "emit") && !a->emit && s[0] == '-' && s[1] == '-') {
             a->emit = s + 2;
         } else if (s[0] == '-' && s[1]) {
@@ -130,12 +94,12 @@ static int parse_args(int argc, char **argv, Args *a) {
 }
 
 static void free_args(Args *a) {
-    for (int i = 0; i < a->nov; i++) free((char *)a->ov[i].key);
+    for (int i = 0; i < a->run.nov; i++) free((char *)a->ov[i].key);
 }
 
 static int cmd_check(Args *a) {
     Compilation c;
-    CompileOptions o = {.ov = a->ov, .nov = a->nov, .no_fuse = a->no_fuse};
+    CompileOptions o = {.ov = a->ov, .nov = a->run.nov, .no_fuse = a->run.no_fuse};
     int rc = driver_compile(&c, a->file, &o, STAGE_PLAN);
     if (rc == 0) {
         StrBuf b = {0};
@@ -154,7 +118,7 @@ static int cmd_emit(Args *a) {
         if (a->emit && !strcmp(a->emit, what[i])) w = i;
     if (w < 0) return usage_error("emit needs one of --ast, --ir, --plan, --llvm, --asm, --cuda, --ptx%s", "");
     Compilation c;
-    CompileOptions o = {.ov = a->ov, .nov = a->nov, .no_fuse = a->no_fuse};
+    CompileOptions o = {.ov = a->ov, .nov = a->run.nov, .no_fuse = a->run.no_fuse};
     int rc = driver_compile(&c, a->file, &o, w == 0 ? STAGE_PARSE : w == 1 ? STAGE_IR : STAGE_PLAN);
     if (rc == 0) {
         StrBuf b = {0};
@@ -204,10 +168,10 @@ static int cmd_emit(Args *a) {
 
 /* Compile the model and JIT it; on failure everything is freed and the exit status returned. */
 static int compile_and_jit(Args *a, int64_t max_batch, Compilation *c, Exec *ex) {
-    CompileOptions o = {.ov = a->ov, .nov = a->nov, .max_batch = max_batch, .no_fuse = a->no_fuse};
+    CompileOptions o = {.ov = a->ov, .nov = a->run.nov, .max_batch = max_batch, .no_fuse = a->run.no_fuse};
     int rc = driver_compile(c, a->file, &o, STAGE_PLAN);
     char err[1024];
-    if (rc == 0 && exec_new(ex, c->plan, a->device, stderr, err, sizeof err)) {
+    if (rc == 0 && exec_new(ex, c->plan, a->run.device, stderr, err, sizeof err)) {
         fprintf(stderr, "nnc: error: %s\n", err);
         rc = 1;
     }
@@ -216,10 +180,8 @@ static int compile_and_jit(Args *a, int64_t max_batch, Compilation *c, Exec *ex)
 }
 
 static int cmd_train(Args *a) {
-    RunOptions o = {.path = a->file, .ov = a->ov, .nov = a->nov, .device = a->device, .no_fuse = a->no_fuse,
-                    .progress = a->progress, .out_dir = a->out, .data = a->data, .resume = a->resume, .init = a->init,
-                    .checkpoint_every = a->checkpoint_every};
-    return run_train(&o);
+    a->run.path = a->file;
+    return run_train(&a->run);
 }
 
 static int cmd_gradcheck(Args *a) {
@@ -260,7 +222,7 @@ int main(int argc, char **argv) {
         rc = cmd_emit(&a);
     else if (!strcmp(a.cmd, "build"))
         rc = a.output ? build_trainer(&(BuildOptions){.file = a.file, .out = a.output, .cpu = a.target_cpu, .keep = a.keep,
-                                                      .ov = a.ov, .nov = a.nov, .no_fuse = a.no_fuse})
+                                                      .ov = a.ov, .nov = a.run.nov, .no_fuse = a.run.no_fuse})
                       : usage_error("%s", "build needs -o NAME, the executable to write");
     else
         rc = usage_error("unknown command '%s'", a.cmd);

@@ -51,6 +51,60 @@ void run_free(Built *b) {
     free(b);
 }
 
+int run_parse_option(RunOptions *o, int argc, char **argv, int i, char *why, size_t nwhy) {
+    const char *s = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+    bool takes_value = !strcmp(s, "--set") || !strcmp(s, "--out") || !strcmp(s, "--device") || !strcmp(s, "--data") ||
+                       !strcmp(s, "--init") || !strcmp(s, "--checkpoint-every");
+    if (takes_value && !value) {
+        snprintf(why, nwhy, "%s", !strcmp(s, "--set") ? "--set needs NAME=VALUE"
+                                  : !strcmp(s, "--out") ? "--out needs a directory" : "");
+        if (!why[0]) snprintf(why, nwhy, "%s needs a value", s);
+        return -1;
+    }
+    if (!strcmp(s, "--set") || !strncmp(s, "--set=", 6)) {
+        if (o->nov == RUN_MAX_SETS) {
+            snprintf(why, nwhy, "too many --set options");
+            return -1;
+        }
+        if (!driver_parse_override(s[5] == '=' ? s + 6 : value, &o->ov[o->nov], why, nwhy)) return -1;
+        o->nov++;
+        return s[5] == '=' ? 1 : 2;
+    }
+    if (!strcmp(s, "--device")) {
+        if (strcmp(value, "cpu") && strcmp(value, "cuda") && strcmp(value, "cuda-emu") && strcmp(value, "auto")) {
+            snprintf(why, nwhy, "unknown device '%s': use cpu, cuda, cuda-emu or auto", value);
+            return -1;
+        }
+        o->device = value;
+        return 2;
+    }
+    if (!strcmp(s, "--checkpoint-every")) {
+        char *end;
+        long long n = strtoll(value, &end, 10);
+        if (*end || end == value || n < 0) {
+            snprintf(why, nwhy, "--checkpoint-every needs a whole number of epochs >= 0, not '%s'", value);
+            return -1;
+        }
+        o->checkpoint_every = n;
+        return 2;
+    }
+    const char **dst = !strcmp(s, "--out") ? &o->out_dir : !strcmp(s, "--data") ? &o->data
+                     : !strcmp(s, "--init") ? &o->init : NULL;
+    if (dst) {
+        *dst = value;
+        return 2;
+    }
+    if (!strcmp(s, "--resume")) {
+        o->resume = true;
+        return 1;
+    }
+    if (!strcmp(s, "--progress") || !strcmp(s, "--no-progress")) {
+        o->progress = s[2] == 'p';
+        return 1;
+    }
+    return 0;
+}
+
 /* --data: a directory of the four standard IDX files, or a CSV file (target in the last columns). */
 static int apply_data(const RunOptions *o, Model *m) {
     if (!o->data) return 0;

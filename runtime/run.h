@@ -28,6 +28,13 @@ typedef struct {
     const char *built;    /* a trainer: how it was built, for the training header; NULL in nnc */
 } RunOptions;
 
+/* The options `nnc train` and a trainer's `train` share: --set NAME=VALUE (or --set=NAME=VALUE),
+ * --data, --device, --out, --init, --resume, --checkpoint-every N, --progress, --no-progress.
+ * o->ov must have room for RUN_MAX_SETS overrides.  Returns how many arguments argv[i] and its
+ * value took (1 or 2), 0 when argv[i] is none of these, or -1 with a usage message in why. */
+enum { RUN_MAX_SETS = 64 };
+int run_parse_option(RunOptions *o, int argc, char **argv, int i, char *why, size_t nwhy);
+
 int run_train(const RunOptions *o);
 int run_eval(const RunOptions *o);
 int run_predict(const RunOptions *o);

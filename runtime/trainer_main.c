@@ -68,8 +68,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     const char *cmd = argv[1];
-    static Override ov[64];
-    static char setbuf[2][64];
+    static Override ov[RUN_MAX_SETS];
     RunOptions o = {.path = nnc_model_file, .text = nnc_model_source, .len = strlen(nnc_model_source), .ov = ov,
                     .progress = -1, .checkpoint_every = 1, .built = "compiled ahead of time by nnc build"};
     static char baked[4096];
@@ -78,62 +77,35 @@ int main(int argc, char **argv) {
         char why[256];
         if (!strcmp(line, "fuse none"))
             o.no_fuse = true;
-        else if (!strncmp(line, "set ", 4) && o.nov < 64 && driver_parse_override(line + 4, &ov[o.nov], why, sizeof why))
+        else if (!strncmp(line, "set ", 4) && o.nov < RUN_MAX_SETS && driver_parse_override(line + 4, &ov[o.nov], why, sizeof why))
             o.nov++;
     }
     for (int i = 2; i < argc; i++) {
-        const char *s = argv[i];
-        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-#define VALUE(dst)                                                                                                 \
-    do {                                                                                                           \
-        if (!next) return bad_usage(prog, s, " needs a value");                                                    \
-        (dst) = next;                                                                                              \
-        i++;                                                                                                       \
-    } while (0)
-        if (!strcmp(s, "--help")) {
+        const char *s = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        char why[256];
+        int used = run_parse_option(&o, argc, argv, i, why, sizeof why);
+        if (used < 0) return bad_usage(prog, why, NULL);
+        if (used > 0) {
+            i += used - 1;
+        } else if (!strcmp(s, "--help")) {
             printf(usage, prog);
             return 0;
-        } else if (!strcmp(s, "--set") || !strcmp(s, "--epochs") || !strcmp(s, "--seed")) {
-            const char *v;
-            VALUE(v);
-            if (o.nov == 64) return bad_usage(prog, "too many --set options", NULL);
-            if (s[2] != 's' || s[3] != 'e' || s[4] != 't') { /* --epochs N, --seed N */
-                char *text = setbuf[s[2] == 'e' ? 0 : 1];
-                snprintf(text, 64, "%s=%s", s + 2, v);
-                v = text;
+        } else if (!strcmp(s, "--epochs") || !strcmp(s, "--seed") || !strcmp(s, "--checkpoint") || !strcmp(s, "--input") ||
+                   !strcmp(s, "--output")) {
+            if (!next) return bad_usage(prog, s, " needs a value");
+            i++;
+            if (!strcmp(s, "--checkpoint") || !strcmp(s, "--input") || !strcmp(s, "--output")) {
+                *(s[2] == 'c' ? &o.checkpoint : s[2] == 'i' ? &o.input : &o.output) = next;
+                continue;
             }
-            char why[256];
-            if (!driver_parse_override(v, &ov[o.nov], why, sizeof why)) return bad_usage(prog, why, NULL);
+            char set[128]; /* --epochs N, --seed N: --set epochs=N, --set seed=N */
+            snprintf(set, sizeof set, "%s=%s", s + 2, next);
+            if (o.nov == RUN_MAX_SETS) return bad_usage(prog, "too many --set options", NULL);
+            if (!driver_parse_override(set, &ov[o.nov], why, sizeof why)) return bad_usage(prog, why, NULL);
             o.nov++;
-        } else if (!strcmp(s, "--data")) {
-            VALUE(o.data);
-        } else if (!strcmp(s, "--device")) {
-            VALUE(o.device);
-        } else if (!strcmp(s, "--out")) {
-            VALUE(o.out_dir);
-        } else if (!strcmp(s, "--init")) {
-            VALUE(o.init);
-        } else if (!strcmp(s, "--checkpoint")) {
-            VALUE(o.checkpoint);
-        } else if (!strcmp(s, "--input")) {
-            VALUE(o.input);
-        } else if (!strcmp(s, "--output")) {
-            VALUE(o.output);
-        } else if (!strcmp(s, "--checkpoint-every")) {
-            const char *v;
-            VALUE(v);
-            char *end;
-            long long n = strtoll(v, &end, 10);
-            if (*end || n < 0) return bad_usage(prog, "--checkpoint-every needs a whole number of epochs >= 0, not ", v);
-            o.checkpoint_every = n;
-        } else if (!strcmp(s, "--resume")) {
-            o.resume = true;
-        } else if (!strcmp(s, "--progress") || !strcmp(s, "--no-progress")) {
-            o.progress = s[2] == 'p';
         } else {
             return bad_usage(prog, "unknown option ", s);
         }
-#undef VALUE
     }
     if (!strcmp(cmd, "train")) return run_train(&o);
     if (!strcmp(cmd, "eval") || !strcmp(cmd, "predict")) {
