@@ -41,13 +41,27 @@ pruning_without_llvm)
   "$check" --same "$out/a/metrics.jsonl" "$out/b/metrics.jsonl" ;;
 usage_errors)
   "$nnc" build models/fashion_mlp.nn -o "$out/t"
-  set +e
-  "$out/t" 2>/dev/null; test $? = 2 || exit 1
-  "$out/t" frobnicate 2>/dev/null; test $? = 2 || exit 1
-  "$out/t" train --bogus 2>/dev/null; test $? = 2 || exit 1
-  "$out/t" eval 2>/dev/null; test $? = 2 || exit 1
-  "$nnc" build models/fashion_mlp.nn 2>/dev/null; test $? = 2 || exit 1
-  "$nnc" build models/fashion_mlp.nn -o "$out/u" --target-cpu pentium 2>/dev/null; test $? = 2 || exit 1
+  # each usage error: exit status 2 and its exact message
+  usage() { # expected-message command...
+    want=$1; shift
+    set +e
+    "$@" > /dev/null 2> "$out/err"; rc=$?
+    set -e
+    head -1 "$out/err"
+    test $rc = 2 || { echo "FAIL: exit status $rc from: $*"; exit 1; }
+    test "$(head -1 "$out/err")" = "$want" || { echo "FAIL: expected: $want"; exit 1; }
+  }
+  usage "$out/t: error: no command given" "$out/t"
+  usage "$out/t: error: unknown command frobnicate" "$out/t" frobnicate
+  usage "$out/t: error: unknown option --bogus" "$out/t" train --bogus
+  usage "$out/t: error: eval needs --checkpoint C" "$out/t" eval
+  usage "$out/t: error: predict needs --input X and --output Y" "$out/t" predict --checkpoint c.safetensors
+  usage "$out/t: error: unknown device 'gpu': use cpu, cuda, cuda-emu or auto" "$out/t" train --device gpu
+  usage "$out/t: error: --checkpoint-every needs a whole number of epochs >= 0, not 'x'" "$out/t" train --checkpoint-every x
+  usage "$out/t: error: --epochs needs a value" "$out/t" train --epochs
+  usage "nnc: error: build needs -o NAME, the executable to write" "$nnc" build models/fashion_mlp.nn
+  usage "nnc: error: unknown --target-cpu 'pentium': use host, x86-64, x86-64-v2, x86-64-v3 or x86-64-v4" \
+    "$nnc" build models/fashion_mlp.nn -o "$out/u" --target-cpu pentium
   set -e
   # a --set that changes the kernels' code needs a rebuild, and says so
   cat > "$out/leaky.nn" <<'NN'

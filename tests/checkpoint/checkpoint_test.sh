@@ -97,6 +97,19 @@ refuses_bad_checkpoints)
   # other settings
   if ./blobs train --out a --resume --set lambda=0.5 2> err; then echo "FAIL: resumed with other settings"; exit 1; fi
   cat err; grep -q "was written with --set (none), this run has --set lambda=0.5" err
+  # a checkpoint of an edited model
+  { cat blobs.nn; echo "# edited"; } > edited.nn
+  "$nnc" build edited.nn -o edited > /dev/null
+  if ./edited train --out a --resume 2> err; then echo "FAIL: resumed from an edited model's checkpoint"; exit 1; fi
+  cat err; grep -q "^nnc: error: cannot resume: a/checkpoint.safetensors was written by another version of model 'blobs' (source hash [0-9a-f]\{16\}, this one [0-9a-f]\{16\})$" err
+  # --data that is neither an IDX directory nor a CSV file
+  if ./blobs train --out d --data nowhere 2> err; then exit 1; fi
+  cat err; grep -q "^nnc: error: --data nowhere: No such file or directory$" err
+  if ./blobs train --out d --data blobs.nn 2> err; then exit 1; fi
+  cat err; grep -q "^nnc: error: --data blobs.nn: give a directory holding the four standard IDX files, or a .csv file$" err
+  # eval without anything to evaluate on
+  ./blobs eval --checkpoint a/checkpoint.safetensors --set valid=0 > ev.log
+  cat ev.log; grep -q "^nothing to evaluate: the model has no validation or test data$" ev.log
   # eval with a foreign checkpoint
   if ./fmlp eval --checkpoint a/checkpoint.safetensors 2> err; then echo "FAIL"; exit 1; fi
   cat err; grep -q "^nnc: error: a/checkpoint.safetensors is a checkpoint of model 'blobs', not 'fashion_mlp'$" err ;;
@@ -161,7 +174,20 @@ np.save('x.npy', x); np.savetxt('x.csv', x, delimiter=',', fmt='%.9g')" "$images
   # a mislabelled input is refused
   cp x.npy wrong.csv
   if ./fmlp predict --checkpoint run/checkpoint.safetensors --input wrong.csv --output p3.npy 2> err; then exit 1; fi
-  cat err; grep -q "wrong.csv: the name says CSV, but the content is an NPY file" err ;;
+  cat err; grep -q "wrong.csv: the name says CSV, but the content is an NPY file" err
+  # inputs of the wrong size, a label file, a compressed NPY, an output format it cannot write
+  "$py" -c "import numpy as np; np.save('x5.npy', np.zeros((100, 5), np.float32))"
+  if ./fmlp predict --checkpoint run/checkpoint.safetensors --input x5.npy --output p3.npy 2> err; then exit 1; fi
+  cat err; grep -q "^nnc: error: x5.npy: an array of 100 samples of 5 values, but input 'image' has 784 values per sample$" err
+  if ./fmlp predict --checkpoint run/checkpoint.safetensors --input "$labels" --output p3.npy 2> err; then exit 1; fi
+  cat err; grep -q "expected an image file (2 or more dimensions), but it has 1 dimension (a label file?)$" err
+  gzip -c x.npy > x.npy.gz
+  if ./fmlp predict --checkpoint run/checkpoint.safetensors --input x.npy.gz --output p3.npy 2> err; then exit 1; fi
+  cat err; grep -q "^nnc: error: x.npy.gz: a gzip-compressed NPY file; decompress it first$" err
+  set +e
+  ./fmlp predict --checkpoint run/checkpoint.safetensors --input x.npy --output p3.txt 2> err; rc=$?
+  set -e
+  cat err; test $rc = 2; grep -q "^nnc: error: --output p3.txt: name it .npy or .csv, the format to write$" err ;;
 init_from_weights)
   "$py" -c "import numpy" 2>/dev/null || { echo "no numpy for /usr/bin/python3: skipped"; exit 77; }
   blobs
