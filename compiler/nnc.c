@@ -41,7 +41,8 @@ static const char usage[] =
     "  --arch SM               emit --ptx: the GPU architecture (default sm_90)\n"
     "  --fuse=none             a kernel per op, no fusion (the same results, for checking; default --fuse=all)\n"
     "  -o NAME                 build: the executable to write\n"
-    "  --target-cpu CPU        build: host (default) or a baseline: x86-64, x86-64-v2, x86-64-v3, x86-64-v4\n"
+    "  --target-cpu CPU        build, emit --llvm/--asm: host (default) or a baseline: x86-64, x86-64-v2,\n"
+    "                          x86-64-v3, x86-64-v4\n"
     "  --keep-kernels DIR      build: also write the IR, plan, LLVM IR, assembly and CUDA C into DIR\n"
     "\n"
     "exit status: 0 success, 1 an error in the model or its data, 2 bad usage\n";
@@ -148,11 +149,15 @@ static int cmd_emit(Args *a) {
         }
         if (w == 3 || w == 4) {
             char err[512];
-            LlvmModule *m = llvm_render(c.plan, NULL, err, sizeof err);
+            LlvmModule *m = NULL;
+            if (a->target_cpu && !llvm_known_cpu(a->target_cpu))
+                rc = usage_error("unknown --target-cpu '%s': use host, x86-64, x86-64-v2, x86-64-v3 or x86-64-v4", a->target_cpu);
+            else
+                m = llvm_render(c.plan, a->target_cpu, err, sizeof err);
             char *text = m ? (w == 3 ? llvm_print_ir(m) : llvm_emit_asm(m, err, sizeof err)) : NULL;
             if (!text) {
-                fprintf(stderr, "nnc: error: %s\n", err);
-                rc = 1;
+                if (!rc) fprintf(stderr, "nnc: error: %s\n", err);
+                rc = rc ? rc : 1;
             } else {
                 sb_puts(&b, text);
                 free(text);
