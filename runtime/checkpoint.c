@@ -1,6 +1,7 @@
 /* checkpoint.c: training state to and from safetensors files (see checkpoint.h).  Numbers
  * that must come back exactly (the shuffle state, the partial loss, the patience bests) are
- * written as hexadecimal text (%a for doubles), so a resumed run continues bit for bit. */
+ * written as hexadecimal text (%a for doubles), so a resumed run continues bit for bit; the
+ * one timing value (a partial epoch's training time) is decimal and only in mid-epoch ones. */
 #include "checkpoint.h"
 
 #include <cJSON.h>
@@ -35,13 +36,14 @@ int checkpoint_write(const char *path, const Exec *e, const TrainState *s, const
         x->data = data;
     }
     /* the metadata, as strings */
-    char epoch[32], epoch_step[32], step[32], shuffle[80], loss[64], finished[8], minimum[CKPT_MAX_GATES + 1];
+    char epoch[32], epoch_step[32], step[32], shuffle[80], loss[64], train_s[64], finished[8], minimum[CKPT_MAX_GATES + 1];
     snprintf(epoch, sizeof epoch, "%" PRId64, s->epoch);
     snprintf(epoch_step, sizeof epoch_step, "%" PRId64, s->epoch_step);
     snprintf(step, sizeof step, "%" PRId64, s->step);
     snprintf(shuffle, sizeof shuffle, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, s->shuffle[0], s->shuffle[1],
              s->shuffle[2], s->shuffle[3]);
     snprintf(loss, sizeof loss, "%a", s->loss_sum);
+    snprintf(train_s, sizeof train_s, "%.6f", s->train_s);
     snprintf(finished, sizeof finished, "%s", s->finished ? "true" : "false");
     int ng = g->ngate < CKPT_MAX_GATES ? g->ngate : CKPT_MAX_GATES;
     for (int i = 0; i < ng; i++) minimum[i] = s->reported_min[i] ? '1' : '0';
@@ -53,10 +55,11 @@ int checkpoint_write(const char *path, const Exec *e, const TrainState *s, const
     char *wtext = cJSON_PrintUnformatted(wj);
     cJSON_Delete(wj);
     const char *keys[] = {"format", "nnc", "model", "model_hash", "settings", "epoch", "epoch_step", "step",
-                          "shuffle", "loss_sum", "stop", "finished", "min_width_reported", "widths"};
+                          "shuffle", "loss_sum", "stop", "finished", "min_width_reported", "widths", "epoch_train_s"};
     const char *vals[] = {"nnc-checkpoint-1", NNC_VERSION, id->model, id->hash, id->settings, epoch, epoch_step, step,
-                          shuffle, loss, sb_str(&stop), finished, minimum, wtext};
-    int rc = st_write_atomic(path, t, n, keys, vals, (int)(sizeof keys / sizeof *keys), err, nerr);
+                          shuffle, loss, sb_str(&stop), finished, minimum, wtext, train_s};
+    int nkeys = (int)(sizeof keys / sizeof *keys) - (s->epoch_step > 0 ? 0 : 1); /* a time only mid-epoch */
+    int rc = st_write_atomic(path, t, n, keys, vals, nkeys, err, nerr);
     for (int i = 0; i < n; i++) free((void *)t[i].data);
     free(t);
     free(wtext);
@@ -139,6 +142,8 @@ int checkpoint_open(const char *path, const RunIdentity *expect, Checkpoint *c, 
     }
     if (!(v = need_meta(c, path, "loss_sum", err, nerr)) || parse_double(path, "loss_sum", v, &s->loss_sum, err, nerr))
         goto bad;
+    if ((v = st_meta(c->st, "epoch_train_s")) && parse_double(path, "epoch_train_s", v, &s->train_s, err, nerr))
+        goto bad; /* optional: only checkpoints taken mid-epoch have it */
     if (!(v = need_meta(c, path, "stop", err, nerr))) goto bad;
     {
         const char *q = v;

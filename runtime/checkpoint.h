@@ -1,7 +1,7 @@
 /* checkpoint.h: a training run's complete state in one safetensors file, so that a run can be
  * resumed bit for bit: every weight and optimiser-state tensor under its model-level name
  * (h1.weight, h1.weight.adam_m, ...), and in the header's metadata the position (epoch, step,
- * steps into the epoch), the shuffle generator's state, the partial training loss, the
+ * steps into the epoch), the shuffle generator's state, the partial training loss and time, the
  * stopping rule's state, the current (possibly pruned) widths, and what the run is: the
  * model's name and a hash of its source, and the --set values it runs with.  Written
  * atomically (runtime/safetensors.c).  Also loads initial weights (`train --init`). */
@@ -21,6 +21,7 @@ typedef struct {
     int64_t step;         /* optimiser steps done in all */
     uint64_t shuffle[4];  /* the shuffle generator's state before `epoch`'s shuffle */
     double loss_sum;      /* `epoch`'s training loss so far, summed over its samples */
+    double train_s;       /* seconds its steps so far took (with epoch_step > 0; the one timing value) */
     StopState stop;
     bool finished;        /* a stopping rule ended the run */
     bool reported_min[CKPT_MAX_GATES]; /* gates whose minimum width was reported */

@@ -532,6 +532,17 @@ static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t s
 static volatile sig_atomic_t interrupted; /* the signal that asked training to stop, or 0 */
 static void on_signal(int sig) { interrupted = sig; }
 
+/* Test only (tests/checkpoint): NNC_TEST_SIGNAL_AT="E:S" makes training raise SIGTERM on itself
+ * right after step S (1-based, within the epoch) of epoch E, "E:eval" after epoch E's last step
+ * and before its evaluation; *step is then 0.  Unset (or malformed), *epoch is 0: never. */
+static void test_signal_at(int64_t *epoch, int64_t *step) {
+    const char *v = getenv("NNC_TEST_SIGNAL_AT");
+    char *end = NULL;
+    *epoch = v ? strtoll(v, &end, 10) : 0;
+    *step = end && *end == ':' ? (strcmp(end + 1, "eval") ? strtoll(end + 1, NULL, 10) : 0) : -1;
+    if (*step < 0) *epoch = 0;
+}
+
 static int save_checkpoint(const TrainConfig *cfg, const Session *s, const TrainState *st) {
     if (!cfg->identity || !cfg->out_dir) return 0;
     char path[4096], err[1024];
@@ -698,6 +709,8 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     double t0 = util_now(), train_time = 0;
     int64_t total_steps = steps_per_epoch * t->epochs;
     double lr_used = t->opt.lr, *param_used = util_calloc((size_t)m->nparam + 1, sizeof(double));
+    if (st.step > 0) /* resumed: the last step's schedule values, for an epoch whose steps are all done */
+        train_step_scalars(m, s.exec, st.step, steps_per_epoch, total_steps, &lr_used, param_used);
     int ngate = s.g->ngate; /* the same in every recompilation */
     Latest latest = {.g = s.g};
     latest.valid.gate = util_calloc((size_t)ngate + 1, sizeof(GateStat));
@@ -711,7 +724,8 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     interrupted = 0;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    int64_t samples_trained = 0;
+    int64_t samples_trained = 0, signal_epoch, signal_step;
+    test_signal_at(&signal_epoch, &signal_step);
     for (int64_t epoch = st.epoch; epoch <= t->epochs && rc == 0 && !stopped; epoch++) {
         Exec *ex = s.exec;
         const Graph *g = s.g;
@@ -720,6 +734,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         rng_shuffle(&shuffle, order, n_train);
         int64_t first = epoch == st.epoch ? st.epoch_step : 0; /* steps done before a resume */
         double e0 = util_now(), loss_sum = first ? st.loss_sum : 0, last_print = 0;
+        double trained_s = first ? st.train_s : 0; /* seconds of this epoch's steps before a resume */
         int64_t step = st.step;
         for (int64_t at = first * s.batch, k = first; at < n_train; at += s.batch, k++) {
             int64_t rows = n_train - at < s.batch ? n_train - at : s.batch;
@@ -754,11 +769,13 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
             loss_sum += (double)loss * (double)rows;
             samples_trained += rows;
             st.step = step;
+            if (epoch == signal_epoch && k + 1 == signal_step) raise(SIGTERM);
             if (interrupted) { /* a checkpoint at this step boundary, then stop */
                 if (tty) fprintf(out, "\r\033[K");
                 st.epoch = epoch;
                 st.epoch_step = k + 1;
                 st.loss_sum = loss_sum;
+                st.train_s = trained_s + (util_now() - e0);
                 rc = save_checkpoint(cfg, &s, &st);
                 fprintf(out, "interrupted by %s at epoch %lld, step %lld%s\n", interrupted == SIGINT ? "SIGINT" : "SIGTERM",
                         (long long)epoch, (long long)step,
@@ -775,9 +792,10 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
             }
         }
         if (rc) break;
+        if (epoch == signal_epoch && signal_step == 0) raise(SIGTERM);
         double e_train = util_now() - e0;
         train_time += e_train;
-        double sps = (double)(n_train - first * s.batch) / e_train;
+        double sps = (double)n_train / (trained_s + e_train); /* the whole epoch's, across a resume */
         double train_loss = loss_sum / (double)n_train;
         if (tty) fprintf(out, "\r\033[K");
         fprintf(out, "epoch %lld/%lld  train loss %.4f", (long long)epoch, (long long)t->epochs, train_loss);
@@ -814,7 +832,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
             res->test_loss = latest.test.loss;
             memcpy(res->test_metric, latest.test.metric, sizeof res->test_metric);
         }
-        fprintf(out, " | %.1f s, %.0f samples/s\n", e_train, sps);
+        fprintf(out, " | %.1f s, %.0f samples/s\n", trained_s + e_train, sps);
         if (latest.has_valid || latest.has_test)
             print_gates(out, g, latest.has_valid ? &latest.valid : &latest.test, latest.has_valid ? "valid" : "test");
         char why[512];
@@ -834,6 +852,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         st.epoch = epoch + 1;
         st.epoch_step = 0;
         st.loss_sum = 0;
+        st.train_s = 0;
         memcpy(st.shuffle, shuffle.s, sizeof st.shuffle);
         st.finished = stopped;
         bool due = stopped || epoch == t->epochs || (cfg->checkpoint_every > 0 && epoch % cfg->checkpoint_every == 0);
