@@ -38,9 +38,7 @@ static bool fusable(OpClass c) { return c == OC_MAP || c == OC_COLSUM || c == OC
 /* The domain a node's kernel loops over. */
 static void domain(const Graph *g, int id, bool *batched, int64_t *cols) {
     const Node *n = &g->node[id];
-    Shape s = n->shape;
-    if (op_info[n->op].cls == OC_COLSUM || op_info[n->op].cls == OC_SUM) s = g->node[n->in[0]].shape;
-    if (op_info[n->op].cls == OC_ROW) s = g->node[n->in[n->op == OP_CROSS_ENTROPY_GRAD ? 1 : 0]].shape;
+    Shape s = ir_domain(g, n);
     *batched = s.batched;
     *cols = shape_numel(s);
 }

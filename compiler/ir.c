@@ -8,10 +8,25 @@
 #include <string.h>
 
 const OpInfo op_info[OP_COUNT] = {
-#define OP(e, name, nin, cls, syn) [OP_##e] = {name, nin, cls, syn},
+#define OP(e, name, nin, cls, dom, flags, operands, attrs, syn) [OP_##e] = {name, nin, cls, dom, flags, operands, attrs, syn},
 #include "ops.def"
 #undef OP
 };
+
+Shape ir_domain(const Graph *g, const Node *n) {
+    int d = op_info[n->op].domain;
+    return d < 0 ? n->shape : g->node[n->in[d]].shape;
+}
+
+bool op_operand_is_runtime(Op op, int i) {
+    const char *s = op_info[op].operands;
+    for (int k = 0; *s; k++) {
+        while (*s == ' ') s++;
+        if (k == i) return *s == '$';
+        while (*s && *s != ' ') s++;
+    }
+    return false;
+}
 
 int64_t shape_numel(Shape s) {
     int64_t n = 1;
@@ -170,8 +185,12 @@ void ir_verify(const Graph *g, const char *pass) {
         if (n->op < 0 || n->op >= OP_COUNT) fail(g, id, pass, "bad op");
         const OpInfo *oi = &op_info[n->op];
         if (n->nin != oi->nin) fail(g, id, pass, "wrong number of inputs");
-        for (int i = 0; i < n->nin; i++)
+        for (int i = 0; i < n->nin; i++) {
             if (n->in[i] < 0 || n->in[i] >= id) fail(g, id, pass, "input is not an earlier node");
+            Shape s = g->node[n->in[i]].shape;
+            if (op_operand_is_runtime(n->op, i) && (s.rank != 0 || s.batched))
+                fail(g, id, pass, "a run-time scalar operand is not a scalar");
+        }
         if (n->shape.rank < 0 || n->shape.rank > IR_MAX_RANK) fail(g, id, pass, "bad rank");
         for (int i = 0; i < n->shape.rank; i++)
             if (n->shape.dim[i] <= 0) fail(g, id, pass, "non-positive dimension");
@@ -201,6 +220,7 @@ void ir_verify(const Graph *g, const char *pass) {
             break;
         }
         case OC_MAP:
+            if (n->op == OP_BATCH_MEAN && !n->shape.batched) fail(g, id, pass, "batch_mean of a value without a batch");
             for (int i = 0; i < n->nin; i++)
                 if (!broadcastable(g->node[n->in[i]].shape, n->shape))
                     fail(g, id, pass, "map input does not broadcast to the output shape");
@@ -213,6 +233,11 @@ void ir_verify(const Graph *g, const char *pass) {
             if (n->shape.batched || n->shape.rank != 0) fail(g, id, pass, "sum must give a scalar");
             break;
         case OC_ROW: {
+            if (n->op == OP_SOFTMAX) {
+                if (!a->shape.batched || a->shape.rank != 1 || !shape_eq(n->shape, a->shape))
+                    fail(g, id, pass, "softmax maps [B,n] to [B,n]");
+                break;
+            }
             if (n->op == OP_ROWSUM) {
                 if (!a->shape.batched || !n->shape.batched || shape_numel(n->shape) != 1)
                     fail(g, id, pass, "rowsum gives one value per row");

@@ -11,7 +11,7 @@
 #include "util.h"
 
 typedef enum {
-#define OP(e, name, nin, cls, syn) OP_##e,
+#define OP(e, name, nin, cls, dom, flags, operands, attrs, syn) OP_##e,
 #include "ops.def"
 #undef OP
     OP_COUNT
@@ -19,13 +19,23 @@ typedef enum {
 
 typedef enum { OC_LEAF, OC_VIEW, OC_GEMM, OC_MAP, OC_COLSUM, OC_SUM, OC_ROW, OC_UPDATE } OpClass;
 
+/* Facts about an op (see ops.def for their meaning). */
+enum { OF_KEEPS0 = 1, OF_KINKED = 2, OF_RECOMPUTE = 4, OF_NOGRAD = 8 };
+
 typedef struct {
     const char *name;
     int nin;
     OpClass cls;
+    int domain;           /* the operand whose shape is the kernel's iteration space, or -1: its own */
+    unsigned flags;       /* OF_* */
+    const char *operands; /* input names, "$" before a run-time scalar */
+    const char *attrs;    /* names of the immediates in Node.attr[] */
     const char *synopsis;
 } OpInfo;
 extern const OpInfo op_info[OP_COUNT];
+static inline bool op_has(Op op, unsigned flag) { return (op_info[op].flags & flag) != 0; }
+/* Whether input i of op is a run-time scalar ("$" in its operand list). */
+bool op_operand_is_runtime(Op op, int i);
 
 typedef enum { DT_F32, DT_I32 } DType;
 
@@ -170,6 +180,8 @@ int ir_weight(Graph *g, const char *name, WeightKind kind, Shape shape, InitKind
 int ir_scalar(Graph *g, const char *name, ScalarKind kind, double value, SrcLoc loc);
 int ir_find_scalar(const Graph *g, const char *name);
 void ir_add_output(Graph *g, const char *name, int node, Aggregate agg);
+/* The shape a node's loop kernel iterates over: its own, or its domain operand's (ops.def). */
+Shape ir_domain(const Graph *g, const Node *n);
 
 /* Checks every invariant; on failure prints what broke and aborts (an internal bug). */
 void ir_verify(const Graph *g, const char *after_pass);

@@ -14,6 +14,10 @@ void spaces_analyse(Graph *g);
 
 /* Appends the backward pass for d loss / d every trained weight; sets Weight.grad. */
 void autodiff_graph(Graph *g);
+/* Appends the nodes of d root / d wrt[k] for a scalar node `root` (which may itself be
+ * computed from a backward pass: the gradient of a gradient) and stores them in grad_out[k]
+ * (-1 when root does not depend on wrt[k]).  Nothing is recomputed instead of read. */
+void autodiff_vjp(Graph *g, int root, const int *wrt, int nwrt, int *grad_out);
 
 /* Appends one update node per trained weight, with its optimiser state weights. */
 void update_graph(Graph *g, const OptSpec *opt);

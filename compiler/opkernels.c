@@ -6,21 +6,12 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "kernel.h"
+#include "elementwise.h"
 
 #define C(v) kb_const(kb, (v))
 #define U(op, a) kb_un(kb, KX_##op, (a))
 #define B(op, a, b) kb_bin(kb, KX_##op, (a), (b))
 #define SEL(c, a, b) kb_select(kb, (c), (a), (b))
-
-static int sigmoid(KBuilder *kb, int x) {
-    int e = U(EXP, U(NEG, U(ABS, x))); /* exp(-|x|) in (0, 1] */
-    int den = B(ADD, C(1), e);
-    return SEL(B(GE, x, C(0)), B(DIV, C(1), den), B(DIV, e, den));
-}
-
-/* Phi(x) = erfc(-x / sqrt 2) / 2: accurate in both tails, where 1 + erf(x) would cancel. */
-static int normal_cdf(KBuilder *kb, int x) { return B(MUL, C(0.5), U(ERFC, B(MUL, x, C(-M_SQRT1_2)))); }
 
 /* Elementwise ops: the output value from the input values. */
 static int map_expr(KBuilder *kb, const Node *n, const int *in) {
@@ -32,37 +23,13 @@ static int map_expr(KBuilder *kb, const Node *n, const int *in) {
     case OP_MUL: return B(MUL, x, y);
     case OP_DIV: return B(DIV, x, y);
     case OP_NEG: return U(NEG, x);
+    case OP_BATCH_MEAN: return B(DIV, x, kb_rows(kb));
     case OP_BROADCAST: return x;
     case OP_BIAS_ADD: return B(ADD, x, y);
     case OP_GATE: return B(MUL, x, y);
-    case OP_RELU: return SEL(B(LT, x, C(0)), C(0), x); /* NaN stays NaN */
-    case OP_LEAKY_RELU: return SEL(B(GT, x, C(0)), x, B(MUL, C(alpha), x));
-    case OP_ELU: return SEL(B(GT, x, C(0)), x, B(MUL, C(alpha), U(EXPM1, x)));
-    case OP_TANH: return U(TANH, x);
-    case OP_SIGMOID: return sigmoid(kb, x);
-    case OP_SOFTPLUS: return B(ADD, B(MAX, x, C(0)), U(LOG1P, U(EXP, U(NEG, U(ABS, x)))));
-    case OP_GELU: return B(MUL, x, normal_cdf(kb, x));
     case OP_PRELU: return SEL(B(GT, x, C(0)), x, B(MUL, y, x));
-    case OP_SIZE_GATE_FACTOR: return sigmoid(kb, B(MUL, C(alpha), B(SUB, B(MUL, C(n->attr[1]), x), kb_colidx(kb))));
+    case OP_SIZE_GATE_FACTOR: return elem_sigmoid_kx(kb, B(MUL, C(alpha), B(SUB, B(MUL, C(n->attr[1]), x), kb_colidx(kb))));
     /* gradients: x is dy, y is the forward input */
-    case OP_RELU_GRAD: return SEL(B(GT, y, C(0)), x, C(0));
-    case OP_LEAKY_RELU_GRAD: return SEL(B(GT, y, C(0)), x, B(MUL, C(alpha), x));
-    case OP_ELU_GRAD: return SEL(B(GT, y, C(0)), x, B(MUL, x, B(MUL, C(alpha), U(EXP, y))));
-    case OP_TANH_GRAD: { /* 1 - tanh^2 = 4e / (1 + e)^2 with e = exp(-2|x|): no cancellation */
-        int e = U(EXP, B(MUL, C(-2), U(ABS, y)));
-        int d = B(ADD, C(1), e);
-        return B(MUL, x, B(DIV, B(MUL, C(4), e), B(MUL, d, d)));
-    }
-    case OP_SIGMOID_GRAD: { /* s (1 - s) = e / (1 + e)^2 with e = exp(-|x|): no cancellation */
-        int e = U(EXP, U(NEG, U(ABS, y)));
-        int d = B(ADD, C(1), e);
-        return B(MUL, x, B(DIV, e, B(MUL, d, d)));
-    }
-    case OP_SOFTPLUS_GRAD: return B(MUL, x, sigmoid(kb, y));
-    case OP_GELU_GRAD: {
-        int pdf = B(MUL, C(0.3989422804014327), U(EXP, B(MUL, C(-0.5), B(MUL, y, y))));
-        return B(MUL, x, B(ADD, normal_cdf(kb, y), B(MUL, y, pdf)));
-    }
     case OP_PRELU_GRAD: return SEL(B(GT, y, C(0)), x, B(MUL, x, z));
     case OP_L1_GRAD: return SEL(B(GT, y, C(0)), x, SEL(B(LT, y, C(0)), U(NEG, x), C(0)));
     case OP_MSE_GRAD: {
@@ -70,7 +37,11 @@ static int map_expr(KBuilder *kb, const Node *n, const int *in) {
         int scale = B(DIV, B(DIV, C(2), kb_cols(kb)), kb->k->rows_batch ? kb_rows(kb) : C(1));
         return B(MUL, B(MUL, x, scale), B(SUB, y, z));
     }
-    default: NNC_BUG("'%s' is not an elementwise op", op_info[n->op].name);
+    default: {
+        const ElemFn *f = elem_fn(n->op);
+        if (!f) NNC_BUG("'%s' is not an elementwise op", op_info[n->op].name);
+        return n->op == f->op ? f->kx(kb, x, alpha) : f->dkx(kb, x, y, alpha);
+    }
     }
 }
 
@@ -88,8 +59,14 @@ static void build_row(KBuilder *kb, const Node *n, int node, const int *in, bool
         return;
     }
     bool grad = n->op == OP_CROSS_ENTROPY_GRAD;
-    int z = grad ? in[1] : in[0], label = grad ? in[2] : in[1];
+    int z = grad ? in[1] : in[0];
     int m = kb_red(kb, KR_MAX, z);
+    if (n->op == OP_SOFTMAX) {
+        int e = U(EXP, B(SUB, z, m));
+        kb_out(kb, KO_STORE, out_arg(kb, node), B(DIV, e, kb_red(kb, KR_SUM, e)));
+        return;
+    }
+    int label = grad ? in[2] : in[1];
     int is_label = B(EQ, kb_colidx(kb), label);
     switch (n->op) {
     case OP_CROSS_ENTROPY: {
@@ -170,18 +147,9 @@ static void build_update(KBuilder *kb, const Node *n, int node) {
     }
 }
 
-/* The domain a node's kernel loops over (as fuse.c groups them). */
-static Shape node_domain(const Graph *g, const Node *n) {
-    switch (op_info[n->op].cls) {
-    case OC_COLSUM: case OC_SUM: case OC_UPDATE: return g->node[n->in[0]].shape;
-    case OC_ROW: return g->node[n->in[n->op == OP_CROSS_ENTROPY_GRAD ? 1 : 0]].shape;
-    default: return n->shape;
-    }
-}
-
 void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *stored) {
     const Graph *g = kb->plan->g;
-    set_domain(kb, node_domain(g, &g->node[member[0]]));
+    set_domain(kb, ir_domain(g, &g->node[member[0]]));
     int *value = util_calloc((size_t)g->nnode, sizeof(int));
     for (int i = 0; i < g->nnode; i++) value[i] = -1;
     for (int k = 0; k < nmember; k++) {

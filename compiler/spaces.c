@@ -13,13 +13,6 @@
 
 #include "lower.h"
 
-static bool keeps_zero(Op op) {
-    switch (op) {
-    case OP_RELU: case OP_LEAKY_RELU: case OP_ELU: case OP_TANH: case OP_GELU: case OP_PRELU: return true;
-    default: return false; /* sigmoid(0) = 1/2, softplus(0) = log 2 */
-    }
-}
-
 static void set_space(Graph *g, int node, int dim, int space) {
     if (g->node[node].op == OP_WEIGHT) g->weight[g->node[node].ref].space[dim] = space;
 }
@@ -75,7 +68,7 @@ void spaces_analyse(Graph *g) {
             if (op_info[nd->op].cls == OC_MAP && nd->nin == 1 + (nd->op == OP_PRELU) && in_space >= 0 &&
                 shape_eq(nd->shape, g->node[a].shape)) {
                 sp[id] = in_space;
-                gated[id] = gated[a] && keeps_zero(nd->op);
+                gated[id] = gated[a] && op_has(nd->op, OF_KEEPS0); /* not sigmoid(0) = 1/2 */
                 lost[id] = gated[a] && !gated[id] ? nd->op : lost[a];
                 continue;
             }

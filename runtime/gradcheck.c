@@ -18,7 +18,6 @@
 #include "rng.h"
 #include "train.h"
 
-static bool kinked(Op op) { return op == OP_RELU || op == OP_LEAKY_RELU || op == OP_PRELU || op == OP_L1; }
 
 typedef struct {
     RefState *ref;
@@ -120,7 +119,7 @@ int gradcheck_run(const Model *m, Exec *ex, const GradcheckOptions *o) {
     f.kink_in = util_calloc((size_t)g->nnode, sizeof(int));
     f.sign = util_calloc((size_t)g->nnode, sizeof(unsigned char *));
     for (int id = 0; id < g->nforward; id++)
-        if (kinked(g->node[id].op)) {
+        if (op_has(g->node[id].op, OF_KINKED)) {
             int in = g->node[id].in[0];
             f.sign[f.nkink] = util_calloc((size_t)ref_size(ref, in), 1);
             f.kink_in[f.nkink++] = in;

@@ -3,6 +3,8 @@
  * finite-difference tests check autodiff against. */
 #include "ref.h"
 
+#include "elementwise.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,10 +54,6 @@ static double at(const RefState *r, int in, int64_t i, int64_t j, int64_t cols) 
     return v[i]; /* one value per row */
 }
 
-static double sigmoid(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
-static double normal_cdf(double x) { return 0.5 * erfc(-x / sqrt(2.0)); }
-static double normal_pdf(double x) { return exp(-0.5 * x * x) / sqrt(2 * M_PI); }
-
 static double map_value(const Node *n, double x, double y, double z) {
     double a = n->attr[0];
     switch (n->op) {
@@ -67,30 +65,14 @@ static double map_value(const Node *n, double x, double y, double z) {
     case OP_BROADCAST: return x;
     case OP_BIAS_ADD: return x + y;
     case OP_GATE: return x * y;
-    case OP_RELU: return x < 0 ? 0 : x;
-    case OP_LEAKY_RELU: return x > 0 ? x : a * x;
-    case OP_ELU: return x > 0 ? x : a * expm1(x);
-    case OP_TANH: return tanh(x);
-    case OP_SIGMOID: return sigmoid(x);
-    case OP_SOFTPLUS: return (x > 0 ? x : 0) + log1p(exp(-fabs(x)));
-    case OP_GELU: return x * normal_cdf(x);
     case OP_PRELU: return x > 0 ? x : y * x;
-    case OP_RELU_GRAD: return y > 0 ? x : 0;
-    case OP_LEAKY_RELU_GRAD: return y > 0 ? x : a * x;
-    case OP_ELU_GRAD: return y > 0 ? x : x * a * exp(y);
-    case OP_TANH_GRAD: { /* sech^2, without the cancellation of 1 - tanh^2 */
-        double e = exp(-2 * fabs(y));
-        return x * 4 * e / ((1 + e) * (1 + e));
-    }
-    case OP_SIGMOID_GRAD: { /* s (1 - s), without the cancellation of 1 - s */
-        double e = exp(-fabs(y));
-        return x * e / ((1 + e) * (1 + e));
-    }
-    case OP_SOFTPLUS_GRAD: return x * sigmoid(y);
-    case OP_GELU_GRAD: return x * (normal_cdf(y) + y * normal_pdf(y));
     case OP_PRELU_GRAD: return y > 0 ? x : x * z;
     case OP_L1_GRAD: return y > 0 ? x : y < 0 ? -x : 0;
-    default: NNC_BUG("'%s' is not elementwise", op_info[n->op].name);
+    default: {
+        const ElemFn *f = elem_fn(n->op);
+        if (!f) NNC_BUG("'%s' is not elementwise", op_info[n->op].name);
+        return n->op == f->op ? f->ref(x, a) : f->dref(x, y, a); /* derivative ops: x is dy */
+    }
     }
 }
 
@@ -119,6 +101,17 @@ static void matmul(RefState *r, const Node *n, double *out) {
 }
 
 static void row_op(RefState *r, const Node *n, double *out) {
+    if (n->op == OP_SOFTMAX) {
+        int64_t cols = shape_numel(r->g->node[n->in[0]].shape);
+        for (int64_t i = 0; i < r->rows; i++) {
+            const double *z = r->val[n->in[0]] + i * cols;
+            double m = z[0], s = 0;
+            for (int64_t j = 1; j < cols; j++) m = z[j] > m ? z[j] : m;
+            for (int64_t j = 0; j < cols; j++) s += exp(z[j] - m);
+            for (int64_t j = 0; j < cols; j++) out[i * cols + j] = exp(z[j] - m) / s;
+        }
+        return;
+    }
     if (n->op == OP_ROWSUM) {
         int64_t cols = shape_numel(r->g->node[n->in[0]].shape);
         for (int64_t i = 0; i < r->rows; i++) {
@@ -226,11 +219,13 @@ static void run_node(RefState *r, int id) {
                 double x = at(r, n->in[0], i, j, cols);
                 double y = n->nin > 1 ? at(r, n->in[1], i, j, cols) : 0;
                 double z = n->nin > 2 ? at(r, n->in[2], i, j, cols) : 0;
-                if (n->op == OP_MSE_GRAD) {
+                if (n->op == OP_BATCH_MEAN) {
+                    out[i * cols + j] = x / (double)r->rows;
+                } else if (n->op == OP_MSE_GRAD) {
                     double numel = (double)(cols * rows);
                     out[i * cols + j] = x * 2 * (y - z) / numel;
                 } else if (n->op == OP_SIZE_GATE_FACTOR) {
-                    out[i * cols + j] = sigmoid(n->attr[0] * (n->attr[1] * x - (double)j));
+                    out[i * cols + j] = elem_sigmoid_ref(n->attr[0] * (n->attr[1] * x - (double)j));
                 } else {
                     out[i * cols + j] = map_value(n, x, y, z);
                 }

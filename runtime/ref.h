@@ -1,6 +1,7 @@
 /* ref.h: the reference interpreter, the oracle of every test.  Executes a Graph node by node
  * in double precision with plain C loops, one hand-written case per op, sharing no code with
- * the kernel definitions the backends compile.  Weights, inputs and scalar slots are set by
+ * the kernel definitions the backends compile (elementwise functions use the double-precision
+ * column of compiler/elementwise.c, written apart from its kernel column).  Weights, inputs and scalar slots are set by
  * the caller; update nodes change the weight values in place. */
 #ifndef NNC_REF_H
 #define NNC_REF_H

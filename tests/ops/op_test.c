@@ -95,6 +95,9 @@ static int c_tanh(Graph *g) { return op1(g, OP_TANH, X(N), 0); }
 static int c_sigmoid(Graph *g) { return op1(g, OP_SIGMOID, X(N), 0); }
 static int c_softplus(Graph *g) { return op1(g, OP_SOFTPLUS, X(N), 0); }
 static int c_gelu(Graph *g) { return op1(g, OP_GELU, X(N), 0); }
+static int c_exp(Graph *g) { return op1(g, OP_EXP, X(N), 0); }
+static int c_softmax(Graph *g) { return ir_add1(g, OP_SOFTMAX, BX, X(N), NOLOC); }
+static int c_batch_mean(Graph *g) { return op1(g, OP_BATCH_MEAN, X(N), 0); }
 static int c_prelu(Graph *g) { return op2(g, OP_PRELU, BX, X(N), w_vec(g, "a", N)); }
 static int c_colsum(Graph *g) { return ir_add1(g, OP_COLSUM, shape_vec(N, false), X(N), NOLOC); }
 static int c_rowsum(Graph *g) { return ir_add1(g, OP_ROWSUM, shape_vec(1, true), X(N), NOLOC); }
@@ -157,6 +160,7 @@ static const Case cases[] = {
     FWD("reshape", c_reshape), FWD("bias_add", c_bias_add), FWD("gate", c_gate),
     FWD("relu", c_relu), FWD("leaky_relu", c_leaky_relu), FWD("elu", c_elu), FWD("tanh", c_tanh),
     FWD("sigmoid", c_sigmoid), FWD("softplus", c_softplus), FWD("gelu", c_gelu), FWD("prelu", c_prelu),
+    FWD("exp", c_exp), FWD("softmax", c_softmax), FWD("batch_mean", c_batch_mean),
     FWD("colsum", c_colsum), FWD("rowsum", c_rowsum), FWD("sum", c_sum), FWD("l1", c_l1), FWD("mse", c_mse),
     FWD("mse_heads", c_mse_heads), FWD("mse_unbatched", c_mse_unbatched), FWD("cross_entropy", c_cross_entropy),
     FWD("matmul_nt", c_matmul_nt), FWD("matmul_nn", c_matmul_nn), FWD("matmul_tn", c_matmul_tn),

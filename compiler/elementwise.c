@@ -1,0 +1,109 @@
+/* elementwise.c: the elementwise function table (see elementwise.h).  Each function's four
+ * definitions sit together: forward and derivative as kernel expressions (float, written so
+ * that no branch produces a NaN the select would then hide), and as double references
+ * (written independently, for clarity).  Stable forms avoid cancellation: sigmoid from
+ * exp(-|x|), sech^2 as 4e / (1 + e)^2, the normal CDF from erfc. */
+#include "elementwise.h"
+
+#include <math.h>
+
+#define C(v) kb_const(kb, (v))
+#define U(op, a) kb_un(kb, KX_##op, (a))
+#define B(op, a, b) kb_bin(kb, KX_##op, (a), (b))
+#define SEL(c, a, b) kb_select(kb, (c), (a), (b))
+
+int elem_sigmoid_kx(KBuilder *kb, int x) {
+    int e = U(EXP, U(NEG, U(ABS, x))); /* exp(-|x|) in (0, 1] */
+    int den = B(ADD, C(1), e);
+    return SEL(B(GE, x, C(0)), B(DIV, C(1), den), B(DIV, e, den));
+}
+double elem_sigmoid_ref(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
+
+/* Phi(x) = erfc(-x / sqrt 2) / 2: accurate in both tails, where 1 + erf(x) would cancel. */
+static int normal_cdf_kx(KBuilder *kb, int x) { return B(MUL, C(0.5), U(ERFC, B(MUL, x, C(-M_SQRT1_2)))); }
+static double normal_cdf_ref(double x) { return 0.5 * erfc(-x / sqrt(2.0)); }
+static double normal_pdf_ref(double x) { return exp(-0.5 * x * x) / sqrt(2 * M_PI); }
+
+/* relu: max(x, 0); NaN stays NaN */
+static int relu_kx(KBuilder *kb, int x, double a) { return SEL(B(LT, x, C(0)), C(0), x); }
+static int relu_dkx(KBuilder *kb, int dy, int x, double a) { return SEL(B(GT, x, C(0)), dy, C(0)); }
+static double relu_ref(double x, double a) { return x < 0 ? 0 : x; }
+static double relu_dref(double dy, double x, double a) { return x > 0 ? dy : 0; }
+
+/* leaky_relu: x > 0 ? x : a x */
+static int leaky_kx(KBuilder *kb, int x, double a) { return SEL(B(GT, x, C(0)), x, B(MUL, C(a), x)); }
+static int leaky_dkx(KBuilder *kb, int dy, int x, double a) { return SEL(B(GT, x, C(0)), dy, B(MUL, C(a), dy)); }
+static double leaky_ref(double x, double a) { return x > 0 ? x : a * x; }
+static double leaky_dref(double dy, double x, double a) { return x > 0 ? dy : a * dy; }
+
+/* elu: x > 0 ? x : a (exp(x) - 1) */
+static int elu_kx(KBuilder *kb, int x, double a) { return SEL(B(GT, x, C(0)), x, B(MUL, C(a), U(EXPM1, x))); }
+static int elu_dkx(KBuilder *kb, int dy, int x, double a) {
+    return SEL(B(GT, x, C(0)), dy, B(MUL, dy, B(MUL, C(a), U(EXP, x))));
+}
+static double elu_ref(double x, double a) { return x > 0 ? x : a * expm1(x); }
+static double elu_dref(double dy, double x, double a) { return x > 0 ? dy : dy * a * exp(x); }
+
+/* tanh; 1 - tanh^2 = 4e / (1 + e)^2 with e = exp(-2|x|): no cancellation */
+static int tanh_kx(KBuilder *kb, int x, double a) { return U(TANH, x); }
+static int tanh_dkx(KBuilder *kb, int dy, int x, double a) {
+    int e = U(EXP, B(MUL, C(-2), U(ABS, x)));
+    int d = B(ADD, C(1), e);
+    return B(MUL, dy, B(DIV, B(MUL, C(4), e), B(MUL, d, d)));
+}
+static double tanh_ref(double x, double a) { return tanh(x); }
+static double tanh_dref(double dy, double x, double a) {
+    double e = exp(-2 * fabs(x));
+    return dy * 4 * e / ((1 + e) * (1 + e));
+}
+
+/* sigmoid; s (1 - s) = e / (1 + e)^2 with e = exp(-|x|): no cancellation */
+static int sigmoid_kx(KBuilder *kb, int x, double a) { return elem_sigmoid_kx(kb, x); }
+static int sigmoid_dkx(KBuilder *kb, int dy, int x, double a) {
+    int e = U(EXP, U(NEG, U(ABS, x)));
+    int d = B(ADD, C(1), e);
+    return B(MUL, dy, B(DIV, e, B(MUL, d, d)));
+}
+static double sigmoid_ref(double x, double a) { return elem_sigmoid_ref(x); }
+static double sigmoid_dref(double dy, double x, double a) {
+    double e = exp(-fabs(x));
+    return dy * e / ((1 + e) * (1 + e));
+}
+
+/* softplus: log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)); its derivative is sigmoid */
+static int softplus_kx(KBuilder *kb, int x, double a) { return B(ADD, B(MAX, x, C(0)), U(LOG1P, U(EXP, U(NEG, U(ABS, x))))); }
+static int softplus_dkx(KBuilder *kb, int dy, int x, double a) { return B(MUL, dy, elem_sigmoid_kx(kb, x)); }
+static double softplus_ref(double x, double a) { return (x > 0 ? x : 0) + log1p(exp(-fabs(x))); }
+static double softplus_dref(double dy, double x, double a) { return dy * elem_sigmoid_ref(x); }
+
+/* gelu: x Phi(x); derivative Phi(x) + x phi(x) */
+static int gelu_kx(KBuilder *kb, int x, double a) { return B(MUL, x, normal_cdf_kx(kb, x)); }
+static int gelu_dkx(KBuilder *kb, int dy, int x, double a) {
+    int pdf = B(MUL, C(0.3989422804014327), U(EXP, B(MUL, C(-0.5), B(MUL, x, x))));
+    return B(MUL, dy, B(ADD, normal_cdf_kx(kb, x), B(MUL, x, pdf)));
+}
+static double gelu_ref(double x, double a) { return x * normal_cdf_ref(x); }
+static double gelu_dref(double dy, double x, double a) { return dy * (normal_cdf_ref(x) + x * normal_pdf_ref(x)); }
+
+/* exp; its derivative is itself (autodiff multiplies by the value: no derivative op) */
+static int exp_kx(KBuilder *kb, int x, double a) { return U(EXP, x); }
+static int exp_dkx(KBuilder *kb, int dy, int x, double a) { return B(MUL, dy, U(EXP, x)); }
+static double exp_ref(double x, double a) { return exp(x); }
+static double exp_dref(double dy, double x, double a) { return dy * exp(x); }
+
+static const ElemFn fns[] = {
+    {OP_RELU, OP_RELU_GRAD, relu_kx, relu_dkx, relu_ref, relu_dref},
+    {OP_LEAKY_RELU, OP_LEAKY_RELU_GRAD, leaky_kx, leaky_dkx, leaky_ref, leaky_dref},
+    {OP_ELU, OP_ELU_GRAD, elu_kx, elu_dkx, elu_ref, elu_dref},
+    {OP_TANH, OP_TANH_GRAD, tanh_kx, tanh_dkx, tanh_ref, tanh_dref},
+    {OP_SIGMOID, OP_SIGMOID_GRAD, sigmoid_kx, sigmoid_dkx, sigmoid_ref, sigmoid_dref},
+    {OP_SOFTPLUS, OP_SOFTPLUS_GRAD, softplus_kx, softplus_dkx, softplus_ref, softplus_dref},
+    {OP_GELU, OP_GELU_GRAD, gelu_kx, gelu_dkx, gelu_ref, gelu_dref},
+    {OP_EXP, OP_COUNT, exp_kx, exp_dkx, exp_ref, exp_dref},
+};
+
+const ElemFn *elem_fn(Op op) {
+    for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
+        if (fns[i].op == op || (fns[i].grad == op && op != OP_COUNT)) return &fns[i];
+    return NULL;
+}
