@@ -201,6 +201,10 @@ void fuse_program_masks(const Graph *g, unsigned char *progs);
 
 /* Planning (plan.c) and printing. */
 Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse);
+/* Checks the plan's invariants (arena bounds, no aliasing within a kernel, live ranges cover
+ * every use, no two live buffers share bytes); a broken plan is an internal error.  plan_graph
+ * calls it on every plan it makes (plan_verify.c). */
+void plan_verify(const Plan *p);
 /* A loop kernel compiled for the CPU: its buffer pointers in argument order, the run-time
  * scalar slots, the rows of this call and the kernel's column count.  The column count is a
  * run-time value, so the same code serves the plan of a model whose layers were pruned to

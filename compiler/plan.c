@@ -224,5 +224,6 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
     free(progs);
     free(is_grad);
     free(pos);
+    plan_verify(p);
     return p;
 }
