@@ -37,7 +37,9 @@ static int unbroadcast(Graph *g, int d, Shape target, const Node *n) {
     Shape ds = g->node[d].shape;
     if (shape_eq(ds, target)) return d;
     if (target.rank == 0 && !target.batched) return E1(OP_SUM, target, d);
-    if (!target.batched && ds.batched && shape_numel(target) == shape_numel(ds)) return E1(OP_COLSUM, target, d);
+    if (!target.batched && ds.batched &&
+        (shape_numel(target) == shape_numel(ds) || (target.rank == 1 && ds.rank >= 2 && ds.dim[ds.rank - 1] == target.dim[0])))
+        return E1(OP_COLSUM, target, d); /* over the batch, and per channel over the positions too */
     if (target.batched && ds.batched && shape_numel(target) == 1) return E1(OP_ROWSUM, target, d);
     NNC_BUG("cannot reduce a gradient to its operand's shape");
 }

@@ -35,12 +35,13 @@ typedef struct {
 
 static bool fusable(OpClass c) { return c == OC_MAP || c == OC_COLSUM || c == OC_SUM || c == OC_ROW; }
 
-/* The domain a node's kernel loops over. */
-static void domain(const Graph *g, int id, bool *batched, int64_t *cols) {
-    const Node *n = &g->node[id];
-    Shape s = ir_domain(g, n);
+/* The domain a node's kernel loops over: batched or not, its elements per row, and the
+ * extent of the last dim when it is split off (kb_domain_of), 0 otherwise. */
+static void domain(const Graph *g, int id, bool *batched, int64_t *cols, int64_t *last) {
+    Shape s = ir_domain(g, &g->node[id]);
     *batched = s.batched;
     *cols = shape_numel(s);
+    *last = s.batched && s.rank >= 2 ? s.dim[s.rank - 1] : 0;
 }
 
 static int find(Fuser *f, int x) {
@@ -93,10 +94,10 @@ static bool reaches(Fuser *f, int from, int to) {
 static bool can_merge(Fuser *f, int a, int b) {
     const Graph *g = f->g;
     bool ba = false, bb = false;
-    int64_t ca = 0, cb = 0;
-    domain(g, a, &ba, &ca);
-    domain(g, b, &bb, &cb);
-    if (ba != bb || ca != cb || f->progs[a] != f->progs[b] || g->node[a].phase != g->node[b].phase) return false;
+    int64_t ca = 0, cb = 0, la = 0, lb = 0;
+    domain(g, a, &ba, &ca, &la);
+    domain(g, b, &bb, &cb, &lb);
+    if (ba != bb || ca != cb || la != lb || f->progs[a] != f->progs[b] || g->node[a].phase != g->node[b].phase) return false;
     bool row = false, colsum = false;
     int nbuf = 0;
     int *bufs = util_calloc((size_t)f->n + 1, sizeof(int));

@@ -161,8 +161,8 @@ static _Noreturn void fail(const Graph *g, int id, const char *pass, const char 
 static bool broadcastable(Shape in, Shape out) {
     if (shape_eq(in, out)) return true;
     if (!in.batched && in.rank == 0) return true;                   /* scalar */
-    if (!in.batched && in.rank == 1 && out.batched && out.rank == 1 && in.dim[0] == out.dim[0])
-        return true;                                                /* row vector */
+    if (!in.batched && in.rank == 1 && out.batched && out.rank >= 1 && in.dim[0] == out.dim[out.rank - 1])
+        return true;                                                /* a vector over the last dim */
     if (in.batched && out.batched && shape_numel(in) == 1) return true; /* one value per row */
     return false;
 }
@@ -225,8 +225,9 @@ void ir_verify(const Graph *g, const char *pass) {
                 if (!broadcastable(g->node[n->in[i]].shape, n->shape))
                     fail(g, id, pass, "map input does not broadcast to the output shape");
             break;
-        case OC_COLSUM:
-            if (n->shape.batched || !a->shape.batched || shape_numel(n->shape) != shape_numel(a->shape))
+        case OC_COLSUM: /* [B, n] -> [n], or per channel: [B, ..., c] -> [c] */
+            if (n->shape.batched || !a->shape.batched || n->shape.rank != 1 ||
+                (shape_numel(n->shape) != shape_numel(a->shape) && (a->shape.rank < 2 || a->shape.dim[a->shape.rank - 1] != n->shape.dim[0])))
                 fail(g, id, pass, "colsum shapes");
             break;
         case OC_SUM:

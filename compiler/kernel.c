@@ -29,18 +29,27 @@ static int expr_phase(const Kernel *k, const KExpr *e) { /* operands' phases are
     return p;
 }
 
+/* The deepest loop level access `a` depends on: 0 none, 1 outer dims only, 2 inner dims. */
+static int access_level(const Kernel *k, const KAccess *a) {
+    int level = 0;
+    for (int m = 0; m < a->rank; m++)
+        for (int d = 0; d < k->ndim; d++)
+            if (a->idx[m].coef[d] != 0 && (d < k->nouter ? 1 : 2) > level) level = d < k->nouter ? 1 : 2;
+    return level;
+}
+
 static int add_expr(KBuilder *kb, KExpr e) {
     Kernel *k = kb->k;
     for (int i = 0; i < k->nx; i++) {
         const KExpr *o = &k->x[i];
         if (o->op == e.op && o->a == e.a && o->b == e.b && o->c == e.c && o->arg == e.arg &&
-            o->ix == e.ix && memcmp(&o->imm, &e.imm, sizeof e.imm) == 0)
+            memcmp(&o->imm, &e.imm, sizeof e.imm) == 0)
             return i;
     }
     int level = 0;
     switch (e.op) {
-    case KX_LOAD: level = e.ix == IX_SCALAR ? 0 : e.ix == IX_COL ? 1 : 2; break;
-    case KX_COLIDX: level = 2; break;
+    case KX_LOAD: level = access_level(k, &k->acc[e.arg]); break;
+    case KX_INDEX: level = e.arg < k->nouter ? 1 : 2; break;
     case KX_RED: level = 1; break;
     default:
         if (e.a >= 0 && k->x[e.a].level > level) level = k->x[e.a].level;
@@ -56,6 +65,25 @@ static int add_expr(KBuilder *kb, KExpr e) {
 
 static KExpr leaf(KxOp op) { return (KExpr){.op = op, .a = -1, .b = -1, .c = -1, .arg = -1}; }
 
+void kb_domain(KBuilder *kb, bool batched, const int64_t *inner, int ninner, int nouter) {
+    Kernel *k = kb->k;
+    NNC_ASSERT(ninner >= 1 && ninner < K_MAX_DIMS && nouter >= 1 && nouter <= ninner && k->nx == 0);
+    k->ndim = ninner + 1;
+    k->nouter = nouter;
+    k->dim[0] = (KDim){1, batched, false};
+    for (int d = 0; d < ninner; d++) k->dim[d + 1] = (KDim){inner[d], false, d == ninner - 1};
+}
+
+void kb_domain_of(KBuilder *kb, Shape s) {
+    int64_t n = shape_numel(s);
+    if (!s.batched || s.rank < 2) {
+        kb_domain(kb, s.batched, &n, 1, 1);
+        return;
+    }
+    int64_t last = s.dim[s.rank - 1], inner[2] = {n / last, last};
+    kb_domain(kb, true, inner, 2, 1);
+}
+
 int kb_const(KBuilder *kb, double v) {
     KExpr e = leaf(KX_CONST);
     e.imm = (float)v;
@@ -68,16 +96,69 @@ int kb_scalar(KBuilder *kb, int slot) {
     return add_expr(kb, e);
 }
 
-int kb_colidx(KBuilder *kb) { return add_expr(kb, leaf(KX_COLIDX)); }
-int kb_rows(KBuilder *kb) { return add_expr(kb, leaf(KX_ROWS)); }
-int kb_cols(KBuilder *kb) { return add_expr(kb, leaf(KX_COLS)); }
-
-int kb_load_arg(KBuilder *kb, int arg, IndexMode ix) {
-    KExpr e = leaf(KX_LOAD);
-    e.arg = arg;
-    e.ix = ix;
+static int dim_leaf(KBuilder *kb, KxOp op, int dim) {
+    NNC_ASSERT(dim >= 0 && dim < kb->k->ndim);
+    KExpr e = leaf(op);
+    e.arg = dim;
     return add_expr(kb, e);
 }
+int kb_index(KBuilder *kb, int dim) { return dim_leaf(kb, KX_INDEX, dim); }
+int kb_extent(KBuilder *kb, int dim) { return dim_leaf(kb, KX_EXTENT, dim); }
+int kb_rows(KBuilder *kb) { return add_expr(kb, leaf(KX_ROWS)); }
+
+int kb_per_element(KBuilder *kb, int x) {
+    const Kernel *k = kb->k;
+    for (int d = k->ndim - 1; d >= 1; d--) x = kb_bin(kb, KX_DIV, x, kb_extent(kb, d));
+    return kb_bin(kb, KX_DIV, x, kernel_batched(k) ? kb_rows(kb) : kb_const(kb, 1));
+}
+
+int kb_access(KBuilder *kb, const KAccess *a) {
+    Kernel *k = kb->k;
+    KAccess c = *a; /* canonical: unused entries zero, so equal accesses compare equal */
+    for (int m = c.rank; m < K_MAX_DIMS; m++) memset(&c.idx[m], 0, sizeof c.idx[m]);
+    for (int m = 0; m < c.rank; m++) {
+        if (c.idx[m].div < 1) c.idx[m].div = 1;
+        for (int d = k->ndim; d < K_MAX_DIMS; d++) NNC_ASSERT(c.idx[m].coef[d] == 0);
+    }
+    for (int i = 0; i < k->nacc; i++)
+        if (!memcmp(&k->acc[i], &c, sizeof c)) return i;
+    ARENA_GROW(kb->plan->g->arena, k->acc, k->nacc, kb->capacc);
+    k->acc[k->nacc] = c;
+    return k->nacc++;
+}
+
+int kb_std_access(KBuilder *kb, int arg, IndexMode ix) {
+    const Kernel *k = kb->k;
+    KAccess a = {.arg = arg};
+    switch (ix) {
+    case IX_ELEM: /* every domain dim, in order */
+        a.rank = k->ndim;
+        for (int d = 0; d < k->ndim; d++) {
+            a.idx[d] = (KIdx){.div = 1, .ext = k->dim[d]};
+            a.idx[d].coef[d] = 1;
+        }
+        break;
+    case IX_ROW: /* the last dim */
+        a.rank = 1;
+        a.idx[0] = (KIdx){.div = 1, .ext = k->dim[k->ndim - 1]};
+        a.idx[0].coef[k->ndim - 1] = 1;
+        break;
+    case IX_COL: /* the first dim */
+        a.rank = 1;
+        a.idx[0] = (KIdx){.coef[0] = 1, .div = 1, .ext = k->dim[0]};
+        break;
+    case IX_SCALAR: break;
+    }
+    return kb_access(kb, &a);
+}
+
+int kb_load(KBuilder *kb, int acc) {
+    KExpr e = leaf(KX_LOAD);
+    e.arg = acc;
+    return add_expr(kb, e);
+}
+
+int kb_load_arg(KBuilder *kb, int arg, IndexMode ix) { return kb_load(kb, kb_std_access(kb, arg, ix)); }
 
 int kb_un(KBuilder *kb, KxOp op, int a) {
     KExpr e = leaf(op);
@@ -117,20 +198,36 @@ int kb_load_red(KBuilder *kb, int red) {
     return add_expr(kb, e);
 }
 
-void kb_out(KBuilder *kb, KOutKind kind, int arg, int expr) {
+void kb_out_at(KBuilder *kb, KOutKind kind, int acc, int expr) {
     Kernel *k = kb->k;
+    int arg = acc >= 0 ? k->acc[acc].arg : -1;
+    NNC_ASSERT((kind == KO_SUM) == (acc < 0));
+    if (acc >= 0)
+        for (int m = 0; m < k->acc[acc].rank; m++) NNC_ASSERT(!k->acc[acc].idx[m].bounded && k->acc[acc].idx[m].div == 1);
     ARENA_GROW(kb->plan->g->arena, k->out, k->nout, kb->capout);
-    k->out[k->nout++] = (KOut){kind, arg, expr};
-    k->arg[arg].write = true;
+    k->out[k->nout++] = (KOut){kind, arg, acc, expr};
+    if (arg >= 0) k->arg[arg].write = true;
 }
 
-/* The index mode for reading `in` inside a kernel over `out`'s domain. */
+void kb_out(KBuilder *kb, KOutKind kind, int arg, int expr) {
+    static const int std[] = {[KO_STORE] = IX_ELEM, [KO_STORE_ROW] = IX_COL, [KO_COLSUM] = IX_ROW};
+    if (kind == KO_SUM) {
+        kb_out_at(kb, KO_SUM, -1, expr);
+        kb->k->out[kb->k->nout - 1].arg = arg;
+        kb->k->arg[arg].write = true;
+        return;
+    }
+    kb_out_at(kb, kind, kb_std_access(kb, arg, (IndexMode)std[kind]), expr);
+}
+
+/* The standard access for reading `in` inside a kernel over the builder's domain. */
 static IndexMode index_mode(Shape in, const Kernel *k) {
-    int64_t n = shape_numel(in);
+    int64_t n = shape_numel(in), per = 1;
+    for (int d = 1; d < k->ndim; d++) per *= k->dim[d].n;
     if (!in.batched && in.rank == 0) return IX_SCALAR;
-    if (in.batched == k->rows_batch && n == k->cols) return IX_ELEM;
-    if (!in.batched && k->rows_batch && n == k->cols) return IX_ROW;
-    if (in.batched && k->rows_batch && n == 1) return IX_COL;
+    if (in.batched == kernel_batched(k) && n == per) return IX_ELEM;
+    if (!in.batched && kernel_batched(k) && n == kernel_cols(k)) return IX_ROW;
+    if (in.batched && kernel_batched(k) && n == 1) return IX_COL;
     NNC_BUG("operand does not broadcast to the kernel's domain");
 }
 
@@ -148,8 +245,8 @@ int kb_node(KBuilder *kb, int node) {
 
 const char *kx_name(KxOp op) {
     static const char *const names[KX_COUNT] = {
-        [KX_CONST] = "const", [KX_LOAD] = "load", [KX_SCALAR] = "scalar", [KX_COLIDX] = "j",
-        [KX_ROWS] = "rows", [KX_COLS] = "cols", [KX_RED] = "red", [KX_NEG] = "neg", [KX_ABS] = "abs", [KX_EXP] = "exp", [KX_EXPM1] = "expm1",
+        [KX_CONST] = "const", [KX_LOAD] = "load", [KX_SCALAR] = "scalar", [KX_INDEX] = "index",
+        [KX_ROWS] = "rows", [KX_EXTENT] = "extent", [KX_RED] = "red", [KX_NEG] = "neg", [KX_ABS] = "abs", [KX_EXP] = "exp", [KX_EXPM1] = "expm1",
         [KX_LOG] = "log", [KX_LOG1P] = "log1p", [KX_SQRT] = "sqrt", [KX_TANH] = "tanh",
         [KX_ERFC] = "erfc", [KX_ADD] = "add", [KX_SUB] = "sub", [KX_MUL] = "mul", [KX_DIV] = "div",
         [KX_MAX] = "max", [KX_MIN] = "min", [KX_LT] = "lt", [KX_LE] = "le", [KX_GT] = "gt",
@@ -159,14 +256,53 @@ const char *kx_name(KxOp op) {
 }
 
 static void print_dim(StrBuf *b, KDim d) {
-    if (d.batch)
+    if (d.batch && d.n == 1)
         sb_puts(b, "B");
+    else if (d.batch)
+        sb_printf(b, "B*%lld", (long long)d.n);
     else
         sb_printf(b, "%lld", (long long)d.n);
 }
 
+/* Domain dims print as i (the first), j (the last) and m1, m2, ... between. */
+static void dim_name(char *buf, size_t n, const Kernel *k, int d) {
+    if (d == 0)
+        snprintf(buf, n, "i");
+    else if (d == k->ndim - 1)
+        snprintf(buf, n, "j");
+    else
+        snprintf(buf, n, "m%d", d);
+}
+
+static void print_access(StrBuf *b, const Kernel *k, const KAccess *a) {
+    sb_printf(b, "arg%d[", a->arg);
+    for (int m = 0; m < a->rank; m++) {
+        const KIdx *x = &a->idx[m];
+        StrBuf t = {0};
+        for (int d = 0; d < k->ndim; d++) {
+            if (!x->coef[d]) continue;
+            char nm[8];
+            dim_name(nm, sizeof nm, k, d);
+            long long c = (long long)x->coef[d];
+            if (t.len) sb_puts(&t, c < 0 ? " - " : " + ");
+            else if (c < 0) sb_putc(&t, '-');
+            if (c != 1 && c != -1) sb_printf(&t, "%lld*", c < 0 ? -c : c);
+            sb_puts(&t, nm);
+        }
+        if (x->off || !t.len) sb_printf(&t, t.len ? (x->off < 0 ? " - %lld" : " + %lld") : "%lld",
+                                        (long long)(t.len && x->off < 0 ? -x->off : x->off));
+        if (x->div > 1) sb_printf(b, "%s(%s)/%lld", m ? "," : "", sb_str(&t), (long long)x->div);
+        else sb_printf(b, "%s%s", m ? "," : "", sb_str(&t));
+        if (x->bounded) {
+            sb_puts(b, " in ");
+            print_dim(b, x->ext);
+        }
+        sb_free(&t);
+    }
+    sb_putc(b, ']');
+}
+
 void plan_print_kernel(StrBuf *b, const Plan *p, const Kernel *k) {
-    static const char *const ixn[] = {"[i,j]", "[j]", "[i]", "[0]"};
     static const char *const redn[] = {"sum", "max", "min"};
     static const char *const outn[] = {"store", "store_row", "colsum", "sum"};
     sb_printf(b, "kernel %s", k->name);
@@ -178,7 +314,11 @@ void plan_print_kernel(StrBuf *b, const Plan *p, const Kernel *k) {
         sb_puts(b, " K=");
         print_dim(b, k->k);
     } else {
-        sb_printf(b, "  loop %s x %lld", k->rows_batch ? "B" : "1", (long long)k->cols);
+        sb_puts(b, "  loop ");
+        for (int d = 0; d < k->ndim; d++) {
+        if (d) sb_puts(b, d == k->nouter && k->nouter > 1 ? " | " : " x ");
+            print_dim(b, k->dim[d]);
+        }
     }
     if (k->loc.line > 0) sb_printf(b, "  # line %d", k->loc.line);
     sb_putc(b, '\n');
@@ -189,12 +329,14 @@ void plan_print_kernel(StrBuf *b, const Plan *p, const Kernel *k) {
     }
     for (int i = 0; i < k->nx; i++) {
         const KExpr *e = &k->x[i];
+        char nm[8];
         sb_printf(b, "    x%d = %s", i, kx_name(e->op));
         switch (e->op) {
         case KX_CONST: sb_printf(b, " %.9g", (double)e->imm); break;
-        case KX_LOAD: sb_printf(b, " arg%d%s", e->arg, ixn[e->ix]); break;
+        case KX_LOAD: sb_putc(b, ' '); print_access(b, k, &k->acc[e->arg]); break;
         case KX_SCALAR: sb_printf(b, " %s", p->g->scalar[e->arg].name); break;
         case KX_RED: sb_printf(b, " r%d", e->arg); break;
+        case KX_INDEX: case KX_EXTENT: dim_name(nm, sizeof nm, k, e->arg); sb_printf(b, " %s", nm); break;
         default:
             if (e->a >= 0) sb_printf(b, " x%d", e->a);
             if (e->b >= 0) sb_printf(b, ", x%d", e->b);
@@ -203,9 +345,13 @@ void plan_print_kernel(StrBuf *b, const Plan *p, const Kernel *k) {
         sb_putc(b, '\n');
     }
     for (int i = 0; i < k->nred; i++)
-        sb_printf(b, "    r%d = %s_j x%d  (phase %d)\n", i, redn[k->red[i].op], k->red[i].expr, k->red[i].phase);
-    for (int i = 0; i < k->nout; i++)
-        sb_printf(b, "    %s arg%d = x%d\n", outn[k->out[i].kind], k->out[i].arg, k->out[i].expr);
+        sb_printf(b, "    r%d = %s_inner x%d  (phase %d)\n", i, redn[k->red[i].op], k->red[i].expr, k->red[i].phase);
+    for (int i = 0; i < k->nout; i++) {
+        sb_printf(b, "    %s ", outn[k->out[i].kind]);
+        if (k->out[i].acc >= 0) print_access(b, k, &k->acc[k->out[i].acc]);
+        else sb_printf(b, "arg%d", k->out[i].arg);
+        sb_printf(b, " = x%d\n", k->out[i].expr);
+    }
 }
 
 /* "weights 7.12 MiB, ..." with each kind's bytes (and what is live at once, when planned). */
@@ -285,25 +431,41 @@ uint64_t plan_signature(const Plan *p) {
         const Kernel *k = &p->kernel[i];
         h = util_hash(k->name, strlen(k->name), h);
         MIX(h, k->kind);
-        MIX(h, k->rows_batch);
         MIX(h, k->narg);
         for (int a = 0; a < k->narg; a++) MIX(h, k->arg[a].dtype * 4 + k->arg[a].read * 2 + k->arg[a].write);
         if (k->kind == K_GEMM) {
             MIX(h, k->ta * 16 + k->tb * 8 + k->m.batch * 4 + k->n.batch * 2 + k->k.batch);
             continue;
         }
+        /* the domain and the accesses, but not the run-time extents (rows, the last dim's cols) */
+        MIX(h, k->ndim * 16 + k->nouter);
+        for (int d = 0; d < k->ndim; d++) MIX(h, k->dim[d].batch * 2 + k->dim[d].cols + (k->dim[d].cols ? 0 : k->dim[d].n * 4));
+        MIX(h, k->nacc);
+        for (int a = 0; a < k->nacc; a++) {
+            const KAccess *ac = &k->acc[a];
+            MIX(h, ac->arg * 64 + ac->rank);
+            for (int m = 0; m < ac->rank; m++) {
+                const KIdx *x = &ac->idx[m];
+                for (int d = 0; d < k->ndim; d++) MIX(h, x->coef[d]);
+                MIX(h, x->off);
+                MIX(h, x->div * 4 + x->bounded * 2 + x->ext.cols);
+                MIX(h, x->ext.batch);
+                if (!x->ext.cols) MIX(h, x->ext.n);
+            }
+        }
         MIX(h, k->nx);
         for (int x = 0; x < k->nx; x++) {
             const KExpr *e = &k->x[x];
             uint32_t bits;
             memcpy(&bits, &e->imm, sizeof bits);
-            int64_t v[7] = {e->op, e->a, e->b, e->c, bits, e->arg, e->ix};
+            int64_t v[6] = {e->op, e->a, e->b, e->c, bits, e->arg};
             h = util_hash(v, sizeof v, h);
         }
         MIX(h, k->nred);
         for (int r = 0; r < k->nred; r++) MIX(h, k->red[r].op * 1000003 + k->red[r].expr * 31 + k->red[r].phase);
         MIX(h, k->nout);
-        for (int o = 0; o < k->nout; o++) MIX(h, k->out[o].kind * 1000003 + k->out[o].arg * 65537 + k->out[o].expr);
+        for (int o = 0; o < k->nout; o++)
+            MIX(h, k->out[o].kind * 1000003 + k->out[o].arg * 65537 + k->out[o].expr + (k->out[o].acc + 1) * 7919);
     }
     return h;
 }

@@ -2,16 +2,23 @@
  *
  * A plan is a list of buffers (with arena offsets), a list of kernels and, per program
  * (train, grad, eval), the kernels to run in order.  A kernel is either a GEMM (done by
- * BLAS) or a loop kernel over a rows x cols domain, where rows is the run-time batch size for
- * batched data and 1 otherwise.  A loop kernel is described, not coded:
- *   - KExpr: a small SSA expression DAG of scalar float operations over loads
- *     (x[i,j], v[j], v[i] or s[0]), run-time scalar slots, constants and the column index j;
- *   - KRed: per-row reductions over j (sum, max, min) that later expressions may use; a
- *     reduction's phase is one more than the deepest reduction it reads;
- *   - KOut: what is written: out[i,j], out[i], column sums over rows, or a total sum.
- * Renderers turn this into loops (render_llvm.c) or CUDA C (later); ref.c never sees it, so
- * the reference stays an independent oracle.  Built by plan.c from per-op definitions in
- * opkernels.c. */
+ * BLAS) or a loop kernel over an N-d iteration space.  A loop kernel is described, not coded:
+ *   - its domain: dims 0..ndim-1 (dim 0 outermost; dim 0 may be the run-time batch, and the
+ *     last dim's extent is a run-time value of the CPU kernels), split into outer dims
+ *     [0, nouter) and inner dims [nouter, ndim);
+ *   - KAccess: how an argument is indexed: per tensor dim an affine map of the domain's
+ *     indices, optionally divided (the gathers of strided input gradients) and bounded (padding:
+ *     outside the tensor the value is 0), so x[b, oh*s + kh - p, ow*s + kw - p, c] is an
+ *     ordinary load;
+ *   - KExpr: a small SSA expression DAG of scalar float operations over loads, run-time scalar
+ *     slots, constants and the domain's indices and extents;
+ *   - KRed: reductions over the inner dims, per outer point (sum, max, min), that later
+ *     expressions may use; a reduction's phase is one more than the deepest reduction it reads;
+ *   - KOut: what is written: an element per domain point, a value per outer point, a sum into
+ *     the elements of an access that leaves dims out (column sums: over the batch), or a total.
+ * Renderers turn this into loops (render_llvm.c) or CUDA C (render_cuda.c); ref.c never sees
+ * it, so the reference stays an independent oracle.  Built by plan.c from per-op definitions
+ * in opkernels.c. */
 #ifndef NNC_KERNEL_H
 #define NNC_KERNEL_H
 
@@ -19,12 +26,12 @@
 
 typedef enum {
     KX_CONST,  /* imm */
-    KX_LOAD,   /* arg `arg` at index mode `ix` */
+    KX_LOAD,   /* access `arg` (Kernel.acc) */
     KX_SCALAR, /* run-time scalar slot `arg` */
-    KX_COLIDX, /* j, as a float */
+    KX_INDEX,  /* the index of domain dim `arg`, as a float */
     KX_ROWS,   /* the number of rows in this call, as a float */
-    KX_COLS,   /* the number of columns, as a float (a run-time value of the CPU kernels) */
-    KX_RED,    /* the value of row reduction `arg` for the current row */
+    KX_EXTENT, /* the extent of domain dim `arg`, as a float (the last one is a run-time value of the CPU kernels) */
+    KX_RED,    /* the value of reduction `arg` for the current outer point */
     /* unary */
     KX_NEG, KX_ABS, KX_EXP, KX_EXPM1, KX_LOG, KX_LOG1P, KX_SQRT, KX_TANH, KX_ERFC,
     /* binary */
@@ -35,15 +42,42 @@ typedef enum {
     KX_COUNT
 } KxOp;
 
-typedef enum { IX_ELEM, IX_ROW, IX_COL, IX_SCALAR } IndexMode; /* x[i,j], v[j], v[i], s[0] */
+enum { K_MAX_DIMS = 8 };
+
+/* An extent: a constant n, or n times the run-time batch size, or (CPU kernels) the run-time
+ * column count, whose planned value is n. */
+typedef struct {
+    int64_t n;
+    bool batch; /* rows * n */
+    bool cols;  /* the run-time column count of the call (a loop domain's last dim) */
+} KDim;
+
+/* One tensor dim of an access: index = (sum_d coef[d] * v_d + off) / div.  With div > 1 the
+ * element exists only where the division is exact; with `bounded`, only where 0 <= index <
+ * ext; elsewhere a load reads 0 (and no store may go there). */
+typedef struct {
+    int64_t coef[K_MAX_DIMS];
+    int64_t off, div;
+    KDim ext;
+    bool bounded;
+} KIdx;
+
+typedef struct {
+    int arg; /* kernel argument */
+    int rank;
+    KIdx idx[K_MAX_DIMS]; /* row-major: the last one varies fastest */
+} KAccess;
+
+/* The usual accesses of a domain [rows, ..., cols]: every element, a vector over the last
+ * dim (per neuron or channel), a value per row, a scalar. */
+typedef enum { IX_ELEM, IX_ROW, IX_COL, IX_SCALAR } IndexMode; /* x[...], v[j], v[i], s[0] */
 
 typedef struct {
     KxOp op;
     int a, b, c;  /* operand expression ids */
     float imm;    /* KX_CONST */
-    int arg;      /* KX_LOAD: kernel argument; KX_SCALAR: slot; KX_RED: reduction */
-    IndexMode ix; /* KX_LOAD */
-    int level;    /* 0: same for the whole kernel, 1: per row, 2: per element */
+    int arg;      /* KX_LOAD: access; KX_SCALAR: slot; KX_RED: reduction; KX_INDEX, KX_EXTENT: dim */
+    int level;    /* 0: same for the whole kernel, 1: per outer point, 2: per element */
     int phase;    /* computable once the reductions of phases < phase are done */
 } KExpr;
 
@@ -54,10 +88,14 @@ typedef struct {
     int phase;
 } KRed;
 
+/* STORE: at every domain point; STORE_ROW: once per outer point (its access uses outer dims
+ * only); COLSUM: added into the access's element (zeroed first), whose dims are a subset of
+ * the domain's, each indexed by one domain dim; SUM: the total into arg[0]. */
 typedef enum { KO_STORE, KO_STORE_ROW, KO_COLSUM, KO_SUM } KOutKind;
 typedef struct {
     KOutKind kind;
     int arg;
+    int acc; /* the access written (-1 for SUM) */
     int expr;
 } KOut;
 
@@ -68,11 +106,6 @@ typedef struct {
 } KArg;
 
 typedef enum { K_LOOP, K_GEMM } KernelKind;
-
-typedef struct {
-    int64_t n;
-    bool batch; /* the run-time row count instead of n */
-} KDim;
 
 /* How a loop kernel is spread over GPU threads; the planner chooses, renderers follow. */
 typedef enum {
@@ -99,15 +132,17 @@ typedef struct {
     KArg *arg;
     int narg;
     /* K_LOOP */
-    bool rows_batch; /* rows = run-time batch; otherwise 1 */
-    int64_t cols;
+    int ndim, nouter;
+    KDim dim[K_MAX_DIMS];
+    KAccess *acc;
+    int nacc;
     KExpr *x;
     int nx;
     KRed *red;
     int nred, nphase;
     KOut *out;
     int nout;
-    /* K_GEMM: C = op(A) op(B), row-major; args 0, 1, 2 are A, B, C */
+    /* K_GEMM: C = op(A) op(B), row-major; args 0, 1, 2 are A, B, C; a batched dim is rows * n */
     bool ta, tb;
     KDim m, n, k;
     CudaLaunch cuda; /* K_LOOP */
@@ -158,29 +193,50 @@ typedef struct Plan {
     int64_t peak_by_kind[BUF_KINDS];   /* at most this much of each is live at once */
 } Plan;
 
+/* Whether a loop kernel's outer dim 0 is the run-time batch; its last dim's planned extent. */
+static inline bool kernel_batched(const Kernel *k) { return k->dim[0].batch; }
+static inline int64_t kernel_cols(const Kernel *k) { return k->dim[k->ndim - 1].n; }
+/* The planned value of an extent at `rows` rows. */
+static inline int64_t kdim_value(KDim d, int64_t rows) { return d.batch ? rows * d.n : d.n; }
+
 /* ---- building loop kernels (used by plan.c and opkernels.c) ---- */
 typedef struct KBuilder {
     const Plan *plan;
     Kernel *k;
-    int capx, capred, capout, caparg;
+    int capx, capred, capout, caparg, capacc;
 } KBuilder;
 
+/* The domain: [rows or 1, ...inner] with `nouter` outer dims; the last dim is the run-time
+ * column count.  Set before anything else is built. */
+void kb_domain(KBuilder *kb, bool batched, const int64_t *inner, int ninner, int nouter);
 int kb_arg(KBuilder *kb, int buf, bool read, bool write);
 int kb_const(KBuilder *kb, double v);
 int kb_scalar(KBuilder *kb, int slot);
-int kb_colidx(KBuilder *kb);
+int kb_index(KBuilder *kb, int dim);
 int kb_rows(KBuilder *kb);
-int kb_cols(KBuilder *kb);
+int kb_extent(KBuilder *kb, int dim);
+/* x divided by each extent of the domain, the last first, then by the rows when batched:
+ * x / numel, in the order the 2-D kernels have always computed it. */
+int kb_per_element(KBuilder *kb, int x);
+/* An access of argument `arg` (deduplicated), and the standard ones of the domain. */
+int kb_access(KBuilder *kb, const KAccess *a);
+int kb_std_access(KBuilder *kb, int arg, IndexMode ix);
+int kb_load(KBuilder *kb, int acc);
 int kb_load_arg(KBuilder *kb, int arg, IndexMode ix);
 int kb_un(KBuilder *kb, KxOp op, int a);
 int kb_bin(KBuilder *kb, KxOp op, int a, int b);
 int kb_select(KBuilder *kb, int c, int a, int b);
 int kb_red(KBuilder *kb, KRedOp op, int expr); /* returns an expression reading it */
 int kb_load_red(KBuilder *kb, int red);
-void kb_out(KBuilder *kb, KOutKind kind, int arg, int expr);
-/* An IR node's value inside the kernel being built: a load (index mode from its shape
- * against the kernel's domain), an immediate for constants, a slot for run-time scalars. */
+void kb_out(KBuilder *kb, KOutKind kind, int arg, int expr); /* at the kind's standard access */
+void kb_out_at(KBuilder *kb, KOutKind kind, int acc, int expr);
+/* An IR node's value inside the kernel being built: a load (the standard access its shape
+ * has against the kernel's domain), an immediate for constants, a slot for run-time scalars. */
 int kb_node(KBuilder *kb, int node);
+/* The domain an elementwise kernel over a value of shape s loops over: [rows or 1, n] for a
+ * per-sample rank below 2 or an unbatched value, else [rows, n / last, last], so that a vector
+ * over the last dim (a bias or gate per channel) is a load of the last index. */
+void kb_domain_of(KBuilder *kb, Shape s);
 
 /* Per-op definitions (opkernels.c): the loop kernel computing a group of nodes (fuse.c), given
  * in node order; `stored[node]` says which values are written out. */
@@ -215,7 +271,9 @@ typedef void (*KernelEntry)(void *const *args, const float *scalars, int64_t row
  * expressions, reductions and outputs, but not the sizes (column counts are run-time values of
  * the generated code).  Equal signatures: one compiled kernel table serves both plans. */
 uint64_t plan_signature(const Plan *p);
-/* The number of blocks a CUDA launch of kernel k uses at `rows` rows. */
+/* The threads' work items of a CUDA launch of kernel k at `rows` rows (elements, columns or
+ * rows, as its schedule says), and the number of blocks it uses. */
+int64_t plan_cuda_work(const Kernel *k, int64_t rows);
 int64_t plan_cuda_blocks(const Kernel *k, int64_t rows);
 void plan_print(StrBuf *b, const Plan *p, const char *path);
 void plan_print_memory(StrBuf *b, const Plan *p, const char *sep);

@@ -12,6 +12,8 @@
 #define U(op, a) kb_un(kb, KX_##op, (a))
 #define B(op, a, b) kb_bin(kb, KX_##op, (a), (b))
 #define SEL(c, a, b) kb_select(kb, (c), (a), (b))
+#define LAST_INDEX kb_index(kb, kb->k->ndim - 1)   /* j: the column, neuron or class */
+#define LAST_EXTENT kb_extent(kb, kb->k->ndim - 1) /* the number of columns */
 
 /* Elementwise ops: the output value from the input values. */
 static int map_expr(KBuilder *kb, const Node *n, const int *in) {
@@ -28,13 +30,13 @@ static int map_expr(KBuilder *kb, const Node *n, const int *in) {
     case OP_BIAS_ADD: return B(ADD, x, y);
     case OP_GATE: return B(MUL, x, y);
     case OP_PRELU: return SEL(B(GT, x, C(0)), x, B(MUL, y, x));
-    case OP_SIZE_GATE_FACTOR: return elem_sigmoid_kx(kb, B(MUL, C(alpha), B(SUB, B(MUL, C(n->attr[1]), x), kb_colidx(kb))));
+    case OP_SIZE_GATE_FACTOR: return elem_sigmoid_kx(kb, B(MUL, C(alpha), B(SUB, B(MUL, C(n->attr[1]), x), LAST_INDEX)));
     /* gradients: x is dy, y is the forward input */
     case OP_PRELU_GRAD: return SEL(B(GT, y, C(0)), x, B(MUL, x, z));
     case OP_L1_GRAD: return SEL(B(GT, y, C(0)), x, SEL(B(LT, y, C(0)), U(NEG, x), C(0)));
     case OP_MSE_GRAD: {
         /* dl * 2 (a - b) / numel, numel = rows * cols */
-        int scale = B(DIV, B(DIV, C(2), kb_cols(kb)), kb->k->rows_batch ? kb_rows(kb) : C(1));
+        int scale = kb_per_element(kb, C(2));
         return B(MUL, B(MUL, x, scale), B(SUB, y, z));
     }
     default: {
@@ -45,10 +47,6 @@ static int map_expr(KBuilder *kb, const Node *n, const int *in) {
     }
 }
 
-static void set_domain(KBuilder *kb, Shape s) {
-    kb->k->rows_batch = s.batched;
-    kb->k->cols = shape_numel(s);
-}
 
 static int out_arg(KBuilder *kb, int node) { return kb_arg(kb, kb->plan->node_buf[node], false, true); }
 
@@ -67,7 +65,7 @@ static void build_row(KBuilder *kb, const Node *n, int node, const int *in, bool
         return;
     }
     int label = grad ? in[2] : in[1];
-    int is_label = B(EQ, kb_colidx(kb), label);
+    int is_label = B(EQ, LAST_INDEX, label);
     switch (n->op) {
     case OP_CROSS_ENTROPY: {
         int sum = kb_red(kb, KR_SUM, U(EXP, B(SUB, z, m)));
@@ -85,7 +83,7 @@ static void build_row(KBuilder *kb, const Node *n, int node, const int *in, bool
         break;
     }
     case OP_ACCURACY: {
-        int first = kb_red(kb, KR_MIN, SEL(B(EQ, z, m), kb_colidx(kb), kb_cols(kb)));
+        int first = kb_red(kb, KR_MIN, SEL(B(EQ, z, m), LAST_INDEX, LAST_EXTENT));
         kb_out(kb, KO_SUM, out_arg(kb, node), SEL(B(EQ, first, label), C(1), C(0)));
         break;
     }
@@ -105,8 +103,6 @@ static int shrink(KBuilder *kb, const Node *n, int p, int den) {
 }
 
 static void build_update(KBuilder *kb, const Node *n, int node) {
-    const Graph *g = kb->plan->g;
-    set_domain(kb, g->node[n->in[0]].shape);
     int pa = kb_arg(kb, kb->plan->node_buf[n->in[0]], true, true);
     int p = kb_load_arg(kb, pa, IX_ELEM), gr = kb_node(kb, n->in[1]);
     kb_out(kb, KO_SUM, out_arg(kb, node), B(SUB, gr, gr)); /* 0, or NaN for a non-finite gradient */
@@ -149,7 +145,7 @@ static void build_update(KBuilder *kb, const Node *n, int node) {
 
 void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *stored) {
     const Graph *g = kb->plan->g;
-    set_domain(kb, ir_domain(g, &g->node[member[0]]));
+    kb_domain_of(kb, ir_domain(g, &g->node[member[0]]));
     int *value = util_calloc((size_t)g->nnode, sizeof(int));
     for (int i = 0; i < g->nnode; i++) value[i] = -1;
     for (int k = 0; k < nmember; k++) {
@@ -172,7 +168,7 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
             case OP_L1: e = U(ABS, in[0]); break;
             case OP_SIZE_GATE_FACTOR_GRAD: { /* df k w s (1 - s) = df k w e / (1 + e)^2, e = exp(-|k (w b - j)|) */
                 double slope = n->attr[0], w = n->attr[1];
-                int u = B(MUL, C(slope), B(SUB, B(MUL, C(w), in[1]), kb_colidx(kb)));
+                int u = B(MUL, C(slope), B(SUB, B(MUL, C(w), in[1]), LAST_INDEX));
                 int ex = U(EXP, U(NEG, U(ABS, u)));
                 int d = B(ADD, C(1), ex);
                 e = B(MUL, B(MUL, in[0], C(slope * w)), B(DIV, ex, B(MUL, d, d)));
@@ -180,7 +176,7 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
             }
             case OP_MSE: {
                 int d = B(SUB, in[0], in[1]);
-                int inv = B(DIV, B(DIV, C(1), kb_cols(kb)), kb->k->rows_batch ? kb_rows(kb) : C(1));
+                int inv = kb_per_element(kb, C(1));
                 e = B(MUL, B(MUL, d, d), inv);
                 break;
             }

@@ -80,9 +80,22 @@ static CudaLaunch cuda_launch(const Kernel *k) {
     return c;
 }
 
+int64_t plan_cuda_work(const Kernel *k, int64_t rows) {
+    int64_t work = 1;
+    if (k->cuda.sched == CS_COL) { /* the elements of the column sums' access */
+        const KAccess *a = NULL;
+        for (int o = 0; o < k->nout && !a; o++)
+            if (k->out[o].kind == KO_COLSUM) a = &k->acc[k->out[o].acc];
+        for (int m = 0; m < a->rank; m++) work *= kdim_value(a->idx[m].ext, rows);
+        return work;
+    }
+    int n = k->cuda.sched == CS_ELEM ? k->ndim : k->nouter;
+    for (int d = 0; d < n; d++) work *= kdim_value(k->dim[d], rows);
+    return work;
+}
+
 int64_t plan_cuda_blocks(const Kernel *k, int64_t rows) {
-    int64_t r = k->rows_batch ? rows : 1;
-    int64_t work = k->cuda.sched == CS_ELEM ? r * k->cols : k->cuda.sched == CS_COL ? k->cols : r;
+    int64_t work = plan_cuda_work(k, rows);
     int64_t b = (work + k->cuda.threads - 1) / k->cuda.threads;
     return b < 1 ? 1 : b > k->cuda.max_blocks ? k->cuda.max_blocks : b;
 }
@@ -203,10 +216,10 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
             kb_arg(&kb, p->node_buf[n->in[1]], true, false);
             kb_arg(&kb, p->node_buf[last], false, true);
             /* a matrix operand: batched [B,k] is (B x k); unbatched [r,c] is (r x c) */
-            KDim ar = a->shape.batched ? (KDim){0, true} : (KDim){a->shape.dim[0], false};
-            KDim ac = {a->shape.batched ? shape_numel(a->shape) : a->shape.dim[1], false};
-            KDim bc = bn->shape.batched ? (KDim){shape_numel(bn->shape), false} : (KDim){bn->shape.dim[1], false};
-            KDim br = bn->shape.batched ? (KDim){0, true} : (KDim){bn->shape.dim[0], false};
+            KDim ar = a->shape.batched ? (KDim){1, true, false} : (KDim){a->shape.dim[0], false, false};
+            KDim ac = {a->shape.batched ? shape_numel(a->shape) : a->shape.dim[1], false, false};
+            KDim bc = bn->shape.batched ? (KDim){shape_numel(bn->shape), false, false} : (KDim){bn->shape.dim[1], false, false};
+            KDim br = bn->shape.batched ? (KDim){1, true, false} : (KDim){bn->shape.dim[0], false, false};
             kp->m = kp->ta ? ac : ar;
             kp->k = kp->ta ? ar : ac;
             kp->n = kp->tb ? br : bc;

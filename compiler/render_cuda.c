@@ -1,11 +1,11 @@
 /* render_cuda.c: Plan -> CUDA C (see render_cuda.h).
  *
  * Each loop kernel follows the schedule the planner chose (Kernel.cuda):
- *   CS_ELEM  a grid-stride loop over the rows*cols elements, i and j derived from the index;
- *   CS_COL   a grid-stride loop over the columns, each thread walking the rows in order, so a
- *            column sum adds its rows in a fixed order;
- *   CS_ROW   a grid-stride loop over the rows, each thread running the row's reduction phases
- *            over the columns, then its element outputs.
+ *   CS_ELEM  a grid-stride loop over the domain's elements, each dim's index derived from it;
+ *   CS_COL   a grid-stride loop over the elements of the column sums, each thread walking the
+ *            other dims in order, so a column sum adds its terms in a fixed order;
+ *   CS_ROW   a grid-stride loop over the outer points (the rows), each thread running the
+ *            reduction phases over the inner dims, then its element outputs.
  * Values are declared where their level says (kernel-invariant at the top, per row before the
  * loops that need them, per element inside), as `const float xN`, in expression order.
  * Total sums: each thread keeps a running sum, the block adds them in shared memory (a tree
@@ -45,10 +45,112 @@ static void flit(StrBuf *b, double v) {
     sb_putc(b, 'f');
 }
 
+/* Domain dims are named as the plan prints them: i (the first), j (the last), m1, m2, ... */
+static const char *dim_var(const Kernel *k, int d, char *buf, size_t n) {
+    if (d == 0) return "i";
+    if (d == k->ndim - 1) return "j";
+    snprintf(buf, n, "m%d", d);
+    return buf;
+}
+
+static void ext_text(StrBuf *b, KDim d) {
+    if (d.cols) sb_puts(b, "cols");
+    else if (d.batch && d.n == 1) sb_puts(b, "rows");
+    else if (d.batch) sb_printf(b, "(rows * %lld)", (long long)d.n);
+    else sb_printf(b, "%lldLL", (long long)d.n);
+}
+
+/* One index of an access, without its division. */
+static void idx_text(StrBuf *b, const Kernel *k, const KIdx *x) {
+    int terms = 0, single = -1;
+    for (int d = 0; d < k->ndim; d++)
+        if (x->coef[d]) {
+            terms++;
+            single = d;
+        }
+    char nm[8];
+    if (terms == 1 && x->coef[single] == 1 && !x->off) {
+        sb_puts(b, dim_var(k, single, nm, sizeof nm));
+        return;
+    }
+    sb_putc(b, '(');
+    bool first = true;
+    for (int d = 0; d < k->ndim; d++) {
+        if (!x->coef[d]) continue;
+        sb_printf(b, "%s%lldLL * %s", first ? "" : " + ", (long long)x->coef[d], dim_var(k, d, nm, sizeof nm));
+        first = false;
+    }
+    sb_printf(b, "%s%lldLL)", first ? "" : " + ", (long long)x->off);
+}
+
+/* The offset of access a's element: row-major over its indices (Horner's form). */
+static void offset_text(StrBuf *b, const Kernel *k, const KAccess *a) {
+    if (a->rank == 0) {
+        sb_putc(b, '0');
+        return;
+    }
+    StrBuf t = {0};
+    for (int m = 0; m < a->rank; m++) {
+        StrBuf ix = {0};
+        if (a->idx[m].div > 1) {
+            sb_putc(&ix, '(');
+            idx_text(&ix, k, &a->idx[m]);
+            sb_printf(&ix, " / %lldLL)", (long long)a->idx[m].div);
+        } else {
+            idx_text(&ix, k, &a->idx[m]);
+        }
+        if (m == 0) {
+            sb_puts(&t, sb_str(&ix));
+        } else {
+            StrBuf u = {0};
+            sb_printf(&u, "%s%s%s * ", m > 1 ? "(" : "", sb_str(&t), m > 1 ? ")" : "");
+            ext_text(&u, a->idx[m].ext);
+            sb_printf(&u, " + %s", sb_str(&ix));
+            sb_free(&t);
+            t = u;
+        }
+        sb_free(&ix);
+    }
+    sb_puts(b, sb_str(&t));
+    sb_free(&t);
+}
+
+/* Whether access a's element exists, as a C condition; false when every one does. */
+static bool valid_text(StrBuf *b, const Kernel *k, const KAccess *a) {
+    bool any = false;
+    for (int m = 0; m < a->rank; m++) {
+        const KIdx *x = &a->idx[m];
+        if (x->div > 1) {
+            sb_printf(b, "%s", any ? " && " : "");
+            idx_text(b, k, x);
+            sb_printf(b, " %% %lldLL == 0", (long long)x->div);
+            any = true;
+        }
+        if (x->bounded) {
+            StrBuf ix = {0};
+            if (x->div > 1) sb_putc(&ix, '(');
+            idx_text(&ix, k, x);
+            if (x->div > 1) sb_printf(&ix, " / %lldLL)", (long long)x->div);
+            sb_printf(b, "%s%s >= 0 && %s < ", any ? " && " : "", sb_str(&ix), sb_str(&ix));
+            ext_text(b, x->ext);
+            sb_free(&ix);
+            any = true;
+        }
+    }
+    return any;
+}
+
 static void load(Ctx *c, const KExpr *e) {
-    static const char *const idx[] = {"i * cols + j", "j", "i", "0"};
-    bool i32 = c->k->arg[e->arg].dtype == DT_I32;
-    sb_printf(c->b, "%sa%d[%s]", i32 ? "(float)" : "", e->arg, idx[e->ix]);
+    const KAccess *a = &c->k->acc[e->arg];
+    bool i32 = c->k->arg[a->arg].dtype == DT_I32;
+    StrBuf cond = {0};
+    bool guarded = valid_text(&cond, c->k, a);
+    if (guarded) sb_printf(c->b, "(%s ? ", sb_str(&cond));
+    sb_printf(c->b, "%sa%d[", i32 ? "(float)" : "", a->arg);
+    offset_text(c->b, c->k, a);
+    sb_putc(c->b, ']');
+    if (guarded) sb_puts(c->b, " : 0.0f)");
+    sb_free(&cond);
 }
 
 static void expr_text(Ctx *c, int id) {
@@ -66,9 +168,16 @@ static void expr_text(Ctx *c, int id) {
     case KX_CONST: flit(b, (double)e->imm); return;
     case KX_LOAD: load(c, e); return;
     case KX_SCALAR: sb_printf(b, "scalars[%d]", e->arg); return;
-    case KX_COLIDX: sb_puts(b, "(float)j"); return;
+    case KX_INDEX: {
+        char nm[8];
+        sb_printf(b, "(float)%s", dim_var(c->k, e->arg, nm, sizeof nm));
+        return;
+    }
     case KX_ROWS: sb_puts(b, "(float)rows"); return;
-    case KX_COLS: sb_puts(b, "(float)cols"); return;
+    case KX_EXTENT:
+        sb_puts(b, "(float)");
+        ext_text(b, c->k->dim[e->arg]);
+        return;
     case KX_RED: sb_printf(b, "r%d", e->arg); return;
     case KX_NEG: sb_printf(b, "-x%d", e->a); return;
     case KX_ADD: case KX_SUB: case KX_MUL: case KX_DIV:
@@ -131,7 +240,11 @@ static void element_outputs(Ctx *c, int indent) {
     const Kernel *k = c->k;
     for (int o = 0, s = 0; o < k->nout; o++) {
         const KOut *out = &k->out[o];
-        if (out->kind == KO_STORE) sb_printf(c->b, "%*sa%d[i * cols + j] = x%d;\n", indent, "", out->arg, out->expr);
+        if (out->kind == KO_STORE) {
+            sb_printf(c->b, "%*sa%d[", indent, "", out->arg);
+            offset_text(c->b, k, &k->acc[out->acc]);
+            sb_printf(c->b, "] = x%d;\n", out->expr);
+        }
         if (out->kind == KO_COLSUM) sb_printf(c->b, "%*scol%d += x%d;\n", indent, "", o, out->expr);
         if (out->kind == KO_SUM) {
             if (k->x[out->expr].level == 2) sb_printf(c->b, "%*ssum%d += x%d;\n", indent, "", s, out->expr);
@@ -144,7 +257,11 @@ static void row_outputs(Ctx *c, int indent) {
     const Kernel *k = c->k;
     for (int o = 0, s = 0; o < k->nout; o++) {
         const KOut *out = &k->out[o];
-        if (out->kind == KO_STORE_ROW) sb_printf(c->b, "%*sa%d[i] = x%d;\n", indent, "", out->arg, out->expr);
+        if (out->kind == KO_STORE_ROW) {
+            sb_printf(c->b, "%*sa%d[", indent, "", out->arg);
+            offset_text(c->b, k, &k->acc[out->acc]);
+            sb_printf(c->b, "] = x%d;\n", out->expr);
+        }
         if (out->kind == KO_SUM) {
             if (k->x[out->expr].level < 2) sb_printf(c->b, "%*ssum%d += x%d;\n", indent, "", s, out->expr);
             s++;
@@ -165,6 +282,79 @@ const char *cuda_sum_name(char *buf, size_t n, const Kernel *k) {
     return buf;
 }
 
+/* for loops over domain dims [from, to), outermost first; returns the indent inside them */
+static int open_loops(StrBuf *b, const Kernel *k, int from, int to, int indent) {
+    for (int d = from; d < to; d++) {
+        char nm[8];
+        const char *v = dim_var(k, d, nm, sizeof nm);
+        sb_printf(b, "%*sfor (long long %s = 0; %s < ", indent, "", v, v);
+        ext_text(b, k->dim[d]);
+        sb_printf(b, "; %s++) {\n", v);
+        indent += 4;
+    }
+    return indent;
+}
+
+static int close_loops(StrBuf *b, int n, int indent) {
+    for (int d = 0; d < n; d++) {
+        indent -= 4;
+        sb_printf(b, "%*s}\n", indent, "");
+    }
+    return indent;
+}
+
+/* Declares the dims `dims` (in order) from the flat index `var`, the last varying fastest. */
+static void split_index(StrBuf *b, const Kernel *k, const int *dims, int n, const char *var, int indent) {
+    char nm[8];
+    if (n == 1) {
+        sb_printf(b, "%*sconst long long %s = %s;\n", indent, "", dim_var(k, dims[0], nm, sizeof nm), var);
+        return;
+    }
+    if (n == 2 && dims[0] == 0 && dims[1] == k->ndim - 1) { /* the 2-d form */
+        sb_printf(b, "%*sconst long long i = %s / cols, j = %s - i * cols;\n", indent, "", var, var);
+        return;
+    }
+    sb_printf(b, "%*slong long t_ = %s;\n", indent, "", var);
+    for (int q = n - 1; q > 0; q--) {
+        sb_printf(b, "%*sconst long long %s = t_ %% ", indent, "", dim_var(k, dims[q], nm, sizeof nm));
+        ext_text(b, k->dim[dims[q]]);
+        sb_puts(b, ";\n");
+        sb_printf(b, "%*st_ /= ", indent, "");
+        ext_text(b, k->dim[dims[q]]);
+        sb_puts(b, ";\n");
+    }
+    sb_printf(b, "%*sconst long long %s = t_;\n", indent, "", dim_var(k, dims[0], nm, sizeof nm));
+}
+
+/* The number of work items of the schedule, as C text ("r" is the call's row count). */
+static void work_text(StrBuf *b, const Kernel *k, const int *dims, int n) {
+    for (int q = 0; q < n; q++) {
+        if (q) sb_puts(b, " * ");
+        KDim d = k->dim[dims[q]];
+        if (dims[q] == 0 && d.n == 1) sb_puts(b, "rows"); /* 1 when the kernel is not batched */
+        else ext_text(b, d);
+    }
+}
+
+/* The domain dims a column sum's access is indexed by (each index is one dim, in order). */
+static int colsum_dims(const Kernel *k, int *dims) {
+    for (int o = 0; o < k->nout; o++) {
+        if (k->out[o].kind != KO_COLSUM) continue;
+        const KAccess *a = &k->acc[k->out[o].acc];
+        for (int m = 0; m < a->rank; m++) {
+            dims[m] = -1;
+            for (int d = 0; d < k->ndim; d++)
+                if (a->idx[m].coef[d]) {
+                    NNC_ASSERT(dims[m] < 0 && a->idx[m].coef[d] == 1 && !a->idx[m].off);
+                    dims[m] = d;
+                }
+            NNC_ASSERT(dims[m] >= 0 && (m == 0 || dims[m] > dims[m - 1]));
+        }
+        return a->rank;
+    }
+    NNC_BUG("no column sum");
+}
+
 static void render_kernel(StrBuf *b, const Plan *p, const Kernel *k, const char *path) {
     const Graph *g = p->g;
     static const char *const sched[] = {"a thread per element", "a thread per column", "a thread per row"};
@@ -177,8 +367,13 @@ static void render_kernel(StrBuf *b, const Plan *p, const Kernel *k, const char 
         if (n->name) sb_printf(b, " (layer %s)", n->name);
         if (n->remat_of >= 0) sb_puts(b, " (recomputed)");
     }
-    sb_printf(b, "\n * %s x %lld; %s, %d per block, at most %d blocks%s */\n", k->rows_batch ? "B" : "1",
-              (long long)k->cols, sched[k->cuda.sched], k->cuda.threads, k->cuda.max_blocks,
+    sb_puts(b, "\n * ");
+    for (int d = 0; d < k->ndim; d++) {
+        if (d) sb_puts(b, d == k->nouter && k->nouter > 1 ? " | " : " x ");
+        if (k->dim[d].batch) sb_puts(b, "B");
+        else sb_printf(b, "%s%lld", d == 0 ? "" : "", (long long)(d == 0 ? 1 : k->dim[d].n));
+    }
+    sb_printf(b, "; %s, %d per block, at most %d blocks%s */\n", sched[k->cuda.sched], k->cuda.threads, k->cuda.max_blocks,
               k->cuda.nsum ? "; one partial sum per block" : "");
     sb_printf(b, "NNC_KERNEL void %s(long long rows, const float *__restrict__ scalars, NncArgs args) {\n", k->name);
     for (int a = 0; a < k->narg; a++) {
@@ -186,8 +381,8 @@ static void render_kernel(StrBuf *b, const Plan *p, const Kernel *k, const char 
         sb_printf(b, "    %s%s *__restrict__ a%d = (%s%s *)args.p[%d]; /* %s */\n", k->arg[a].write ? "" : "const ", t, a,
                   k->arg[a].write ? "" : "const ", t, a, p->buf[k->arg[a].buf].name);
     }
-    sb_printf(b, "    const long long cols = %lld;\n", (long long)k->cols);
-    if (!k->rows_batch) sb_puts(b, "    rows = 1;\n");
+    sb_printf(b, "    const long long cols = %lld;\n", (long long)kernel_cols(k));
+    if (!kernel_batched(k)) sb_puts(b, "    rows = 1;\n");
     bool *mask = util_calloc((size_t)k->nx + 1, sizeof(bool));
     bool *done = util_calloc((size_t)k->nx + 1, sizeof(bool));
     bool *scoped = util_calloc((size_t)k->nx + 1, sizeof(bool));
@@ -196,64 +391,92 @@ static void render_kernel(StrBuf *b, const Plan *p, const Kernel *k, const char 
     Ctx c = {b, k, done};
     declare(&c, mask, 0, 0, 4, NULL);
     for (int s = 0; s < k->cuda.nsum; s++) sb_printf(b, "    float sum%d = 0.0f;\n", s);
+    int all[K_MAX_DIMS];
+    for (int d = 0; d < k->ndim; d++) all[d] = d;
     switch (k->cuda.sched) {
-    case CS_ELEM:
-        grid_stride(b, "e", "rows * cols", 4);
-        sb_puts(b, "        const long long i = e / cols, j = e - i * cols;\n");
+    case CS_ELEM: {
+        StrBuf w = {0};
+        work_text(&w, k, all, k->ndim);
+        grid_stride(b, "e", sb_str(&w), 4);
+        sb_free(&w);
+        split_index(b, k, all, k->ndim, "e", 8);
         declare(&c, mask, 1, 0, 8, scoped);
         declare(&c, mask, 2, 0, 8, scoped);
         element_outputs(&c, 8);
         leave(&c, scoped);
         sb_puts(b, "    }\n");
         break;
-    case CS_COL:
-        grid_stride(b, "j", "cols", 4);
+    }
+    case CS_COL: {
+        int cd[K_MAX_DIMS], rest[K_MAX_DIMS], ncd = colsum_dims(k, cd), nrest = 0;
+        for (int d = 0; d < k->ndim; d++) {
+            bool in = false;
+            for (int q = 0; q < ncd; q++) in |= cd[q] == d;
+            if (!in) rest[nrest++] = d;
+        }
+        StrBuf w = {0};
+        work_text(&w, k, cd, ncd);
+        bool plain = ncd == 1 && cd[0] == k->ndim - 1; /* a thread per column j */
+        grid_stride(b, plain ? "j" : "q", sb_str(&w), 4);
+        sb_free(&w);
+        if (!plain) split_index(b, k, cd, ncd, "q", 8);
         for (int o = 0; o < k->nout; o++)
             if (k->out[o].kind == KO_COLSUM) sb_printf(b, "        float col%d = 0.0f;\n", o);
-        sb_puts(b, "        for (long long i = 0; i < rows; i++) {\n");
-        declare(&c, mask, 1, 0, 12, scoped);
-        declare(&c, mask, 2, 0, 12, scoped);
-        element_outputs(&c, 12);
+        int ind = 8;
+        for (int q = 0; q < nrest; q++) ind = open_loops(b, k, rest[q], rest[q] + 1, ind);
+        declare(&c, mask, 1, 0, ind, scoped);
+        declare(&c, mask, 2, 0, ind, scoped);
+        element_outputs(&c, ind);
         leave(&c, scoped);
-        sb_puts(b, "        }\n");
+        close_loops(b, nrest, ind);
         for (int o = 0; o < k->nout; o++)
-            if (k->out[o].kind == KO_COLSUM) sb_printf(b, "        a%d[j] = col%d;\n", k->out[o].arg, o);
+            if (k->out[o].kind == KO_COLSUM) {
+                sb_printf(b, "        a%d[", k->out[o].arg);
+                offset_text(b, k, &k->acc[k->out[o].acc]);
+                sb_printf(b, "] = col%d;\n", o);
+            }
         sb_puts(b, "    }\n");
         break;
+    }
     case CS_ROW: {
         bool *rowscope = util_calloc((size_t)k->nx + 1, sizeof(bool));
-        grid_stride(b, "i", "rows", 4);
+        StrBuf w = {0};
+        work_text(&w, k, all, k->nouter);
+        grid_stride(b, k->nouter == 1 ? "i" : "o", sb_str(&w), 4);
+        sb_free(&w);
+        if (k->nouter > 1) split_index(b, k, all, k->nouter, "o", 8);
+        int nin = k->ndim - k->nouter;
         for (int ph = 0; ph < k->nphase; ph++) {
             declare(&c, mask, 1, ph, 8, rowscope);
             for (int r = 0; r < k->nred; r++)
                 if (k->red[r].phase == ph)
                     sb_printf(b, "        float r%d = %s;\n", r,
                               k->red[r].op == KR_SUM ? "0.0f" : k->red[r].op == KR_MAX ? "-NNC_INF" : "NNC_INF");
-            sb_puts(b, "        for (long long j = 0; j < cols; j++) {\n");
+            int ind = open_loops(b, k, k->nouter, k->ndim, 8);
             bool *mk = util_calloc((size_t)k->nx + 1, sizeof(bool));
             for (int r = 0; r < k->nred; r++)
                 if (k->red[r].phase == ph) need(k, mk, k->red[r].expr);
-            declare(&c, mk, 2, ph, 12, scoped);
+            declare(&c, mk, 2, ph, ind, scoped);
             for (int r = 0; r < k->nred; r++) {
                 if (k->red[r].phase != ph) continue;
                 int x = k->red[r].expr;
                 if (k->red[r].op == KR_SUM)
-                    sb_printf(b, "            r%d += x%d;\n", r, x);
+                    sb_printf(b, "%*sr%d += x%d;\n", ind, "", r, x);
                 else
-                    sb_printf(b, "            r%d = x%d %s r%d ? x%d : r%d;\n", r, x, k->red[r].op == KR_MAX ? ">" : "<", r, x, r);
+                    sb_printf(b, "%*sr%d = x%d %s r%d ? x%d : r%d;\n", ind, "", r, x, k->red[r].op == KR_MAX ? ">" : "<", r, x, r);
             }
             leave(&c, scoped);
             free(mk);
-            sb_puts(b, "        }\n");
+            close_loops(b, nin, ind);
         }
         declare(&c, mask, 1, k->nphase, 8, rowscope);
         row_outputs(&c, 8);
         if (has_element_outputs(k)) {
-            sb_puts(b, "        for (long long j = 0; j < cols; j++) {\n");
-            declare(&c, mask, 2, k->nphase, 12, scoped);
-            element_outputs(&c, 12);
+            int ind = open_loops(b, k, k->nouter, k->ndim, 8);
+            declare(&c, mask, 2, k->nphase, ind, scoped);
+            element_outputs(&c, ind);
             leave(&c, scoped);
-            sb_puts(b, "        }\n");
+            close_loops(b, nin, ind);
         }
         leave(&c, rowscope);
         free(rowscope);
@@ -281,9 +504,14 @@ static void render_kernel(StrBuf *b, const Plan *p, const Kernel *k, const char 
                   cuda_sum_name(name, sizeof name, k), k->name);
         sb_printf(b, "NNC_KERNEL void %s(long long rows, const float *__restrict__ scalars, NncArgs args) {\n", name);
         sb_printf(b, "    const float *__restrict__ nnc_ws = (const float *)args.p[%d];\n", CUDA_MAX_ARGS);
-        const char *work = k->cuda.sched == CS_ELEM ? "r * cols" : k->cuda.sched == CS_COL ? "cols" : "r";
-        sb_printf(b, "    const long long cols = %lld, r = %s;\n", (long long)k->cols, k->rows_batch ? "rows" : "1");
-        sb_printf(b, "    long long blocks = (%s + %d - 1) / %d;\n", work, k->cuda.threads, k->cuda.threads);
+        int cd[K_MAX_DIMS], n = k->cuda.sched == CS_ELEM ? k->ndim : k->nouter;
+        if (k->cuda.sched == CS_COL) n = colsum_dims(k, cd);
+        StrBuf w = {0};
+        work_text(&w, k, k->cuda.sched == CS_COL ? cd : all, n);
+        sb_printf(b, "    const long long cols = %lld;\n", (long long)kernel_cols(k));
+        if (!kernel_batched(k)) sb_puts(b, "    rows = 1;\n");
+        sb_printf(b, "    long long blocks = (%s + %d - 1) / %d;\n", sb_str(&w), k->cuda.threads, k->cuda.threads);
+        sb_free(&w);
         sb_printf(b, "    if (blocks < 1) blocks = 1;\n    if (blocks > %d) blocks = %d;\n", k->cuda.max_blocks, k->cuda.max_blocks);
         sb_puts(b, "    if (blockIdx.x != 0 || threadIdx.x != 0) return;\n");
         for (int o = 0, s = 0; o < k->nout; o++) {

@@ -1,8 +1,11 @@
 /* render_llvm.c: Plan -> LLVM IR -> O3 -> LLJIT (see render_llvm.h).
  *
- * Loop kernels become nests `for i < rows { reduction phases over j; row outputs; for j <
- * cols { element outputs } }` with the column count a constant, pointer arguments noalias and
- * 64-byte aligned, so the inner loops vectorise.  Values are placed by level: kernel-invariant
+ * Loop kernels become nests `for i < rows (and the other outer dims) { reduction phases over
+ * the inner dims; outer-point outputs; for the inner dims { element outputs } }` with the last
+ * dim's extent (the column count) a run-time parameter and the others constants, accesses
+ * as row-major offsets of their affine indices (a bounded or divided index selects 0 where
+ * the element does not exist), pointer arguments noalias and 64-byte aligned, so the inner
+ * loops vectorise.  Values are placed by level: kernel-invariant
  * ones before the row loop, per-row ones before the inner loop that first needs them, element
  * ones inside it.  exp, expm1, log, log1p, tanh and erfc are emitted inline as branch-free
  * polynomial code so that they vectorise too; sqrt and fabs are LLVM intrinsics.  Each kernel
@@ -237,28 +240,63 @@ typedef struct {
     LLVMValueRef fn;
     LLVMValueRef rows, cols, scalars;
     LLVMValueRef *argp;
-    LLVMValueRef i, j;     /* current indices (j only inside an inner loop) */
+    LLVMValueRef v[K_MAX_DIMS];   /* the current index of each domain dim (NULL outside its loop) */
+    LLVMValueRef ext[K_MAX_DIMS]; /* each domain dim's extent */
     LLVMBasicBlockRef anchor0, anchor1; /* where level-0 / level-1 values go */
     LLVMValueRef *memo;    /* per expression */
     int *memo_level;
-    LLVMValueRef *red;     /* reduction results for the current row */
+    LLVMValueRef *red;     /* reduction results for the current outer point */
 } KCtx;
 
 static LLVMValueRef emit_expr(KCtx *kc, int id);
 
-static LLVMValueRef elem_ptr(KCtx *kc, int arg, IndexMode ix) {
+static LLVMValueRef extent(KCtx *kc, KDim d) {
+    if (d.cols) return kc->cols;
+    if (d.batch) return d.n == 1 ? kc->rows : LLVMBuildNSWMul(kc->cg->b, kc->rows, ci64(kc->cg, d.n), "");
+    return ci64(kc->cg, d.n);
+}
+
+/* The element of access `a`: its address, and (when some index is bounded or divided) in
+ * *valid whether it exists; an element that does not is read at offset 0 and replaced by 0. */
+static LLVMValueRef access_ptr(KCtx *kc, const KAccess *a, LLVMValueRef *valid) {
     Cg *cg = kc->cg;
-    LLVMTypeRef et = kc->k->arg[arg].dtype == DT_I32 ? cg->i32 : cg->f32;
-    LLVMValueRef idx;
-    switch (ix) {
-    case IX_ELEM:
-        idx = LLVMBuildNSWAdd(cg->b, LLVMBuildNSWMul(cg->b, kc->i, kc->cols, ""), kc->j, "");
-        break;
-    case IX_ROW: idx = kc->j; break;
-    case IX_COL: idx = kc->i; break;
-    default: idx = ci64(cg, 0); break;
+    LLVMTypeRef et = kc->k->arg[a->arg].dtype == DT_I32 ? cg->i32 : cg->f32;
+    LLVMValueRef off = NULL, ok = NULL;
+    for (int m = 0; m < a->rank; m++) {
+        const KIdx *x = &a->idx[m];
+        LLVMValueRef idx = NULL;
+        for (int d = 0; d < kc->k->ndim; d++) {
+            if (!x->coef[d]) continue;
+            NNC_ASSERT(kc->v[d]);
+            LLVMValueRef t = x->coef[d] == 1 ? kc->v[d] : LLVMBuildNSWMul(cg->b, kc->v[d], ci64(cg, x->coef[d]), "");
+            idx = idx ? LLVMBuildNSWAdd(cg->b, idx, t, "") : t;
+        }
+        if (!idx) idx = ci64(cg, x->off);
+        else if (x->off) idx = LLVMBuildNSWAdd(cg->b, idx, ci64(cg, x->off), "");
+        LLVMValueRef ext = extent(kc, x->ext);
+        if (x->div > 1) {
+            LLVMValueRef exact = LLVMBuildICmp(cg->b, LLVMIntEQ, LLVMBuildSRem(cg->b, idx, ci64(cg, x->div), ""), ci64(cg, 0), "");
+            ok = ok ? LLVMBuildAnd(cg->b, ok, exact, "") : exact;
+            idx = LLVMBuildSDiv(cg->b, idx, ci64(cg, x->div), "");
+        }
+        if (x->bounded) {
+            LLVMValueRef in = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, idx, ci64(cg, 0), ""),
+                                           LLVMBuildICmp(cg->b, LLVMIntSLT, idx, ext, ""), "");
+            ok = ok ? LLVMBuildAnd(cg->b, ok, in, "") : in;
+        }
+        off = off ? LLVMBuildNSWAdd(cg->b, LLVMBuildNSWMul(cg->b, off, ext, ""), idx, "") : idx;
     }
-    return LLVMBuildInBoundsGEP2(cg->b, et, kc->argp[arg], &idx, 1, "");
+    if (!off) off = ci64(cg, 0);
+    if (ok) off = LLVMBuildSelect(cg->b, ok, off, ci64(cg, 0), "");
+    *valid = ok;
+    return LLVMBuildInBoundsGEP2(cg->b, et, kc->argp[a->arg], &off, 1, "");
+}
+
+static LLVMValueRef out_ptr(KCtx *kc, int acc) {
+    LLVMValueRef valid;
+    LLVMValueRef p = access_ptr(kc, &kc->k->acc[acc], &valid);
+    NNC_ASSERT(!valid); /* outputs are never bounded (kb_out_at) */
+    return p;
 }
 
 static LLVMValueRef emit_uncached(KCtx *kc, const KExpr *e) {
@@ -269,17 +307,21 @@ static LLVMValueRef emit_uncached(KCtx *kc, const KExpr *e) {
     switch (e->op) {
     case KX_CONST: return cf(cg, (double)e->imm);
     case KX_LOAD: {
-        bool i32 = kc->k->arg[e->arg].dtype == DT_I32;
-        LLVMValueRef v = LLVMBuildLoad2(cg->b, i32 ? cg->i32 : cg->f32, elem_ptr(kc, e->arg, e->ix), "");
-        return i32 ? LLVMBuildSIToFP(cg->b, v, cg->f32, "") : v;
+        const KAccess *ac = &kc->k->acc[e->arg];
+        bool i32 = kc->k->arg[ac->arg].dtype == DT_I32;
+        LLVMValueRef valid;
+        LLVMValueRef p = access_ptr(kc, ac, &valid);
+        LLVMValueRef v = LLVMBuildLoad2(cg->b, i32 ? cg->i32 : cg->f32, p, "");
+        if (i32) v = LLVMBuildSIToFP(cg->b, v, cg->f32, "");
+        return valid ? LLVMBuildSelect(cg->b, valid, v, cf(cg, 0), "") : v;
     }
     case KX_SCALAR: {
         LLVMValueRef idx = ci64(cg, e->arg);
         return LLVMBuildLoad2(cg->b, cg->f32, LLVMBuildInBoundsGEP2(cg->b, cg->f32, kc->scalars, &idx, 1, ""), "");
     }
-    case KX_COLIDX: return LLVMBuildSIToFP(cg->b, kc->j, cg->f32, "");
+    case KX_INDEX: NNC_ASSERT(kc->v[e->arg]); return LLVMBuildSIToFP(cg->b, kc->v[e->arg], cg->f32, "");
     case KX_ROWS: return LLVMBuildSIToFP(cg->b, kc->rows, cg->f32, "");
-    case KX_COLS: return LLVMBuildSIToFP(cg->b, kc->cols, cg->f32, "");
+    case KX_EXTENT: return LLVMBuildSIToFP(cg->b, kc->ext[e->arg], cg->f32, "");
     case KX_RED: NNC_ASSERT(kc->red[e->arg]); return kc->red[e->arg];
     case KX_NEG: return LLVMBuildFNeg(cg->b, a, "");
     case KX_ABS: return call1(cg, cg->fabs_ty, cg->fabs_fn, a, "");
@@ -347,6 +389,29 @@ static LLVMValueRef red_step(Cg *cg, KRedOp op, LLVMValueRef acc, LLVMValueRef v
     return op == KR_MAX ? SEL(FCMP(OGT, v, acc), v, acc) : SEL(FCMP(OLT, v, acc), v, acc);
 }
 
+/* Loops over the inner dims, outermost first; level-1 values go before the first.  The
+ * loops' exits are left to nest_end. */
+static void nest_begin(KCtx *kc, Loop *loops, const char *name) {
+    const Kernel *k = kc->k;
+    for (int d = k->nouter; d < k->ndim; d++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, d == k->ndim - 1 ? "%s" : "%s%d", name, d);
+        loop_begin(kc->cg, kc->fn, &loops[d], kc->ext[d], nm);
+        if (d == k->nouter) kc->anchor1 = loops[d].pre;
+        kc->v[d] = loops[d].iv;
+    }
+}
+
+static void nest_end(KCtx *kc, Loop *loops) {
+    const Kernel *k = kc->k;
+    forget_level(kc, 2); /* the stores must not be read back by later element loads */
+    for (int d = k->ndim - 1; d >= k->nouter; d--) {
+        loop_end(kc->cg, &loops[d]);
+        kc->v[d] = NULL;
+    }
+    kc->anchor1 = loops[k->nouter].exit;
+}
+
 static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn) {
     KCtx kc = {.cg = cg, .k = k, .fn = fn};
     kc.rows = LLVMGetParam(fn, 0);
@@ -357,9 +422,8 @@ static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn) {
     kc.memo = util_calloc((size_t)k->nx + 1, sizeof(LLVMValueRef));
     kc.memo_level = util_calloc((size_t)k->nx + 1, sizeof(int));
     kc.red = util_calloc((size_t)k->nred + 1, sizeof(LLVMValueRef));
-    LLVMValueRef cols = kc.cols;
-    LLVMValueRef nrows = k->rows_batch ? kc.rows : ci64(cg, 1);
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    for (int d = 0; d < k->ndim; d++) kc.ext[d] = extent(&kc, k->dim[d]);
     /* accumulators for total sums, and zeroed column sums */
     LLVMValueRef *acc = util_calloc((size_t)k->nout + 1, sizeof(LLVMValueRef));
     bool inner = false;
@@ -376,56 +440,56 @@ static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn) {
     for (int r = 0; r < k->nred; r++) racc[r] = LLVMBuildAlloca(cg->b, cg->f32, "red");
     for (int o = 0; o < k->nout; o++) {
         if (k->out[o].kind != KO_COLSUM) continue;
+        const KAccess *a = &k->acc[k->out[o].acc];
+        LLVMValueRef n = NULL;
+        for (int m = 0; m < a->rank; m++) {
+            LLVMValueRef e = extent(&kc, a->idx[m].ext);
+            n = n ? LLVMBuildNSWMul(cg->b, n, e, "") : e;
+        }
         Loop z;
-        loop_begin(cg, fn, &z, cols, "zero");
-        kc.j = z.iv;
-        LLVMBuildStore(cg->b, cf(cg, 0), elem_ptr(&kc, k->out[o].arg, IX_ROW));
+        loop_begin(cg, fn, &z, n ? n : ci64(cg, 1), "zero");
+        LLVMBuildStore(cg->b, cf(cg, 0), LLVMBuildInBoundsGEP2(cg->b, cg->f32, kc.argp[a->arg], &z.iv, 1, ""));
         loop_end(cg, &z);
     }
-    Loop li;
-    loop_begin(cg, fn, &li, nrows, "i");
-    kc.anchor0 = li.pre;
-    kc.i = li.iv;
-    kc.anchor1 = li.body;
+    Loop lo[K_MAX_DIMS], li[K_MAX_DIMS];
+    for (int d = 0; d < k->nouter; d++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, d == 0 ? "i" : "o%d", d);
+        loop_begin(cg, fn, &lo[d], kc.ext[d], nm);
+        if (d == 0) kc.anchor0 = lo[0].pre;
+        kc.v[d] = lo[d].iv;
+    }
+    kc.anchor1 = lo[k->nouter - 1].body;
     for (int ph = 0; ph < k->nphase; ph++) {
         for (int r = 0; r < k->nred; r++)
             if (k->red[r].phase == ph) LLVMBuildStore(cg->b, red_init(cg, k->red[r].op), racc[r]);
-        Loop lj;
-        loop_begin(cg, fn, &lj, cols, "r");
-        kc.anchor1 = lj.pre;
-        kc.j = lj.iv;
+        nest_begin(&kc, li, "r");
         for (int r = 0; r < k->nred; r++) {
             if (k->red[r].phase != ph) continue;
             LLVMValueRef v = emit_expr(&kc, k->red[r].expr);
             LLVMValueRef old = LLVMBuildLoad2(cg->b, cg->f32, racc[r], "");
             LLVMBuildStore(cg->b, red_step(cg, k->red[r].op, old, v, false), racc[r]);
         }
-        forget_level(&kc, 2);
-        loop_end(cg, &lj);
-        kc.anchor1 = lj.exit;
+        nest_end(&kc, li);
         for (int r = 0; r < k->nred; r++)
             if (k->red[r].phase == ph) kc.red[r] = LLVMBuildLoad2(cg->b, cg->f32, racc[r], "");
     }
-    kc.j = NULL;
-    for (int o = 0; o < k->nout; o++) { /* per-row outputs */
+    for (int o = 0; o < k->nout; o++) { /* per outer point */
         const KOut *out = &k->out[o];
-        if (out->kind == KO_STORE_ROW) LLVMBuildStore(cg->b, emit_expr(&kc, out->expr), elem_ptr(&kc, out->arg, IX_COL));
+        if (out->kind == KO_STORE_ROW) LLVMBuildStore(cg->b, emit_expr(&kc, out->expr), out_ptr(&kc, out->acc));
         if (out->kind == KO_SUM && k->x[out->expr].level < 2) {
             LLVMValueRef old = LLVMBuildLoad2(cg->b, cg->f32, acc[o], "");
             LLVMBuildStore(cg->b, FADD(old, emit_expr(&kc, out->expr)), acc[o]);
         }
     }
     if (inner) {
-        Loop lj;
-        loop_begin(cg, fn, &lj, cols, "j");
-        kc.anchor1 = lj.pre;
-        kc.j = lj.iv;
+        nest_begin(&kc, li, "j");
         for (int o = 0; o < k->nout; o++) {
             const KOut *out = &k->out[o];
             switch (out->kind) {
-            case KO_STORE: LLVMBuildStore(cg->b, emit_expr(&kc, out->expr), elem_ptr(&kc, out->arg, IX_ELEM)); break;
+            case KO_STORE: LLVMBuildStore(cg->b, emit_expr(&kc, out->expr), out_ptr(&kc, out->acc)); break;
             case KO_COLSUM: {
-                LLVMValueRef p = elem_ptr(&kc, out->arg, IX_ROW);
+                LLVMValueRef p = out_ptr(&kc, out->acc);
                 LLVMValueRef v = emit_expr(&kc, out->expr);
                 LLVMBuildStore(cg->b, FADD(LLVMBuildLoad2(cg->b, cg->f32, p, ""), v), p);
                 break;
@@ -439,12 +503,13 @@ static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn) {
             case KO_STORE_ROW: break;
             }
         }
-        /* the stores must not be read back by later element loads of the same iteration */
-        forget_level(&kc, 2);
-        loop_end(cg, &lj);
+        nest_end(&kc, li);
     }
     forget_level(&kc, 1);
-    loop_end(cg, &li);
+    for (int d = k->nouter - 1; d >= 0; d--) {
+        loop_end(cg, &lo[d]);
+        kc.v[d] = NULL;
+    }
     for (int o = 0; o < k->nout; o++)
         if (k->out[o].kind == KO_SUM) {
             LLVMValueRef idx = ci64(cg, 0);

@@ -15,9 +15,9 @@ typedef struct {
 
 GemmShape device_gemm_shape(const Kernel *k, int64_t rows) {
     GemmShape s;
-    s.m = (int)(k->m.batch ? rows : k->m.n);
-    s.n = (int)(k->n.batch ? rows : k->n.n);
-    s.k = (int)(k->k.batch ? rows : k->k.n);
+    s.m = (int)kdim_value(k->m, rows);
+    s.n = (int)kdim_value(k->n, rows);
+    s.k = (int)kdim_value(k->k, rows);
     s.ta = k->ta;
     s.tb = k->tb;
     s.lda = k->ta ? s.m : s.k;
@@ -42,7 +42,7 @@ static int cpu_copy(Device *d, void *dst, const void *src, size_t bytes) {
     return 0;
 }
 static int cpu_launch(Device *d, const Kernel *k, int index, void *const *args, const float *scalars, int64_t rows) {
-    ((CpuDevice *)d)->table[index](args, scalars, rows, k->cols);
+    ((CpuDevice *)d)->table[index](args, scalars, rows, kernel_cols(k));
     return 0;
 }
 static int cpu_gemm(Device *d, const Kernel *k, void *const *args, int64_t rows) {

@@ -44,12 +44,13 @@ int64_t ref_size(const RefState *r, int id) {
     return shape_numel(s) * (s.batched ? r->rows : 1);
 }
 
-/* Element (i, j) of input `in` seen over an output of `cols` columns per row. */
+/* Element (i, j) of input `in` seen over an output of `cols` elements per row: the same
+ * element, a scalar, a value per row, or (an unbatched vector) the entry of j's last index. */
 static double at(const RefState *r, int in, int64_t i, int64_t j, int64_t cols) {
     const Node *n = &r->g->node[in];
     const double *v = r->val[in];
     int64_t per = shape_numel(n->shape);
-    if (!n->shape.batched) return per == 1 && n->shape.rank == 0 ? v[0] : v[j];
+    if (!n->shape.batched) return per == 1 && n->shape.rank == 0 ? v[0] : per == cols ? v[j] : v[j % per];
     if (per == cols) return v[i * cols + j];
     return v[i]; /* one value per row */
 }
@@ -234,16 +235,16 @@ static void run_node(RefState *r, int id) {
     }
     case OC_COLSUM: {
         const Shape is = g->node[n->in[0]].shape;
-        int64_t cols = shape_numel(is);
-        for (int64_t j = 0; j < cols; j++) out[j] = 0;
+        int64_t cols = shape_numel(is), nout = shape_numel(s); /* per channel when nout < cols */
+        for (int64_t j = 0; j < nout; j++) out[j] = 0;
         for (int64_t i = 0; i < r->rows; i++)
             for (int64_t j = 0; j < cols; j++) {
                 double dy = at(r, n->in[0], i, j, cols);
                 double x = n->nin > 1 ? at(r, n->in[1], i, j, cols) : 0;
                 switch (n->op) {
-                case OP_COLSUM: out[j] += dy; break;
-                case OP_GATE_GRAD: out[j] += dy * x; break;
-                case OP_PRELU_SLOPE_GRAD: out[j] += x > 0 ? 0 : dy * x; break;
+                case OP_COLSUM: out[j % nout] += dy; break;
+                case OP_GATE_GRAD: out[j % nout] += dy * x; break;
+                case OP_PRELU_SLOPE_GRAD: out[j % nout] += x > 0 ? 0 : dy * x; break;
                 default: NNC_BUG("colsum op");
                 }
             }
