@@ -44,16 +44,23 @@ static int unbroadcast(Graph *g, int d, Shape target, const Node *n) {
     NNC_BUG("cannot reduce a gradient to its operand's shape");
 }
 
+/* A matrix operand: batched [B,...,k] is (B*... x k), its rows given as -(...); unbatched
+ * [m,k] is (m x k). */
 static int64_t mat_dim(Shape s, int which, bool trans) {
-    int64_t rows = s.batched ? -1 : s.dim[0];
-    int64_t cols = s.batched ? shape_numel(s) : s.dim[1];
+    int64_t last = s.rank ? s.dim[s.rank - 1] : 1;
+    int64_t rows = s.batched ? -(shape_numel(s) / last) : s.dim[0];
+    int64_t cols = s.batched ? last : s.dim[1];
     return (which == 0) != trans ? rows : cols;
 }
 
 static int matmul(Graph *g, int a, int b, bool ta, bool tb, const Node *n) {
     int64_t rows = mat_dim(g->node[a].shape, 0, ta), cols = mat_dim(g->node[b].shape, 1, tb);
     NNC_ASSERT(cols > 0);
-    Shape s = rows < 0 ? shape_vec(cols, true) : (Shape){.rank = 2, .dim = {rows, cols}};
+    Shape s = (Shape){.rank = 2, .dim = {rows, cols}};
+    if (rows < 0) { /* batched rows come from a, untransposed: its leading dims, then the columns */
+        s = g->node[a].shape;
+        s.dim[s.rank - 1] = cols;
+    }
     int id = E2(OP_MATMUL, s, a, b);
     g->node[id].attr[0] = ta;
     g->node[id].attr[1] = tb;
@@ -78,6 +85,13 @@ static int value(Graph *g, int *remat, int nfwd, int x) {
 static void accumulate(Graph *g, int *grad, int target, int d, const Node *n) {
     d = unbroadcast(g, d, g->node[target].shape, n);
     grad[target] = grad[target] < 0 ? d : E2(OP_ADD, g->node[target].shape, grad[target], d);
+}
+
+/* A window op like n (the same window attributes). */
+static int window(Graph *g, Op op, Shape s, int a, int b, const Node *n) {
+    int id = b < 0 ? E1(op, s, a) : E2(op, s, a, b);
+    memcpy(g->node[id].attr, n->attr, sizeof n->attr);
+    return id;
 }
 
 /* A node like n with attr0 copied (the slope or alpha of an activation's derivative). */
@@ -174,6 +188,23 @@ static void sweep(Graph *g, int root, int seed, const bool *needs, int nremat, i
             accumulate(g, grad, a, E2(OP_MUL, sa, p, E2(OP_SUB, sa, dy, s)), n);
             break;
         }
+
+        /* sliding windows: each linear op's adjoint, and maxpool through its recorded maxima */
+        case OP_IM2COL: accumulate(g, grad, a, window(g, OP_COL2IM, sa, dy, -1, n), n); break;
+        case OP_COL2IM: accumulate(g, grad, a, window(g, OP_IM2COL, sa, dy, -1, n), n); break;
+        case OP_AVGPOOL: accumulate(g, grad, a, window(g, OP_AVGPOOL_GRAD, sa, dy, -1, n), n); break;
+        case OP_AVGPOOL_GRAD: accumulate(g, grad, a, window(g, OP_AVGPOOL, sa, dy, -1, n), n); break;
+        case OP_MAXPOOL: {
+            int arg = window(g, OP_MAXPOOL_ARG, n->shape, V(a), -1, n);
+            accumulate(g, grad, a, window(g, OP_MAXPOOL_GRAD, sa, dy, arg, n), n);
+            break;
+        }
+        case OP_MAXPOOL_GRAD: /* linear in dy; the positions are piecewise constant */
+            if (na) accumulate(g, grad, a, window(g, OP_MAXPOOL_PICK, sa, dy, V(b), n), n);
+            break;
+        case OP_MAXPOOL_PICK:
+            if (na) accumulate(g, grad, a, window(g, OP_MAXPOOL_GRAD, sa, dy, V(b), n), n);
+            break;
 
         /* ---- the ops of a backward pass: second-order rules ---- */
         /* an activation's derivative dy f'(x) is linear in dy; by x it is dy f''(x) */

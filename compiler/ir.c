@@ -13,6 +13,15 @@ const OpInfo op_info[OP_COUNT] = {
 #undef OP
 };
 
+Window ir_window(const Graph *g, const Node *n) {
+    bool big_out = n->op == OP_COL2IM || n->op == OP_MAXPOOL_GRAD || n->op == OP_AVGPOOL_GRAD;
+    Shape big = big_out ? n->shape : g->node[n->in[0]].shape, small = big_out ? g->node[n->in[0]].shape : n->shape;
+    bool conv = n->op == OP_IM2COL || n->op == OP_COL2IM;
+    Window w = {big.dim[0], big.dim[1], big.dim[2], small.dim[0], small.dim[1], (int64_t)n->attr[0], (int64_t)n->attr[1],
+                (int64_t)n->attr[2], conv ? (int64_t)n->attr[3] : 1, conv ? (int64_t)n->attr[4] : 0, conv ? (int64_t)n->attr[5] : 0};
+    return w;
+}
+
 Shape ir_domain(const Graph *g, const Node *n) {
     int d = op_info[n->op].domain;
     return d < 0 ? n->shape : g->node[n->in[d]].shape;
@@ -168,9 +177,11 @@ static bool broadcastable(Shape in, Shape out) {
 }
 
 static int64_t mat_dim(Shape s, int which, bool trans) {
-    /* a matrix operand: batched [B,k] is (B x k); unbatched [m,k] is (m x k) */
-    int64_t rows = s.batched ? -1 : s.dim[0];
-    int64_t cols = s.batched ? shape_numel(s) : s.dim[1];
+    /* a matrix operand: batched [B,...,k] is (B*... x k), rows given as -(...); unbatched
+     * [m,k] is (m x k) */
+    int64_t last = s.rank ? s.dim[s.rank - 1] : 1;
+    int64_t rows = s.batched ? -(shape_numel(s) / last) : s.dim[0];
+    int64_t cols = s.batched ? last : s.dim[1];
     if (trans) {
         int64_t t = rows;
         rows = cols;
@@ -214,8 +225,7 @@ void ir_verify(const Graph *g, const char *pass) {
             if ((!a->shape.batched && a->shape.rank != 2) || (!b->shape.batched && b->shape.rank != 2))
                 fail(g, id, pass, "matmul operand is not a matrix");
             if (ak != bk) fail(g, id, pass, "matmul inner dimensions differ");
-            int64_t nm = n->shape.batched ? -1 : n->shape.dim[0];
-            int64_t nn = n->shape.batched ? shape_numel(n->shape) : n->shape.dim[1];
+            int64_t nm = mat_dim(n->shape, 0, false), nn = mat_dim(n->shape, 1, false);
             if (nm != am || nn != bn) fail(g, id, pass, "matmul result shape is wrong");
             break;
         }
@@ -253,12 +263,31 @@ void ir_verify(const Graph *g, const char *pass) {
             if (n->op == OP_CROSS_ENTROPY_GRAD && !shape_eq(n->shape, zs)) fail(g, id, pass, "gradient shape");
             break;
         }
+        case OC_WINDOW: {
+            bool big_out = n->op == OP_COL2IM || n->op == OP_MAXPOOL_GRAD || n->op == OP_AVGPOOL_GRAD;
+            Shape big = big_out ? n->shape : a->shape, small = big_out ? a->shape : n->shape;
+            if (!big.batched || !small.batched || big.rank != 3 || small.rank != 3) fail(g, id, pass, "window ops map [B,H,W,C] feature maps");
+            Window w = ir_window(g, n);
+            if (w.kh < 1 || w.kw < 1 || w.stride < 1 || w.dilation < 1 || w.pad_top < 0 || w.pad_left < 0)
+                fail(g, id, pass, "bad window attributes");
+            bool conv = n->op == OP_IM2COL || n->op == OP_COL2IM;
+            if (small.dim[2] != (conv ? w.C * w.kh * w.kw : w.C)) fail(g, id, pass, "window channels");
+            /* every window starts inside the input (with padding) and, for pooling, ends inside it */
+            int64_t span_h = w.dilation * (w.kh - 1) + 1, span_w = w.dilation * (w.kw - 1) + 1;
+            if ((w.OH - 1) * w.stride - w.pad_top > w.H - 1 || (w.OW - 1) * w.stride - w.pad_left > w.W - 1 ||
+                (!conv && ((w.OH - 1) * w.stride + span_h > w.H || (w.OW - 1) * w.stride + span_w > w.W)))
+                fail(g, id, pass, "windows outside the input");
+            if (n->nin == 2 && !shape_eq(b->shape, n->op == OP_MAXPOOL_GRAD ? a->shape : n->shape))
+                fail(g, id, pass, "maxpool's window positions have the pooled shape");
+            break;
+        }
         case OC_UPDATE:
             for (int i = 1; i < n->nin; i++)
                 if (!shape_eq(g->node[n->in[i]].shape, shape_scalar()) && !shape_eq(g->node[n->in[i]].shape, a->shape))
                     fail(g, id, pass, "update operand shapes differ");
             if (a->op != OP_WEIGHT) fail(g, id, pass, "update target is not a weight");
             break;
+        case OC_COUNT: fail(g, id, pass, "bad op class");
         }
         (void)b;
         if (n->dtype == DT_I32 && n->op != OP_INPUT) fail(g, id, pass, "only inputs are i32");

@@ -17,7 +17,7 @@ typedef enum {
     OP_COUNT
 } Op;
 
-typedef enum { OC_LEAF, OC_VIEW, OC_GEMM, OC_MAP, OC_COLSUM, OC_SUM, OC_ROW, OC_UPDATE } OpClass;
+typedef enum { OC_LEAF, OC_VIEW, OC_GEMM, OC_MAP, OC_COLSUM, OC_SUM, OC_ROW, OC_UPDATE, OC_WINDOW, OC_COUNT } OpClass;
 
 /* Facts about an op (see ops.def for their meaning). */
 enum { OF_KEEPS0 = 1, OF_KINKED = 2, OF_RECOMPUTE = 4, OF_NOGRAD = 8 };
@@ -39,7 +39,7 @@ bool op_operand_is_runtime(Op op, int i);
 
 typedef enum { DT_F32, DT_I32 } DType;
 
-enum { IR_MAX_RANK = 4, IR_MAX_IN = 8, IR_MAX_ATTR = 5 };
+enum { IR_MAX_RANK = 4, IR_MAX_IN = 8, IR_MAX_ATTR = 8 };
 
 typedef struct {
     int rank; /* per-sample rank; 0 is a scalar (per sample when batched) */
@@ -180,6 +180,13 @@ int ir_weight(Graph *g, const char *name, WeightKind kind, Shape shape, InitKind
 int ir_scalar(Graph *g, const char *name, ScalarKind kind, double value, SrcLoc loc);
 int ir_find_scalar(const Graph *g, const char *name);
 void ir_add_output(Graph *g, const char *name, int node, Aggregate agg);
+/* The geometry of a window op (OC_WINDOW): the big side [H,W,C] and the small side [OH,OW,.]
+ * of its sliding windows, and the window attributes (ops.def). */
+typedef struct {
+    int64_t H, W, C, OH, OW, kh, kw, stride, dilation, pad_top, pad_left;
+} Window;
+Window ir_window(const Graph *g, const Node *n);
+
 /* The shape a node's loop kernel iterates over: its own, or its domain operand's (ops.def). */
 Shape ir_domain(const Graph *g, const Node *n);
 

@@ -143,6 +143,114 @@ static void build_update(KBuilder *kb, const Node *n, int node) {
     }
 }
 
+/* ---- sliding windows over [B,H,W,C] (channels last) ---- */
+
+/* One index of an access: sum of coef * domain index + off, over extent ext. */
+static KIdx axis(int64_t ext) { return (KIdx){.div = 1, .ext = {ext, false, false}}; }
+
+/* A [B, d1, d2, d3] access of `arg` from four indices (the batch first). */
+static int access4(KBuilder *kb, int arg, KIdx a, KIdx b, KIdx c, KIdx d) {
+    KAccess ac = {.arg = arg, .rank = 4, .idx = {a, b, c, d}};
+    return kb_access(kb, &ac);
+}
+
+static KIdx batch_axis(void) {
+    KIdx x = {.div = 1, .ext = {1, true, false}};
+    x.coef[0] = 1;
+    return x;
+}
+static KIdx dim_axis(int d, int64_t ext) {
+    KIdx x = axis(ext);
+    x.coef[d] = 1;
+    return x;
+}
+
+/* The domains: over the small side [B | OH, OW, C, kh, kw] (im2col: every element an output)
+ * or [B, OH, OW, C | kh, kw] (pooling: reduced over the window), or over the big side
+ * [B, H, W, C | kh, kw] (the adjoints: each input element gathers the windows that cover it,
+ * at oh = (h + pad - i d) / stride where that divides).  Extents are constants. */
+static void window_domain(KBuilder *kb, const Window *w, bool big, int nouter) {
+    int64_t inner[5] = {big ? w->H : w->OH, big ? w->W : w->OW, w->C, w->kh, w->kw};
+    kb_domain(kb, true, inner, 5, nouter);
+    for (int d = 0; d < kb->k->ndim; d++) kb->k->dim[d].cols = false;
+}
+
+/* Over the small side: the big-side element at window position (i, j) = dims (4, 5). */
+static int big_at_window(KBuilder *kb, int arg, const Window *w) {
+    KIdx h = axis(w->H), v = axis(w->W);
+    h.coef[1] = w->stride, h.coef[4] = w->dilation, h.off = -w->pad_top, h.bounded = true;
+    v.coef[2] = w->stride, v.coef[5] = w->dilation, v.off = -w->pad_left, v.bounded = true;
+    return access4(kb, arg, batch_axis(), h, v, dim_axis(3, w->C));
+}
+
+/* Over the big side: the small-side element whose window holds (h, w) at position (i, j):
+ * oh = (h + pad_top - i d) / stride, when exact and in range; the last index is given. */
+static int small_covering(KBuilder *kb, int arg, const Window *w, KIdx last) {
+    KIdx oh = axis(w->OH), ow = axis(w->OW);
+    oh.coef[1] = 1, oh.coef[4] = -w->dilation, oh.off = w->pad_top, oh.div = w->stride, oh.bounded = true;
+    ow.coef[2] = 1, ow.coef[5] = -w->dilation, ow.off = w->pad_left, ow.div = w->stride, ow.bounded = true;
+    return access4(kb, arg, batch_axis(), oh, ow, last);
+}
+
+/* The outer point [b, y, x, c] of a domain with four outer dims. */
+static int outer_point(KBuilder *kb, int arg, int64_t H, int64_t W, int64_t C) {
+    return access4(kb, arg, batch_axis(), dim_axis(1, H), dim_axis(2, W), dim_axis(3, C));
+}
+
+static void build_window(KBuilder *kb, const Node *n, int node) {
+    const Plan *p = kb->plan;
+    Window w = ir_window(p->g, n);
+    int x = kb_arg(kb, p->node_buf[n->in[0]], true, false);
+    int out = out_arg(kb, node);
+    switch (n->op) {
+    case OP_IM2COL: { /* every (b, oh, ow, c, i, j): the output is the domain, in order */
+        window_domain(kb, &w, false, 1);
+        kb_out_at(kb, KO_STORE, kb_std_access(kb, out, IX_ELEM), kb_load(kb, big_at_window(kb, x, &w)));
+        return;
+    }
+    case OP_COL2IM: { /* dx[b,h,w,c] = sum over (i, j) of d[b, oh, ow, (c kh + i) kw + j] */
+        window_domain(kb, &w, true, 4);
+        KIdx col = axis(w.C * w.kh * w.kw);
+        col.coef[3] = w.kh * w.kw, col.coef[4] = w.kw, col.coef[5] = 1;
+        int sum = kb_red(kb, KR_SUM, kb_load(kb, small_covering(kb, x, &w, col)));
+        kb_out_at(kb, KO_STORE_ROW, outer_point(kb, out, w.H, w.W, w.C), sum);
+        return;
+    }
+    default: break;
+    }
+    bool big = n->op == OP_MAXPOOL_GRAD || n->op == OP_AVGPOOL_GRAD;
+    window_domain(kb, &w, big, 4);
+    int pos = B(ADD, B(MUL, kb_index(kb, 4), C((double)w.kw)), kb_index(kb, 5)); /* i kw + j in the window */
+    int64_t H = big ? w.H : w.OH, W = big ? w.W : w.OW;
+    int res;
+    switch (n->op) {
+    case OP_MAXPOOL: res = kb_red(kb, KR_MAX, kb_load(kb, big_at_window(kb, x, &w))); break;
+    case OP_MAXPOOL_ARG: { /* the first position holding the maximum */
+        int v = kb_load(kb, big_at_window(kb, x, &w));
+        int m = kb_red(kb, KR_MAX, v);
+        res = kb_red(kb, KR_MIN, SEL(B(EQ, v, m), pos, C((double)(w.kh * w.kw))));
+        break;
+    }
+    case OP_AVGPOOL: res = B(DIV, kb_red(kb, KR_SUM, kb_load(kb, big_at_window(kb, x, &w))), C((double)(w.kh * w.kw))); break;
+    case OP_MAXPOOL_PICK: { /* g at the window's recorded maximum */
+        int arg = kb_load(kb, outer_point(kb, kb_arg(kb, p->node_buf[n->in[1]], true, false), w.OH, w.OW, w.C));
+        res = kb_red(kb, KR_SUM, SEL(B(EQ, arg, pos), kb_load(kb, big_at_window(kb, x, &w)), C(0)));
+        break;
+    }
+    case OP_MAXPOOL_GRAD: { /* each covering window's dy where its maximum is here */
+        int arg = kb_load(kb, small_covering(kb, kb_arg(kb, p->node_buf[n->in[1]], true, false), &w, dim_axis(3, w.C)));
+        int dy = kb_load(kb, small_covering(kb, x, &w, dim_axis(3, w.C)));
+        res = kb_red(kb, KR_SUM, SEL(B(EQ, arg, pos), dy, C(0)));
+        break;
+    }
+    case OP_AVGPOOL_GRAD:
+        res = B(DIV, kb_red(kb, KR_SUM, kb_load(kb, small_covering(kb, x, &w, dim_axis(3, w.C)))), C((double)(w.kh * w.kw)));
+        break;
+    default: NNC_BUG("window op '%s'", op_info[n->op].name);
+    }
+    kb_out_at(kb, KO_STORE_ROW, outer_point(kb, out, H, W, w.C), res);
+}
+
 void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *stored) {
     const Graph *g = kb->plan->g;
     kb_domain_of(kb, ir_domain(g, &g->node[member[0]]));
@@ -151,6 +259,11 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
     for (int k = 0; k < nmember; k++) {
         int node = member[k];
         const Node *n = &g->node[node];
+        if (op_info[n->op].cls == OC_WINDOW) { /* its own domain and index maps */
+            NNC_ASSERT(nmember == 1);
+            build_window(kb, n, node);
+            break;
+        }
         int in[IR_MAX_IN] = {0};
         for (int i = 0; i < n->nin; i++) in[i] = value[n->in[i]] >= 0 ? value[n->in[i]] : kb_node(kb, n->in[i]);
         switch (op_info[n->op].cls) {
@@ -190,6 +303,7 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
             NNC_ASSERT(nmember == 1);
             build_update(kb, n, node);
             break;
+
         default: NNC_BUG("op '%s' has no loop kernel", op_info[n->op].name);
         }
     }

@@ -100,6 +100,13 @@ int64_t plan_cuda_blocks(const Kernel *k, int64_t rows) {
     return b < 1 ? 1 : b > k->cuda.max_blocks ? k->cuda.max_blocks : b;
 }
 
+/* The rows and columns of a GEMM operand (see ir.h: batched [B,...,k] is (B*... x k)). */
+static KDim mat_rows(Shape s) {
+    int64_t last = s.rank ? s.dim[s.rank - 1] : 1;
+    return s.batched ? (KDim){shape_numel(s) / last, true, false} : (KDim){s.dim[0], false, false};
+}
+static KDim mat_cols(Shape s) { return (KDim){s.batched ? (s.rank ? s.dim[s.rank - 1] : 1) : s.dim[1], false, false}; }
+
 /* A kernel's name: k<index> and the distinct ops it computes, in order (at most 48 chars). */
 static const char *kernel_name(Arena *arena, const Graph *g, int index, const int *member, int n) {
     StrBuf b = {0};
@@ -215,11 +222,8 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
             kb_arg(&kb, p->node_buf[n->in[0]], true, false);
             kb_arg(&kb, p->node_buf[n->in[1]], true, false);
             kb_arg(&kb, p->node_buf[last], false, true);
-            /* a matrix operand: batched [B,k] is (B x k); unbatched [r,c] is (r x c) */
-            KDim ar = a->shape.batched ? (KDim){1, true, false} : (KDim){a->shape.dim[0], false, false};
-            KDim ac = {a->shape.batched ? shape_numel(a->shape) : a->shape.dim[1], false, false};
-            KDim bc = bn->shape.batched ? (KDim){shape_numel(bn->shape), false, false} : (KDim){bn->shape.dim[1], false, false};
-            KDim br = bn->shape.batched ? (KDim){1, true, false} : (KDim){bn->shape.dim[0], false, false};
+            /* a matrix operand: batched [B,...,k] is (B*... x k); unbatched [r,c] is (r x c) */
+            KDim ar = mat_rows(a->shape), ac = mat_cols(a->shape), br = mat_rows(bn->shape), bc = mat_cols(bn->shape);
             kp->m = kp->ta ? ac : ar;
             kp->k = kp->ta ? ar : ac;
             kp->n = kp->tb ? br : bc;

@@ -82,10 +82,12 @@ static void matmul(RefState *r, const Node *n, double *out) {
     const Node *a = &g->node[n->in[0]], *b = &g->node[n->in[1]];
     bool ta = n->attr[0] != 0, tb = n->attr[1] != 0;
     /* stored dimensions of each operand as a matrix */
-    int64_t ar = a->shape.batched ? r->rows : a->shape.dim[0];
-    int64_t ac = a->shape.batched ? shape_numel(a->shape) : a->shape.dim[1];
-    int64_t br = b->shape.batched ? r->rows : b->shape.dim[0];
-    int64_t bc = b->shape.batched ? shape_numel(b->shape) : b->shape.dim[1];
+    /* batched [B,...,k] is a (B*... x k) matrix */
+    int64_t alast = a->shape.rank ? a->shape.dim[a->shape.rank - 1] : 1, blast = b->shape.rank ? b->shape.dim[b->shape.rank - 1] : 1;
+    int64_t ar = a->shape.batched ? r->rows * (shape_numel(a->shape) / alast) : a->shape.dim[0];
+    int64_t ac = a->shape.batched ? alast : a->shape.dim[1];
+    int64_t br = b->shape.batched ? r->rows * (shape_numel(b->shape) / blast) : b->shape.dim[0];
+    int64_t bc = b->shape.batched ? blast : b->shape.dim[1];
     int64_t M = ta ? ac : ar, K = ta ? ar : ac, N = tb ? br : bc;
     NNC_ASSERT(K == (tb ? bc : br));
     const double *A = r->val[n->in[0]], *Bv = r->val[n->in[1]];
@@ -201,6 +203,47 @@ static void update(RefState *r, const Node *n, double *flag) {
     }
 }
 
+/* Sliding windows over [B,H,W,C], written plainly: every window, every position in it. */
+static void window_op(RefState *r, const Node *n, double *out) {
+    Window w = ir_window(r->g, n);
+    const double *x = r->val[n->in[0]], *arg = n->nin > 1 ? r->val[n->in[1]] : NULL;
+    int64_t B = r->rows, K = w.kh * w.kw, CK = w.C * K;
+    bool big_out = n->op == OP_COL2IM || n->op == OP_MAXPOOL_GRAD || n->op == OP_AVGPOOL_GRAD;
+    if (big_out)
+        for (int64_t e = 0; e < B * w.H * w.W * w.C; e++) out[e] = 0;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t oh = 0; oh < w.OH; oh++)
+            for (int64_t ow = 0; ow < w.OW; ow++)
+                for (int64_t c = 0; c < w.C; c++) {
+                    int64_t small = ((b * w.OH + oh) * w.OW + ow) * w.C + c; /* pools: [B,OH,OW,C] */
+                    double best = -INFINITY, sum = 0;
+                    int64_t first = 0;
+                    for (int64_t i = 0; i < w.kh; i++)
+                        for (int64_t j = 0; j < w.kw; j++) {
+                            int64_t h = oh * w.stride + i * w.dilation - w.pad_top, v = ow * w.stride + j * w.dilation - w.pad_left;
+                            bool in = h >= 0 && h < w.H && v >= 0 && v < w.W;
+                            int64_t big = ((b * w.H + h) * w.W + v) * w.C + c;
+                            int64_t patch = ((b * w.OH + oh) * w.OW + ow) * CK + (c * w.kh + i) * w.kw + j; /* im2col's */
+                            switch (n->op) {
+                            case OP_IM2COL: out[patch] = in ? x[big] : 0; break;
+                            case OP_COL2IM: if (in) out[big] += x[patch]; break;
+                            case OP_MAXPOOL: case OP_MAXPOOL_ARG:
+                                if (x[big] > best) { best = x[big]; first = i * w.kw + j; }
+                                break;
+                            case OP_AVGPOOL: sum += x[big]; break;
+                            case OP_AVGPOOL_GRAD: out[big] += x[small] / (double)K; break;
+                            case OP_MAXPOOL_GRAD: if ((int64_t)arg[small] == i * w.kw + j) out[big] += x[small]; break;
+                            case OP_MAXPOOL_PICK: if ((int64_t)arg[small] == i * w.kw + j) sum = x[big]; break;
+                            default: NNC_BUG("window op");
+                            }
+                        }
+                    if (n->op == OP_MAXPOOL) out[small] = best;
+                    if (n->op == OP_MAXPOOL_ARG) out[small] = (double)first;
+                    if (n->op == OP_AVGPOOL) out[small] = sum / (double)K;
+                    if (n->op == OP_MAXPOOL_PICK) out[small] = sum;
+                }
+}
+
 static void run_node(RefState *r, int id) {
     const Graph *g = r->g;
     const Node *n = &g->node[id];
@@ -279,6 +322,8 @@ static void run_node(RefState *r, int id) {
     }
     case OC_ROW: row_op(r, n, out); return;
     case OC_UPDATE: update(r, n, out); return;
+    case OC_WINDOW: window_op(r, n, out); return;
+    case OC_COUNT: break;
     }
 }
 

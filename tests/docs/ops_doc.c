@@ -7,7 +7,8 @@
 #include "ir.h"
 
 int main(void) {
-    static const char *const cls[] = {"leaf", "view", "gemm", "map", "colsum", "sum", "row", "update"};
+    static const char *const cls[] = {"leaf", "view", "gemm", "map", "colsum", "sum", "row", "update", "window"};
+    _Static_assert(sizeof cls / sizeof *cls == OC_COUNT, "a name per op class");
     static const char *const what[] = {
         "no computation: data, weights, run-time scalars, constants",
         "the input's buffer seen with another shape",
@@ -17,7 +18,9 @@ int main(void) {
         "an elementwise expression summed over everything, giving a scalar",
         "per-row reductions over the columns (the softmax family)",
         "an optimiser step, in place on the parameter and its state",
+        "sliding windows over [B, H, W, C] feature maps (channels last): convolution patches, pooling, their adjoints",
     };
+    _Static_assert(sizeof what / sizeof *what == OC_COUNT, "a description per op class");
     printf("# Ops\n\n");
     printf("Generated from `compiler/ops.def` by `tests/docs/ops_doc.c`; do not edit by hand.\n\n");
     printf("Every op has a double-precision reference in `runtime/ref.c`, a kernel definition in\n"
@@ -34,7 +37,7 @@ int main(void) {
            "`kinked` not differentiable everywhere, `recompute` recomputed by the backward pass\n"
            "instead of kept alive, `nograd` not differentiated.\n\n");
     printf("## Classes\n\n| class | how it is computed |\n|---|---|\n");
-    for (int c = 0; c < 8; c++) printf("| %s | %s |\n", cls[c], what[c]);
+    for (int c = 0; c < OC_COUNT; c++) printf("| %s | %s |\n", cls[c], what[c]);
     printf("\n## Ops\n\n| op | operands | attributes | class | domain | facts | meaning |\n|---|---|---|---|---|---|---|\n");
     static const char *const fact[] = {"keeps0", "kinked", "recompute", "nograd"};
     for (int i = 0; i < OP_COUNT; i++) {

@@ -49,11 +49,17 @@ static int op1(Graph *g, Op op, int a, double attr) {
 }
 static int op2(Graph *g, Op op, Shape s, int a, int b) { return ir_add2(g, op, s, a, b, NOLOC); }
 static int matmul(Graph *g, int a, int b, bool ta, bool tb) {
+    /* batched [B,...,k] is a (B*... x k) matrix; a batched result keeps a's leading dims */
     Shape sa = g->node[a].shape, sb = g->node[b].shape;
-    int64_t ar = sa.batched ? -1 : sa.dim[0], ac = sa.batched ? shape_numel(sa) : sa.dim[1];
-    int64_t br = sb.batched ? -1 : sb.dim[0], bc = sb.batched ? shape_numel(sb) : sb.dim[1];
+    int64_t al = sa.rank ? sa.dim[sa.rank - 1] : 1, bl = sb.rank ? sb.dim[sb.rank - 1] : 1;
+    int64_t ar = sa.batched ? -1 : sa.dim[0], ac = sa.batched ? al : sa.dim[1];
+    int64_t br = sb.batched ? -1 : sb.dim[0], bc = sb.batched ? bl : sb.dim[1];
     int64_t rows = ta ? ac : ar, cols = tb ? br : bc;
-    Shape s = rows < 0 ? shape_vec(cols, true) : (Shape){.rank = 2, .dim = {rows, cols}};
+    Shape s = (Shape){.rank = 2, .dim = {rows, cols}};
+    if (rows < 0) {
+        s = sa;
+        s.dim[s.rank - 1] = cols;
+    }
     int id = op2(g, OP_MATMUL, s, a, b);
     g->node[id].attr[0] = ta;
     g->node[id].attr[1] = tb;
@@ -141,6 +147,78 @@ static int c_size_gated(Graph *g) {
 }
 static int c_size_gate_steep(Graph *g) { return size_factor(g, 40); }
 
+/* ---- sliding windows over [B,H,W,C] ---- */
+static Shape map3(int64_t h, int64_t w, int64_t c) { return (Shape){.rank = 3, .dim = {h, w, c}, .batched = true}; }
+static int in_map(Graph *g, const char *name, int64_t h, int64_t w, int64_t c) {
+    return ir_input(g, name, false, false, 0, map3(h, w, c), NOLOC);
+}
+typedef struct {
+    int64_t H, W, C, kh, kw, stride, dil, pt, pb, pl, pr;
+} Geom;
+static int64_t out_h(const Geom *q) { return (q->H + q->pt + q->pb - q->dil * (q->kh - 1) - 1) / q->stride + 1; }
+static int64_t out_w(const Geom *q) { return (q->W + q->pl + q->pr - q->dil * (q->kw - 1) - 1) / q->stride + 1; }
+static int win(Graph *g, Op op, Shape s, int a, int b, const Geom *q) {
+    int id = b < 0 ? ir_add1(g, op, s, a, NOLOC) : ir_add2(g, op, s, a, b, NOLOC);
+    double at[6] = {(double)q->kh, (double)q->kw, (double)q->stride, (double)q->dil, (double)q->pt, (double)q->pl};
+    memcpy(g->node[id].attr, at, sizeof at);
+    return id;
+}
+static const Geom G_SAME = {5, 4, 2, 3, 3, 1, 1, 1, 1, 1, 1};    /* 3x3, stride 1, padding 1 */
+static const Geom G_STRIDED = {7, 6, 3, 3, 2, 2, 1, 1, 1, 0, 0}; /* 3x2, stride 2, odd sizes */
+static const Geom G_DILATED = {7, 7, 1, 3, 3, 1, 2, 2, 2, 2, 2}; /* dilation 2 */
+static const Geom P_2X2 = {4, 6, 3, 2, 2, 2, 1, 0, 0, 0, 0};
+static const Geom P_OVERLAP = {5, 5, 2, 3, 3, 2, 1, 0, 0, 0, 0}; /* 3x3 windows, stride 2 */
+static const Geom P_ODD = {5, 7, 2, 2, 2, 2, 1, 0, 0, 0, 0};     /* the last row and column are left out */
+static int im2col_case(Graph *g, const Geom *q) {
+    return win(g, OP_IM2COL, map3(out_h(q), out_w(q), q->C * q->kh * q->kw), in_map(g, "x", q->H, q->W, q->C), -1, q);
+}
+static int col2im_case(Graph *g, const Geom *q) {
+    return win(g, OP_COL2IM, map3(q->H, q->W, q->C), in_map(g, "d", out_h(q), out_w(q), q->C * q->kh * q->kw), -1, q);
+}
+static int pool_case(Graph *g, Op op, const Geom *q) {
+    return win(g, op, map3(out_h(q), out_w(q), q->C), in_map(g, "x", q->H, q->W, q->C), -1, q);
+}
+static int c_im2col_same(Graph *g) { return im2col_case(g, &G_SAME); }
+static int c_im2col_strided(Graph *g) { return im2col_case(g, &G_STRIDED); }
+static int c_im2col_dilated(Graph *g) { return im2col_case(g, &G_DILATED); }
+static int c_col2im_same(Graph *g) { return col2im_case(g, &G_SAME); }
+static int c_col2im_strided(Graph *g) { return col2im_case(g, &G_STRIDED); }
+static int c_col2im_dilated(Graph *g) { return col2im_case(g, &G_DILATED); }
+static int c_maxpool_2x2(Graph *g) { return pool_case(g, OP_MAXPOOL, &P_2X2); }
+static int c_maxpool_overlap(Graph *g) { return pool_case(g, OP_MAXPOOL, &P_OVERLAP); }
+static int c_maxpool_odd(Graph *g) { return pool_case(g, OP_MAXPOOL, &P_ODD); }
+static int c_avgpool_2x2(Graph *g) { return pool_case(g, OP_AVGPOOL, &P_2X2); }
+static int c_avgpool_overlap(Graph *g) { return pool_case(g, OP_AVGPOOL, &P_OVERLAP); }
+static int c_avgpool_grad(Graph *g) {
+    const Geom *q = &P_OVERLAP;
+    return win(g, OP_AVGPOOL_GRAD, map3(q->H, q->W, q->C), in_map(g, "dy", out_h(q), out_w(q), q->C), -1, q);
+}
+/* maxpool's adjoint pair as forward ops, at the maxima of another input */
+static int c_maxpool_grad(Graph *g) {
+    const Geom *q = &P_OVERLAP;
+    int arg = pool_case(g, OP_MAXPOOL_ARG, q);
+    return win(g, OP_MAXPOOL_GRAD, map3(q->H, q->W, q->C), in_map(g, "dy", out_h(q), out_w(q), q->C), arg, q);
+}
+static int c_maxpool_pick(Graph *g) {
+    const Geom *q = &P_ODD;
+    int arg = pool_case(g, OP_MAXPOOL_ARG, q);
+    return win(g, OP_MAXPOOL_PICK, map3(out_h(q), out_w(q), q->C), in_map(g, "g", q->H, q->W, q->C), arg, q);
+}
+/* a gated convolutional network: conv 3x3 same -> bias, relu, gate per channel -> maxpool
+ * 2x2 -> flatten -> dense -> cross entropy, with an optimiser step */
+static int c_conv_net(Graph *g) {
+    const Geom q = {6, 6, 2, 3, 3, 1, 1, 1, 1, 1, 1};
+    int F = 4, lab = in_lab(g, C);
+    int cols = im2col_case(g, &q);
+    int z = matmul(g, cols, w_mat(g, "w", F, q.C * q.kh * q.kw), false, true);
+    z = op2(g, OP_BIAS_ADD, map3(6, 6, F), z, w_vec(g, "b", F));
+    int h = op2(g, OP_GATE, map3(6, 6, F), op1(g, OP_RELU, z, 0), w_vec(g, "g", F));
+    const Geom p = {6, 6, F, 2, 2, 2, 1, 0, 0, 0, 0};
+    h = win(g, OP_MAXPOOL, map3(3, 3, F), h, -1, &p);
+    h = ir_add1(g, OP_RESHAPE, shape_vec(9 * F, true), h, NOLOC);
+    return op2(g, OP_CROSS_ENTROPY, shape_scalar(), matmul(g, h, w_mat(g, "w2", C, 9 * F), false, true), lab);
+}
+
 #define FWD(name, f) {name, f, (OptKind)-1, 0, 0, false}
 /* the same network whose gate is shrunk by a proximal L1 step after each update (the penalty
  * itself is left out of the loss, so finite differences see what autodiff differentiates) */
@@ -161,6 +239,12 @@ static const Case cases[] = {
     FWD("relu", c_relu), FWD("leaky_relu", c_leaky_relu), FWD("elu", c_elu), FWD("tanh", c_tanh),
     FWD("sigmoid", c_sigmoid), FWD("softplus", c_softplus), FWD("gelu", c_gelu), FWD("prelu", c_prelu),
     FWD("exp", c_exp), FWD("softmax", c_softmax), FWD("batch_mean", c_batch_mean),
+    FWD("im2col_same", c_im2col_same), FWD("im2col_strided", c_im2col_strided), FWD("im2col_dilated", c_im2col_dilated),
+    FWD("col2im_same", c_col2im_same), FWD("col2im_strided", c_col2im_strided), FWD("col2im_dilated", c_col2im_dilated),
+    FWD("maxpool_2x2", c_maxpool_2x2), FWD("maxpool_overlap", c_maxpool_overlap), FWD("maxpool_odd", c_maxpool_odd),
+    FWD("avgpool_2x2", c_avgpool_2x2), FWD("avgpool_overlap", c_avgpool_overlap), FWD("avgpool_grad", c_avgpool_grad),
+    FWD("maxpool_grad", c_maxpool_grad), FWD("maxpool_pick", c_maxpool_pick),
+    FWD("conv_net", c_conv_net), {"conv_net_adam", c_conv_net, OPT_ADAM, 0, 0, false},
     FWD("colsum", c_colsum), FWD("rowsum", c_rowsum), FWD("sum", c_sum), FWD("l1", c_l1), FWD("mse", c_mse),
     FWD("mse_heads", c_mse_heads), FWD("mse_unbatched", c_mse_unbatched), FWD("cross_entropy", c_cross_entropy),
     FWD("matmul_nt", c_matmul_nt), FWD("matmul_nn", c_matmul_nn), FWD("matmul_tn", c_matmul_tn),
@@ -447,6 +531,54 @@ static void run_case(const Case *cs, uint64_t seed) {
     arena_free(arena);
 }
 
+/* Convolution as nnc lowers it (im2col, then a GEMM with the [F, C, kh, kw] weight) against
+ * the direct seven-loop definition, on the reference, for each geometry (stride, padding,
+ * dilation, odd sizes). */
+static void check_conv_direct(void) {
+    const Geom *geoms[] = {&G_SAME, &G_STRIDED, &G_DILATED};
+    for (size_t t = 0; t < sizeof geoms / sizeof *geoms; t++) {
+        const Geom *q = geoms[t];
+        int64_t F = 3, OH = out_h(q), OW = out_w(q), K = q->C * q->kh * q->kw;
+        Arena *arena = arena_new();
+        Graph *g = ir_new(arena);
+        int x = in_map(g, "x", q->H, q->W, q->C);
+        int cols = win(g, OP_IM2COL, map3(OH, OW, K), x, -1, q);
+        int w = w_mat(g, "w", F, K);
+        int y = matmul(g, cols, w, false, true);
+        g->loss = ir_add1(g, OP_SUM, shape_scalar(), y, NOLOC);
+        g->nforward = g->nnode;
+        ir_verify(g, "conv_direct");
+        RefState *ref = ref_new(g, ROWS);
+        Rng rng;
+        rng_seed(&rng, 5, t);
+        fill(ref, &rng);
+        ref_run(ref, NULL);
+        double worst = 0;
+        for (int64_t b = 0; b < ROWS; b++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++)
+                    for (int64_t f = 0; f < F; f++) {
+                        double s = 0;
+                        for (int64_t c = 0; c < q->C; c++)
+                            for (int64_t i = 0; i < q->kh; i++)
+                                for (int64_t j = 0; j < q->kw; j++) {
+                                    int64_t ih = oh * q->stride + i * q->dil - q->pt, iw = ow * q->stride + j * q->dil - q->pl;
+                                    if (ih < 0 || ih >= q->H || iw < 0 || iw >= q->W) continue;
+                                    s += ref->val[x][((b * q->H + ih) * q->W + iw) * q->C + c] * ref->val[w][f * K + (c * q->kh + i) * q->kw + j];
+                                }
+                        double got = ref->val[y][((b * OH + oh) * OW + ow) * F + f];
+                        worst = fmax(worst, fabs(got - s));
+                    }
+        bool ok = worst < 1e-12;
+        printf("%s conv_direct_%zu (%lldx%lld kernel, stride %lld, dilation %lld, %lldx%lld -> %lldx%lld): worst %.1e\n",
+               ok ? "ok  " : "FAIL", t, (long long)q->kh, (long long)q->kw, (long long)q->stride, (long long)q->dil,
+               (long long)q->H, (long long)q->W, (long long)OH, (long long)OW, worst);
+        if (!ok) failures++;
+        ref_free(ref);
+        arena_free(arena);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
@@ -487,13 +619,14 @@ int main(int argc, char **argv) {
                 printf("FAIL coverage: op '%s' was never compared between %s and the reference\n", op_info[op].name, device);
                 failures++;
             }
-            bool differentiable = op_info[op].cls != OC_UPDATE && op != OP_ACCURACY && !strstr(op_info[op].name, "_grad");
+            bool differentiable = op_info[op].cls != OC_UPDATE && !op_has((Op)op, OF_NOGRAD) && !strstr(op_info[op].name, "_grad");
             if (differentiable && !fd_checked[op] && !strcmp(device, "cpu")) {
                 printf("FAIL coverage: op '%s' has no finite-difference gradient check\n", op_info[op].name);
                 failures++;
             }
         }
     }
+    if (!only) check_conv_direct();
     printf("%d cases, %d failures\n", ran, failures);
     return failures ? 1 : 0;
 }

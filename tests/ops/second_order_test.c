@@ -48,7 +48,8 @@ typedef struct {
     const char *name;
     Op act;       /* activation of the hidden layer */
     double alpha; /* its attribute */
-    int loss;     /* 0 cross entropy + L1 penalty on the gate, 1 mse, 2 mse against one value per row */
+    int loss;     /* 0 cross entropy + L1 penalty on the gate, 1 mse, 2 mse against one value per row,
+                     3 a convolutional network pooled by `act` */
 } Case;
 
 static int build(Graph *g, const Case *cs) {
@@ -86,11 +87,32 @@ static int build_misc(Graph *g, const Case *cs) {
     return bin(g, OP_ADD, shape_scalar(), loss, pen);
 }
 
+/* a convolution (im2col + GEMM, padding 1), per-channel bias and gate, then max or average
+ * pooling (3x3 windows, stride 2: they overlap), flatten, dense, cross entropy */
+static Shape map3(int64_t h, int64_t w, int64_t c) { return (Shape){.rank = 3, .dim = {h, w, c}, .batched = true}; }
+static int window(Graph *g, Op op, Shape s, int a, double kh, double kw, double stride, double pad) {
+    int id = ir_add1(g, op, s, a, NOLOC);
+    double at[6] = {kh, kw, stride, 1, pad, pad};
+    memcpy(g->node[id].attr, at, sizeof at);
+    return id;
+}
+static int build_conv(Graph *g, const Case *cs) {
+    int x = ir_input(g, "x", false, false, 0, map3(5, 5, 2), NOLOC);
+    int cols = window(g, OP_IM2COL, map3(5, 5, 18), x, 3, 3, 1, 1);
+    int mm = bin(g, OP_MATMUL, map3(5, 5, 3), cols, weight(g, "w1", mat(3, 18)));
+    g->node[mm].attr[1] = 1;
+    int h = bin(g, OP_BIAS_ADD, map3(5, 5, 3), mm, weight(g, "b1", vec(3)));
+    h = bin(g, OP_GATE, map3(5, 5, 3), un(g, OP_TANH, h, 0), weight(g, "g", vec(3)));
+    h = window(g, cs->act, map3(2, 2, 3), h, 3, 3, 2, 0);
+    h = ir_add1(g, OP_RESHAPE, bvec(12), h, NOLOC);
+    return bin(g, OP_CROSS_ENTROPY, shape_scalar(), dense(g, h, 12, C, "w2", "b2"), labels(g));
+}
+
 static const Case cases[] = {
     {"relu_ce", OP_RELU, 0, 0},         {"leaky_relu_ce", OP_LEAKY_RELU, 0.1, 0}, {"elu_ce", OP_ELU, 0.7, 0},
     {"tanh_ce", OP_TANH, 0, 0},         {"sigmoid_mse", OP_SIGMOID, 0, 1},       {"softplus_mse", OP_SOFTPLUS, 0, 1},
     {"gelu_ce", OP_GELU, 0, 0},         {"prelu_mse_heads", OP_PRELU, 0, 2},     {"tanh_mse_heads", OP_TANH, 0, 2},
-    {"misc", OP_COUNT, 0, 0},
+    {"misc", OP_COUNT, 0, 0},           {"conv_maxpool", OP_MAXPOOL, 0, 3},      {"conv_avgpool", OP_AVGPOOL, 0, 3},
 };
 
 /* ---- values ---- */
@@ -109,7 +131,7 @@ static void evaluate(RefState *ref, double **out, const int *gk, const int *wnod
 static void run_case(const Case *cs) {
     Arena *arena = arena_new();
     Graph *g = ir_new(arena);
-    g->loss = cs->act == OP_COUNT ? build_misc(g, cs) : build(g, cs);
+    g->loss = cs->act == OP_COUNT ? build_misc(g, cs) : cs->loss == 3 ? build_conv(g, cs) : build(g, cs);
     int nfwd = g->nnode;
     autodiff_graph(g);
     for (int id = nfwd; id < g->nnode; id++) emitted[g->node[id].op] = true;
