@@ -1,0 +1,134 @@
+/* sema_internal.h: what the files of the checking pass (AST -> Model) share; nothing outside
+ * them includes it.  The pass is one Sema state and four files:
+ *   sema.c         the driver: statement order, names and scopes, compile-time numbers,
+ *                  tensor expressions, losses and metrics, inputs and params
+ *   sema_args.c    argument lists: binding a call's arguments to a spec
+ *   sema_layers.c  the layer table: one row per layer (arguments, check, what it makes)
+ *   sema_train.c   the train block: one row per setting; schedules, stopping rules, --set
+ * Every function here reports its errors (located) and returns false, NULL or -1 after one. */
+#ifndef NNC_SEMA_INTERNAL_H
+#define NNC_SEMA_INTERNAL_H
+
+#include "model.h"
+
+/* SYM_ERROR: a name whose definition failed (and was reported); its uses stay silent. */
+typedef enum { SYM_PARAM, SYM_IO, SYM_VALUE, SYM_ERROR } SymKind;
+typedef struct {
+    const char *name;
+    SymKind kind;
+    int index;
+    SVal *val;
+    SrcLoc loc;
+} Sym;
+
+/* Layers with weights in the binding being defined, per weight stem ("dense", "gate"): with
+ * more than one, the weights are numbered (h1.dense1.weight, h1.dense2.weight). */
+typedef struct {
+    const char *stem;
+    int count, seen;
+} WeightStem;
+
+typedef struct {
+    Arena *arena;
+    Diag *diag;
+    Model *m;
+    Override *ov;
+    int nov;
+    const WidthOverride *width;
+    int nwidth;
+    Sym *sym;
+    int nsym, capsym;
+    Sym *later; /* names defined anywhere in the file, for use-before-definition */
+    int nlater, caplater;
+    const char **block; /* blocks declared (not built yet): their uses stay silent */
+    int nblock, capblock;
+    const char **mention; /* every name used in an expression anywhere */
+    int nmention, capmention;
+    bool in_loss; /* evaluating a loss or metric: no layers here */
+    const char *owner; /* binding being defined, for weight names */
+    WeightStem *stem;  /* the owner's layers with weights */
+    int nstem, capstem;
+    int capio, capparam, caprow, capmetric, capsched;
+    const TrainItem *stop_item;
+} Sema;
+
+static inline void err(Sema *s, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static inline void err(Sema *s, SrcLoc loc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    diag_verror(s->diag, loc, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- sema.c ---- */
+
+SVal *sema_sval(Sema *s, SValKind kind, SrcLoc loc);
+const char *sema_type_str(char *buf, size_t n, const SVal *v); /* f32[B,10], class[10] */
+Sym *sema_lookup(Sema *s, const char *name);
+/* Compile-time numbers: numbers and params with + - * / ^. */
+bool sema_eval_const(Sema *s, const Ast *e, double *out);
+bool sema_eval_int(Sema *s, const Ast *e, const char *what, int64_t min, int64_t max, int64_t *out);
+/* A run-time scalar expression (params stay params): gate penalties. */
+SVal *sema_eval_scalar(Sema *s, const Ast *e);
+
+/* ---- sema_args.c ---- */
+
+typedef enum { A_INT, A_NUM, A_SCALAR, A_BOOL, A_TENSOR, A_WORD, A_STRING, A_ANY } ArgType;
+typedef struct {
+    const char *name;
+    ArgType type;
+    bool required;
+    double def;
+} ArgSpec;
+
+/* An argument list in a table row, `SEMA_ARGS({"units", A_INT, true, 0}, ...)`: sets the
+ * row's `args` and `nargs`, so a row takes any number of arguments. */
+#define SEMA_ARGS(...)                                                                     \
+    .args = (const ArgSpec[]){__VA_ARGS__},                                               \
+    .nargs = (int)(sizeof((const ArgSpec[]){__VA_ARGS__}) / sizeof(ArgSpec))
+
+/* Matches positional then named arguments to the spec: returns out[nspec], out[i] the AST for
+ * spec[i] or NULL when not given; NULL after reporting too many, unknown, repeated or missing
+ * arguments. */
+const Ast **sema_args_bind(Sema *s, const char *callee, SrcLoc loc, const ArgSpec *spec, int nspec,
+                           const AstArg *args, int nargs);
+/* The value of an optional argument: its default when not given. */
+bool sema_args_num(Sema *s, const Ast *e, const ArgSpec *spec, double *out);
+bool sema_args_bool(Sema *s, const Ast *e, bool def, bool *out);
+
+/* ---- sema_layers.c ---- */
+
+typedef struct LayerDef LayerDef;
+/* Checks a layer's input and arguments and fills in v, an SV_LAYER of the row's kind whose
+ * input v->a and shape are set (and wname, for a row with weights).  Returns the layer's
+ * value (v, or its input for identity), or NULL after reporting. */
+typedef SVal *LayerCheck(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v);
+
+/* One row per layer the language knows. */
+struct LayerDef {
+    const char *name;
+    LayerKind kind;    /* the SV_LAYER it makes; lower.c turns each kind into IR */
+    LayerCheck *check; /* also adds the layer's line to `nnc check`'s table */
+    const char *stem;  /* it has weights: named h1.weight, or h1.<stem>2.weight beside others */
+    const ArgSpec *args; /* SEMA_ARGS(...) */
+    int nargs;
+    Op act;           /* L_ACT: the activation op; OP_COUNT for identity */
+    const char *todo; /* documented but not implemented yet: which issue area */
+};
+
+const LayerDef *sema_layers_find(const char *name);
+const char *sema_layers_suggest(const char *name); /* a layer's name near `name`, or NULL */
+/* Counts the owner's layers with weights in a binding's expression, before it is checked. */
+void sema_layers_count(Sema *s, const Ast *e);
+/* Applies the layer ld named by `e` (a name or a call) to x; `skip` = 1 when x came as the
+ * first positional argument of the call. */
+SVal *sema_layers_apply(Sema *s, const LayerDef *ld, SVal *x, const Ast *e, int skip);
+
+/* ---- sema_train.c ---- */
+
+void sema_train_check(Sema *s, const Stmt *st);
+/* After every statement: --set overrides, stopping rules against the metrics, schedules of
+ * params whose values were fixed at compile time. */
+void sema_train_finish(Sema *s);
+
+#endif

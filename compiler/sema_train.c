@@ -1,0 +1,614 @@
+/* sema_train.c: the train block of the checking pass (the TrainSpec of a Model).  A table of
+ * the block's settings, one row per keyword (data, test, valid, batch, epochs, seed,
+ * optimizer, schedule, prune, stop, ...) with its checker; the data sources, optimisers,
+ * schedules and stopping rules they take; and, after the last statement, the --set
+ * overrides and the checks that need the whole file (metrics named by `stop when`, params a
+ * schedule changes but the model fixed at compile time).  Called by sema.c's driver. */
+#include <math.h>
+#include <string.h>
+
+#include "sema_internal.h"
+
+/* Train settings that --set may override (apply_overrides), for driver.c's messages. */
+const char *const sema_train_keys[] = {"epochs", "batch", "seed", "lr", "valid"};
+const int sema_ntrain_keys = (int)(sizeof sema_train_keys / sizeof *sema_train_keys);
+
+/* ---- data sources and optimisers ---- */
+
+static const char *resolve_path(Sema *s, const char *p) {
+    if (p[0] == '/' || !s->m->dir[0]) return p;
+    return arena_printf(s->arena, "%s/%s", s->m->dir, p);
+}
+
+static bool check_data(Sema *s, const Ast *e, DataSpec *d, bool is_test) {
+    memset(d, 0, sizeof *d);
+    d->loc = e->loc;
+    d->header = -1;
+    d->target_col = -1;
+    const char *name = e->kind == AST_NAME || e->kind == AST_CALL ? e->text : NULL;
+    static const char *const sources[] = {"fashion_mnist", "idx", "csv", "npy"};
+    if (!name) {
+        err(s, e->loc, "expected a data source: fashion_mnist, idx(...) or csv(...)");
+        return false;
+    }
+    if (!strcmp(name, "fashion_mnist") && e->kind == AST_NAME) {
+        d->kind = DATA_FASHION_MNIST;
+        return true;
+    }
+    if (!strcmp(name, "npy")) {
+        err(s, e->loc, "npy data sources are not implemented yet");
+        return false;
+    }
+    if (!strcmp(name, "idx") && e->kind == AST_CALL) {
+        static const ArgSpec spec[] = {{"dir", A_STRING, false, 0}, {"images", A_STRING, false, 0},
+                                       {"labels", A_STRING, false, 0}};
+        const Ast **a = sema_args_bind(s, "idx", e->loc, spec, 3, e->arg, e->narg);
+        if (!a) return false;
+        for (int i = 0; i < 3; i++)
+            if (a[i] && a[i]->kind != AST_STR) {
+                err(s, a[i]->loc, "expected a file name in quotes");
+                return false;
+            }
+        if (a[0] && (a[1] || a[2])) {
+            err(s, e->loc, "give idx either a directory or images = and labels =, not both");
+            return false;
+        }
+        if (!a[0] && (!a[1] || !a[2])) {
+            err(s, e->loc, "idx needs a directory, idx(\"dir\"), or both images = \"...\" and labels = \"...\"");
+            return false;
+        }
+        d->kind = DATA_IDX;
+        if (a[0]) d->dir = resolve_path(s, a[0]->text);
+        if (a[1]) d->images = resolve_path(s, a[1]->text);
+        if (a[2]) d->labels = resolve_path(s, a[2]->text);
+        (void)is_test;
+        return true;
+    }
+    if (!strcmp(name, "csv") && e->kind == AST_CALL) {
+        static const ArgSpec spec[] = {{"path", A_STRING, true, 0}, {"target", A_ANY, false, 0},
+                                       {"header", A_WORD, false, 0}};
+        const Ast **a = sema_args_bind(s, "csv", e->loc, spec, 3, e->arg, e->narg);
+        if (!a) return false;
+        if (a[0]->kind != AST_STR) {
+            err(s, a[0]->loc, "expected a file name in quotes");
+            return false;
+        }
+        d->kind = DATA_CSV;
+        d->path = resolve_path(s, a[0]->text);
+        if (a[1]) {
+            const Ast *t = a[1];
+            if (t->kind == AST_NAME && !strcmp(t->text, "last"))
+                d->target_col = -1;
+            else if (t->kind == AST_NAME && !strcmp(t->text, "first"))
+                d->target_col = 0;
+            else if (t->kind == AST_STR)
+                d->target_name = t->text;
+            else if (t->kind == AST_NUM) {
+                int64_t c;
+                if (!sema_eval_int(s, t, "a column index", 0, 1 << 20, &c)) return false;
+                d->target_col = (int)c;
+            } else {
+                err(s, t->loc, "target must be last, first, a column index or a column name in quotes");
+                return false;
+            }
+        }
+        if (a[2]) {
+            const Ast *h = a[2];
+            if (h->kind == AST_NAME && !strcmp(h->text, "true"))
+                d->header = 1;
+            else if (h->kind == AST_NAME && !strcmp(h->text, "false"))
+                d->header = 0;
+            else if (h->kind == AST_NAME && !strcmp(h->text, "auto"))
+                d->header = -1;
+            else {
+                err(s, h->loc, "header must be true, false or auto");
+                return false;
+            }
+        }
+        if (d->target_name && d->header == 0) {
+            err(s, a[1]->loc, "a target column given by name needs a header row");
+            return false;
+        }
+        return true;
+    }
+    const char *near = diag_suggest(name, sources, 4);
+    if (near && strcmp(near, name))
+        err(s, e->loc, "unknown data source '%s'; did you mean '%s'?", diag_name(name), near);
+    else if (near)
+        err(s, e->loc, "'%s' is written %s", name, !strcmp(name, "fashion_mnist") ? "fashion_mnist, without arguments" : "as a call, such as csv(\"file.csv\")");
+    else
+        err(s, e->loc, "unknown data source '%s'; use fashion_mnist, idx(...) or csv(...)", diag_name(name));
+    return false;
+}
+
+static bool check_optimizer(Sema *s, const Ast *e, OptSpec *o) {
+    static const char *const names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad", "momentum", "nesterov"};
+    if (e->kind != AST_CALL && e->kind != AST_NAME) {
+        err(s, e->loc, "expected an optimizer such as adam(lr = 1e-3)");
+        return false;
+    }
+    const char *name = e->text;
+    const AstArg *args = e->kind == AST_CALL ? e->arg : NULL;
+    int nargs = e->kind == AST_CALL ? e->narg : 0;
+    const Ast **a;
+    memset(o, 0, sizeof *o);
+    o->loc = e->loc;
+    if (!strcmp(name, "sgd")) {
+        static const ArgSpec spec[] = {{"lr", A_NUM, true, 0}, {"momentum", A_NUM, false, 0},
+                                       {"nesterov", A_BOOL, false, 0}, {"weight_decay", A_NUM, false, 0}};
+        if (!(a = sema_args_bind(s, name, e->loc, spec, 4, args, nargs))) return false;
+        o->kind = OPT_SGD;
+        if (!sema_args_num(s, a[0], &spec[0], &o->lr) || !sema_args_num(s, a[1], &spec[1], &o->momentum) ||
+            !sema_args_bool(s, a[2], false, &o->nesterov) || !sema_args_num(s, a[3], &spec[3], &o->weight_decay))
+            return false;
+        if (o->momentum < 0 || o->momentum >= 1) {
+            err(s, a[1]->loc, "momentum must be in [0, 1), got %g", o->momentum);
+            return false;
+        }
+        if (o->nesterov && o->momentum == 0) {
+            err(s, a[2]->loc, "nesterov needs a momentum > 0");
+            return false;
+        }
+    } else if (!strcmp(name, "adam") || !strcmp(name, "adamw")) {
+        bool w = name[4] == 'w';
+        static const ArgSpec spec[] = {{"lr", A_NUM, false, 1e-3}, {"beta1", A_NUM, false, 0.9},
+                                       {"beta2", A_NUM, false, 0.999}, {"eps", A_NUM, false, 1e-8},
+                                       {"weight_decay", A_NUM, false, 0}};
+        ArgSpec sp[sizeof spec / sizeof *spec];
+        memcpy(sp, spec, sizeof sp);
+        if (w) sp[4].def = 0.01;
+        if (!(a = sema_args_bind(s, name, e->loc, sp, (int)(sizeof sp / sizeof *sp), args, nargs))) return false;
+        o->kind = w ? OPT_ADAMW : OPT_ADAM;
+        if (!sema_args_num(s, a[0], &sp[0], &o->lr) || !sema_args_num(s, a[1], &sp[1], &o->beta1) ||
+            !sema_args_num(s, a[2], &sp[2], &o->beta2) || !sema_args_num(s, a[3], &sp[3], &o->eps) ||
+            !sema_args_num(s, a[4], &sp[4], &o->weight_decay))
+            return false;
+        if (o->beta1 < 0 || o->beta1 >= 1 || o->beta2 < 0 || o->beta2 >= 1) {
+            err(s, e->loc, "beta1 and beta2 must be in [0, 1)");
+            return false;
+        }
+        if (o->eps <= 0) {
+            err(s, a[3] ? a[3]->loc : e->loc, "eps must be positive");
+            return false;
+        }
+    } else if (!strcmp(name, "rmsprop") || !strcmp(name, "adagrad")) {
+        err(s, e->loc, "the %s optimizer is not implemented yet", name);
+        return false;
+    } else if (!strcmp(name, "momentum") || !strcmp(name, "nesterov")) {
+        err(s, e->loc, "'%s' is an option of sgd: sgd(lr = 0.1, momentum = 0.9%s)", name,
+            name[0] == 'n' ? ", nesterov = true" : "");
+        return false;
+    } else {
+        const char *near = diag_suggest(name, names, 7);
+        if (near)
+            err(s, e->loc, "unknown optimizer '%s'; did you mean '%s'?", diag_name(name), near);
+        else
+            err(s, e->loc, "unknown optimizer '%s'; use sgd, adam or adamw", diag_name(name));
+        return false;
+    }
+    if (o->lr <= 0) {
+        err(s, e->loc, "the learning rate must be positive, got %g", o->lr);
+        return false;
+    }
+    if (o->weight_decay < 0) {
+        err(s, e->loc, "weight_decay must not be negative");
+        return false;
+    }
+    return true;
+}
+
+/* ---- schedules ---- */
+
+static int sched_node(Sema *s, ScheduleSpec *sp, SchedNode n, int *cap) {
+    ARENA_PUSH(s->arena, sp->node, sp->nnode, *cap, n);
+    return sp->nnode - 1;
+}
+
+/* `1 epoch`, `500 steps`, or a number of steps. */
+static bool sched_quantity(Sema *s, const Ast *e, Quantity *q) {
+    if (e->kind == AST_QUANTITY) {
+        const char *u = e->text;
+        bool ep = !strcmp(u, "epoch") || !strcmp(u, "epochs"), st = !strcmp(u, "step") || !strcmp(u, "steps");
+        if (!ep && !st) {
+            err(s, e->loc, "unknown unit '%s'; use epoch(s) or step(s)", diag_name(u));
+            return false;
+        }
+        if (!(e->num >= 0)) {
+            err(s, e->loc, "a duration must not be negative");
+            return false;
+        }
+        *q = (Quantity){e->num, ep};
+        return true;
+    }
+    double v;
+    if (!sema_eval_const(s, e, &v)) return false;
+    if (v < 0) {
+        err(s, e->loc, "a duration must not be negative");
+        return false;
+    }
+    *q = (Quantity){v, false};
+    return true;
+}
+
+/* The schedule functions, as in `schedule lr = cosine(warmup = 1 epoch)`. */
+static const struct {
+    const char *name;
+    SchedOp op;
+    const ArgSpec *args;
+    int nargs;
+} sched_fns[] = {
+    {"cosine", SCH_COSINE, SEMA_ARGS({"warmup", A_ANY, false, 0}, {"min", A_NUM, false, 0})},
+    {"warmup", SCH_WARMUP, SEMA_ARGS({"over", A_ANY, true, 0})},
+    {"step", SCH_STEP_DECAY, SEMA_ARGS({"every", A_ANY, true, 0}, {"gamma", A_NUM, false, 0.1})},
+    {"exponential", SCH_EXPONENTIAL, SEMA_ARGS({"gamma", A_NUM, true, 0})},
+    {"linear", SCH_LINEAR, SEMA_ARGS({"to", A_NUM, true, 0})},
+};
+enum { NSCHED_FNS = sizeof sched_fns / sizeof *sched_fns };
+
+static int sched_expr(Sema *s, const Ast *e, ScheduleSpec *sp, int *cap) {
+    SchedNode n = {.a = -1, .b = -1, .param = -1};
+    switch (e->kind) {
+    case AST_NUM:
+        n.op = SCH_CONST;
+        n.num = e->num;
+        return sched_node(s, sp, n, cap);
+    case AST_NAME: {
+        if (!strcmp(e->text, "epoch") || !strcmp(e->text, "step")) {
+            n.op = e->text[0] == 'e' ? SCH_EPOCH : SCH_STEP;
+            return sched_node(s, sp, n, cap);
+        }
+        if (!strcmp(e->text, sp->target)) {
+            n.op = SCH_BASE;
+            return sched_node(s, sp, n, cap);
+        }
+        Sym *sym = sema_lookup(s, e->text);
+        if (sym && sym->kind == SYM_PARAM) {
+            n.op = SCH_PARAM;
+            n.param = sym->index;
+            return sched_node(s, sp, n, cap);
+        }
+        if (sym && sym->kind == SYM_ERROR) return -1;
+        const char *cand[64] = {"epoch", "step", sp->target};
+        int nc = 3;
+        for (int i = 0; i < s->m->nparam && nc < 64; i++) cand[nc++] = s->m->param[i].name;
+        const char *near = diag_suggest(e->text, cand, nc);
+        if (sym)
+            err(s, e->loc, "'%s' is a tensor; a schedule uses numbers, params, epoch and step", diag_name(e->text));
+        else if (near)
+            err(s, e->loc, "unknown name '%s' in a schedule; did you mean '%s'?", diag_name(e->text), near);
+        else
+            err(s, e->loc, "unknown name '%s' in a schedule; it can use numbers, params, epoch, step and '%s'",
+                diag_name(e->text), sp->target);
+        return -1;
+    }
+    case AST_UNARY:
+        if (e->op != '-') break;
+        n.op = SCH_NEG;
+        if ((n.a = sched_expr(s, e->lhs, sp, cap)) < 0) return -1;
+        return sched_node(s, sp, n, cap);
+    case AST_BINARY: {
+        static const int ops[][2] = {{'+', SCH_ADD}, {'-', SCH_SUB}, {'*', SCH_MUL}, {'/', SCH_DIV}, {'^', SCH_POW}};
+        int op = -1;
+        for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
+            if (ops[i][0] == e->op) op = ops[i][1];
+        if (op < 0) break;
+        n.op = (SchedOp)op;
+        n.a = sched_expr(s, e->lhs, sp, cap);
+        n.b = sched_expr(s, e->rhs, sp, cap);
+        if (n.a < 0 || n.b < 0) return -1;
+        return sched_node(s, sp, n, cap);
+    }
+    case AST_CALL: {
+        int f = -1;
+        const char *cand[NSCHED_FNS];
+        for (int i = 0; i < NSCHED_FNS; i++) {
+            cand[i] = sched_fns[i].name;
+            if (!strcmp(sched_fns[i].name, e->text)) f = i;
+        }
+        if (f < 0) {
+            const char *near = diag_suggest(e->text, cand, NSCHED_FNS);
+            if (near)
+                err(s, e->loc, "unknown schedule '%s'; did you mean '%s'?", diag_name(e->text), near);
+            else
+                err(s, e->loc, "unknown schedule '%s'; use cosine, warmup, step, exponential or linear", diag_name(e->text));
+            return -1;
+        }
+        const Ast **a = sema_args_bind(s, e->text, e->loc, sched_fns[f].args, sched_fns[f].nargs, e->arg, e->narg);
+        if (!a) return -1;
+        n.op = sched_fns[f].op;
+        bool ok = true;
+        if (n.op == SCH_COSINE || n.op == SCH_WARMUP || n.op == SCH_STEP_DECAY) {
+            if (a[0])
+                ok = sched_quantity(s, a[0], &n.q);
+            else
+                n.q = (Quantity){0, false};
+            if (ok && n.op != SCH_COSINE && n.q.value <= 0) {
+                err(s, a[0]->loc, "'%s' needs a duration greater than 0", e->text);
+                ok = false;
+            }
+        }
+        int k = n.op == SCH_COSINE || n.op == SCH_STEP_DECAY ? 1 : 0;
+        if (ok && (n.op != SCH_WARMUP)) ok = sema_args_num(s, a[k], &sched_fns[f].args[k], &n.arg);
+        if (!ok) return -1;
+        return sched_node(s, sp, n, cap);
+    }
+    case AST_ERROR: return -1;
+    default: break;
+    }
+    err(s, e->loc, "expected a schedule: numbers, params, epoch, step, the scheduled value and cosine, warmup, step, "
+                   "exponential or linear, combined with + - * / ^");
+    return -1;
+}
+
+static void check_schedule(Sema *s, const TrainItem *it) {
+    ScheduleSpec sp = {.target = it->name, .param = -1, .loc = it->name_loc};
+    if (strcmp(it->name, "lr")) {
+        Sym *sym = sema_lookup(s, it->name);
+        if (!sym || sym->kind != SYM_PARAM) {
+            if (sym && sym->kind == SYM_ERROR) return;
+            const char *cand[64] = {"lr"};
+            int nc = 1;
+            for (int i = 0; i < s->m->nparam && nc < 64; i++) cand[nc++] = s->m->param[i].name;
+            const char *near = diag_suggest(it->name, cand, nc);
+            err(s, it->name_loc, "only lr and params can be scheduled; '%s' is %s%s%s%s", diag_name(it->name),
+                sym ? "a tensor" : "not defined", near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+            return;
+        }
+        sp.param = sym->index;
+    }
+    for (int i = 0; i < s->m->train.nsched; i++)
+        if (!strcmp(s->m->train.sched[i].target, it->name)) {
+            err(s, it->name_loc, "'%s' is scheduled twice", diag_name(it->name));
+            diag_note(s->diag, s->m->train.sched[i].loc, "first scheduled here");
+            return;
+        }
+    int cap = 0;
+    if (sched_expr(s, it->expr, &sp, &cap) < 0) return;
+    ARENA_PUSH(s->arena, s->m->train.sched, s->m->train.nsched, s->capsched, sp);
+}
+
+/* ---- stopping rules ---- */
+
+static int stop_node(Sema *s, StopSpec *sp, StopNode n, int *cap) {
+    ARENA_PUSH(s->arena, sp->node, sp->nnode, *cap, n);
+    return sp->nnode - 1;
+}
+
+static int stop_expr(Sema *s, const Ast *e, StopSpec *sp, int *cap) {
+    StopNode n = {.a = -1, .b = -1};
+    if (e->kind == AST_BINARY && (e->op == OPR_AND || e->op == OPR_OR)) {
+        n.op = e->op == OPR_AND ? STOP_AND : STOP_OR;
+        n.a = stop_expr(s, e->lhs, sp, cap);
+        n.b = stop_expr(s, e->rhs, sp, cap);
+        return n.a < 0 || n.b < 0 ? -1 : stop_node(s, sp, n, cap);
+    }
+    if (e->kind == AST_PATIENCE) {
+        int64_t p;
+        if (!sema_eval_int(s, e->lhs, "patience", 1, 1 << 20, &p)) return -1;
+        n.op = STOP_PATIENCE;
+        n.patience = (int)p;
+        return stop_node(s, sp, n, cap);
+    }
+    bool cmp = e->kind == AST_BINARY && (e->op == '<' || e->op == '>' || (e->op >= OPR_LE && e->op <= OPR_NE));
+    if (cmp) {
+        const Ast *field = e->lhs, *num = e->rhs;
+        int op = e->op;
+        if (field->kind != AST_FIELD && e->rhs->kind == AST_FIELD) { /* 0.85 < valid.accuracy */
+            field = e->rhs;
+            num = e->lhs;
+            op = op == '<' ? '>' : op == '>' ? '<' : op == OPR_LE ? OPR_GE : op == OPR_GE ? OPR_LE : op;
+        }
+        if (field->kind == AST_FIELD && field->lhs->kind == AST_NAME) {
+            n.op = STOP_CMP;
+            n.split = field->lhs->text;
+            n.metric = field->text;
+            n.loc = ast_span(field->lhs->loc, field->loc);
+            n.cmp = op;
+            if (!sema_eval_const(s, num, &n.value)) return -1;
+            if (strcmp(n.split, "train") && strcmp(n.split, "valid") && strcmp(n.split, "test")) {
+                err(s, field->lhs->loc, "'%s' is not a split; use train, valid or test", diag_name(n.split));
+                return -1;
+            }
+            return stop_node(s, sp, n, cap);
+        }
+    }
+    if (e->kind != AST_ERROR)
+        err(s, e->loc, "expected a stopping condition: split.metric compared with a number (valid.error < 0.03), "
+                       "patience N, joined by and / or");
+    return -1;
+}
+
+static void check_stop(Sema *s, const TrainItem *it) {
+    StopSpec sp = {.loc = it->loc};
+    int cap = 0;
+    if (stop_expr(s, it->expr, &sp, &cap) >= 0) s->m->train.stop = sp;
+    s->stop_item = it;
+}
+
+/* Metric names and splits in the stopping rule exist; patience watches a validation metric. */
+static void finish_stop(Sema *s) {
+    StopSpec *sp = &s->m->train.stop;
+    const char *watch = NULL;
+    for (int i = 0; i < sp->nnode; i++) {
+        StopNode *n = &sp->node[i];
+        if (n->op != STOP_CMP) continue;
+        bool known = !strcmp(n->metric, "loss");
+        for (int k = 0; k < s->m->nmetric && !known; k++) known = !strcmp(n->metric, s->m->metric[k].name);
+        if (!known || (!strcmp(n->split, "train") && strcmp(n->metric, "loss"))) {
+            const char *cand[16] = {"loss"};
+            int nc = 1;
+            for (int k = 0; k < s->m->nmetric && nc < 16; k++) cand[nc++] = s->m->metric[k].name;
+            const char *near = diag_suggest(n->metric, cand, nc);
+            err(s, n->loc, "the stopping rule uses %s.%s, but %s%s%s%s", n->split, diag_name(n->metric),
+                !strcmp(n->split, "train") ? "training reports only train.loss" : "the model has no such metric",
+                near && known == false ? "; did you mean '" : "", near && !known ? near : "", near && !known ? "'?" : "");
+            sp->nnode = 0;
+            return;
+        }
+        if (!strcmp(n->split, "valid") && s->m->train.valid_fraction <= 0) {
+            err(s, n->loc, "the stopping rule uses valid.%s, but the train block has no `valid F of train` split",
+                n->metric);
+            sp->nnode = 0;
+            return;
+        }
+        if (!strcmp(n->split, "valid") && !watch) watch = n->metric;
+    }
+    for (int i = 0; i < sp->nnode; i++) {
+        StopNode *n = &sp->node[i];
+        if (n->op != STOP_PATIENCE) continue;
+        if (s->m->train.valid_fraction <= 0) {
+            err(s, s->stop_item->loc, "patience watches a validation metric, but the train block has no `valid F of train` split");
+            sp->nnode = 0;
+            return;
+        }
+        n->split = "valid";
+        n->metric = watch ? watch : "loss";
+        n->maximize = !strcmp(n->metric, "accuracy");
+    }
+}
+
+/* ---- the settings ---- */
+
+static void item_data(Sema *s, const TrainItem *it) { check_data(s, it->expr, &s->m->train.data, false); }
+
+static void item_test(Sema *s, const TrainItem *it) { check_data(s, it->expr, &s->m->train.test, true); }
+
+static void item_valid(Sema *s, const TrainItem *it) {
+    if (!it->name) {
+        err(s, it->expr->loc, "a separate validation data set is not implemented yet; write `valid 0.1 of train`");
+        return;
+    }
+    double f;
+    if (!sema_eval_const(s, it->expr, &f)) return;
+    if (!(f > 0 && f < 1)) {
+        err(s, it->expr->loc, "the validation fraction must be between 0 and 1, got %g", f);
+        return;
+    }
+    s->m->train.valid_fraction = f;
+}
+
+static void item_batch(Sema *s, const TrainItem *it) {
+    int64_t v;
+    if (sema_eval_int(s, it->expr, "the batch size", 1, 1 << 20, &v)) s->m->train.batch = v;
+}
+
+static void item_epochs(Sema *s, const TrainItem *it) {
+    int64_t v;
+    if (sema_eval_int(s, it->expr, "the number of epochs", 1, 1 << 30, &v)) s->m->train.epochs = v;
+}
+
+static void item_seed(Sema *s, const TrainItem *it) {
+    int64_t v;
+    if (sema_eval_int(s, it->expr, "the seed", 0, (int64_t)1 << 53, &v)) s->m->train.seed = (uint64_t)v;
+}
+
+static void item_optimizer(Sema *s, const TrainItem *it) { check_optimizer(s, it->expr, &s->m->train.opt); }
+
+/* `prune gates every N epochs`: between epochs, dead neurons of gated layers are removed. */
+static void check_prune(Sema *s, const TrainItem *it) {
+    if (strcmp(it->name, "gates")) {
+        err(s, it->name_loc, "only gates can be pruned; write `prune gates every 1 epoch`");
+        return;
+    }
+    const Ast *q = it->every;
+    bool epochs = q->kind == AST_QUANTITY && (!strcmp(q->text, "epoch") || !strcmp(q->text, "epochs"));
+    if (!epochs) {
+        err(s, q->loc, "pruning happens between epochs; give the interval in epochs, as in `every 2 epochs`");
+        return;
+    }
+    if (!(q->num >= 1 && q->num == floor(q->num) && q->num <= 1e9)) {
+        err(s, q->loc, "the pruning interval must be a whole number of epochs >= 1, got %g", q->num);
+        return;
+    }
+    s->m->train.prune_every = (int64_t)q->num;
+    s->m->train.prune_loc = it->loc;
+}
+
+typedef struct {
+    void (*check)(Sema *s, const TrainItem *it);
+    const char *todo;  /* not implemented yet: the error */
+    bool repeats;      /* may be given more than once */
+} TrainKey;
+
+/* One row per TrainItemKind (the keywords are in ast.c's ast_item_keyword). */
+static const TrainKey keys[] = {
+    [TI_DATA] = {item_data},
+    [TI_TEST] = {item_test},
+    [TI_VALID] = {item_valid},
+    [TI_BATCH] = {item_batch},
+    [TI_EPOCHS] = {item_epochs},
+    [TI_ITERATIONS] = {.todo = "'iterations' is not implemented yet; use 'epochs'"},
+    [TI_OPTIMIZER] = {item_optimizer},
+    [TI_SAMPLER] = {.todo = "samplers are not implemented yet"},
+    [TI_SCHEDULE] = {check_schedule, .repeats = true},
+    [TI_PRUNE] = {check_prune},
+    [TI_STOP] = {check_stop},
+    [TI_SEED] = {item_seed},
+    [TI_CLIP] = {.todo = "gradient clipping is not implemented yet"},
+};
+enum { NKEYS = sizeof keys / sizeof *keys };
+_Static_assert(NKEYS == TI_CLIP + 1, "one row per TrainItemKind; TI_CLIP is the last");
+
+void sema_train_check(Sema *s, const Stmt *st) {
+    const TrainItem *first[NKEYS] = {0};
+    for (int i = 0; i < st->nitem; i++) {
+        const TrainItem *it = st->item[i];
+        if ((unsigned)it->kind >= NKEYS || (!keys[it->kind].check && !keys[it->kind].todo))
+            NNC_BUG("train item %d has no row", it->kind);
+        const TrainKey *k = &keys[it->kind];
+        if (first[it->kind] && !k->repeats) {
+            err(s, it->loc, "'%s' is given twice in the train block", ast_item_keyword(it->kind));
+            diag_note(s->diag, first[it->kind]->loc, "first given here");
+            continue;
+        }
+        first[it->kind] = it;
+        if (k->todo)
+            err(s, it->loc, "%s", k->todo);
+        else
+            k->check(s, it);
+    }
+    if (!first[TI_DATA]) err(s, st->loc, "the train block needs a data source, such as `data fashion_mnist`");
+}
+
+/* ---- after the last statement ---- */
+
+static void apply_overrides(Sema *s) {
+    TrainSpec *t = &s->m->train;
+    for (int i = 0; i < s->nov; i++) {
+        Override *o = &s->ov[i];
+        double v = o->value;
+        if (!strcmp(o->key, "epochs") || !strcmp(o->key, "batch") || !strcmp(o->key, "seed")) {
+            if (v != floor(v) || v < (o->key[0] == 's' ? 0 : 1) || v > 1e15) {
+                err(s, (SrcLoc){0}, "--set %s=%g: must be a whole number%s", o->key, v, o->key[0] == 's' ? "" : " >= 1");
+                continue;
+            }
+            if (o->key[0] == 'e') t->epochs = (int64_t)v;
+            if (o->key[0] == 'b') t->batch = (int64_t)v;
+            if (o->key[0] == 's') t->seed = (uint64_t)v;
+        } else if (!strcmp(o->key, "lr")) {
+            if (!(v > 0)) {
+                err(s, (SrcLoc){0}, "--set lr=%g: the learning rate must be positive", v);
+                continue;
+            }
+            t->opt.lr = v;
+        } else if (!strcmp(o->key, "valid")) {
+            if (!(v >= 0 && v < 1)) {
+                err(s, (SrcLoc){0}, "--set valid=%g: the validation fraction must be in [0, 1)", v);
+                continue;
+            }
+            t->valid_fraction = v;
+        }
+    }
+}
+
+void sema_train_finish(Sema *s) {
+    Model *m = s->m;
+    apply_overrides(s);
+    if (m->train.stop.nnode) finish_stop(s);
+    for (int i = 0; i < m->train.nsched; i++) {
+        const ScheduleSpec *sp = &m->train.sched[i];
+        if (sp->param < 0 || m->param[sp->param].fixed_at.line == 0) continue;
+        err(s, sp->loc, "'%s' cannot be scheduled: its value is fixed when the model is compiled", sp->target);
+        diag_note(s->diag, m->param[sp->param].fixed_at, "its value is used here");
+    }
+}
