@@ -56,6 +56,45 @@ static int lower_layer(Lower *L, const SVal *v) {
         }
         return y;
     }
+    case L_CONV: case L_POOL: { /* windows over [H, W, C]; one-dimensional layers have H = 1 */
+        Shape map = {.rank = 3, .batched = true};
+        map.dim[0] = v->spatial == 2 ? in.dim[0] : 1;
+        map.dim[1] = in.dim[v->spatial - 1];
+        map.dim[2] = in.rank == v->spatial + 1 ? in.dim[v->spatial] : 1;
+        if (!shape_eq(map, in)) x = ir_add1(g, OP_RESHAPE, map, x, v->loc);
+        Shape out = {.rank = 3, .dim = {v->spatial == 2 ? v->shape.dim[0] : 1, v->shape.dim[v->spatial - 1], v->shape.dim[v->spatial]},
+                     .batched = true};
+        double at[6] = {(double)v->kh, (double)v->kw, (double)v->stride, (double)v->dilation, (double)v->pad_top, (double)v->pad_left};
+        int y;
+        if (v->layer == L_POOL) {
+            y = ir_add1(g, v->pool, out, x, v->loc);
+            memcpy(g->node[y].attr, at, sizeof at);
+        } else {
+            int64_t c = map.dim[2], k = c * v->kh * v->kw;
+            /* the weight as PyTorch and ONNX keep it, [F, C, kh, kw] ([F, C, k] for conv1d), seen
+             * as the [F, C kh kw] matrix of the patches' GEMM */
+            Shape ws = v->spatial == 2 ? (Shape){.rank = 4, .dim = {v->units, c, v->kh, v->kw}}
+                                       : (Shape){.rank = 3, .dim = {v->units, c, v->kw}};
+            int w = ir_weight(g, wname(L, v, "weight"), W_PARAM, ws, INIT_UNIFORM_FANIN, v->loc);
+            g->weight[g->node[w].ref].fan_in = k;
+            int wm = ir_add1(g, OP_RESHAPE, (Shape){.rank = 2, .dim = {v->units, k}}, w, v->loc);
+            Shape ps = out;
+            ps.dim[2] = k;
+            int cols = ir_add1(g, OP_IM2COL, ps, x, v->loc);
+            memcpy(g->node[cols].attr, at, sizeof at);
+            g->node[cols].name = v->wname;
+            y = ir_add2(g, OP_MATMUL, out, cols, wm, v->loc);
+            g->node[y].attr[1] = 1;
+            g->node[y].name = v->wname;
+            if (v->bias) {
+                int b = ir_weight(g, wname(L, v, "bias"), W_PARAM, shape_vec(v->units, false), INIT_UNIFORM_FANIN, v->loc);
+                g->weight[g->node[b].ref].fan_in = k;
+                y = ir_add2(g, OP_BIAS_ADD, out, y, b, v->loc);
+                g->node[y].name = v->wname;
+            }
+        }
+        return shape_eq(out, v->shape) ? y : ir_add1(g, OP_RESHAPE, v->shape, y, v->loc);
+    }
     case L_FLATTEN:
         if (shape_eq(in, v->shape)) return x;
         return ir_add1(g, OP_RESHAPE, v->shape, x, v->loc);
@@ -64,13 +103,13 @@ static int lower_layer(Lower *L, const SVal *v) {
         g->node[y].attr[0] = v->alpha;
         return y;
     }
-    case L_PRELU: {
+    case L_PRELU: { /* (flat inputs only: sema) */
         int a = ir_weight(g, wname(L, v, "slope"), W_PARAM, shape_vec(in.dim[0], false), INIT_CONST, v->loc);
         g->weight[g->node[a].ref].init_value = v->alpha;
         return ir_add2(g, OP_PRELU, v->shape, x, a, v->loc);
     }
     case L_GATE: {
-        int64_t width = in.dim[0];
+        int64_t width = in.dim[in.rank - 1]; /* per neuron, or per channel of a feature map */
         GateInfo gi = {.layer = v->wname, .kind = v->size_gate ? GATE_SIZE : GATE_L1, .slope = v->slope,
                        .threshold = v->threshold, .min_width = v->min_width, .space = -1, .out_sum = -1, .out_sumsq = -1};
         bool penalised = !(v->coef->kind == SV_CONST && v->coef->num == 0);

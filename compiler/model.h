@@ -98,7 +98,7 @@ typedef struct {
 } TrainSpec;
 
 typedef enum { SV_INPUT, SV_CONST, SV_PARAM, SV_LAYER, SV_LOSS, SV_METRIC, SV_BINARY, SV_NEG } SValKind;
-typedef enum { L_DENSE, L_FLATTEN, L_ACT, L_PRELU, L_GATE } LayerKind;
+typedef enum { L_DENSE, L_FLATTEN, L_ACT, L_PRELU, L_GATE, L_CONV, L_POOL } LayerKind;
 typedef enum { LOSS_CROSS_ENTROPY, LOSS_MSE } LossKind;
 typedef enum { METRIC_ACCURACY, METRIC_ERROR } MetricKind;
 
@@ -125,6 +125,11 @@ struct SVal {
     int64_t declared; /* L_DENSE: units as written (before a pruning override); L_GATE: its layer's */
     int64_t min_width; /* L_GATE: pruning never leaves fewer live neurons */
     const char *wname; /* weight name prefix, e.g. "h1" or "f.dense2" */
+    /* L_CONV (units filters) and L_POOL: the window over the input seen as [H, W, C]
+     * (one-dimensional layers: H = 1); pool is OP_MAXPOOL or OP_AVGPOOL */
+    int spatial; /* 1 or 2 */
+    int64_t kh, kw, stride, dilation, pad_top, pad_left;
+    Op pool;
 };
 
 typedef struct {

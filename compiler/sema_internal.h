@@ -112,7 +112,7 @@ struct LayerDef {
     const char *stem;  /* it has weights: named h1.weight, or h1.<stem>2.weight beside others */
     const ArgSpec *args; /* SEMA_ARGS(...) */
     int nargs;
-    Op act;           /* L_ACT: the activation op; OP_COUNT for identity */
+    Op act;           /* L_ACT: the activation op (OP_COUNT for identity); L_POOL: the pooling op */
     const char *todo; /* documented but not implemented yet: which issue area */
 };
 

@@ -109,11 +109,18 @@ static SVal *check_prelu(Sema *s, const LayerDef *ld, const Ast *e, const Ast *c
  * width; the penalty coefficient (coef, a run-time scalar) and min_width. */
 static bool check_gate_common(Sema *s, const LayerDef *ld, const Ast *e, const Ast *coef, const Ast *minw, SVal *v) {
     SVal *x = v->a;
-    if (!need_flat(s, ld->name, x, e->loc)) return false;
-    int64_t width = x->shape.dim[0];
+    char buf[96];
+    if (v->size_gate) { /* a size gate orders neurons: a flat layer only */
+        if (!need_flat(s, ld->name, x, e->loc)) return false;
+    } else if (x->is_class || !x->shape.batched || x->shape.rank < 1) {
+        err(s, e->loc, "'%s' needs a batched tensor f32[B,n] (or a feature map, gated per channel), but its input is %s", ld->name,
+            sema_type_str(buf, sizeof buf, x));
+        return false;
+    }
+    int64_t width = x->shape.dim[x->shape.rank - 1]; /* a neuron, or a channel of a feature map */
     v->declared = width;
-    for (const SVal *l = x; l && l->kind == SV_LAYER; l = l->a) /* the dense layer that made the neurons */
-        if (l->layer == L_DENSE) {
+    for (const SVal *l = x; l && l->kind == SV_LAYER; l = l->a) /* the dense or conv layer that made the neurons */
+        if (l->layer == L_DENSE || l->layer == L_CONV) {
             v->declared = l->declared;
             break;
         } else if (l->layer != L_ACT && l->layer != L_PRELU && l->layer != L_GATE) {
@@ -137,7 +144,7 @@ static bool check_gate_common(Sema *s, const LayerDef *ld, const Ast *e, const A
 
 static SVal *check_gate(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
     if (!check_gate_common(s, ld, e, a[0], a[1], v)) return NULL;
-    add_row(s, "gate", v, v->a->shape.dim[0]);
+    add_row(s, v->a->shape.rank > 1 ? "gate (per channel)" : "gate", v, v->a->shape.dim[v->a->shape.rank - 1]);
     return v;
 }
 
@@ -157,6 +164,119 @@ static SVal *check_size_gate(Sema *s, const LayerDef *ld, const Ast *e, const As
     v->init = (double)v->a->shape.dim[0]; /* every neuron starts open */
     if (a[3] && !sema_eval_const(s, a[3], &v->init)) return NULL;
     add_row(s, arena_printf(s->arena, "size_gate(slope %g)", v->slope), v, 1);
+    return v;
+}
+
+/* ---- convolution and pooling: feature maps [H, W, C] (channels last) ---- */
+
+/* The input as [H, W, C] for a `spatial`-d window layer: conv2d and maxpool take [H, W, C] or
+ * [H, W] (one channel), conv1d and maxpool1d take [L, C] or [L]; false after reporting. */
+static bool feature_map(Sema *s, const LayerDef *ld, const Ast *e, const SVal *x, int spatial, int64_t hwc[3]) {
+    char buf[96];
+    const Shape *sh = &x->shape;
+    if (x->is_class || !sh->batched || sh->rank < spatial || sh->rank > spatial + 1) {
+        err(s, e->loc, "'%s' needs %s, but its input is %s%s", ld->name,
+            spatial == 2 ? "a feature map f32[B,H,W,C] (or an image f32[B,H,W])" : "a sequence f32[B,L,C] (or f32[B,L])",
+            sema_type_str(buf, sizeof buf, x),
+            spatial == 2 && sh->rank == 1 ? "; a flat input has no height and width" : "");
+        return false;
+    }
+    hwc[0] = spatial == 2 ? sh->dim[0] : 1;
+    hwc[1] = sh->dim[spatial - 1];
+    hwc[2] = sh->rank == spatial + 1 ? sh->dim[spatial] : 1;
+    return true;
+}
+
+/* The output length of a window of k (spread by dilation d) sliding by `stride` over n with
+ * padding p0 + p1; 0 when the window does not fit. */
+static int64_t window_out(int64_t n, int64_t k, int64_t stride, int64_t d, int64_t pad) {
+    int64_t span = d * (k - 1) + 1;
+    return n + pad < span ? 0 : (n + pad - span) / stride + 1;
+}
+
+static SVal *window_shape(SVal *v, int spatial, int64_t oh, int64_t ow, int64_t c) {
+    v->shape = spatial == 2 ? (Shape){.rank = 3, .dim = {oh, ow, c}, .batched = true}
+                            : (Shape){.rank = 2, .dim = {ow, c}, .batched = true};
+    return v;
+}
+
+static SVal *check_conv(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
+    int spatial = ld->name[4] == '2' ? 2 : 1;
+    int64_t hwc[3], filters, k, stride = 1, dil = 1;
+    if (!feature_map(s, ld, e, v->a, spatial, hwc)) return NULL;
+    if (!sema_eval_int(s, a[0], "the number of filters", 1, 1 << 20, &filters)) return NULL;
+    if (!sema_eval_int(s, a[1], "the kernel size", 1, 1 << 12, &k)) return NULL;
+    if (a[2] && !sema_eval_int(s, a[2], "the stride", 1, 1 << 12, &stride)) return NULL;
+    if (a[4] && !sema_eval_int(s, a[4], "the dilation", 1, 1 << 12, &dil)) return NULL;
+    if (!sema_args_bool(s, a[5], true, &v->bias)) return NULL;
+    int64_t total = 0; /* padding along each axis, split top/bottom (left/right) */
+    const Ast *p = a[3];
+    if (p && p->kind == AST_NAME && !strcmp(p->text, "same")) {
+        if (stride != 1) {
+            err(s, p->loc, "padding = same needs stride 1, but the stride is %lld; give the padding as a number", (long long)stride);
+            return NULL;
+        }
+        total = dil * (k - 1);
+    } else if (p && p->kind == AST_NAME && strcmp(p->text, "valid")) {
+        static const char *const words[] = {"same", "valid"};
+        const char *near = diag_suggest(p->text, words, 2);
+        err(s, p->loc, "padding is same, valid or a number of elements, got '%s'%s%s%s", p->text, near ? "; did you mean '" : "",
+            near ? near : "", near ? "'?" : "");
+        return NULL;
+    } else if (p && p->kind != AST_NAME) {
+        int64_t n;
+        if (!sema_eval_int(s, p, "the padding", 0, 1 << 12, &n)) return NULL;
+        total = 2 * n;
+    }
+    int64_t kh = spatial == 2 ? k : 1, ph = spatial == 2 ? total : 0;
+    int64_t oh = window_out(hwc[0], kh, stride, dil, ph), ow = window_out(hwc[1], k, stride, dil, total);
+    if (!oh || !ow) {
+        char kern[96] = "", in[96];
+        int64_t span = dil * (k - 1) + 1;
+        if (spatial == 2) snprintf(in, sizeof in, "%lld x %lld", (long long)(hwc[0] + ph), (long long)(hwc[1] + total));
+        else snprintf(in, sizeof in, "%lld", (long long)(hwc[1] + total));
+        if (dil > 1) snprintf(kern, sizeof kern, ", spanning %lld with dilation %lld", (long long)span, (long long)dil);
+        err(s, e->loc, "the kernel (%lld%s%s) is larger than the padded input (%s)", (long long)k,
+            spatial == 2 ? arena_printf(s->arena, " x %lld", (long long)k) : "", kern, in);
+        return NULL;
+    }
+    v->spatial = spatial;
+    v->kh = kh, v->kw = k, v->stride = stride, v->dilation = dil, v->pad_top = ph / 2, v->pad_left = total / 2;
+    v->declared = filters;
+    for (int i = 0; i < s->nwidth; i++) /* pruned: the surviving channels */
+        if (!strcmp(s->width[i].layer, v->wname)) filters = s->width[i].units;
+    v->units = filters;
+    window_shape(v, spatial, oh, ow, filters);
+    int64_t np = filters * hwc[2] * kh * k + (v->bias ? filters : 0);
+    add_row(s, arena_printf(s->arena, "%s(%lld, %lld%s%lld%s%s)", ld->name, (long long)filters, (long long)k,
+                            spatial == 2 ? "x" : "", spatial == 2 ? (long long)k : 0LL,
+                            total ? (p && p->kind == AST_NAME ? ", same" : ", padded") : "", stride > 1 ? ", strided" : ""),
+            v, np);
+    return v;
+}
+
+static SVal *check_pool(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
+    int spatial = strstr(ld->name, "1d") ? 1 : 2;
+    int64_t hwc[3], k, stride;
+    if (!feature_map(s, ld, e, v->a, spatial, hwc)) return NULL;
+    if (!sema_eval_int(s, a[0], "the window size", 1, 1 << 12, &k)) return NULL;
+    stride = k;
+    if (a[1] && !sema_eval_int(s, a[1], "the stride", 1, 1 << 12, &stride)) return NULL;
+    int64_t kh = spatial == 2 ? k : 1;
+    int64_t oh = window_out(hwc[0], kh, stride, 1, 0), ow = window_out(hwc[1], k, stride, 1, 0);
+    if (!oh || !ow) {
+        if (spatial == 2)
+            err(s, e->loc, "the window (%lld x %lld) is larger than the input (%lld x %lld)", (long long)k, (long long)k,
+                (long long)hwc[0], (long long)hwc[1]);
+        else
+            err(s, e->loc, "the window (%lld) is larger than the input (%lld)", (long long)k, (long long)hwc[1]);
+        return NULL;
+    }
+    v->spatial = spatial;
+    v->pool = ld->act;
+    v->kh = kh, v->kw = k, v->stride = stride, v->dilation = 1;
+    window_shape(v, spatial, oh, ow, hwc[2]);
+    add_row(s, arena_printf(s->arena, "%s(%lld)", ld->name, (long long)k), v, 0);
     return v;
 }
 
@@ -180,10 +300,16 @@ static const LayerDef layers[] = {
     {"size_gate", L_GATE, .check = check_size_gate, .stem = "gate",
      SEMA_ARGS({"slope", A_NUM, true, 0}, {"penalty", A_SCALAR, false, 0}, {"threshold", A_NUM, false, 0.01},
                {"init", A_NUM, false, 0}, {"min_width", A_INT, false, 1})},
-    {"conv1d", .todo = "convolutions"},
-    {"conv2d", .todo = "convolutions"},
-    {"maxpool", .todo = "pooling layers"},
-    {"avgpool", .todo = "pooling layers"},
+    {"conv2d", L_CONV, .check = check_conv, .stem = "conv",
+     SEMA_ARGS({"filters", A_INT, true, 0}, {"kernel", A_INT, true, 0}, {"stride", A_INT, false, 1},
+               {"padding", A_ANY, false, 0}, {"dilation", A_INT, false, 1}, {"bias", A_BOOL, false, 1})},
+    {"conv1d", L_CONV, .check = check_conv, .stem = "conv",
+     SEMA_ARGS({"filters", A_INT, true, 0}, {"kernel", A_INT, true, 0}, {"stride", A_INT, false, 1},
+               {"padding", A_ANY, false, 0}, {"dilation", A_INT, false, 1}, {"bias", A_BOOL, false, 1})},
+    {"maxpool", L_POOL, .check = check_pool, .act = OP_MAXPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},
+    {"avgpool", L_POOL, .check = check_pool, .act = OP_AVGPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},
+    {"maxpool1d", L_POOL, .check = check_pool, .act = OP_MAXPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},
+    {"avgpool1d", L_POOL, .check = check_pool, .act = OP_AVGPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},
     {"dropout", .todo = "dropout"},
     {"batch_norm", .todo = "normalisation layers"},
     {"layer_norm", .todo = "normalisation layers"},

@@ -33,6 +33,10 @@ void spaces_analyse(Graph *g) {
         case OP_MATMUL: {
             int s = g->nspace;
             Space space = {.layer = nd->name, .width = shape_numel(nd->shape)};
+            if (nd->shape.batched && nd->shape.rank > 1) { /* a convolution's GEMM: its channels */
+                space.width = nd->shape.dim[nd->shape.rank - 1];
+                space.fixed = "removing a convolution's channels is not built yet";
+            }
             ARENA_PUSH(g->arena, g->space, g->nspace, g->capspace, space);
             sp[id] = s;
             set_space(g, nd->in[1], 0, s);

@@ -33,14 +33,20 @@ void summary_print(StrBuf *b, const Compilation *c) {
     const Model *m = c->model;
     char sh[96], by[32];
     sb_printf(b, "model %s (%s)\n\n", m->name, m->path);
-    sb_printf(b, "  %-12s %-16s %-16s %12s %12s\n", "name", "layer", "output", "params", "bytes");
+    int wl = 16, wo = 16; /* the layer and output columns: 16 wide, or wider for long entries */
+    for (int i = 0; i < m->nrow; i++) {
+        int l = (int)strlen(m->row[i].desc), o = (int)strlen(shape_str(sh, sizeof sh, DT_F32, m->row[i].shape));
+        if (l > wl) wl = l;
+        if (o > wo) wo = o;
+    }
+    sb_printf(b, "  %-12s %-*s %-*s %12s %12s\n", "name", wl, "layer", wo, "output", "params", "bytes");
     for (int i = 0; i < m->nio; i++) {
         const IoDef *io = &m->io[i];
         if (io->is_class)
             snprintf(sh, sizeof sh, "class[%lld]", (long long)io->nclass);
         else
             shape_str(sh, sizeof sh, DT_F32, io->shape);
-        sb_printf(b, "  %-12s %-16s %-16s %12s %12s\n", io->name, io->is_target ? "target" : "input", sh, "", "");
+        sb_printf(b, "  %-12s %-*s %-*s %12s %12s\n", io->name, wl, io->is_target ? "target" : "input", wo, sh, "", "");
     }
     int64_t total = 0;
     for (int i = 0; i < m->nrow; i++) {
@@ -49,11 +55,11 @@ void summary_print(StrBuf *b, const Compilation *c) {
         human_bytes(by, sizeof by, (double)r->nparams * 4);
         char np[32] = "";
         if (r->nparams) snprintf(np, sizeof np, "%lld", (long long)r->nparams);
-        sb_printf(b, "  %-12s %-16s %-16s %12s %12s\n", r->owner, r->desc, shape_str(sh, sizeof sh, DT_F32, r->shape),
+        sb_printf(b, "  %-12s %-*s %-*s %12s %12s\n", r->owner, wl, r->desc, wo, shape_str(sh, sizeof sh, DT_F32, r->shape),
                   np, r->nparams ? by : "");
     }
     human_bytes(by, sizeof by, (double)total * 4);
-    sb_printf(b, "  %-12s %-16s %-16s %12lld %12s\n\n", "total", "", "", (long long)total, by);
+    sb_printf(b, "  %-12s %-*s %-*s %12lld %12s\n\n", "total", wl, "", wo, "", (long long)total, by);
     if (m->nparam) {
         sb_puts(b, "params:");
         for (int i = 0; i < m->nparam; i++)

@@ -146,6 +146,13 @@ fashion_sparse_3_epochs)
   "$check" "$out/metrics.jsonl" test h1.width 100 1000
   "$check" "$out/metrics.jsonl" test h2.width 100 800
   "$check" "$out/metrics.jsonl" test accuracy 0.84 ;;
+fashion_2c2d_3_epochs)
+  # DeepOBS's fmnist_2c2d: a small CNN reaches 0.91 test accuracy in 3 epochs (skipped under
+  # the sanitizers: 3 epochs of convolutions there take too long for CI)
+  if [ -n "${NNC_SANITIZED:-}" ]; then echo "skipped under sanitizers"; exit 77; fi
+  "$nnc" train models/fashion_2c2d.nn --out "$out" --no-progress > "$out/stdout"
+  cat "$out/stdout"
+  "$check" "$out/metrics.jsonl" test accuracy 0.91 ;;
 prune_shrinks)
   # gates close, dead neurons are removed after every epoch, h2 stops at its min_width, and a
   # second run with the same seed is identical
