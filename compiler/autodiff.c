@@ -163,6 +163,14 @@ static void sweep(Graph *g, int root, int seed, const bool *needs, int nremat, i
             accumulate(g, grad, a, with_attr(g, E2(elem_fn(n->op)->grad, sa, dy, V(a)), n), n);
             break;
         case OP_EXP: accumulate(g, grad, a, E2(OP_MUL, sa, dy, V(id)), n); break;
+        case OP_DROPOUT: { /* linear in x, with the same mask: dropout of dy */
+            int in[5] = {dy, n->in[1], n->in[2], n->in[3], n->in[4]};
+            d = ir_add(g, OP_DROPOUT, DT_F32, sa, in, 5, n->loc);
+            memcpy(g->node[d].attr, n->attr, sizeof n->attr);
+            g->node[d].name = n->name;
+            accumulate(g, grad, a, d, n);
+            break;
+        }
         case OP_PRELU:
             if (na) accumulate(g, grad, a, E3(OP_PRELU_GRAD, sa, dy, V(a), V(b)), n);
             if (nb) accumulate(g, grad, b, E2(OP_PRELU_SLOPE_GRAD, g->node[b].shape, dy, V(a)), n);

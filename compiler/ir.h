@@ -91,7 +91,10 @@ typedef struct {
 } Weight;
 
 /* Run-time scalar slots, set by the runtime before every step. */
-typedef enum { SC_PARAM, SC_LR, SC_ADAM_STEP, SC_ADAM_BC2_SQRT } ScalarKind;
+/* SC_TRAIN: 1 while a program runs in training mode, 0 in evaluation (set per program by the
+ * runtime); SC_SEED, SC_STEP_LO, SC_STEP_HI: the random generator's seed (24 bits) and the
+ * training step, split in 24-bit halves so that a float holds each exactly. */
+typedef enum { SC_PARAM, SC_LR, SC_ADAM_STEP, SC_ADAM_BC2_SQRT, SC_TRAIN, SC_SEED, SC_STEP_LO, SC_STEP_HI } ScalarKind;
 typedef struct {
     const char *name;
     ScalarKind kind;

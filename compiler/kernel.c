@@ -51,6 +51,7 @@ static int add_expr(KBuilder *kb, KExpr e) {
     case KX_LOAD: level = access_level(k, &k->acc[e.arg]); break;
     case KX_INDEX: level = e.arg < k->nouter ? 1 : 2; break;
     case KX_RED: level = 1; break;
+    case KX_RANDOM: level = 2; break; /* per element, whatever its operands */
     default:
         if (e.a >= 0 && k->x[e.a].level > level) level = k->x[e.a].level;
         if (e.b >= 0 && k->x[e.b].level > level) level = k->x[e.b].level;
@@ -181,6 +182,12 @@ int kb_select(KBuilder *kb, int c, int a, int b) {
     return add_expr(kb, e);
 }
 
+int kb_random(KBuilder *kb, int seed, int step_lo, int step_hi, int stream) {
+    KExpr e = leaf(KX_RANDOM);
+    e.a = seed, e.b = step_lo, e.c = step_hi, e.arg = stream;
+    return add_expr(kb, e);
+}
+
 int kb_red(KBuilder *kb, KRedOp op, int expr) {
     Kernel *k = kb->k;
     for (int i = 0; i < k->nred; i++)
@@ -246,7 +253,7 @@ int kb_node(KBuilder *kb, int node) {
 const char *kx_name(KxOp op) {
     static const char *const names[KX_COUNT] = {
         [KX_CONST] = "const", [KX_LOAD] = "load", [KX_SCALAR] = "scalar", [KX_INDEX] = "index",
-        [KX_ROWS] = "rows", [KX_EXTENT] = "extent", [KX_RED] = "red", [KX_NEG] = "neg", [KX_ABS] = "abs", [KX_EXP] = "exp", [KX_EXPM1] = "expm1",
+        [KX_ROWS] = "rows", [KX_EXTENT] = "extent", [KX_RED] = "red", [KX_RANDOM] = "random", [KX_NEG] = "neg", [KX_ABS] = "abs", [KX_EXP] = "exp", [KX_EXPM1] = "expm1",
         [KX_LOG] = "log", [KX_LOG1P] = "log1p", [KX_SQRT] = "sqrt", [KX_TANH] = "tanh",
         [KX_ERFC] = "erfc", [KX_ADD] = "add", [KX_SUB] = "sub", [KX_MUL] = "mul", [KX_DIV] = "div",
         [KX_MAX] = "max", [KX_MIN] = "min", [KX_LT] = "lt", [KX_LE] = "le", [KX_GT] = "gt",
@@ -337,6 +344,7 @@ void plan_print_kernel(StrBuf *b, const Plan *p, const Kernel *k) {
         case KX_SCALAR: sb_printf(b, " %s", p->g->scalar[e->arg].name); break;
         case KX_RED: sb_printf(b, " r%d", e->arg); break;
         case KX_INDEX: case KX_EXTENT: dim_name(nm, sizeof nm, k, e->arg); sb_printf(b, " %s", nm); break;
+        case KX_RANDOM: sb_printf(b, " stream %d, seed x%d, step x%d + 2^24 x%d", e->arg, e->a, e->b, e->c); break;
         default:
             if (e->a >= 0) sb_printf(b, " x%d", e->a);
             if (e->b >= 0) sb_printf(b, ", x%d", e->b);

@@ -32,6 +32,9 @@ typedef enum {
     KX_ROWS,   /* the number of rows in this call, as a float */
     KX_EXTENT, /* the extent of domain dim `arg`, as a float (the last one is a run-time value of the CPU kernels) */
     KX_RED,    /* the value of reduction `arg` for the current outer point */
+    KX_RANDOM, /* uniform in [0, 1) for the current element: Philox-4x32-10 (runtime/philox.h) of
+                  (the element's row-major index in the domain, stream `arg`, step b + 2^24 c;
+                  seed a), where a, b, c are whole numbers below 2^24 */
     /* unary */
     KX_NEG, KX_ABS, KX_EXP, KX_EXPM1, KX_LOG, KX_LOG1P, KX_SQRT, KX_TANH, KX_ERFC,
     /* binary */
@@ -227,6 +230,7 @@ int kb_un(KBuilder *kb, KxOp op, int a);
 int kb_bin(KBuilder *kb, KxOp op, int a, int b);
 int kb_select(KBuilder *kb, int c, int a, int b);
 int kb_red(KBuilder *kb, KRedOp op, int expr); /* returns an expression reading it */
+int kb_random(KBuilder *kb, int seed, int step_lo, int step_hi, int stream);
 int kb_load_red(KBuilder *kb, int red);
 void kb_out(KBuilder *kb, KOutKind kind, int arg, int expr); /* at the kind's standard access */
 void kb_out_at(KBuilder *kb, KOutKind kind, int acc, int expr);

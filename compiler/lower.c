@@ -95,6 +95,21 @@ static int lower_layer(Lower *L, const SVal *v) {
         }
         return shape_eq(out, v->shape) ? y : ir_add1(g, OP_RESHAPE, v->shape, y, v->loc);
     }
+    case L_DROPOUT: { /* the run-time scalars the generator reads, shared by every dropout layer
+                         * (their names have a dot, which no param's can) */
+        static const char *const names[4] = {"mode.train", "rng.seed", "rng.step_lo", "rng.step_hi"};
+        static const ScalarKind kinds[4] = {SC_TRAIN, SC_SEED, SC_STEP_LO, SC_STEP_HI};
+        int ops[5] = {x};
+        for (int k = 0; k < 4; k++) {
+            double value = kinds[k] == SC_TRAIN ? 1 : kinds[k] == SC_SEED ? (double)(L->m->train.seed & 0xFFFFFF) : 0;
+            ops[k + 1] = ir_scalar(g, names[k], kinds[k], value, v->loc);
+        }
+        int y = ir_add(g, OP_DROPOUT, DT_F32, v->shape, ops, 5, v->loc);
+        g->node[y].attr[0] = v->alpha;
+        g->node[y].attr[1] = v->stream;
+        g->node[y].name = v->wname;
+        return y;
+    }
     case L_FLATTEN:
         if (shape_eq(in, v->shape)) return x;
         return ir_add1(g, OP_RESHAPE, v->shape, x, v->loc);

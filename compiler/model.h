@@ -98,7 +98,7 @@ typedef struct {
 } TrainSpec;
 
 typedef enum { SV_INPUT, SV_CONST, SV_PARAM, SV_LAYER, SV_LOSS, SV_METRIC, SV_BINARY, SV_NEG } SValKind;
-typedef enum { L_DENSE, L_FLATTEN, L_ACT, L_PRELU, L_GATE, L_CONV, L_POOL } LayerKind;
+typedef enum { L_DENSE, L_FLATTEN, L_ACT, L_PRELU, L_GATE, L_CONV, L_POOL, L_DROPOUT } LayerKind;
 typedef enum { LOSS_CROSS_ENTROPY, LOSS_MSE } LossKind;
 typedef enum { METRIC_ACCURACY, METRIC_ERROR } MetricKind;
 
@@ -130,6 +130,7 @@ struct SVal {
     int spatial; /* 1 or 2 */
     int64_t kh, kw, stride, dilation, pad_top, pad_left;
     Op pool;
+    int stream; /* L_DROPOUT: which of the model's dropout layers (its random stream); alpha is p */
 };
 
 typedef struct {

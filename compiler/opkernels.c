@@ -26,6 +26,11 @@ static int map_expr(KBuilder *kb, const Node *n, const int *in) {
     case OP_DIV: return B(DIV, x, y);
     case OP_NEG: return U(NEG, x);
     case OP_BATCH_MEAN: return B(DIV, x, kb_rows(kb));
+    case OP_DROPOUT: { /* x / (1 - p) where u >= p, else 0; x when not training */
+        int u = kb_random(kb, in[2], in[3], in[4], (int)n->attr[1]);
+        int kept = SEL(B(GE, u, C(alpha)), B(MUL, x, C(1 / (1 - alpha))), C(0));
+        return SEL(y, kept, x);
+    }
     case OP_BROADCAST: return x;
     case OP_BIAS_ADD: return B(ADD, x, y);
     case OP_GATE: return B(MUL, x, y);

@@ -68,7 +68,7 @@ static void idx_text(StrBuf *b, const Kernel *k, const KIdx *x) {
             terms++;
             single = d;
         }
-    char nm[8];
+    char nm[16];
     if (terms == 1 && x->coef[single] == 1 && !x->off) {
         sb_puts(b, dim_var(k, single, nm, sizeof nm));
         return;
@@ -169,7 +169,7 @@ static void expr_text(Ctx *c, int id) {
     case KX_LOAD: load(c, e); return;
     case KX_SCALAR: sb_printf(b, "scalars[%d]", e->arg); return;
     case KX_INDEX: {
-        char nm[8];
+        char nm[16];
         sb_printf(b, "(float)%s", dim_var(c->k, e->arg, nm, sizeof nm));
         return;
     }
@@ -179,6 +179,17 @@ static void expr_text(Ctx *c, int id) {
         ext_text(b, c->k->dim[e->arg]);
         return;
     case KX_RED: sb_printf(b, "r%d", e->arg); return;
+    case KX_RANDOM: { /* the element's row-major index in the domain is the counter */
+        KAccess all = {.rank = c->k->ndim}; /* every dim in order: the row-major index */
+        for (int d = 0; d < c->k->ndim; d++) {
+            all.idx[d] = (KIdx){.div = 1, .ext = c->k->dim[d]};
+            all.idx[d].coef[d] = 1;
+        }
+        sb_puts(b, "nnc_philox_u01((unsigned)(");
+        offset_text(b, c->k, &all);
+        sb_printf(b, "), %du, (unsigned)x%d + ((unsigned)x%d << 24), (unsigned)x%d)", e->arg, e->b, e->c, e->a);
+        return;
+    }
     case KX_NEG: sb_printf(b, "-x%d", e->a); return;
     case KX_ADD: case KX_SUB: case KX_MUL: case KX_DIV:
         sb_printf(b, "x%d %s x%d", e->a, bin[e->op], e->b);
@@ -285,7 +296,7 @@ const char *cuda_sum_name(char *buf, size_t n, const Kernel *k) {
 /* for loops over domain dims [from, to), outermost first; returns the indent inside them */
 static int open_loops(StrBuf *b, const Kernel *k, int from, int to, int indent) {
     for (int d = from; d < to; d++) {
-        char nm[8];
+        char nm[16];
         const char *v = dim_var(k, d, nm, sizeof nm);
         sb_printf(b, "%*sfor (long long %s = 0; %s < ", indent, "", v, v);
         ext_text(b, k->dim[d]);
@@ -305,7 +316,7 @@ static int close_loops(StrBuf *b, int n, int indent) {
 
 /* Declares the dims `dims` (in order) from the flat index `var`, the last varying fastest. */
 static void split_index(StrBuf *b, const Kernel *k, const int *dims, int n, const char *var, int indent) {
-    char nm[8];
+    char nm[16];
     if (n == 1) {
         sb_printf(b, "%*sconst long long %s = %s;\n", indent, "", dim_var(k, dims[0], nm, sizeof nm), var);
         return;
@@ -531,6 +542,17 @@ static void render_kernel(StrBuf *b, const Plan *p, const Kernel *k, const char 
 /* exp, expm1, log, log1p, tanh, erfc: render_llvm.c's build_* functions, operation for operation
  * (constants written as (float)<double>, as LLVMConstReal rounds them). */
 static const char MATH[] =
+    "/* Philox-4x32-10, the same rounds as runtime/philox.h and render_llvm.c */\n"
+    "__device__ static float nnc_philox_u01(unsigned c0, unsigned c1, unsigned c2, unsigned k0) {\n"
+    "    unsigned c3 = 0u, k1 = 0x6e6e6300u;\n"
+    "    for (int r = 0; r < 10; r++) {\n"
+    "        if (r > 0) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }\n"
+    "        unsigned long long p0 = 0xD2511F53ull * c0, p1 = 0xCD9E8D57ull * c2;\n"
+    "        unsigned hi0 = (unsigned)(p0 >> 32), lo0 = (unsigned)p0, hi1 = (unsigned)(p1 >> 32), lo1 = (unsigned)p1;\n"
+    "        c0 = hi1 ^ c1 ^ k0; c1 = lo1; c2 = hi0 ^ c3 ^ k1; c3 = lo0;\n"
+    "    }\n"
+    "    return (float)(c0 >> 8) * (1.0f / 16777216.0f);\n"
+    "}\n"
     "#ifndef NNC_AS_FLOAT\n"
     "#define NNC_AS_FLOAT(i) __int_as_float(i)\n"
     "#define NNC_AS_INT(f) __float_as_int(f)\n"

@@ -29,6 +29,8 @@
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
+#include "philox.h"
+
 struct LlvmModule {
     LLVMOrcThreadSafeContextRef tsc;
     LLVMContextRef ctx;
@@ -292,6 +294,47 @@ static LLVMValueRef access_ptr(KCtx *kc, const KAccess *a, LLVMValueRef *valid) 
     return LLVMBuildInBoundsGEP2(cg->b, et, kc->argp[a->arg], &off, 1, "");
 }
 
+/* Philox-4x32-10 of (counter, key) as inline i32 code, the same rounds as runtime/philox.h:
+ * the first output word's top 24 bits as a float in [0, 1). */
+static LLVMValueRef philox_uniform(Cg *cg, LLVMValueRef c[4], LLVMValueRef k[2]) {
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef m0 = LLVMConstInt(cg->i64, 0xD2511F53u, 0), m1 = LLVMConstInt(cg->i64, 0xCD9E8D57u, 0);
+    LLVMValueRef thirty_two = LLVMConstInt(cg->i64, 32, 0);
+    for (int r = 0; r < 10; r++) {
+        if (r > 0) {
+            k[0] = LLVMBuildAdd(b, k[0], LLVMConstInt(cg->i32, 0x9E3779B9u, 0), "");
+            k[1] = LLVMBuildAdd(b, k[1], LLVMConstInt(cg->i32, 0xBB67AE85u, 0), "");
+        }
+        LLVMValueRef p0 = LLVMBuildMul(b, m0, LLVMBuildZExt(b, c[0], cg->i64, ""), "");
+        LLVMValueRef p1 = LLVMBuildMul(b, m1, LLVMBuildZExt(b, c[2], cg->i64, ""), "");
+        LLVMValueRef hi0 = LLVMBuildTrunc(b, LLVMBuildLShr(b, p0, thirty_two, ""), cg->i32, "");
+        LLVMValueRef hi1 = LLVMBuildTrunc(b, LLVMBuildLShr(b, p1, thirty_two, ""), cg->i32, "");
+        LLVMValueRef lo0 = LLVMBuildTrunc(b, p0, cg->i32, ""), lo1 = LLVMBuildTrunc(b, p1, cg->i32, "");
+        c[0] = LLVMBuildXor(b, LLVMBuildXor(b, hi1, c[1], ""), k[0], "");
+        c[1] = lo1;
+        c[2] = LLVMBuildXor(b, LLVMBuildXor(b, hi0, c[3], ""), k[1], "");
+        c[3] = lo0;
+    }
+    LLVMValueRef top = LLVMBuildLShr(b, c[0], LLVMConstInt(cg->i32, 8, 0), "");
+    return LLVMBuildFMul(b, LLVMBuildUIToFP(b, top, cg->f32, ""), cf(cg, 1.0 / 16777216.0), "");
+}
+
+/* KX_RANDOM at the current element: its row-major index in the domain is the counter. */
+static LLVMValueRef emit_random(KCtx *kc, const KExpr *e, LLVMValueRef seed, LLVMValueRef lo, LLVMValueRef hi) {
+    Cg *cg = kc->cg;
+    LLVMValueRef idx = NULL;
+    for (int d = 0; d < kc->k->ndim; d++) {
+        NNC_ASSERT(kc->v[d]);
+        idx = idx ? LLVMBuildNSWAdd(cg->b, LLVMBuildNSWMul(cg->b, idx, kc->ext[d], ""), kc->v[d], "") : kc->v[d];
+    }
+    LLVMValueRef step = LLVMBuildAdd(cg->b, LLVMBuildFPToUI(cg->b, lo, cg->i32, ""),
+                                     LLVMBuildShl(cg->b, LLVMBuildFPToUI(cg->b, hi, cg->i32, ""), LLVMConstInt(cg->i32, 24, 0), ""), "");
+    LLVMValueRef c[4] = {LLVMBuildTrunc(cg->b, idx, cg->i32, ""), LLVMConstInt(cg->i32, (unsigned)e->arg, 0), step,
+                         LLVMConstInt(cg->i32, 0, 0)};
+    LLVMValueRef k[2] = {LLVMBuildFPToUI(cg->b, seed, cg->i32, ""), LLVMConstInt(cg->i32, NNC_PHILOX_KEY1, 0)};
+    return philox_uniform(cg, c, k);
+}
+
 static LLVMValueRef out_ptr(KCtx *kc, int acc) {
     LLVMValueRef valid;
     LLVMValueRef p = access_ptr(kc, &kc->k->acc[acc], &valid);
@@ -323,6 +366,7 @@ static LLVMValueRef emit_uncached(KCtx *kc, const KExpr *e) {
     case KX_ROWS: return LLVMBuildSIToFP(cg->b, kc->rows, cg->f32, "");
     case KX_EXTENT: return LLVMBuildSIToFP(cg->b, kc->ext[e->arg], cg->f32, "");
     case KX_RED: NNC_ASSERT(kc->red[e->arg]); return kc->red[e->arg];
+    case KX_RANDOM: return emit_random(kc, e, a, b, c);
     case KX_NEG: return LLVMBuildFNeg(cg->b, a, "");
     case KX_ABS: return call1(cg, cg->fabs_ty, cg->fabs_fn, a, "");
     case KX_SQRT: return call1(cg, cg->sqrt_ty, cg->sqrt_fn, a, "");

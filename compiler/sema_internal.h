@@ -48,6 +48,7 @@ typedef struct {
     const char *owner; /* binding being defined, for weight names */
     WeightStem *stem;  /* the owner's layers with weights */
     int nstem, capstem;
+    int ndropout; /* dropout layers so far: each has its own random stream */
     int capio, capparam, caprow, capmetric, capsched;
     const TrainItem *stop_item;
 } Sema;

@@ -280,6 +280,24 @@ static SVal *check_pool(Sema *s, const LayerDef *ld, const Ast *e, const Ast *co
     return v;
 }
 
+/* dropout(p): in training each element is kept with probability 1 - p (and scaled by
+ * 1 / (1 - p)), by the kernels' counter-based generator; in evaluation it is the identity. */
+static SVal *check_dropout(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
+    char buf[96];
+    if (v->a->is_class || !v->a->shape.batched) {
+        err(s, e->loc, "'dropout' needs a batched real-valued tensor, but its input is %s", sema_type_str(buf, sizeof buf, v->a));
+        return NULL;
+    }
+    if (!sema_eval_const(s, a[0], &v->alpha)) return NULL;
+    if (!(v->alpha >= 0 && v->alpha < 1)) {
+        err(s, a[0]->loc, "dropout's p is the probability of dropping an element, in [0, 1), got %g", v->alpha);
+        return NULL;
+    }
+    v->stream = s->ndropout++;
+    add_row(s, arena_printf(s->arena, "dropout(%g)", v->alpha), v, 0);
+    return v;
+}
+
 /* ---- the table ---- */
 
 static const LayerDef layers[] = {
@@ -310,7 +328,7 @@ static const LayerDef layers[] = {
     {"avgpool", L_POOL, .check = check_pool, .act = OP_AVGPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},
     {"maxpool1d", L_POOL, .check = check_pool, .act = OP_MAXPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},
     {"avgpool1d", L_POOL, .check = check_pool, .act = OP_AVGPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},
-    {"dropout", .todo = "dropout"},
+    {"dropout", L_DROPOUT, .check = check_dropout, SEMA_ARGS({"p", A_NUM, true, 0})},
     {"batch_norm", .todo = "normalisation layers"},
     {"layer_norm", .todo = "normalisation layers"},
     {"bayes_dense", .todo = "variational layers"},

@@ -69,8 +69,9 @@ void spaces_analyse(Graph *g) {
             set_space(g, nd->in[1], 0, in_space);
             /* fall through */
         default:
-            if (op_info[nd->op].cls == OC_MAP && nd->nin == 1 + (nd->op == OP_PRELU) && in_space >= 0 &&
-                shape_eq(nd->shape, g->node[a].shape)) {
+            bool unary = true; /* its other inputs are run-time scalars (dropout's) or a prelu's slopes */
+            for (int i = 1; i < nd->nin; i++) unary &= nd->op == OP_PRELU || op_operand_is_runtime(nd->op, i);
+            if (op_info[nd->op].cls == OC_MAP && unary && in_space >= 0 && shape_eq(nd->shape, g->node[a].shape)) {
                 sp[id] = in_space;
                 gated[id] = gated[a] && op_has(nd->op, OF_KEEPS0); /* not sigmoid(0) = 1/2 */
                 lost[id] = gated[a] && !gated[id] ? nd->op : lost[a];

@@ -4,6 +4,7 @@
 #include "ref.h"
 
 #include "elementwise.h"
+#include "philox.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -263,7 +264,13 @@ static void run_node(RefState *r, int id) {
                 double x = at(r, n->in[0], i, j, cols);
                 double y = n->nin > 1 ? at(r, n->in[1], i, j, cols) : 0;
                 double z = n->nin > 2 ? at(r, n->in[2], i, j, cols) : 0;
-                if (n->op == OP_BATCH_MEAN) {
+                if (n->op == OP_DROPOUT) { /* the element's index within the batch is the counter */
+                    double train = y, seed = z, lo = r->val[n->in[3]][0], hi = r->val[n->in[4]][0];
+                    double p = (float)n->attr[0]; /* the kernels compare with p as a float */
+                    uint32_t step = (uint32_t)lo + ((uint32_t)hi << 24);
+                    double u = nnc_philox_uniform((uint32_t)(i * cols + j), (uint32_t)n->attr[1], step, (uint32_t)seed);
+                    out[i * cols + j] = train == 0 ? x : u >= p ? x * (1 / (1 - p)) : 0;
+                } else if (n->op == OP_BATCH_MEAN) {
                     out[i * cols + j] = x / (double)r->rows;
                 } else if (n->op == OP_MSE_GRAD) {
                     double numel = (double)(cols * rows);

@@ -3,13 +3,17 @@
  * from -90 to 90 plus zeros, tiny and huge values, infinities and NaN.  The op test only
  * draws values near 1; this is where range reduction and special cases are checked.
  * The same kernels on the emulated CUDA device must give the CPU's results bit for bit: the
- * CUDA backend renders the same float operations (render_cuda.c), and this keeps them so. */
+ * CUDA backend renders the same float operations (render_cuda.c), and this keeps them so.
+ * Also the random generator's reference (runtime/philox.h) against the published
+ * known-answer vectors of Philox-4x32-10, and its uniform values' moments; the backends'
+ * dropout masks are compared with it by tests/ops. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "exec.h"
+#include "philox.h"
 #include "lower.h"
 #include "ref.h"
 
@@ -38,13 +42,45 @@ static bool close_enough(Op op, float got, double want) {
     return err <= (gelu ? 2e-5 : 2e-6) * fabs(want) + floor || (fabs(want) > 3.4e38 && isinf(got));
 }
 
+/* Philox-4x32-10's known answers (Random123's kat_vectors) and the uniform values' mean and
+ * the fraction below 0.3 over 2^20 consecutive elements of one stream. */
+static int check_philox(void) {
+    static const uint32_t kat[3][10] = {
+        {0, 0, 0, 0, 0, 0, 0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8},
+        {0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd},
+        {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, 0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1},
+    };
+    int bad = 0;
+    for (int t = 0; t < 3; t++) {
+        uint32_t out[4];
+        philox4x32_10(kat[t], kat[t] + 4, out);
+        for (int w = 0; w < 4; w++)
+            if (out[w] != kat[t][6 + w]) {
+                printf("FAIL philox4x32-10 vector %d word %d: %08x, expected %08x\n", t, w, out[w], kat[t][6 + w]);
+                bad++;
+            }
+    }
+    double sum = 0;
+    int64_t below = 0, n = 1 << 20;
+    for (int64_t i = 0; i < n; i++) {
+        float u = nnc_philox_uniform((uint32_t)i, 3, 77, 4242);
+        if (!(u >= 0 && u < 1)) bad++;
+        sum += u;
+        below += u < 0.3f;
+    }
+    double mean = sum / (double)n, frac = (double)below / (double)n; /* 5 sigma: 0.0014, 0.0022 */
+    printf("%s philox: 3 known-answer vectors; mean %.5f, fraction below 0.3 %.5f over 2^20 values\n",
+           bad || fabs(mean - 0.5) > 0.0015 || fabs(frac - 0.3) > 0.0023 ? "FAIL" : "ok  ", mean, frac);
+    return bad || fabs(mean - 0.5) > 0.0015 || fabs(frac - 0.3) > 0.0023;
+}
+
 int main(void) {
     enum { CAP = 16384 };
     static float vals[CAP];
     int64_t n = make_values(vals, CAP);
     const Op ops[] = {OP_ELU, OP_TANH, OP_SIGMOID, OP_SOFTPLUS, OP_GELU, OP_ELU_GRAD, OP_TANH_GRAD,
                       OP_SIGMOID_GRAD, OP_SOFTPLUS_GRAD, OP_GELU_GRAD, OP_RELU, OP_LEAKY_RELU};
-    int failures = 0;
+    int failures = check_philox();
     for (size_t k = 0; k < sizeof ops / sizeof *ops; k++) {
         Op op = ops[k];
         Arena *arena = arena_new();

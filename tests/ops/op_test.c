@@ -104,6 +104,21 @@ static int c_gelu(Graph *g) { return op1(g, OP_GELU, X(N), 0); }
 static int c_exp(Graph *g) { return op1(g, OP_EXP, X(N), 0); }
 static int c_softmax(Graph *g) { return ir_add1(g, OP_SOFTMAX, BX, X(N), NOLOC); }
 static int c_batch_mean(Graph *g) { return op1(g, OP_BATCH_MEAN, X(N), 0); }
+/* dropout in training (a mask from the counter-based generator) and in evaluation (identity);
+ * the step 2^24 + 7 uses both halves of the step */
+static int dropout(Graph *g, int x, double p, bool train) {
+    int in[5] = {x, ir_scalar(g, "train", SC_TRAIN, train, NOLOC), ir_scalar(g, "seed", SC_SEED, 4242, NOLOC),
+                 ir_scalar(g, "step_lo", SC_STEP_LO, 7, NOLOC), ir_scalar(g, "step_hi", SC_STEP_HI, 1, NOLOC)};
+    int id = ir_add(g, OP_DROPOUT, DT_F32, g->node[x].shape, in, 5, NOLOC);
+    g->node[id].attr[0] = p;
+    g->node[id].attr[1] = 3; /* the stream */
+    return id;
+}
+static int c_dropout(Graph *g) { return dropout(g, X(N), 0.3, true); }
+static int c_dropout_eval(Graph *g) { return dropout(g, X(N), 0.3, false); }
+static int c_dropout_map(Graph *g) {
+    return dropout(g, ir_input(g, "x", false, false, 0, (Shape){.rank = 3, .dim = {3, 4, 5}, .batched = true}, NOLOC), 0.5, true);
+}
 static int c_prelu(Graph *g) { return op2(g, OP_PRELU, BX, X(N), w_vec(g, "a", N)); }
 static int c_colsum(Graph *g) { return ir_add1(g, OP_COLSUM, shape_vec(N, false), X(N), NOLOC); }
 static int c_rowsum(Graph *g) { return ir_add1(g, OP_ROWSUM, shape_vec(1, true), X(N), NOLOC); }
@@ -239,6 +254,7 @@ static const Case cases[] = {
     FWD("relu", c_relu), FWD("leaky_relu", c_leaky_relu), FWD("elu", c_elu), FWD("tanh", c_tanh),
     FWD("sigmoid", c_sigmoid), FWD("softplus", c_softplus), FWD("gelu", c_gelu), FWD("prelu", c_prelu),
     FWD("exp", c_exp), FWD("softmax", c_softmax), FWD("batch_mean", c_batch_mean),
+    FWD("dropout", c_dropout), FWD("dropout_eval", c_dropout_eval), FWD("dropout_map", c_dropout_map),
     FWD("im2col_same", c_im2col_same), FWD("im2col_strided", c_im2col_strided), FWD("im2col_dilated", c_im2col_dilated),
     FWD("col2im_same", c_col2im_same), FWD("col2im_strided", c_col2im_strided), FWD("col2im_dilated", c_col2im_dilated),
     FWD("maxpool_2x2", c_maxpool_2x2), FWD("maxpool_overlap", c_maxpool_overlap), FWD("maxpool_odd", c_maxpool_odd),
