@@ -220,6 +220,10 @@ void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_ep
         case SC_LR: sc[i] = (float)lr; break;
         case SC_ADAM_STEP: sc[i] = (float)(lr / (1 - pow(o->beta1, (double)t))); break;
         case SC_ADAM_BC2_SQRT: sc[i] = (float)sqrt(1 - pow(o->beta2, (double)t)); break;
+        case SC_TRAIN: break; /* set per program by exec_run */
+        case SC_SEED: sc[i] = (float)(ts->seed & 0xFFFFFF); break; /* the random generator's key */
+        case SC_STEP_LO: sc[i] = (float)((uint64_t)t & 0xFFFFFF); break; /* its counter: the step */
+        case SC_STEP_HI: sc[i] = (float)(((uint64_t)t >> 24) & 0xFFFFFF); break;
         }
     }
     if (lr_out) *lr_out = lr;
