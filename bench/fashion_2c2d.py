@@ -1,0 +1,129 @@
+"""fashion_2c2d.py: training speed of models/fashion_2c2d.nn (DeepOBS's fmnist_2c2d) in nnc
+against the same network in PyTorch (bench/torch_fashion_2c2d.py), eager and, on request,
+torch.compile'd.
+
+Both train on the same data: the first --train images of Debian's Fashion-MNIST training set
+and the first --test test images, written as IDX files to a temporary directory (nnc reads it
+through --data, PyTorch through NNC_FASHION_MNIST_DIR and bench/fashion_data.py).  Each runs
+--epochs epochs over them (default 2 of 100 steps at batch 128); the first epoch is the warm-up
+(page faults of nnc's arena, PyTorch's allocator caches, torch.compile's compilation), and
+training steps/s are counted over the later epochs: steps / seconds of the step loop (batch
+gathering, forward, backward, Adam; not the evaluation).  The frameworks alternate, each run in
+its own child process, whose peak RSS is its own.  Equal threads (2: OpenBLAS for nnc;
+torch.set_num_threads with OMP_WAIT_POLICY=passive for PyTorch).  Run from the repository root:
+    python3 bench/fashion_2c2d.py [--repeat N] [--nnc build/nnc] [--python /path/to/python-with-torch]
+                                  [--train 12800] [--test 1000] [--epochs 2] [--torch eager,compile,channels_last]
+"""
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+WRAPPER = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+           "print('RSS_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+           "sys.exit(r.returncode)")
+
+
+def child(cmd, env):
+    """Run cmd in a fresh wrapper process; return its stdout and its peak RSS in MiB."""
+    r = subprocess.run([sys.executable, "-c", WRAPPER] + cmd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}")
+    rss = [l for l in r.stderr.splitlines() if l.startswith("RSS_KIB")][-1]
+    return r.stdout, int(rss.split()[1]) / 1024.0
+
+
+def subset(src, dst, n_train, n_test):
+    """The first n images and labels of each split, as gzip IDX files in dst."""
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        for kind, dims, per in (("images", 3, 784), ("labels", 1, 1)):
+            name = f"{split}-{kind}-idx{dims}-ubyte.gz"
+            with gzip.open(os.path.join(src, name), "rb") as f:
+                data = f.read()
+            hdr = 4 + 4 * dims
+            total = int.from_bytes(data[4:8], "big")
+            if n > total:
+                sys.exit(f"{name} has {total} records, fewer than {n}")
+            head = bytearray(data[:hdr])
+            head[4:8] = n.to_bytes(4, "big")
+            with gzip.open(os.path.join(dst, name), "wb", compresslevel=1) as f:
+                f.write(bytes(head) + data[hdr:hdr + n * per])
+
+
+def run_nnc(nnc, data, epochs, n_train, env):
+    out = tempfile.mkdtemp(prefix="nnc-bench-")
+    _, rss = child([nnc, "train", "models/fashion_2c2d.nn", "--data", data, "--set", f"epochs={epochs}",
+                    "--out", out, "--no-progress", "--checkpoint-every", "0"], env)
+    lines = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+    train = [l for l in lines if l["split"] == "train"]
+    test = [l for l in lines if l["split"] == "test"]
+    steps_per_epoch = (n_train + 127) // 128
+    timed = train[1:] or train
+    secs = sum(n_train / l["samples_per_s"] for l in timed)
+    return {"steps_per_s": steps_per_epoch * len(timed) / secs,
+            "warmup_steps_per_s": steps_per_epoch / (n_train / train[0]["samples_per_s"]),
+            "test_accuracy": test[-1]["accuracy"], "rss_mib": rss}
+
+
+def run_torch(python, variant, data, epochs, env):
+    flags = {"eager": [], "compile": ["--compile"], "channels_last": ["--channels-last"]}[variant]
+    out, rss = child([python, "bench/torch_fashion_2c2d.py", "--epochs", str(epochs)] + flags,
+                     dict(env, NNC_FASHION_MNIST_DIR=data))
+    lines = [json.loads(l) for l in out.strip().splitlines() if l.startswith("{")]
+    timed = lines[1:] or lines
+    return {"steps_per_s": sum(l["steps"] for l in timed) / sum(l["train_s"] for l in timed),
+            "warmup_steps_per_s": lines[0]["steps_per_s"], "test_accuracy": lines[-1]["test_accuracy"],
+            "rss_mib": rss}
+
+
+def med(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nnc", default="build/nnc")
+    ap.add_argument("--python", default=sys.executable, help="the interpreter that has torch")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--train", type=int, default=12800, help="training images (12800: 100 steps an epoch)")
+    ap.add_argument("--test", type=int, default=1000)
+    ap.add_argument("--epochs", type=int, default=2, help="the first is the warm-up")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--torch", default="eager", help="comma-separated: eager, compile, channels_last")
+    a = ap.parse_args()
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads),
+               OMP_WAIT_POLICY="passive", BENCH_THREADS=str(a.threads))
+    src = os.environ.get("NNC_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
+    data = tempfile.mkdtemp(prefix="nnc-bench-2c2d-")
+    subset(src, data, a.train, a.test)
+    variants = [v for v in a.torch.split(",") if v]
+    rows = {k: [] for k in ["nnc"] + variants}
+    for i in range(a.repeat):
+        rows["nnc"].append(run_nnc(a.nnc, data, a.epochs, a.train, env))
+        for v in variants:
+            rows[v].append(run_torch(a.python, v, data, a.epochs, env))
+        n = rows["nnc"][-1]
+        msg = (f"run {i + 1}: nnc {n['steps_per_s']:.2f} steps/s (warm-up epoch {n['warmup_steps_per_s']:.2f}), "
+               f"{n['rss_mib']:.0f} MiB")
+        for v in variants:
+            t = rows[v][-1]
+            msg += (f"; PyTorch {v} {t['steps_per_s']:.2f} steps/s (warm-up epoch {t['warmup_steps_per_s']:.2f}), "
+                    f"{t['rss_mib']:.0f} MiB, ratio {n['steps_per_s'] / t['steps_per_s']:.2f}")
+        msg += "; test accuracy " + ", ".join(f"{k} {r[-1]['test_accuracy']:.4f}" for k, r in rows.items())
+        print(msg, flush=True)
+    ns = med([r["steps_per_s"] for r in rows["nnc"]])
+    print(f"\nmedian of {a.repeat}, steps/s over epochs 2-{a.epochs} of {(a.train + 127) // 128} steps:")
+    print("| framework | steps/s | nnc / it | peak RSS (median) |")
+    print("|---|---|---|---|")
+    for k, r in rows.items():
+        s = med([x["steps_per_s"] for x in r])
+        print(f"| {'nnc' if k == 'nnc' else 'PyTorch ' + k} | {s:.2f} | {ns / s:.2f} | "
+              f"{med([x['rss_mib'] for x in r]):.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()
