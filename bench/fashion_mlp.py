@@ -15,19 +15,7 @@ import sys
 import tempfile
 
 
-# A fresh wrapper process per run: its RUSAGE_CHILDREN peak is exactly that run's peak RSS.
-WRAPPER = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-           "print('RSS_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
-           "sys.exit(r.returncode)")
-
-
-def child(cmd, env):
-    """Run cmd; return its stdout and its peak RSS in MiB."""
-    r = subprocess.run([sys.executable, "-c", WRAPPER] + cmd, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}")
-    rss = [l for l in r.stderr.splitlines() if l.startswith("RSS_KIB")][-1]
-    return r.stdout, int(rss.split()[1]) / 1024.0
+from peak_rss import child  # bench/peak_rss.py (Python puts the script's folder on sys.path)
 
 
 def run_nnc(nnc, env):

@@ -205,26 +205,26 @@ int kb_load_red(KBuilder *kb, int red) {
     return add_expr(kb, e);
 }
 
-void kb_out_at(KBuilder *kb, KOutKind kind, int acc, int expr) {
+static void push_out(KBuilder *kb, KOut o) {
     Kernel *k = kb->k;
-    int arg = acc >= 0 ? k->acc[acc].arg : -1;
-    NNC_ASSERT((kind == KO_SUM) == (acc < 0));
-    if (acc >= 0)
-        for (int m = 0; m < k->acc[acc].rank; m++) NNC_ASSERT(!k->acc[acc].idx[m].bounded && k->acc[acc].idx[m].div == 1);
     ARENA_GROW(kb->plan->g->arena, k->out, k->nout, kb->capout);
-    k->out[k->nout++] = (KOut){kind, arg, acc, expr};
-    if (arg >= 0) k->arg[arg].write = true;
+    k->out[k->nout++] = o;
+    k->arg[o.arg].write = true;
+}
+
+void kb_out_at(KBuilder *kb, KOutKind kind, int acc, int expr) {
+    const KAccess *a = &kb->k->acc[acc];
+    NNC_ASSERT(kind != KO_SUM);
+    for (int m = 0; m < a->rank; m++) NNC_ASSERT(!a->idx[m].bounded && a->idx[m].div == 1);
+    push_out(kb, (KOut){kind, a->arg, acc, expr});
 }
 
 void kb_out(KBuilder *kb, KOutKind kind, int arg, int expr) {
     static const int std[] = {[KO_STORE] = IX_ELEM, [KO_STORE_ROW] = IX_COL, [KO_COLSUM] = IX_ROW};
-    if (kind == KO_SUM) {
-        kb_out_at(kb, KO_SUM, -1, expr);
-        kb->k->out[kb->k->nout - 1].arg = arg;
-        kb->k->arg[arg].write = true;
-        return;
-    }
-    kb_out_at(kb, kind, kb_std_access(kb, arg, (IndexMode)std[kind]), expr);
+    if (kind == KO_SUM)
+        push_out(kb, (KOut){KO_SUM, arg, -1, expr}); /* a total: no access */
+    else
+        kb_out_at(kb, kind, kb_std_access(kb, arg, (IndexMode)std[kind]), expr);
 }
 
 /* The standard access for reading `in` inside a kernel over the builder's domain. */

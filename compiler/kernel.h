@@ -233,7 +233,7 @@ int kb_red(KBuilder *kb, KRedOp op, int expr); /* returns an expression reading 
 int kb_random(KBuilder *kb, int seed, int step_lo, int step_hi, int stream);
 int kb_load_red(KBuilder *kb, int red);
 void kb_out(KBuilder *kb, KOutKind kind, int arg, int expr); /* at the kind's standard access */
-void kb_out_at(KBuilder *kb, KOutKind kind, int acc, int expr);
+void kb_out_at(KBuilder *kb, KOutKind kind, int acc, int expr); /* not KO_SUM */
 /* An IR node's value inside the kernel being built: a load (the standard access its shape
  * has against the kernel's domain), an immediate for constants, a slot for run-time scalars. */
 int kb_node(KBuilder *kb, int node);

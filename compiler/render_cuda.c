@@ -382,7 +382,7 @@ static void render_kernel(StrBuf *b, const Plan *p, const Kernel *k, const char 
     for (int d = 0; d < k->ndim; d++) {
         if (d) sb_puts(b, d == k->nouter && k->nouter > 1 ? " | " : " x ");
         if (k->dim[d].batch) sb_puts(b, "B");
-        else sb_printf(b, "%s%lld", d == 0 ? "" : "", (long long)(d == 0 ? 1 : k->dim[d].n));
+        else sb_printf(b, "%lld", (long long)(d == 0 ? 1 : k->dim[d].n));
     }
     sb_printf(b, "; %s, %d per block, at most %d blocks%s */\n", sched[k->cuda.sched], k->cuda.threads, k->cuda.max_blocks,
               k->cuda.nsum ? "; one partial sum per block" : "");
