@@ -15,7 +15,6 @@ torch.set_num_threads with OMP_WAIT_POLICY=passive for PyTorch).  Run from the r
                                   [--train 12800] [--test 1000] [--epochs 2] [--torch eager,compile,channels_last]
 """
 import argparse
-import gzip
 import json
 import os
 import subprocess
@@ -24,22 +23,8 @@ import tempfile
 
 from peak_rss import child  # bench/peak_rss.py (Python puts the script's folder on sys.path)
 
-
-def subset(src, dst, n_train, n_test):
-    """The first n images and labels of each split, as gzip IDX files in dst."""
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        for kind, dims, per in (("images", 3, 784), ("labels", 1, 1)):
-            name = f"{split}-{kind}-idx{dims}-ubyte.gz"
-            with gzip.open(os.path.join(src, name), "rb") as f:
-                data = f.read()
-            hdr = 4 + 4 * dims
-            total = int.from_bytes(data[4:8], "big")
-            if n > total:
-                sys.exit(f"{name} has {total} records, fewer than {n}")
-            head = bytearray(data[:hdr])
-            head[4:8] = n.to_bytes(4, "big")
-            with gzip.open(os.path.join(dst, name), "wb", compresslevel=1) as f:
-                f.write(bytes(head) + data[hdr:hdr + n * per])
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "train"))
+from idx_subset import subset  # noqa: E402  tests/train/idx_subset.py
 
 
 def run_nnc(nnc, data, epochs, n_train, env):

