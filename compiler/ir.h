@@ -85,7 +85,10 @@ typedef struct {
     int node;          /* the WEIGHT node */
     int grad;          /* node holding d loss / d weight, or -1 */
     int prox;          /* an L1 penalty coefficient (scalar node) applied by a proximal step, or -1 */
-    int space[2];      /* per dimension: the neuron space it indexes (see GateInfo), or -1 */
+    int space[2];      /* per dimension of the matrix view [dim 0, the rest]: the neuron space it
+                          indexes (see Space), or -1 */
+    int64_t space_inner[2]; /* consecutive elements per entry of that space: a conv weight's
+                               [F, C, kh, kw] has kh kw per input channel; else 1 */
     int of;            /* W_STATE: the weight it belongs to */
     SrcLoc loc;
 } Weight;
@@ -124,11 +127,12 @@ typedef struct {
 /* A scalar output (the loss, a metric); the graph lists them first. */
 static inline bool output_is_scalar(const Output *o) { return o->agg < AGG_VECTOR; }
 
-/* A neuron space: the units of one dense layer.  They index that layer's weight rows and
- * bias, the gates and prelu slopes applied to its output, and the columns of every dense
- * layer that reads it.  Pruning removes entries of a space from all of these at once. */
+/* A neuron space: the units of one dense layer, or the output channels of a convolution.
+ * They index that layer's weight rows and bias, the gates and prelu slopes applied to its
+ * output, and the columns of every dense or convolution layer that reads it (spaces.c).
+ * Pruning removes entries of a space from all of these at once. */
 typedef struct {
-    const char *layer; /* the dense layer's weight prefix: h1 */
+    const char *layer; /* the layer's weight prefix: h1 */
     int64_t width;
     const char *fixed; /* why its width cannot change, or NULL */
 } Space;

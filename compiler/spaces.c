@@ -1,78 +1,117 @@
 /* spaces.c: neuron spaces and gated layers, the facts pruning needs.  Runs at the end of
- * lower.c, over the forward graph.  Every dense layer makes a space (its units); each weight
- * records, per dimension, the space it is indexed by (h2.weight is [h2 units, h1 units]), so
- * the runtime can cut the rows and columns of a removed neuron everywhere at once.
+ * lower.c, over the forward graph.  Every dense layer makes a space (its units), and every
+ * convolution one (its output channels).  Each weight records, per dimension of its matrix view
+ * [rows, the rest], the space it is indexed by: h2.weight is [h2 units, h1 units]; a conv's
+ * [F, C, kh, kw] weight is [c2 channels, c1 channels x kh kw], each c1 entry a block of kh kw
+ * columns (its `inner`); a dense layer after flatten([H, W, C]) reads c channels repeated H W
+ * times.  So the runtime can cut a removed neuron's or channel's rows and columns everywhere at
+ * once.
+ *
+ * A node's elements relate to a space by its per-sample flat index e: the entry is
+ * (e / inner) % width.  Views keep that (a reshape does not move elements); a convolution's
+ * patches multiply inner by kh kw; pooling keeps channels.
  *
  * A gated layer can shrink when removing a neuron whose gate is 0 leaves the model's function
  * unchanged: every use of the layer's neurons must come after its one gate, through ops that
- * keep 0 at 0 (relu, tanh, prelu, ...; not sigmoid or softplus), and only dense layers may
- * read them (a loss or metric fixes the width).  For each gated layer this pass also adds two
- * evaluation outputs, the per-neuron sums of the activations and of their squares, from which
- * the runtime reports the activations' variance. */
+ * keep 0 at 0 (relu, tanh, prelu, pooling, a convolution's patches; not sigmoid or softplus),
+ * and only dense and convolution layers may read them (a loss or metric fixes the width).  For
+ * each gated layer this pass also adds two evaluation outputs, the per-element sums of the
+ * activations and of their squares, from which the runtime reports the variance of each neuron
+ * (or channel, over its positions). */
 #include <stdlib.h>
 
 #include "lower.h"
 
-static void set_space(Graph *g, int node, int dim, int space) {
-    if (g->node[node].op == OP_WEIGHT) g->weight[g->node[node].ref].space[dim] = space;
+/* The weight a GEMM operand is, seen through views (a conv's [F, C, kh, kw] as [F, C kh kw]). */
+static Weight *weight_of(Graph *g, int node) {
+    while (g->node[node].op == OP_RESHAPE) node = g->node[node].in[0];
+    return g->node[node].op == OP_WEIGHT ? &g->weight[g->node[node].ref] : NULL;
+}
+
+static void set_space(Graph *g, int node, int dim, int space, int64_t inner) {
+    Weight *w = weight_of(g, node);
+    if (!w) return;
+    w->space[dim] = space;
+    w->space_inner[dim] = inner;
 }
 
 void spaces_analyse(Graph *g) {
     int n = g->nnode;
     int *sp = util_calloc((size_t)n, sizeof(int));
+    int64_t *inner = util_calloc((size_t)n, sizeof(int64_t));
     bool *gated = util_calloc((size_t)n, sizeof(bool));
     Op *lost = util_calloc((size_t)n, sizeof(Op)); /* the op after the gate that does not keep 0 at 0 */
     for (int id = 0; id < n; id++) {
         Node *nd = &g->node[id];
         sp[id] = -1;
+        inner[id] = 1;
         lost[id] = OP_COUNT;
         int a = nd->nin > 0 ? nd->in[0] : -1;
         int in_space = a >= 0 ? sp[a] : -1;
+        int64_t in_inner = a >= 0 ? inner[a] : 1;
+        Shape in_shape = a >= 0 ? g->node[a].shape : shape_scalar();
+        /* the input's space entries lie along its last dimension: whole channels (width x inner) */
+        int64_t in_last = in_shape.rank ? in_shape.dim[in_shape.rank - 1] : 1;
+        bool along_last = in_space >= 0 && in_last % (g->space[in_space].width * in_inner) == 0;
         switch (nd->op) {
         case OP_INPUT: case OP_WEIGHT: case OP_PARAM: case OP_CONST: continue;
-        case OP_MATMUL: {
+        case OP_MATMUL: { /* a dense layer, or a convolution's GEMM over its patches */
             int s = g->nspace;
-            Space space = {.layer = nd->name, .width = shape_numel(nd->shape)};
-            if (nd->shape.batched && nd->shape.rank > 1) { /* a convolution's GEMM: its channels */
-                space.width = nd->shape.dim[nd->shape.rank - 1];
-                space.fixed = "removing a convolution's channels is not built yet";
-            }
+            bool conv = nd->shape.batched && nd->shape.rank > 1;
+            Space space = {.layer = nd->name, .width = nd->shape.dim[nd->shape.rank - 1]};
             ARENA_PUSH(g->arena, g->space, g->nspace, g->capspace, space);
             sp[id] = s;
-            set_space(g, nd->in[1], 0, s);
-            set_space(g, nd->in[1], 1, in_space);
-            if (in_space >= 0 && !gated[a] && !g->space[in_space].fixed)
-                g->space[in_space].fixed =
-                    lost[a] != OP_COUNT
-                        ? arena_printf(g->arena, "'%s' after the gate turns 0 into a non-zero value", op_info[lost[a]].name)
-                        : arena_printf(g->arena, "dense layer '%s' reads its neurons without the gate", nd->name);
+            set_space(g, nd->in[1], 0, s, 1);
+            set_space(g, nd->in[1], 1, along_last ? in_space : -1, in_inner);
+            if (in_space >= 0 && !g->space[in_space].fixed) {
+                if (!along_last)
+                    g->space[in_space].fixed = arena_printf(g->arena, "%s layer '%s' reads its neurons across positions",
+                                                            conv ? "convolution" : "dense", nd->name);
+                else if (!gated[a])
+                    g->space[in_space].fixed =
+                        lost[a] != OP_COUNT
+                            ? arena_printf(g->arena, "'%s' after the gate turns 0 into a non-zero value", op_info[lost[a]].name)
+                            : arena_printf(g->arena, "%s layer '%s' reads its neurons without the gate",
+                                           conv ? "convolution" : "dense", nd->name);
+            }
             continue;
         }
         case OP_BIAS_ADD:
             sp[id] = in_space;
-            set_space(g, nd->in[1], 0, in_space);
+            set_space(g, nd->in[1], 0, in_space, 1);
             continue;
-        case OP_RESHAPE:
-            if (nd->shape.rank == 1 && g->node[a].shape.rank == 1) {
-                sp[id] = in_space;
-                gated[id] = gated[a];
-            }
+        case OP_RESHAPE: /* the same elements in the same order: flatten keeps the entries */
+            sp[id] = in_space;
+            inner[id] = in_inner;
+            gated[id] = gated[a];
+            lost[id] = lost[a];
             continue;
         case OP_GATE:
             sp[id] = in_space;
-            set_space(g, nd->in[1], 0, in_space);
+            set_space(g, nd->in[1], 0, in_space, 1);
             gated[id] = true;
             for (int i = 0; i < g->ngate; i++)
                 if (g->gate[i].node == id) g->gate[i].space = in_space;
             continue;
         case OP_PRELU:
-            set_space(g, nd->in[1], 0, in_space);
+            set_space(g, nd->in[1], 0, in_space, 1);
             /* fall through */
         default:
+            if (op_info[nd->op].cls == OC_WINDOW && nd->nin == 1 && in_space >= 0 && in_inner == 1 &&
+                in_last == g->space[in_space].width && op_has(nd->op, OF_KEEPS0)) {
+                /* pooling keeps channels; a convolution's patches hold each channel kh kw times */
+                Window w = ir_window(g, nd);
+                sp[id] = in_space;
+                inner[id] = nd->op == OP_IM2COL ? w.kh * w.kw : 1;
+                gated[id] = gated[a];
+                lost[id] = lost[a];
+                continue;
+            }
             bool unary = true; /* its other inputs are run-time scalars (dropout's) or a prelu's slopes */
             for (int i = 1; i < nd->nin; i++) unary &= nd->op == OP_PRELU || op_operand_is_runtime(nd->op, i);
             if (op_info[nd->op].cls == OC_MAP && unary && in_space >= 0 && shape_eq(nd->shape, g->node[a].shape)) {
                 sp[id] = in_space;
+                inner[id] = in_inner;
                 gated[id] = gated[a] && op_has(nd->op, OF_KEEPS0); /* not sigmoid(0) = 1/2 */
                 lost[id] = gated[a] && !gated[id] ? nd->op : lost[a];
                 continue;
@@ -108,6 +147,7 @@ void spaces_analyse(Graph *g) {
         ir_add_output(g, arena_printf(g->arena, "%s.sumsq", gi->layer), sumsq, AGG_VECTOR);
     }
     free(sp);
+    free(inner);
     free(gated);
     free(lost);
 }

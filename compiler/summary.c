@@ -93,8 +93,9 @@ void summary_print(StrBuf *b, const Compilation *c) {
         sb_puts(b, "gated layers:\n");
         for (int i = 0; i < g->ngate; i++) {
             const GateInfo *gi = &g->gate[i];
-            sb_printf(b, "  %-12s %-9s %lld wide, min width %lld: %s%s\n", gi->layer, gi->kind == GATE_SIZE ? "size_gate" : "gate",
-                      (long long)shape_numel(g->node[gi->node].shape), (long long)gi->min_width,
+            Shape s = g->node[gi->node].shape;
+            sb_printf(b, "  %-12s %-9s %lld %s, min width %lld: %s%s\n", gi->layer, gi->kind == GATE_SIZE ? "size_gate" : "gate",
+                      (long long)s.dim[s.rank - 1], s.rank > 1 ? "channels" : "wide", (long long)gi->min_width,
                       gi->fixed ? "cannot shrink, " : "can shrink", gi->fixed ? gi->fixed : "");
         }
         if (t->prune_every) sb_printf(b, "pruning: every %lld epoch%s\n", (long long)t->prune_every, t->prune_every > 1 ? "s" : "");

@@ -11,6 +11,7 @@ static int state(Graph *g, const Weight *w, int wi, const char *suffix) {
     int id = ir_weight(g, arena_printf(g->arena, "%s.%s", w->name, suffix), W_STATE, w->shape, INIT_ZERO, w->loc);
     g->weight[g->node[id].ref].of = wi;
     memcpy(g->weight[g->node[id].ref].space, w->space, sizeof w->space);
+    memcpy(g->weight[g->node[id].ref].space_inner, w->space_inner, sizeof w->space_inner);
     return id;
 }
 

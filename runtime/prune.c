@@ -16,7 +16,11 @@ static float *read_weight(const Exec *e, int weight, int64_t *n) {
     return v;
 }
 
-static int64_t gate_width(const Graph *g, const GateInfo *gi) { return shape_numel(g->node[gi->node].shape); }
+/* Neurons, or channels of a feature map (the last dimension). */
+static int64_t gate_width(const Graph *g, const GateInfo *gi) {
+    Shape s = g->node[gi->node].shape;
+    return s.dim[s.rank - 1];
+}
 
 /* The size gate's factor for neuron j, in double precision. */
 static double size_factor(const GateInfo *gi, double b, int64_t j) {
@@ -63,19 +67,29 @@ static double quantile(const double *sorted, int64_t n, double p) {
     return sorted[lo] + (sorted[hi] - sorted[lo]) * (at - (double)lo);
 }
 
+/* The variance of each live neuron's activation over the samples; for a channel gate, over
+ * the samples and the channel's positions (the sums hold one entry per element of a sample,
+ * channels last). */
 void gate_variances(const Exec *e, double *const *sums, int64_t n, GateStat *out) {
     const Graph *g = e->g;
     for (int i = 0; i < g->ngate; i++) {
         const GateInfo *gi = &g->gate[i];
         int64_t width = gate_width(g, gi), m = 0;
+        int64_t positions = shape_numel(g->node[gi->node].shape) / width;
+        double count = (double)n * (double)positions;
         bool *alive = util_calloc((size_t)width, sizeof(bool));
         double *var = util_calloc((size_t)width + 1, sizeof(double));
         gate_alive(e, gi, alive, NULL);
         double total = 0;
         for (int64_t j = 0; j < width; j++) {
             if (!alive[j]) continue;
-            double mean = sums[gi->out_sum][j] / (double)n;
-            double v = sums[gi->out_sumsq][j] / (double)n - mean * mean;
+            double sum = 0, sumsq = 0;
+            for (int64_t p = 0; p < positions; p++) {
+                sum += sums[gi->out_sum][p * width + j];
+                sumsq += sums[gi->out_sumsq][p * width + j];
+            }
+            double mean = sum / count;
+            double v = sumsq / count - mean * mean;
             var[m++] = v > 0 ? v : 0;
             total += var[m - 1];
         }
@@ -183,17 +197,32 @@ int prune_transfer(const Exec *from, Exec *to, const PruneDecision *d, char *err
         const Weight *tw = &tg->weight[tb->weight], *fw = &fg->weight[from->plan->buf[fb].weight];
         int64_t n;
         float *old = read_weight(from, from->plan->buf[fb].weight, &n);
-        int64_t rows = tw->shape.rank >= 1 ? tw->shape.dim[0] : 1, cols = tw->shape.rank == 2 ? tw->shape.dim[1] : 1;
-        int64_t fcols = fw->shape.rank == 2 ? fw->shape.dim[1] : 1;
+        /* both as matrices [dim 0, the rest]; a column space's entries are blocks of `inner`
+         * consecutive columns, repeated across the rest (spaces.c) */
+        int64_t rows = tw->shape.rank >= 1 ? tw->shape.dim[0] : 1, cols = shape_numel(tw->shape) / rows;
+        int64_t frows = fw->shape.rank >= 1 ? fw->shape.dim[0] : 1, fcols = n / frows;
         const int64_t *kr = tw->shape.rank >= 1 && tw->space[0] >= 0 ? d->keep[tw->space[0]] : NULL;
-        const int64_t *kc = tw->shape.rank == 2 && tw->space[1] >= 0 ? d->keep[tw->space[1]] : NULL;
+        const int64_t *kc = tw->shape.rank >= 2 && tw->space[1] >= 0 ? d->keep[tw->space[1]] : NULL;
+        int64_t *colmap = util_calloc((size_t)cols, sizeof(int64_t));
+        for (int64_t j = 0; j < cols; j++) colmap[j] = j;
+        if (kc) {
+            int64_t q = tw->space_inner[1], fwidth = fg->space[tw->space[1]].width, width = d->width[tw->space[1]];
+            int64_t rep = fcols / (fwidth * q);
+            NNC_ASSERT(rep * fwidth * q == fcols && rep * width * q == cols);
+            for (int64_t o = 0; o < rep; o++)
+                for (int64_t c = 0; c < width; c++)
+                    for (int64_t i = 0; i < q; i++) colmap[(o * width + c) * q + i] = (o * fwidth + kc[c]) * q + i;
+        }
+        NNC_ASSERT(kr || rows == frows);
+        NNC_ASSERT(kc || cols == fcols);
         float *v = util_calloc((size_t)(rows * cols), sizeof(float));
         for (int64_t i = 0; i < rows; i++)
             for (int64_t j = 0; j < cols; j++) {
-                int64_t fi = kr ? kr[i] : i, fj = kc ? kc[j] : j;
-                NNC_ASSERT(fi * fcols + fj < n);
+                int64_t fi = kr ? kr[i] : i, fj = colmap[j];
+                NNC_ASSERT(fi < frows && fj < fcols);
                 v[i * cols + j] = old[fi * fcols + fj];
             }
+        free(colmap);
         exec_write(to, tb->node, v, sizeof(float) * (size_t)(rows * cols));
         free(v);
         free(old);

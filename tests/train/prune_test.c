@@ -49,13 +49,14 @@ static void put_batch(Batches *b, Exec *e, int64_t first) {
     }
 }
 
-/* A weight or state tensor by name, and its number of columns (1 for vectors). */
+/* A weight or state tensor by name, and its number of columns as a matrix [dim 0, the rest]
+ * (1 for vectors). */
 static float *read_all(const Exec *e, const char *name, int64_t *cols) {
     for (int i = 0; i < e->plan->nbuf; i++) {
         const Buffer *b = &e->plan->buf[i];
         if ((b->kind == BUF_WEIGHT || b->kind == BUF_STATE) && !strcmp(b->name, name)) {
             Shape s = e->g->weight[b->weight].shape;
-            *cols = s.rank == 2 ? s.dim[1] : 1;
+            *cols = s.rank >= 2 ? shape_numel(s) / s.dim[0] : 1;
             float *v = calloc((size_t)b->elems, sizeof(float));
             exec_read(e, b->node, v, sizeof(float) * (size_t)b->elems);
             return v;
@@ -163,11 +164,19 @@ int main(int argc, char **argv) {
         float *old = read_all(&e, nb2->name, &old_cols), *cur = read_all(&e2, nb2->name, &cols);
         int64_t rows = nw->shape.rank >= 1 ? nw->shape.dim[0] : 1;
         const int64_t *kr = nw->shape.rank >= 1 && nw->space[0] >= 0 ? d.keep[nw->space[0]] : NULL;
-        const int64_t *kc = nw->shape.rank == 2 && nw->space[1] >= 0 ? d.keep[nw->space[1]] : NULL;
+        const int64_t *kc = nw->shape.rank >= 2 && nw->space[1] >= 0 ? d.keep[nw->space[1]] : NULL;
+        /* a column is (repetition o, entry c of the space, element i of its block): a conv
+         * weight's input channel is a block of kh kw columns, a dense layer after flatten reads
+         * a channel at every position */
+        int64_t q = nw->space_inner[1], width = kc ? d.width[nw->space[1]] : cols, old_width = kc ? g->space[nw->space[1]].width : cols;
+        if (!kc) q = 1;
         int bad = 0;
         for (int64_t r = 0; r < rows; r++)
-            for (int64_t k = 0; k < cols; k++)
-                bad += cur[r * cols + k] != old[(kr ? kr[r] : r) * old_cols + (kc ? kc[k] : k)];
+            for (int64_t k = 0; k < cols; k++) {
+                int64_t i = k % q, c = k / q % width, o = k / q / width;
+                int64_t from = (o * old_width + (kc ? kc[c] : c)) * q + i;
+                bad += cur[r * cols + k] != old[(kr ? kr[r] : r) * old_cols + from];
+            }
         CHECK(bad == 0, "%s: %d entries not where they belong", nb2->name, bad);
         moved += rows * cols;
         free(old);
