@@ -16,8 +16,7 @@ static float *read_weight(const Exec *e, int weight, int64_t *n) {
     return v;
 }
 
-/* Neurons, or channels of a feature map (the last dimension). */
-static int64_t gate_width(const Graph *g, const GateInfo *gi) {
+int64_t gate_width(const Graph *g, const GateInfo *gi) {
     Shape s = g->node[gi->node].shape;
     return s.dim[s.rank - 1];
 }

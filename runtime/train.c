@@ -810,7 +810,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         for (int i = 0; i < ngate; i++) { /* the widths this epoch trained at */
             char key[256];
             snprintf(key, sizeof key, "%s.width", g->gate[i].layer);
-            cJSON_AddNumberToObject(line, key, (double)shape_numel(g->node[g->gate[i].node].shape));
+            cJSON_AddNumberToObject(line, key, (double)gate_width(g, &g->gate[i]));
         }
         add_timing(line, sps, util_now() - t0);
         line_end(metrics, line);

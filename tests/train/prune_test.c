@@ -173,8 +173,8 @@ int main(int argc, char **argv) {
         int bad = 0;
         for (int64_t r = 0; r < rows; r++)
             for (int64_t k = 0; k < cols; k++) {
-                int64_t i = k % q, c = k / q % width, o = k / q / width;
-                int64_t from = (o * old_width + (kc ? kc[c] : c)) * q + i;
+                int64_t elem = k % q, entry = k / q % width, rep = k / q / width;
+                int64_t from = (rep * old_width + (kc ? kc[entry] : entry)) * q + elem;
                 bad += cur[r * cols + k] != old[(kr ? kr[r] : r) * old_cols + from];
             }
         CHECK(bad == 0, "%s: %d entries not where they belong", nb2->name, bad);

@@ -153,6 +153,21 @@ fashion_2c2d_3_epochs)
   "$nnc" train models/fashion_2c2d.nn --out "$out" --no-progress > "$out/stdout"
   cat "$out/stdout"
   "$check" "$out/metrics.jsonl" test accuracy 0.91 ;;
+fashion_sparse_cnn_shrinks)
+  # workload 1 on a CNN: channel gates close and dead channels are removed after the first
+  # epoch, and the smaller network keeps learning (3200 training images, 2 epochs; skipped
+  # under the sanitizers, where convolutions are too slow for CI)
+  if [ -n "${NNC_SANITIZED:-}" ]; then echo "skipped under sanitizers"; exit 77; fi
+  python3 tests/train/idx_subset.py /usr/share/datasets/fashion-mnist "$out/data" 3200 1000
+  "$nnc" train models/fashion_sparse_cnn.nn --data "$out/data" --set epochs=2 --set lambda_c=6e-2 --out "$out" \
+    --no-progress > "$out/stdout"
+  cat "$out/stdout"
+  grep -q "^pruned after epoch 1: c1 64 -> [1-5][0-9]*, c2 128 -> [1-9][0-9]*, h 2048 -> " "$out/stdout"
+  test "$(grep -c '"event":"prune"' "$out/metrics.jsonl")" = 1
+  "$check" "$out/metrics.jsonl" test c1.width 8 56
+  "$check" "$out/metrics.jsonl" test c2.width 8 112
+  "$check" "$out/metrics.jsonl" test h.width 100 1800
+  "$check" "$out/metrics.jsonl" test accuracy 0.65 ;;
 prune_shrinks)
   # gates close, dead neurons are removed after every epoch, h2 stops at its min_width, and a
   # second run with the same seed is identical
