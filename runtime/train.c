@@ -1,7 +1,10 @@
-/* train.c: the training loop (see train.h).  One step is the gradient program, a look at the
- * loss, then the update program and a look at the gradient flags; evaluation runs the eval
- * program over fixed batches.  Randomness comes from rng.h streams of the model's seed, so a
- * seed fixes the initialisation, the validation split and every epoch's order. */
+/* train.c: the training loop (see train.h).  A run is a TrainSession (the position a
+ * checkpoint saves, and this process's part), a step function and hooks called at fixed points:
+ * after the gradients, after each step, at the end of each epoch (see "the loop" below).  The
+ * optimiser's step is the gradient program, a look at the loss, then the update program and a
+ * look at the gradient flags; evaluation runs the eval program over fixed batches.  Randomness
+ * comes from rng.h streams of the model's seed, so a seed fixes the initialisation, the
+ * validation split and every epoch's order. */
 #include "train.h"
 
 #include <cJSON.h>
@@ -640,255 +643,452 @@ static void write_results(const TrainConfig *cfg) {
     free(json);
 }
 
-int train_run(const TrainConfig *cfg, TrainResult *res) {
-    const Model *m = cfg->model;
-    const TrainSpec *t = &m->train;
-    const TrainState *resume = cfg->resume;
-    FILE *out = cfg->out ? cfg->out : stdout;
-    memset(res, 0, sizeof *res);
-    if (resume && (resume->finished || resume->epoch > t->epochs)) {
-        fprintf(out, "the run in %s is complete (%lld epochs, %lld steps%s); nothing to resume\n", cfg->out_dir,
-                (long long)resume->epoch - 1, (long long)resume->step, resume->finished ? ", ended by its stopping rule" : "");
-        write_results(cfg);
-        return 0;
-    }
-    char err[1024];
+/* ---- the loop: a session, a step function and hooks ---- */
+
+/* train_run reads like the schedule: for each epoch, for each batch, the step and then the
+ * after-step hooks; after the epoch's last batch, the end-of-epoch hooks.  The step is a
+ * function (the optimiser's; a sampler would be another), and everything around it is a hook
+ * called at a fixed point, so that a new kind of step or a new thing to do between steps is
+ * a function, not a branch in the loop. */
+
+typedef struct TrainSession TrainSession;
+
+/* One batch of an epoch, loaded on the device with its step's scalars set. */
+typedef struct {
+    const int64_t *idx; /* its samples: indices into the training set */
+    int64_t rows;       /* the batch size; less for the epoch's last */
+    int64_t step;       /* the step it is, 1-based over the run */
+} Batch;
+
+typedef struct {
+    double loss; /* the batch's mean loss; summed (times rows) into the epoch's training loss */
+} StepResult;
+
+/* A step: trains on one batch.  0, or the run's exit status after reporting why. */
+typedef int (*TrainStep)(TrainSession *ts, const Batch *b, StepResult *out);
+
+/* A hook: 0 to go on, or the run's exit status (1 after reporting an error, 128 + a signal),
+ * which ends the run.  What a hook keeps between calls lives in the session. */
+typedef int (*TrainHook)(TrainSession *ts);
+
+typedef enum {
+    AFTER_GRAD,   /* inside a step, when the gradients are there and no weight has changed yet:
+                     where a data-parallel all-reduce of the gradients goes */
+    AFTER_STEP,   /* after each step, its batch counted in the position: signals, progress */
+    END_OF_EPOCH, /* after the epoch's last step: evaluation, stopping, pruning, checkpoint */
+    NHOOK
+} HookPoint;
+enum { MAX_HOOKS = 8 };
+
+struct TrainSession {
+    const TrainConfig *cfg;
+    const Model *m;
+    const TrainSpec *t;
+    FILE *out, *metrics;
+    TrainResult *res;
+    Session s; /* batches in, values out, on the current (possibly pruned) model */
     ModelData data;
-    if (train_load_data(m, cfg->exec->g, &data, err, sizeof err)) {
+    int64_t *perm;     /* the split order: training samples first, then the n_valid validation ones */
+    int64_t *order;    /* this epoch's order of the training samples */
+    int64_t *test_idx; /* 0 .. test.n - 1 */
+    int64_t n_train, n_valid, steps_per_epoch, total_steps;
+    /* The position, as a checkpoint saves it.  During an epoch st.epoch is that epoch,
+     * st.epoch_step and st.step count the steps done, st.loss_sum sums their losses, st.shuffle
+     * is the generator's state before the epoch's shuffle, st.train_s the seconds its steps took
+     * before a resume. */
+    TrainState st;
+    Rng shuffle; /* the generator after this epoch's shuffle */
+    /* this process's part of the run */
+    double t0, train_time;  /* when training began here; seconds of training epochs */
+    double e0, epoch_s;     /* when this epoch began here; seconds its steps took here */
+    int64_t first_step;     /* st.epoch_step when this epoch began here (resuming into it) */
+    double last_print;      /* the progress line's last time */
+    int64_t samples_trained;
+    double lr_used, *param_used; /* the schedule's values at the last step */
+    Latest latest;
+    WidthOverride *widths;
+    int64_t arena_peak, baseline_rss;
+    bool tty;
+    int64_t signal_epoch, signal_step; /* NNC_TEST_SIGNAL_AT */
+    struct sigaction old_int, old_term;
+    TrainStep step;
+    TrainHook hook[NHOOK][MAX_HOOKS];
+    int nhook[NHOOK];
+};
+
+static void hook_add(TrainSession *ts, HookPoint at, TrainHook fn) {
+    NNC_ASSERT(ts->nhook[at] < MAX_HOOKS);
+    ts->hook[at][ts->nhook[at]++] = fn;
+}
+
+/* The hooks at one point, in the order they were added, up to the first that ends the run. */
+static int run_hooks(TrainSession *ts, HookPoint at) {
+    for (int i = 0; i < ts->nhook[at]; i++) {
+        int rc = ts->hook[at][i](ts);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int device_error(const TrainSession *ts) {
+    const Exec *ex = ts->s.exec;
+    fprintf(ts->cfg->diag->out, "nnc: error: %s: %s\n", ex->dev->name, ex->dev->err);
+    return 1;
+}
+
+/* The optimiser's step: the gradient program; a look at the loss (a non-finite one is traced to
+ * its op before any weight changes); the after-gradient hooks; the update program; a look at
+ * the update's flags (a non-finite gradient). */
+static int optimizer_step(TrainSession *ts, const Batch *b, StepResult *r) {
+    Session *s = &ts->s;
+    Exec *ex = s->exec;
+    const Graph *g = s->g;
+    s->rows = b->rows;
+    if (exec_run(ex, PROG_GRAD, b->rows)) return device_error(ts);
+    float loss = read1(s, g->loss);
+    if (!isfinite(loss)) {
+        report_nonfinite(s, ts->st.epoch, b->step, loss);
+        return 1;
+    }
+    int rc = run_hooks(ts, AFTER_GRAD);
+    if (rc) return rc;
+    if (exec_run(ex, PROG_UPDATE, b->rows)) return device_error(ts);
+    for (int id = 0; id < g->nnode; id++) {
+        if (op_info[g->node[id].op].cls != OC_UPDATE || isfinite(read1(s, id))) continue;
+        const Weight *w = &g->weight[g->node[g->node[id].in[0]].ref];
+        diag_error(ts->cfg->diag, w->loc, "training stopped at epoch %lld, step %lld: the gradient of '%s' holds NaN or an infinity",
+                   (long long)ts->st.epoch, (long long)b->step, w->name);
+        rc = 1;
+    }
+    r->loss = loss;
+    return rc;
+}
+
+/* The position at the start of the epoch after st's. */
+static void next_epoch(TrainState *st, const Rng *shuffle) {
+    st->epoch++;
+    st->epoch_step = 0;
+    st->loss_sum = 0;
+    st->train_s = 0;
+    memcpy(st->shuffle, shuffle->s, sizeof st->shuffle);
+}
+
+/* ---- the hooks ---- */
+
+/* Test only (test_signal_at): SIGTERM right after step S of epoch E, or ("E:eval") after its
+ * last step; either is handled at the next step boundary. */
+static int test_signal_step(TrainSession *ts) {
+    if (ts->st.epoch == ts->signal_epoch && ts->st.epoch_step == ts->signal_step) raise(SIGTERM);
+    return 0;
+}
+static int test_signal_eval(TrainSession *ts) {
+    if (ts->st.epoch == ts->signal_epoch && ts->signal_step == 0) raise(SIGTERM);
+    return 0;
+}
+
+/* After SIGINT or SIGTERM: a checkpoint at this step boundary, then the run ends. */
+static int interrupt_hook(TrainSession *ts) {
+    if (!interrupted) return 0;
+    if (ts->tty) fprintf(ts->out, "\r\033[K");
+    TrainState now = ts->st;
+    now.train_s += util_now() - ts->e0;
+    int rc = save_checkpoint(ts->cfg, &ts->s, &now);
+    fprintf(ts->out, "interrupted by %s at epoch %lld, step %lld%s\n", interrupted == SIGINT ? "SIGINT" : "SIGTERM",
+            (long long)ts->st.epoch, (long long)ts->st.step,
+            rc == 0 && ts->cfg->identity ? "; checkpoint written; continue with --resume" : "");
+    return rc ? rc : 128 + interrupted;
+}
+
+/* On a terminal: the progress bar, at most 5 times a second and after the epoch's last step. */
+static int progress_hook(TrainSession *ts) {
+    int64_t batch = ts->s.batch, done = ts->st.epoch_step * batch < ts->n_train ? ts->st.epoch_step * batch : ts->n_train;
+    double now = util_now();
+    if (now - ts->last_print > 0.2 || done >= ts->n_train) {
+        double el = now - ts->e0, sps = (double)(done - ts->first_step * batch) / el;
+        progress_line(ts->out, ts->st.epoch, ts->t->epochs, ts->st.epoch_step, ts->steps_per_epoch,
+                      ts->st.loss_sum / (double)done, sps, (double)(ts->n_train - done) / sps);
+        ts->last_print = now;
+    }
+    return 0;
+}
+
+/* The epoch's line and metrics: its training loss and the schedule's values, then an
+ * evaluation on the validation and test splits. */
+static int report_hook(TrainSession *ts) {
+    const Model *m = ts->m;
+    const Graph *g = ts->s.g;
+    FILE *out = ts->out;
+    TrainResult *res = ts->res;
+    Latest *latest = &ts->latest;
+    int64_t epoch = ts->st.epoch, step = ts->st.step;
+    double epoch_s = ts->st.train_s + ts->epoch_s; /* the whole epoch's, across a resume */
+    double sps = (double)ts->n_train / epoch_s;
+    double train_loss = ts->st.loss_sum / (double)ts->n_train;
+    if (ts->tty) fprintf(out, "\r\033[K");
+    fprintf(out, "epoch %lld/%lld  train loss %.4f", (long long)epoch, (long long)ts->t->epochs, train_loss);
+    cJSON *line = line_begin(epoch, step, "train");
+    cJSON_AddNumberToObject(line, "loss", train_loss);
+    cJSON_AddNumberToObject(line, "lr", ts->lr_used); /* the values the last step used */
+    for (int i = 0; i < m->nparam; i++) cJSON_AddNumberToObject(line, m->param[i].name, ts->param_used[i]);
+    for (int i = 0; i < g->ngate; i++) { /* the widths this epoch trained at */
+        char key[256];
+        snprintf(key, sizeof key, "%s.width", g->gate[i].layer);
+        cJSON_AddNumberToObject(line, key, (double)gate_width(g, &g->gate[i]));
+    }
+    add_timing(line, sps, util_now() - ts->t0);
+    line_end(ts->metrics, line);
+    res->train_loss = latest->train_loss = train_loss;
+    latest->g = g;
+    latest->has_valid = ts->n_valid && evaluate(&ts->s, &ts->data.train, ts->perm + ts->n_train, ts->n_valid, &latest->valid) == 0;
+    if (latest->has_valid) {
+        print_eval(out, g, "valid", &latest->valid);
+        line = line_begin(epoch, step, "valid");
+        add_eval(line, g, &latest->valid);
+        add_timing(line, 0, util_now() - ts->t0);
+        line_end(ts->metrics, line);
+        res->valid_loss = latest->valid.loss;
+    }
+    const Dataset *test = &ts->data.test;
+    double v0 = util_now();
+    latest->has_test = ts->data.has_test && evaluate(&ts->s, test, ts->test_idx, test->n, &latest->test) == 0;
+    if (latest->has_test) {
+        print_eval(out, g, "test", &latest->test);
+        line = line_begin(epoch, step, "test");
+        add_eval(line, g, &latest->test);
+        add_timing(line, (double)test->n / (util_now() - v0), util_now() - ts->t0);
+        line_end(ts->metrics, line);
+        res->test_loss = latest->test.loss;
+        memcpy(res->test_metric, latest->test.metric, sizeof res->test_metric);
+    }
+    fprintf(out, " | %.1f s, %.0f samples/s\n", epoch_s, sps);
+    if (latest->has_valid || latest->has_test)
+        print_gates(out, g, latest->has_valid ? &latest->valid : &latest->test, latest->has_valid ? "valid" : "test");
+    res->epochs = epoch;
+    return 0;
+}
+
+/* The stopping rule (`stop when ...`) on the latest evaluation: the run ends after this epoch. */
+static int stop_hook(TrainSession *ts) {
+    char why[512];
+    if (stop_check(&ts->t->stop, &ts->st.stop, latest_metric, &ts->latest, why, sizeof why)) {
+        fprintf(ts->out, "stopping after epoch %lld of %lld: %s\n", (long long)ts->st.epoch, (long long)ts->t->epochs, why);
+        cJSON *line = line_begin(ts->st.epoch, ts->st.step, NULL);
+        cJSON_AddStringToObject(line, "event", "stop");
+        cJSON_AddStringToObject(line, "reason", why);
+        line_end(ts->metrics, line);
+        ts->st.finished = true;
+    }
+    fflush(ts->out);
+    return 0;
+}
+
+/* `prune gates every N epochs`: between epochs, so not after the last nor when stopping. */
+static int prune_hook(TrainSession *ts) {
+    int64_t epoch = ts->st.epoch;
+    if (ts->st.finished || epoch % ts->t->prune_every || epoch >= ts->t->epochs) return 0;
+    return prune_now(&ts->s, ts->widths, epoch, ts->st.step, ts->metrics, ts->st.reported_min, &ts->arena_peak);
+}
+
+/* A checkpoint every checkpoint_every epochs, after the last and when stopping: the position at
+ * the next epoch's start. */
+static int checkpoint_hook(TrainSession *ts) {
+    int64_t epoch = ts->st.epoch, every = ts->cfg->checkpoint_every;
+    if (!ts->st.finished && epoch != ts->t->epochs && !(every > 0 && epoch % every == 0)) return 0;
+    TrainState next = ts->st;
+    next_epoch(&next, &ts->shuffle);
+    return save_checkpoint(ts->cfg, &ts->s, &next);
+}
+
+/* The step and the hooks of a run of this model.  A sampler would set ts->step; a gradient
+ * all-reduce would be hook_add(ts, AFTER_GRAD, ...). */
+static void install(TrainSession *ts) {
+    ts->step = optimizer_step;
+    if (ts->signal_epoch) hook_add(ts, AFTER_STEP, test_signal_step);
+    hook_add(ts, AFTER_STEP, interrupt_hook);
+    if (ts->tty) hook_add(ts, AFTER_STEP, progress_hook);
+    if (ts->signal_epoch) hook_add(ts, END_OF_EPOCH, test_signal_eval);
+    hook_add(ts, END_OF_EPOCH, report_hook);
+    hook_add(ts, END_OF_EPOCH, stop_hook);
+    if (ts->t->prune_every) hook_add(ts, END_OF_EPOCH, prune_hook);
+    hook_add(ts, END_OF_EPOCH, checkpoint_hook);
+}
+
+/* ---- the run ---- */
+
+/* The data and metrics.jsonl (truncated to the checkpoint's epoch when resuming).  1 after
+ * reporting an error; then nothing is open. */
+static int train_open(TrainSession *ts, const TrainConfig *cfg, TrainResult *res) {
+    *ts = (TrainSession){.cfg = cfg, .m = cfg->model, .t = &cfg->model->train, .res = res,
+                         .out = cfg->out ? cfg->out : stdout};
+    char err[1024];
+    if (train_load_data(ts->m, cfg->exec->g, &ts->data, err, sizeof err)) {
         fprintf(cfg->diag->out, "nnc: error: %s\n", err);
         return 1;
     }
-    NNC_ASSERT(!t->prune_every || (cfg->rebuild && cfg->retire)); /* pruning rebuilds the model */
-    FILE *metrics = NULL;
+    NNC_ASSERT(!ts->t->prune_every || (cfg->rebuild && cfg->retire)); /* pruning rebuilds the model */
     if (cfg->out_dir) {
         char path[4096];
         snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
-        if (make_dirs(cfg->out_dir) || (resume && truncate_metrics(path, resume->epoch)) ||
-            !(metrics = fopen(path, resume ? "a" : "w"))) {
+        if (make_dirs(cfg->out_dir) || (cfg->resume && truncate_metrics(path, cfg->resume->epoch)) ||
+            !(ts->metrics = fopen(path, cfg->resume ? "a" : "w"))) {
             fprintf(cfg->diag->out, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
-            train_free_data(&data);
+            train_free_data(&ts->data);
             return 1;
         }
     }
-    Session s;
-    session_open(&s, cfg, data.expect.nfeat, data.expect.ntarget);
-    int64_t baseline_rss = cfg->exec->baseline_rss;
+    return 0;
+}
+
+/* The weights (seeded, --init, or the checkpoint's), the split, the header line, the position
+ * (fresh or the checkpoint's), the step and hooks, the signal handlers.  0, or 1 after
+ * reporting an error (the run then ends at once). */
+static int train_begin(TrainSession *ts) {
+    const TrainConfig *cfg = ts->cfg;
+    const Model *m = ts->m;
+    const TrainSpec *t = ts->t;
+    const TrainState *resume = cfg->resume;
+    FILE *out = ts->out;
+    Session *s = &ts->s;
+    session_open(s, cfg, ts->data.expect.nfeat, ts->data.expect.ntarget);
+    ts->baseline_rss = cfg->exec->baseline_rss;
     int rc = 0;
     if (!resume) { /* resuming, the weights came from the checkpoint */
-        train_init_weights(s.exec, t->seed);
-        if (cfg->init && weights_load(cfg->init, s.exec, cfg->diag->out)) rc = 1;
+        train_init_weights(s->exec, t->seed);
+        if (cfg->init && weights_load(cfg->init, s->exec, cfg->diag->out)) rc = 1;
     }
-    int64_t arena_peak = s.plan->arena_bytes;
-
-    int64_t n_valid, *perm = split_order(t, data.train.n, &n_valid);
-    int64_t n_train = data.train.n - n_valid;
-    if (n_train <= 0) {
+    ts->arena_peak = s->plan->arena_bytes;
+    ts->perm = split_order(t, ts->data.train.n, &ts->n_valid);
+    ts->n_train = ts->data.train.n - ts->n_valid;
+    if (ts->n_train <= 0) {
         fprintf(cfg->diag->out, "nnc: error: the validation split leaves no training data\n");
         rc = 1;
     }
-    int64_t *order = util_calloc((size_t)n_train + 1, sizeof(int64_t));
-    int64_t *test_idx = iota(data.test.n);
-    int64_t steps_per_epoch = (n_train + s.batch - 1) / s.batch;
+    ts->order = util_calloc((size_t)ts->n_train + 1, sizeof(int64_t));
+    ts->test_idx = iota(ts->data.test.n);
+    ts->steps_per_epoch = (ts->n_train + s->batch - 1) / s->batch;
     if (rc == 0) {
-        fprintf(out, "training %s: %lld training samples%s", m->name, (long long)n_train, "");
-        if (n_valid) fprintf(out, ", %lld validation", (long long)n_valid);
-        if (data.has_test) fprintf(out, ", %lld test", (long long)data.test.n);
-        fprintf(out, "; batch %lld, %lld steps per epoch, %lld epochs (%s)\n", (long long)s.batch,
-                (long long)steps_per_epoch, (long long)t->epochs, cfg->backend ? cfg->backend : "cpu");
+        fprintf(out, "training %s: %lld training samples%s", m->name, (long long)ts->n_train, "");
+        if (ts->n_valid) fprintf(out, ", %lld validation", (long long)ts->n_valid);
+        if (ts->data.has_test) fprintf(out, ", %lld test", (long long)ts->data.test.n);
+        fprintf(out, "; batch %lld, %lld steps per epoch, %lld epochs (%s)\n", (long long)s->batch,
+                (long long)ts->steps_per_epoch, (long long)t->epochs, cfg->backend ? cfg->backend : "cpu");
         if (resume)
             fprintf(out, "resuming from %s/checkpoint.safetensors: epoch %lld, step %lld\n", cfg->out_dir,
                     (long long)resume->epoch, (long long)resume->step);
         fflush(out);
     }
-    bool tty = cfg->progress == 1 || (cfg->progress < 0 && isatty(fileno(out)));
+    ts->tty = cfg->progress == 1 || (cfg->progress < 0 && isatty(fileno(out)));
     /* the run's position: fresh, or where the checkpoint left it */
-    TrainState st = {.epoch = 1};
-    Rng shuffle;
-    rng_seed(&shuffle, t->seed, RNG_SHUFFLE);
-    stop_init(&st.stop);
+    ts->st = (TrainState){.epoch = 1};
+    rng_seed(&ts->shuffle, t->seed, RNG_SHUFFLE);
+    stop_init(&ts->st.stop);
     if (resume) {
-        st = *resume;
-        memcpy(shuffle.s, resume->shuffle, sizeof shuffle.s);
+        ts->st = *resume;
+        memcpy(ts->shuffle.s, resume->shuffle, sizeof ts->shuffle.s);
     }
-    double t0 = util_now(), train_time = 0;
-    int64_t total_steps = steps_per_epoch * t->epochs;
-    double lr_used = t->opt.lr, *param_used = util_calloc((size_t)m->nparam + 1, sizeof(double));
-    if (st.step > 0) /* resumed: the last step's schedule values, for an epoch whose steps are all done */
-        train_step_scalars(m, s.exec, st.step, steps_per_epoch, total_steps, &lr_used, param_used);
-    int ngate = s.g->ngate; /* the same in every recompilation */
-    Latest latest = {.g = s.g};
-    latest.valid.gate = util_calloc((size_t)ngate + 1, sizeof(GateStat));
-    latest.test.gate = util_calloc((size_t)ngate + 1, sizeof(GateStat));
-    WidthOverride *widths = util_calloc((size_t)s.g->nspace + 1, sizeof(WidthOverride));
-    bool *reported_min = st.reported_min;
-    bool stopped = false;
+    ts->t0 = util_now();
+    ts->total_steps = ts->steps_per_epoch * t->epochs;
+    ts->lr_used = t->opt.lr;
+    ts->param_used = util_calloc((size_t)m->nparam + 1, sizeof(double));
+    if (ts->st.step > 0) /* resumed: the last step's schedule values, for an epoch whose steps are all done */
+        train_step_scalars(m, s->exec, ts->st.step, ts->steps_per_epoch, ts->total_steps, &ts->lr_used, ts->param_used);
+    int ngate = s->g->ngate; /* the same in every recompilation */
+    ts->latest = (Latest){.g = s->g};
+    ts->latest.valid.gate = util_calloc((size_t)ngate + 1, sizeof(GateStat));
+    ts->latest.test.gate = util_calloc((size_t)ngate + 1, sizeof(GateStat));
+    ts->widths = util_calloc((size_t)s->g->nspace + 1, sizeof(WidthOverride));
     /* SIGINT and SIGTERM stop training at the next step boundary, with a checkpoint */
-    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     interrupted = 0;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-    int64_t samples_trained = 0, signal_epoch, signal_step;
-    test_signal_at(&signal_epoch, &signal_step);
-    for (int64_t epoch = st.epoch; epoch <= t->epochs && rc == 0 && !stopped; epoch++) {
-        Exec *ex = s.exec;
-        const Graph *g = s.g;
-        memcpy(st.shuffle, shuffle.s, sizeof st.shuffle); /* what a checkpoint in this epoch restores */
-        memcpy(order, perm, sizeof(int64_t) * (size_t)n_train);
-        rng_shuffle(&shuffle, order, n_train);
-        int64_t first = epoch == st.epoch ? st.epoch_step : 0; /* steps done before a resume */
-        double e0 = util_now(), loss_sum = first ? st.loss_sum : 0, last_print = 0;
-        double trained_s = first ? st.train_s : 0; /* seconds of this epoch's steps before a resume */
-        int64_t step = st.step;
-        for (int64_t at = first * s.batch, k = first; at < n_train; at += s.batch, k++) {
-            int64_t rows = n_train - at < s.batch ? n_train - at : s.batch;
-            load_batch(&s, &data.train, order + at, rows);
-            step++;
-            train_step_scalars(m, ex, step, steps_per_epoch, total_steps, &lr_used, param_used);
-            s.rows = rows;
-            if (exec_run(ex, PROG_GRAD, rows)) {
-                fprintf(cfg->diag->out, "nnc: error: %s: %s\n", ex->dev->name, ex->dev->err);
-                rc = 1;
-                break;
-            }
-            float loss = read1(&s, g->loss);
-            if (!isfinite(loss)) {
-                report_nonfinite(&s, epoch, step, loss);
-                rc = 1;
-                break;
-            }
-            if (exec_run(ex, PROG_UPDATE, rows)) {
-                fprintf(cfg->diag->out, "nnc: error: %s: %s\n", ex->dev->name, ex->dev->err);
-                rc = 1;
-                break;
-            }
-            for (int id = 0; id < g->nnode; id++) {
-                if (op_info[g->node[id].op].cls != OC_UPDATE || isfinite(read1(&s, id))) continue;
-                const Weight *w = &g->weight[g->node[g->node[id].in[0]].ref];
-                diag_error(cfg->diag, w->loc, "training stopped at epoch %lld, step %lld: the gradient of '%s' holds NaN or an infinity",
-                           (long long)epoch, (long long)step, w->name);
-                rc = 1;
-            }
-            if (rc) break;
-            loss_sum += (double)loss * (double)rows;
-            samples_trained += rows;
-            st.step = step;
-            if (epoch == signal_epoch && k + 1 == signal_step) raise(SIGTERM);
-            if (interrupted) { /* a checkpoint at this step boundary, then stop */
-                if (tty) fprintf(out, "\r\033[K");
-                st.epoch = epoch;
-                st.epoch_step = k + 1;
-                st.loss_sum = loss_sum;
-                st.train_s = trained_s + (util_now() - e0);
-                rc = save_checkpoint(cfg, &s, &st);
-                fprintf(out, "interrupted by %s at epoch %lld, step %lld%s\n", interrupted == SIGINT ? "SIGINT" : "SIGTERM",
-                        (long long)epoch, (long long)step,
-                        rc == 0 && cfg->identity ? "; checkpoint written; continue with --resume" : "");
-                rc = rc ? rc : 128 + interrupted;
-                break;
-            }
-            double now = util_now();
-            if (tty && (now - last_print > 0.2 || at + rows >= n_train)) {
-                double el = now - e0, sps = (double)(at + rows - first * s.batch) / el;
-                progress_line(out, epoch, t->epochs, k + 1, steps_per_epoch, loss_sum / (double)(at + rows), sps,
-                              (double)(n_train - at - rows) / sps);
-                last_print = now;
-            }
-        }
-        if (rc) break;
-        if (epoch == signal_epoch && signal_step == 0) raise(SIGTERM);
-        double e_train = util_now() - e0;
-        train_time += e_train;
-        double sps = (double)n_train / (trained_s + e_train); /* the whole epoch's, across a resume */
-        double train_loss = loss_sum / (double)n_train;
-        if (tty) fprintf(out, "\r\033[K");
-        fprintf(out, "epoch %lld/%lld  train loss %.4f", (long long)epoch, (long long)t->epochs, train_loss);
-        cJSON *line = line_begin(epoch, step, "train");
-        cJSON_AddNumberToObject(line, "loss", train_loss);
-        cJSON_AddNumberToObject(line, "lr", lr_used); /* the values the last step used */
-        for (int i = 0; i < m->nparam; i++) cJSON_AddNumberToObject(line, m->param[i].name, param_used[i]);
-        for (int i = 0; i < ngate; i++) { /* the widths this epoch trained at */
-            char key[256];
-            snprintf(key, sizeof key, "%s.width", g->gate[i].layer);
-            cJSON_AddNumberToObject(line, key, (double)gate_width(g, &g->gate[i]));
-        }
-        add_timing(line, sps, util_now() - t0);
-        line_end(metrics, line);
-        res->train_loss = latest.train_loss = train_loss;
-        latest.g = g;
-        latest.has_valid = n_valid && evaluate(&s, &data.train, perm + n_train, n_valid, &latest.valid) == 0;
-        if (latest.has_valid) {
-            print_eval(out, g, "valid", &latest.valid);
-            line = line_begin(epoch, step, "valid");
-            add_eval(line, g, &latest.valid);
-            add_timing(line, 0, util_now() - t0);
-            line_end(metrics, line);
-            res->valid_loss = latest.valid.loss;
-        }
-        double v0 = util_now();
-        latest.has_test = data.has_test && evaluate(&s, &data.test, test_idx, data.test.n, &latest.test) == 0;
-        if (latest.has_test) {
-            print_eval(out, g, "test", &latest.test);
-            line = line_begin(epoch, step, "test");
-            add_eval(line, g, &latest.test);
-            add_timing(line, (double)data.test.n / (util_now() - v0), util_now() - t0);
-            line_end(metrics, line);
-            res->test_loss = latest.test.loss;
-            memcpy(res->test_metric, latest.test.metric, sizeof res->test_metric);
-        }
-        fprintf(out, " | %.1f s, %.0f samples/s\n", trained_s + e_train, sps);
-        if (latest.has_valid || latest.has_test)
-            print_gates(out, g, latest.has_valid ? &latest.valid : &latest.test, latest.has_valid ? "valid" : "test");
-        char why[512];
-        if (stop_check(&t->stop, &st.stop, latest_metric, &latest, why, sizeof why)) {
-            fprintf(out, "stopping after epoch %lld of %lld: %s\n", (long long)epoch, (long long)t->epochs, why);
-            line = line_begin(epoch, step, NULL);
-            cJSON_AddStringToObject(line, "event", "stop");
-            cJSON_AddStringToObject(line, "reason", why);
-            line_end(metrics, line);
-            stopped = true;
-        }
-        fflush(out);
-        res->epochs = epoch;
-        if (!stopped && t->prune_every && epoch % t->prune_every == 0 && epoch < t->epochs)
-            rc = prune_now(&s, widths, epoch, step, metrics, reported_min, &arena_peak);
-        /* the checkpoint: the next epoch from its start */
-        st.epoch = epoch + 1;
-        st.epoch_step = 0;
-        st.loss_sum = 0;
-        st.train_s = 0;
-        memcpy(st.shuffle, shuffle.s, sizeof st.shuffle);
-        st.finished = stopped;
-        bool due = stopped || epoch == t->epochs || (cfg->checkpoint_every > 0 && epoch % cfg->checkpoint_every == 0);
-        if (rc == 0 && due) rc = save_checkpoint(cfg, &s, &st);
+    sigaction(SIGINT, &sa, &ts->old_int);
+    sigaction(SIGTERM, &sa, &ts->old_term);
+    test_signal_at(&ts->signal_epoch, &ts->signal_step);
+    install(ts);
+    return rc;
+}
+
+/* One epoch: its batches in a fresh shuffle (from the checkpoint's step when resuming into
+ * it), each the step and then the after-step hooks; then the end-of-epoch hooks. */
+static int train_epoch(TrainSession *ts) {
+    TrainState *st = &ts->st;
+    int64_t batch = ts->s.batch;
+    memcpy(st->shuffle, ts->shuffle.s, sizeof st->shuffle); /* what a checkpoint in this epoch restores */
+    memcpy(ts->order, ts->perm, sizeof(int64_t) * (size_t)ts->n_train);
+    rng_shuffle(&ts->shuffle, ts->order, ts->n_train);
+    ts->first_step = st->epoch_step;
+    if (st->epoch_step == 0) st->loss_sum = st->train_s = 0;
+    ts->e0 = util_now();
+    ts->last_print = 0;
+    for (int64_t at = st->epoch_step * batch; at < ts->n_train; at = st->epoch_step * batch) {
+        Batch b = {.idx = ts->order + at, .rows = ts->n_train - at < batch ? ts->n_train - at : batch, .step = st->step + 1};
+        load_batch(&ts->s, &ts->data.train, b.idx, b.rows);
+        train_step_scalars(ts->m, ts->s.exec, b.step, ts->steps_per_epoch, ts->total_steps, &ts->lr_used, ts->param_used);
+        StepResult r;
+        int rc = ts->step(ts, &b, &r);
+        if (rc) return rc;
+        st->loss_sum += r.loss * (double)b.rows;
+        st->step = b.step;
+        st->epoch_step++;
+        ts->samples_trained += b.rows;
+        if ((rc = run_hooks(ts, AFTER_STEP))) return rc;
     }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    free(param_used);
-    free(widths);
-    free(latest.valid.gate);
-    free(latest.test.gate);
-    res->steps = st.step;
-    res->seconds = util_now() - t0;
-    if (rc == 0) {   /* what the memory plan promised against what the process used */
-        double mib = 1 << 20, data_bytes = (double)(data.train.n + data.test.n) * (double)data.expect.nfeat *
-                                                (data.train.u8 ? 1 : 4);
-        double expected = (double)arena_peak + data_bytes + (double)baseline_rss;
+    ts->epoch_s = util_now() - ts->e0;
+    ts->train_time += ts->epoch_s;
+    int rc = run_hooks(ts, END_OF_EPOCH);
+    if (rc == 0) next_epoch(st, &ts->shuffle);
+    return rc;
+}
+
+/* The memory account and result.json (after a successful run), and everything freed. */
+static int train_end(TrainSession *ts, int rc) {
+    const TrainConfig *cfg = ts->cfg;
+    TrainResult *res = ts->res;
+    sigaction(SIGINT, &ts->old_int, NULL);
+    sigaction(SIGTERM, &ts->old_term, NULL);
+    free(ts->param_used);
+    free(ts->widths);
+    free(ts->latest.valid.gate);
+    free(ts->latest.test.gate);
+    res->steps = ts->st.step;
+    res->seconds = util_now() - ts->t0;
+    if (rc == 0) { /* what the memory plan promised against what the process used */
+        const ModelData *d = &ts->data;
+        double mib = 1 << 20, data_bytes = (double)(d->train.n + d->test.n) * (double)d->expect.nfeat * (d->train.u8 ? 1 : 4);
+        double expected = (double)ts->arena_peak + data_bytes + (double)ts->baseline_rss;
         double peak = (double)util_peak_rss_bytes();
         res->peak_rss = peak;
         res->expected_rss = expected;
-        fprintf(out, "memory: peak RSS %.0f MiB = %.2f x (plan %.1f MiB + data %.1f MiB + runtime baseline %.1f MiB)\n",
-                peak / mib, peak / expected, (double)arena_peak / mib, data_bytes / mib, (double)baseline_rss / mib);
+        fprintf(ts->out, "memory: peak RSS %.0f MiB = %.2f x (plan %.1f MiB + data %.1f MiB + runtime baseline %.1f MiB)\n",
+                peak / mib, peak / expected, (double)ts->arena_peak / mib, data_bytes / mib, (double)ts->baseline_rss / mib);
     }
-    res->samples_per_s = train_time > 0 ? (double)samples_trained / train_time : 0;
-    if (metrics) fclose(metrics);
+    res->samples_per_s = ts->train_time > 0 ? (double)ts->samples_trained / ts->train_time : 0;
+    if (ts->metrics) fclose(ts->metrics);
     if (rc == 0) write_results(cfg);
-    free(order);
-    free(perm);
-    free(test_idx);
-    session_free(&s);
-    train_free_data(&data);
+    free(ts->order);
+    free(ts->perm);
+    free(ts->test_idx);
+    session_free(&ts->s);
+    train_free_data(&ts->data);
     return rc;
+}
+
+int train_run(const TrainConfig *cfg, TrainResult *res) {
+    const TrainState *resume = cfg->resume;
+    int64_t epochs = cfg->model->train.epochs;
+    memset(res, 0, sizeof *res);
+    if (resume && (resume->finished || resume->epoch > epochs)) {
+        fprintf(cfg->out ? cfg->out : stdout, "the run in %s is complete (%lld epochs, %lld steps%s); nothing to resume\n",
+                cfg->out_dir, (long long)resume->epoch - 1, (long long)resume->step,
+                resume->finished ? ", ended by its stopping rule" : "");
+        write_results(cfg);
+        return 0;
+    }
+    TrainSession ts;
+    if (train_open(&ts, cfg, res)) return 1;
+    int rc = train_begin(&ts);
+    while (rc == 0 && !ts.st.finished && ts.st.epoch <= epochs) rc = train_epoch(&ts);
+    return train_end(&ts, rc);
 }
 
 /* ---- a trained model: evaluation and prediction ---- */
