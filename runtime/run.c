@@ -277,7 +277,19 @@ int run_info(const RunOptions *o, const char *build_info, const char *cuda_sourc
     return rc;
 }
 
-/* eval, predict: the model at the checkpoint's widths, with its trained weights.  The
+/* The run-time scalars (scheduled params, such as a decaying penalty) as the checkpoint's last
+ * step used them, so that eval and predict compute what training's last evaluation did.  The
+ * steps per epoch come from the checkpoint's position (whole epochs done, or the steps of the
+ * first one so far). */
+static void scalars_at_checkpoint(const Checkpoint *ck, const Model *m, Exec *e) {
+    const TrainState *st = &ck->state;
+    int64_t whole = st->epoch - 1;
+    int64_t spe = whole > 0 ? (st->step - st->epoch_step) / whole : st->epoch_step;
+    if (st->step > 0) train_step_scalars(m, e, st->step, spe, spe * m->train.epochs, NULL, NULL);
+}
+
+/* eval, predict: the model at the checkpoint's widths, with its trained weights (and model
+ * statistics: batch_norm's running averages) and the scalars of its last step.  The
  * checkpoint must be of this model (name and source hash; its settings may differ); NULL after
  * printing why. */
 static Built *from_checkpoint(const RunOptions *o, Checkpoint *ck) {
@@ -301,6 +313,7 @@ static Built *from_checkpoint(const RunOptions *o, Checkpoint *ck) {
         run_free(b);
         b = NULL;
     }
+    if (b) scalars_at_checkpoint(ck, b->c.model, &b->e);
     if (!b) checkpoint_close(ck);
     return b;
 }
