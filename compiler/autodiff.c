@@ -163,6 +163,18 @@ static void sweep(Graph *g, int root, int seed, const bool *needs, int nremat, i
             accumulate(g, grad, a, with_attr(g, E2(elem_fn(n->op)->grad, sa, dy, V(a)), n), n);
             break;
         case OP_EXP: accumulate(g, grad, a, E2(OP_MUL, sa, dy, V(id)), n); break;
+        case OP_RSQRT: { /* -y^3 / 2 */
+            int y = V(id);
+            int y3 = E2(OP_MUL, sa, y, E2(OP_MUL, sa, y, y));
+            accumulate(g, grad, a, E2(OP_MUL, sa, dy, E2(OP_MUL, sa, ir_const(g, -0.5, n->loc), y3)), n);
+            break;
+        }
+        case OP_TRAIN_SELECT: { /* dy to the operand in use; the mode is not differentiated */
+            int zero = ir_const(g, 0, n->loc);
+            if (na) accumulate(g, grad, a, E3(OP_TRAIN_SELECT, n->shape, dy, zero, c), n);
+            if (nb) accumulate(g, grad, b, E3(OP_TRAIN_SELECT, n->shape, zero, dy, c), n);
+            break;
+        }
         case OP_DROPOUT: { /* linear in x, with the same mask: dropout of dy */
             int in[5] = {dy, n->in[1], n->in[2], n->in[3], n->in[4]};
             d = ir_add(g, OP_DROPOUT, DT_F32, sa, in, 5, n->loc);

@@ -91,6 +91,15 @@ static int exp_dkx(KBuilder *kb, int dy, int x, double a) { return B(MUL, dy, U(
 static double exp_ref(double x, double a) { return exp(x); }
 static double exp_dref(double dy, double x, double a) { return dy * exp(x); }
 
+/* rsqrt: 1 / sqrt(x); its derivative -y^3 / 2 autodiff writes from the value (no derivative op) */
+static int rsqrt_kx(KBuilder *kb, int x, double a) { return B(DIV, C(1), U(SQRT, x)); }
+static int rsqrt_dkx(KBuilder *kb, int dy, int x, double a) {
+    int y = B(DIV, C(1), U(SQRT, x));
+    return B(MUL, dy, B(MUL, C(-0.5), B(MUL, y, B(MUL, y, y))));
+}
+static double rsqrt_ref(double x, double a) { return 1 / sqrt(x); }
+static double rsqrt_dref(double dy, double x, double a) { return -0.5 * dy / (x * sqrt(x)); }
+
 static const ElemFn fns[] = {
     {OP_RELU, OP_RELU_GRAD, relu_kx, relu_dkx, relu_ref, relu_dref},
     {OP_LEAKY_RELU, OP_LEAKY_RELU_GRAD, leaky_kx, leaky_dkx, leaky_ref, leaky_dref},
@@ -100,6 +109,7 @@ static const ElemFn fns[] = {
     {OP_SOFTPLUS, OP_SOFTPLUS_GRAD, softplus_kx, softplus_dkx, softplus_ref, softplus_dref},
     {OP_GELU, OP_GELU_GRAD, gelu_kx, gelu_dkx, gelu_ref, gelu_dref},
     {OP_EXP, OP_COUNT, exp_kx, exp_dkx, exp_ref, exp_dref},
+    {OP_RSQRT, OP_COUNT, rsqrt_kx, rsqrt_dkx, rsqrt_ref, rsqrt_dref},
 };
 
 const ElemFn *elem_fn(Op op) {

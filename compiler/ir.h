@@ -71,8 +71,10 @@ typedef struct {
     int remat_of;     /* a backward recomputation of this forward node, or -1 */
 } Node;
 
-/* How a weight is initialised and what it is. */
-typedef enum { W_PARAM, W_STATE } WeightKind;
+/* How a weight is initialised and what it is: a trained parameter, an optimiser's state, or a
+ * model statistic (batch_norm's running averages: not trained, but part of the model, saved
+ * and loaded with its parameters and used in evaluation). */
+typedef enum { W_PARAM, W_STATE, W_STAT } WeightKind;
 typedef enum { INIT_ZERO, INIT_ONE, INIT_CONST, INIT_UNIFORM_FANIN } InitKind;
 
 typedef struct {
@@ -90,6 +92,8 @@ typedef struct {
     int64_t space_inner[2]; /* consecutive elements per entry of that space: a conv weight's
                                [F, C, kh, kw] has kh kw per input channel; else 1 */
     int of;            /* W_STATE: the weight it belongs to */
+    int stat;          /* W_STAT: the node of the batch statistic it averages (running_avg) */
+    double momentum;   /* W_STAT: the running average's weight on the batch's value */
     SrcLoc loc;
 } Weight;
 

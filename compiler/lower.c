@@ -36,6 +36,50 @@ static const char *wname(Lower *L, const SVal *v, const char *role) {
     return arena_printf(L->g->arena, "%s.%s", v->wname, role);
 }
 
+/* batch_norm and layer_norm, written with ops that have gradient rules (autodiff stays closed):
+ *   batch_norm, per channel c over the batch and the P positions of a sample:
+ *     mean = sum(x / B) / P (colsum), centred = x - mean, var = sum(centred^2 / B) / P;
+ *     in evaluation mean and var are the running averages instead (train_select), which
+ *     running_avg updates in training from the batch's values;
+ *   layer_norm, per sample over its N features: mean = rowsum(x) / N, var likewise;
+ *   then y = centred rsqrt(var + eps) scale + shift, scale and shift per channel. */
+static int lower_norm(Lower *L, const SVal *v, int x) {
+    Graph *g = L->g;
+    int first = g->nnode;
+    SrcLoc at = v->loc;
+    Shape s = v->shape, vec = shape_vec(s.dim[s.rank - 1], false), row = {.rank = 0, .batched = true};
+    double inv = 1.0 / (double)(v->layer == L_BATCH_NORM ? shape_numel(s) / vec.dim[0] : shape_numel(s));
+    int centred, var;
+    if (v->layer == L_BATCH_NORM) {
+        int train = ir_scalar(g, "mode.train", SC_TRAIN, 1, at);
+        int mean_b = ir_add2(g, OP_MUL, vec, ir_add1(g, OP_COLSUM, vec, ir_add1(g, OP_BATCH_MEAN, s, x, at), at), ir_const(g, inv, at), at);
+        int rmean = ir_weight(g, wname(L, v, "running_mean"), W_STAT, vec, INIT_ZERO, at);
+        int mean = ir_add3(g, OP_TRAIN_SELECT, vec, mean_b, rmean, train, at);
+        centred = ir_add2(g, OP_BIAS_ADD, s, x, ir_add1(g, OP_NEG, vec, mean, at), at);
+        int sq = ir_add2(g, OP_MUL, s, centred, centred, at);
+        int var_b = ir_add2(g, OP_MUL, vec, ir_add1(g, OP_COLSUM, vec, ir_add1(g, OP_BATCH_MEAN, s, sq, at), at), ir_const(g, inv, at), at);
+        int rvar = ir_weight(g, wname(L, v, "running_var"), W_STAT, vec, INIT_ONE, at);
+        var = ir_add3(g, OP_TRAIN_SELECT, vec, var_b, rvar, train, at);
+        Weight *wm = &g->weight[g->node[rmean].ref], *wv = &g->weight[g->node[rvar].ref];
+        wm->stat = mean_b, wv->stat = var_b;
+        wm->momentum = wv->momentum = v->momentum;
+    } else {
+        int mean = ir_add2(g, OP_MUL, row, ir_add1(g, OP_ROWSUM, row, x, at), ir_const(g, inv, at), at);
+        centred = ir_add2(g, OP_SUB, s, x, mean, at);
+        int sq = ir_add2(g, OP_MUL, s, centred, centred, at);
+        var = ir_add2(g, OP_MUL, row, ir_add1(g, OP_ROWSUM, row, sq, at), ir_const(g, inv, at), at);
+    }
+    Shape vs = g->node[var].shape;
+    int r = ir_add1(g, OP_RSQRT, vs, ir_add2(g, OP_ADD, vs, var, ir_const(g, v->eps, at), at), at);
+    int norm = ir_add2(g, v->layer == L_BATCH_NORM ? OP_GATE : OP_MUL, s, centred, r, at);
+    int scale = ir_weight(g, wname(L, v, "scale"), W_PARAM, vec, INIT_ONE, at);
+    int shift = ir_weight(g, wname(L, v, "shift"), W_PARAM, vec, INIT_ZERO, at);
+    int y = ir_add2(g, OP_BIAS_ADD, s, ir_add2(g, OP_GATE, s, norm, scale, at), shift, at);
+    for (int id = first; id < g->nnode; id++)
+        if (op_info[g->node[id].op].cls != OC_LEAF) g->node[id].name = v->wname;
+    return y;
+}
+
 static int lower_layer(Lower *L, const SVal *v) {
     Graph *g = L->g;
     int x = lower_val(L, v->a);
@@ -110,6 +154,7 @@ static int lower_layer(Lower *L, const SVal *v) {
         g->node[y].name = v->wname;
         return y;
     }
+    case L_BATCH_NORM: case L_LAYER_NORM: return lower_norm(L, v, x);
     case L_FLATTEN:
         if (shape_eq(in, v->shape)) return x;
         return ir_add1(g, OP_RESHAPE, v->shape, x, v->loc);

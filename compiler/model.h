@@ -98,7 +98,7 @@ typedef struct {
 } TrainSpec;
 
 typedef enum { SV_INPUT, SV_CONST, SV_PARAM, SV_LAYER, SV_LOSS, SV_METRIC, SV_BINARY, SV_NEG } SValKind;
-typedef enum { L_DENSE, L_FLATTEN, L_ACT, L_PRELU, L_GATE, L_CONV, L_POOL, L_DROPOUT } LayerKind;
+typedef enum { L_DENSE, L_FLATTEN, L_ACT, L_PRELU, L_GATE, L_CONV, L_POOL, L_DROPOUT, L_BATCH_NORM, L_LAYER_NORM } LayerKind;
 typedef enum { LOSS_CROSS_ENTROPY, LOSS_MSE } LossKind;
 typedef enum { METRIC_ACCURACY, METRIC_ERROR } MetricKind;
 
@@ -131,6 +131,8 @@ struct SVal {
     int64_t kh, kw, stride, dilation, pad_top, pad_left;
     Op pool;
     int stream; /* L_DROPOUT: which of the model's dropout layers (its random stream); alpha is p */
+    double eps, momentum; /* L_BATCH_NORM, L_LAYER_NORM: added to the variance; the running
+                             averages' weight on each batch (batch_norm) */
 };
 
 typedef struct {

@@ -32,6 +32,7 @@ static int map_expr(KBuilder *kb, const Node *n, const int *in) {
         return SEL(y, kept, x);
     }
     case OP_BROADCAST: return x;
+    case OP_TRAIN_SELECT: return SEL(z, x, y);
     case OP_BIAS_ADD: return B(ADD, x, y);
     case OP_GATE: return B(MUL, x, y);
     case OP_PRELU: return SEL(B(GT, x, C(0)), x, B(MUL, y, x));
@@ -112,6 +113,9 @@ static void build_update(KBuilder *kb, const Node *n, int node) {
     int p = kb_load_arg(kb, pa, IX_ELEM), gr = kb_node(kb, n->in[1]);
     kb_out(kb, KO_SUM, out_arg(kb, node), B(SUB, gr, gr)); /* 0, or NaN for a non-finite gradient */
     switch (n->op) {
+    case OP_RUNNING_AVG: /* gr is the batch statistic */
+        kb_out(kb, KO_STORE, pa, B(ADD, p, B(MUL, C(n->attr[0]), B(SUB, gr, p))));
+        break;
     case OP_SGD: {
         int d = n->attr[2] != 0 ? B(ADD, gr, B(MUL, C(n->attr[2]), p)) : gr;
         kb_out(kb, KO_STORE, pa, shrink(kb, n, B(SUB, p, B(MUL, kb_node(kb, n->in[2]), d)), -1));

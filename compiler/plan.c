@@ -141,7 +141,7 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
         const Node *n = &g->node[id];
         p->node_buf[id] = -1;
         if (n->op == OP_WEIGHT)
-            p->node_buf[id] = new_buffer(p, id, g->weight[n->ref].kind == W_PARAM ? BUF_WEIGHT : BUF_STATE);
+            p->node_buf[id] = new_buffer(p, id, g->weight[n->ref].kind == W_STATE ? BUF_STATE : BUF_WEIGHT);
         else if (n->op == OP_INPUT)
             p->node_buf[id] = new_buffer(p, id, BUF_INPUT);
     }

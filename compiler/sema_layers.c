@@ -280,6 +280,42 @@ static SVal *check_pool(Sema *s, const LayerDef *ld, const Ast *e, const Ast *co
     return v;
 }
 
+/* batch_norm(momentum, eps) and layer_norm(eps): normalise to mean 0 and variance 1, then
+ * scale and shift per feature (per channel of a feature map) by learned vectors.  batch_norm
+ * normalises each feature (channel) over the batch (and the positions), with running averages
+ * of those statistics used in evaluation; layer_norm normalises each sample over all its
+ * features (a feature map over its positions and channels). */
+static SVal *check_norm(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
+    char buf[96];
+    const SVal *x = v->a;
+    bool batch = ld->kind == L_BATCH_NORM;
+    if (x->is_class || !x->shape.batched || x->shape.rank < 1) {
+        err(s, e->loc, "'%s' needs a batched real-valued tensor f32[B,n] or a feature map, but its input is %s", ld->name,
+            sema_type_str(buf, sizeof buf, x));
+        return NULL;
+    }
+    if (!batch && shape_numel(x->shape) < 2) {
+        err(s, e->loc, "'layer_norm' of a single feature is always 0; it needs at least two features per sample");
+        return NULL;
+    }
+    if (batch) {
+        if (!sema_args_num(s, a[0], &ld->args[0], &v->momentum)) return NULL;
+        if (!(v->momentum > 0 && v->momentum <= 1)) {
+            err(s, a[0]->loc, "the momentum is the running averages' weight on each batch, in (0, 1], got %g", v->momentum);
+            return NULL;
+        }
+    }
+    int ieps = batch ? 1 : 0;
+    if (!sema_args_num(s, a[ieps], &ld->args[ieps], &v->eps)) return NULL;
+    if (!(v->eps > 0)) {
+        err(s, a[ieps]->loc, "eps is added to the variance before its square root and must be positive, got %g", v->eps);
+        return NULL;
+    }
+    int64_t c = x->shape.dim[x->shape.rank - 1];
+    add_row(s, x->shape.rank > 1 ? arena_printf(s->arena, "%s (per channel)", ld->name) : ld->name, v, 2 * c);
+    return v;
+}
+
 /* dropout(p): in training each element is kept with probability 1 - p (and scaled by
  * 1 / (1 - p)), by the kernels' counter-based generator; in evaluation it is the identity. */
 static SVal *check_dropout(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
@@ -329,8 +365,9 @@ static const LayerDef layers[] = {
     {"maxpool1d", L_POOL, .check = check_pool, .act = OP_MAXPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},
     {"avgpool1d", L_POOL, .check = check_pool, .act = OP_AVGPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},
     {"dropout", L_DROPOUT, .check = check_dropout, SEMA_ARGS({"p", A_NUM, true, 0})},
-    {"batch_norm", .todo = "normalisation layers"},
-    {"layer_norm", .todo = "normalisation layers"},
+    {"batch_norm", L_BATCH_NORM, .check = check_norm, .stem = "norm",
+     SEMA_ARGS({"momentum", A_NUM, false, 0.1}, {"eps", A_NUM, false, 1e-5})},
+    {"layer_norm", L_LAYER_NORM, .check = check_norm, .stem = "norm", SEMA_ARGS({"eps", A_NUM, false, 1e-5})},
     {"bayes_dense", .todo = "variational layers"},
     {"fd_grad", .todo = "finite-difference input gradients"},
 };

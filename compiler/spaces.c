@@ -35,6 +35,61 @@ static void set_space(Graph *g, int node, int dim, int space, int64_t inner) {
     w->space_inner[dim] = inner;
 }
 
+static bool is_gate(const Graph *g, int id) {
+    for (int i = 0; i < g->ngate; i++)
+        if (g->gate[i].node == id) return true;
+    return false;
+}
+
+/* An elementwise op that works per entry of one space: its operands are run-time scalars,
+ * values of that space (the output's shape, or a vector over the space's entries), or weight
+ * vectors, which become indexed by the space (a bias, a gate, a prelu slope, a norm's scale,
+ * a running mean).  A value per sample (layer_norm's mean) indexes no space: what it was
+ * computed from has been fixed already, if it read the space.  Gated when the op keeps 0 at
+ * 0 and every full-shape operand is gated.  False when another kind of operand takes part. */
+static bool map_per_entry(Graph *g, int id, int *sp, int64_t *inner, bool *gated, Op *lost) {
+    const Node *nd = &g->node[id];
+    Shape out = nd->shape;
+    int64_t last = out.rank ? out.dim[out.rank - 1] : 1;
+    int s = -1, nfull = 0;
+    int64_t q = 1;
+    bool all_gated = true, any_gated = false;
+    Op was = OP_COUNT;
+    for (int i = 0; i < nd->nin; i++) {
+        const Node *x = &g->node[nd->in[i]];
+        bool vector = x->shape.rank == 1 && !x->shape.batched && x->shape.dim[0] == last;
+        if (op_operand_is_runtime(nd->op, i) || x->shape.rank == 0) continue; /* a scalar, or one per sample */
+        if (sp[nd->in[i]] < 0) {
+            if (!(vector && weight_of(g, nd->in[i]))) return false;
+            continue;
+        }
+        if (s >= 0 && sp[nd->in[i]] != s) return false;
+        s = sp[nd->in[i]];
+        if (shape_eq(x->shape, out)) {
+            q = inner[nd->in[i]];
+            nfull++;
+            all_gated &= gated[nd->in[i]];
+            any_gated |= gated[nd->in[i]];
+            if (was == OP_COUNT) was = lost[nd->in[i]];
+        } else if (!vector) {
+            return false;
+        }
+    }
+    if (s < 0 || (q != 1 && nfull != nd->nin)) return false;
+    bool vectors_fit = q == 1 && last == g->space[s].width;
+    for (int i = 0; i < nd->nin; i++) {
+        const Node *x = &g->node[nd->in[i]];
+        if (sp[nd->in[i]] >= 0 || op_operand_is_runtime(nd->op, i) || x->shape.rank != 1) continue;
+        if (!vectors_fit) return false;
+        set_space(g, nd->in[i], 0, s, 1);
+    }
+    sp[id] = s;
+    inner[id] = q;
+    gated[id] = nfull > 0 && all_gated && op_has(nd->op, OF_KEEPS0); /* not sigmoid(0) = 1/2 */
+    lost[id] = any_gated && !gated[id] ? nd->op : was;
+    return true;
+}
+
 void spaces_analyse(Graph *g) {
     int n = g->nnode;
     int *sp = util_calloc((size_t)n, sizeof(int));
@@ -76,26 +131,19 @@ void spaces_analyse(Graph *g) {
             }
             continue;
         }
-        case OP_BIAS_ADD:
-            sp[id] = in_space;
-            set_space(g, nd->in[1], 0, in_space, 1);
-            continue;
         case OP_RESHAPE: /* the same elements in the same order: flatten keeps the entries */
             sp[id] = in_space;
             inner[id] = in_inner;
             gated[id] = gated[a];
             lost[id] = lost[a];
             continue;
-        case OP_GATE:
-            sp[id] = in_space;
-            set_space(g, nd->in[1], 0, in_space, 1);
-            gated[id] = true;
-            for (int i = 0; i < g->ngate; i++)
-                if (g->gate[i].node == id) g->gate[i].space = in_space;
-            continue;
-        case OP_PRELU:
-            set_space(g, nd->in[1], 0, in_space, 1);
-            /* fall through */
+        case OP_COLSUM: /* per channel, over the batch and the positions: batch_norm's statistics */
+            if (in_space >= 0 && in_inner == 1 && in_last == g->space[in_space].width && nd->shape.rank == 1 &&
+                nd->shape.dim[0] == in_last) {
+                sp[id] = in_space;
+                continue;
+            }
+            break;
         default:
             if (op_info[nd->op].cls == OC_WINDOW && nd->nin == 1 && in_space >= 0 && in_inner == 1 &&
                 in_last == g->space[in_space].width && op_has(nd->op, OF_KEEPS0)) {
@@ -107,21 +155,25 @@ void spaces_analyse(Graph *g) {
                 lost[id] = lost[a];
                 continue;
             }
-            bool unary = true; /* its other inputs are run-time scalars (dropout's) or a prelu's slopes */
-            for (int i = 1; i < nd->nin; i++) unary &= nd->op == OP_PRELU || op_operand_is_runtime(nd->op, i);
-            if (op_info[nd->op].cls == OC_MAP && unary && in_space >= 0 && shape_eq(nd->shape, g->node[a].shape)) {
+            if (is_gate(g, id)) { /* the gate of its input's entries (a size gate's factors are computed) */
                 sp[id] = in_space;
                 inner[id] = in_inner;
-                gated[id] = gated[a] && op_has(nd->op, OF_KEEPS0); /* not sigmoid(0) = 1/2 */
-                lost[id] = gated[a] && !gated[id] ? nd->op : lost[a];
+                set_space(g, nd->in[1], 0, in_space, 1);
+                gated[id] = true;
+                for (int i = 0; i < g->ngate; i++)
+                    if (g->gate[i].node == id) g->gate[i].space = in_space;
                 continue;
             }
-            /* anything else (a loss, a metric, arithmetic) depends on the exact width */
-            for (int i = 0; i < nd->nin; i++) {
-                int s = sp[nd->in[i]];
-                if (s >= 0 && !g->space[s].fixed)
-                    g->space[s].fixed = arena_printf(g->arena, "'%s' reads its neurons", op_info[nd->op].name);
-            }
+            if (op_info[nd->op].cls == OC_MAP && map_per_entry(g, id, sp, inner, gated, lost)) continue;
+            break;
+        }
+        /* anything else (a loss, a metric, a normalisation across neurons) depends on the exact width */
+        for (int i = 0; i < nd->nin; i++) {
+            int s = sp[nd->in[i]];
+            if (s >= 0 && !g->space[s].fixed)
+                g->space[s].fixed = nd->op == OP_ROWSUM && nd->name
+                                        ? arena_printf(g->arena, "'%s' normalises across them", nd->name)
+                                        : arena_printf(g->arena, "'%s' reads its neurons", op_info[nd->op].name);
         }
     }
     for (int i = 0; i < g->ngate; i++) {

@@ -2,7 +2,9 @@
  * weight (sgd, sgd_momentum, adam), with optimiser state weights named after the weight
  * (h1.weight.momentum, h1.weight.adam_m, h1.weight.adam_v) and run-time scalar slots for the
  * learning rate and Adam's bias corrections, which the runtime sets before every step.  A
- * weight with an L1 penalty applied proximally (a gate) gets the threshold lr * lambda. */
+ * weight with an L1 penalty applied proximally (a gate) gets the threshold lr * lambda.  Each
+ * model statistic (W_STAT, batch_norm's running mean and variance) gets a running_avg node
+ * that moves it toward the batch's value, in the same update program. */
 #include <string.h>
 
 #include "lower.h"
@@ -66,6 +68,13 @@ void update_graph(Graph *g, const OptSpec *opt) {
             n->attr[1] = opt->nesterov;
             n->attr[2] = opt->weight_decay;
         }
+    }
+    for (int wi = 0; wi < g->nweight; wi++) { /* running averages of batch statistics */
+        Weight w = g->weight[wi];
+        if (w.kind != W_STAT) continue;
+        int id = ir_add2(g, OP_RUNNING_AVG, shape_scalar(), w.node, w.stat, w.loc);
+        g->node[id].attr[0] = w.momentum;
+        g->node[id].name = w.name;
     }
     ir_verify(g, "update");
 }

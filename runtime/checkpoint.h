@@ -50,7 +50,8 @@ typedef struct {
  * the same model and settings.  -1 with the reason (file, what is wrong). */
 int checkpoint_open(const char *path, const RunIdentity *expect, Checkpoint *c, char *err, size_t nerr);
 /* Every weight and optimiser-state tensor of e's plan from the checkpoint: each must be there,
- * float32, with the plan's shape.  With params_only, only the trained weights (eval, predict). */
+ * float32, with the plan's shape.  With params_only, only the model's own tensors: its trained
+ * weights and statistics, not the optimiser's state (eval, predict). */
 int checkpoint_load(const Checkpoint *c, Exec *e, bool params_only, char *err, size_t nerr);
 void checkpoint_close(Checkpoint *c);
 

@@ -67,6 +67,7 @@ static double map_value(const Node *n, double x, double y, double z) {
     case OP_BROADCAST: return x;
     case OP_BIAS_ADD: return x + y;
     case OP_GATE: return x * y;
+    case OP_TRAIN_SELECT: return z != 0 ? x : y;
     case OP_PRELU: return x > 0 ? x : y * x;
     case OP_PRELU_GRAD: return y > 0 ? x : x * z;
     case OP_L1_GRAD: return y > 0 ? x : y < 0 ? -x : 0;
@@ -168,6 +169,10 @@ static void update(RefState *r, const Node *n, double *flag) {
     int64_t N = shape_numel(g->node[n->in[0]].shape);
     flag[0] = 0;
     for (int64_t i = 0; i < N; i++) flag[0] += gr[i] - gr[i];
+    if (n->op == OP_RUNNING_AVG) { /* gr is the batch statistic */
+        for (int64_t i = 0; i < N; i++) p[i] += n->attr[0] * (gr[i] - p[i]);
+        return;
+    }
     double t = r->val[n->in[n->nin - 1]][0];
     bool prox = !(r->g->node[n->in[n->nin - 1]].op == OP_CONST && t == 0);
     if (n->op == OP_SGD || n->op == OP_SGD_MOMENTUM) {

@@ -186,6 +186,37 @@ except ImportError:
     print("(the safetensors package is not installed; read with NumPy alone)")
 PY
   ;;
+batch_norm_resume_and_eval)
+  # batch_norm's running statistics are model state: saved in the checkpoint (as its own
+  # tensors), pruned with their channels, restored bit for bit on resume, and used by eval,
+  # which reproduces training's last evaluation exactly (its scheduled penalty included); the
+  # same holds for the model without normalisation
+  blobs
+  cd "$out"
+  sed -e 's/dense(512) -> relu/dense(512, bias = false) -> batch_norm -> relu/' \
+      -e 's/dense(384) -> relu/dense(384) -> layer_norm -> relu/' blobs.nn > bn.nn
+  grep -q "batch_norm" bn.nn && grep -q "layer_norm" bn.nn
+  "$nnc" build bn.nn -o bn > /dev/null
+  ./bn train --out full --no-progress > full.log
+  grep -q '^pruned after epoch [0-9]*: h 512 -> ' full.log
+  grep -q '"h.running_mean"' full/checkpoint.safetensors
+  grep -q '"h.running_var"' full/checkpoint.safetensors
+  for at in 3:7 21:15; do
+    rc=0; NNC_TEST_SIGNAL_AT=$at ./bn train --out "p$at" --no-progress > "p$at.log" 2>&1 || rc=$?
+    test $rc = 143 || { cat "p$at.log"; echo "FAIL: $at: expected exit status 143 after SIGTERM, got $rc"; exit 1; }
+    ./bn train --out "p$at" --resume --no-progress > "r$at.log"
+    "$check" --same full/metrics.jsonl "p$at/metrics.jsonl" > /dev/null || { echo "FAIL: resumed after $at"; exit 1; }
+    cmp full/checkpoint.safetensors "p$at/checkpoint.safetensors"
+    echo "$at: resumed bit for bit"
+  done
+  ./blobs train --out plain --no-progress > plain.log
+  for run in bn:full blobs:plain; do
+    m=${run%%:*} dir=${run#*:}
+    last=$(sed -n 's/^epoch 40\/40 .*| valid \(loss [0-9.]* accuracy [0-9.]*\) |.*/\1/p' "$dir.log")
+    test -n "$last"
+    ./$m eval --checkpoint "$dir/checkpoint.safetensors" | tee "$m.eval"
+    grep -q "| valid $last$" "$m.eval" || { echo "FAIL: $m: eval does not reproduce training's '$last'"; exit 1; }
+  done ;;
 eval_and_predict_reproduce_accuracy)
   "$py" -c "import numpy" 2>/dev/null || { echo "no numpy for /usr/bin/python3: skipped"; exit 77; }
   "$nnc" build models/fashion_mlp.nn -o "$out/fmlp" > /dev/null

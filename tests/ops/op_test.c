@@ -102,6 +102,23 @@ static int c_sigmoid(Graph *g) { return op1(g, OP_SIGMOID, X(N), 0); }
 static int c_softplus(Graph *g) { return op1(g, OP_SOFTPLUS, X(N), 0); }
 static int c_gelu(Graph *g) { return op1(g, OP_GELU, X(N), 0); }
 static int c_exp(Graph *g) { return op1(g, OP_EXP, X(N), 0); }
+static int c_rsqrt(Graph *g) { return op1(g, OP_RSQRT, op1(g, OP_EXP, X(N), 0), 0); } /* of positive values */
+/* the training value in the gradient program, the other in the evaluation program */
+static int c_train_select(Graph *g) {
+    return ir_add3(g, OP_TRAIN_SELECT, BX, X(N), in_f(g, "y", N), ir_scalar(g, "train", SC_TRAIN, 1, NOLOC), NOLOC);
+}
+/* a running average (a model statistic, updated with each step) of a batch's column means,
+ * which scales the input in evaluation: sum over the batch of x / B, then the update */
+static int c_running_avg(Graph *g) {
+    int x = X(N);
+    int mean = op2(g, OP_MUL, shape_vec(N, false), ir_add1(g, OP_COLSUM, shape_vec(N, false), op1(g, OP_BATCH_MEAN, x, 0), NOLOC),
+                   ir_const(g, 2, NOLOC));
+    int avg = ir_weight(g, "avg", W_STAT, shape_vec(N, false), INIT_ONE, NOLOC);
+    g->weight[g->node[avg].ref].stat = mean;
+    g->weight[g->node[avg].ref].momentum = 0.25;
+    int used = ir_add3(g, OP_TRAIN_SELECT, shape_vec(N, false), mean, avg, ir_scalar(g, "train", SC_TRAIN, 1, NOLOC), NOLOC);
+    return op2(g, OP_GATE, BX, op2(g, OP_BIAS_ADD, BX, x, w_vec(g, "b", N)), used);
+}
 static int c_softmax(Graph *g) { return ir_add1(g, OP_SOFTMAX, BX, X(N), NOLOC); }
 static int c_batch_mean(Graph *g) { return op1(g, OP_BATCH_MEAN, X(N), 0); }
 /* dropout: in training a mask from the counter-based generator (the gradient program and the
@@ -253,7 +270,8 @@ static const Case cases[] = {
     FWD("reshape", c_reshape), FWD("bias_add", c_bias_add), FWD("gate", c_gate),
     FWD("relu", c_relu), FWD("leaky_relu", c_leaky_relu), FWD("elu", c_elu), FWD("tanh", c_tanh),
     FWD("sigmoid", c_sigmoid), FWD("softplus", c_softplus), FWD("gelu", c_gelu), FWD("prelu", c_prelu),
-    FWD("exp", c_exp), FWD("softmax", c_softmax), FWD("batch_mean", c_batch_mean),
+    FWD("exp", c_exp), FWD("rsqrt", c_rsqrt), FWD("train_select", c_train_select),
+    {"running_avg", c_running_avg, OPT_SGD, 0, 0, false}, FWD("softmax", c_softmax), FWD("batch_mean", c_batch_mean),
     FWD("dropout", c_dropout), FWD("dropout_map", c_dropout_map),
     FWD("im2col_same", c_im2col_same), FWD("im2col_strided", c_im2col_strided), FWD("im2col_dilated", c_im2col_dilated),
     FWD("col2im_same", c_col2im_same), FWD("col2im_strided", c_col2im_strided), FWD("col2im_dilated", c_col2im_dilated),
@@ -290,10 +308,10 @@ static void fill(RefState *ref, Rng *rng) {
         const Node *n = &g->node[id];
         if (n->op != OP_INPUT && n->op != OP_WEIGHT) continue;
         bool label = n->op == OP_INPUT && g->input[n->ref].is_class;
-        bool state = n->op == OP_WEIGHT && g->weight[n->ref].kind == W_STATE;
+        bool state = n->op == OP_WEIGHT && g->weight[n->ref].kind != W_PARAM;
         for (int64_t i = 0; i < leaf_size(ref, id); i++) {
             double v = draw(rng, label, label ? g->input[n->ref].nclass : 0);
-            if (state) v = fabs(v) * 0.1; /* optimiser state: Adam's v must be >= 0 */
+            if (state) v = fabs(v) * 0.1; /* optimiser state and statistics: Adam's v, a variance >= 0 */
             ref->val[id][i] = (double)(float)v;
         }
     }
@@ -393,6 +411,11 @@ static void compare_kernel(void *ctx, int kernel) {
         const double *d = c->ref->val[id];
         double scale = 0;
         for (int64_t i = 0; i < cnt; i++) scale = fmax(scale, fabs(d[i]));
+        if (op_info[n->op].cls == OC_SUM) { /* a total: its rounding follows the size of its terms */
+            double terms = 0;
+            for (int64_t i = 0; i < ref_size(c->ref, n->in[0]); i++) terms += fabs(c->ref->val[n->in[0]][i]);
+            scale = fmax(scale, terms);
+        }
         const float *cpu = c->cpu_out ? c->cpu_out[(c->prog * c->ex->plan->nkernel + kernel) * ARG_SLOTS + a] : NULL;
         /* a total sum adds its terms in another order on each backend (the CUDA device per
          * block, then the blocks in order): it is held to the reference's tolerance only */

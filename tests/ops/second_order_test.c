@@ -49,7 +49,7 @@ typedef struct {
     Op act;       /* activation of the hidden layer */
     double alpha; /* its attribute */
     int loss;     /* 0 cross entropy + L1 penalty on the gate, 1 mse, 2 mse against one value per row,
-                     3 a convolutional network pooled by `act` */
+                     3 a convolutional network pooled by `act`, 4 normalisations */
 } Case;
 
 static int build(Graph *g, const Case *cs) {
@@ -87,6 +87,28 @@ static int build_misc(Graph *g, const Case *cs) {
     return bin(g, OP_ADD, shape_scalar(), loss, pen);
 }
 
+/* normalisations as lower.c writes them: per column over the batch, in training (batch_norm:
+ * colsum, train_select against running averages, rsqrt), then per row (layer_norm: rowsum and
+ * a per-row value broadcast), then tanh, dense, cross entropy */
+static int build_norms(Graph *g, const Case *cs) {
+    Shape row = {.rank = 0, .batched = true};
+    int h = dense(g, input(g, "x", N), N, H, "w1", "b1");
+    int train = ir_scalar(g, "mode.train", SC_TRAIN, 1, NOLOC);
+    int mean = bin(g, OP_MUL, vec(H), ir_add1(g, OP_COLSUM, vec(H), un(g, OP_BATCH_MEAN, h, 0), NOLOC), ir_const(g, 1, NOLOC));
+    mean = ir_add3(g, OP_TRAIN_SELECT, vec(H), mean, ir_weight(g, "rm", W_STAT, vec(H), INIT_ZERO, NOLOC), train, NOLOC);
+    int c = bin(g, OP_BIAS_ADD, bvec(H), h, un(g, OP_NEG, mean, 0));
+    int var = ir_add1(g, OP_COLSUM, vec(H), un(g, OP_BATCH_MEAN, bin(g, OP_MUL, bvec(H), c, c), 0), NOLOC);
+    var = ir_add3(g, OP_TRAIN_SELECT, vec(H), var, ir_weight(g, "rv", W_STAT, vec(H), INIT_ONE, NOLOC), train, NOLOC);
+    int r = un(g, OP_RSQRT, bin(g, OP_ADD, vec(H), var, ir_const(g, 0.1, NOLOC)), 0);
+    int y = bin(g, OP_GATE, bvec(H), bin(g, OP_GATE, bvec(H), c, r), weight(g, "scale", vec(H)));
+    int mu = bin(g, OP_MUL, row, ir_add1(g, OP_ROWSUM, row, y, NOLOC), ir_const(g, 1.0 / H, NOLOC));
+    int c2 = bin(g, OP_SUB, bvec(H), y, mu);
+    int var2 = bin(g, OP_MUL, row, ir_add1(g, OP_ROWSUM, row, bin(g, OP_MUL, bvec(H), c2, c2), NOLOC), ir_const(g, 1.0 / H, NOLOC));
+    int z = bin(g, OP_MUL, bvec(H), c2, un(g, OP_RSQRT, bin(g, OP_ADD, row, var2, ir_const(g, 0.1, NOLOC)), 0));
+    (void)cs;
+    return bin(g, OP_CROSS_ENTROPY, shape_scalar(), dense(g, un(g, OP_TANH, z, 0), H, C, "w2", "b2"), labels(g));
+}
+
 /* a convolution (im2col + GEMM, padding 1), per-channel bias and gate, then max or average
  * pooling (3x3 windows, stride 2: they overlap), flatten, dense, cross entropy */
 static Shape map3(int64_t h, int64_t w, int64_t c) { return (Shape){.rank = 3, .dim = {h, w, c}, .batched = true}; }
@@ -113,6 +135,7 @@ static const Case cases[] = {
     {"tanh_ce", OP_TANH, 0, 0},         {"sigmoid_mse", OP_SIGMOID, 0, 1},       {"softplus_mse", OP_SOFTPLUS, 0, 1},
     {"gelu_ce", OP_GELU, 0, 0},         {"prelu_mse_heads", OP_PRELU, 0, 2},     {"tanh_mse_heads", OP_TANH, 0, 2},
     {"misc", OP_COUNT, 0, 0},           {"conv_maxpool", OP_MAXPOOL, 0, 3},      {"conv_avgpool", OP_AVGPOOL, 0, 3},
+    {"norms", OP_RSQRT, 0, 4},
 };
 
 /* ---- values ---- */
@@ -131,7 +154,7 @@ static void evaluate(RefState *ref, double **out, const int *gk, const int *wnod
 static void run_case(const Case *cs) {
     Arena *arena = arena_new();
     Graph *g = ir_new(arena);
-    g->loss = cs->act == OP_COUNT ? build_misc(g, cs) : cs->loss == 3 ? build_conv(g, cs) : build(g, cs);
+    g->loss = cs->act == OP_COUNT ? build_misc(g, cs) : cs->loss == 3 ? build_conv(g, cs) : cs->loss == 4 ? build_norms(g, cs) : build(g, cs);
     int nfwd = g->nnode;
     autodiff_graph(g);
     for (int id = nfwd; id < g->nnode; id++) emitted[g->node[id].op] = true;
