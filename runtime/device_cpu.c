@@ -1,17 +1,156 @@
 /* device_cpu.c: the CPU device.  Kernels are the LLVM backend's compiled entries (JIT-compiled
  * by nnc, or linked into a built trainer: see cpu_kernels_open in device.h), GEMMs are
- * OpenBLAS's cblas_sgemm, memory is host memory. */
+ * OpenBLAS's cblas_sgemm, memory is host memory.
+ *
+ * Row-parallel launches.  A loop kernel whose results are each a function of one batch row
+ * (every output stored per row, every batched argument indexed by the row, no batch-wide
+ * value: no column or total sums, no row count, no random numbers, which number elements
+ * across the batch) is split by rows over the device's threads: each runs the same compiled
+ * entry on its rows, its batched arguments offset to them.  Each element is computed by the
+ * same instructions as in one call, so the results are bit-identical whatever the number of
+ * threads.  The threads are OpenBLAS's count (OPENBLAS_NUM_THREADS), so one setting governs
+ * both; NNC_THREADS overrides it.  Kernels with sums over the batch run whole, on one thread. */
 #include <cblas.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "device.h"
 
+enum { MAX_THREADS = 64, MIN_SPLIT_WORK = 1 << 14 }; /* elements of work worth a thread's share */
+
+typedef struct CpuDevice CpuDevice;
+
 typedef struct {
+    CpuDevice *c;
+    int index; /* 1..nthread-1; the caller is 0 */
+    pthread_t id;
+} Worker;
+
+struct CpuDevice {
     Device d;
     void *kernels; /* cpu_kernels_open's handle */
     const KernelEntry *table;
-} CpuDevice;
+    const Plan *plan;
+    int64_t **row_bytes; /* per kernel: per argument, bytes per batch row (0: not batched);
+                            NULL: the kernel runs whole */
+    int nthread;
+    Worker *worker;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t generation; /* a new job for the workers */
+    int pending;         /* workers still on it */
+    bool stop;
+    /* the job */
+    int job_kernel;
+    void *const *job_args;
+    const float *job_scalars;
+    int64_t job_rows;
+};
+
+/* Whether kernel k's results are per batch row; the bytes per row of each argument if so. */
+static int64_t *row_split(const Plan *p, const Kernel *k) {
+    if (k->kind != K_LOOP || !kernel_batched(k) || k->dim[0].n != 1) return NULL;
+    for (int i = 0; i < k->nx; i++) {
+        const KExpr *x = &k->x[i];
+        if (x->op == KX_ROWS || x->op == KX_RANDOM || (x->op == KX_INDEX && x->arg == 0) ||
+            (x->op == KX_EXTENT && x->arg == 0))
+            return NULL;
+    }
+    for (int o = 0; o < k->nout; o++)
+        if (k->out[o].kind != KO_STORE && k->out[o].kind != KO_STORE_ROW) return NULL;
+    for (int a = 0; a < k->nacc; a++) {
+        const KAccess *ac = &k->acc[a];
+        bool batched = p->buf[k->arg[ac->arg].buf].batched;
+        for (int d = 0; d < ac->rank; d++) {
+            const KIdx *ix = &ac->idx[d];
+            bool row = d == 0 && batched; /* the batch index itself: dim 0, exactly */
+            if (row && (ix->coef[0] != 1 || ix->off != 0 || ix->div != 1)) return NULL;
+            if (row)
+                for (int v = 1; v < k->ndim; v++)
+                    if (ix->coef[v]) return NULL;
+            if (!row && ix->coef[0]) return NULL;
+        }
+        if (batched && ac->rank == 0) return NULL;
+    }
+    int64_t *bytes = util_calloc((size_t)k->narg + 1, sizeof(int64_t));
+    for (int a = 0; a < k->narg; a++) {
+        const Buffer *b = &p->buf[k->arg[a].buf];
+        if (b->batched) bytes[a] = b->elems * 4; /* f32 and i32 */
+        else if (k->arg[a].write) {
+            free(bytes);
+            return NULL;
+        }
+    }
+    return bytes;
+}
+
+/* Thread t's share [r0, r1) of n rows, and its call. */
+static void run_share(CpuDevice *c, int t) {
+    const Kernel *k = &c->plan->kernel[c->job_kernel];
+    int64_t n = c->job_rows, r0 = n * t / c->nthread, r1 = n * (t + 1) / c->nthread;
+    if (r1 <= r0) return;
+    void *args[256];
+    NNC_ASSERT(k->narg <= 256);
+    const int64_t *rb = c->row_bytes[c->job_kernel];
+    for (int a = 0; a < k->narg; a++) args[a] = (char *)c->job_args[a] + r0 * rb[a];
+    c->table[c->job_kernel](args, c->job_scalars, r1 - r0, kernel_cols(k));
+}
+
+static void *worker_main(void *arg) {
+    Worker *w = arg;
+    CpuDevice *c = w->c;
+    uint64_t seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        while (!c->stop && c->generation == seen) pthread_cond_wait(&c->go, &c->mu);
+        if (c->stop) {
+            pthread_mutex_unlock(&c->mu);
+            return NULL;
+        }
+        seen = c->generation;
+        pthread_mutex_unlock(&c->mu);
+        run_share(c, w->index);
+        pthread_mutex_lock(&c->mu);
+        if (--c->pending == 0) pthread_cond_signal(&c->done);
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
+static int thread_count(void) {
+    const char *v = getenv("NNC_THREADS");
+    int n = v && *v ? atoi(v) : openblas_get_num_threads();
+    return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
+}
+
+static void start_threads(CpuDevice *c) {
+    c->nthread = thread_count();
+    if (c->nthread == 1) return;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->go, NULL);
+    pthread_cond_init(&c->done, NULL);
+    c->worker = util_calloc((size_t)c->nthread, sizeof(Worker));
+    for (int t = 1; t < c->nthread; t++) {
+        c->worker[t] = (Worker){c, t, 0};
+        if (pthread_create(&c->worker[t].id, NULL, worker_main, &c->worker[t])) { /* run with the ones we have */
+            c->nthread = t;
+            break;
+        }
+    }
+}
+
+static void stop_threads(CpuDevice *c) {
+    if (c->nthread <= 1) return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    pthread_cond_broadcast(&c->go);
+    pthread_mutex_unlock(&c->mu);
+    for (int t = 1; t < c->nthread; t++) pthread_join(c->worker[t].id, NULL);
+    free(c->worker);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->go);
+    pthread_cond_destroy(&c->done);
+}
 
 GemmShape device_gemm_shape(const Kernel *k, int64_t rows) {
     GemmShape s;
@@ -42,7 +181,23 @@ static int cpu_copy(Device *d, void *dst, const void *src, size_t bytes) {
     return 0;
 }
 static int cpu_launch(Device *d, const Kernel *k, int index, void *const *args, const float *scalars, int64_t rows) {
-    ((CpuDevice *)d)->table[index](args, scalars, rows, kernel_cols(k));
+    CpuDevice *c = (CpuDevice *)d;
+    int64_t work = rows;
+    for (int i = 1; i < k->ndim; i++) work *= k->dim[i].n;
+    if (c->nthread <= 1 || !c->row_bytes[index] || rows < 2 || work < MIN_SPLIT_WORK) {
+        c->table[index](args, scalars, rows, kernel_cols(k));
+        return 0;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->job_kernel = index, c->job_args = args, c->job_scalars = scalars, c->job_rows = rows;
+    c->pending = c->nthread - 1;
+    c->generation++;
+    pthread_cond_broadcast(&c->go);
+    pthread_mutex_unlock(&c->mu);
+    run_share(c, 0);
+    pthread_mutex_lock(&c->mu);
+    while (c->pending) pthread_cond_wait(&c->done, &c->mu);
+    pthread_mutex_unlock(&c->mu);
     return 0;
 }
 static int cpu_gemm(Device *d, const Kernel *k, void *const *args, int64_t rows) {
@@ -57,7 +212,11 @@ static int cpu_sync(Device *d) {
     return 0;
 }
 static void cpu_destroy(Device *d) {
-    cpu_kernels_close(((CpuDevice *)d)->kernels);
+    CpuDevice *c = (CpuDevice *)d;
+    stop_threads(c);
+    for (int k = 0; k < c->plan->nkernel; k++) free(c->row_bytes[k]);
+    free(c->row_bytes);
+    cpu_kernels_close(c->kernels);
     free(d);
 }
 
@@ -67,6 +226,10 @@ Device *device_cpu_new(const Plan *plan, char *err, size_t nerr) {
         free(c);
         return NULL;
     }
+    c->plan = plan;
+    c->row_bytes = util_calloc((size_t)plan->nkernel + 1, sizeof(int64_t *));
+    for (int k = 0; k < plan->nkernel; k++) c->row_bytes[k] = row_split(plan, &plan->kernel[k]);
+    start_threads(c);
     Device *d = &c->d;
     d->name = "cpu";
     snprintf(d->info, sizeof d->info, "the host CPU: LLVM-compiled kernels, OpenBLAS GEMMs");

@@ -168,6 +168,23 @@ fashion_sparse_cnn_shrinks)
   "$check" "$out/metrics.jsonl" test c2.width 8 112
   "$check" "$out/metrics.jsonl" test h.width 100 1800
   "$check" "$out/metrics.jsonl" test accuracy 0.65 ;;
+threads_same_bits)
+  # the CPU device splits per-row loop kernels over its threads: 1, 2 or 3 of them give the
+  # same bits (GEMMs on one OpenBLAS thread, whose own splits may round differently), for
+  # convolutions, pooling, batch_norm, layer_norm, gates, pruning and dropout
+  python3 tests/train/idx_subset.py /usr/share/datasets/fashion-mnist "$out/data" 1280 256
+  sed 's/-> relu -> gate(l1 = lambda) -> maxpool(2)$/-> relu -> dropout(0.2) -> gate(l1 = lambda) -> maxpool(2)/' \
+    tests/train/models/prune_conv_bn.nn > "$out/model.nn"
+  grep -q "dropout(0.2)" "$out/model.nn"
+  for t in 1 2 3; do
+    OPENBLAS_NUM_THREADS=1 NNC_THREADS=$t "$nnc" train "$out/model.nn" --data "$out/data" --set epochs=2 --out "$out/t$t" \
+      --no-progress > "$out/t$t.log"
+  done
+  grep -q "^pruned after epoch 1: " "$out/t1.log"
+  for t in 2 3; do
+    "$check" --same "$out/t1/metrics.jsonl" "$out/t$t/metrics.jsonl"
+    cmp "$out/t1/checkpoint.safetensors" "$out/t$t/checkpoint.safetensors"
+  done ;;
 prune_shrinks)
   # gates close, dead neurons are removed after every epoch, h2 stops at its min_width, and a
   # second run with the same seed is identical
