@@ -80,6 +80,7 @@ typedef struct {
 } Bytes;
 
 static void bytes_reserve(Bytes *b, size_t extra) {
+    if (extra > SIZE_MAX / 4 || b->len > SIZE_MAX / 4) abort(); /* no mutant is that large */
     if (b->len + extra + 1 <= b->cap) return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + extra + 1) cap *= 2;
