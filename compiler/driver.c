@@ -93,6 +93,7 @@ int driver_compile_text(Compilation *c, const char *path, const char *text, size
     if (!check_prunable(c)) return 1;
     autodiff_graph(c->graph);
     update_graph(c->graph, &c->model->train.opt);
+    programs_build(c->graph);
     if (upto == STAGE_IR) return 0;
     int64_t mb = opt->max_batch > 0 ? opt->max_batch : c->model->train.batch;
     c->plan = plan_graph(c->arena, c->graph, mb, !opt->no_fuse);

@@ -27,7 +27,7 @@ typedef struct {
     int n;
     int *parent;    /* union-find over nodes; -1 for nodes in no group */
     int *useoff, *users; /* CSR lists of each node's users */
-    unsigned char *progs;
+    uint32_t *progs;
     bool *output;   /* must be stored whatever the grouping */
     int *mark;      /* scratch for searches */
     int stamp;
@@ -140,31 +140,35 @@ static void merge(Fuser *f, int a, int b) {
         f->parent[a] = b;
 }
 
-/* Which programs need each node (bit PROG_GRAD, PROG_UPDATE, PROG_EVAL). */
-static void need(const Graph *g, unsigned char *progs, int node, int bit) {
+/* Which programs need each node (bit p: Graph.prog[p]). */
+static void need(const Graph *g, uint32_t *progs, int node, uint32_t bit) {
     if (node < 0 || (progs[node] & bit)) return;
-    progs[node] |= (unsigned char)bit;
+    progs[node] |= bit;
     for (int i = 0; i < g->node[node].nin; i++) need(g, progs, g->node[node].in[i], bit);
 }
 
-void fuse_program_masks(const Graph *g, unsigned char *progs) {
-    memset(progs, 0, (size_t)g->nnode);
-    for (int i = 0; i < g->noutput; i++) need(g, progs, g->output[i].node, 1 << PROG_EVAL);
-    need(g, progs, g->loss, 1 << PROG_GRAD);
-    for (int i = 0; i < g->nweight; i++) need(g, progs, g->weight[i].grad, 1 << PROG_GRAD);
-    for (int i = 0; i < g->ninput; i++) need(g, progs, g->input[i].grad, 1 << PROG_GRAD);
-    unsigned char *upd = util_calloc((size_t)g->nnode, 1);
-    for (int id = 0; id < g->nnode; id++)
-        if (op_info[g->node[id].op].cls == OC_UPDATE) need(g, upd, id, 1 << PROG_UPDATE);
-    for (int id = 0; id < g->nnode; id++) /* what the gradient program computed already */
-        if (!(progs[id] & (1 << PROG_GRAD))) progs[id] |= upd[id];
-    free(upd);
+void fuse_program_masks(const Graph *g, uint32_t *progs) {
+    memset(progs, 0, sizeof(uint32_t) * (size_t)g->nnode);
+    for (int p = 0; p < g->nprog; p++) /* programs that run first are complete before those after them */
+        if (g->prog[p].after < 0)
+            for (int r = 0; r < g->prog[p].nroot; r++) need(g, progs, g->prog[p].root[r], 1u << p);
+    uint32_t *own = util_calloc((size_t)g->nnode + 1, sizeof(uint32_t));
+    for (int p = 0; p < g->nprog; p++) {
+        int after = g->prog[p].after;
+        if (after < 0) continue;
+        NNC_ASSERT(after < p);
+        memset(own, 0, sizeof(uint32_t) * (size_t)g->nnode);
+        for (int r = 0; r < g->prog[p].nroot; r++) need(g, own, g->prog[p].root[r], 1u << p);
+        for (int id = 0; id < g->nnode; id++) /* what the program before it computed already */
+            if (!(progs[id] & (1u << after))) progs[id] |= own[id];
+    }
+    free(own);
 }
 
 Fusion *fuse_graph(Arena *arena, const Graph *g, bool enabled) {
     Fuser f = {.g = g, .n = g->nnode};
     f.parent = util_calloc((size_t)f.n + 1, sizeof(int));
-    f.progs = util_calloc((size_t)f.n + 1, 1);
+    f.progs = util_calloc((size_t)f.n + 1, sizeof(uint32_t));
     f.output = util_calloc((size_t)f.n + 1, sizeof(bool));
     f.mark = util_calloc((size_t)f.n + 1, sizeof(int));
     f.useoff = util_calloc((size_t)f.n + 2, sizeof(int));

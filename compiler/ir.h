@@ -156,6 +156,19 @@ typedef struct {
     int out_sum, out_sumsq; /* eval outputs: per-neuron sums of the activations and their squares */
 } GateInfo;
 
+/* A program: what one call of exec_run computes (programs.c).  The nodes its roots need, in
+ * training or evaluation mode (the SC_TRAIN scalar), and the program of the same step it runs
+ * right after (update after grad), whose values it reads rather than computes, or -1. */
+typedef struct {
+    const char *name;
+    int *root;
+    int nroot, caproot;
+    bool train;
+    int after;
+} ProgramDef;
+/* The programs every training graph has, at these indices (programs_build). */
+enum { PROG_GRAD, PROG_UPDATE, PROG_EVAL, PROGRAMS_MAX = 32 };
+
 typedef struct Graph {
     Arena *arena;
     Node *node;
@@ -172,6 +185,8 @@ typedef struct Graph {
     int ngate, capgate;
     Space *space;
     int nspace, capspace;
+    ProgramDef *prog; /* programs.c */
+    int nprog, capprog;
     int loss;          /* node id of the total loss */
     int nforward;      /* nodes [0, nforward) are the forward pass */
     bool has_backward; /* autodiff ran */

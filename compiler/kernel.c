@@ -5,7 +5,6 @@
 
 #include "kernel.h"
 
-const char *const prog_name[PROG_COUNT] = {"grad", "update", "eval"};
 
 int kb_arg(KBuilder *kb, int buf, bool read, bool write) {
     Kernel *k = kb->k;
@@ -409,8 +408,8 @@ void plan_print(StrBuf *b, const Plan *p, const char *path) {
         if (bf->kind >= BUF_GRAD) sb_printf(b, "  live k%d..k%d", bf->first, bf->last < p->nkernel ? bf->last : p->nkernel - 1);
         sb_putc(b, '\n');
     }
-    for (int pr = 0; pr < PROG_COUNT; pr++) {
-        sb_printf(b, "; program %s: %d kernels, in order (reads -> writes)\n", prog_name[pr], p->prog[pr].nkernel);
+    for (int pr = 0; pr < p->nprog; pr++) {
+        sb_printf(b, "; program %s: %d kernels, in order (reads -> writes)\n", p->prog[pr].name, p->prog[pr].nkernel);
         for (int i = 0; i < p->prog[pr].nkernel; i++) {
             const Kernel *k = &p->kernel[p->prog[pr].kernel[i]];
             sb_printf(b, "  %-44s ", k->name);

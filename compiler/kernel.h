@@ -171,11 +171,12 @@ typedef struct {
     int first, last; /* live range in node order */
 } Buffer;
 
-/* A training step runs grad then update; the runtime checks the loss between them. */
-enum { PROG_GRAD, PROG_UPDATE, PROG_EVAL, PROG_COUNT };
-extern const char *const prog_name[PROG_COUNT];
-
+/* A program's kernels, in order (Program, ir.h: a training step runs grad then update; the
+ * runtime checks the loss between them). */
 typedef struct {
+    const char *name;
+    bool train; /* run in training mode (SC_TRAIN = 1) */
+    int after;  /* the program it runs right after, or -1 */
     int *kernel;
     int nkernel;
 } ProgramPlan;
@@ -189,7 +190,8 @@ typedef struct Plan {
     int *node_buf; /* node id -> buffer, or -1 (constants, scalars, updates) */
     Kernel *kernel;
     int nkernel, capkernel;
-    ProgramPlan prog[PROG_COUNT];
+    ProgramPlan *prog; /* one per Graph.prog, same indices */
+    int nprog;
     int64_t arena_bytes, persistent_bytes;
     int64_t cuda_workspace; /* floats of per-block partial sums the CUDA device needs */
     int64_t bytes_by_kind[BUF_KINDS];  /* the sum of the buffers of each kind */
@@ -256,8 +258,9 @@ typedef struct {
     bool *stored; /* node's value is written to memory (needed outside its group) */
 } Fusion;
 Fusion *fuse_graph(Arena *arena, const Graph *g, bool enabled);
-/* Bit p of progs[node] is set when program p (PROG_*) needs the node. */
-void fuse_program_masks(const Graph *g, unsigned char *progs);
+/* Bit p of progs[node] is set when program p (Graph.prog) computes the node: its roots need it
+ * and the program it runs after has not computed it already. */
+void fuse_program_masks(const Graph *g, uint32_t *progs);
 
 /* Planning (plan.c) and printing. */
 Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse);

@@ -22,4 +22,12 @@ void autodiff_vjp(Graph *g, int root, const int *wrt, int nwrt, int *grad_out);
 /* Appends one update node per trained weight, with its optimiser state weights. */
 void update_graph(Graph *g, const OptSpec *opt);
 
+/* programs.c: the graph's programs.  programs_build defines grad, update and eval (at
+ * PROG_GRAD, PROG_UPDATE, PROG_EVAL); programs_add and programs_root define more; a
+ * program's index, by name, or -1. */
+void programs_build(Graph *g);
+int programs_add(Graph *g, const char *name, bool train, int after);
+void programs_root(Graph *g, int prog, int node);
+int programs_find(const Graph *g, const char *name);
+
 #endif

@@ -128,6 +128,7 @@ static const char *kernel_name(Arena *arena, const Graph *g, int index, const in
 }
 
 Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
+    if (g->nprog == 0) NNC_BUG("plan_graph: the graph has no programs (programs_build defines them)");
     Plan *p = arena_alloc(arena, sizeof *p);
     p->g = g;
     p->path = "model";
@@ -201,9 +202,13 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
             if (live[kd] > p->peak_by_kind[kd]) p->peak_by_kind[kd] = live[kd];
     }
     /* kernels, one per group, in order */
-    unsigned char *progs = util_calloc((size_t)g->nnode + 1, 1);
+    uint32_t *progs = util_calloc((size_t)g->nnode + 1, sizeof(uint32_t));
     fuse_program_masks(g, progs);
-    for (int pr = 0; pr < PROG_COUNT; pr++) p->prog[pr].kernel = arena_alloc(arena, sizeof(int) * (size_t)(fu->ngroup + 1));
+    p->nprog = g->nprog;
+    p->prog = arena_alloc(arena, sizeof(ProgramPlan) * (size_t)(g->nprog + 1));
+    for (int pr = 0; pr < p->nprog; pr++)
+        p->prog[pr] = (ProgramPlan){.name = g->prog[pr].name, .train = g->prog[pr].train, .after = g->prog[pr].after,
+                                    .kernel = arena_alloc(arena, sizeof(int) * (size_t)(fu->ngroup + 1))};
     for (int k = 0; k < fu->ngroup; k++) {
         int gr = fu->order[k];
         const int *mem = fu->member[gr];
@@ -234,8 +239,8 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
             int64_t ws = (int64_t)kp->cuda.nsum * kp->cuda.max_blocks;
             if (ws > p->cuda_workspace) p->cuda_workspace = ws;
         }
-        for (int pr = 0; pr < PROG_COUNT; pr++)
-            if (progs[last] & (1 << pr)) p->prog[pr].kernel[p->prog[pr].nkernel++] = p->nkernel;
+        for (int pr = 0; pr < p->nprog; pr++)
+            if (progs[last] & (1u << pr)) p->prog[pr].kernel[p->prog[pr].nkernel++] = p->nkernel;
         p->nkernel++;
     }
     free(progs);

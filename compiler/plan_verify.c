@@ -43,13 +43,13 @@ static int both_live(const Buffer *a, const Buffer *b) {
 }
 
 static void check_structure(const Plan *p) {
-    for (int pr = 0; pr < PROG_COUNT; pr++)
+    for (int pr = 0; pr < p->nprog; pr++)
         for (int i = 0; i < p->prog[pr].nkernel; i++) {
             int k = p->prog[pr].kernel[i];
             if (k < 0 || k >= p->nkernel)
-                NNC_BUG("plan_verify: program %s lists kernel %d, but the plan has %d kernels", prog_name[pr], k, p->nkernel);
+                NNC_BUG("plan_verify: program %s lists kernel %d, but the plan has %d kernels", p->prog[pr].name, k, p->nkernel);
             if (i > 0 && k <= p->prog[pr].kernel[i - 1])
-                NNC_BUG("plan_verify: program %s lists kernel %s after %s, not in increasing order", prog_name[pr],
+                NNC_BUG("plan_verify: program %s lists kernel %s after %s, not in increasing order", p->prog[pr].name,
                         p->kernel[k].name, p->kernel[p->prog[pr].kernel[i - 1]].name);
         }
     for (int k = 0; k < p->nkernel; k++)
@@ -108,11 +108,16 @@ void plan_verify(const Plan *p) {
     for (int k = 0; k < p->nkernel; k++) check_kernel(p, k);
     bool *done = util_calloc((size_t)p->nbuf + 1, sizeof(bool));
     check_order(p, NULL, p->nkernel, done, "");
-    static const char *const where[PROG_COUNT] = {
-        [PROG_GRAD] = " in program grad", [PROG_UPDATE] = " in programs grad and update", [PROG_EVAL] = " in program eval"};
-    for (int pr = 0; pr < PROG_COUNT; pr++) {
-        if (pr != PROG_UPDATE) memset(done, 0, (size_t)p->nbuf + 1); /* update runs right after grad */
-        check_order(p, p->prog[pr].kernel, p->prog[pr].nkernel, done, where[pr]);
+    for (int pr = 0; pr < p->nprog; pr++) { /* each from scratch, or after the program it follows */
+        memset(done, 0, (size_t)p->nbuf + 1);
+        char where[160] = "";
+        int chain[PROGRAMS_MAX], n = 0;
+        for (int q = pr; q >= 0 && n < PROGRAMS_MAX; q = p->prog[q].after) chain[n++] = q;
+        for (int i = n - 1; i >= 0; i--)
+            snprintf(where + strlen(where), sizeof where - strlen(where), "%s%s", i == n - 1 ? (n > 1 ? " in programs " : " in program ") : " and ",
+                     p->prog[chain[i]].name);
+        for (int i = n - 1; i >= 1; i--) check_order(p, p->prog[chain[i]].kernel, p->prog[chain[i]].nkernel, done, where);
+        check_order(p, p->prog[pr].kernel, p->prog[pr].nkernel, done, where);
     }
     free(done);
     for (int i = 0; i < p->nbuf; i++)

@@ -99,6 +99,7 @@ int main(void) {
         g->loss = ir_add1(g, OP_SUM, shape_scalar(), y, NOLOC);
         ir_add_output(g, "y", y, AGG_MEAN);
         g->nforward = g->nnode;
+        programs_build(g);
         Plan *plan = plan_graph(arena, g, 1, true);
         Exec ex, emu;
         char err[1024];

@@ -490,9 +490,9 @@ static int run_on(const char *dev, const Plan *plan, Cmp *c, double **leaf0) {
     for (int id = 0; id < g->nforward; id++) fwd[id] = true;
     ref_run(eval_ref, fwd);
     free(fwd);
-    const int order[PROG_COUNT] = {PROG_EVAL, PROG_GRAD, PROG_UPDATE};
+    const int order[3] = {PROG_EVAL, PROG_GRAD, PROG_UPDATE};
     int rc = 0;
-    for (int pr = 0; pr < PROG_COUNT && !c->failed; pr++) {
+    for (int pr = 0; pr < 3 && !c->failed; pr++) {
         c->ref = order[pr] == PROG_EVAL ? eval_ref : train_ref;
         c->prog = order[pr];
         if (exec_run_checked(&ex, order[pr], ROWS, compare_kernel, c)) {
@@ -512,13 +512,13 @@ static void check_backend(const Case *cs, RefState *ref, double **leaf0) {
     const Plan *plan = plan_graph(ref->g->arena, ref->g, ROWS, fuse);
     Cmp c = {.cs = cs, .ref = ref};
     if (strcmp(device, "cpu")) { /* first what the CPU writes, for comparing with */
-        c.cpu_out = util_calloc((size_t)PROG_COUNT * plan->nkernel * ARG_SLOTS, sizeof(float *));
+        c.cpu_out = util_calloc((size_t)plan->nprog * plan->nkernel * ARG_SLOTS, sizeof(float *));
         c.recording = true;
         if (run_on("cpu", plan, &c, leaf0) == 0) {
             c.recording = false;
             run_on(device, plan, &c, leaf0);
         }
-        for (int i = 0; i < PROG_COUNT * plan->nkernel * ARG_SLOTS; i++) free(c.cpu_out[i]);
+        for (int i = 0; i < plan->nprog * plan->nkernel * ARG_SLOTS; i++) free(c.cpu_out[i]);
         free(c.cpu_out);
         return;
     }
@@ -564,6 +564,7 @@ static void run_case(const Case *cs, uint64_t seed) {
                      .weight_decay = cs->wd, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
         update_graph(g, &o);
     }
+    programs_build(g);
     bool *fwd = util_calloc((size_t)g->nnode, sizeof(bool));
     for (int id = 0; id < g->nforward; id++) fwd[id] = true;
     RefState *ref = ref_new(g, ROWS);
@@ -656,6 +657,7 @@ int main(int argc, char **argv) {
         int x = ir_input(g, "x", false, false, 0, shape_vec(1, true), NOLOC);
         g->loss = ir_add1(g, OP_SUM, shape_scalar(), x, NOLOC);
         g->nforward = g->nnode;
+        programs_build(g);
         Device *d = device_open("cuda", plan_graph(a, g, 1, false), NULL, err, sizeof err);
         arena_free(a);
         if (!d) {

@@ -152,7 +152,9 @@ static Plan copy_plan(const Plan *src) {
     Plan p = *src;
     p.buf = malloc(sizeof(Buffer) * (size_t)(p.nbuf + 1));
     memcpy(p.buf, src->buf, sizeof(Buffer) * (size_t)p.nbuf);
-    for (int pr = 0; pr < PROG_COUNT; pr++) {
+    p.prog = malloc(sizeof(ProgramPlan) * (size_t)(p.nprog + 1));
+    memcpy(p.prog, src->prog, sizeof(ProgramPlan) * (size_t)p.nprog);
+    for (int pr = 0; pr < p.nprog; pr++) {
         p.prog[pr].kernel = malloc(sizeof(int) * (size_t)(p.prog[pr].nkernel + 1));
         memcpy(p.prog[pr].kernel, src->prog[pr].kernel, sizeof(int) * (size_t)p.prog[pr].nkernel);
     }
@@ -161,7 +163,8 @@ static Plan copy_plan(const Plan *src) {
 
 static void free_copy(Plan *p) {
     free(p->buf);
-    for (int pr = 0; pr < PROG_COUNT; pr++) free(p->prog[pr].kernel);
+    for (int pr = 0; pr < p->nprog; pr++) free(p->prog[pr].kernel);
+    free(p->prog);
 }
 
 static bool uses(const Kernel *k, int buf, bool write) {
