@@ -167,7 +167,14 @@ fashion_sparse_cnn_shrinks)
   "$check" "$out/metrics.jsonl" test c1.width 8 56
   "$check" "$out/metrics.jsonl" test c2.width 8 112
   "$check" "$out/metrics.jsonl" test h.width 100 1800
-  "$check" "$out/metrics.jsonl" test accuracy 0.65 ;;
+  "$check" "$out/metrics.jsonl" test accuracy 0.65
+  # one saved activation per gated convolution (its pre-activation), and peak RSS within 1.2x
+  # of the plan (the arenas of both widths while weights move) + data + runtime baseline
+  "$nnc" emit --plan models/fashion_sparse_cnn.nn > "$out/plan.txt"
+  test "$(grep -c '^  b[0-9]* *saved .*f32\[B,28,28,64\]' "$out/plan.txt")" = 1
+  test "$(grep -c '^  b[0-9]* *saved .*f32\[B,14,14,128\]' "$out/plan.txt")" = 1
+  ratio=$(sed -n 's/^memory: peak RSS [0-9]* MiB = \([0-9.]*\) x .*/\1/p' "$out/stdout")
+  awk -v r="$ratio" 'BEGIN { exit !(r <= 1.2) }' || { echo "peak RSS is $ratio x the plan's account"; exit 1; } ;;
 threads_same_bits)
   # the CPU device splits per-row loop kernels over its threads: 1, 2 or 3 of them give the
   # same bits (GEMMs on one OpenBLAS thread, whose own splits may round differently), for
