@@ -45,9 +45,11 @@ class Gated(torch.nn.Module):
 
 
 def prox_gates(model, opt, lr, lam, beta2=0.999, eps=1e-8):
-    """The L1 proximal step in Adam's metric, as nnc's update kernel does it."""
+    """The L1 proximal step in Adam's metric, as nnc's update kernel does it; lam is one
+    penalty for every gate, or a list of one per gate."""
+    lams = lam if isinstance(lam, (list, tuple)) else [lam] * len(model.gates)
     with torch.no_grad():
-        for g, m in zip(model.gates, model.masks):
+        for g, m, lam in zip(model.gates, model.masks, lams):
             st = opt.state[g]
             den = st["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2 ** int(st["step"])) + eps
             rest = g.abs() - lr * lam / den

@@ -51,7 +51,7 @@ static bool map_per_entry(Graph *g, int id, int *sp, int64_t *inner, bool *gated
     const Node *nd = &g->node[id];
     Shape out = nd->shape;
     int64_t last = out.rank ? out.dim[out.rank - 1] : 1;
-    int s = -1, nfull = 0;
+    int s = -1, nfull = 0, nvector = 0;
     int64_t q = 1;
     bool all_gated = true, any_gated = false;
     Op was = OP_COUNT;
@@ -61,6 +61,7 @@ static bool map_per_entry(Graph *g, int id, int *sp, int64_t *inner, bool *gated
         if (op_operand_is_runtime(nd->op, i) || x->shape.rank == 0) continue; /* a scalar, or one per sample */
         if (sp[nd->in[i]] < 0) {
             if (!(vector && weight_of(g, nd->in[i]))) return false;
+            nvector++;
             continue;
         }
         if (s >= 0 && sp[nd->in[i]] != s) return false;
@@ -71,17 +72,17 @@ static bool map_per_entry(Graph *g, int id, int *sp, int64_t *inner, bool *gated
             all_gated &= gated[nd->in[i]];
             any_gated |= gated[nd->in[i]];
             if (was == OP_COUNT) was = lost[nd->in[i]];
-        } else if (!vector) {
+        } else if (vector) {
+            nvector++;
+        } else {
             return false;
         }
     }
-    if (s < 0 || (q != 1 && nfull != nd->nin)) return false;
-    bool vectors_fit = q == 1 && last == g->space[s].width;
+    /* a vector indexes the space when the entries are the last dimension, one element each */
+    if (s < 0 || (nvector && !(q == 1 && last == g->space[s].width))) return false;
     for (int i = 0; i < nd->nin; i++) {
         const Node *x = &g->node[nd->in[i]];
-        if (sp[nd->in[i]] >= 0 || op_operand_is_runtime(nd->op, i) || x->shape.rank != 1) continue;
-        if (!vectors_fit) return false;
-        set_space(g, nd->in[i], 0, s, 1);
+        if (sp[nd->in[i]] < 0 && !op_operand_is_runtime(nd->op, i) && x->shape.rank == 1) set_space(g, nd->in[i], 0, s, 1);
     }
     sp[id] = s;
     inner[id] = q;
