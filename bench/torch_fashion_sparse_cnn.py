@@ -1,0 +1,89 @@
+"""torch_fashion_sparse_cnn.py: the PyTorch twin of models/fashion_sparse_cnn.nn, for
+bench/fashion_sparse_cnn.py.
+
+conv 5x5 64 same, ReLU, a gate per channel, maxpool 2; conv 5x5 128 same, ReLU, gate, maxpool
+2; dense 2048, ReLU, gate per unit; dense 10 (NCHW, PyTorch's default initialisation).  Adam
+lr 1e-3, batch 128, cross entropy, inputs in [0, 1], 10 % of the training images held out for
+validation.  The gates' L1 penalties (lambda_c = 2e-2 on channels, lambda = 2e-3 on units,
+each times 0.7 ^ epoch) act as in nnc, by a proximal step in Adam's metric after each step
+(bench/torch_fashion_sparse.py's prox_gates), so dead gates are exactly 0.  After every epoch
+but the last, dead channels and units are masked out for good: PyTorch keeps the full-size
+tensors, where nnc removes them.
+
+Prints one JSON line per epoch (live widths, training samples/s, test accuracy, time since
+training started).  Threads: torch.set_num_threads from BENCH_THREADS (default 2); the caller
+sets OMP_WAIT_POLICY.  Usage: torch_fashion_sparse_cnn.py [EPOCHS]
+"""
+import json
+import os
+import sys
+import time
+
+import torch
+
+import fashion_data
+from torch_fashion_sparse import accuracy, prox_gates
+
+
+class GatedCNN(torch.nn.Module):
+    def __init__(self, c1=64, c2=128, units=2048):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, c1, 5, padding=2)
+        self.conv2 = torch.nn.Conv2d(c1, c2, 5, padding=2)
+        self.dense = torch.nn.Linear(c2 * 49, units)
+        self.out = torch.nn.Linear(units, 10)
+        self.gates = torch.nn.ParameterList([torch.nn.Parameter(torch.ones(w)) for w in (c1, c2, units)])
+        self.masks = [torch.ones(w) for w in (c1, c2, units)]
+
+    def gate(self, i):
+        return self.gates[i] * self.masks[i]
+
+    def forward(self, x):
+        x = x.view(-1, 1, 28, 28)
+        x = torch.max_pool2d(torch.relu(self.conv1(x)) * self.gate(0).view(1, -1, 1, 1), 2)
+        x = torch.max_pool2d(torch.relu(self.conv2(x)) * self.gate(1).view(1, -1, 1, 1), 2)
+        x = torch.relu(self.dense(x.flatten(1))) * self.gate(2)
+        return self.out(x)
+
+
+def main():
+    epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    threads = int(os.environ.get("BENCH_THREADS", "2"))
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    x, y, xt, yt = fashion_data.load()
+    perm = torch.randperm(x.shape[0])
+    n_valid = x.shape[0] // 10
+    xv, yv = x[perm[-n_valid:]], y[perm[-n_valid:]]
+    x, y = x[perm[:-n_valid]], y[perm[:-n_valid]]
+    model = GatedCNN()
+    lr = 1e-3
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        decay = 0.7 ** epoch
+        lams = [2e-2 * decay, 2e-2 * decay, 2e-3 * decay]
+        order = torch.randperm(x.shape[0])
+        e0 = time.perf_counter()
+        for i in range(0, x.shape[0], 128):
+            b = order[i:i + 128]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[b]), y[b])  # the penalties act through the proximal step only
+            loss.backward()
+            opt.step()
+            prox_gates(model, opt, lr, lams)
+        train_s = time.perf_counter() - e0
+        valid_acc = accuracy(model, xv, yv)
+        test_acc = accuracy(model, xt, yt)
+        live = [int((g != 0).sum()) for g in model.gates]
+        if epoch + 1 < epochs:  # "prune": mask the dead channels and units for good
+            for g, m in zip(model.gates, model.masks):
+                m.copy_((g.detach() != 0).float())
+        print(json.dumps({"epoch": epoch + 1, "live": live, "samples_per_s": x.shape[0] / train_s,
+                          "valid_accuracy": valid_acc, "test_accuracy": test_acc,
+                          "time_s": time.perf_counter() - t0, "threads": threads}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
