@@ -287,7 +287,7 @@ static void print_access(StrBuf *b, const Kernel *k, const KAccess *a) {
         StrBuf t = {0};
         for (int d = 0; d < k->ndim; d++) {
             if (!x->coef[d]) continue;
-            char nm[8];
+            char nm[16];
             dim_name(nm, sizeof nm, k, d);
             long long c = (long long)x->coef[d];
             if (t.len) sb_puts(&t, c < 0 ? " - " : " + ");
@@ -335,7 +335,7 @@ void plan_print_kernel(StrBuf *b, const Plan *p, const Kernel *k) {
     }
     for (int i = 0; i < k->nx; i++) {
         const KExpr *e = &k->x[i];
-        char nm[8];
+        char nm[16];
         sb_printf(b, "    x%d = %s", i, kx_name(e->op));
         switch (e->op) {
         case KX_CONST: sb_printf(b, " %.9g", (double)e->imm); break;
