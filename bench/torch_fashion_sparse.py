@@ -64,24 +64,23 @@ def accuracy(model, x, y):
     return correct / x.shape[0]
 
 
-def main():
-    epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    lam0 = float(sys.argv[2]) if len(sys.argv) > 2 else 2e-3
+def train_masked(model, epochs, penalties):
+    """Adam lr 1e-3, batch 128, 10 % held out for validation; after each step the proximal step
+    with penalties(epoch) (one for all gates, or one per gate); after each epoch but the last
+    the dead gates' neurons are masked for good.  Prints one JSON line per epoch."""
     threads = int(os.environ.get("BENCH_THREADS", "2"))
     torch.set_num_threads(threads)
-    torch.manual_seed(1)
     x, y, xt, yt = fashion_data.load()
     perm = torch.randperm(x.shape[0])
-    n_valid = 6000
+    n_valid = x.shape[0] // 10
     xv, yv = x[perm[-n_valid:]], y[perm[-n_valid:]]
     x, y = x[perm[:-n_valid]], y[perm[:-n_valid]]
-    model = Gated([2048, 1024])
     lr = 1e-3
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     t0 = time.perf_counter()
     for epoch in range(epochs):
-        lam = lam0 * 0.7 ** epoch
+        lam = penalties(epoch)
         order = torch.randperm(x.shape[0])
         e0 = time.perf_counter()
         for i in range(0, x.shape[0], 128):
@@ -101,6 +100,13 @@ def main():
         print(json.dumps({"epoch": epoch + 1, "live": live, "samples_per_s": x.shape[0] / train_s,
                           "valid_accuracy": valid_acc, "test_accuracy": test_acc,
                           "time_s": time.perf_counter() - t0, "threads": threads}), flush=True)
+
+
+def main():
+    epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    lam0 = float(sys.argv[2]) if len(sys.argv) > 2 else 2e-3
+    torch.manual_seed(1)
+    train_masked(Gated([2048, 1024]), epochs, lambda epoch: lam0 * 0.7 ** epoch)
 
 
 if __name__ == "__main__":

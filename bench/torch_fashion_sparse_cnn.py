@@ -14,15 +14,11 @@ Prints one JSON line per epoch (live widths, training samples/s, test accuracy, 
 training started).  Threads: torch.set_num_threads from BENCH_THREADS (default 2); the caller
 sets OMP_WAIT_POLICY.  Usage: torch_fashion_sparse_cnn.py [EPOCHS]
 """
-import json
-import os
 import sys
-import time
 
 import torch
 
-import fashion_data
-from torch_fashion_sparse import accuracy, prox_gates
+from torch_fashion_sparse import train_masked
 
 
 class GatedCNN(torch.nn.Module):
@@ -48,41 +44,8 @@ class GatedCNN(torch.nn.Module):
 
 def main():
     epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    threads = int(os.environ.get("BENCH_THREADS", "2"))
-    torch.set_num_threads(threads)
     torch.manual_seed(1)
-    x, y, xt, yt = fashion_data.load()
-    perm = torch.randperm(x.shape[0])
-    n_valid = x.shape[0] // 10
-    xv, yv = x[perm[-n_valid:]], y[perm[-n_valid:]]
-    x, y = x[perm[:-n_valid]], y[perm[:-n_valid]]
-    model = GatedCNN()
-    lr = 1e-3
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    t0 = time.perf_counter()
-    for epoch in range(epochs):
-        decay = 0.7 ** epoch
-        lams = [2e-2 * decay, 2e-2 * decay, 2e-3 * decay]
-        order = torch.randperm(x.shape[0])
-        e0 = time.perf_counter()
-        for i in range(0, x.shape[0], 128):
-            b = order[i:i + 128]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x[b]), y[b])  # the penalties act through the proximal step only
-            loss.backward()
-            opt.step()
-            prox_gates(model, opt, lr, lams)
-        train_s = time.perf_counter() - e0
-        valid_acc = accuracy(model, xv, yv)
-        test_acc = accuracy(model, xt, yt)
-        live = [int((g != 0).sum()) for g in model.gates]
-        if epoch + 1 < epochs:  # "prune": mask the dead channels and units for good
-            for g, m in zip(model.gates, model.masks):
-                m.copy_((g.detach() != 0).float())
-        print(json.dumps({"epoch": epoch + 1, "live": live, "samples_per_s": x.shape[0] / train_s,
-                          "valid_accuracy": valid_acc, "test_accuracy": test_acc,
-                          "time_s": time.perf_counter() - t0, "threads": threads}), flush=True)
+    train_masked(GatedCNN(), epochs, lambda epoch: [2e-2 * 0.7 ** epoch, 2e-2 * 0.7 ** epoch, 2e-3 * 0.7 ** epoch])
 
 
 if __name__ == "__main__":
