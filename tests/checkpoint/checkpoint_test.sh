@@ -34,6 +34,20 @@ NN
   "$nnc" build "$out/blobs.nn" -o "$out/blobs" > /dev/null
 }
 
+# resumes_bit_for_bit TRAINER: stopped by SIGTERM mid-epoch (3:7) and on an epoch's last step
+# (21:15), then resumed, TRAINER's run ends with the metrics and checkpoint bytes of its
+# uninterrupted run in ./full (run from $out)
+resumes_bit_for_bit() {
+  for at in 3:7 21:15; do
+    rc=0; NNC_TEST_SIGNAL_AT=$at ./$1 train --out "p$at" --no-progress > "p$at.log" 2>&1 || rc=$?
+    test $rc = 143 || { cat "p$at.log"; echo "FAIL: $at: expected exit status 143 after SIGTERM, got $rc"; exit 1; }
+    ./$1 train --out "p$at" --resume --no-progress > "r$at.log"
+    "$check" --same full/metrics.jsonl "p$at/metrics.jsonl" > /dev/null || { echo "FAIL: resumed after $at"; exit 1; }
+    cmp full/checkpoint.safetensors "p$at/checkpoint.safetensors"
+    echo "$at: resumed bit for bit"
+  done
+}
+
 case $case_name in
 resume_after_sigterm_is_bit_exact)
   blobs
@@ -89,14 +103,7 @@ dropout_resume_is_bit_exact)
   grep -q "dropout(0.3)" drop.nn
   "$nnc" build drop.nn -o drop > /dev/null
   ./drop train --out full --no-progress > /dev/null
-  for at in 3:7 21:15; do
-    rc=0; NNC_TEST_SIGNAL_AT=$at ./drop train --out "p$at" --no-progress > "p$at.log" 2>&1 || rc=$?
-    test $rc = 143 || { cat "p$at.log"; echo "FAIL: $at: expected exit status 143 after SIGTERM, got $rc"; exit 1; }
-    ./drop train --out "p$at" --resume --no-progress > "r$at.log"
-    "$check" --same full/metrics.jsonl "p$at/metrics.jsonl" > /dev/null || { echo "FAIL: resumed after $at"; exit 1; }
-    cmp full/checkpoint.safetensors "p$at/checkpoint.safetensors"
-    echo "$at: resumed bit for bit"
-  done
+  resumes_bit_for_bit drop
   ./blobs train --out plain --no-progress > /dev/null
   if "$check" --same plain/metrics.jsonl full/metrics.jsonl > /dev/null 2>&1; then
     echo "FAIL: training with dropout gave the same metrics as without"; exit 1
@@ -201,14 +208,7 @@ batch_norm_resume_and_eval)
   grep -q '^pruned after epoch [0-9]*: h 512 -> ' full.log
   grep -q '"h.running_mean"' full/checkpoint.safetensors
   grep -q '"h.running_var"' full/checkpoint.safetensors
-  for at in 3:7 21:15; do
-    rc=0; NNC_TEST_SIGNAL_AT=$at ./bn train --out "p$at" --no-progress > "p$at.log" 2>&1 || rc=$?
-    test $rc = 143 || { cat "p$at.log"; echo "FAIL: $at: expected exit status 143 after SIGTERM, got $rc"; exit 1; }
-    ./bn train --out "p$at" --resume --no-progress > "r$at.log"
-    "$check" --same full/metrics.jsonl "p$at/metrics.jsonl" > /dev/null || { echo "FAIL: resumed after $at"; exit 1; }
-    cmp full/checkpoint.safetensors "p$at/checkpoint.safetensors"
-    echo "$at: resumed bit for bit"
-  done
+  resumes_bit_for_bit bn
   ./blobs train --out plain --no-progress > plain.log
   for run in bn:full blobs:plain; do
     m=${run%%:*} dir=${run#*:}
