@@ -4,7 +4,7 @@ bench/fashion_sparse_cnn.py.
 conv 5x5 64 same, ReLU, a gate per channel, maxpool 2; conv 5x5 128 same, ReLU, gate, maxpool
 2; dense 2048, ReLU, gate per unit; dense 10 (NCHW, PyTorch's default initialisation).  Adam
 lr 1e-3, batch 128, cross entropy, inputs in [0, 1], 10 % of the training images held out for
-validation.  The gates' L1 penalties (lambda_c = 2e-2 on channels, lambda = 2e-3 on units,
+validation.  The gates' L1 penalties (lambda_c = 5e-3 on channels, lambda = 2e-3 on units,
 each times 0.7 ^ epoch) act as in nnc, by a proximal step in Adam's metric after each step
 (bench/torch_fashion_sparse.py's prox_gates), so dead gates are exactly 0.  After every epoch
 but the last, dead channels and units are masked out for good: PyTorch keeps the full-size
@@ -45,7 +45,7 @@ class GatedCNN(torch.nn.Module):
 def main():
     epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     torch.manual_seed(1)
-    train_masked(GatedCNN(), epochs, lambda epoch: [2e-2 * 0.7 ** epoch, 2e-2 * 0.7 ** epoch, 2e-3 * 0.7 ** epoch])
+    train_masked(GatedCNN(), epochs, lambda epoch: [5e-3 * 0.7 ** epoch, 5e-3 * 0.7 ** epoch, 2e-3 * 0.7 ** epoch])
 
 
 if __name__ == "__main__":
