@@ -194,6 +194,12 @@ typedef struct Graph {
     Phase phase;       /* the phase new nodes belong to */
 } Graph;
 
+/* A gated layer's width: its neurons, or the channels of a feature map (the last dimension). */
+static inline int64_t gate_width(const Graph *g, const GateInfo *gi) {
+    Shape s = g->node[gi->node].shape;
+    return s.dim[s.rank - 1];
+}
+
 Graph *ir_new(Arena *arena);
 int ir_add(Graph *g, Op op, DType dt, Shape shape, const int *in, int nin, SrcLoc loc);
 int ir_add1(Graph *g, Op op, Shape shape, int a, SrcLoc loc);

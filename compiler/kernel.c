@@ -5,7 +5,6 @@
 
 #include "kernel.h"
 
-
 int kb_arg(KBuilder *kb, int buf, bool read, bool write) {
     Kernel *k = kb->k;
     for (int i = 0; i < k->narg; i++)

@@ -36,6 +36,29 @@ static const char *wname(Lower *L, const SVal *v, const char *role) {
     return arena_printf(L->g->arena, "%s.%s", v->wname, role);
 }
 
+/* The mean of z [B, ..., C]: per channel over the batch and the positions (batch_norm), or
+ * per sample over all its features (layer_norm). */
+static int norm_mean(Graph *g, const SVal *v, int z) {
+    Shape s = v->shape, vec = shape_vec(s.dim[s.rank - 1], false), row = {.rank = 0, .batched = true};
+    bool batch = v->layer == L_BATCH_NORM;
+    int sum = batch ? ir_add1(g, OP_COLSUM, vec, ir_add1(g, OP_BATCH_MEAN, s, z, v->loc), v->loc)
+                    : ir_add1(g, OP_ROWSUM, row, z, v->loc);
+    double inv = 1.0 / (double)(batch ? shape_numel(s) / vec.dim[0] : shape_numel(s));
+    return ir_add2(g, OP_MUL, batch ? vec : row, sum, ir_const(g, inv, v->loc), v->loc);
+}
+
+/* batch_norm's statistic in training, its running average `name` (a model statistic that
+ * running_avg moves toward it) in evaluation. */
+static int running(Lower *L, const SVal *v, int stat, const char *name, InitKind init) {
+    Graph *g = L->g;
+    Shape vec = g->node[stat].shape;
+    int avg = ir_weight(g, wname(L, v, name), W_STAT, vec, init, v->loc);
+    Weight *w = &g->weight[g->node[avg].ref];
+    w->stat = stat;
+    w->momentum = v->momentum;
+    return ir_add3(g, OP_TRAIN_SELECT, vec, stat, avg, ir_scalar(g, "mode.train", SC_TRAIN, 1, v->loc), v->loc);
+}
+
 /* batch_norm and layer_norm, written with ops that have gradient rules (autodiff stays closed):
  *   batch_norm, per channel c over the batch and the P positions of a sample:
  *     mean = sum(x / B) / P (colsum), centred = x - mean, var = sum(centred^2 / B) / P;
@@ -47,31 +70,16 @@ static int lower_norm(Lower *L, const SVal *v, int x) {
     Graph *g = L->g;
     int first = g->nnode;
     SrcLoc at = v->loc;
-    Shape s = v->shape, vec = shape_vec(s.dim[s.rank - 1], false), row = {.rank = 0, .batched = true};
-    double inv = 1.0 / (double)(v->layer == L_BATCH_NORM ? shape_numel(s) / vec.dim[0] : shape_numel(s));
-    int centred, var;
-    if (v->layer == L_BATCH_NORM) {
-        int train = ir_scalar(g, "mode.train", SC_TRAIN, 1, at);
-        int mean_b = ir_add2(g, OP_MUL, vec, ir_add1(g, OP_COLSUM, vec, ir_add1(g, OP_BATCH_MEAN, s, x, at), at), ir_const(g, inv, at), at);
-        int rmean = ir_weight(g, wname(L, v, "running_mean"), W_STAT, vec, INIT_ZERO, at);
-        int mean = ir_add3(g, OP_TRAIN_SELECT, vec, mean_b, rmean, train, at);
-        centred = ir_add2(g, OP_BIAS_ADD, s, x, ir_add1(g, OP_NEG, vec, mean, at), at);
-        int sq = ir_add2(g, OP_MUL, s, centred, centred, at);
-        int var_b = ir_add2(g, OP_MUL, vec, ir_add1(g, OP_COLSUM, vec, ir_add1(g, OP_BATCH_MEAN, s, sq, at), at), ir_const(g, inv, at), at);
-        int rvar = ir_weight(g, wname(L, v, "running_var"), W_STAT, vec, INIT_ONE, at);
-        var = ir_add3(g, OP_TRAIN_SELECT, vec, var_b, rvar, train, at);
-        Weight *wm = &g->weight[g->node[rmean].ref], *wv = &g->weight[g->node[rvar].ref];
-        wm->stat = mean_b, wv->stat = var_b;
-        wm->momentum = wv->momentum = v->momentum;
-    } else {
-        int mean = ir_add2(g, OP_MUL, row, ir_add1(g, OP_ROWSUM, row, x, at), ir_const(g, inv, at), at);
-        centred = ir_add2(g, OP_SUB, s, x, mean, at);
-        int sq = ir_add2(g, OP_MUL, s, centred, centred, at);
-        var = ir_add2(g, OP_MUL, row, ir_add1(g, OP_ROWSUM, row, sq, at), ir_const(g, inv, at), at);
-    }
+    Shape s = v->shape, vec = shape_vec(s.dim[s.rank - 1], false);
+    bool batch = v->layer == L_BATCH_NORM;
+    int mean = norm_mean(g, v, x);
+    if (batch) mean = running(L, v, mean, "running_mean", INIT_ZERO);
+    int centred = batch ? ir_add2(g, OP_BIAS_ADD, s, x, ir_add1(g, OP_NEG, vec, mean, at), at) : ir_add2(g, OP_SUB, s, x, mean, at);
+    int var = norm_mean(g, v, ir_add2(g, OP_MUL, s, centred, centred, at));
+    if (batch) var = running(L, v, var, "running_var", INIT_ONE);
     Shape vs = g->node[var].shape;
     int r = ir_add1(g, OP_RSQRT, vs, ir_add2(g, OP_ADD, vs, var, ir_const(g, v->eps, at), at), at);
-    int norm = ir_add2(g, v->layer == L_BATCH_NORM ? OP_GATE : OP_MUL, s, centred, r, at);
+    int norm = ir_add2(g, batch ? OP_GATE : OP_MUL, s, centred, r, at);
     int scale = ir_weight(g, wname(L, v, "scale"), W_PARAM, vec, INIT_ONE, at);
     int shift = ir_weight(g, wname(L, v, "shift"), W_PARAM, vec, INIT_ZERO, at);
     int y = ir_add2(g, OP_BIAS_ADD, s, ir_add2(g, OP_GATE, s, norm, scale, at), shift, at);

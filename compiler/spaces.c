@@ -35,10 +35,11 @@ static void set_space(Graph *g, int node, int dim, int space, int64_t inner) {
     w->space_inner[dim] = inner;
 }
 
-static bool is_gate(const Graph *g, int id) {
+/* The gated layer whose gate node is id, or NULL. */
+static GateInfo *gate_at(Graph *g, int id) {
     for (int i = 0; i < g->ngate; i++)
-        if (g->gate[i].node == id) return true;
-    return false;
+        if (g->gate[i].node == id) return &g->gate[i];
+    return NULL;
 }
 
 /* An elementwise op that works per entry of one space: its operands are run-time scalars,
@@ -156,13 +157,13 @@ void spaces_analyse(Graph *g) {
                 lost[id] = lost[a];
                 continue;
             }
-            if (is_gate(g, id)) { /* the gate of its input's entries (a size gate's factors are computed) */
+            GateInfo *gi = gate_at(g, id);
+            if (gi) { /* the gate of its input's entries (a size gate's factors are computed) */
                 sp[id] = in_space;
                 inner[id] = in_inner;
                 set_space(g, nd->in[1], 0, in_space, 1);
                 gated[id] = true;
-                for (int i = 0; i < g->ngate; i++)
-                    if (g->gate[i].node == id) g->gate[i].space = in_space;
+                gi->space = in_space;
                 continue;
             }
             if (op_info[nd->op].cls == OC_MAP && map_per_entry(g, id, sp, inner, gated, lost)) continue;

@@ -93,9 +93,8 @@ void summary_print(StrBuf *b, const Compilation *c) {
         sb_puts(b, "gated layers:\n");
         for (int i = 0; i < g->ngate; i++) {
             const GateInfo *gi = &g->gate[i];
-            Shape s = g->node[gi->node].shape;
             sb_printf(b, "  %-12s %-9s %lld %s, min width %lld: %s%s\n", gi->layer, gi->kind == GATE_SIZE ? "size_gate" : "gate",
-                      (long long)s.dim[s.rank - 1], s.rank > 1 ? "channels" : "wide", (long long)gi->min_width,
+                      (long long)gate_width(g, gi), g->node[gi->node].shape.rank > 1 ? "channels" : "wide", (long long)gi->min_width,
                       gi->fixed ? "cannot shrink, " : "can shrink", gi->fixed ? gi->fixed : "");
         }
         if (t->prune_every) sb_printf(b, "pruning: every %lld epoch%s\n", (long long)t->prune_every, t->prune_every > 1 ? "s" : "");

@@ -16,10 +16,6 @@ static float *read_weight(const Exec *e, int weight, int64_t *n) {
     return v;
 }
 
-int64_t gate_width(const Graph *g, const GateInfo *gi) {
-    Shape s = g->node[gi->node].shape;
-    return s.dim[s.rank - 1];
-}
 
 /* The size gate's factor for neuron j, in double precision. */
 static double size_factor(const GateInfo *gi, double b, int64_t j) {

@@ -20,8 +20,6 @@ typedef struct {
 
 /* live / dead of every gate of e's graph (g->ngate entries), from the gate weights. */
 void gate_counts(const Exec *e, GateStat *out);
-/* A gated layer's width: its neurons, or the channels of a feature map (the last dimension). */
-int64_t gate_width(const Graph *g, const GateInfo *gi);
 
 /* The variance summary from evaluation outputs: per output of the graph, the sums over `n`
  * samples (sums[o] has the output's numel entries; only AGG_VECTOR outputs are used). */
