@@ -159,10 +159,13 @@ static void sweep(Graph *g, int root, int seed, const bool *needs, int nremat, i
             if (nb) accumulate(g, grad, b, E2(OP_GATE_GRAD, g->node[b].shape, dy, V(a)), n);
             break;
         case OP_RELU: case OP_LEAKY_RELU: case OP_ELU: case OP_TANH: case OP_SIGMOID:
-        case OP_SOFTPLUS: case OP_GELU:
+        case OP_SOFTPLUS: case OP_GELU: case OP_LOGP_STUDENT_T:
             accumulate(g, grad, a, with_attr(g, E2(elem_fn(n->op)->grad, sa, dy, V(a)), n), n);
             break;
         case OP_EXP: accumulate(g, grad, a, E2(OP_MUL, sa, dy, V(id)), n); break;
+        case OP_LOG: accumulate(g, grad, a, E2(OP_DIV, sa, dy, V(a)), n); break;
+        case OP_LOGP_NORMAL: accumulate(g, grad, a, E1(OP_NEG, sa, E2(OP_MUL, sa, dy, V(a))), n); break;
+        case OP_LOGP_LAPLACE: accumulate(g, grad, a, E1(OP_NEG, sa, E2(OP_L1_GRAD, sa, dy, V(a))), n); break;
         case OP_RSQRT: { /* -y^3 / 2 */
             int y = V(id);
             int y3 = E2(OP_MUL, sa, y, E2(OP_MUL, sa, y, y));
@@ -265,6 +268,17 @@ static void sweep(Graph *g, int root, int seed, const bool *needs, int nremat, i
                 accumulate(g, grad, c, E2(OP_SUB, sa, u, E2(OP_RELU_GRAD, sa, u, V(b))), n);
             }
             break;
+        case OP_LOGP_STUDENT_T_GRAD: { /* dy -(nu + 1) z / (nu + z^2): by z, dy -(nu + 1) (nu - z^2) / (nu + z^2)^2 */
+            Shape s = n->shape;
+            double nu = n->attr[0];
+            if (na) accumulate(g, grad, a, with_attr(g, E2(n->op, s, dy, V(b)), n), n);
+            if (!nb) break;
+            int z = V(b), z2 = E2(OP_MUL, s, z, z);
+            int q = E2(OP_ADD, s, ir_const(g, nu, n->loc), z2);
+            int num = E2(OP_MUL, s, ir_const(g, -(nu + 1), n->loc), E2(OP_SUB, s, ir_const(g, nu, n->loc), z2));
+            accumulate(g, grad, b, E2(OP_MUL, s, E2(OP_MUL, s, dy, V(a)), E2(OP_DIV, s, num, E2(OP_MUL, s, q, q))), n);
+            break;
+        }
         case OP_GATE_GRAD: /* sum over rows of dy x: by dy, x g; by x, dy g */
             if (na) accumulate(g, grad, a, E2(OP_GATE, sa, V(b), dy), n);
             if (nb) accumulate(g, grad, b, E2(OP_GATE, sa, V(a), dy), n);

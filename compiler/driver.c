@@ -89,7 +89,8 @@ int driver_compile_text(Compilation *c, const char *path, const char *text, size
     c->model = sema_check(c->arena, &c->diag, c->prog, path, &so);
     if (!c->model) return 1;
     if (upto == STAGE_CHECK) return 0;
-    c->graph = lower_model(c->arena, c->model);
+    c->graph = lower_model(c->arena, c->model, &c->diag);
+    if (!c->graph) return 1;
     if (!check_prunable(c)) return 1;
     autodiff_graph(c->graph);
     update_graph(c->graph, &c->model->train.opt);

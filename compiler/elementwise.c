@@ -100,6 +100,56 @@ static int rsqrt_dkx(KBuilder *kb, int dy, int x, double a) {
 static double rsqrt_ref(double x, double a) { return 1 / sqrt(x); }
 static double rsqrt_dref(double dy, double x, double a) { return -0.5 * dy / (x * sqrt(x)); }
 
+/* log; its derivative dy / x autodiff writes with div (no derivative op) */
+static int log_kx(KBuilder *kb, int x, double a) { return U(LOG, x); }
+static int log_dkx(KBuilder *kb, int dy, int x, double a) { return B(DIV, dy, x); }
+static double log_ref(double x, double a) { return log(x); }
+static double log_dref(double dy, double x, double a) { return dy / x; }
+
+/* Log densities of standardised values z = (x - loc) / scale (priors, likelihoods); the
+ * -log(scale) of each density is added where the scale is known (compiler/priors.c). */
+
+/* normal: -z^2/2 - log(2 pi)/2; derivative -z dy (autodiff writes it with mul and neg) */
+static const double HALF_LOG_2PI = 0.91893853320467274178;
+static int normal_kx(KBuilder *kb, int z, double a) { return B(SUB, B(MUL, C(-0.5), B(MUL, z, z)), C(HALF_LOG_2PI)); }
+static int normal_dkx(KBuilder *kb, int dy, int z, double a) { return U(NEG, B(MUL, dy, z)); }
+static double normal_ref(double z, double a) { return -0.5 * z * z - 0.5 * log(2 * M_PI); }
+static double normal_dref(double dy, double z, double a) { return -dy * z; }
+
+/* laplace: -|z| - log 2; derivative -sign(z) dy (autodiff writes it as -l1_grad) */
+static int laplace_kx(KBuilder *kb, int z, double a) { return B(SUB, U(NEG, U(ABS, z)), C(M_LN2)); }
+static int laplace_dkx(KBuilder *kb, int dy, int z, double a) {
+    return SEL(B(GT, z, C(0)), U(NEG, dy), SEL(B(LT, z, C(0)), dy, C(0)));
+}
+static double laplace_ref(double z, double a) { return -fabs(z) - log(2.0); }
+static double laplace_dref(double dy, double z, double a) { return z > 0 ? -dy : z < 0 ? dy : 0; }
+
+/* Student's t with nu = a degrees of freedom: c(nu) - (nu + 1)/2 log1p(z^2 / nu), its constant
+ * c(nu) = lgamma((nu + 1)/2) - lgamma(nu/2) - log(nu pi)/2 computed here in double (nu is an
+ * immediate); nu = 1 is the Cauchy, -log(pi) - log1p(z^2).  With a = |z| / sqrt(nu), log1p(a^2)
+ * keeps the small-z end exact, and beyond a = 1e4 it is 2 log a + log1p(1 / a^2), which does
+ * not overflow (a^2 would above 1.8e19); each branch is fed a clamped a, so neither makes a
+ * NaN.  The derivative -(nu + 1) z / (nu + z^2) is written -(nu + 1) / (z + nu / z), which
+ * neither overflows nor divides 0 by 0 (z = 0 gives nu / z infinite, and the result 0). */
+static const double T_BIG = 1e4;
+static double student_t_const(double nu) { return lgamma((nu + 1) / 2) - lgamma(nu / 2) - 0.5 * log(nu * M_PI); }
+static int student_t_kx(KBuilder *kb, int z, double nu) {
+    int a = B(MUL, U(ABS, z), C(1 / sqrt(nu)));
+    int above = B(GT, a, C(T_BIG)); /* false for a NaN, which the small branch passes on */
+    int small = SEL(above, C(T_BIG), a), big = SEL(above, a, C(T_BIG));
+    int l = SEL(above, B(ADD, B(MUL, C(2), U(LOG, big)), U(LOG1P, B(DIV, C(1), B(MUL, big, big)))),
+                U(LOG1P, B(MUL, small, small)));
+    return B(SUB, C(student_t_const(nu)), B(MUL, C((nu + 1) / 2), l));
+}
+static int student_t_dkx(KBuilder *kb, int dy, int z, double nu) {
+    return B(MUL, dy, B(DIV, C(-(nu + 1)), B(ADD, z, B(DIV, C(nu), z))));
+}
+static double student_t_ref(double z, double nu) {
+    /* written from the density itself: log( Gamma((nu+1)/2) / (sqrt(nu pi) Gamma(nu/2)) (1 + z^2/nu)^(-(nu+1)/2) ) */
+    return lgamma((nu + 1) / 2) - lgamma(nu / 2) - log(sqrt(nu * M_PI)) - (nu + 1) / 2 * log1p(z * z / nu);
+}
+static double student_t_dref(double dy, double z, double nu) { return isinf(z) ? 0 * dy : -dy * (nu + 1) * z / (nu + z * z); }
+
 static const ElemFn fns[] = {
     {OP_RELU, OP_RELU_GRAD, relu_kx, relu_dkx, relu_ref, relu_dref},
     {OP_LEAKY_RELU, OP_LEAKY_RELU_GRAD, leaky_kx, leaky_dkx, leaky_ref, leaky_dref},
@@ -110,6 +160,10 @@ static const ElemFn fns[] = {
     {OP_GELU, OP_GELU_GRAD, gelu_kx, gelu_dkx, gelu_ref, gelu_dref},
     {OP_EXP, OP_COUNT, exp_kx, exp_dkx, exp_ref, exp_dref},
     {OP_RSQRT, OP_COUNT, rsqrt_kx, rsqrt_dkx, rsqrt_ref, rsqrt_dref},
+    {OP_LOG, OP_COUNT, log_kx, log_dkx, log_ref, log_dref},
+    {OP_LOGP_NORMAL, OP_COUNT, normal_kx, normal_dkx, normal_ref, normal_dref},
+    {OP_LOGP_LAPLACE, OP_COUNT, laplace_kx, laplace_dkx, laplace_ref, laplace_dref},
+    {OP_LOGP_STUDENT_T, OP_LOGP_STUDENT_T_GRAD, student_t_kx, student_t_dkx, student_t_ref, student_t_dref},
 };
 
 const ElemFn *elem_fn(Op op) {

@@ -91,6 +91,7 @@ typedef struct {
                           indexes (see Space), or -1 */
     int64_t space_inner[2]; /* consecutive elements per entry of that space: a conv weight's
                                [F, C, kh, kw] has kh kw per input channel; else 1 */
+    int prior;         /* the Model's prior on it (an index into Model.prior), or -1 */
     int of;            /* W_STATE: the weight it belongs to */
     int stat;          /* W_STAT: the node of the batch statistic it averages (running_avg) */
     double momentum;   /* W_STAT: the running average's weight on the batch's value */
@@ -100,8 +101,10 @@ typedef struct {
 /* Run-time scalar slots, set by the runtime before every step. */
 /* SC_TRAIN: 1 while a program runs in training mode, 0 in evaluation (set per program by the
  * runtime); SC_SEED, SC_STEP_LO, SC_STEP_HI: the random generator's seed (24 bits) and the
- * training step, split in 24-bit halves so that a float holds each exactly. */
-typedef enum { SC_PARAM, SC_LR, SC_ADAM_STEP, SC_ADAM_BC2_SQRT, SC_TRAIN, SC_SEED, SC_STEP_LO, SC_STEP_HI } ScalarKind;
+ * training step, split in 24-bit halves so that a float holds each exactly; SC_DATA_INV_N:
+ * 1 / N, N the number of training samples (a log prior's weight beside a per-sample mean
+ * likelihood), set by the runtime once the data is loaded. */
+typedef enum { SC_PARAM, SC_LR, SC_ADAM_STEP, SC_ADAM_BC2_SQRT, SC_TRAIN, SC_SEED, SC_STEP_LO, SC_STEP_HI, SC_DATA_INV_N } ScalarKind;
 typedef struct {
     const char *name;
     ScalarKind kind;
@@ -119,11 +122,12 @@ typedef struct {
     SrcLoc loc;
 } Input;
 
-typedef enum { AGG_MEAN, AGG_FRACTION, AGG_ONE_MINUS_FRACTION, AGG_VECTOR, AGG_PREDICT } Aggregate;
+typedef enum { AGG_MEAN, AGG_FRACTION, AGG_ONE_MINUS_FRACTION, AGG_RMS, AGG_VECTOR, AGG_PREDICT } Aggregate;
 typedef struct {
     const char *name; /* "loss", "accuracy" */
     int node;
     Aggregate agg; /* MEAN: a per-batch mean, weighted by rows; FRACTION: a count over samples;
+                      RMS: the square root of a per-batch mean weighted by rows (rmse);
                       VECTOR: per-column sums, added over batches (metrics computed from them);
                       PREDICT: the model's prediction per sample (the first loss's first argument),
                       not aggregated: what `predict` writes out */

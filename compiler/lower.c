@@ -3,6 +3,7 @@
  * weight gets its model-level name (h1.weight, h1.bias, h1.gate, h1.slope) and initialiser,
  * and the loss and metrics become the graph's outputs.  Values used twice are lowered once.
  * Gated layers are listed in Graph.gate; spaces.c then works out which of them can shrink. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@ typedef struct {
 typedef struct {
     Graph *g;
     const Model *m;
+    Diag *diag;
     Memo *memo;
     int nmemo, capmemo;
     int *penalty;
@@ -220,6 +222,126 @@ static int lower_layer(Lower *L, const SVal *v) {
     NNC_BUG("layer kind %d", v->layer);
 }
 
+/* gaussian_nll(a, b, sigma), per sample and summed over its D outputs, mean over the batch:
+ *   D log sigma - mean_B sum_D logp_normal((a - b) / sigma);
+ * sigma = learned is softplus of a trained scalar named after the target (y.sigma_raw), which
+ * starts at sigma = 1. */
+static int gaussian_nll(Lower *L, const SVal *v, int a, int b) {
+    Graph *g = L->g;
+    SrcLoc at = v->loc;
+    Shape s = g->node[a].shape, sc = shape_scalar();
+    int sigma;
+    if (v->coef) {
+        sigma = lower_val(L, v->coef);
+    } else {
+        const char *target = L->m->io[v->b->index].name;
+        int raw = ir_weight(g, arena_printf(g->arena, "%s.%s", target, SIGMA_RAW), W_PARAM, sc, INIT_CONST, at);
+        g->weight[g->node[raw].ref].init_value = log(expm1(1.0));
+        sigma = ir_add1(g, OP_SOFTPLUS, sc, raw, at);
+    }
+    int z = ir_add2(g, OP_DIV, s, ir_add2(g, OP_SUB, s, a, b, at), sigma, at);
+    int lp = ir_add1(g, OP_SUM, sc, ir_add1(g, OP_BATCH_MEAN, s, ir_add1(g, OP_LOGP_NORMAL, s, z, at), at), at);
+    int norm = ir_add2(g, OP_MUL, sc, ir_const(g, (double)shape_numel(s), at), ir_add1(g, OP_LOG, sc, sigma, at), at);
+    return ir_add2(g, OP_SUB, sc, norm, lp, at);
+}
+
+/* ---- priors ---- */
+
+/* How specifically a prior's target names a weight: 0 not at all; 1 `weights` (every .weight)
+ * or `biases` (every .bias); 2 and more a layer, the deeper the more specific (h1, then
+ * f.dense1); 1000 the weight itself. */
+static int prior_rank(const char *target, const char *weight) {
+    size_t n = strlen(target), m = strlen(weight);
+    if (!strcmp(target, weight)) return 1000;
+    if (m > n && !strncmp(target, weight, n) && weight[n] == '.') {
+        int depth = 2;
+        for (size_t i = 0; i < n; i++) depth += target[i] == '.';
+        return depth;
+    }
+    if (!strcmp(target, "weights")) return m > 7 && !strcmp(weight + m - 7, ".weight");
+    if (!strcmp(target, "biases")) return m > 5 && !strcmp(weight + m - 5, ".bias");
+    return 0;
+}
+
+static bool const_is(const SVal *v, double x) { return v->kind == SV_CONST && v->num == x; }
+
+/* log p(w) for prior p, summed over the weight's n entries: sum_i f((w_i - loc) / scale) -
+ * n log scale, f the standard density's log (elementwise.c). */
+static int log_prior(Lower *L, const PriorDef *p, const Weight *w) {
+    Graph *g = L->g;
+    SrcLoc at = p->loc;
+    Shape s = w->shape, sc = shape_scalar();
+    int z = w->node;
+    if (!const_is(p->mean, 0)) z = ir_add2(g, OP_SUB, s, z, lower_val(L, p->mean), at);
+    int scale = const_is(p->scale, 1) ? -1 : lower_val(L, p->scale);
+    if (scale >= 0) z = ir_add2(g, OP_DIV, s, z, scale, at);
+    static const Op density[] = {[PRIOR_NORMAL] = OP_LOGP_NORMAL, [PRIOR_LAPLACE] = OP_LOGP_LAPLACE,
+                                 [PRIOR_CAUCHY] = OP_LOGP_STUDENT_T, [PRIOR_STUDENT_T] = OP_LOGP_STUDENT_T};
+    int f = ir_add1(g, density[p->kind], s, z, at);
+    if (density[p->kind] == OP_LOGP_STUDENT_T) g->node[f].attr[0] = p->nu; /* the Cauchy: nu = 1 */
+    int sum = ir_add1(g, OP_SUM, sc, f, at);
+    if (scale >= 0)
+        sum = ir_add2(g, OP_SUB, sc, sum,
+                      ir_add2(g, OP_MUL, sc, ir_const(g, (double)shape_numel(s), at), ir_add1(g, OP_LOG, sc, scale, at), at), at);
+    return sum;
+}
+
+/* Each trained weight's most specific prior (Weight.prior), and the log prior of them all
+ * (-1: none).  A prior that names no weight is an error, with a did-you-mean among the
+ * weights and layers (one that more specific priors override everywhere is not). */
+static int lower_priors(Lower *L, bool *ok) {
+    Graph *g = L->g;
+    const Model *m = L->m;
+    int *used = util_calloc((size_t)m->nprior + 1, sizeof(int));
+    int total = -1;
+    for (int wi = 0; wi < g->nweight; wi++) {
+        Weight *w = &g->weight[wi];
+        size_t len = strlen(w->name), raw = strlen(SIGMA_RAW);
+        if (w->kind != W_PARAM || (len > raw && !strcmp(w->name + len - raw, SIGMA_RAW))) continue;
+        int best = -1, rank = 0;
+        for (int p = 0; p < m->nprior; p++) {
+            int r = prior_rank(m->prior[p].target, w->name);
+            used[p] += r > 0;
+            if (r > rank) rank = r, best = p;
+        }
+        if (best < 0) continue;
+        w->prior = best;
+        int first = g->nnode, term = log_prior(L, &m->prior[best], w);
+        const char *layer = arena_strndup(g->arena, w->name, (size_t)(strrchr(w->name, '.') - w->name));
+        for (int id = first; id < g->nnode; id++)
+            if (op_info[g->node[id].op].cls != OC_LEAF) g->node[id].name = layer;
+        total = total < 0 ? term : ir_add2(g, OP_ADD, shape_scalar(), total, term, m->prior[best].loc);
+    }
+    for (int p = 0; p < m->nprior; p++) {
+        if (used[p]) continue;
+        const PriorDef *pd = &m->prior[p];
+        *ok = false;
+        if (!strcmp(pd->target, "weights") || !strcmp(pd->target, "biases")) {
+            diag_error(L->diag, pd->target_loc, "prior on '%s': the model has no %s", pd->target,
+                       pd->target[0] == 'w' ? "dense or convolution weights" : "biases");
+            continue;
+        }
+        const char **cand = util_calloc((size_t)g->nweight * 2 + 1, sizeof(char *));
+        int ncand = 0;
+        for (int wi = 0; wi < g->nweight; wi++) {
+            const Weight *w = &g->weight[wi];
+            if (w->kind != W_PARAM) continue;
+            cand[ncand++] = w->name;
+            cand[ncand++] = arena_strndup(g->arena, w->name, (size_t)(strrchr(w->name, '.') - w->name));
+        }
+        const char *near = diag_suggest(pd->target, cand, ncand);
+        if (near)
+            diag_error(L->diag, pd->target_loc, "prior on '%s': the model has no layer or weight '%s'; did you mean '%s'?",
+                       diag_name(pd->target), diag_name(pd->target), near);
+        else
+            diag_error(L->diag, pd->target_loc, "prior on '%s': the model has no layer or weight '%s'", diag_name(pd->target),
+                       diag_name(pd->target));
+        free(cand);
+    }
+    free(used);
+    return total;
+}
+
 static int lower_val(Lower *L, const SVal *v) {
     int id = memo_get(L, v);
     if (id >= 0) return id;
@@ -235,14 +357,18 @@ static int lower_val(Lower *L, const SVal *v) {
     case SV_LAYER: id = lower_layer(L, v); break;
     case SV_LOSS: {
         int a = lower_val(L, v->a), b = lower_val(L, v->b);
-        id = ir_add2(g, v->op == LOSS_CROSS_ENTROPY ? OP_CROSS_ENTROPY : OP_MSE, shape_scalar(), a, b, v->loc);
+        if (v->op == LOSS_GAUSSIAN_NLL)
+            id = gaussian_nll(L, v, a, b);
+        else
+            id = ir_add2(g, v->op == LOSS_CROSS_ENTROPY ? OP_CROSS_ENTROPY : OP_MSE, shape_scalar(), a, b, v->loc);
         break;
     }
-    case SV_METRIC: { /* accuracy and error share one count */
+    case SV_METRIC: { /* accuracy and error share one count; rmse is the root of an mse */
         int a = lower_val(L, v->a), b = lower_val(L, v->b);
+        Op op = v->op == METRIC_RMSE ? OP_MSE : OP_ACCURACY;
         for (int i = 0; i < g->nnode && id < 0; i++)
-            if (g->node[i].op == OP_ACCURACY && g->node[i].in[0] == a && g->node[i].in[1] == b) id = i;
-        if (id < 0) id = ir_add2(g, OP_ACCURACY, shape_scalar(), a, b, v->loc);
+            if (g->node[i].op == op && g->node[i].in[0] == a && g->node[i].in[1] == b) id = i;
+        if (id < 0) id = ir_add2(g, op, shape_scalar(), a, b, v->loc);
         break;
     }
     case SV_BINARY: {
@@ -262,9 +388,9 @@ static bool has_loss(const SVal *v) {
     return v->kind == SV_LOSS || ((v->kind == SV_BINARY || v->kind == SV_NEG) && (has_loss(v->a) || has_loss(v->b)));
 }
 
-Graph *lower_model(Arena *arena, const Model *m) {
+Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
     Graph *g = ir_new(arena);
-    Lower L = {.g = g, .m = m};
+    Lower L = {.g = g, .m = m, .diag = diag};
     for (int i = 0; i < m->nio; i++) {
         const IoDef *io = &m->io[i];
         ir_input(g, io->name, io->is_target, io->is_class, io->nclass, io->shape, io->loc);
@@ -275,11 +401,23 @@ Graph *lower_model(Arena *arena, const Model *m) {
     int loss = lower_val(&L, m->loss);
     for (int i = 0; i < L.npenalty; i++)
         loss = ir_add2(g, OP_ADD, shape_scalar(), loss, L.penalty[i], g->node[L.penalty[i]].loc);
+    /* the loss is per sample: the negative log prior counts 1/N of itself, N the training
+     * samples, so that N x loss is the potential, the posterior's negative log density */
+    bool ok = true;
+    int log_prior = lower_priors(&L, &ok);
+    if (log_prior >= 0) {
+        SrcLoc at = m->prior[0].loc;
+        int inv_n = ir_scalar(g, "data.inv_n", SC_DATA_INV_N, 1.0, at);
+        loss = ir_add2(g, OP_ADD, shape_scalar(), loss,
+                       ir_add2(g, OP_MUL, shape_scalar(), inv_n, ir_add1(g, OP_NEG, shape_scalar(), log_prior, at), at), at);
+    }
     g->loss = loss;
     ir_add_output(g, "loss", loss, AGG_MEAN);
-    for (int i = 0; i < m->nmetric; i++)
+    for (int i = 0; i < m->nmetric; i++) {
+        MetricKind k = m->metric[i].kind;
         ir_add_output(g, m->metric[i].name, lower_val(&L, m->metric[i].val),
-                      m->metric[i].kind == METRIC_ERROR ? AGG_ONE_MINUS_FRACTION : AGG_FRACTION);
+                      k == METRIC_ERROR ? AGG_ONE_MINUS_FRACTION : k == METRIC_RMSE ? AGG_RMS : k == METRIC_NLL ? AGG_MEAN : AGG_FRACTION);
+    }
     spaces_analyse(g);
     const SVal *pred = m->loss; /* the first loss function's first argument */
     while (pred->kind == SV_BINARY || pred->kind == SV_NEG) pred = has_loss(pred->a) ? pred->a : pred->b;
@@ -287,6 +425,7 @@ Graph *lower_model(Arena *arena, const Model *m) {
     g->nforward = g->nnode;
     free(L.memo);
     free(L.penalty);
+    if (!ok) return NULL;
     ir_verify(g, "lower");
     return g;
 }

@@ -6,7 +6,11 @@
 #include "ir.h"
 #include "model.h"
 
-Graph *lower_model(Arena *arena, const Model *m);
+/* The forward graph, its loss the model's losses, gate penalties and the negative log prior
+ * (times 1/N); NULL after reporting errors (a prior that names no weight). */
+Graph *lower_model(Arena *arena, const Model *m, Diag *diag);
+/* A learned noise sigma is softplus of the trained scalar <target>.sigma_raw. */
+#define SIGMA_RAW "sigma_raw"
 
 /* spaces.c: neuron spaces of the forward graph, which gated layers may shrink, and the
  * activation statistics outputs of every gated layer (called by lower_model). */

@@ -99,8 +99,8 @@ typedef struct {
 
 typedef enum { SV_INPUT, SV_CONST, SV_PARAM, SV_LAYER, SV_LOSS, SV_METRIC, SV_BINARY, SV_NEG } SValKind;
 typedef enum { L_DENSE, L_FLATTEN, L_ACT, L_PRELU, L_GATE, L_CONV, L_POOL, L_DROPOUT, L_BATCH_NORM, L_LAYER_NORM } LayerKind;
-typedef enum { LOSS_CROSS_ENTROPY, LOSS_MSE } LossKind;
-typedef enum { METRIC_ACCURACY, METRIC_ERROR } MetricKind;
+typedef enum { LOSS_CROSS_ENTROPY, LOSS_MSE, LOSS_GAUSSIAN_NLL } LossKind;
+typedef enum { METRIC_ACCURACY, METRIC_ERROR, METRIC_RMSE, METRIC_NLL } MetricKind;
 
 typedef struct SVal SVal;
 struct SVal {
@@ -119,7 +119,8 @@ struct SVal {
     Op act;       /* L_ACT: the activation op (OP_RELU, ...); OP_COUNT for identity */
     double alpha; /* leaky_relu slope, elu alpha, prelu initial slope */
     bool bias;
-    SVal *coef;   /* L_GATE: the l1 coefficient / size_gate's penalty, a run-time scalar expression */
+    SVal *coef;   /* L_GATE: the l1 coefficient / size_gate's penalty, a run-time scalar expression;
+                     SV_LOSS gaussian_nll: the noise sigma (NULL: learned) */
     bool size_gate;   /* L_GATE: a size gate, factor_j = 1 - sigmoid(slope (j - x0)), x0 learned */
     double slope, threshold, init; /* size gate: k, the factor below which a neuron is dead, x0's start */
     int64_t declared; /* L_DENSE: units as written (before a pruning override); L_GATE: its layer's */
@@ -157,6 +158,20 @@ typedef struct {
     SVal *val;
 } MetricDef;
 
+/* `prior TARGET ~ dist(...)`: a prior on the trained weights TARGET names: `weights` (every
+ * dense and convolution weight matrix), `biases`, a layer (`h1`: all its weights) or one weight
+ * (`h1.weight`).  Each weight takes the most specific prior that names it (lower.c). */
+typedef enum { PRIOR_NORMAL, PRIOR_LAPLACE, PRIOR_CAUCHY, PRIOR_STUDENT_T } PriorKind;
+typedef struct {
+    const char *target; /* as written, dotted: weights, biases, h1, h1.weight */
+    SrcLoc loc, target_loc;
+    PriorKind kind;
+    SVal *mean, *scale; /* the location and the scale: run-time scalar expressions (params may be
+                           scheduled or --set) */
+    double nu;          /* student_t's degrees of freedom, fixed when compiled; cauchy: 1 */
+    const char *text;   /* the distribution for messages and `nnc check`: cauchy(0, 1) */
+} PriorDef;
+
 /* One row of `nnc check`'s layer table. */
 typedef struct {
     const char *owner; /* binding */
@@ -177,6 +192,8 @@ typedef struct {
     SVal *loss;
     MetricDef *metric;
     int nmetric;
+    PriorDef *prior;
+    int nprior;
     LayerRow *row;
     int nrow;
     TrainSpec train;

@@ -156,7 +156,7 @@ typedef struct {
 static const FuncDef losses[] = {
     {"cross_entropy", LOSS_CROSS_ENTROPY, NULL},
     {"mse", LOSS_MSE, NULL},
-    {"gaussian_nll", 0, "the gaussian_nll loss"},
+    {"gaussian_nll", LOSS_GAUSSIAN_NLL, NULL},
     {"kl", 0, "the kl term of variational layers"},
     {"cosine_diversity", 0, "the cosine_diversity loss"},
 };
@@ -164,8 +164,8 @@ static const FuncDef metrics[] = {
     {"accuracy", METRIC_ACCURACY, NULL},
     {"error", METRIC_ERROR, NULL},
     {"relative_error", 0, "the relative_error metric"},
-    {"rmse", 0, "the rmse metric"},
-    {"nll", 0, "the nll metric"},
+    {"rmse", METRIC_RMSE, NULL},
+    {"nll", METRIC_NLL, NULL},
     {"live", 0, "the live-neuron metric"},
 };
 enum { NLOSSES = sizeof losses / sizeof *losses, NMETRICS = sizeof metrics / sizeof *metrics };
@@ -268,6 +268,35 @@ static SVal *eval_arith(Sema *s, const Ast *e, bool in_loss) {
 }
 
 SVal *sema_eval_scalar(Sema *s, const Ast *e) { return eval_arith(s, e, false); }
+
+/* A scalar expression's value with the params' current values; *params: whether it uses any. */
+static double scalar_value(const Sema *s, const SVal *v, bool *params) {
+    switch (v->kind) {
+    case SV_CONST: return v->num;
+    case SV_PARAM: *params = true; return s->m->param[v->index].value;
+    case SV_NEG: return -scalar_value(s, v->a, params);
+    case SV_BINARY: {
+        double a = scalar_value(s, v->a, params), b = scalar_value(s, v->b, params);
+        return v->op == '+' ? a + b : v->op == '-' ? a - b : v->op == '*' ? a * b : a / b;
+    }
+    default: NNC_BUG("not a scalar expression");
+    }
+}
+
+SVal *sema_positive_scalar(Sema *s, const Ast *e, const char *what) {
+    SVal *v = eval_arith(s, e, false);
+    if (!v) return NULL;
+    bool params = false;
+    double x = scalar_value(s, v, &params);
+    if (x > 0) return v;
+    if (v->kind == SV_PARAM)
+        err(s, e->loc, "%s must be positive, but param '%s' is %g", what, s->m->param[v->index].name, x);
+    else if (params)
+        err(s, e->loc, "%s must be positive, but it is %g with the params' values", what, x);
+    else
+        err(s, e->loc, "%s must be positive, got %g", what, x);
+    return NULL;
+}
 
 /* ---- tensor expressions ---- */
 
@@ -417,14 +446,24 @@ static SVal *eval_loss_call(Sema *s, const Ast *e) {
         err(s, e->loc, "loss '%s' is not implemented yet", fd->name);
         return NULL;
     }
-    static const ArgSpec spec[] = {{"prediction", A_TENSOR, true, 0}, {"target", A_TENSOR, true, 0}};
-    const Ast **a = sema_args_bind(s, e->text, e->loc, spec, 2, e->arg, e->narg);
+    static const ArgSpec spec[] = {{"prediction", A_TENSOR, true, 0}, {"target", A_TENSOR, true, 0}, {"sigma", A_ANY, true, 0}};
+    bool nll = fd->kind == LOSS_GAUSSIAN_NLL;
+    const Ast **a = sema_args_bind(s, e->text, e->loc, spec, nll ? 3 : 2, e->arg, e->narg);
     if (!a) return NULL;
     SVal *x = eval_tensor(s, a[0]);
     SVal *t = need_target(s, a[1], e->text);
+    SVal *sigma = NULL; /* learned */
+    bool learned = nll && a[2]->kind == AST_NAME && !strcmp(a[2]->text, "learned") && !sema_lookup(s, "learned");
+    if (nll && !learned && !(sigma = sema_positive_scalar(s, a[2], "gaussian_nll's sigma"))) return NULL;
     if (!x || !t) return NULL;
     char bx[96], bt[96];
-    if (fd->kind == LOSS_CROSS_ENTROPY) {
+    if (nll) {
+        if (t->is_class || !shape_eq(x->shape, t->shape)) {
+            err(s, a[0]->loc, "'gaussian_nll': the prediction is %s but target '%s' is %s; they need the same shape",
+                sema_type_str(bx, sizeof bx, x), diag_name(a[1]->text), sema_type_str(bt, sizeof bt, t));
+            return NULL;
+        }
+    } else if (fd->kind == LOSS_CROSS_ENTROPY) {
         if (!check_class_pair(s, e->text, a[0], x, a[1], t)) return NULL;
     } else {
         if (t->is_class) {
@@ -444,7 +483,32 @@ static SVal *eval_loss_call(Sema *s, const Ast *e) {
     v->op = fd->kind;
     v->a = x;
     v->b = t;
+    v->coef = sigma;
     return v;
+}
+
+/* The likelihood term of `loss` on prediction x and target t (gaussian_nll, cross_entropy), or NULL. */
+static SVal *find_likelihood(SVal *loss, const SVal *x, const SVal *t) {
+    if (!loss) return NULL;
+    if (loss->kind == SV_LOSS)
+        return loss->a == x && loss->b == t && loss->op != LOSS_MSE ? loss : NULL;
+    SVal *l = find_likelihood(loss->a, x, t);
+    return l ? l : loss->kind == SV_BINARY ? find_likelihood(loss->b, x, t) : NULL;
+}
+
+/* metric nll(x, t) is the loss's likelihood term on x and t, per sample. */
+static void finish_nll(Sema *s, SVal *loss) {
+    for (int i = 0; i < s->m->nmetric; i++) {
+        MetricDef *md = &s->m->metric[i];
+        if (md->kind != METRIC_NLL) continue;
+        SVal *l = find_likelihood(loss, md->val->a, md->val->b);
+        if (!l) {
+            err(s, md->val->loc, "metric 'nll' needs a likelihood of the same prediction and target in the loss: "
+                "gaussian_nll or cross_entropy (mse is not one)");
+            continue;
+        }
+        md->val = l;
+    }
 }
 
 static bool has_loss_term(const SVal *v) {
@@ -478,7 +542,15 @@ static void check_metric(Sema *s, const Ast *e) {
     if (!a) return;
     SVal *x = eval_tensor(s, a[0]);
     SVal *t = need_target(s, a[1], e->text);
-    if (!x || !t || !check_class_pair(s, e->text, a[0], x, a[1], t)) return;
+    if (!x || !t) return;
+    char bx[96], bt[96];
+    if (fd->kind == METRIC_ACCURACY || fd->kind == METRIC_ERROR) {
+        if (!check_class_pair(s, e->text, a[0], x, a[1], t)) return;
+    } else if (fd->kind == METRIC_RMSE && (t->is_class || !shape_eq(x->shape, t->shape))) {
+        err(s, a[0]->loc, "'rmse' needs a prediction and a real-valued target of the same shape, but they are %s and %s",
+            sema_type_str(bx, sizeof bx, x), sema_type_str(bt, sizeof bt, t));
+        return;
+    }
     for (int i = 0; i < s->m->nmetric; i++)
         if (!strcmp(s->m->metric[i].name, fd->name)) {
             err(s, e->loc, "metric '%s' is given twice", fd->name);
@@ -673,7 +745,7 @@ Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *pat
             train_stmt = st;
             sema_train_check(&s, st);
             break;
-        case ST_PRIOR: err(&s, st->loc, "priors are not implemented yet"); break;
+        case ST_PRIOR: sema_prior_check(&s, st); break;
         case ST_HEAD: err(&s, st->loc, "post-training heads are not implemented yet"); break;
         case ST_BLOCK: err(&s, st->loc, "blocks are not implemented yet"); break;
         case ST_RETURN: err(&s, st->loc, "'return' is only allowed inside a block"); break;
@@ -688,6 +760,7 @@ Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *pat
         if (!mentioned(&s, m->io[i].name))
             err(&s, m->io[i].loc, "%s '%s' is never used", m->io[i].is_target ? "target" : "input",
                 diag_name(m->io[i].name));
+    finish_nll(&s, loss);
     sema_train_finish(&s);
     m->loss = loss;
     if (diag->nerror) return NULL;

@@ -1,10 +1,11 @@
 /* sema_internal.h: what the files of the checking pass (AST -> Model) share; nothing outside
- * them includes it.  The pass is one Sema state and four files:
+ * them includes it.  The pass is one Sema state and five files:
  *   sema.c         the driver: statement order, names and scopes, compile-time numbers,
  *                  tensor expressions, losses and metrics, inputs and params
  *   sema_args.c    argument lists: binding a call's arguments to a spec
  *   sema_layers.c  the layer table: one row per layer (arguments, check, what it makes)
  *   sema_train.c   the train block: one row per setting; schedules, stopping rules, --set
+ *   sema_priors.c  prior statements: one row per distribution
  * Every function here reports its errors (located) and returns false, NULL or -1 after one. */
 #ifndef NNC_SEMA_INTERNAL_H
 #define NNC_SEMA_INTERNAL_H
@@ -49,7 +50,7 @@ typedef struct {
     WeightStem *stem;  /* the owner's layers with weights */
     int nstem, capstem;
     int ndropout; /* dropout layers so far: each has its own random stream */
-    int capio, capparam, caprow, capmetric, capsched;
+    int capio, capparam, caprow, capmetric, capsched, capprior;
     const TrainItem *stop_item;
 } Sema;
 
@@ -71,6 +72,14 @@ bool sema_eval_const(Sema *s, const Ast *e, double *out);
 bool sema_eval_int(Sema *s, const Ast *e, const char *what, int64_t min, int64_t max, int64_t *out);
 /* A run-time scalar expression (params stay params): gate penalties. */
 SVal *sema_eval_scalar(Sema *s, const Ast *e);
+/* One that must be positive (a scale): a number or a param's value <= 0 is an error naming `what`. */
+SVal *sema_positive_scalar(Sema *s, const Ast *e, const char *what);
+
+/* ---- sema_priors.c ---- */
+
+/* `prior TARGET ~ dist(...)`: the target's form and the distribution, added to Model.prior;
+ * which weights it names is resolved when they exist (lower.c). */
+void sema_prior_check(Sema *s, const Stmt *st);
 
 /* ---- sema_args.c ---- */
 

@@ -29,6 +29,28 @@ static void data_str(StrBuf *b, const DataSpec *d) {
     }
 }
 
+/* How the loss's terms are scaled, and which weights each prior covers. */
+static void print_priors(StrBuf *b, const Model *m, const Graph *g) {
+    sb_puts(b, "loss: per sample (likelihoods and other losses: means over the batch) + the negative log prior / N,\n"
+               "  N the training samples; N x loss is the potential, the negative log posterior density\n");
+    sb_puts(b, "priors:\n");
+    char sh[96];
+    for (int p = 0; p < m->nprior; p++) {
+        const PriorDef *pd = &m->prior[p];
+        int64_t n = 0;
+        sb_printf(b, "  %s ~ %s:", pd->target, pd->text);
+        for (int wi = 0; wi < g->nweight; wi++)
+            if (g->weight[wi].prior == p) {
+                sb_printf(b, " %s %s", g->weight[wi].name, shape_str(sh, sizeof sh, DT_F32, g->weight[wi].shape));
+                n += shape_numel(g->weight[wi].shape);
+            }
+        if (n)
+            sb_printf(b, " (%lld values)\n", (long long)n);
+        else
+            sb_puts(b, " none (more specific priors cover its weights)\n");
+    }
+}
+
 void summary_print(StrBuf *b, const Compilation *c) {
     const Model *m = c->model;
     char sh[96], by[32];
@@ -89,6 +111,7 @@ void summary_print(StrBuf *b, const Compilation *c) {
         sb_putc(b, '\n');
     }
     const Graph *g = c->graph;
+    if (g && m->nprior) print_priors(b, m, g);
     if (g && g->ngate) {
         sb_puts(b, "gated layers:\n");
         for (int i = 0; i < g->ngate; i++) {

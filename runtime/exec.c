@@ -33,6 +33,11 @@ int exec_new(Exec *e, const Plan *plan, const char *device, FILE *note, char *er
     return 0;
 }
 
+void exec_set_scalars(Exec *e, ScalarKind kind, double value) {
+    for (int i = 0; i < e->g->nscalar; i++)
+        if (e->g->scalar[i].kind == kind) e->scalars[i] = (float)value;
+}
+
 void exec_reset_scalars(Exec *e) {
     for (int i = 0; i < e->g->nscalar; i++) e->scalars[i] = (float)e->g->scalar[i].value;
 }

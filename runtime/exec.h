@@ -37,6 +37,8 @@ int exec_write(const Exec *e, int node, const void *src, size_t bytes);
 int exec_read(const Exec *e, int node, void *dst, size_t bytes);
 /* Scalar slots from the graph's table (param values, learning rate). */
 void exec_reset_scalars(Exec *e);
+/* Sets every scalar slot of one kind (SC_DATA_INV_N, once the data is known). */
+void exec_set_scalars(Exec *e, ScalarKind kind, double value);
 /* Runs a program; 0, or -1 with the reason in e->dev->err. */
 int exec_run(Exec *e, int prog, int64_t rows);
 int exec_run_checked(Exec *e, int prog, int64_t rows, KernelHook hook, void *ctx);

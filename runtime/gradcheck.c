@@ -85,6 +85,7 @@ int gradcheck_run(const Model *m, Exec *ex, const GradcheckOptions *o) {
     }
     train_init_weights(ex, m->train.seed);
     exec_reset_scalars(ex);
+    exec_set_scalars(ex, SC_DATA_INV_N, 1.0 / (double)data.train.n); /* the whole file as the training set */
     for (int s = 0; s < g->nscalar; s++) { /* the first optimiser step */
         const Scalar *sc = &g->scalar[s];
         const OptSpec *op = &m->train.opt;

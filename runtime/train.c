@@ -227,6 +227,7 @@ void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_ep
         case SC_SEED: sc[i] = (float)(ts->seed & 0xFFFFFF); break; /* the random generator's key */
         case SC_STEP_LO: sc[i] = (float)((uint64_t)t & 0xFFFFFF); break; /* its counter: the step */
         case SC_STEP_HI: sc[i] = (float)(((uint64_t)t >> 24) & 0xFFFFFF); break;
+        case SC_DATA_INV_N: break; /* set once the data is split (exec_set_scalars) */
         }
     }
     if (lr_out) *lr_out = lr;
@@ -343,7 +344,7 @@ static int evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n,
         }
         for (int o = 0; o < nscalar; o++) {
             double v = read1(s, g->output[o].node);
-            sums[o] += g->output[o].agg == AGG_MEAN ? v * (double)rows : v;
+            sums[o] += g->output[o].agg == AGG_MEAN || g->output[o].agg == AGG_RMS ? v * (double)rows : v;
         }
         for (int o = nscalar; o < g->noutput; o++) {
             if (g->output[o].agg != AGG_VECTOR) continue;
@@ -356,7 +357,7 @@ static int evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n,
         e->loss = sums[0] / (double)n;
         for (int o = 1; o < nscalar; o++) {
             double f = sums[o] / (double)n;
-            e->metric[o - 1] = g->output[o].agg == AGG_ONE_MINUS_FRACTION ? 1 - f : f;
+            e->metric[o - 1] = g->output[o].agg == AGG_ONE_MINUS_FRACTION ? 1 - f : g->output[o].agg == AGG_RMS ? sqrt(f) : f;
         }
         e->nmetric = nscalar - 1;
         if (g->ngate) {
@@ -506,6 +507,8 @@ static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t s
         prune_free(&d);
         return 1;
     }
+    for (int i = 0; i < g->nscalar; i++) /* set once per run, not per step */
+        if (g->scalar[i].kind == SC_DATA_INV_N) exec_set_scalars(next, SC_DATA_INV_N, s->exec->scalars[i]);
     double took = util_now() - t0;
     cJSON *line = line_begin(epoch, step, NULL);
     cJSON_AddStringToObject(line, "event", "prune");
@@ -966,6 +969,7 @@ static int train_begin(TrainSession *ts) {
     ts->order = util_calloc((size_t)ts->n_train + 1, sizeof(int64_t));
     ts->test_idx = iota(ts->data.test.n);
     ts->steps_per_epoch = (ts->n_train + s->batch - 1) / s->batch;
+    if (ts->n_train > 0) exec_set_scalars(s->exec, SC_DATA_INV_N, 1.0 / (double)ts->n_train);
     if (rc == 0) {
         fprintf(out, "training %s: %lld training samples%s", m->name, (long long)ts->n_train, "");
         if (ts->n_valid) fprintf(out, ", %lld validation", (long long)ts->n_valid);
@@ -1106,6 +1110,7 @@ int train_eval(const TrainConfig *cfg) {
     Session s;
     session_open(&s, cfg, data.expect.nfeat, data.expect.ntarget);
     int64_t n_all = data.train.n, n_valid, *perm = split_order(t, n_all, &n_valid), *test_idx = iota(data.test.n);
+    if (n_all > n_valid) exec_set_scalars(s.exec, SC_DATA_INV_N, 1.0 / (double)(n_all - n_valid));
     Eval valid = {.gate = util_calloc((size_t)s.g->ngate + 1, sizeof(GateStat))};
     Eval test = {.gate = util_calloc((size_t)s.g->ngate + 1, sizeof(GateStat))};
     int rc = 0;

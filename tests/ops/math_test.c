@@ -1,5 +1,5 @@
 /* math_test.c: the LLVM backend's inline math (exp, log, log1p, tanh, erf, used by the
- * activations and their gradients) over its whole range, against ref.c in double: a sweep
+ * activations, log densities and their gradients) over its whole range, against ref.c in double: a sweep
  * from -90 to 90 plus zeros, tiny and huge values, infinities and NaN.  The op test only
  * draws values near 1; this is where range reduction and special cases are checked.
  * The same kernels on the emulated CUDA device must give the CPU's results bit for bit: the
@@ -79,7 +79,8 @@ int main(void) {
     static float vals[CAP];
     int64_t n = make_values(vals, CAP);
     const Op ops[] = {OP_ELU, OP_TANH, OP_SIGMOID, OP_SOFTPLUS, OP_GELU, OP_ELU_GRAD, OP_TANH_GRAD,
-                      OP_SIGMOID_GRAD, OP_SOFTPLUS_GRAD, OP_GELU_GRAD, OP_RELU, OP_LEAKY_RELU};
+                      OP_SIGMOID_GRAD, OP_SOFTPLUS_GRAD, OP_GELU_GRAD, OP_RELU, OP_LEAKY_RELU, OP_LOG,
+                      OP_LOGP_NORMAL, OP_LOGP_LAPLACE, OP_LOGP_STUDENT_T, OP_LOGP_STUDENT_T_GRAD};
     int failures = check_philox();
     for (size_t k = 0; k < sizeof ops / sizeof *ops; k++) {
         Op op = ops[k];

@@ -103,6 +103,12 @@ static int c_softplus(Graph *g) { return op1(g, OP_SOFTPLUS, X(N), 0); }
 static int c_gelu(Graph *g) { return op1(g, OP_GELU, X(N), 0); }
 static int c_exp(Graph *g) { return op1(g, OP_EXP, X(N), 0); }
 static int c_rsqrt(Graph *g) { return op1(g, OP_RSQRT, op1(g, OP_EXP, X(N), 0), 0); } /* of positive values */
+static int c_log(Graph *g) { return op1(g, OP_LOG, op1(g, OP_EXP, X(N), 0), 0); }
+/* log densities of weights (a prior) and of inputs; Student's t with nu = 1 (the Cauchy) and 3.5 */
+static int c_logp_normal(Graph *g) { return op1(g, OP_LOGP_NORMAL, X(N), 0); }
+static int c_logp_laplace(Graph *g) { return op1(g, OP_LOGP_LAPLACE, w_mat(g, "w", C, N), 0); }
+static int c_logp_cauchy(Graph *g) { return op1(g, OP_LOGP_STUDENT_T, w_vec(g, "w", N), 1); }
+static int c_logp_student_t(Graph *g) { return op1(g, OP_LOGP_STUDENT_T, X(N), 3.5); }
 /* the training value in the gradient program, the other in the evaluation program */
 static int c_train_select(Graph *g) {
     return ir_add3(g, OP_TRAIN_SELECT, BX, X(N), in_f(g, "y", N), ir_scalar(g, "train", SC_TRAIN, 1, NOLOC), NOLOC);
@@ -270,7 +276,8 @@ static const Case cases[] = {
     FWD("reshape", c_reshape), FWD("bias_add", c_bias_add), FWD("gate", c_gate),
     FWD("relu", c_relu), FWD("leaky_relu", c_leaky_relu), FWD("elu", c_elu), FWD("tanh", c_tanh),
     FWD("sigmoid", c_sigmoid), FWD("softplus", c_softplus), FWD("gelu", c_gelu), FWD("prelu", c_prelu),
-    FWD("exp", c_exp), FWD("rsqrt", c_rsqrt), FWD("train_select", c_train_select),
+    FWD("exp", c_exp), FWD("rsqrt", c_rsqrt), FWD("log", c_log), FWD("logp_normal", c_logp_normal),
+    FWD("logp_laplace", c_logp_laplace), FWD("logp_cauchy", c_logp_cauchy), FWD("logp_student_t", c_logp_student_t), FWD("train_select", c_train_select),
     {"running_avg", c_running_avg, OPT_SGD, 0, 0, false}, FWD("softmax", c_softmax), FWD("batch_mean", c_batch_mean),
     FWD("dropout", c_dropout), FWD("dropout_map", c_dropout_map),
     FWD("im2col_same", c_im2col_same), FWD("im2col_strided", c_im2col_strided), FWD("im2col_dilated", c_im2col_dilated),

@@ -49,7 +49,8 @@ typedef struct {
     Op act;       /* activation of the hidden layer */
     double alpha; /* its attribute */
     int loss;     /* 0 cross entropy + L1 penalty on the gate, 1 mse, 2 mse against one value per row,
-                     3 a convolutional network pooled by `act`, 4 normalisations */
+                     3 a convolutional network pooled by `act`, 4 normalisations, 5 priors and a
+                     learned noise scale */
 } Case;
 
 static int build(Graph *g, const Case *cs) {
@@ -109,6 +110,30 @@ static int build_norms(Graph *g, const Case *cs) {
     return bin(g, OP_CROSS_ENTROPY, shape_scalar(), dense(g, un(g, OP_TANH, z, 0), H, C, "w2", "b2"), labels(g));
 }
 
+/* a Bayesian regression net as lower.c writes it: gaussian_nll with a learned sigma
+ * (softplus, log), and log priors on the weights (Student's t, Laplace, normal; each weight
+ * scaled, the Laplace one shifted) */
+static int build_priors(Graph *g, const Case *cs) {
+    Shape sc = shape_scalar();
+    int w1 = weight(g, "w1", mat(H, N)), w2 = weight(g, "w2", mat(1, H)), b1 = weight(g, "b1", vec(H));
+    int mm = bin(g, OP_MATMUL, bvec(H), input(g, "x", N), w1);
+    g->node[mm].attr[1] = 1;
+    int h = un(g, OP_TANH, bin(g, OP_BIAS_ADD, bvec(H), mm, b1), 0);
+    int y = bin(g, OP_MATMUL, bvec(1), h, w2);
+    g->node[y].attr[1] = 1;
+    int sigma = un(g, OP_SOFTPLUS, weight(g, "s", sc), 0);
+    int z = bin(g, OP_DIV, bvec(1), bin(g, OP_SUB, bvec(1), y, input(g, "t", 1)), sigma);
+    int lik = scalar_of(g, OP_SUM, un(g, OP_BATCH_MEAN, un(g, OP_LOGP_NORMAL, z, 0), 0));
+    int nll = bin(g, OP_SUB, sc, scalar_of(g, OP_LOG, sigma), lik);
+    int p1 = scalar_of(g, OP_SUM, un(g, OP_LOGP_STUDENT_T, bin(g, OP_DIV, mat(H, N), w1, ir_const(g, 0.7, NOLOC)), 3));
+    int p2 = scalar_of(g, OP_SUM, un(g, OP_LOGP_LAPLACE, bin(g, OP_SUB, mat(1, H), w2, ir_const(g, 0.1, NOLOC)), 0));
+    int p3 = scalar_of(g, OP_SUM, un(g, OP_LOGP_NORMAL, bin(g, OP_DIV, vec(H), b1, ir_const(g, 2, NOLOC)), 0));
+    int cauchy = scalar_of(g, OP_SUM, un(g, OP_LOGP_STUDENT_T, b1, 1));
+    int prior = bin(g, OP_ADD, sc, bin(g, OP_ADD, sc, p1, p2), bin(g, OP_ADD, sc, p3, cauchy));
+    (void)cs;
+    return bin(g, OP_SUB, sc, nll, bin(g, OP_MUL, sc, ir_const(g, 0.1, NOLOC), prior));
+}
+
 /* a convolution (im2col + GEMM, padding 1), per-channel bias and gate, then max or average
  * pooling (3x3 windows, stride 2: they overlap), flatten, dense, cross entropy */
 static Shape map3(int64_t h, int64_t w, int64_t c) { return (Shape){.rank = 3, .dim = {h, w, c}, .batched = true}; }
@@ -135,7 +160,7 @@ static const Case cases[] = {
     {"tanh_ce", OP_TANH, 0, 0},         {"sigmoid_mse", OP_SIGMOID, 0, 1},       {"softplus_mse", OP_SOFTPLUS, 0, 1},
     {"gelu_ce", OP_GELU, 0, 0},         {"prelu_mse_heads", OP_PRELU, 0, 2},     {"tanh_mse_heads", OP_TANH, 0, 2},
     {"misc", OP_COUNT, 0, 0},           {"conv_maxpool", OP_MAXPOOL, 0, 3},      {"conv_avgpool", OP_AVGPOOL, 0, 3},
-    {"norms", OP_RSQRT, 0, 4},
+    {"norms", OP_RSQRT, 0, 4},          {"priors", OP_LOGP_STUDENT_T, 0, 5},
 };
 
 /* ---- values ---- */
@@ -154,7 +179,7 @@ static void evaluate(RefState *ref, double **out, const int *gk, const int *wnod
 static void run_case(const Case *cs) {
     Arena *arena = arena_new();
     Graph *g = ir_new(arena);
-    g->loss = cs->act == OP_COUNT ? build_misc(g, cs) : cs->loss == 3 ? build_conv(g, cs) : cs->loss == 4 ? build_norms(g, cs) : build(g, cs);
+    g->loss = cs->act == OP_COUNT ? build_misc(g, cs) : cs->loss == 3 ? build_conv(g, cs) : cs->loss == 4 ? build_norms(g, cs) : cs->loss == 5 ? build_priors(g, cs) : build(g, cs);
     int nfwd = g->nnode;
     autodiff_graph(g);
     for (int id = nfwd; id < g->nnode; id++) emitted[g->node[id].op] = true;

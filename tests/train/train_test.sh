@@ -206,5 +206,10 @@ prune_shrinks)
   "$check" "$out/a/metrics.jsonl" test accuracy 0.80
   "$nnc" train tests/train/models/prune_small.nn --set epochs=3 --out "$out/b" > /dev/null
   "$check" --same "$out/a/metrics.jsonl" "$out/b/metrics.jsonl" ;;
+bayes_linear_map)
+  # the posterior mode of Bayesian linear regression (normal prior, known noise) in closed
+  # form against what training reaches; needs Debian's python3-numpy (skipped without it)
+  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
+  /usr/bin/python3 tests/train/bayes_map.py "$nnc" "$out" ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
