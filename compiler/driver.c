@@ -74,6 +74,24 @@ static bool check_prunable(Compilation *c) {
     return false;
 }
 
+/* A sampler draws from the posterior of a deterministic network: no dropout, no batch
+ * statistics. */
+static bool check_sampler(Compilation *c) {
+    const Graph *g = c->graph;
+    const SamplerSpec *sp = &c->model->train.sampler;
+    if (sp->kind == SAMPLER_NONE) return true;
+    for (int id = 0; id < g->nnode; id++) {
+        const Node *n = &g->node[id];
+        bool bn = n->op == OP_TRAIN_SELECT;
+        if (n->op != OP_DROPOUT && !bn) continue;
+        diag_error(&c->diag, sp->loc, "a sampler needs a deterministic potential, but the model has %s",
+                   bn ? "batch_norm, whose batch statistics change it from batch to batch" : "dropout");
+        diag_note(&c->diag, n->loc, "%s is here", bn ? "batch_norm" : "dropout");
+        return false;
+    }
+    return true;
+}
+
 int driver_compile_text(Compilation *c, const char *path, const char *text, size_t len,
                         const CompileOptions *opt, Stage upto) {
     static const CompileOptions none = {0};
@@ -92,8 +110,12 @@ int driver_compile_text(Compilation *c, const char *path, const char *text, size
     c->graph = lower_model(c->arena, c->model, &c->diag);
     if (!c->graph) return 1;
     if (!check_prunable(c)) return 1;
+    if (!check_sampler(c)) return 1;
     autodiff_graph(c->graph);
-    update_graph(c->graph, &c->model->train.opt);
+    if (c->model->train.sampler.kind != SAMPLER_NONE)
+        sampler_graph(c->graph, &c->model->train.sampler);
+    else
+        update_graph(c->graph, &c->model->train.opt);
     programs_build(c->graph);
     if (upto == STAGE_IR) return 0;
     int64_t mb = opt->max_batch > 0 ? opt->max_batch : c->model->train.batch;

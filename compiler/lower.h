@@ -25,6 +25,8 @@ void autodiff_vjp(Graph *g, int root, const int *wrt, int nwrt, int *grad_out);
 
 /* Appends one update node per trained weight, with its optimiser state weights. */
 void update_graph(Graph *g, const OptSpec *opt);
+/* Or, with a sampler, its leapfrog ops: hmc_kick per weight (update program), hmc_drift (drift). */
+void sampler_graph(Graph *g, const SamplerSpec *sp);
 
 /* programs.c: the graph's programs.  programs_build defines grad, update and eval (at
  * PROG_GRAD, PROG_UPDATE, PROG_EVAL); programs_add and programs_root define more; a

@@ -84,12 +84,27 @@ typedef struct {
     const char *text; /* the condition as written, for the message */
 } StopSpec;
 
+/* A sampler in place of an optimizer: draws from the posterior whose potential is N x loss. */
+typedef enum { SAMPLER_NONE, SAMPLER_HMC } SamplerKind;
+typedef struct {
+    SamplerKind kind;
+    SrcLoc loc;
+    double step;          /* the leapfrog step size (the start of its adaptation) */
+    double target_accept; /* dual averaging's target acceptance rate during burn-in */
+    double jitter;        /* each trajectory takes a number of steps drawn uniformly from
+                             [ceil((1 - jitter) leapfrog), leapfrog] */
+    int64_t leapfrog;     /* leapfrog steps per proposal */
+    int64_t samples, burnin, thin, chains;
+    bool adapt_step, adapt_mass; /* during burn-in: the step size (dual averaging), a diagonal mass matrix */
+} SamplerSpec;
+
 typedef struct {
     DataSpec data, test;
     double valid_fraction; /* held out of the training data; 0: none */
     int64_t batch, epochs;
     uint64_t seed;
     OptSpec opt;
+    SamplerSpec sampler;
     ScheduleSpec *sched;
     int nsched;
     StopSpec stop;

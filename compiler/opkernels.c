@@ -148,6 +148,12 @@ static void build_update(KBuilder *kb, const Node *n, int node) {
         kb_out(kb, KO_STORE, pa, shrink(kb, n, B(SUB, p0, B(DIV, B(MUL, step, m), den)), den));
         break;
     }
+    case OP_HMC_KICK: /* p is the momentum r */
+        kb_out(kb, KO_STORE, pa, B(SUB, p, B(MUL, kb_node(kb, n->in[2]), gr)));
+        break;
+    case OP_HMC_DRIFT: /* gr is the momentum r */
+        kb_out(kb, KO_STORE, pa, B(ADD, p, B(MUL, kb_node(kb, n->in[3]), B(MUL, kb_node(kb, n->in[2]), gr))));
+        break;
     default: NNC_BUG("update op");
     }
 }

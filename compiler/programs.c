@@ -7,8 +7,9 @@
  * A training graph has three, in this order: `grad` (the loss and the gradients of every
  * trained weight and differentiated input), `update` (the optimiser's update nodes and the
  * running averages, after `grad`), and `eval` (the loss, metrics and statistics outputs, in
- * evaluation mode).  A sampler's steps or a Hessian-vector product are more programs, added
- * here with their own roots. */
+ * evaluation mode).  With a sampler, `update` holds its momentum steps (hmc_kick) and a fourth
+ * program, `drift`, its position steps (hmc_drift).  A Hessian-vector product would be another
+ * program, added here with its roots. */
 #include "lower.h"
 
 int programs_add(Graph *g, const char *name, bool train, int after) {
@@ -31,8 +32,11 @@ void programs_build(Graph *g) {
     programs_root(g, grad, g->loss);
     for (int i = 0; i < g->nweight; i++) programs_root(g, grad, g->weight[i].grad);
     for (int i = 0; i < g->ninput; i++) programs_root(g, grad, g->input[i].grad);
-    for (int id = 0; id < g->nnode; id++)
-        if (op_info[g->node[id].op].cls == OC_UPDATE) programs_root(g, update, id);
+    int drift = -1; /* a sampler's position steps: a program of their own */
+    for (int id = 0; id < g->nnode; id++) {
+        if (g->node[id].op == OP_HMC_DRIFT && drift < 0) drift = programs_add(g, "drift", true, -1);
+        if (op_info[g->node[id].op].cls == OC_UPDATE) programs_root(g, g->node[id].op == OP_HMC_DRIFT ? drift : update, id);
+    }
     for (int i = 0; i < g->noutput; i++) programs_root(g, eval, g->output[i].node);
 }
 

@@ -504,6 +504,52 @@ static void item_seed(Sema *s, const TrainItem *it) {
 
 static void item_optimizer(Sema *s, const TrainItem *it) { check_optimizer(s, it->expr, &s->m->train.opt); }
 
+/* `sampler hmc(step, leapfrog, samples, burnin, thin, ...)`: Hamiltonian Monte Carlo with
+ * a step size and diagonal mass matrix adapted during burn-in (runtime/sample.c). */
+static void item_sampler(Sema *s, const TrainItem *it) {
+    const Ast *e = it->expr;
+    const char *name = e->kind == AST_CALL || e->kind == AST_NAME ? e->text : "";
+    static const char *const names[] = {"hmc", "nuts", "sgld"};
+    if (!strcmp(name, "nuts") || !strcmp(name, "sgld")) {
+        err(s, e->loc, "the %s sampler is not implemented yet; use hmc", name);
+        return;
+    }
+    if (strcmp(name, "hmc")) {
+        const char *near = name[0] ? diag_suggest(name, names, 3) : NULL;
+        if (near)
+            err(s, e->loc, "unknown sampler '%s'; did you mean '%s'?", diag_name(name), near);
+        else
+            err(s, e->loc, "expected a sampler: hmc(step = 0.01, leapfrog = 20, samples = 1000, burnin = 500)");
+        return;
+    }
+    static const ArgSpec spec[] = {{"step", A_NUM, false, 0.01},  {"leapfrog", A_INT, false, 20},  {"samples", A_INT, false, 1000},
+                                   {"burnin", A_INT, false, 500}, {"thin", A_INT, false, 1},      {"chains", A_INT, false, 1},
+                                   {"target_accept", A_NUM, false, 0.8}, {"adapt_step", A_BOOL, false, 1},
+                                   {"adapt_mass", A_BOOL, false, 1}, {"jitter", A_NUM, false, 0.5}};
+    enum { NSPEC = sizeof spec / sizeof *spec };
+    const Ast **a = sema_args_bind(s, name, e->loc, spec, NSPEC, e->arg, e->narg);
+    if (!a) return;
+    SamplerSpec *sp = &s->m->train.sampler;
+    *sp = (SamplerSpec){.kind = SAMPLER_HMC, .loc = it->loc};
+    int64_t *ints[] = {&sp->leapfrog, &sp->samples, &sp->burnin, &sp->thin, &sp->chains};
+    static const int64_t lo[] = {1, 1, 0, 1, 1}, hi[] = {100000, 100000000, 100000000, 1000000, 1024};
+    bool ok = sema_args_num(s, a[0], &spec[0], &sp->step) && sema_args_num(s, a[6], &spec[6], &sp->target_accept) &&
+              sema_args_bool(s, a[7], true, &sp->adapt_step) && sema_args_bool(s, a[8], true, &sp->adapt_mass) &&
+              sema_args_num(s, a[9], &spec[9], &sp->jitter);
+    for (int k = 0; k < 5; k++) {
+        if (!a[k + 1]) {
+            *ints[k] = (int64_t)spec[k + 1].def;
+            continue;
+        }
+        ok = sema_eval_int(s, a[k + 1], spec[k + 1].name, lo[k], hi[k], ints[k]) && ok;
+    }
+    if (!ok) return;
+    if (!(sp->step > 0)) err(s, a[0] ? a[0]->loc : e->loc, "hmc's step must be positive, got %g", sp->step);
+    if (!(sp->jitter >= 0 && sp->jitter < 1)) err(s, a[9]->loc, "jitter must be in [0, 1), got %g", sp->jitter);
+    if (!(sp->target_accept > 0 && sp->target_accept < 1))
+        err(s, a[6]->loc, "target_accept must be in (0, 1), got %g", sp->target_accept);
+}
+
 /* `prune gates every N epochs`: between epochs, dead neurons of gated layers are removed. */
 static void check_prune(Sema *s, const TrainItem *it) {
     if (strcmp(it->name, "gates")) {
@@ -539,7 +585,7 @@ static const TrainKey keys[] = {
     [TI_EPOCHS] = {item_epochs},
     [TI_ITERATIONS] = {.todo = "'iterations' is not implemented yet; use 'epochs'"},
     [TI_OPTIMIZER] = {item_optimizer},
-    [TI_SAMPLER] = {.todo = "samplers are not implemented yet"},
+    [TI_SAMPLER] = {item_sampler},
     [TI_SCHEDULE] = {check_schedule, .repeats = true},
     [TI_PRUNE] = {check_prune},
     [TI_STOP] = {check_stop},
@@ -568,6 +614,18 @@ void sema_train_check(Sema *s, const Stmt *st) {
             k->check(s, it);
     }
     if (!first[TI_DATA]) err(s, st->loc, "the train block needs a data source, such as `data fashion_mnist`");
+    if (first[TI_SAMPLER]) { /* a sampler replaces the optimizer and the epochs */
+        static const TrainItemKind clash[] = {TI_OPTIMIZER, TI_EPOCHS, TI_PRUNE, TI_STOP};
+        static const char *const why[] = {"a sampler replaces the optimizer: give one or the other",
+                                          "a sampler's run is its burnin and samples, not epochs",
+                                          "a sampler cannot prune: the posterior is over a fixed network",
+                                          "a sampler runs all its samples: stopping rules are for optimizers"};
+        for (int k = 0; k < 4; k++)
+            if (first[clash[k]]) {
+                err(s, first[clash[k]]->loc, "%s", why[k]);
+                diag_note(s->diag, first[TI_SAMPLER]->loc, "the sampler is here");
+            }
+    }
 }
 
 /* ---- after the last statement ---- */
@@ -607,6 +665,11 @@ void sema_train_finish(Sema *s) {
     if (m->train.stop.nnode) finish_stop(s);
     for (int i = 0; i < m->train.nsched; i++) {
         const ScheduleSpec *sp = &m->train.sched[i];
+        if (m->train.sampler.kind != SAMPLER_NONE) {
+            err(s, sp->loc, "schedules are for optimizers: a sampler draws from one posterior, with its params fixed "
+                            "(its step size adapts during burn-in)");
+            continue;
+        }
         if (sp->param < 0 || m->param[sp->param].fixed_at.line == 0) continue;
         err(s, sp->loc, "'%s' cannot be scheduled: its value is fixed when the model is compiled", sp->target);
         diag_note(s->diag, m->param[sp->param].fixed_at, "its value is used here");

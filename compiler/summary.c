@@ -96,10 +96,21 @@ void summary_print(StrBuf *b, const Compilation *c) {
         data_str(b, &t->test);
     }
     if (t->valid_fraction > 0) sb_printf(b, ", valid %g of train", t->valid_fraction);
-    sb_printf(b, ", batch %lld, %lld epochs, seed %llu\n", (long long)t->batch, (long long)t->epochs,
-              (unsigned long long)t->seed);
+    if (t->sampler.kind != SAMPLER_NONE)
+        sb_printf(b, ", batch %lld (a sampler's gradient sums its batches over the whole training split), seed %llu\n",
+                  (long long)t->batch, (unsigned long long)t->seed);
+    else
+        sb_printf(b, ", batch %lld, %lld epochs, seed %llu\n", (long long)t->batch, (long long)t->epochs,
+                  (unsigned long long)t->seed);
     const OptSpec *o = &t->opt;
-    if (o->kind == OPT_SGD)
+    const SamplerSpec *sp = &t->sampler;
+    if (sp->kind == SAMPLER_HMC)
+        sb_printf(b, "sampler: hmc(step = %g, leapfrog = %lld, samples = %lld, burnin = %lld, thin = %lld, chains = %lld, "
+                     "target_accept = %g, adapt_step = %s, adapt_mass = %s, jitter = %g)\n",
+                  sp->step, (long long)sp->leapfrog, (long long)sp->samples, (long long)sp->burnin, (long long)sp->thin,
+                  (long long)sp->chains, sp->target_accept, sp->adapt_step ? "true" : "false", sp->adapt_mass ? "true" : "false",
+                  sp->jitter);
+    else if (o->kind == OPT_SGD)
         sb_printf(b, "optimizer: sgd(lr = %g, momentum = %g, nesterov = %s, weight_decay = %g)\n", o->lr,
                   o->momentum, o->nesterov ? "true" : "false", o->weight_decay);
     else
@@ -128,8 +139,14 @@ void summary_print(StrBuf *b, const Compilation *c) {
         sb_printf(b, "memory plan (batch %lld): one arena of %s\n  ", (long long)p->max_batch, by);
         plan_print_memory(b, p, "\n  ");
         sb_putc(b, '\n');
-        sb_printf(b, "kernels per training step: %d (gradient %d, update %d); per evaluation batch: %d\n",
-                  p->prog[PROG_GRAD].nkernel + p->prog[PROG_UPDATE].nkernel, p->prog[PROG_GRAD].nkernel,
-                  p->prog[PROG_UPDATE].nkernel, p->prog[PROG_EVAL].nkernel);
+        if (t->sampler.kind != SAMPLER_NONE)
+            sb_printf(b, "kernels per leapfrog step: %d (gradient %d, momentum %d, position %d); per evaluation batch: %d\n",
+                      p->prog[PROG_GRAD].nkernel + p->prog[PROG_UPDATE].nkernel + p->prog[p->nprog - 1].nkernel,
+                      p->prog[PROG_GRAD].nkernel, p->prog[PROG_UPDATE].nkernel, p->prog[p->nprog - 1].nkernel,
+                      p->prog[PROG_EVAL].nkernel);
+        else
+            sb_printf(b, "kernels per training step: %d (gradient %d, update %d); per evaluation batch: %d\n",
+                      p->prog[PROG_GRAD].nkernel + p->prog[PROG_UPDATE].nkernel, p->prog[PROG_GRAD].nkernel,
+                      p->prog[PROG_UPDATE].nkernel, p->prog[PROG_EVAL].nkernel);
     }
 }

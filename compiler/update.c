@@ -1,4 +1,4 @@
-/* update.c: appends the optimiser step to a differentiated graph: one update node per trained
+/* update.c: appends the optimiser step (or a sampler's leapfrog ops) to a differentiated graph: one update node per trained
  * weight (sgd, sgd_momentum, adam), with optimiser state weights named after the weight
  * (h1.weight.momentum, h1.weight.adam_m, h1.weight.adam_v) and run-time scalar slots for the
  * learning rate and Adam's bias corrections, which the runtime sets before every step.  A
@@ -77,4 +77,29 @@ void update_graph(Graph *g, const OptSpec *opt) {
         g->node[id].name = w.name;
     }
     ir_verify(g, "update");
+}
+
+/* A sampler's leapfrog ops in place of the optimiser's: per trained weight p, its momentum r
+ * (p.hmc_r) and diagonal inverse mass minv (p.hmc_minv, starting at 1), state weights that the
+ * sampler sets; hmc_kick r -= c g after the gradient (the update program) and hmc_drift
+ * p += eps minv r (the `drift` program, programs.c), c and eps set by the sampler per step. */
+void sampler_graph(Graph *g, const SamplerSpec *sp) {
+    NNC_ASSERT(g->has_backward);
+    int nw = g->nweight;
+    g->phase = PH_UPDATE;
+    int kick = -1, step = -1;
+    for (int wi = 0; wi < nw; wi++) {
+        Weight w = g->weight[wi];
+        if (w.kind != W_PARAM || w.grad < 0) continue;
+        if (kick < 0) {
+            kick = ir_scalar(g, "hmc.kick", SC_HMC_KICK, 0, sp->loc);
+            step = ir_scalar(g, "hmc.step", SC_HMC_STEP, sp->step, sp->loc);
+        }
+        int r = state(g, &w, wi, "hmc_r"), minv = state(g, &w, wi, "hmc_minv");
+        g->weight[g->node[minv].ref].init = INIT_ONE;
+        g->node[ir_add3(g, OP_HMC_KICK, shape_scalar(), r, w.grad, kick, w.loc)].name = w.name;
+        int in[4] = {w.node, r, minv, step};
+        g->node[ir_add(g, OP_HMC_DRIFT, DT_F32, shape_scalar(), in, 4, w.loc)].name = w.name;
+    }
+    ir_verify(g, "sampler");
 }

@@ -173,6 +173,17 @@ static void update(RefState *r, const Node *n, double *flag) {
         for (int64_t i = 0; i < N; i++) p[i] += n->attr[0] * (gr[i] - p[i]);
         return;
     }
+    if (n->op == OP_HMC_KICK) { /* p is the momentum */
+        double c = r->val[n->in[2]][0];
+        for (int64_t i = 0; i < N; i++) p[i] -= c * gr[i];
+        return;
+    }
+    if (n->op == OP_HMC_DRIFT) { /* gr is the momentum */
+        const double *minv = r->val[n->in[2]];
+        double eps = r->val[n->in[3]][0];
+        for (int64_t i = 0; i < N; i++) p[i] += eps * minv[i] * gr[i];
+        return;
+    }
     double t = r->val[n->in[n->nin - 1]][0];
     bool prox = !(r->g->node[n->in[n->nin - 1]].op == OP_CONST && t == 0);
     if (n->op == OP_SGD || n->op == OP_SGD_MOMENTUM) {

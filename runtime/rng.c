@@ -1,6 +1,8 @@
 /* rng.c: xoshiro256** with splitmix64 seeding (see rng.h). */
 #include "rng.h"
 
+#include <math.h>
+
 static uint64_t splitmix(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -28,6 +30,11 @@ uint64_t rng_next(Rng *r) {
 }
 
 double rng_uniform(Rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
+
+double rng_normal(Rng *r) {
+    double u = 1 - rng_uniform(r), v = rng_uniform(r); /* u in (0, 1]: the log is finite */
+    return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
+}
 
 uint64_t rng_below(Rng *r, uint64_t n) {
     /* rejection on the top of the range keeps it unbiased */

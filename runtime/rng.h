@@ -11,11 +11,12 @@ typedef struct {
     uint64_t s[4];
 } Rng;
 
-enum { RNG_INIT = 1, RNG_SPLIT = 2, RNG_SHUFFLE = 3 };
+enum { RNG_INIT = 1, RNG_SPLIT = 2, RNG_SHUFFLE = 3, RNG_SAMPLE = 4 };
 
 void rng_seed(Rng *r, uint64_t seed, uint64_t stream);
 uint64_t rng_next(Rng *r);
 double rng_uniform(Rng *r);              /* [0, 1) with 53 random bits */
+double rng_normal(Rng *r);               /* standard normal (Box-Muller on two uniforms) */
 uint64_t rng_below(Rng *r, uint64_t n);  /* uniform in [0, n), unbiased */
 void rng_shuffle(Rng *r, int64_t *v, int64_t n);
 

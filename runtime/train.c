@@ -19,6 +19,7 @@
 #include "checkpoint.h"
 #include "prune.h"
 #include "rng.h"
+#include "sample.h"
 #include "schedule.h"
 
 /* ---- data ---- */
@@ -171,7 +172,7 @@ static int64_t *iota(int64_t n) {
 
 /* The n training-data samples in the seeded order that holds the validation split out: the
  * last *n_valid of it are the validation samples (the same in training and evaluation). */
-static int64_t *split_order(const TrainSpec *t, int64_t n, int64_t *n_valid) {
+int64_t *train_split_order(const TrainSpec *t, int64_t n, int64_t *n_valid) {
     int64_t *perm = iota(n);
     *n_valid = (int64_t)llround(t->valid_fraction * (double)n);
     if (*n_valid > 0) {
@@ -228,6 +229,7 @@ void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_ep
         case SC_STEP_LO: sc[i] = (float)((uint64_t)t & 0xFFFFFF); break; /* its counter: the step */
         case SC_STEP_HI: sc[i] = (float)(((uint64_t)t >> 24) & 0xFFFFFF); break;
         case SC_DATA_INV_N: break; /* set once the data is split (exec_set_scalars) */
+        case SC_HMC_KICK: case SC_HMC_STEP: break; /* set by the sampler */
         }
     }
     if (lr_out) *lr_out = lr;
@@ -373,7 +375,7 @@ static int evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n,
 
 /* ---- output ---- */
 
-static int make_dirs(const char *path) {
+int train_make_dirs(const char *path) {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", path);
     for (char *p = buf + 1; *p; p++)
@@ -932,7 +934,7 @@ static int train_open(TrainSession *ts, const TrainConfig *cfg, TrainResult *res
     if (cfg->out_dir) {
         char path[4096];
         snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
-        if (make_dirs(cfg->out_dir) || (cfg->resume && truncate_metrics(path, cfg->resume->epoch)) ||
+        if (train_make_dirs(cfg->out_dir) || (cfg->resume && truncate_metrics(path, cfg->resume->epoch)) ||
             !(ts->metrics = fopen(path, cfg->resume ? "a" : "w"))) {
             fprintf(cfg->diag->out, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
             train_free_data(&ts->data);
@@ -960,7 +962,7 @@ static int train_begin(TrainSession *ts) {
         if (cfg->init && weights_load(cfg->init, s->exec, cfg->diag->out)) rc = 1;
     }
     ts->arena_peak = s->plan->arena_bytes;
-    ts->perm = split_order(t, ts->data.train.n, &ts->n_valid);
+    ts->perm = train_split_order(t, ts->data.train.n, &ts->n_valid);
     ts->n_train = ts->data.train.n - ts->n_valid;
     if (ts->n_train <= 0) {
         fprintf(cfg->diag->out, "nnc: error: the validation split leaves no training data\n");
@@ -1088,6 +1090,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
         write_results(cfg);
         return 0;
     }
+    if (cfg->model->train.sampler.kind != SAMPLER_NONE) return sample_run(cfg, res);
     TrainSession ts;
     if (train_open(&ts, cfg, res)) return 1;
     int rc = train_begin(&ts);
@@ -1109,7 +1112,7 @@ int train_eval(const TrainConfig *cfg) {
     }
     Session s;
     session_open(&s, cfg, data.expect.nfeat, data.expect.ntarget);
-    int64_t n_all = data.train.n, n_valid, *perm = split_order(t, n_all, &n_valid), *test_idx = iota(data.test.n);
+    int64_t n_all = data.train.n, n_valid, *perm = train_split_order(t, n_all, &n_valid), *test_idx = iota(data.test.n);
     if (n_all > n_valid) exec_set_scalars(s.exec, SC_DATA_INV_N, 1.0 / (double)(n_all - n_valid));
     Eval valid = {.gate = util_calloc((size_t)s.g->ngate + 1, sizeof(GateStat))};
     Eval test = {.gate = util_calloc((size_t)s.g->ngate + 1, sizeof(GateStat))};

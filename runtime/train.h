@@ -74,6 +74,12 @@ int train_eval(const TrainConfig *cfg);
  * of `in`: n x *ncols floats (malloc'd), or NULL after reporting an error. */
 float *train_predict(const TrainConfig *cfg, const Dataset *in, int64_t *ncols);
 
+/* The n training-data samples in the seeded order that holds the validation split out: the
+ * last *n_valid are the validation samples (the same in training, evaluation and sampling). */
+int64_t *train_split_order(const TrainSpec *t, int64_t n, int64_t *n_valid);
+/* mkdir -p; 0 or -1 (errno set). */
+int train_make_dirs(const char *path);
+
 /* Weight initialisation (deterministic in the seed), written to the device. */
 void train_init_weights(Exec *e, uint64_t seed);
 

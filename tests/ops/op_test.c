@@ -70,6 +70,7 @@ static int matmul(Graph *g, int a, int b, bool ta, bool tb) {
 
 /* ---- cases: each returns the output node ---- */
 
+#define OPT_SAMPLER ((OptKind)100) /* a Case's `opt`: the sampler's leapfrog ops instead */
 typedef struct {
     const char *name;
     int (*build)(Graph *g);
@@ -296,6 +297,7 @@ static const Case cases[] = {
     {"net_adam", c_net, OPT_ADAM, 0, 0, false}, {"net_adam_wd", c_net, OPT_ADAM, 0, 0.01, false},
     {"net_adamw", c_net, OPT_ADAMW, 0, 0.01, false},
     {"net_prox_sgd", c_net_prox, OPT_SGD, 0.9, 0, false}, {"net_prox_adam", c_net_prox, OPT_ADAM, 0, 0, false},
+    {"net_hmc", c_net, OPT_SAMPLER, 0, 0, false}, /* a leapfrog step's kick and drift */
 };
 
 /* ---- values ---- */
@@ -497,9 +499,10 @@ static int run_on(const char *dev, const Plan *plan, Cmp *c, double **leaf0) {
     for (int id = 0; id < g->nforward; id++) fwd[id] = true;
     ref_run(eval_ref, fwd);
     free(fwd);
-    const int order[3] = {PROG_EVAL, PROG_GRAD, PROG_UPDATE};
+    int order[PROGRAMS_MAX] = {PROG_EVAL, PROG_GRAD, PROG_UPDATE}, nord = 3; /* then a sampler's drift */
+    for (int pr = PROG_EVAL + 1; pr < g->nprog; pr++) order[nord++] = pr;
     int rc = 0;
-    for (int pr = 0; pr < 3 && !c->failed; pr++) {
+    for (int pr = 0; pr < nord && !c->failed; pr++) {
         c->ref = order[pr] == PROG_EVAL ? eval_ref : train_ref;
         c->prog = order[pr];
         if (exec_run_checked(&ex, order[pr], ROWS, compare_kernel, c)) {
@@ -541,6 +544,8 @@ static void set_scalars(RefState *ref) {
         double v = sc->kind == SC_LR            ? lr
                    : sc->kind == SC_ADAM_STEP    ? lr / (1 - pow(0.9, t))
                    : sc->kind == SC_ADAM_BC2_SQRT ? sqrt(1 - pow(0.999, t))
+                   : sc->kind == SC_HMC_KICK     ? 0.3
+                   : sc->kind == SC_HMC_STEP     ? 0.2
                                                  : sc->value;
         ref->scalar[s] = (double)(float)v;
     }
@@ -566,7 +571,10 @@ static void run_case(const Case *cs, uint64_t seed) {
     g->input_grads = true;
     ir_verify(g, "op_test build");
     autodiff_graph(g);
-    if ((int)cs->opt >= 0) {
+    if (cs->opt == OPT_SAMPLER) {
+        SamplerSpec sp = {.kind = SAMPLER_HMC, .step = 0.2};
+        sampler_graph(g, &sp);
+    } else if ((int)cs->opt >= 0) {
         OptSpec o = {.kind = cs->opt, .lr = 0.05, .momentum = cs->momentum, .nesterov = cs->nesterov,
                      .weight_decay = cs->wd, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
         update_graph(g, &o);

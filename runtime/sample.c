@@ -1,0 +1,664 @@
+/* sample.c: Hamiltonian Monte Carlo over a model's trained weights (see sample.h).
+ *
+ * The potential is U(q) = sum over the training split's batches of rows x mean loss (the loss
+ * holds the negative log prior / N, so the batches add up to it once).  A gradient pass runs
+ * the `grad` program on every batch and, after each, the `update` program's hmc_kick with
+ * c = (the step, or half of it) x rows: the momentum's kick is linear in the gradient, so the
+ * batches need no gradient buffer of their own.  With the whole split in one batch (batch >=
+ * N) the data is loaded once for the run.
+ *
+ * A trajectory: r ~ N(0, M) with M = diag(1 / minv); a half kick, then L times a drift
+ * (q += eps minv r) and a kick (whole, the last one half), L drawn uniformly from
+ * [ceil((1 - jitter) leapfrog), leapfrog] (a fixed L can make the trajectory a whole or half
+ * turn of a Gaussian direction, which returns to the start or its mirror image every time).  H = U + r' minv r / 2 before
+ * and after; the proposal is accepted with probability min(1, exp(H0 - H1)).  An energy error
+ * above 1000 or a potential that is not finite is a divergence: rejected, counted and reported
+ * with the chain and iteration; the position returns to where it was, so no NaN stays.
+ *
+ * Warm-up (`burnin` iterations) adapts the step size by dual averaging toward target_accept
+ * (Hoffman and Gelman 2014, with Stan's constants gamma 0.05, t0 10, kappa 0.75; mu = log(10
+ * eps), eps first found by doubling or halving until one leapfrog step's acceptance crosses
+ * 0.8), and a diagonal inverse mass matrix from the positions' variance over Stan's windows (a
+ * first buffer of 75 iterations, windows of 25, 50, 100, ... and a last buffer of 50; 15 %,
+ * 75 % and 10 % of a warm-up shorter than 150), regularised as Stan does: (n var + 5e-3) /
+ * (n + 5).  After each window the step size is found again and its adaptation restarts.
+ * Sampling runs `samples` iterations at the final step size, keeping every thin-th position.
+ * Chains run one after another, chain c (from 0) seeded with seed + c: its initial weights
+ * and all its random draws. */
+#include "sample.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lower.h"
+#include "mcmc.h"
+#include "rng.h"
+#include "safetensors.h"
+
+typedef struct {
+    const Weight *w;
+    int r, minv;    /* nodes of its momentum and inverse mass */
+    int64_t n, off; /* elements, and where they sit in the flat vectors */
+} Param;
+
+typedef struct {
+    const TrainConfig *cfg;
+    const SamplerSpec *sp;
+    Exec *e;
+    const Graph *g;
+    FILE *out, *metrics;
+    Param *par;
+    int npar;
+    int64_t dim;
+    int drift, kick_slot, step_slot;
+    ModelData data;
+    int64_t n_train, batch, nbatch, *idx; /* the training split, in batches of at most the plan's */
+    bool resident;                        /* it is one batch, loaded once */
+    float *xs, *ts;
+    int32_t *ls;
+    int x_node, t_node;
+    bool class_target;
+    float *q, *r, *minv; /* the current position, a momentum, the inverse mass */
+    Rng rng;
+    double u;      /* the potential at q */
+    int64_t grads; /* gradient passes over the training split */
+    int64_t divergences;
+    double t0, first_draw_s;
+} Hmc;
+
+enum { WHICH_Q, WHICH_R, WHICH_MINV };
+
+static int flat_io(Hmc *h, int which, float *v, bool put) {
+    for (int p = 0; p < h->npar; p++) {
+        const Param *pa = &h->par[p];
+        int node = which == WHICH_Q ? pa->w->node : which == WHICH_R ? pa->r : pa->minv;
+        size_t bytes = sizeof(float) * (size_t)pa->n;
+        if (put ? exec_write(h->e, node, v + pa->off, bytes) : exec_read(h->e, node, v + pa->off, bytes)) return -1;
+    }
+    return 0;
+}
+
+static int64_t load_batch(Hmc *h, int64_t k) {
+    int64_t at = k * h->batch, rows = h->n_train - at < h->batch ? h->n_train - at : h->batch;
+    data_gather(&h->data.train, h->idx + at, rows, h->xs, h->class_target ? h->ls : NULL, h->class_target ? NULL : h->ts);
+    exec_write(h->e, h->x_node, h->xs, sizeof(float) * (size_t)(rows * h->data.expect.nfeat));
+    if (h->class_target)
+        exec_write(h->e, h->t_node, h->ls, sizeof(int32_t) * (size_t)rows);
+    else
+        exec_write(h->e, h->t_node, h->ts, sizeof(float) * (size_t)(rows * h->data.expect.ntarget));
+    return rows;
+}
+
+/* U at the current position into *u, and, when c != 0, the momentum kicked by c grad U.  -1
+ * after a device error (reported). */
+static int pass(Hmc *h, double c, double *u) {
+    *u = 0;
+    for (int64_t k = 0; k < h->nbatch; k++) {
+        int64_t rows = h->resident ? h->n_train : load_batch(h, k);
+        h->e->scalars[h->kick_slot] = (float)(c * (double)rows);
+        float loss = NAN;
+        if (exec_run(h->e, PROG_GRAD, rows) || exec_read(h->e, h->g->loss, &loss, sizeof loss) ||
+            (c != 0 && exec_run(h->e, PROG_UPDATE, rows))) {
+            fprintf(h->cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);
+            return -1;
+        }
+        *u += (double)rows * loss;
+    }
+    h->grads++;
+    return 0;
+}
+
+static double kinetic(const Hmc *h) {
+    double k = 0;
+    for (int64_t i = 0; i < h->dim; i++) k += 0.5 * (double)h->minv[i] * (double)h->r[i] * (double)h->r[i];
+    return k;
+}
+
+/* One trajectory of `steps` leapfrog steps of size eps from the current position, with a fresh
+ * momentum; the position is left at its end.  *h0, *h1: the energy before and after (h1 is
+ * +inf when the potential stopped being finite on the way).  -1 after a device error. */
+static int trajectory(Hmc *h, double eps, int64_t steps, double *h0, double *h1, double *u_start, double *u_end) {
+    for (int64_t i = 0; i < h->dim; i++) h->r[i] = (float)(rng_normal(&h->rng) / sqrt((double)h->minv[i]));
+    double k0 = kinetic(h), u0, u = 0;
+    if (flat_io(h, WHICH_R, h->r, true)) return -1;
+    h->e->scalars[h->step_slot] = (float)eps;
+    if (pass(h, eps / 2, &u0)) return -1;
+    *h0 = u0 + k0;
+    *h1 = *u_end = INFINITY;
+    *u_start = u0;
+    if (!isfinite(u0)) return 0;
+    for (int64_t l = 1; l <= steps; l++) {
+        if (exec_run(h->e, h->drift, 1)) {
+            fprintf(h->cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);
+            return -1;
+        }
+        if (pass(h, l < steps ? eps : eps / 2, &u)) return -1;
+        if (!isfinite(u)) return 0;
+    }
+    if (flat_io(h, WHICH_R, h->r, false)) return -1;
+    double k1 = kinetic(h);
+    *h1 = isfinite(k1) ? u + k1 : INFINITY;
+    *u_end = u;
+    return 0;
+}
+
+/* Back to h->q, the position before a rejected proposal. */
+static int restore(Hmc *h) { return flat_io(h, WHICH_Q, h->q, true); }
+
+/* One Metropolis-adjusted trajectory.  *accept_stat: min(1, exp(H0 - H1)); *divergent. */
+static int iterate(Hmc *h, double eps, int64_t steps, double *accept_stat, bool *divergent, double *energy_error) {
+    double h0, h1, u0, u1;
+    if (trajectory(h, eps, steps, &h0, &h1, &u0, &u1)) return -1;
+    *energy_error = h1 - h0;
+    *divergent = !isfinite(h1) || h1 - h0 > 1000;
+    *accept_stat = *divergent ? 0 : fmin(1, exp(h0 - h1));
+    if (!*divergent && rng_uniform(&h->rng) < *accept_stat) {
+        h->u = u1;
+        return flat_io(h, WHICH_Q, h->q, false);
+    }
+    h->u = u0;
+    return restore(h);
+}
+
+/* A first step size: doubled or halved until one leapfrog step's acceptance crosses 0.8
+ * (Stan's heuristic).  The position is unchanged. */
+static int find_step(Hmc *h, double *eps) {
+    double h0, h1, u0, u1;
+    if (trajectory(h, *eps, 1, &h0, &h1, &u0, &u1) || restore(h)) return -1;
+    int dir = isfinite(h1) && h0 - h1 > log(0.8) ? 1 : -1;
+    for (int k = 0; k < 100; k++) {
+        double next = dir > 0 ? 2 * *eps : *eps / 2;
+        if (next < 1e-12 || next > 1e6) break;
+        if (trajectory(h, next, 1, &h0, &h1, &u0, &u1) || restore(h)) return -1;
+        bool above = isfinite(h1) && h0 - h1 > log(0.8);
+        if (dir > 0 && !above) break;
+        *eps = next;
+        if (dir < 0 && above) break;
+    }
+    return 0;
+}
+
+/* Dual averaging of log eps toward the target acceptance. */
+typedef struct {
+    double mu, hbar, log_eps, log_eps_bar;
+    int64_t t;
+} DualAvg;
+
+static void dual_restart(DualAvg *d, double eps) { *d = (DualAvg){.mu = log(10 * eps), .log_eps = log(eps)}; }
+
+static double dual_update(DualAvg *d, double accept, double target) {
+    d->t++;
+    double eta = 1.0 / ((double)d->t + 10);
+    d->hbar = (1 - eta) * d->hbar + eta * (target - accept);
+    d->log_eps = d->mu - sqrt((double)d->t) / 0.05 * d->hbar;
+    double w = pow((double)d->t, -0.75);
+    d->log_eps_bar = w * d->log_eps + (1 - w) * d->log_eps_bar;
+    return exp(d->log_eps);
+}
+
+/* Stan's mass-matrix windows over a warm-up of w iterations: [start[k], end[k]). */
+static int mass_windows(int64_t w, int64_t *start, int64_t *end, int cap) {
+    int64_t init = 75, term = 50, base = 25;
+    if (w < 20) return 0;
+    if (init + term + base > w) {
+        init = (int64_t)(0.15 * (double)w);
+        term = (int64_t)(0.1 * (double)w);
+        base = w - init - term;
+    }
+    int n = 0;
+    for (int64_t s = init, size = base; s < w - term && n < cap; size *= 2) {
+        int64_t e = s + size;
+        if (e + 2 * size > w - term) e = w - term;
+        start[n] = s;
+        end[n++] = e;
+        s = e;
+    }
+    return n;
+}
+
+/* ---- output ---- */
+
+static void line(Hmc *h, cJSON *o) {
+    if (h->metrics) {
+        char *text = cJSON_PrintUnformatted(o);
+        fprintf(h->metrics, "%s\n", text);
+        fflush(h->metrics);
+        free(text);
+    }
+    cJSON_Delete(o);
+}
+
+typedef struct {
+    float *q;          /* kept draws x dim */
+    double *potential; /* per kept draw */
+    int64_t kept;
+    double accept, step, seconds;
+    int64_t divergences, warm_divergences, grads; /* divergences while sampling, and in warm-up */
+} Chain;
+
+/* draws_chain<c>.safetensors: each weight [kept, shape...], then the potential per draw. */
+static int write_draws(Hmc *h, const Chain *ch, int c) {
+    StTensor *t = util_calloc((size_t)h->npar + 1, sizeof(StTensor));
+    float *cols = util_calloc((size_t)(ch->kept * h->dim) + 1, sizeof(float));
+    float *pot = util_calloc((size_t)ch->kept + 1, sizeof(float));
+    for (int p = 0; p < h->npar; p++) {
+        const Param *pa = &h->par[p];
+        float *dst = cols + ch->kept * pa->off;
+        for (int64_t d = 0; d < ch->kept; d++) memcpy(dst + d * pa->n, ch->q + d * h->dim + pa->off, sizeof(float) * (size_t)pa->n);
+        t[p] = (StTensor){.name = pa->w->name, .dtype = ST_F32, .rank = pa->w->shape.rank + 1, .data = dst,
+                          .bytes = sizeof(float) * (size_t)(ch->kept * pa->n)};
+        t[p].shape[0] = ch->kept;
+        for (int k = 0; k < pa->w->shape.rank; k++) t[p].shape[k + 1] = pa->w->shape.dim[k];
+    }
+    for (int64_t d = 0; d < ch->kept; d++) pot[d] = (float)ch->potential[d];
+    t[h->npar] = (StTensor){.name = "sampler.potential", .dtype = ST_F32, .rank = 1, .shape = {ch->kept}, .data = pot,
+                            .bytes = sizeof(float) * (size_t)ch->kept};
+    char path[4200], err[1024], step[64], acc[64];
+    snprintf(path, sizeof path, "%s/draws_chain%d.safetensors", h->cfg->out_dir, c + 1);
+    snprintf(step, sizeof step, "%.9g", ch->step);
+    snprintf(acc, sizeof acc, "%.6f", ch->accept);
+    const char *keys[] = {"sampler", "step_size", "accept_rate"}, *vals[] = {"hmc", step, acc};
+    int rc = st_write_atomic(path, t, h->npar + 1, keys, vals, 3, err, sizeof err);
+    if (rc) fprintf(h->cfg->diag->out, "nnc: error: %s\n", err);
+    free(t);
+    free(cols);
+    free(pot);
+    return rc;
+}
+
+/* The root mean squared error of the model's prediction on data set d at each kept draw. */
+static int draw_rmse(Hmc *h, const Chain *ch, const Dataset *d, double *rmse) {
+    int pred = -1;
+    for (int o = 0; o < h->g->noutput; o++)
+        if (h->g->output[o].agg == AGG_PREDICT) pred = h->g->output[o].node;
+    int64_t cols = shape_numel(h->g->node[pred].shape), b = h->batch;
+    float *y = util_calloc((size_t)(b * cols) + 1, sizeof(float)), *x = util_calloc((size_t)(b * d->nfeat) + 1, sizeof(float));
+    float *t = util_calloc((size_t)(b * d->ntarget) + 1, sizeof(float));
+    int64_t *idx = util_calloc((size_t)b, sizeof(int64_t));
+    int rc = 0;
+    for (int64_t k = 0; k < ch->kept && rc == 0; k++) {
+        rc = flat_io(h, WHICH_Q, ch->q + k * h->dim, true);
+        double se = 0;
+        for (int64_t at = 0; at < d->n && rc == 0; at += b) {
+            int64_t rows = d->n - at < b ? d->n - at : b;
+            for (int64_t i = 0; i < rows; i++) idx[i] = at + i;
+            data_gather(d, idx, rows, x, NULL, t);
+            exec_write(h->e, h->x_node, x, sizeof(float) * (size_t)(rows * d->nfeat));
+            rc = exec_run(h->e, PROG_EVAL, rows) || exec_read(h->e, pred, y, sizeof(float) * (size_t)(rows * cols));
+            for (int64_t i = 0; i < rows * cols; i++) se += ((double)y[i] - t[i]) * ((double)y[i] - t[i]);
+        }
+        rmse[k] = sqrt(se / (double)(d->n * cols));
+    }
+    if (rc) fprintf(h->cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);
+    free(y);
+    free(x);
+    free(t);
+    free(idx);
+    return rc;
+}
+
+/* A quantity's summary, printed as a row and added to summary.json. */
+static void summarise(FILE *out, cJSON *all, const char *name, const double *x, int m, int64_t n, bool print) {
+    McmcSummary s;
+    mcmc_summary(x, m, n, &s);
+    if (print)
+        fprintf(out, "  %-24s %10.4g %10.4g %10.4g %10.4g %10.4g %9.0f %9.0f %7.3f\n", name, s.mean, s.sd, s.q5, s.q50, s.q95,
+                s.ess_bulk, s.ess_tail, s.rhat);
+    cJSON *o = cJSON_AddObjectToObject(all, name);
+    double v[] = {s.mean, s.sd, s.q5, s.q50, s.q95, s.ess_bulk, s.ess_tail, s.rhat};
+    static const char *const k[] = {"mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "rhat"};
+    for (int i = 0; i < 8; i++) {
+        if (isfinite(v[i]))
+            cJSON_AddNumberToObject(o, k[i], v[i]);
+        else
+            cJSON_AddNullToObject(o, k[i]);
+    }
+}
+
+typedef struct {
+    double rhat;
+    int64_t i;
+} Worst;
+static int cmp_worst(const void *a, const void *b) {
+    double x = ((const Worst *)a)->rhat, y = ((const Worst *)b)->rhat;
+    return x > y ? -1 : x < y; /* largest first; NaN last */
+}
+
+/* The summary table and summary.json over all chains. */
+static int report(Hmc *h, const Chain *ch, int m) {
+    int64_t n = ch[0].kept;
+    FILE *out = h->out;
+    cJSON *root = cJSON_CreateObject(), *q = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "chains", m);
+    cJSON_AddNumberToObject(root, "draws_per_chain", (double)n);
+    cJSON *chains = cJSON_AddArrayToObject(root, "chain");
+    for (int c = 0; c < m; c++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "accept_rate", ch[c].accept);
+        cJSON_AddNumberToObject(o, "step_size", ch[c].step);
+        cJSON_AddNumberToObject(o, "divergences", (double)ch[c].divergences);
+        cJSON_AddNumberToObject(o, "warmup_divergences", (double)ch[c].warm_divergences);
+        cJSON_AddNumberToObject(o, "gradients", (double)ch[c].grads);
+        cJSON_AddNumberToObject(o, "seconds", ch[c].seconds);
+        cJSON_AddItemToArray(chains, o);
+    }
+    cJSON_AddItemToObject(root, "quantities", q);
+    int rc = 0;
+    if (n < 4) {
+        fprintf(out, "summary: %lld draws per chain are too few for R-hat and ESS (4 at least)\n", (long long)n);
+    } else {
+        double *x = util_calloc((size_t)(m * n) + 1, sizeof(double));
+        fprintf(out, "  %-24s %10s %10s %10s %10s %10s %9s %9s %7s\n", "quantity", "mean", "sd", "5%", "50%", "95%", "ess_bulk",
+                "ess_tail", "r_hat");
+        for (int c = 0; c < m; c++) memcpy(x + c * n, ch[c].potential, sizeof(double) * (size_t)n);
+        summarise(out, q, "potential", x, m, n, true);
+        for (int p = 0; p < h->npar; p++) { /* a learned noise sigma: softplus of its raw weight */
+            const char *name = h->par[p].w->name;
+            size_t len = strlen(name), raw = strlen(SIGMA_RAW);
+            if (len <= raw || strcmp(name + len - raw, SIGMA_RAW)) continue;
+            for (int c = 0; c < m; c++)
+                for (int64_t k = 0; k < n; k++) {
+                    double v = ch[c].q[k * h->dim + h->par[p].off];
+                    x[c * n + k] = v > 0 ? v + log1p(exp(-v)) : log1p(exp(v));
+                }
+            char label[256];
+            snprintf(label, sizeof label, "%.*ssigma", (int)(len - raw), name);
+            summarise(out, q, label, x, m, n, true);
+        }
+        const Dataset *eval_set = h->data.has_test ? &h->data.test : &h->data.train;
+        if (!h->class_target) {
+            for (int c = 0; c < m && rc == 0; c++) rc = draw_rmse(h, &ch[c], eval_set, x + c * n);
+            if (rc == 0) summarise(out, q, h->data.has_test ? "test.rmse" : "train.rmse", x, m, n, true);
+        }
+        Worst *worst = util_calloc((size_t)h->dim + 1, sizeof(Worst));
+        McmcSummary s;
+        for (int p = 0; p < h->npar; p++)
+            for (int64_t i = 0; i < h->par[p].n; i++) {
+                int64_t j = h->par[p].off + i;
+                for (int c = 0; c < m; c++)
+                    for (int64_t k = 0; k < n; k++) x[c * n + k] = ch[c].q[k * h->dim + j];
+                char label[256];
+                snprintf(label, sizeof label, "%s[%lld]", h->par[p].w->name, (long long)i);
+                summarise(out, q, label, x, m, n, false);
+                mcmc_summary(x, m, n, &s);
+                worst[j] = (Worst){isnan(s.rhat) ? -1 : s.rhat, j};
+            }
+        qsort(worst, (size_t)h->dim, sizeof(Worst), cmp_worst);
+        fprintf(out, "  the weights with the worst R-hat (all are in summary.json):\n");
+        for (int64_t k = 0; k < h->dim && k < 5; k++) {
+            int64_t j = worst[k].i;
+            int p = 0;
+            while (p + 1 < h->npar && h->par[p + 1].off <= j) p++;
+            char label[256];
+            snprintf(label, sizeof label, "%s[%lld]", h->par[p].w->name, (long long)(j - h->par[p].off));
+            const cJSON *o = cJSON_GetObjectItemCaseSensitive(q, label);
+            double v[8];
+            static const char *const key[] = {"mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "rhat"};
+            for (int i = 0; i < 8; i++) {
+                const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, key[i]);
+                v[i] = cJSON_IsNumber(f) ? f->valuedouble : NAN;
+            }
+            fprintf(out, "  %-24s %10.4g %10.4g %10.4g %10.4g %10.4g %9.0f %9.0f %7.3f\n", label, v[0], v[1], v[2], v[3], v[4], v[5],
+                    v[6], v[7]);
+        }
+        free(worst);
+        free(x);
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/summary.json", h->cfg->out_dir);
+    char *text = cJSON_Print(root);
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0 || fclose(f)) {
+        fprintf(h->cfg->diag->out, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
+        rc = 1;
+    }
+    free(text);
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* ---- a chain ---- */
+
+static int run_chain(Hmc *h, int c, Chain *ch) {
+    const SamplerSpec *sp = h->sp;
+    const TrainSpec *t = &h->cfg->model->train;
+    int64_t total = sp->burnin + sp->samples;
+    double t0 = util_now();
+    int64_t grads0 = h->grads;
+    train_init_weights(h->e, t->seed + (uint64_t)c); /* the weights, and minv = 1 */
+    rng_seed(&h->rng, t->seed + (uint64_t)c, RNG_SAMPLE);
+    if (flat_io(h, WHICH_Q, h->q, false) || flat_io(h, WHICH_MINV, h->minv, false)) return 1;
+    double eps = sp->step;
+    if (sp->adapt_step && sp->burnin > 0 && find_step(h, &eps)) return 1;
+    DualAvg da;
+    dual_restart(&da, eps);
+    int64_t wstart[64], wend[64];
+    int nwin = sp->adapt_mass ? mass_windows(sp->burnin, wstart, wend, 64) : 0, win = 0;
+    double *mean = util_calloc((size_t)h->dim, sizeof(double)), *m2 = util_calloc((size_t)h->dim, sizeof(double));
+    int64_t wn = 0, window_div = 0, reported = 0, warm_div = 0;
+    double window_acc = 0;
+    ch->kept = (sp->samples + sp->thin - 1) / sp->thin;
+    ch->q = util_calloc((size_t)(ch->kept * h->dim) + 1, sizeof(float));
+    ch->potential = util_calloc((size_t)ch->kept + 1, sizeof(double));
+    double acc_sum = 0;
+    int64_t kept = 0, div0 = h->divergences;
+    int rc = 0;
+    for (int64_t it = 0; it < total && rc == 0; it++) {
+        bool warm = it < sp->burnin;
+        double a, err;
+        bool div;
+        int64_t lo = (int64_t)ceil((1 - sp->jitter) * (double)sp->leapfrog), steps = lo + (int64_t)rng_below(&h->rng, (uint64_t)(sp->leapfrog - lo + 1));
+        if (iterate(h, eps, steps, &a, &div, &err)) {
+            rc = 1;
+            break;
+        }
+        window_acc += a;
+        if (div) {
+            window_div++;
+            if (warm)
+                warm_div++;
+            else if (h->divergences++, reported++ < 10) /* (warm-up ones, while the step size is still searched for, are counted) */
+                fprintf(h->out, "divergence: chain %d, iteration %lld (sampling): energy error %.4g; proposal rejected\n", c + 1,
+                        (long long)it + 1, err);
+        }
+        if (warm) {
+            if (sp->adapt_step) eps = dual_update(&da, a, sp->target_accept);
+            if (win < nwin && it >= wstart[win] && it < wend[win]) { /* Welford over the window's positions */
+                wn++;
+                for (int64_t i = 0; i < h->dim; i++) {
+                    double d = h->q[i] - mean[i];
+                    mean[i] += d / (double)wn;
+                    m2[i] += d * (h->q[i] - mean[i]);
+                }
+            }
+            if (win < nwin && it == wend[win] - 1) {
+                for (int64_t i = 0; i < h->dim; i++) {
+                    double var = wn > 1 ? m2[i] / (double)(wn - 1) : 1;
+                    h->minv[i] = (float)(((double)wn * var + 1e-3 * 5) / ((double)wn + 5));
+                }
+                if (flat_io(h, WHICH_MINV, h->minv, true)) {
+                    rc = 1;
+                    break;
+                }
+                memset(mean, 0, sizeof(double) * (size_t)h->dim);
+                memset(m2, 0, sizeof(double) * (size_t)h->dim);
+                wn = 0;
+                win++;
+                if (sp->adapt_step) {
+                    if (find_step(h, &eps)) {
+                        rc = 1;
+                        break;
+                    }
+                    dual_restart(&da, eps);
+                }
+            }
+            if (it == sp->burnin - 1 && sp->adapt_step) eps = exp(da.log_eps_bar);
+        } else {
+            acc_sum += a;
+            int64_t s = it - sp->burnin;
+            if (s % sp->thin == 0) {
+                if (kept == 0 && c == 0) h->first_draw_s = util_now() - h->t0;
+                memcpy(ch->q + kept * h->dim, h->q, sizeof(float) * (size_t)h->dim);
+                ch->potential[kept++] = h->u;
+            }
+        }
+        if ((it + 1) % 100 == 0 || it + 1 == total) {
+            int64_t span = (it % 100) + 1;
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "chain", c + 1);
+            cJSON_AddStringToObject(o, "phase", warm ? "warmup" : "sampling");
+            cJSON_AddNumberToObject(o, "iteration", (double)(it + 1));
+            cJSON_AddNumberToObject(o, "accept", window_acc / (double)span);
+            cJSON_AddNumberToObject(o, "step_size", eps);
+            cJSON_AddNumberToObject(o, "divergences", (double)window_div);
+            cJSON_AddNumberToObject(o, "time_s", round((util_now() - t0) * 1000) / 1000);
+            line(h, o);
+            if (h->cfg->progress == 1 || (h->cfg->progress < 0 && isatty(fileno(h->out)))) {
+                fprintf(h->out, "\rchain %d/%lld %s %lld/%lld  accept %.2f  step %.3g  divergences %lld   ", c + 1,
+                        (long long)h->sp->chains, warm ? "warm-up" : "sampling", (long long)(it + 1), (long long)total,
+                        window_acc / (double)span, eps, (long long)(h->divergences - div0));
+                fflush(h->out);
+            }
+            window_acc = 0;
+            window_div = 0;
+        }
+    }
+    free(mean);
+    free(m2);
+    ch->accept = sp->samples ? acc_sum / (double)sp->samples : 0;
+    ch->step = eps;
+    ch->divergences = h->divergences - div0;
+    ch->warm_divergences = warm_div;
+    ch->grads = h->grads - grads0;
+    ch->seconds = util_now() - t0;
+    if (rc == 0) {
+        if (h->cfg->progress == 1 || (h->cfg->progress < 0 && isatty(fileno(h->out)))) fputc('\n', h->out);
+        fprintf(h->out, "chain %d: %lld draws kept, acceptance %.3f, step size %.4g, %lld divergences (%lld in warm-up), "
+                "%lld gradients in %.2f s (%.0f/s)\n", c + 1, (long long)ch->kept, ch->accept, ch->step, (long long)ch->divergences,
+                (long long)ch->warm_divergences, (long long)ch->grads, ch->seconds, (double)ch->grads / ch->seconds);
+        rc = write_draws(h, ch, c);
+    }
+    return rc;
+}
+
+/* ---- the run ---- */
+
+static int setup(Hmc *h, const TrainConfig *cfg) {
+    const Graph *g = h->g;
+    char err[1024];
+    if (train_load_data(cfg->model, g, &h->data, err, sizeof err)) {
+        fprintf(cfg->diag->out, "nnc: error: %s\n", err);
+        return 1;
+    }
+    const TrainSpec *t = &cfg->model->train;
+    int64_t n_valid = (int64_t)llround(t->valid_fraction * (double)h->data.train.n);
+    h->n_train = h->data.train.n - n_valid; /* the training split: the validation samples are held out as training does */
+    if (h->n_train <= 0) {
+        fprintf(cfg->diag->out, "nnc: error: the validation split leaves no training data\n");
+        return 1;
+    }
+    h->idx = train_split_order(t, h->data.train.n, &n_valid);
+    h->batch = h->e->plan->max_batch;
+    h->nbatch = (h->n_train + h->batch - 1) / h->batch;
+    h->resident = h->nbatch == 1;
+    h->xs = util_calloc((size_t)(h->batch * h->data.expect.nfeat) + 1, sizeof(float));
+    h->ts = util_calloc((size_t)(h->batch * h->data.expect.ntarget) + 1, sizeof(float));
+    h->ls = util_calloc((size_t)h->batch + 1, sizeof(int32_t));
+    for (int i = 0; i < g->ninput; i++) {
+        if (g->input[i].is_target) {
+            h->t_node = g->input[i].node;
+            h->class_target = g->input[i].is_class;
+        } else {
+            h->x_node = g->input[i].node;
+        }
+    }
+    exec_set_scalars(h->e, SC_DATA_INV_N, 1.0 / (double)h->n_train);
+    h->kick_slot = ir_find_scalar(g, "hmc.kick");
+    h->step_slot = ir_find_scalar(g, "hmc.step");
+    h->drift = programs_find(g, "drift");
+    NNC_ASSERT(h->kick_slot >= 0 && h->step_slot >= 0 && h->drift >= 0);
+    h->par = util_calloc((size_t)g->nweight + 1, sizeof(Param));
+    for (int wi = 0; wi < g->nweight; wi++) {
+        const Weight *w = &g->weight[wi];
+        if (w->kind != W_PARAM || w->grad < 0) continue;
+        Param p = {.w = w, .r = -1, .minv = -1, .n = shape_numel(w->shape), .off = h->dim};
+        for (int k = 0; k < g->nweight; k++)
+            if (g->weight[k].kind == W_STATE && g->weight[k].of == wi) {
+                const char *name = g->weight[k].name;
+                size_t len = strlen(name);
+                if (len > 6 && !strcmp(name + len - 6, ".hmc_r")) p.r = g->weight[k].node;
+                if (len > 9 && !strcmp(name + len - 9, ".hmc_minv")) p.minv = g->weight[k].node;
+            }
+        NNC_ASSERT(p.r >= 0 && p.minv >= 0);
+        h->par[h->npar++] = p;
+        h->dim += p.n;
+    }
+    h->q = util_calloc((size_t)h->dim + 1, sizeof(float));
+    h->r = util_calloc((size_t)h->dim + 1, sizeof(float));
+    h->minv = util_calloc((size_t)h->dim + 1, sizeof(float));
+    if (h->resident) load_batch(h, 0);
+    return 0;
+}
+
+int sample_run(const TrainConfig *cfg, TrainResult *res) {
+    memset(res, 0, sizeof *res);
+    const SamplerSpec *sp = &cfg->model->train.sampler;
+    Hmc h = {.cfg = cfg, .sp = sp, .e = cfg->exec, .g = cfg->exec->g, .out = cfg->out ? cfg->out : stdout, .t0 = util_now()};
+    if (cfg->resume) {
+        fprintf(cfg->diag->out, "nnc: error: resuming a sampling run is not implemented yet; start it again without --resume\n");
+        return 1;
+    }
+    if (!cfg->out_dir) {
+        fprintf(cfg->diag->out, "nnc: error: sampling needs an output directory for its draws\n");
+        return 1;
+    }
+    int rc = setup(&h, cfg);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
+    if (rc == 0 && (train_make_dirs(cfg->out_dir) || !(h.metrics = fopen(path, "w")))) {
+        fprintf(cfg->diag->out, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
+        rc = 1;
+    }
+    Chain *ch = util_calloc((size_t)sp->chains, sizeof(Chain));
+    if (rc == 0) {
+        fprintf(h.out, "sampling %s by hmc: %lld training samples (%s), %lld weights; %lld chain%s of %lld warm-up and %lld "
+                "sampling iterations, %lld leapfrog steps each, every %lld%s kept (%s)\n",
+                cfg->model->name, (long long)h.n_train, h.resident ? "one batch, loaded once" : "in batches", (long long)h.dim,
+                (long long)sp->chains, sp->chains > 1 ? "s" : "", (long long)sp->burnin, (long long)sp->samples,
+                (long long)sp->leapfrog, (long long)sp->thin, sp->thin == 1 ? "st" : sp->thin == 2 ? "nd" : sp->thin == 3 ? "rd" : "th",
+                cfg->backend ? cfg->backend : "cpu");
+        fflush(h.out);
+    }
+    int done = 0;
+    for (int c = 0; rc == 0 && c < sp->chains; c++, done++) rc = run_chain(&h, c, &ch[c]);
+    if (rc == 0) rc = report(&h, ch, (int)sp->chains);
+    res->seconds = util_now() - h.t0;
+    if (rc == 0) {
+        double mib = 1 << 20, peak = (double)util_peak_rss_bytes();
+        res->peak_rss = peak;
+        fprintf(h.out, "sampling took %.2f s (first draw after %.2f s), %lld gradient passes (%.0f/s), %lld divergences while sampling; peak RSS %.1f MiB\n",
+                res->seconds, h.first_draw_s, (long long)h.grads, (double)h.grads / res->seconds, (long long)h.divergences,
+                peak / mib);
+        fprintf(h.out, "draws written to %s/draws_chain*.safetensors, summary to %s/summary.json\n", cfg->out_dir, cfg->out_dir);
+    }
+    for (int c = 0; c < done; c++) {
+        free(ch[c].q);
+        free(ch[c].potential);
+    }
+    free(ch);
+    if (h.metrics) fclose(h.metrics);
+    free(h.par);
+    free(h.q);
+    free(h.r);
+    free(h.minv);
+    free(h.xs);
+    free(h.ts);
+    free(h.ls);
+    free(h.idx);
+    train_free_data(&h.data);
+    return rc;
+}
