@@ -533,21 +533,20 @@ static void item_sampler(Sema *s, const TrainItem *it) {
     *sp = (SamplerSpec){.kind = SAMPLER_HMC, .loc = it->loc};
     int64_t *ints[] = {&sp->leapfrog, &sp->samples, &sp->burnin, &sp->thin, &sp->chains};
     static const int64_t lo[] = {1, 1, 0, 1, 1}, hi[] = {100000, 100000000, 100000000, 1000000, 1024};
-    bool ok = sema_args_num(s, a[0], &spec[0], &sp->step) && sema_args_num(s, a[6], &spec[6], &sp->target_accept) &&
-              sema_args_bool(s, a[7], true, &sp->adapt_step) && sema_args_bool(s, a[8], true, &sp->adapt_mass) &&
-              sema_args_num(s, a[9], &spec[9], &sp->jitter);
-    for (int k = 0; k < 5; k++) {
-        if (!a[k + 1]) {
+    for (int k = 0; k < 5; k++) { /* each argument checked on its own: every mistake is reported */
+        if (!a[k + 1])
             *ints[k] = (int64_t)spec[k + 1].def;
-            continue;
-        }
-        ok = sema_eval_int(s, a[k + 1], spec[k + 1].name, lo[k], hi[k], ints[k]) && ok;
+        else
+            sema_eval_int(s, a[k + 1], spec[k + 1].name, lo[k], hi[k], ints[k]);
     }
-    if (!ok) return;
-    if (!(sp->step > 0)) err(s, a[0] ? a[0]->loc : e->loc, "hmc's step must be positive, got %g", sp->step);
-    if (!(sp->jitter >= 0 && sp->jitter < 1)) err(s, a[9]->loc, "jitter must be in [0, 1), got %g", sp->jitter);
-    if (!(sp->target_accept > 0 && sp->target_accept < 1))
+    if (sema_args_num(s, a[0], &spec[0], &sp->step) && !(sp->step > 0))
+        err(s, a[0]->loc, "hmc's step must be positive, got %g", sp->step);
+    if (sema_args_num(s, a[6], &spec[6], &sp->target_accept) && !(sp->target_accept > 0 && sp->target_accept < 1))
         err(s, a[6]->loc, "target_accept must be in (0, 1), got %g", sp->target_accept);
+    if (sema_args_num(s, a[9], &spec[9], &sp->jitter) && !(sp->jitter >= 0 && sp->jitter < 1))
+        err(s, a[9]->loc, "jitter must be in [0, 1), got %g", sp->jitter);
+    sema_args_bool(s, a[7], true, &sp->adapt_step);
+    sema_args_bool(s, a[8], true, &sp->adapt_mass);
 }
 
 /* `prune gates every N epochs`: between epochs, dead neurons of gated layers are removed. */

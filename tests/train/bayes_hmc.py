@@ -1,0 +1,230 @@
+"""bayes_hmc.py NNC OUTDIR: HMC against posteriors known in closed form, and its diagnostics
+against an independent NumPy implementation.
+
+1. Bayesian linear regression, prior N(0, 0.1^2) on the weights and the bias, known noise 0.5:
+   the posterior is N(m, S), S = (X'X / sigma^2 + I / tau^2)^-1, m = S X'y / sigma^2.  Four chains
+   of 1000 draws.  Every coordinate's mean must be within 4 Monte Carlo standard errors
+   (sd / sqrt(ESS), the ESS from part 3's code) of m.  The covariance: each standard deviation
+   within 6 % of S's (the relative standard error of an sd estimated from ESS >= 1000
+   effective draws is at most 1 / sqrt(2 ESS) = 2.2 %, so 6 % is about 3 of them), each
+   correlation within 0.1 of S's (its standard error is at most (1 - r^2) / sqrt(ESS) <= 0.032).
+   The prior moves m by many standard errors from least squares, so a prior scaled wrongly
+   fails.
+2. Priors alone: the weights of three dense layers read an input that is always 0, so the data
+   says nothing about them and they must be drawn from their priors: Cauchy(0, 1),
+   Laplace(0, 1) and Student-t(4, 0, 1).  Each family's draws (four weights, four chains),
+   thinned to about one draw per effective sample, pass a Kolmogorov-Smirnov test against the
+   prior's distribution function at p > 0.01.
+3. split R-hat, bulk ESS and tail ESS of part 1's draws, computed here from the definitions of
+   Vehtari et al. (2021) with NumPy (FFT autocovariances, statistics.NormalDist for the normal
+   quantiles), must equal summary.json's to 1e-6."""
+import json
+import math
+import statistics
+import struct
+import subprocess
+import sys
+
+import numpy as np
+
+nnc, out = sys.argv[1], sys.argv[2]
+fails = []
+
+
+def run(name, text):
+    with open(f"{out}/{name}.nn", "w") as f:
+        f.write(text)
+    subprocess.run([nnc, "train", f"{out}/{name}.nn", "--out", f"{out}/{name}", "--no-progress"], check=True)
+
+
+def draws(name, chains):
+    """{weight: array [chains, draws, ...]} from draws_chain<c>.safetensors."""
+    per = []
+    for c in range(chains):
+        with open(f"{out}/{name}/draws_chain{c + 1}.safetensors", "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(n))
+            body = f.read()
+        t = {}
+        for k, v in header.items():
+            if k != "__metadata__":
+                a, b = v["data_offsets"]
+                t[k] = np.frombuffer(body[a:b], dtype=np.float32).reshape(v["shape"]).astype(np.float64)
+        per.append(t)
+    return {k: np.stack([p[k] for p in per]) for k in per[0]}
+
+
+# ---- diagnostics, written from the definitions ----
+
+def split(x):  # [m, n] -> [2m, n // 2]
+    h = x.shape[1] // 2
+    return np.concatenate([x[:, :h], x[:, x.shape[1] - h:]])
+
+
+def z_scale(x):
+    flat = x.ravel()
+    order = np.argsort(flat, kind="stable")
+    ranks = np.empty(flat.size)
+    sorted_v = flat[order]
+    i = 0
+    while i < flat.size:  # average ranks of ties
+        j = i
+        while j + 1 < flat.size and sorted_v[j + 1] == sorted_v[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    nd = statistics.NormalDist()
+    return np.array([nd.inv_cdf((r - 0.375) / (flat.size + 0.25)) for r in ranks]).reshape(x.shape)
+
+
+def rhat_plain(x):
+    m, n = x.shape
+    b = n * np.var(x.mean(axis=1), ddof=1)
+    w = np.mean(np.var(x, axis=1, ddof=1))
+    return math.sqrt((b / w + n - 1) / n)
+
+
+def rhat(x):
+    s = split(x)
+    return max(rhat_plain(z_scale(s)), rhat_plain(z_scale(np.abs(s - np.median(s)))))
+
+
+def ess(x):
+    m, n = x.shape
+    c = x - x.mean(axis=1, keepdims=True)
+    f = np.fft.rfft(c, n=2 * n, axis=1)
+    acov = np.fft.irfft(f * np.conj(f), axis=1)[:, :n] / n
+    mean_var = acov[:, 0].mean() * n / (n - 1)
+    var_plus = mean_var * (n - 1) / n + (np.var(x.mean(axis=1), ddof=1) if m > 1 else 0)
+    rho = 1 - (mean_var - acov.mean(axis=0)) / var_plus
+    rho[0] = 1
+    # Geyer: pairs summed while positive, then made monotone
+    t, pairs = 0, []
+    while t + 1 < n and rho[t] + rho[t + 1] > 0:
+        pairs.append(rho[t] + rho[t + 1])
+        t += 2
+    for k in range(1, len(pairs)):
+        pairs[k] = min(pairs[k], pairs[k - 1])
+    tau = -1 + 2 * sum(pairs)
+    if t < n and rho[t] > 0 and t + 1 < n:  # the last positive even autocorrelation
+        tau += rho[t]
+    tau = max(tau, 1 / math.log10(m * n))
+    return m * n / tau
+
+
+def ess_bulk(x):
+    return ess(z_scale(split(x)))
+
+
+def ess_tail(x):
+    lo, hi = np.quantile(x, 0.05), np.quantile(x, 0.95)
+    return min(ess(split((x <= lo).astype(float))), ess(split((x <= hi).astype(float))))
+
+
+# ---- 1. Bayesian linear regression ----
+rng = np.random.default_rng(5)
+N, D, SIGMA, TAU = 400, 6, 0.5, 0.1
+x = rng.normal(size=(N, D))
+y = x @ rng.normal(scale=0.3, size=D) + 0.2 + SIGMA * rng.normal(size=N)
+np.savetxt(f"{out}/lin.csv", np.c_[x, y], delimiter=",", fmt="%.7f")
+run("lin", f"""model lin
+input  x : f32[{D}]
+target y : f32[1]
+prior  out ~ normal(0, {TAU})
+out  = x -> dense(1)
+loss gaussian_nll(out, y, sigma = {SIGMA})
+train {{ data csv("lin.csv", target = last) batch {N} seed 3
+        sampler hmc(leapfrog = 10, samples = 1000, burnin = 500, chains = 4) }}
+""")
+data = np.loadtxt(f"{out}/lin.csv", delimiter=",")
+xa, t = np.c_[data[:, :D], np.ones(N)], data[:, D]
+cov = np.linalg.inv(xa.T @ xa / SIGMA**2 + np.eye(D + 1) / TAU**2)
+mean = cov @ xa.T @ t / SIGMA**2
+lsq = np.linalg.lstsq(xa, t, rcond=None)[0]
+d = draws("lin", 4)
+q = np.concatenate([d["out.weight"].reshape(4, -1, D), d["out.bias"]], axis=2)  # [chains, draws, 7]
+sd = np.sqrt(np.diag(cov))
+flat = q.reshape(-1, D + 1)
+for i in range(D + 1):
+    e = ess_bulk(q[:, :, i])
+    mcse = sd[i] / math.sqrt(e)
+    z = (flat[:, i].mean() - mean[i]) / mcse
+    print(f"coordinate {i}: mean {flat[:, i].mean():+.5f}, exact {mean[i]:+.5f} ({z:+.2f} MCSE, ESS {e:.0f}); "
+          f"sd {flat[:, i].std():.5f}, exact {sd[i]:.5f}")
+    if abs(z) > 4:
+        fails.append(f"coordinate {i}: the posterior mean is {z:.2f} Monte Carlo standard errors off")
+    if abs(flat[:, i].std() / sd[i] - 1) > 0.06:
+        fails.append(f"coordinate {i}: sd {flat[:, i].std()}, exact {sd[i]}")
+    if e < 1000:
+        fails.append(f"coordinate {i}: bulk ESS {e:.0f} < 1000 for a Gaussian posterior")
+corr = np.corrcoef(flat.T)
+exact_corr = cov / np.outer(sd, sd)
+print(f"correlations: worst difference {np.max(np.abs(corr - exact_corr)):.4f}")
+if np.max(np.abs(corr - exact_corr)) > 0.1:
+    fails.append(f"correlations differ by {np.max(np.abs(corr - exact_corr)):.3f}")
+if np.max(np.abs(mean - lsq) / sd) < 0.5:
+    fails.append("the prior hardly moves the posterior: the test could not tell")
+
+# ---- 3. diagnostics against summary.json ----
+summary = json.load(open(f"{out}/lin/summary.json"))["quantities"]
+names = [f"out.weight[{i}]" for i in range(D)] + ["out.bias[0]"]
+pot = d["sampler.potential"]
+worst = 0
+for i, name in enumerate(names + ["potential"]):
+    v = q[:, :, i] if i < len(names) else pot
+    mine = {"rhat": rhat(v), "ess_bulk": ess_bulk(v), "ess_tail": ess_tail(v)}
+    for k, val in mine.items():
+        rel = abs(summary[name][k] - val) / abs(val)
+        worst = max(worst, rel)
+        if rel > 1e-6:
+            fails.append(f"{name} {k}: nnc {summary[name][k]}, NumPy {val}")
+print(f"R-hat, bulk and tail ESS of 8 quantities: worst relative difference to NumPy {worst:.1e}")
+
+# ---- 2. priors alone ----
+np.savetxt(f"{out}/zeros.csv", np.zeros((50, 5)), delimiter=",", fmt="%g")
+run("prior", """model prior_only
+input  x : f32[4]
+target y : f32[1]
+prior  a.weight ~ cauchy(0, 1)
+prior  b.weight ~ laplace(0, 1)
+prior  c.weight ~ student_t(4, 0, 1)
+prior  biases ~ normal(0, 1)
+a = x -> dense(1)
+b = x -> dense(1)
+c = x -> dense(1)
+loss gaussian_nll(a, y, sigma = 1000) + gaussian_nll(b, y, sigma = 1000) + gaussian_nll(c, y, sigma = 1000)
+train { data csv("zeros.csv", target = last) batch 50 seed 2
+        sampler hmc(leapfrog = 10, samples = 4000, burnin = 1000, chains = 4) }
+""")
+p = draws("prior", 4)
+cdfs = {
+    "a.weight": ("Cauchy(0, 1)", lambda v: 0.5 + np.arctan(v) / np.pi),
+    "b.weight": ("Laplace(0, 1)", lambda v: np.where(v < 0, 0.5 * np.exp(np.minimum(v, 0)), 1 - 0.5 * np.exp(-np.maximum(v, 0)))),
+    "c.weight": ("Student-t(4, 0, 1)", lambda v: 0.5 + 3 / 8 * v / np.sqrt(1 + v * v / 4) * (1 - v * v / (12 * (1 + v * v / 4)))),
+}
+
+
+def ks_p(n, dstat):  # Kolmogorov's limit with Stephens' small-sample correction
+    lam = (math.sqrt(n) + 0.12 + 0.11 / math.sqrt(n)) * dstat
+    return min(1.0, max(0.0, 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))))
+
+
+for name, (label, cdf) in cdfs.items():
+    w = p[name].reshape(4, p[name].shape[1], -1)  # [chains, draws, 4]
+    kept = []
+    for j in range(w.shape[2]):
+        e = ess_bulk(w[:, :, j])
+        step = max(1, int(round(w.shape[0] * w.shape[1] / e)))
+        kept.append(w[:, ::step, j].ravel())
+    v = np.sort(np.concatenate(kept))
+    n = v.size
+    f = cdf(v)
+    dstat = max(np.max(np.arange(1, n + 1) / n - f), np.max(f - np.arange(n) / n))
+    pval = ks_p(n, dstat)
+    print(f"{name} ~ {label}: {n} thinned draws, KS D = {dstat:.4f}, p = {pval:.3f}")
+    if pval < 0.01:
+        fails.append(f"{name}: the draws do not follow {label} (KS p = {pval:.4f})")
+
+for f_ in fails:
+    print("FAIL", f_)
+sys.exit(1 if fails else 0)
