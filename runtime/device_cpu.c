@@ -17,7 +17,8 @@
 
 #include "device.h"
 
-enum { MAX_THREADS = 64, MIN_SPLIT_WORK = 1 << 14 }; /* elements of work worth a thread's share */
+enum { MAX_THREADS = 64, MIN_SPLIT_WORK = 1 << 17 }; /* elements of work worth waking the threads for: below it
+                                                         * (a 1000 x 20 layer) the hand-off costs more than it saves */
 
 typedef struct CpuDevice CpuDevice;
 
@@ -35,6 +36,7 @@ struct CpuDevice {
     int64_t **row_bytes; /* per kernel: per argument, bytes per batch row (0: not batched);
                             NULL: the kernel runs whole */
     int nthread;
+    int64_t min_split; /* MIN_SPLIT_WORK, or NNC_SPLIT_MIN (tests split every kernel they can) */
     Worker *worker;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
@@ -117,14 +119,24 @@ static void *worker_main(void *arg) {
     }
 }
 
+/* OpenBLAS's thread count as the process started (OPENBLAS_NUM_THREADS, or the cores), and
+ * as set now: GEMMs switch it (cpu_gemm), process-wide, like the library's own setting. */
+static int blas_threads, blas_now;
+static int blas_default(void) {
+    if (!blas_threads) blas_now = blas_threads = openblas_get_num_threads();
+    return blas_threads;
+}
+
 static int thread_count(void) {
     const char *v = getenv("NNC_THREADS");
-    int n = v && *v ? atoi(v) : openblas_get_num_threads();
+    int n = v && *v ? atoi(v) : blas_default();
     return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
 }
 
 static void start_threads(CpuDevice *c) {
     c->nthread = thread_count();
+    const char *v = getenv("NNC_SPLIT_MIN");
+    c->min_split = v && *v ? atoll(v) : MIN_SPLIT_WORK;
     if (c->nthread == 1) return;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->go, NULL);
@@ -184,7 +196,7 @@ static int cpu_launch(Device *d, const Kernel *k, int index, void *const *args, 
     CpuDevice *c = (CpuDevice *)d;
     int64_t work = rows;
     for (int i = 1; i < k->ndim; i++) work *= k->dim[i].n;
-    if (c->nthread <= 1 || !c->row_bytes[index] || rows < 2 || work < MIN_SPLIT_WORK) {
+    if (c->nthread <= 1 || !c->row_bytes[index] || rows < 2 || work < c->min_split) {
         c->table[index](args, scalars, rows, kernel_cols(k));
         return 0;
     }
@@ -200,9 +212,19 @@ static int cpu_launch(Device *d, const Kernel *k, int index, void *const *args, 
     pthread_mutex_unlock(&c->mu);
     return 0;
 }
+/* A GEMM of fewer multiply-adds than this runs on one OpenBLAS thread: waking and joining
+ * the others costs more than they save (a 19-20-1 network on 1000 rows ran at half speed on
+ * two threads).  OpenBLAS splits the rows or columns, never the sums: the same bits either way. */
+enum { GEMM_THREADED_MACS = 1 << 22 };
+
 static int cpu_gemm(Device *d, const Kernel *k, void *const *args, int64_t rows) {
     (void)d;
     GemmShape s = device_gemm_shape(k, rows);
+    int want = (double)s.m * (double)s.n * (double)s.k < GEMM_THREADED_MACS ? 1 : blas_default();
+    if (want != blas_now) {
+        openblas_set_num_threads(want);
+        blas_now = want;
+    }
     cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, s.m, s.n, s.k, 1.0f,
                 args[0], s.lda, args[1], s.ldb, 0.0f, args[2], s.ldc);
     return 0;

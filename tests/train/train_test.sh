@@ -178,13 +178,14 @@ fashion_sparse_cnn_shrinks)
 threads_same_bits)
   # the CPU device splits per-row loop kernels over its threads: 1, 2 or 3 of them give the
   # same bits (GEMMs on one OpenBLAS thread, whose own splits may round differently), for
-  # convolutions, pooling, batch_norm, layer_norm, gates, pruning and dropout
+  # convolutions, pooling, batch_norm, layer_norm, gates, pruning and dropout (NNC_SPLIT_MIN=1:
+  # every kernel that can be split is, however small)
   python3 tests/train/idx_subset.py /usr/share/datasets/fashion-mnist "$out/data" 1280 256
   sed 's/-> relu -> gate(l1 = lambda) -> maxpool(2)$/-> relu -> dropout(0.2) -> gate(l1 = lambda) -> maxpool(2)/' \
     tests/train/models/prune_conv_bn.nn > "$out/model.nn"
   grep -q "dropout(0.2)" "$out/model.nn"
   for t in 1 2 3; do
-    OPENBLAS_NUM_THREADS=1 NNC_THREADS=$t "$nnc" train "$out/model.nn" --data "$out/data" --set epochs=2 --out "$out/t$t" \
+    OPENBLAS_NUM_THREADS=1 NNC_THREADS=$t NNC_SPLIT_MIN=1 "$nnc" train "$out/model.nn" --data "$out/data" --set epochs=2 --out "$out/t$t" \
       --no-progress > "$out/t$t.log"
   done
   grep -q "^pruned after epoch 1: " "$out/t1.log"
