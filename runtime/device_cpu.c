@@ -119,17 +119,9 @@ static void *worker_main(void *arg) {
     }
 }
 
-/* OpenBLAS's thread count as the process started (OPENBLAS_NUM_THREADS, or the cores), and
- * as set now: GEMMs switch it (cpu_gemm), process-wide, like the library's own setting. */
-static int blas_threads, blas_now;
-static int blas_default(void) {
-    if (!blas_threads) blas_now = blas_threads = openblas_get_num_threads();
-    return blas_threads;
-}
-
 static int thread_count(void) {
     const char *v = getenv("NNC_THREADS");
-    int n = v && *v ? atoi(v) : blas_default();
+    int n = v && *v ? atoi(v) : openblas_get_num_threads();
     return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
 }
 
@@ -212,19 +204,9 @@ static int cpu_launch(Device *d, const Kernel *k, int index, void *const *args, 
     pthread_mutex_unlock(&c->mu);
     return 0;
 }
-/* A GEMM of fewer multiply-adds than this runs on one OpenBLAS thread: waking and joining
- * the others costs more than they save (a 19-20-1 network on 1000 rows ran at half speed on
- * two threads).  OpenBLAS splits the rows or columns, never the sums: the same bits either way. */
-enum { GEMM_THREADED_MACS = 1 << 22 };
-
 static int cpu_gemm(Device *d, const Kernel *k, void *const *args, int64_t rows) {
     (void)d;
     GemmShape s = device_gemm_shape(k, rows);
-    int want = (double)s.m * (double)s.n * (double)s.k < GEMM_THREADED_MACS ? 1 : blas_default();
-    if (want != blas_now) {
-        openblas_set_num_threads(want);
-        blas_now = want;
-    }
     cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, s.m, s.n, s.k, 1.0f,
                 args[0], s.lda, args[1], s.ldb, 0.0f, args[2], s.ldc);
     return 0;
