@@ -16,8 +16,6 @@ import argparse
 import json
 import os
 import re
-import resource
-import struct
 import subprocess
 import sys
 import tempfile
@@ -28,7 +26,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "train"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "checkpoint"))
 from mcmc_np import ess_bulk  # noqa: E402
+from st_numpy import read  # noqa: E402
 
 NUMPYRO = r'''
 import json, os, sys, time, resource
@@ -79,19 +79,6 @@ def predict(w1, b1, a, w2, b2, x):
     return np.einsum("dik,dk->di", h, w2) + b2[:, None]
 
 
-def load_draws(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        body = f.read()
-    out = {}
-    for k, v in header.items():
-        if k != "__metadata__":
-            a, b = v["data_offsets"]
-            out[k] = np.frombuffer(body[a:b], dtype=np.float32).reshape(v["shape"]).astype(np.float64)
-    return out
-
-
 def run_nnc(args, x16):
     model = open(os.path.join(ROOT, "models", "xsec_bnn.nn")).read()
     model = re.sub(r"sampler hmc\(.*\)", f"sampler hmc(step = {args.step}, leapfrog = {args.leapfrog}, samples = {args.samples}, "
@@ -114,7 +101,7 @@ def run_nnc(args, x16):
     rss = int(re.search(r"peak_rss_kib ([0-9]+)", text).group(1)) / 1024
     f = []
     for c in range(args.chains):
-        t = load_draws(f"{d}/run/draws_chain{c + 1}.safetensors")
+        t = {k: v.astype(np.float64) for k, v in read(f"{d}/run/draws_chain{c + 1}.safetensors")[0].items()}
         w1 = np.transpose(t["out.dense1.weight"], (0, 2, 1))
         f.append(predict(w1, t["out.dense1.bias"], t["out.slope"], t["out.dense2.weight"][:, 0, :], t["out.dense2.bias"][:, 0], x16))
     return {"f": np.stack(f), "wall_s": wall, "first_draw_s": compiled + first, "grads": grads, "divergences": div,

@@ -258,8 +258,8 @@ static int prior_rank(const char *target, const char *weight) {
         for (size_t i = 0; i < n; i++) depth += target[i] == '.';
         return depth;
     }
-    if (!strcmp(target, "weights")) return m > 7 && !strcmp(weight + m - 7, ".weight");
-    if (!strcmp(target, "biases")) return m > 5 && !strcmp(weight + m - 5, ".bias");
+    if (!strcmp(target, "weights")) return util_ends_with(weight, ".weight");
+    if (!strcmp(target, "biases")) return util_ends_with(weight, ".bias");
     return 0;
 }
 
@@ -296,8 +296,7 @@ static int lower_priors(Lower *L, bool *ok) {
     int total = -1;
     for (int wi = 0; wi < g->nweight; wi++) {
         Weight *w = &g->weight[wi];
-        size_t len = strlen(w->name), raw = strlen(SIGMA_RAW);
-        if (w->kind != W_PARAM || (len > raw && !strcmp(w->name + len - raw, SIGMA_RAW))) continue;
+        if (w->kind != W_PARAM || util_ends_with(w->name, "." SIGMA_RAW)) continue;
         int best = -1, rank = 0;
         for (int p = 0; p < m->nprior; p++) {
             int r = prior_rank(m->prior[p].target, w->name);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "driver.h"
+#include "lower.h"
 
 static void human_bytes(char *buf, size_t n, double bytes) {
     if (bytes >= 1 << 30)
@@ -139,10 +140,11 @@ void summary_print(StrBuf *b, const Compilation *c) {
         sb_printf(b, "memory plan (batch %lld): one arena of %s\n  ", (long long)p->max_batch, by);
         plan_print_memory(b, p, "\n  ");
         sb_putc(b, '\n');
-        if (t->sampler.kind != SAMPLER_NONE)
+        int drift = programs_find(g, "drift"); /* a sampler's position steps */
+        if (drift >= 0)
             sb_printf(b, "kernels per leapfrog step: %d (gradient %d, momentum %d, position %d); per evaluation batch: %d\n",
-                      p->prog[PROG_GRAD].nkernel + p->prog[PROG_UPDATE].nkernel + p->prog[p->nprog - 1].nkernel,
-                      p->prog[PROG_GRAD].nkernel, p->prog[PROG_UPDATE].nkernel, p->prog[p->nprog - 1].nkernel,
+                      p->prog[PROG_GRAD].nkernel + p->prog[PROG_UPDATE].nkernel + p->prog[drift].nkernel,
+                      p->prog[PROG_GRAD].nkernel, p->prog[PROG_UPDATE].nkernel, p->prog[drift].nkernel,
                       p->prog[PROG_EVAL].nkernel);
         else
             sb_printf(b, "kernels per training step: %d (gradient %d, update %d); per evaluation batch: %d\n",

@@ -301,13 +301,16 @@ static int draw_rmse(Hmc *h, const Chain *ch, const Dataset *d, double *rmse) {
     return rc;
 }
 
-/* A quantity's summary, printed as a row and added to summary.json. */
-static void summarise(FILE *out, cJSON *all, const char *name, const double *x, int m, int64_t n, bool print) {
+static void print_row(FILE *out, const char *name, const McmcSummary *s) {
+    fprintf(out, "  %-24s %10.4g %10.4g %10.4g %10.4g %10.4g %9.0f %9.0f %7.3f\n", name, s->mean, s->sd, s->q5, s->q50, s->q95,
+            s->ess_bulk, s->ess_tail, s->rhat);
+}
+
+/* A quantity's summary, added to summary.json (and printed as a row when `print`). */
+static McmcSummary summarise(FILE *out, cJSON *all, const char *name, const double *x, int m, int64_t n, bool print) {
     McmcSummary s;
     mcmc_summary(x, m, n, &s);
-    if (print)
-        fprintf(out, "  %-24s %10.4g %10.4g %10.4g %10.4g %10.4g %9.0f %9.0f %7.3f\n", name, s.mean, s.sd, s.q5, s.q50, s.q95,
-                s.ess_bulk, s.ess_tail, s.rhat);
+    if (print) print_row(out, name, &s);
     cJSON *o = cJSON_AddObjectToObject(all, name);
     double v[] = {s.mean, s.sd, s.q5, s.q50, s.q95, s.ess_bulk, s.ess_tail, s.rhat};
     static const char *const k[] = {"mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "rhat"};
@@ -317,6 +320,7 @@ static void summarise(FILE *out, cJSON *all, const char *name, const double *x, 
         else
             cJSON_AddNullToObject(o, k[i]);
     }
+    return s;
 }
 
 typedef struct {
@@ -358,8 +362,8 @@ static int report(Hmc *h, const Chain *ch, int m) {
         summarise(out, q, "potential", x, m, n, true);
         for (int p = 0; p < h->npar; p++) { /* a learned noise sigma: softplus of its raw weight */
             const char *name = h->par[p].w->name;
+            if (!util_ends_with(name, "." SIGMA_RAW)) continue;
             size_t len = strlen(name), raw = strlen(SIGMA_RAW);
-            if (len <= raw || strcmp(name + len - raw, SIGMA_RAW)) continue;
             for (int c = 0; c < m; c++)
                 for (int64_t k = 0; k < n; k++) {
                     double v = ch[c].q[k * h->dim + h->par[p].off];
@@ -375,36 +379,22 @@ static int report(Hmc *h, const Chain *ch, int m) {
             if (rc == 0) summarise(out, q, h->data.has_test ? "test.rmse" : "train.rmse", x, m, n, true);
         }
         Worst *worst = util_calloc((size_t)h->dim + 1, sizeof(Worst));
-        McmcSummary s;
+        McmcSummary *each = util_calloc((size_t)h->dim + 1, sizeof(McmcSummary));
+        char (*label)[256] = util_calloc((size_t)h->dim + 1, sizeof *label);
         for (int p = 0; p < h->npar; p++)
             for (int64_t i = 0; i < h->par[p].n; i++) {
                 int64_t j = h->par[p].off + i;
                 for (int c = 0; c < m; c++)
                     for (int64_t k = 0; k < n; k++) x[c * n + k] = ch[c].q[k * h->dim + j];
-                char label[256];
-                snprintf(label, sizeof label, "%s[%lld]", h->par[p].w->name, (long long)i);
-                summarise(out, q, label, x, m, n, false);
-                mcmc_summary(x, m, n, &s);
-                worst[j] = (Worst){isnan(s.rhat) ? -1 : s.rhat, j};
+                snprintf(label[j], sizeof label[j], "%s[%lld]", h->par[p].w->name, (long long)i);
+                each[j] = summarise(out, q, label[j], x, m, n, false);
+                worst[j] = (Worst){isnan(each[j].rhat) ? -1 : each[j].rhat, j};
             }
         qsort(worst, (size_t)h->dim, sizeof(Worst), cmp_worst);
         fprintf(out, "  the weights with the worst R-hat (all are in summary.json):\n");
-        for (int64_t k = 0; k < h->dim && k < 5; k++) {
-            int64_t j = worst[k].i;
-            int p = 0;
-            while (p + 1 < h->npar && h->par[p + 1].off <= j) p++;
-            char label[256];
-            snprintf(label, sizeof label, "%s[%lld]", h->par[p].w->name, (long long)(j - h->par[p].off));
-            const cJSON *o = cJSON_GetObjectItemCaseSensitive(q, label);
-            double v[8];
-            static const char *const key[] = {"mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "rhat"};
-            for (int i = 0; i < 8; i++) {
-                const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, key[i]);
-                v[i] = cJSON_IsNumber(f) ? f->valuedouble : NAN;
-            }
-            fprintf(out, "  %-24s %10.4g %10.4g %10.4g %10.4g %10.4g %9.0f %9.0f %7.3f\n", label, v[0], v[1], v[2], v[3], v[4], v[5],
-                    v[6], v[7]);
-        }
+        for (int64_t k = 0; k < h->dim && k < 5; k++) print_row(out, label[worst[k].i], &each[worst[k].i]);
+        free(each);
+        free(label);
         free(worst);
         free(x);
     }
@@ -554,14 +544,13 @@ static int setup(Hmc *h, const TrainConfig *cfg) {
         fprintf(cfg->diag->out, "nnc: error: %s\n", err);
         return 1;
     }
-    const TrainSpec *t = &cfg->model->train;
-    int64_t n_valid = (int64_t)llround(t->valid_fraction * (double)h->data.train.n);
-    h->n_train = h->data.train.n - n_valid; /* the training split: the validation samples are held out as training does */
+    int64_t n_valid; /* the training split: the validation samples are held out as training does */
+    h->idx = train_split_order(&cfg->model->train, h->data.train.n, &n_valid);
+    h->n_train = h->data.train.n - n_valid;
     if (h->n_train <= 0) {
         fprintf(cfg->diag->out, "nnc: error: the validation split leaves no training data\n");
         return 1;
     }
-    h->idx = train_split_order(t, h->data.train.n, &n_valid);
     h->batch = h->e->plan->max_batch;
     h->nbatch = (h->n_train + h->batch - 1) / h->batch;
     h->resident = h->nbatch == 1;
@@ -588,10 +577,8 @@ static int setup(Hmc *h, const TrainConfig *cfg) {
         Param p = {.w = w, .r = -1, .minv = -1, .n = shape_numel(w->shape), .off = h->dim};
         for (int k = 0; k < g->nweight; k++)
             if (g->weight[k].kind == W_STATE && g->weight[k].of == wi) {
-                const char *name = g->weight[k].name;
-                size_t len = strlen(name);
-                if (len > 6 && !strcmp(name + len - 6, ".hmc_r")) p.r = g->weight[k].node;
-                if (len > 9 && !strcmp(name + len - 9, ".hmc_minv")) p.minv = g->weight[k].node;
+                if (util_ends_with(g->weight[k].name, ".hmc_r")) p.r = g->weight[k].node;
+                if (util_ends_with(g->weight[k].name, ".hmc_minv")) p.minv = g->weight[k].node;
             }
         NNC_ASSERT(p.r >= 0 && p.minv >= 0);
         h->par[h->npar++] = p;

@@ -21,14 +21,15 @@ against an independent NumPy implementation.
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mcmc_np import ess, ess_bulk, ess_tail, rhat  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "checkpoint"))
+from mcmc_np import ess_bulk, ess_tail, rhat  # noqa: E402
+from st_numpy import read  # noqa: E402
 
 nnc, out = sys.argv[1], sys.argv[2]
 fails = []
@@ -42,19 +43,8 @@ def run(name, text):
 
 def draws(name, chains):
     """{weight: array [chains, draws, ...]} from draws_chain<c>.safetensors."""
-    per = []
-    for c in range(chains):
-        with open(f"{out}/{name}/draws_chain{c + 1}.safetensors", "rb") as f:
-            n = struct.unpack("<Q", f.read(8))[0]
-            header = json.loads(f.read(n))
-            body = f.read()
-        t = {}
-        for k, v in header.items():
-            if k != "__metadata__":
-                a, b = v["data_offsets"]
-                t[k] = np.frombuffer(body[a:b], dtype=np.float32).reshape(v["shape"]).astype(np.float64)
-        per.append(t)
-    return {k: np.stack([p[k] for p in per]) for k in per[0]}
+    per = [read(f"{out}/{name}/draws_chain{c + 1}.safetensors")[0] for c in range(chains)]
+    return {k: np.stack([p[k] for p in per]).astype(np.float64) for k in per[0]}
 
 
 # ---- 1. Bayesian linear regression ----

@@ -7,11 +7,14 @@ full-batch SGD; its weights must reach m, and the test split's rmse and nll (the
 alone) must be those of m.  The prior moves m away from least squares by far more than the
 tolerance, so a prior left out, or scaled by anything but 1/N, fails."""
 import json
-import struct
+import os
 import subprocess
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "checkpoint"))
+from st_numpy import read  # noqa: E402
 
 nnc, out = sys.argv[1], sys.argv[2]
 rng = np.random.default_rng(11)
@@ -37,15 +40,8 @@ xa, t = np.c_[data[:, :D], np.ones(N)], data[:, D]
 mode = np.linalg.solve(xa.T @ xa / SIGMA**2 + np.eye(D + 1) / TAU**2, xa.T @ t / SIGMA**2)
 lsq = np.linalg.lstsq(xa, t, rcond=None)[0]
 
-with open(f"{out}/run/checkpoint.safetensors", "rb") as f:
-    n = struct.unpack("<Q", f.read(8))[0]
-    header = json.loads(f.read(n))
-    body = f.read()
-def tensor(name):
-    h = header[name]
-    a, b = h["data_offsets"]
-    return np.frombuffer(body[a:b], dtype=np.float32).astype(np.float64)
-got = np.r_[tensor("out.weight"), tensor("out.bias")]
+weights = read(f"{out}/run/checkpoint.safetensors")[0]
+got = np.r_[weights["out.weight"].ravel(), weights["out.bias"]].astype(np.float64)
 
 fails = []
 err = np.max(np.abs(got - mode))
