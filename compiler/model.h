@@ -85,7 +85,7 @@ typedef struct {
 } StopSpec;
 
 /* A sampler in place of an optimizer: draws from the posterior whose potential is N x loss. */
-typedef enum { SAMPLER_NONE, SAMPLER_HMC } SamplerKind;
+typedef enum { SAMPLER_NONE, SAMPLER_HMC, SAMPLER_NUTS } SamplerKind;
 typedef struct {
     SamplerKind kind;
     SrcLoc loc;
@@ -93,7 +93,8 @@ typedef struct {
     double target_accept; /* dual averaging's target acceptance rate during burn-in */
     double jitter;        /* each trajectory takes a number of steps drawn uniformly from
                              [ceil((1 - jitter) leapfrog), leapfrog] */
-    int64_t leapfrog;     /* leapfrog steps per proposal */
+    int64_t leapfrog;     /* hmc: leapfrog steps per proposal */
+    int max_depth;        /* nuts: the deepest tree, 2^max_depth - 1 leapfrog steps */
     int64_t samples, burnin, thin, chains;
     bool adapt_step, adapt_mass; /* during burn-in: the step size (dual averaging), a diagonal mass matrix */
 } SamplerSpec;

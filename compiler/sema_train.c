@@ -504,49 +504,69 @@ static void item_seed(Sema *s, const TrainItem *it) {
 
 static void item_optimizer(Sema *s, const TrainItem *it) { check_optimizer(s, it->expr, &s->m->train.opt); }
 
+static int arg_index(const ArgSpec *spec, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(spec[i].name, name)) return i;
+    return -1;
+}
+
 /* `sampler hmc(step, leapfrog, samples, burnin, thin, ...)`: Hamiltonian Monte Carlo with
- * a step size and diagonal mass matrix adapted during burn-in (runtime/sample.c). */
+ * a step size and diagonal mass matrix adapted during burn-in; `sampler nuts(samples, burnin,
+ * max_depth, ...)`: the no-U-turn sampler with the same adaptation (runtime/sample.c). */
 static void item_sampler(Sema *s, const TrainItem *it) {
     const Ast *e = it->expr;
     const char *name = e->kind == AST_CALL || e->kind == AST_NAME ? e->text : "";
     static const char *const names[] = {"hmc", "nuts", "sgld"};
-    if (!strcmp(name, "nuts") || !strcmp(name, "sgld")) {
-        err(s, e->loc, "the %s sampler is not implemented yet; use hmc", name);
+    if (!strcmp(name, "sgld")) {
+        err(s, e->loc, "the %s sampler is not implemented yet; use hmc or nuts", name);
         return;
     }
-    if (strcmp(name, "hmc")) {
+    bool nuts = !strcmp(name, "nuts");
+    if (strcmp(name, "hmc") && !nuts) {
         const char *near = name[0] ? diag_suggest(name, names, 3) : NULL;
         if (near)
             err(s, e->loc, "unknown sampler '%s'; did you mean '%s'?", diag_name(name), near);
         else
-            err(s, e->loc, "expected a sampler: hmc(step = 0.01, leapfrog = 20, samples = 1000, burnin = 500)");
+            err(s, e->loc, "expected a sampler: hmc(step = 0.01, leapfrog = 20, samples = 1000, burnin = 500) or nuts(samples = 1000, burnin = 500)");
         return;
     }
-    static const ArgSpec spec[] = {{"step", A_NUM, false, 0.01},  {"leapfrog", A_INT, false, 20},  {"samples", A_INT, false, 1000},
-                                   {"burnin", A_INT, false, 500}, {"thin", A_INT, false, 1},      {"chains", A_INT, false, 1},
-                                   {"target_accept", A_NUM, false, 0.8}, {"adapt_step", A_BOOL, false, 1},
-                                   {"adapt_mass", A_BOOL, false, 1}, {"jitter", A_NUM, false, 0.5}};
-    enum { NSPEC = sizeof spec / sizeof *spec };
-    const Ast **a = sema_args_bind(s, name, e->loc, spec, NSPEC, e->arg, e->narg);
+    static const ArgSpec hmc[] = {{"step", A_NUM, false, 0.01},  {"leapfrog", A_INT, false, 20},  {"samples", A_INT, false, 1000},
+                                  {"burnin", A_INT, false, 500}, {"thin", A_INT, false, 1},      {"chains", A_INT, false, 1},
+                                  {"target_accept", A_NUM, false, 0.8}, {"adapt_step", A_BOOL, false, 1},
+                                  {"adapt_mass", A_BOOL, false, 1}, {"jitter", A_NUM, false, 0.5}};
+    static const ArgSpec nuts_args[] = {{"samples", A_INT, false, 1000}, {"burnin", A_INT, false, 500}, {"max_depth", A_INT, false, 10},
+                                        {"thin", A_INT, false, 1},       {"chains", A_INT, false, 1},   {"step", A_NUM, false, 0.01},
+                                        {"target_accept", A_NUM, false, 0.8}, {"adapt_step", A_BOOL, false, 1},
+                                        {"adapt_mass", A_BOOL, false, 1}};
+    const ArgSpec *spec = nuts ? nuts_args : hmc;
+    int nspec = nuts ? (int)(sizeof nuts_args / sizeof *nuts_args) : (int)(sizeof hmc / sizeof *hmc);
+    const Ast **a = sema_args_bind(s, name, e->loc, spec, nspec, e->arg, e->narg);
     if (!a) return;
     SamplerSpec *sp = &s->m->train.sampler;
-    *sp = (SamplerSpec){.kind = SAMPLER_HMC, .loc = it->loc};
-    int64_t *ints[] = {&sp->leapfrog, &sp->samples, &sp->burnin, &sp->thin, &sp->chains};
-    static const int64_t lo[] = {1, 1, 0, 1, 1}, hi[] = {100000, 100000000, 100000000, 1000000, 1024};
-    for (int k = 0; k < 5; k++) { /* each argument checked on its own: every mistake is reported */
-        if (!a[k + 1])
-            *ints[k] = (int64_t)spec[k + 1].def;
+    *sp = (SamplerSpec){.kind = nuts ? SAMPLER_NUTS : SAMPLER_HMC, .loc = it->loc, .leapfrog = 1};
+    int64_t depth = 0, *ints[] = {&sp->leapfrog, &sp->samples, &sp->burnin, &sp->thin, &sp->chains, &depth};
+    static const char *const int_names[] = {"leapfrog", "samples", "burnin", "thin", "chains", "max_depth"};
+    static const int64_t lo[] = {1, 1, 0, 1, 1, 1}, hi[] = {100000, 100000000, 100000000, 1000000, 1024, 20};
+    for (int k = 0; k < 6; k++) { /* each argument checked on its own: every mistake is reported */
+        int i = arg_index(spec, nspec, int_names[k]);
+        if (i < 0) continue;
+        if (!a[i])
+            *ints[k] = (int64_t)spec[i].def;
         else
-            sema_eval_int(s, a[k + 1], spec[k + 1].name, lo[k], hi[k], ints[k]);
+            sema_eval_int(s, a[i], spec[i].name, lo[k], hi[k], ints[k]);
     }
-    if (sema_args_num(s, a[0], &spec[0], &sp->step) && !(sp->step > 0))
-        err(s, a[0]->loc, "hmc's step must be positive, got %g", sp->step);
-    if (sema_args_num(s, a[6], &spec[6], &sp->target_accept) && !(sp->target_accept > 0 && sp->target_accept < 1))
-        err(s, a[6]->loc, "target_accept must be in (0, 1), got %g", sp->target_accept);
-    if (sema_args_num(s, a[9], &spec[9], &sp->jitter) && !(sp->jitter >= 0 && sp->jitter < 1))
-        err(s, a[9]->loc, "jitter must be in [0, 1), got %g", sp->jitter);
-    sema_args_bool(s, a[7], true, &sp->adapt_step);
-    sema_args_bool(s, a[8], true, &sp->adapt_mass);
+    sp->max_depth = (int)depth;
+    int i = arg_index(spec, nspec, "step");
+    if (sema_args_num(s, a[i], &spec[i], &sp->step) && !(sp->step > 0))
+        err(s, a[i]->loc, "%s's step must be positive, got %g", name, sp->step);
+    i = arg_index(spec, nspec, "target_accept");
+    if (sema_args_num(s, a[i], &spec[i], &sp->target_accept) && !(sp->target_accept > 0 && sp->target_accept < 1))
+        err(s, a[i]->loc, "target_accept must be in (0, 1), got %g", sp->target_accept);
+    i = arg_index(spec, nspec, "jitter");
+    if (i >= 0 && sema_args_num(s, a[i], &spec[i], &sp->jitter) && !(sp->jitter >= 0 && sp->jitter < 1))
+        err(s, a[i]->loc, "jitter must be in [0, 1), got %g", sp->jitter);
+    sema_args_bool(s, a[arg_index(spec, nspec, "adapt_step")], true, &sp->adapt_step);
+    sema_args_bool(s, a[arg_index(spec, nspec, "adapt_mass")], true, &sp->adapt_mass);
 }
 
 /* `prune gates every N epochs`: between epochs, dead neurons of gated layers are removed. */

@@ -111,6 +111,11 @@ void summary_print(StrBuf *b, const Compilation *c) {
                   sp->step, (long long)sp->leapfrog, (long long)sp->samples, (long long)sp->burnin, (long long)sp->thin,
                   (long long)sp->chains, sp->target_accept, sp->adapt_step ? "true" : "false", sp->adapt_mass ? "true" : "false",
                   sp->jitter);
+    else if (sp->kind == SAMPLER_NUTS)
+        sb_printf(b, "sampler: nuts(samples = %lld, burnin = %lld, max_depth = %d, thin = %lld, chains = %lld, step = %g, "
+                     "target_accept = %g, adapt_step = %s, adapt_mass = %s)\n",
+                  (long long)sp->samples, (long long)sp->burnin, sp->max_depth, (long long)sp->thin, (long long)sp->chains, sp->step,
+                  sp->target_accept, sp->adapt_step ? "true" : "false", sp->adapt_mass ? "true" : "false");
     else if (o->kind == OPT_SGD)
         sb_printf(b, "optimizer: sgd(lr = %g, momentum = %g, nesterov = %s, weight_decay = %g)\n", o->lr,
                   o->momentum, o->nesterov ? "true" : "false", o->weight_decay);
@@ -146,6 +151,9 @@ void summary_print(StrBuf *b, const Compilation *c) {
                       p->prog[PROG_GRAD].nkernel + p->prog[PROG_UPDATE].nkernel + p->prog[drift].nkernel,
                       p->prog[PROG_GRAD].nkernel, p->prog[PROG_UPDATE].nkernel, p->prog[drift].nkernel,
                       p->prog[PROG_EVAL].nkernel);
+        else if (t->sampler.kind == SAMPLER_NUTS)
+            sb_printf(b, "kernels per leapfrog step: %d (the gradient; nuts moves the position and momentum itself); per evaluation "
+                         "batch: %d\n", p->prog[PROG_GRAD].nkernel, p->prog[PROG_EVAL].nkernel);
         else
             sb_printf(b, "kernels per training step: %d (gradient %d, update %d); per evaluation batch: %d\n",
                       p->prog[PROG_GRAD].nkernel + p->prog[PROG_UPDATE].nkernel, p->prog[PROG_GRAD].nkernel,

@@ -79,14 +79,17 @@ void update_graph(Graph *g, const OptSpec *opt) {
     ir_verify(g, "update");
 }
 
-/* A sampler's leapfrog ops in place of the optimiser's: per trained weight p, its momentum r
+/* HMC's leapfrog ops in place of the optimiser's: per trained weight p, its momentum r
  * (p.hmc_r) and diagonal inverse mass minv (p.hmc_minv, starting at 1), state weights that the
  * sampler sets; hmc_kick r -= c g after the gradient (the update program) and hmc_drift
- * p += eps minv r (the `drift` program, programs.c), c and eps set by the sampler per step. */
+ * p += eps minv r (the `drift` program, programs.c), c and eps set by the sampler per step.
+ * NUTS needs none: it moves between the ends of its trajectory, so its leapfrog steps run in
+ * the runtime (runtime/nuts.c) on the gradients the `grad` program leaves. */
 void sampler_graph(Graph *g, const SamplerSpec *sp) {
     NNC_ASSERT(g->has_backward);
     int nw = g->nweight;
     g->phase = PH_UPDATE;
+    if (sp->kind == SAMPLER_NUTS) nw = 0;
     int kick = -1, step = -1;
     for (int wi = 0; wi < nw; wi++) {
         Weight w = g->weight[wi];

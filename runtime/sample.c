@@ -36,6 +36,7 @@
 
 #include "lower.h"
 #include "mcmc.h"
+#include "nuts.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -54,7 +55,10 @@ typedef struct {
     Param *par;
     int npar;
     int64_t dim;
-    int drift, kick_slot, step_slot;
+    int drift, kick_slot, step_slot; /* hmc's leapfrog programs and scalars */
+    Nuts nuts;                        /* nuts: its trees' vectors */
+    double *qd, *gd;                  /* nuts: the position and grad U there */
+    float *gbuf;
     ModelData data;
     int64_t n_train, batch, nbatch, *idx; /* the training split, in batches of at most the plan's */
     bool resident;                        /* it is one batch, loaded once */
@@ -70,12 +74,12 @@ typedef struct {
     double t0, first_draw_s;
 } Hmc;
 
-enum { WHICH_Q, WHICH_R, WHICH_MINV };
+enum { WHICH_Q, WHICH_R, WHICH_MINV, WHICH_GRAD };
 
 static int flat_io(Hmc *h, int which, float *v, bool put) {
     for (int p = 0; p < h->npar; p++) {
         const Param *pa = &h->par[p];
-        int node = which == WHICH_Q ? pa->w->node : which == WHICH_R ? pa->r : pa->minv;
+        int node = which == WHICH_Q ? pa->w->node : which == WHICH_R ? pa->r : which == WHICH_MINV ? pa->minv : pa->w->grad;
         size_t bytes = sizeof(float) * (size_t)pa->n;
         if (put ? exec_write(h->e, node, v + pa->off, bytes) : exec_read(h->e, node, v + pa->off, bytes)) return -1;
     }
@@ -107,6 +111,28 @@ static int pass(Hmc *h, double c, double *u) {
             return -1;
         }
         *u += (double)rows * loss;
+    }
+    h->grads++;
+    return 0;
+}
+
+/* nuts's gradient: U(q) and grad U(q), summed over the batches from the `grad` program's
+ * gradients of the mean loss. */
+static int full_gradient(void *ctx, const double *q, double *g, double *u) {
+    Hmc *h = ctx;
+    for (int64_t i = 0; i < h->dim; i++) h->gbuf[i] = (float)q[i];
+    if (flat_io(h, WHICH_Q, h->gbuf, true)) return -1;
+    memset(g, 0, sizeof(double) * (size_t)h->dim);
+    *u = 0;
+    for (int64_t k = 0; k < h->nbatch; k++) {
+        int64_t rows = h->resident ? h->n_train : load_batch(h, k);
+        float loss = NAN;
+        if (exec_run(h->e, PROG_GRAD, rows) || exec_read(h->e, h->g->loss, &loss, sizeof loss) || flat_io(h, WHICH_GRAD, h->gbuf, false)) {
+            fprintf(h->cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);
+            return -1;
+        }
+        *u += (double)rows * loss;
+        for (int64_t i = 0; i < h->dim; i++) g[i] += (double)rows * h->gbuf[i];
     }
     h->grads++;
     return 0;
@@ -149,8 +175,20 @@ static int trajectory(Hmc *h, double eps, int64_t steps, double *h0, double *h1,
 /* Back to h->q, the position before a rejected proposal. */
 static int restore(Hmc *h) { return flat_io(h, WHICH_Q, h->q, true); }
 
-/* One Metropolis-adjusted trajectory.  *accept_stat: min(1, exp(H0 - H1)); *divergent. */
-static int iterate(Hmc *h, double eps, int64_t steps, double *accept_stat, bool *divergent, double *energy_error) {
+/* One Metropolis-adjusted trajectory (nuts: one transition; *depth its tree's depth).
+ * *accept_stat: min(1, exp(H0 - H1)) (nuts: its mean over the tree); *divergent. */
+static int iterate(Hmc *h, double eps, int64_t steps, double *accept_stat, bool *divergent, double *energy_error, int *depth) {
+    if (h->sp->kind == SAMPLER_NUTS) {
+        NutsInfo info;
+        if (nuts_transition(&h->nuts, eps, h->qd, h->gd, &h->u, &info)) return -1;
+        for (int64_t i = 0; i < h->dim; i++) h->q[i] = (float)h->qd[i];
+        *accept_stat = info.accept_stat;
+        *divergent = info.divergent;
+        *energy_error = info.energy_error;
+        *depth = info.depth;
+        return 0;
+    }
+    *depth = 0;
     double h0, h1, u0, u1;
     if (trajectory(h, eps, steps, &h0, &h1, &u0, &u1)) return -1;
     *energy_error = h1 - h0;
@@ -166,15 +204,23 @@ static int iterate(Hmc *h, double eps, int64_t steps, double *accept_stat, bool 
 
 /* A first step size: doubled or halved until one leapfrog step's acceptance crosses 0.8
  * (Stan's heuristic).  The position is unchanged. */
-static int find_step(Hmc *h, double *eps) {
+static int one_step(Hmc *h, double eps, double *dh) {
+    if (h->sp->kind == SAMPLER_NUTS) return nuts_probe(&h->nuts, eps, h->qd, h->gd, h->u, dh);
     double h0, h1, u0, u1;
-    if (trajectory(h, *eps, 1, &h0, &h1, &u0, &u1) || restore(h)) return -1;
-    int dir = isfinite(h1) && h0 - h1 > log(0.8) ? 1 : -1;
+    if (trajectory(h, eps, 1, &h0, &h1, &u0, &u1) || restore(h)) return -1;
+    *dh = isfinite(h1) ? h0 - h1 : -INFINITY;
+    return 0;
+}
+
+static int find_step(Hmc *h, double *eps) {
+    double dh;
+    if (one_step(h, *eps, &dh)) return -1;
+    int dir = dh > log(0.8) ? 1 : -1;
     for (int k = 0; k < 100; k++) {
         double next = dir > 0 ? 2 * *eps : *eps / 2;
         if (next < 1e-12 || next > 1e6) break;
-        if (trajectory(h, next, 1, &h0, &h1, &u0, &u1) || restore(h)) return -1;
-        bool above = isfinite(h1) && h0 - h1 > log(0.8);
+        if (one_step(h, next, &dh)) return -1;
+        bool above = dh > log(0.8);
         if (dir > 0 && !above) break;
         *eps = next;
         if (dir < 0 && above) break;
@@ -238,13 +284,15 @@ typedef struct {
     int64_t kept;
     double accept, step, seconds;
     int64_t divergences, warm_divergences, grads; /* divergences while sampling, and in warm-up */
+    double mean_depth;                            /* nuts: the trees' mean depth while sampling */
+    int64_t max_depth_hits;                       /* nuts: trees that stopped at max_depth */
 } Chain;
 
 /* draws_chain<c>.safetensors: each weight [kept, shape...], then the potential per draw. */
 static int write_draws(Hmc *h, const Chain *ch, int c) {
     StTensor *t = util_calloc((size_t)h->npar + 1, sizeof(StTensor));
     float *cols = util_calloc((size_t)(ch->kept * h->dim) + 1, sizeof(float));
-    float *pot = util_calloc((size_t)ch->kept + 1, sizeof(float));
+    double *pot = util_calloc((size_t)ch->kept + 1, sizeof(double)); /* in double, as summarised */
     for (int p = 0; p < h->npar; p++) {
         const Param *pa = &h->par[p];
         float *dst = cols + ch->kept * pa->off;
@@ -254,14 +302,14 @@ static int write_draws(Hmc *h, const Chain *ch, int c) {
         t[p].shape[0] = ch->kept;
         for (int k = 0; k < pa->w->shape.rank; k++) t[p].shape[k + 1] = pa->w->shape.dim[k];
     }
-    for (int64_t d = 0; d < ch->kept; d++) pot[d] = (float)ch->potential[d];
-    t[h->npar] = (StTensor){.name = "sampler.potential", .dtype = ST_F32, .rank = 1, .shape = {ch->kept}, .data = pot,
-                            .bytes = sizeof(float) * (size_t)ch->kept};
+    memcpy(pot, ch->potential, sizeof(double) * (size_t)ch->kept);
+    t[h->npar] = (StTensor){.name = "sampler.potential", .dtype = ST_F64, .rank = 1, .shape = {ch->kept}, .data = pot,
+                            .bytes = sizeof(double) * (size_t)ch->kept};
     char path[4200], err[1024], step[64], acc[64];
     snprintf(path, sizeof path, "%s/draws_chain%d.safetensors", h->cfg->out_dir, c + 1);
     snprintf(step, sizeof step, "%.9g", ch->step);
     snprintf(acc, sizeof acc, "%.6f", ch->accept);
-    const char *keys[] = {"sampler", "step_size", "accept_rate"}, *vals[] = {"hmc", step, acc};
+    const char *keys[] = {"sampler", "step_size", "accept_rate"}, *vals[] = {h->sp->kind == SAMPLER_NUTS ? "nuts" : "hmc", step, acc};
     int rc = st_write_atomic(path, t, h->npar + 1, keys, vals, 3, err, sizeof err);
     if (rc) fprintf(h->cfg->diag->out, "nnc: error: %s\n", err);
     free(t);
@@ -347,6 +395,10 @@ static int report(Hmc *h, const Chain *ch, int m) {
         cJSON_AddNumberToObject(o, "divergences", (double)ch[c].divergences);
         cJSON_AddNumberToObject(o, "warmup_divergences", (double)ch[c].warm_divergences);
         cJSON_AddNumberToObject(o, "gradients", (double)ch[c].grads);
+        if (h->sp->kind == SAMPLER_NUTS) {
+            cJSON_AddNumberToObject(o, "mean_tree_depth", ch[c].mean_depth);
+            cJSON_AddNumberToObject(o, "max_depth_hits", (double)ch[c].max_depth_hits);
+        }
         cJSON_AddNumberToObject(o, "seconds", ch[c].seconds);
         cJSON_AddItemToArray(chains, o);
     }
@@ -421,7 +473,14 @@ static int run_chain(Hmc *h, int c, Chain *ch) {
     int64_t grads0 = h->grads;
     train_init_weights(h->e, t->seed + (uint64_t)c); /* the weights, and minv = 1 */
     rng_seed(&h->rng, t->seed + (uint64_t)c, RNG_SAMPLE);
-    if (flat_io(h, WHICH_Q, h->q, false) || flat_io(h, WHICH_MINV, h->minv, false)) return 1;
+    bool nuts = sp->kind == SAMPLER_NUTS;
+    if (flat_io(h, WHICH_Q, h->q, false)) return 1;
+    if (nuts) { /* minv = 1 on the host; the position and its gradient in double */
+        for (int64_t i = 0; i < h->dim; i++) h->minv[i] = 1, h->qd[i] = h->q[i];
+        if (full_gradient(h, h->qd, h->gd, &h->u)) return 1;
+    } else if (flat_io(h, WHICH_MINV, h->minv, false)) {
+        return 1;
+    }
     double eps = sp->step;
     if (sp->adapt_step && sp->burnin > 0 && find_step(h, &eps)) return 1;
     DualAvg da;
@@ -434,19 +493,21 @@ static int run_chain(Hmc *h, int c, Chain *ch) {
     ch->kept = (sp->samples + sp->thin - 1) / sp->thin;
     ch->q = util_calloc((size_t)(ch->kept * h->dim) + 1, sizeof(float));
     ch->potential = util_calloc((size_t)ch->kept + 1, sizeof(double));
-    double acc_sum = 0;
-    int64_t kept = 0, div0 = h->divergences;
+    double acc_sum = 0, depth_sum = 0, window_depth = 0;
+    int64_t kept = 0, div0 = h->divergences, depth_hits = 0;
     int rc = 0;
     for (int64_t it = 0; it < total && rc == 0; it++) {
         bool warm = it < sp->burnin;
         double a, err;
         bool div;
-        int64_t lo = (int64_t)ceil((1 - sp->jitter) * (double)sp->leapfrog), steps = lo + (int64_t)rng_below(&h->rng, (uint64_t)(sp->leapfrog - lo + 1));
-        if (iterate(h, eps, steps, &a, &div, &err)) {
+        int depth;
+        int64_t lo = (int64_t)ceil((1 - sp->jitter) * (double)sp->leapfrog), steps = nuts ? 0 : lo + (int64_t)rng_below(&h->rng, (uint64_t)(sp->leapfrog - lo + 1));
+        if (iterate(h, eps, steps, &a, &div, &err, &depth)) {
             rc = 1;
             break;
         }
         window_acc += a;
+        window_depth += depth;
         if (div) {
             window_div++;
             if (warm)
@@ -470,7 +531,7 @@ static int run_chain(Hmc *h, int c, Chain *ch) {
                     double var = wn > 1 ? m2[i] / (double)(wn - 1) : 1;
                     h->minv[i] = (float)(((double)wn * var + 1e-3 * 5) / ((double)wn + 5));
                 }
-                if (flat_io(h, WHICH_MINV, h->minv, true)) {
+                if (!nuts && flat_io(h, WHICH_MINV, h->minv, true)) {
                     rc = 1;
                     break;
                 }
@@ -489,6 +550,8 @@ static int run_chain(Hmc *h, int c, Chain *ch) {
             if (it == sp->burnin - 1 && sp->adapt_step) eps = exp(da.log_eps_bar);
         } else {
             acc_sum += a;
+            depth_sum += depth;
+            depth_hits += depth == sp->max_depth;
             int64_t s = it - sp->burnin;
             if (s % sp->thin == 0) {
                 if (kept == 0 && c == 0) h->first_draw_s = util_now() - h->t0;
@@ -505,6 +568,7 @@ static int run_chain(Hmc *h, int c, Chain *ch) {
             cJSON_AddNumberToObject(o, "accept", window_acc / (double)span);
             cJSON_AddNumberToObject(o, "step_size", eps);
             cJSON_AddNumberToObject(o, "divergences", (double)window_div);
+            if (nuts) cJSON_AddNumberToObject(o, "tree_depth", window_depth / (double)span);
             cJSON_AddNumberToObject(o, "time_s", round((util_now() - t0) * 1000) / 1000);
             line(h, o);
             if (h->cfg->progress == 1 || (h->cfg->progress < 0 && isatty(fileno(h->out)))) {
@@ -515,12 +579,15 @@ static int run_chain(Hmc *h, int c, Chain *ch) {
             }
             window_acc = 0;
             window_div = 0;
+            window_depth = 0;
         }
     }
     free(mean);
     free(m2);
     ch->accept = sp->samples ? acc_sum / (double)sp->samples : 0;
     ch->step = eps;
+    ch->mean_depth = sp->samples ? depth_sum / (double)sp->samples : 0;
+    ch->max_depth_hits = depth_hits;
     ch->divergences = h->divergences - div0;
     ch->warm_divergences = warm_div;
     ch->grads = h->grads - grads0;
@@ -530,6 +597,9 @@ static int run_chain(Hmc *h, int c, Chain *ch) {
         fprintf(h->out, "chain %d: %lld draws kept, acceptance %.3f, step size %.4g, %lld divergences (%lld in warm-up), "
                 "%lld gradients in %.2f s (%.0f/s)\n", c + 1, (long long)ch->kept, ch->accept, ch->step, (long long)ch->divergences,
                 (long long)ch->warm_divergences, (long long)ch->grads, ch->seconds, (double)ch->grads / ch->seconds);
+        if (nuts)
+            fprintf(h->out, "chain %d: tree depth %.2f on average while sampling, %lld tree%s stopped at max_depth %d\n", c + 1,
+                    ch->mean_depth, (long long)ch->max_depth_hits, ch->max_depth_hits == 1 ? "" : "s", sp->max_depth);
         rc = write_draws(h, ch, c);
     }
     return rc;
@@ -566,10 +636,13 @@ static int setup(Hmc *h, const TrainConfig *cfg) {
         }
     }
     exec_set_scalars(h->e, SC_DATA_INV_N, 1.0 / (double)h->n_train);
-    h->kick_slot = ir_find_scalar(g, "hmc.kick");
-    h->step_slot = ir_find_scalar(g, "hmc.step");
-    h->drift = programs_find(g, "drift");
-    NNC_ASSERT(h->kick_slot >= 0 && h->step_slot >= 0 && h->drift >= 0);
+    bool nuts = h->sp->kind == SAMPLER_NUTS;
+    if (!nuts) {
+        h->kick_slot = ir_find_scalar(g, "hmc.kick");
+        h->step_slot = ir_find_scalar(g, "hmc.step");
+        h->drift = programs_find(g, "drift");
+        NNC_ASSERT(h->kick_slot >= 0 && h->step_slot >= 0 && h->drift >= 0);
+    }
     h->par = util_calloc((size_t)g->nweight + 1, sizeof(Param));
     for (int wi = 0; wi < g->nweight; wi++) {
         const Weight *w = &g->weight[wi];
@@ -580,13 +653,20 @@ static int setup(Hmc *h, const TrainConfig *cfg) {
                 if (util_ends_with(g->weight[k].name, ".hmc_r")) p.r = g->weight[k].node;
                 if (util_ends_with(g->weight[k].name, ".hmc_minv")) p.minv = g->weight[k].node;
             }
-        NNC_ASSERT(p.r >= 0 && p.minv >= 0);
+        NNC_ASSERT(nuts || (p.r >= 0 && p.minv >= 0));
         h->par[h->npar++] = p;
         h->dim += p.n;
     }
     h->q = util_calloc((size_t)h->dim + 1, sizeof(float));
     h->r = util_calloc((size_t)h->dim + 1, sizeof(float));
     h->minv = util_calloc((size_t)h->dim + 1, sizeof(float));
+    if (nuts) {
+        h->qd = util_calloc((size_t)h->dim + 1, sizeof(double));
+        h->gd = util_calloc((size_t)h->dim + 1, sizeof(double));
+        h->gbuf = util_calloc((size_t)h->dim + 1, sizeof(float));
+        h->nuts = (Nuts){.dim = h->dim, .max_depth = h->sp->max_depth, .minv = h->minv, .rng = &h->rng, .grad = full_gradient, .ctx = h};
+        nuts_init(&h->nuts);
+    }
     if (h->resident) load_batch(h, 0);
     return 0;
 }
@@ -612,11 +692,16 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
     }
     Chain *ch = util_calloc((size_t)sp->chains, sizeof(Chain));
     if (rc == 0) {
-        fprintf(h.out, "sampling %s by hmc: %lld training samples (%s), %lld weights; %lld chain%s of %lld warm-up and %lld "
-                "sampling iterations, %lld leapfrog steps each, every %lld%s kept (%s)\n",
-                cfg->model->name, (long long)h.n_train, h.resident ? "one batch, loaded once" : "in batches", (long long)h.dim,
-                (long long)sp->chains, sp->chains > 1 ? "s" : "", (long long)sp->burnin, (long long)sp->samples,
-                (long long)sp->leapfrog, (long long)sp->thin, sp->thin == 1 ? "st" : sp->thin == 2 ? "nd" : sp->thin == 3 ? "rd" : "th",
+        char steps[64];
+        if (sp->kind == SAMPLER_NUTS)
+            snprintf(steps, sizeof steps, "trees of depth %d at most", sp->max_depth);
+        else
+            snprintf(steps, sizeof steps, "%lld leapfrog steps each", (long long)sp->leapfrog);
+        fprintf(h.out, "sampling %s by %s: %lld training samples (%s), %lld weights; %lld chain%s of %lld warm-up and %lld "
+                "sampling iterations, %s, every %lld%s kept (%s)\n",
+                cfg->model->name, sp->kind == SAMPLER_NUTS ? "nuts" : "hmc", (long long)h.n_train,
+                h.resident ? "one batch, loaded once" : "in batches", (long long)h.dim, (long long)sp->chains, sp->chains > 1 ? "s" : "",
+                (long long)sp->burnin, (long long)sp->samples, steps, (long long)sp->thin, sp->thin == 1 ? "st" : sp->thin == 2 ? "nd" : sp->thin == 3 ? "rd" : "th",
                 cfg->backend ? cfg->backend : "cpu");
         fflush(h.out);
     }
@@ -642,6 +727,10 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
     free(h.q);
     free(h.r);
     free(h.minv);
+    free(h.qd);
+    free(h.gd);
+    free(h.gbuf);
+    nuts_free(&h.nuts);
     free(h.xs);
     free(h.ts);
     free(h.ls);

@@ -1,5 +1,5 @@
-"""bayes_hmc.py NNC OUTDIR: HMC against posteriors known in closed form, and its diagnostics
-against an independent NumPy implementation.
+"""bayes_hmc.py NNC OUTDIR [hmc|nuts]: HMC (or NUTS) against posteriors known in closed form, and
+its diagnostics against an independent NumPy implementation.
 
 1. Bayesian linear regression, prior N(0, 0.1^2) on the weights and the bias, known noise 0.5:
    the posterior is N(m, S), S = (X'X / sigma^2 + I / tau^2)^-1, m = S X'y / sigma^2.  Four chains
@@ -32,7 +32,13 @@ from mcmc_np import ess_bulk, ess_tail, rhat  # noqa: E402
 from st_numpy import read  # noqa: E402
 
 nnc, out = sys.argv[1], sys.argv[2]
+kind = sys.argv[3] if len(sys.argv) > 3 else "hmc"
 fails = []
+
+
+def sampler(samples, burnin):
+    steps = "leapfrog = 10, " if kind == "hmc" else ""
+    return f"sampler {kind}({steps}samples = {samples}, burnin = {burnin}, chains = 4)"
 
 
 def run(name, text):
@@ -60,7 +66,7 @@ prior  out ~ normal(0, {TAU})
 out  = x -> dense(1)
 loss gaussian_nll(out, y, sigma = {SIGMA})
 train {{ data csv("lin.csv", target = last) batch {N} seed 3
-        sampler hmc(leapfrog = 10, samples = 1000, burnin = 500, chains = 4) }}
+        {sampler(1000, 500)} }}
 """)
 data = np.loadtxt(f"{out}/lin.csv", delimiter=",")
 xa, t = np.c_[data[:, :D], np.ones(N)], data[:, D]
@@ -108,7 +114,7 @@ print(f"R-hat, bulk and tail ESS of 8 quantities: worst relative difference to N
 
 # ---- 2. priors alone ----
 np.savetxt(f"{out}/zeros.csv", np.zeros((50, 5)), delimiter=",", fmt="%g")
-run("prior", """model prior_only
+run("prior", f"""model prior_only
 input  x : f32[4]
 target y : f32[1]
 prior  a.weight ~ cauchy(0, 1)
@@ -119,8 +125,8 @@ a = x -> dense(1)
 b = x -> dense(1)
 c = x -> dense(1)
 loss gaussian_nll(a, y, sigma = 1000) + gaussian_nll(b, y, sigma = 1000) + gaussian_nll(c, y, sigma = 1000)
-train { data csv("zeros.csv", target = last) batch 50 seed 2
-        sampler hmc(leapfrog = 10, samples = 4000, burnin = 1000, chains = 4) }
+train {{ data csv("zeros.csv", target = last) batch 50 seed 2
+        {sampler(4000, 1000)} }}
 """)
 p = draws("prior", 4)
 cdfs = {

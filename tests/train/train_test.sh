@@ -216,6 +216,10 @@ bayes_hmc_exact)
   # HMC against the closed-form posterior of Bayesian linear regression, priors alone against
   # their distributions, R-hat and ESS against NumPy (tests/train/bayes_hmc.py says how)
   /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
-  /usr/bin/python3 tests/train/bayes_hmc.py "$nnc" "$out" ;;
+  /usr/bin/python3 tests/train/bayes_hmc.py "$nnc" "$out" hmc ;;
+bayes_nuts_exact)
+  # the same for NUTS
+  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
+  /usr/bin/python3 tests/train/bayes_hmc.py "$nnc" "$out" nuts ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac

@@ -1,0 +1,255 @@
+/* nuts.c: the no-U-turn sampler's transition (see nuts.h).
+ *
+ * A transition draws a momentum r ~ N(0, M), M = diag(1 / minv), and doubles a trajectory
+ * forward or backward in time (a fair coin each time) until it makes a U-turn, diverges or
+ * reaches max_depth.  Each new subtree is built recursively, depth by depth, from the end of
+ * the trajectory it extends; within a subtree a point is drawn in proportion to exp(-H)
+ * (multinomial sampling), and a finished subtree replaces the transition's draw with
+ * probability min(1, w(subtree) / w(old tree)) (biased progressive sampling, which favours the
+ * points further out).  The U-turn criterion is the generalised one, p#(-)' rho > 0 and
+ * p#(+)' rho > 0 with p# = minv r and rho the sum of the momenta, checked on every subtree and
+ * again across the two halves of each merge (the extra checks Stan added in 2.23).  A point whose
+ * energy exceeds H0 by more than 1000 (or is not finite) is a divergence: its subtree is
+ * discarded and the trajectory stops.  The acceptance statistic for step-size adaptation is the
+ * mean of min(1, exp(H0 - H)) over the points built. */
+#include "nuts.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+typedef struct {
+    double *q, *r, *g, u;
+} State;
+
+/* The vectors a subtree of one depth needs while its halves are built. */
+typedef struct {
+    State propose_final;
+    double *p_sharp_init_end, *p_sharp_final_begin, *p_init_end, *p_final_begin, *rho_left, *rho_right;
+} Level;
+
+struct NutsWork {
+    State fwd, bck, sample, propose;
+    double *p_sharp_fwd_bck, *p_sharp_fwd_fwd, *p_sharp_bck_fwd, *p_sharp_bck_bck;
+    double *p_fwd_bck, *p_fwd_fwd, *p_bck_fwd, *p_bck_bck, *rho, *rho_fwd, *rho_bck, *tmp;
+    Level *level; /* [max_depth + 1] */
+    double h0, lsw_build, sum_metro;
+    int64_t leapfrogs;
+    bool divergent;
+    double energy_error;
+};
+
+static double *vec(const Nuts *n) { return util_calloc((size_t)n->dim + 1, sizeof(double)); }
+static State state(const Nuts *n) { return (State){vec(n), vec(n), vec(n), 0}; }
+static void state_free(State *s) {
+    free(s->q);
+    free(s->r);
+    free(s->g);
+}
+static void copy(const Nuts *n, double *dst, const double *src) { memcpy(dst, src, sizeof(double) * (size_t)n->dim); }
+static void state_copy(const Nuts *n, State *dst, const State *src) {
+    copy(n, dst->q, src->q);
+    copy(n, dst->r, src->r);
+    copy(n, dst->g, src->g);
+    dst->u = src->u;
+}
+
+void nuts_init(Nuts *n) {
+    NutsWork *w = util_calloc(1, sizeof *w);
+    w->fwd = state(n), w->bck = state(n), w->sample = state(n), w->propose = state(n);
+    double **v[] = {&w->p_sharp_fwd_bck, &w->p_sharp_fwd_fwd, &w->p_sharp_bck_fwd, &w->p_sharp_bck_bck, &w->p_fwd_bck, &w->p_fwd_fwd,
+                    &w->p_bck_fwd, &w->p_bck_bck, &w->rho, &w->rho_fwd, &w->rho_bck, &w->tmp};
+    for (size_t k = 0; k < sizeof v / sizeof *v; k++) *v[k] = vec(n);
+    w->level = util_calloc((size_t)n->max_depth + 1, sizeof(Level));
+    for (int d = 0; d <= n->max_depth; d++) {
+        Level *l = &w->level[d];
+        l->propose_final = state(n);
+        double **lv[] = {&l->p_sharp_init_end, &l->p_sharp_final_begin, &l->p_init_end, &l->p_final_begin, &l->rho_left, &l->rho_right};
+        for (size_t k = 0; k < sizeof lv / sizeof *lv; k++) *lv[k] = vec(n);
+    }
+    n->w = w;
+}
+
+void nuts_free(Nuts *n) {
+    NutsWork *w = n->w;
+    if (!w) return;
+    state_free(&w->fwd), state_free(&w->bck), state_free(&w->sample), state_free(&w->propose);
+    double *v[] = {w->p_sharp_fwd_bck, w->p_sharp_fwd_fwd, w->p_sharp_bck_fwd, w->p_sharp_bck_bck, w->p_fwd_bck, w->p_fwd_fwd,
+                   w->p_bck_fwd, w->p_bck_bck, w->rho, w->rho_fwd, w->rho_bck, w->tmp};
+    for (size_t k = 0; k < sizeof v / sizeof *v; k++) free(v[k]);
+    for (int d = 0; d <= n->max_depth; d++) {
+        Level *l = &w->level[d];
+        state_free(&l->propose_final);
+        double *lv[] = {l->p_sharp_init_end, l->p_sharp_final_begin, l->p_init_end, l->p_final_begin, l->rho_left, l->rho_right};
+        for (size_t k = 0; k < sizeof lv / sizeof *lv; k++) free(lv[k]);
+    }
+    free(w->level);
+    free(w);
+    n->w = NULL;
+}
+
+static double kinetic(const Nuts *n, const double *r) {
+    double k = 0;
+    for (int64_t i = 0; i < n->dim; i++) k += 0.5 * (double)n->minv[i] * r[i] * r[i];
+    return k;
+}
+
+static double log_sum_exp(double a, double b) {
+    if (a == -INFINITY) return b;
+    if (b == -INFINITY) return a;
+    return a > b ? a + log1p(exp(b - a)) : b + log1p(exp(a - b));
+}
+
+/* p# = minv r */
+static void sharp(const Nuts *n, double *dst, const double *r) {
+    for (int64_t i = 0; i < n->dim; i++) dst[i] = (double)n->minv[i] * r[i];
+}
+
+/* No U-turn between the ends with sharp momenta a and b over momentum sum rho. */
+static bool no_u_turn(const Nuts *n, const double *a, const double *b, const double *rho) {
+    double da = 0, db = 0;
+    for (int64_t i = 0; i < n->dim; i++) {
+        da += a[i] * rho[i];
+        db += b[i] * rho[i];
+    }
+    return da > 0 && db > 0;
+}
+
+/* dst = x + y */
+static void sum(const Nuts *n, double *dst, const double *x, const double *y) {
+    for (int64_t i = 0; i < n->dim; i++) dst[i] = x[i] + y[i];
+}
+
+/* z moves one leapfrog step of size eps (negative: backward in time). */
+static int leapfrog(Nuts *n, State *z, double eps) {
+    for (int64_t i = 0; i < n->dim; i++) {
+        z->r[i] -= 0.5 * eps * z->g[i];
+        z->q[i] = (float)(z->q[i] + eps * (double)n->minv[i] * z->r[i]);
+    }
+    if (n->grad(n->ctx, z->q, z->g, &z->u)) return -1;
+    if (!isfinite(z->u)) return 0; /* a divergence: the momentum no longer matters */
+    for (int64_t i = 0; i < n->dim; i++) z->r[i] -= 0.5 * eps * z->g[i];
+    return 0;
+}
+
+/* A subtree of 2^depth points from the end z (which it moves to the subtree's far end).
+ * *propose: its draw; *lsw: its log weight added; rho: its momenta added; the first and last
+ * points' momenta (and sharp momenta) into p_begin, p_end.  1: no U-turn and no divergence;
+ * 0: stop; -1: an error. */
+static int build(Nuts *n, int depth, State *z, State *propose, double *p_sharp_begin, double *p_sharp_end, double *rho, double *p_begin,
+                 double *p_end, double eps, double *lsw) {
+    NutsWork *w = n->w;
+    if (depth == 0) {
+        if (leapfrog(n, z, eps)) return -1;
+        w->leapfrogs++;
+        double h = z->u + kinetic(n, z->r);
+        if (isnan(h)) h = INFINITY;
+        w->energy_error = h - w->h0;
+        if (h - w->h0 > 1000) {
+            w->divergent = true;
+            return 0;
+        }
+        *lsw = log_sum_exp(*lsw, w->h0 - h);
+        w->sum_metro += w->h0 - h > 0 ? 1 : exp(w->h0 - h);
+        state_copy(n, propose, z);
+        for (int64_t i = 0; i < n->dim; i++) rho[i] += z->r[i];
+        sharp(n, p_sharp_begin, z->r);
+        copy(n, p_sharp_end, p_sharp_begin);
+        copy(n, p_begin, z->r);
+        copy(n, p_end, z->r);
+        return 1;
+    }
+    Level *l = &n->w->level[depth];
+    memset(l->rho_left, 0, sizeof(double) * (size_t)n->dim);
+    double lsw_left = -INFINITY, lsw_right = -INFINITY;
+    int rc = build(n, depth - 1, z, propose, p_sharp_begin, l->p_sharp_init_end, l->rho_left, p_begin, l->p_init_end, eps, &lsw_left);
+    if (rc != 1) return rc;
+    memset(l->rho_right, 0, sizeof(double) * (size_t)n->dim);
+    rc = build(n, depth - 1, z, &l->propose_final, l->p_sharp_final_begin, p_sharp_end, l->rho_right, l->p_final_begin, p_end, eps,
+               &lsw_right);
+    if (rc != 1) return rc;
+    double lsw_subtree = log_sum_exp(lsw_left, lsw_right);
+    *lsw = log_sum_exp(*lsw, lsw_subtree);
+    if (rng_uniform(n->rng) < exp(lsw_right - lsw_subtree)) state_copy(n, propose, &l->propose_final); /* within: uniform in weight */
+    double *rho_subtree = l->rho_left; /* (the left half's sum is not needed apart any more after this) */
+    sum(n, w->tmp, l->rho_left, l->p_final_begin);
+    bool left_right = no_u_turn(n, p_sharp_begin, l->p_sharp_final_begin, w->tmp);
+    sum(n, w->tmp, l->rho_right, l->p_init_end);
+    bool right_left = no_u_turn(n, l->p_sharp_init_end, p_sharp_end, w->tmp);
+    sum(n, rho_subtree, l->rho_left, l->rho_right);
+    for (int64_t i = 0; i < n->dim; i++) rho[i] += rho_subtree[i];
+    return no_u_turn(n, p_sharp_begin, p_sharp_end, rho_subtree) && left_right && right_left;
+}
+
+int nuts_transition(Nuts *n, double eps, double *q, double *g, double *u, NutsInfo *info) {
+    NutsWork *w = n->w;
+    State z0 = {q, w->tmp, g, *u};
+    for (int64_t i = 0; i < n->dim; i++) w->tmp[i] = rng_normal(n->rng) / sqrt((double)n->minv[i]);
+    state_copy(n, &w->fwd, &z0);
+    state_copy(n, &w->bck, &z0);
+    state_copy(n, &w->sample, &z0);
+    w->h0 = *u + kinetic(n, w->fwd.r);
+    sharp(n, w->p_sharp_fwd_bck, w->fwd.r);
+    double *ps[] = {w->p_sharp_fwd_fwd, w->p_sharp_bck_fwd, w->p_sharp_bck_bck};
+    for (int k = 0; k < 3; k++) copy(n, ps[k], w->p_sharp_fwd_bck);
+    double *pp[] = {w->p_fwd_bck, w->p_fwd_fwd, w->p_bck_fwd, w->p_bck_bck, w->rho};
+    for (int k = 0; k < 5; k++) copy(n, pp[k], w->fwd.r);
+    double lsw = 0; /* log exp(H0 - H0) */
+    w->leapfrogs = 0;
+    w->sum_metro = 0;
+    w->divergent = false;
+    w->energy_error = 0;
+    int depth = 0;
+    while (depth < n->max_depth) {
+        double lsw_subtree = -INFINITY;
+        int rc;
+        memset(w->rho_fwd, 0, sizeof(double) * (size_t)n->dim);
+        memset(w->rho_bck, 0, sizeof(double) * (size_t)n->dim);
+        if (rng_uniform(n->rng) > 0.5) { /* forward from the front end */
+            copy(n, w->rho_bck, w->rho);
+            copy(n, w->p_bck_fwd, w->p_fwd_fwd); /* the old trajectory is the backward half now */
+            copy(n, w->p_sharp_bck_fwd, w->p_sharp_fwd_fwd);
+            rc = build(n, depth, &w->fwd, &w->propose, w->p_sharp_fwd_bck, w->p_sharp_fwd_fwd, w->rho_fwd, w->p_fwd_bck, w->p_fwd_fwd, eps,
+                       &lsw_subtree);
+        } else { /* backward from the back end */
+            copy(n, w->rho_fwd, w->rho);
+            copy(n, w->p_fwd_bck, w->p_bck_bck); /* the old trajectory is the forward half now */
+            copy(n, w->p_sharp_fwd_bck, w->p_sharp_bck_bck);
+            rc = build(n, depth, &w->bck, &w->propose, w->p_sharp_bck_fwd, w->p_sharp_bck_bck, w->rho_bck, w->p_bck_fwd, w->p_bck_bck, -eps,
+                       &lsw_subtree);
+        }
+        if (rc < 0) return -1;
+        if (rc == 0) break;
+        depth++;
+        if (lsw_subtree > lsw || rng_uniform(n->rng) < exp(lsw_subtree - lsw)) state_copy(n, &w->sample, &w->propose);
+        lsw = log_sum_exp(lsw, lsw_subtree);
+        sum(n, w->rho, w->rho_bck, w->rho_fwd);
+        sum(n, w->tmp, w->rho_bck, w->p_fwd_bck);
+        bool across_bck = no_u_turn(n, w->p_sharp_bck_bck, w->p_sharp_fwd_bck, w->tmp);
+        sum(n, w->tmp, w->rho_fwd, w->p_bck_fwd);
+        bool across_fwd = no_u_turn(n, w->p_sharp_bck_fwd, w->p_sharp_fwd_fwd, w->tmp);
+        if (!no_u_turn(n, w->p_sharp_bck_bck, w->p_sharp_fwd_fwd, w->rho) || !across_bck || !across_fwd) break;
+    }
+    copy(n, q, w->sample.q);
+    copy(n, g, w->sample.g);
+    *u = w->sample.u;
+    *info = (NutsInfo){.accept_stat = w->leapfrogs ? w->sum_metro / (double)w->leapfrogs : 0, .energy_error = w->energy_error,
+                       .depth = depth, .leapfrogs = w->leapfrogs, .divergent = w->divergent};
+    return 0;
+}
+
+int nuts_probe(Nuts *n, double eps, const double *q, const double *g, double u, double *dh) {
+    NutsWork *w = n->w;
+    State z = w->fwd;
+    copy(n, z.q, q);
+    copy(n, z.g, g);
+    z.u = u;
+    for (int64_t i = 0; i < n->dim; i++) z.r[i] = rng_normal(n->rng) / sqrt((double)n->minv[i]);
+    double h0 = u + kinetic(n, z.r);
+    if (leapfrog(n, &z, eps)) return -1;
+    double h1 = z.u + kinetic(n, z.r);
+    *dh = isfinite(h1) ? h0 - h1 : -INFINITY;
+    return 0;
+}
