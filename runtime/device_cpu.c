@@ -17,8 +17,9 @@
 
 #include "device.h"
 
-enum { MAX_THREADS = 64, MIN_SPLIT_WORK = 1 << 17 }; /* elements of work worth waking the threads for: below it
-                                                         * (a 1000 x 20 layer) the hand-off costs more than it saves */
+/* MIN_SPLIT_WORK: elements of a loop kernel worth waking the threads for (below it, a 1000 x 20
+ * layer, the hand-off costs more than it saves); SMALL_GEMM: the same for a GEMM's multiply-adds */
+enum { MAX_THREADS = 64, MIN_SPLIT_WORK = 1 << 17, SMALL_GEMM = 1 << 20 };
 
 typedef struct CpuDevice CpuDevice;
 
@@ -156,6 +157,27 @@ static void stop_threads(CpuDevice *c) {
     pthread_cond_destroy(&c->done);
 }
 
+/* OpenBLAS's threads for one GEMM of m x n x k multiply-adds: one below SMALL_GEMM, about 50 us
+ * of one core's work, where waking the others costs more than it saves (xsec_bnn's gradient,
+ * GEMMs of at most 1000 x 20 x 19, ran at half the speed on two threads as on one), all of them
+ * (OPENBLAS_NUM_THREADS) above.  OpenBLAS's results
+ * depend on its thread count, so the CPU device and the emulated CUDA device's cuBLAS both call
+ * this before every GEMM and keep giving the same bits.  NNC_SMALL_GEMM overrides the bound. */
+void device_blas_threads(int64_t m, int64_t n, int64_t k) {
+    static int all, now;
+    static double small;
+    if (!all) {
+        all = now = openblas_get_num_threads();
+        const char *v = getenv("NNC_SMALL_GEMM");
+        small = v && *v ? atof(v) : SMALL_GEMM;
+    }
+    int want = (double)m * (double)n * (double)k < small ? 1 : all;
+    if (want != now) {
+        openblas_set_num_threads(want);
+        now = want;
+    }
+}
+
 GemmShape device_gemm_shape(const Kernel *k, int64_t rows) {
     GemmShape s;
     s.m = (int)kdim_value(k->m, rows);
@@ -207,6 +229,7 @@ static int cpu_launch(Device *d, const Kernel *k, int index, void *const *args, 
 static int cpu_gemm(Device *d, const Kernel *k, void *const *args, int64_t rows) {
     (void)d;
     GemmShape s = device_gemm_shape(k, rows);
+    device_blas_threads(s.m, s.n, s.k);
     cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, s.m, s.n, s.k, 1.0f,
                 args[0], s.lda, args[1], s.ldb, 0.0f, args[2], s.ldc);
     return 0;

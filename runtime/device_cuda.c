@@ -358,6 +358,7 @@ static int emu_sgemm(void *handle, int ta, int tb, int m, int n, int k, const fl
                      const float *B, int ldb, const float *beta, float *C, int ldc) {
     (void)handle;
     if (m < 0 || n < 0 || k < 0 || lda < (ta ? k : m) || ldb < (tb ? n : k) || ldc < m) return 7; /* INVALID_VALUE */
+    device_blas_threads(m, n, k); /* as the CPU device would for this GEMM */
     cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, *alpha, A, lda, B,
                 ldb, *beta, C, ldc);
     return 0;

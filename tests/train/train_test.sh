@@ -147,12 +147,14 @@ fashion_sparse_3_epochs)
   "$check" "$out/metrics.jsonl" test h2.width 100 800
   "$check" "$out/metrics.jsonl" test accuracy 0.84 ;;
 fashion_2c2d_3_epochs)
-  # DeepOBS's fmnist_2c2d: a small CNN reaches 0.91 test accuracy in 3 epochs (skipped under
-  # the sanitizers: 3 epochs of convolutions there take too long for CI)
+  # DeepOBS's fmnist_2c2d: a small CNN reaches about 0.91 test accuracy in 3 epochs; the last
+  # bits of its GEMMs (OpenBLAS's thread count per GEMM) moved it between 0.9077 and 0.9108,
+  # so the bound leaves that much room (skipped under the sanitizers: 3 epochs of
+  # convolutions there take too long for CI)
   if [ -n "${NNC_SANITIZED:-}" ]; then echo "skipped under sanitizers"; exit 77; fi
   "$nnc" train models/fashion_2c2d.nn --out "$out" --no-progress > "$out/stdout"
   cat "$out/stdout"
-  "$check" "$out/metrics.jsonl" test accuracy 0.91 ;;
+  "$check" "$out/metrics.jsonl" test accuracy 0.90 ;;
 fashion_sparse_cnn_shrinks)
   # workload 1 on a CNN: channel gates close and dead channels are removed after the first
   # epoch, and the smaller network keeps learning (3200 training images, 2 epochs; skipped
