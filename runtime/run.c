@@ -11,6 +11,7 @@
 
 #include "checkpoint.h"
 #include "npy.h"
+#include "posterior.h"
 #include "train.h"
 
 /* Compiles o's model (the text embedded in a trainer, or the file) up to `upto`. */
@@ -297,6 +298,11 @@ static Built *from_checkpoint(const RunOptions *o, Checkpoint *ck) {
     CompileOptions co = {.ov = o->ov, .nov = o->nov};
     int rc = compile(o, &co, STAGE_CHECK, &c);
     char err[1024], hash[17];
+    if (rc == 0 && c.model->train.sampler.kind != SAMPLER_NONE) {
+        fprintf(stderr, "nnc: error: model '%s' is sampled, not trained: give --draws D, the sampling run's directory, instead of "
+                "--checkpoint\n", c.model->name);
+        rc = 1;
+    }
     if (rc == 0) {
         source_hash(&c, hash);
         RunIdentity id = {c.model->name, hash, NULL};
@@ -318,7 +324,54 @@ static Built *from_checkpoint(const RunOptions *o, Checkpoint *ck) {
     return b;
 }
 
+/* eval, predict of a sampled model: the model as its source says, and its run's draws (d is
+ * emptied on failure). */
+static Built *from_draws(const RunOptions *o, Draws *d) {
+    memset(d, 0, sizeof *d);
+    Built *b = run_build(o, NULL, 0, 0);
+    if (!b) return NULL;
+    char hash[17], err[1024];
+    source_hash(&b->c, hash);
+    RunIdentity id = {b->c.model->name, hash, NULL};
+    if (b->c.model->train.sampler.kind == SAMPLER_NONE) {
+        fprintf(stderr, "nnc: error: --draws: model '%s' is trained by an optimizer, not sampled: give its --checkpoint instead\n",
+                b->c.model->name);
+    } else if (draws_load(o->draws, b->c.graph, &id, d, err, sizeof err)) {
+        fprintf(stderr, "nnc: error: %s\n", err);
+    } else {
+        printf("draws: %lld from %d chain%s (%s)\n", (long long)d->ndraw, d->nchain, d->nchain == 1 ? "" : "s", o->draws);
+        return b;
+    }
+    draws_free(d);
+    run_free(b);
+    return NULL;
+}
+
+static int eval_draws(const RunOptions *o) {
+    Draws d;
+    Built *b = from_draws(o, &d);
+    if (!b) return 1;
+    Model *m = b->c.model;
+    ModelData data;
+    char err[1024];
+    int rc = apply_data(o, m);
+    if (rc == 0 && train_load_data(m, b->c.graph, &data, err, sizeof err)) {
+        fprintf(stderr, "nnc: error: %s\n", err);
+        rc = 1;
+    } else if (rc == 0) {
+        int64_t n_valid, *order = train_split_order(&m->train, data.train.n, &n_valid);
+        printf("evaluating %s: ", m->name);
+        rc = posterior_report(&b->e, m, &d, &data, order + data.train.n - n_valid, n_valid, stdout, NULL) ? 1 : 0;
+        free(order);
+        train_free_data(&data);
+    }
+    draws_free(&d);
+    run_free(b);
+    return rc;
+}
+
 int run_eval(const RunOptions *o) {
+    if (o->draws) return eval_draws(o);
     Checkpoint ck;
     Built *b = from_checkpoint(o, &ck);
     if (!b) return 1;
@@ -335,12 +388,15 @@ int run_eval(const RunOptions *o) {
 }
 
 /* The predictions as NPY (n x cols float32), or as CSV: for a classifier the predicted class
- * first, then the outputs. */
-static int write_predictions(const char *path, const float *y, int64_t n, int64_t cols, bool classes) {
+ * first, then the outputs.  With `per` 4 (a posterior's), each output is four values: mean,
+ * sd, 5 % and 95 % quantile (NPY n x cols x 4; CSV columns out0_mean, out0_sd, out0_q5,
+ * out0_q95, ...), and the class is the one of the highest mean. */
+static const char *const stat_name[] = {"mean", "sd", "q5", "q95"};
+static int write_predictions(const char *path, const float *y, int64_t n, int64_t cols, int per, bool classes) {
     char err[1024];
     if (!util_ends_with(path, ".csv")) {
-        int64_t shape[2] = {n, cols};
-        if (npy_write_f32(path, y, 2, shape, err, sizeof err)) {
+        int64_t shape[3] = {n, cols, per};
+        if (npy_write_f32(path, y, per > 1 ? 3 : 2, shape, err, sizeof err)) {
             fprintf(stderr, "nnc: error: %s\n", err);
             return 1;
         }
@@ -352,16 +408,18 @@ static int write_predictions(const char *path, const float *y, int64_t n, int64_
         return 1;
     }
     if (classes) fputs("class,", f);
-    for (int64_t j = 0; j < cols; j++) fprintf(f, "out%lld%s", (long long)j, j + 1 < cols ? "," : "\n");
+    for (int64_t j = 0; j < cols * per; j++)
+        fprintf(f, "out%lld%s%s%s", (long long)(j / per), per > 1 ? "_" : "", per > 1 ? stat_name[j % per] : "",
+                j + 1 < cols * per ? "," : "\n");
     for (int64_t i = 0; i < n; i++) {
-        const float *r = y + i * cols;
+        const float *r = y + i * cols * per;
         if (classes) {
             int64_t best = 0;
             for (int64_t j = 1; j < cols; j++)
-                if (r[j] > r[best]) best = j;
+                if (r[j * per] > r[best * per]) best = j;
             fprintf(f, "%lld,", (long long)best);
         }
-        for (int64_t j = 0; j < cols; j++) fprintf(f, "%.9g%s", (double)r[j], j + 1 < cols ? "," : "\n");
+        for (int64_t j = 0; j < cols * per; j++) fprintf(f, "%.9g%s", (double)r[j], j + 1 < cols * per ? "," : "\n");
     }
     if (fclose(f)) {
         fprintf(stderr, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
@@ -375,8 +433,9 @@ int run_predict(const RunOptions *o) {
         fprintf(stderr, "nnc: error: --output %s: name it .npy or .csv, the format to write\n", o->output);
         return 2;
     }
-    Checkpoint ck;
-    Built *b = from_checkpoint(o, &ck);
+    Checkpoint ck = {0};
+    Draws draws = {0};
+    Built *b = o->draws ? from_draws(o, &draws) : from_checkpoint(o, &ck);
     if (!b) return 1;
     const Graph *g = b->c.graph;
     const Input *in = NULL;
@@ -396,15 +455,36 @@ int run_predict(const RunOptions *o) {
     } else {
         TrainConfig cfg = {.model = b->c.model, .exec = &b->e, .out = stdout, .diag = &b->c.diag};
         int64_t cols = 0;
-        float *y = train_predict(&cfg, &d, &cols);
-        rc = !y || write_predictions(o->output, y, d.n, cols, classes);
-        if (rc == 0)
+        float *y = NULL;
+        if (o->draws) { /* the posterior predictive's four statistics per output */
+            cols = posterior_cols(&b->e);
+            int64_t *idx = util_calloc((size_t)d.n + 1, sizeof(int64_t));
+            for (int64_t i = 0; i < d.n; i++) idx[i] = i;
+            y = util_calloc((size_t)(d.n * cols * 4) + 1, sizeof(float));
+            if (posterior_predictive(&b->e, &draws, &d, idx, d.n, classes, y, NULL)) {
+                fprintf(stderr, "nnc: error: %s: %s\n", b->e.dev->name, b->e.dev->err);
+                free(y);
+                y = NULL;
+            }
+            free(idx);
+        } else {
+            y = train_predict(&cfg, &d, &cols);
+        }
+        int per = o->draws ? 4 : 1;
+        rc = !y || write_predictions(o->output, y, d.n, cols, per, classes);
+        if (rc == 0 && per > 1)
+            printf("posterior predictive for %lld samples of %s over %lld draws (%lld output%s, each as mean, sd, 5 %% and 95 %% "
+                   "quantile%s%s) written to %s\n", (long long)d.n, o->input, (long long)draws.ndraw, (long long)cols,
+                   cols == 1 ? "" : "s", classes ? " of its probability" : "",
+                   classes && util_ends_with(o->output, ".csv") ? ", after the most probable class" : "", o->output);
+        else if (rc == 0)
             printf("predictions for %lld samples of %s (%lld values each%s) written to %s\n", (long long)d.n, o->input,
                    (long long)cols, classes && util_ends_with(o->output, ".csv") ? ", after the predicted class" : "", o->output);
         free(y);
         data_free(&d);
     }
     checkpoint_close(&ck);
+    draws_free(&draws);
     run_free(b);
     return rc;
 }

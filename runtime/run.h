@@ -24,6 +24,7 @@ typedef struct {
     const char *init;     /* initial weights, a safetensors file */
     int64_t checkpoint_every; /* epochs between checkpoints; 0: at the end only */
     const char *checkpoint; /* eval, predict: the checkpoint to load */
+    const char *draws;      /* eval, predict of a sampled model: its run directory or a draws file */
     const char *input, *output; /* predict */
     const char *built;    /* a trainer: how it was built, for the training header; NULL in nnc */
 } RunOptions;

@@ -37,6 +37,7 @@
 #include "lower.h"
 #include "mcmc.h"
 #include "nuts.h"
+#include "posterior.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -309,8 +310,10 @@ static int write_draws(Hmc *h, const Chain *ch, int c) {
     snprintf(path, sizeof path, "%s/draws_chain%d.safetensors", h->cfg->out_dir, c + 1);
     snprintf(step, sizeof step, "%.9g", ch->step);
     snprintf(acc, sizeof acc, "%.6f", ch->accept);
-    const char *keys[] = {"sampler", "step_size", "accept_rate"}, *vals[] = {h->sp->kind == SAMPLER_NUTS ? "nuts" : "hmc", step, acc};
-    int rc = st_write_atomic(path, t, h->npar + 1, keys, vals, 3, err, sizeof err);
+    const RunIdentity *id = h->cfg->identity;
+    const char *keys[] = {"sampler", "step_size", "accept_rate", "model", "model_hash"};
+    const char *vals[] = {h->sp->kind == SAMPLER_NUTS ? "nuts" : "hmc", step, acc, id ? id->model : NULL, id ? id->hash : NULL};
+    int rc = st_write_atomic(path, t, h->npar + 1, keys, vals, id ? 5 : 3, err, sizeof err);
     if (rc) fprintf(h->cfg->diag->out, "nnc: error: %s\n", err);
     free(t);
     free(cols);
@@ -318,35 +321,16 @@ static int write_draws(Hmc *h, const Chain *ch, int c) {
     return rc;
 }
 
-/* The root mean squared error of the model's prediction on data set d at each kept draw. */
-static int draw_rmse(Hmc *h, const Chain *ch, const Dataset *d, double *rmse) {
-    int pred = -1;
-    for (int o = 0; o < h->g->noutput; o++)
-        if (h->g->output[o].agg == AGG_PREDICT) pred = h->g->output[o].node;
-    int64_t cols = shape_numel(h->g->node[pred].shape), b = h->batch;
-    float *y = util_calloc((size_t)(b * cols) + 1, sizeof(float)), *x = util_calloc((size_t)(b * d->nfeat) + 1, sizeof(float));
-    float *t = util_calloc((size_t)(b * d->ntarget) + 1, sizeof(float));
-    int64_t *idx = util_calloc((size_t)b, sizeof(int64_t));
-    int rc = 0;
-    for (int64_t k = 0; k < ch->kept && rc == 0; k++) {
-        rc = flat_io(h, WHICH_Q, ch->q + k * h->dim, true);
-        double se = 0;
-        for (int64_t at = 0; at < d->n && rc == 0; at += b) {
-            int64_t rows = d->n - at < b ? d->n - at : b;
-            for (int64_t i = 0; i < rows; i++) idx[i] = at + i;
-            data_gather(d, idx, rows, x, NULL, t);
-            exec_write(h->e, h->x_node, x, sizeof(float) * (size_t)(rows * d->nfeat));
-            rc = exec_run(h->e, PROG_EVAL, rows) || exec_read(h->e, pred, y, sizeof(float) * (size_t)(rows * cols));
-            for (int64_t i = 0; i < rows * cols; i++) se += ((double)y[i] - t[i]) * ((double)y[i] - t[i]);
-        }
-        rmse[k] = sqrt(se / (double)(d->n * cols));
+/* The chains' draws as posterior.c takes them (pointing into the chains). */
+static void chain_draws(const Hmc *h, const Chain *ch, int m, Draws *d) {
+    draws_layout(h->g, d);
+    NNC_ASSERT(d->dim == h->dim && m <= DRAWS_MAX_CHAINS);
+    for (int c = 0; c < m; c++) {
+        d->q[c] = ch[c].q;
+        d->kept[c] = ch[c].kept;
+        d->ndraw += ch[c].kept;
     }
-    if (rc) fprintf(h->cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);
-    free(y);
-    free(x);
-    free(t);
-    free(idx);
-    return rc;
+    d->nchain = m;
 }
 
 static void print_row(FILE *out, const char *name, const McmcSummary *s) {
@@ -403,6 +387,8 @@ static int report(Hmc *h, const Chain *ch, int m) {
         cJSON_AddItemToArray(chains, o);
     }
     cJSON_AddItemToObject(root, "quantities", q);
+    Draws d;
+    chain_draws(h, ch, m, &d);
     int rc = 0;
     if (n < 4) {
         fprintf(out, "summary: %lld draws per chain are too few for R-hat and ESS (4 at least)\n", (long long)n);
@@ -426,9 +412,13 @@ static int report(Hmc *h, const Chain *ch, int m) {
             summarise(out, q, label, x, m, n, true);
         }
         const Dataset *eval_set = h->data.has_test ? &h->data.test : &h->data.train;
-        if (!h->class_target) {
-            for (int c = 0; c < m && rc == 0; c++) rc = draw_rmse(h, &ch[c], eval_set, x + c * n);
-            if (rc == 0) summarise(out, q, h->data.has_test ? "test.rmse" : "train.rmse", x, m, n, true);
+        if (!h->class_target) { /* each draw's RMSE: the summary of the predictive performance */
+            int64_t *idx = util_calloc((size_t)eval_set->n + 1, sizeof(int64_t));
+            for (int64_t i = 0; i < eval_set->n; i++) idx[i] = i;
+            rc = posterior_predictive(h->e, &d, eval_set, idx, eval_set->n, false, NULL, x);
+            if (rc) fprintf(h->cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);
+            else summarise(out, q, h->data.has_test ? "test.rmse" : "train.rmse", x, m, n, true);
+            free(idx);
         }
         Worst *worst = util_calloc((size_t)h->dim + 1, sizeof(Worst));
         McmcSummary *each = util_calloc((size_t)h->dim + 1, sizeof(McmcSummary));
@@ -450,6 +440,10 @@ static int report(Hmc *h, const Chain *ch, int m) {
         free(worst);
         free(x);
     }
+    if (rc == 0 && posterior_report(h->e, h->cfg->model, &d, &h->data, h->idx + h->n_train, h->data.train.n - h->n_train, out,
+                                    cJSON_AddObjectToObject(root, "predictive")))
+        rc = 1;
+    draws_free(&d);
     char path[4200];
     snprintf(path, sizeof path, "%s/summary.json", h->cfg->out_dir);
     char *text = cJSON_Print(root);

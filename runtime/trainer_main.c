@@ -39,6 +39,10 @@ static const char usage[] =
     "  predict --checkpoint C --input X --output Y\n"
     "                          the model's outputs for the inputs in X (NPY, CSV or IDX), written to Y\n"
     "                          (.npy or .csv)\n"
+    "  eval --draws D, predict --draws D --input X --output Y\n"
+    "                          the same for a sampled model, over the posterior: D is the sampling run's\n"
+    "                          directory (every chain's draws) or one draws_chain<c>.safetensors file;\n"
+    "                          predict writes the mean, sd, 5 %% and 95 %% quantile of each output\n"
     "  info                    the model, its layers, memory plan and kernels, and how this trainer was built\n"
     "\n"
     "options:\n"
@@ -91,11 +95,11 @@ int main(int argc, char **argv) {
             printf(usage, prog);
             return 0;
         } else if (!strcmp(s, "--epochs") || !strcmp(s, "--seed") || !strcmp(s, "--checkpoint") || !strcmp(s, "--input") ||
-                   !strcmp(s, "--output")) {
+                   !strcmp(s, "--output") || !strcmp(s, "--draws")) {
             if (!next) return bad_usage(prog, s, " needs a value");
             i++;
-            if (!strcmp(s, "--checkpoint") || !strcmp(s, "--input") || !strcmp(s, "--output")) {
-                *(s[2] == 'c' ? &o.checkpoint : s[2] == 'i' ? &o.input : &o.output) = next;
+            if (!strcmp(s, "--checkpoint") || !strcmp(s, "--input") || !strcmp(s, "--output") || !strcmp(s, "--draws")) {
+                *(s[2] == 'c' ? &o.checkpoint : s[2] == 'i' ? &o.input : s[2] == 'd' ? &o.draws : &o.output) = next;
                 continue;
             }
             char set[128]; /* --epochs N, --seed N: --set epochs=N, --set seed=N */
@@ -109,7 +113,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "train")) return run_train(&o);
     if (!strcmp(cmd, "eval") || !strcmp(cmd, "predict")) {
-        if (!o.checkpoint) return bad_usage(prog, cmd, " needs --checkpoint C");
+        if (!o.checkpoint == !o.draws) return bad_usage(prog, cmd, " needs --checkpoint C (a trained model) or --draws D (a sampled one)");
         if (cmd[0] == 'p' && (!o.input || !o.output)) return bad_usage(prog, "predict needs --input X and --output Y", NULL);
         return cmd[0] == 'e' ? run_eval(&o) : run_predict(&o);
     }

@@ -223,5 +223,10 @@ bayes_nuts_exact)
   # the same for NUTS
   /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
   /usr/bin/python3 tests/train/bayes_hmc.py "$nnc" "$out" nuts ;;
+bayes_predictive)
+  # eval and predict over a sampled posterior (diabetes_bnn, shortened) against NumPy
+  # (tests/train/bayes_predictive.py says how)
+  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
+  /usr/bin/python3 tests/train/bayes_predictive.py "$nnc" "$out" ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
