@@ -24,6 +24,40 @@ static int normal_cdf_kx(KBuilder *kb, int x) { return B(MUL, C(0.5), U(ERFC, B(
 static double normal_cdf_ref(double x) { return 0.5 * erfc(-x / sqrt(2.0)); }
 static double normal_pdf_ref(double x) { return exp(-0.5 * x * x) / sqrt(2 * M_PI); }
 
+/* A standard normal from a kernel uniform u (a multiple of 2^-24 in [0, 1)): sqrt(2) erfinv(x)
+ * at x = 2 u - 1 + 2^-24, the middle of u's interval (exact in float, symmetric, never +-1).
+ * erfinv in single precision by Giles's approximation ("Approximating the erfinv function",
+ * GPU Computing Gems, 2011): with w = -log((1 - x)(1 + x)), a polynomial in w - 2.5 for w < 5
+ * and in sqrt(w) - 3 beyond, times x.  Both branches are finite for every x here. */
+int elem_normal_kx(KBuilder *kb, int u) {
+    static const double central[9] = {2.81022636e-08,  3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
+                                      -0.00125372503, -0.00417768164, 0.246640727,     1.50140941};
+    static const double tail[9] = {-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
+                                   -0.0076224613,   0.00943887047,  1.00167406,     2.83297682};
+    int x = B(ADD, B(SUB, B(MUL, C(2), u), C(1)), C(1.0 / 16777216.0));
+    int w = U(NEG, U(LOG, B(MUL, B(SUB, C(1), x), B(ADD, C(1), x))));
+    int wc = B(SUB, w, C(2.5)), wt = B(SUB, U(SQRT, w), C(3));
+    int pc = C(central[0]), pt = C(tail[0]);
+    for (int k = 1; k < 9; k++) {
+        pc = B(ADD, C(central[k]), B(MUL, pc, wc));
+        pt = B(ADD, C(tail[k]), B(MUL, pt, wt));
+    }
+    return B(MUL, C(M_SQRT2), B(MUL, SEL(B(LT, w, C(5)), pc, pt), x));
+}
+
+/* The same normal by an independent route: Phi^-1((x + 1) / 2) by bisection on the normal
+ * distribution function (erfc, double precision) to its last bit. */
+double elem_normal_ref(double u) {
+    double p = (2 * u - 1 + 1.0 / 16777216.0 + 1) / 2, lo = -12, hi = 12;
+    for (int k = 0; k < 200 && lo < hi; k++) {
+        double mid = (lo + hi) / 2;
+        if (mid <= lo || mid >= hi) break;
+        if (normal_cdf_ref(mid) < p) lo = mid;
+        else hi = mid;
+    }
+    return (lo + hi) / 2;
+}
+
 /* relu: max(x, 0); NaN stays NaN */
 static int relu_kx(KBuilder *kb, int x, double a) { return SEL(B(LT, x, C(0)), C(0), x); }
 static int relu_dkx(KBuilder *kb, int dy, int x, double a) { return SEL(B(GT, x, C(0)), dy, C(0)); }

@@ -23,5 +23,8 @@ const ElemFn *elem_fn(Op op);
 /* Shared building blocks of stable forms, for other kernels (size gates, losses). */
 int elem_sigmoid_kx(KBuilder *kb, int x);
 double elem_sigmoid_ref(double x);
+/* A standard normal from a kernel uniform in [0, 1) (elementwise.c says how), and its reference. */
+int elem_normal_kx(KBuilder *kb, int u);
+double elem_normal_ref(double u);
 
 #endif

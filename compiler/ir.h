@@ -104,9 +104,10 @@ typedef struct {
  * training step, split in 24-bit halves so that a float holds each exactly; SC_DATA_INV_N:
  * 1 / N, N the number of training samples (a log prior's weight beside a per-sample mean
  * likelihood), set by the runtime once the data is loaded; SC_HMC_KICK, SC_HMC_STEP: the
- * leapfrog's momentum and position step sizes (hmc_kick, hmc_drift), set by the sampler. */
+ * leapfrog's momentum and position step sizes (hmc_kick, hmc_drift), set by the sampler;
+ * SC_SGLD_DRIFT, SC_SGLD_NOISE: SGLD's lr N / 2 and sqrt(lr) (sgld, sgld_rms). */
 typedef enum { SC_PARAM, SC_LR, SC_ADAM_STEP, SC_ADAM_BC2_SQRT, SC_TRAIN, SC_SEED, SC_STEP_LO, SC_STEP_HI, SC_DATA_INV_N,
-               SC_HMC_KICK, SC_HMC_STEP } ScalarKind;
+               SC_HMC_KICK, SC_HMC_STEP, SC_SGLD_DRIFT, SC_SGLD_NOISE } ScalarKind;
 typedef struct {
     const char *name;
     ScalarKind kind;

@@ -85,7 +85,7 @@ typedef struct {
 } StopSpec;
 
 /* A sampler in place of an optimizer: draws from the posterior whose potential is N x loss. */
-typedef enum { SAMPLER_NONE, SAMPLER_HMC, SAMPLER_NUTS } SamplerKind;
+typedef enum { SAMPLER_NONE, SAMPLER_HMC, SAMPLER_NUTS, SAMPLER_SGLD } SamplerKind;
 typedef struct {
     SamplerKind kind;
     SrcLoc loc;
@@ -97,6 +97,9 @@ typedef struct {
     int max_depth;        /* nuts: the deepest tree, 2^max_depth - 1 leapfrog steps */
     int64_t samples, burnin, thin, chains;
     bool adapt_step, adapt_mass; /* during burn-in: the step size (dual averaging), a diagonal mass matrix */
+    double lr;            /* sgld: the step size */
+    bool precondition;    /* sgld: RMSprop's diagonal preconditioner */
+    double alpha, lambda; /* sgld: its decay and the floor added to sqrt(v) */
 } SamplerSpec;
 
 typedef struct {

@@ -154,6 +154,22 @@ static void build_update(KBuilder *kb, const Node *n, int node) {
     case OP_HMC_DRIFT: /* gr is the momentum r */
         kb_out(kb, KO_STORE, pa, B(ADD, p, B(MUL, kb_node(kb, n->in[3]), B(MUL, kb_node(kb, n->in[2]), gr))));
         break;
+    case OP_SGLD: case OP_SGLD_RMS: { /* the scalars c, s, seed, step_lo, step_hi are the last five inputs */
+        int at = n->nin - 5, c = kb_node(kb, n->in[at]), s = kb_node(kb, n->in[at + 1]);
+        int z = elem_normal_kx(kb, kb_random(kb, kb_node(kb, n->in[at + 2]), kb_node(kb, n->in[at + 3]),
+                                             kb_node(kb, n->in[at + 4]), (int)n->attr[0]));
+        if (n->op == OP_SGLD) {
+            kb_out(kb, KO_STORE, pa, B(ADD, B(SUB, p, B(MUL, c, gr)), B(MUL, s, z)));
+            break;
+        }
+        double alpha = n->attr[1], lambda = n->attr[2];
+        int va = kb_arg(kb, kb->plan->node_buf[n->in[2]], true, true);
+        int v = B(ADD, B(MUL, C(alpha), kb_load_arg(kb, va, IX_ELEM)), B(MUL, C(1 - alpha), B(MUL, gr, gr)));
+        int G = B(DIV, C(1), B(ADD, C(lambda), U(SQRT, v)));
+        kb_out(kb, KO_STORE, va, v);
+        kb_out(kb, KO_STORE, pa, B(ADD, B(SUB, p, B(MUL, c, B(MUL, G, gr))), B(MUL, s, B(MUL, U(SQRT, G), z))));
+        break;
+    }
     default: NNC_BUG("update op");
     }
 }

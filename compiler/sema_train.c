@@ -517,17 +517,14 @@ static void item_sampler(Sema *s, const TrainItem *it) {
     const Ast *e = it->expr;
     const char *name = e->kind == AST_CALL || e->kind == AST_NAME ? e->text : "";
     static const char *const names[] = {"hmc", "nuts", "sgld"};
-    if (!strcmp(name, "sgld")) {
-        err(s, e->loc, "the %s sampler is not implemented yet; use hmc or nuts", name);
-        return;
-    }
-    bool nuts = !strcmp(name, "nuts");
-    if (strcmp(name, "hmc") && !nuts) {
+    bool nuts = !strcmp(name, "nuts"), sgld = !strcmp(name, "sgld");
+    if (strcmp(name, "hmc") && !nuts && !sgld) {
         const char *near = name[0] ? diag_suggest(name, names, 3) : NULL;
         if (near)
             err(s, e->loc, "unknown sampler '%s'; did you mean '%s'?", diag_name(name), near);
         else
-            err(s, e->loc, "expected a sampler: hmc(step = 0.01, leapfrog = 20, samples = 1000, burnin = 500) or nuts(samples = 1000, burnin = 500)");
+            err(s, e->loc, "expected a sampler: hmc(step = 0.01, leapfrog = 20, samples = 1000, burnin = 500), nuts(samples = 1000, "
+                "burnin = 500) or sgld(lr = 1e-5, samples = 1000, burnin = 500)");
         return;
     }
     static const ArgSpec hmc[] = {{"step", A_NUM, false, 0.01},  {"leapfrog", A_INT, false, 20},  {"samples", A_INT, false, 1000},
@@ -538,12 +535,16 @@ static void item_sampler(Sema *s, const TrainItem *it) {
                                         {"thin", A_INT, false, 1},       {"chains", A_INT, false, 1},   {"step", A_NUM, false, 0.01},
                                         {"target_accept", A_NUM, false, 0.8}, {"adapt_step", A_BOOL, false, 1},
                                         {"adapt_mass", A_BOOL, false, 1}};
-    const ArgSpec *spec = nuts ? nuts_args : hmc;
-    int nspec = nuts ? (int)(sizeof nuts_args / sizeof *nuts_args) : (int)(sizeof hmc / sizeof *hmc);
+    static const ArgSpec sgld_args[] = {{"lr", A_NUM, true, 0},        {"samples", A_INT, false, 1000},  {"burnin", A_INT, false, 500},
+                                        {"thin", A_INT, false, 1},     {"chains", A_INT, false, 1},      {"rmsprop", A_BOOL, false, 0},
+                                        {"alpha", A_NUM, false, 0.99}, {"lambda", A_NUM, false, 1e-5}};
+    const ArgSpec *spec = nuts ? nuts_args : sgld ? sgld_args : hmc;
+    int nspec = nuts ? (int)(sizeof nuts_args / sizeof *nuts_args) : sgld ? (int)(sizeof sgld_args / sizeof *sgld_args)
+                                                                          : (int)(sizeof hmc / sizeof *hmc);
     const Ast **a = sema_args_bind(s, name, e->loc, spec, nspec, e->arg, e->narg);
     if (!a) return;
     SamplerSpec *sp = &s->m->train.sampler;
-    *sp = (SamplerSpec){.kind = nuts ? SAMPLER_NUTS : SAMPLER_HMC, .loc = it->loc, .leapfrog = 1};
+    *sp = (SamplerSpec){.kind = nuts ? SAMPLER_NUTS : sgld ? SAMPLER_SGLD : SAMPLER_HMC, .loc = it->loc, .leapfrog = 1};
     int64_t depth = 0, *ints[] = {&sp->leapfrog, &sp->samples, &sp->burnin, &sp->thin, &sp->chains, &depth};
     static const char *const int_names[] = {"leapfrog", "samples", "burnin", "thin", "chains", "max_depth"};
     static const int64_t lo[] = {1, 1, 0, 1, 1, 1}, hi[] = {100000, 100000000, 100000000, 1000000, 1024, 20};
@@ -556,6 +557,19 @@ static void item_sampler(Sema *s, const TrainItem *it) {
             sema_eval_int(s, a[i], spec[i].name, lo[k], hi[k], ints[k]);
     }
     sp->max_depth = (int)depth;
+    if (sgld) {
+        int i = arg_index(spec, nspec, "lr");
+        if (sema_args_num(s, a[i], &spec[i], &sp->lr) && !(sp->lr > 0))
+            err(s, a[i]->loc, "sgld's lr must be positive, got %g", sp->lr);
+        i = arg_index(spec, nspec, "alpha");
+        if (sema_args_num(s, a[i], &spec[i], &sp->alpha) && !(sp->alpha >= 0 && sp->alpha < 1))
+            err(s, a[i]->loc, "alpha must be in [0, 1), got %g", sp->alpha);
+        i = arg_index(spec, nspec, "lambda");
+        if (sema_args_num(s, a[i], &spec[i], &sp->lambda) && !(sp->lambda > 0))
+            err(s, a[i]->loc, "lambda must be positive, got %g", sp->lambda);
+        sema_args_bool(s, a[arg_index(spec, nspec, "rmsprop")], false, &sp->precondition);
+        return;
+    }
     int i = arg_index(spec, nspec, "step");
     if (sema_args_num(s, a[i], &spec[i], &sp->step) && !(sp->step > 0))
         err(s, a[i]->loc, "%s's step must be positive, got %g", name, sp->step);

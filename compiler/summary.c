@@ -97,7 +97,10 @@ void summary_print(StrBuf *b, const Compilation *c) {
         data_str(b, &t->test);
     }
     if (t->valid_fraction > 0) sb_printf(b, ", valid %g of train", t->valid_fraction);
-    if (t->sampler.kind != SAMPLER_NONE)
+    if (t->sampler.kind == SAMPLER_SGLD)
+        sb_printf(b, ", batch %lld (sgld's minibatch: one step each, grad U estimated as N x its mean loss's gradient), seed %llu\n",
+                  (long long)t->batch, (unsigned long long)t->seed);
+    else if (t->sampler.kind != SAMPLER_NONE)
         sb_printf(b, ", batch %lld (a sampler's gradient sums its batches over the whole training split), seed %llu\n",
                   (long long)t->batch, (unsigned long long)t->seed);
     else
@@ -116,6 +119,11 @@ void summary_print(StrBuf *b, const Compilation *c) {
                      "target_accept = %g, adapt_step = %s, adapt_mass = %s)\n",
                   (long long)sp->samples, (long long)sp->burnin, sp->max_depth, (long long)sp->thin, (long long)sp->chains, sp->step,
                   sp->target_accept, sp->adapt_step ? "true" : "false", sp->adapt_mass ? "true" : "false");
+    else if (sp->kind == SAMPLER_SGLD)
+        sb_printf(b, "sampler: sgld(lr = %g, samples = %lld, burnin = %lld, thin = %lld, chains = %lld, rmsprop = %s, alpha = %g, "
+                     "lambda = %g)\n",
+                  sp->lr, (long long)sp->samples, (long long)sp->burnin, (long long)sp->thin, (long long)sp->chains,
+                  sp->precondition ? "true" : "false", sp->alpha, sp->lambda);
     else if (o->kind == OPT_SGD)
         sb_printf(b, "optimizer: sgd(lr = %g, momentum = %g, nesterov = %s, weight_decay = %g)\n", o->lr,
                   o->momentum, o->nesterov ? "true" : "false", o->weight_decay);

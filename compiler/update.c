@@ -79,6 +79,31 @@ void update_graph(Graph *g, const OptSpec *opt) {
     ir_verify(g, "update");
 }
 
+/* SGLD's step per trained weight, in the update program: sgld (or sgld_rms with the RMSprop
+ * state p.sgld_v), reading the scalars sgld.drift = lr N / 2, sgld.noise = sqrt(lr), and the
+ * generator's seed and step (set by the sampler per iteration); each weight draws its noise from
+ * a stream of its own (SGLD_STREAM + its index). */
+enum { SGLD_STREAM = 1 << 16 };
+static void sgld_graph(Graph *g, const SamplerSpec *sp) {
+    static const char *const names[5] = {"sgld.drift", "sgld.noise", "rng.seed", "rng.step_lo", "rng.step_hi"};
+    static const ScalarKind kinds[5] = {SC_SGLD_DRIFT, SC_SGLD_NOISE, SC_SEED, SC_STEP_LO, SC_STEP_HI};
+    int sc[5] = {-1}, nw = g->nweight;
+    for (int wi = 0; wi < nw; wi++) {
+        Weight w = g->weight[wi];
+        if (w.kind != W_PARAM || w.grad < 0) continue;
+        if (sc[0] < 0)
+            for (int k = 0; k < 5; k++) sc[k] = ir_scalar(g, names[k], kinds[k], 0, sp->loc);
+        int in[8] = {w.node, w.grad}, n = 2;
+        if (sp->precondition) in[n++] = state(g, &w, wi, "sgld_v");
+        for (int k = 0; k < 5; k++) in[n++] = sc[k];
+        int id = ir_add(g, sp->precondition ? OP_SGLD_RMS : OP_SGLD, DT_F32, shape_scalar(), in, n, w.loc);
+        g->node[id].name = w.name;
+        g->node[id].attr[0] = SGLD_STREAM + wi;
+        g->node[id].attr[1] = sp->alpha;
+        g->node[id].attr[2] = sp->lambda;
+    }
+}
+
 /* HMC's leapfrog ops in place of the optimiser's: per trained weight p, its momentum r
  * (p.hmc_r) and diagonal inverse mass minv (p.hmc_minv, starting at 1), state weights that the
  * sampler sets; hmc_kick r -= c g after the gradient (the update program) and hmc_drift
@@ -90,6 +115,10 @@ void sampler_graph(Graph *g, const SamplerSpec *sp) {
     int nw = g->nweight;
     g->phase = PH_UPDATE;
     if (sp->kind == SAMPLER_NUTS) nw = 0;
+    if (sp->kind == SAMPLER_SGLD) {
+        sgld_graph(g, sp);
+        nw = 0;
+    }
     int kick = -1, step = -1;
     for (int wi = 0; wi < nw; wi++) {
         Weight w = g->weight[wi];

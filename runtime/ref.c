@@ -184,6 +184,21 @@ static void update(RefState *r, const Node *n, double *flag) {
         for (int64_t i = 0; i < N; i++) p[i] += eps * minv[i] * gr[i];
         return;
     }
+    if (n->op == OP_SGLD || n->op == OP_SGLD_RMS) { /* c, s, seed, step_lo, step_hi: the last five inputs */
+        int at = n->nin - 5;
+        double c = r->val[n->in[at]][0], s = r->val[n->in[at + 1]][0], seed = r->val[n->in[at + 2]][0];
+        uint32_t step = (uint32_t)r->val[n->in[at + 3]][0] + ((uint32_t)r->val[n->in[at + 4]][0] << 24);
+        double *v = n->op == OP_SGLD_RMS ? r->val[n->in[2]] : NULL, alpha = n->attr[1], lambda = n->attr[2];
+        for (int64_t i = 0; i < N; i++) {
+            double z = elem_normal_ref(nnc_philox_uniform((uint32_t)i, (uint32_t)n->attr[0], step, (uint32_t)seed)), G = 1;
+            if (v) {
+                v[i] = alpha * v[i] + (1 - alpha) * gr[i] * gr[i];
+                G = 1 / (lambda + sqrt(v[i]));
+            }
+            p[i] += -c * G * gr[i] + s * sqrt(G) * z;
+        }
+        return;
+    }
     double t = r->val[n->in[n->nin - 1]][0];
     bool prox = !(r->g->node[n->in[n->nin - 1]].op == OP_CONST && t == 0);
     if (n->op == OP_SGD || n->op == OP_SGD_MOMENTUM) {

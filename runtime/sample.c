@@ -57,6 +57,8 @@ typedef struct {
     int npar;
     int64_t dim;
     int drift, kick_slot, step_slot; /* hmc's leapfrog programs and scalars */
+    int64_t sgld_step, sgld_batch;   /* sgld: steps so far in this chain, and the next batch of the pass */
+    bool keep;                        /* sgld: this iteration's position is kept (read before the step) */
     Nuts nuts;                        /* nuts: its trees' vectors */
     double *qd, *gd;                  /* nuts: the position and grad U there */
     float *gbuf;
@@ -76,6 +78,8 @@ typedef struct {
 } Hmc;
 
 enum { WHICH_Q, WHICH_R, WHICH_MINV, WHICH_GRAD };
+
+static const char *const sampler_name[] = {[SAMPLER_HMC] = "hmc", [SAMPLER_NUTS] = "nuts", [SAMPLER_SGLD] = "sgld"};
 
 static int flat_io(Hmc *h, int which, float *v, bool put) {
     for (int p = 0; p < h->npar; p++) {
@@ -173,12 +177,67 @@ static int trajectory(Hmc *h, double eps, int64_t steps, double *h0, double *h1,
     return 0;
 }
 
+/* One SGLD step on the next minibatch (the training split reshuffled by the chain's generator at
+ * the start of each pass): the gradient program, whose mean loss times N estimates U here
+ * (h->u; with the kept position h->q when h->keep), then the update program's sgld ops with
+ * c = lr N / 2, s = sqrt(lr) and the generator's counter at this step.  A non-finite loss
+ * skips the step (*divergent, the position unchanged); a non-finite gradient behind a finite
+ * loss stops the run, naming the weight, as training does.  -1 after an error (reported). */
+static int sgld_step(Hmc *h, bool *divergent) {
+    const SamplerSpec *sp = h->sp;
+    if (!h->resident && h->sgld_batch == h->nbatch) h->sgld_batch = 0;
+    if (!h->resident && h->sgld_batch == 0)
+        for (int64_t i = h->n_train - 1; i > 0; i--) {
+            int64_t j = (int64_t)rng_below(&h->rng, (uint64_t)i + 1), tmp = h->idx[i];
+            h->idx[i] = h->idx[j];
+            h->idx[j] = tmp;
+        }
+    int64_t rows = h->resident ? h->n_train : load_batch(h, h->sgld_batch++);
+    uint64_t step = (uint64_t)++h->sgld_step;
+    exec_set_scalars(h->e, SC_SGLD_DRIFT, sp->lr * (double)h->n_train / 2);
+    exec_set_scalars(h->e, SC_SGLD_NOISE, sqrt(sp->lr));
+    exec_set_scalars(h->e, SC_STEP_LO, (double)(step & 0xFFFFFF));
+    exec_set_scalars(h->e, SC_STEP_HI, (double)((step >> 24) & 0xFFFFFF));
+    float loss = NAN;
+    h->grads++;
+    if (exec_run(h->e, PROG_GRAD, rows) || exec_read(h->e, h->g->loss, &loss, sizeof loss) ||
+        (h->keep && flat_io(h, WHICH_Q, h->q, false))) {
+        fprintf(h->cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);
+        return -1;
+    }
+    h->u = (double)h->n_train * loss;
+    *divergent = !isfinite(loss);
+    if (*divergent) return 0;
+    if (exec_run(h->e, PROG_UPDATE, rows)) {
+        fprintf(h->cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);
+        return -1;
+    }
+    const Graph *g = h->g;
+    for (int id = 0; id < g->nnode; id++) {
+        float flag = 0;
+        if (op_info[g->node[id].op].cls != OC_UPDATE) continue;
+        if (exec_read(h->e, id, &flag, sizeof flag)) return -1;
+        if (isfinite(flag)) continue;
+        const Weight *w = &g->weight[g->node[g->node[id].in[0]].ref];
+        diag_error(h->cfg->diag, w->loc, "sampling stopped at sgld step %lld: the gradient of '%s' holds NaN or an infinity",
+                   (long long)step, w->name);
+        return -1;
+    }
+    return 0;
+}
+
 /* Back to h->q, the position before a rejected proposal. */
 static int restore(Hmc *h) { return flat_io(h, WHICH_Q, h->q, true); }
 
 /* One Metropolis-adjusted trajectory (nuts: one transition; *depth its tree's depth).
  * *accept_stat: min(1, exp(H0 - H1)) (nuts: its mean over the tree); *divergent. */
 static int iterate(Hmc *h, double eps, int64_t steps, double *accept_stat, bool *divergent, double *energy_error, int *depth) {
+    if (h->sp->kind == SAMPLER_SGLD) {
+        *depth = 0;
+        *energy_error = 0;
+        *accept_stat = 1;
+        return sgld_step(h, divergent);
+    }
     if (h->sp->kind == SAMPLER_NUTS) {
         NutsInfo info;
         if (nuts_transition(&h->nuts, eps, h->qd, h->gd, &h->u, &info)) return -1;
@@ -312,7 +371,7 @@ static int write_draws(Hmc *h, const Chain *ch, int c) {
     snprintf(acc, sizeof acc, "%.6f", ch->accept);
     const RunIdentity *id = h->cfg->identity;
     const char *keys[] = {"sampler", "step_size", "accept_rate", "model", "model_hash"};
-    const char *vals[] = {h->sp->kind == SAMPLER_NUTS ? "nuts" : "hmc", step, acc, id ? id->model : NULL, id ? id->hash : NULL};
+    const char *vals[] = {sampler_name[h->sp->kind], step, acc, id ? id->model : NULL, id ? id->hash : NULL};
     int rc = st_write_atomic(path, t, h->npar + 1, keys, vals, id ? 5 : 3, err, sizeof err);
     if (rc) fprintf(h->cfg->diag->out, "nnc: error: %s\n", err);
     free(t);
@@ -467,15 +526,19 @@ static int run_chain(Hmc *h, int c, Chain *ch) {
     int64_t grads0 = h->grads;
     train_init_weights(h->e, t->seed + (uint64_t)c); /* the weights, and minv = 1 */
     rng_seed(&h->rng, t->seed + (uint64_t)c, RNG_SAMPLE);
-    bool nuts = sp->kind == SAMPLER_NUTS;
+    bool nuts = sp->kind == SAMPLER_NUTS, sgld = sp->kind == SAMPLER_SGLD;
     if (flat_io(h, WHICH_Q, h->q, false)) return 1;
-    if (nuts) { /* minv = 1 on the host; the position and its gradient in double */
+    h->sgld_step = h->sgld_batch = 0;
+    exec_set_scalars(h->e, SC_SEED, (double)((t->seed + (uint64_t)c) & 0xFFFFFF)); /* sgld's noise */
+    if (sgld) {
+        h->u = NAN;
+    } else if (nuts) { /* minv = 1 on the host; the position and its gradient in double */
         for (int64_t i = 0; i < h->dim; i++) h->minv[i] = 1, h->qd[i] = h->q[i];
         if (full_gradient(h, h->qd, h->gd, &h->u)) return 1;
     } else if (flat_io(h, WHICH_MINV, h->minv, false)) {
         return 1;
     }
-    double eps = sp->step;
+    double eps = sgld ? sp->lr : sp->step;
     if (sp->adapt_step && sp->burnin > 0 && find_step(h, &eps)) return 1;
     DualAvg da;
     dual_restart(&da, eps);
@@ -495,7 +558,9 @@ static int run_chain(Hmc *h, int c, Chain *ch) {
         double a, err;
         bool div;
         int depth;
-        int64_t lo = (int64_t)ceil((1 - sp->jitter) * (double)sp->leapfrog), steps = nuts ? 0 : lo + (int64_t)rng_below(&h->rng, (uint64_t)(sp->leapfrog - lo + 1));
+        int64_t lo = (int64_t)ceil((1 - sp->jitter) * (double)sp->leapfrog);
+        int64_t steps = nuts || sgld ? 0 : lo + (int64_t)rng_below(&h->rng, (uint64_t)(sp->leapfrog - lo + 1));
+        h->keep = !warm && (it - sp->burnin) % sp->thin == 0;
         if (iterate(h, eps, steps, &a, &div, &err, &depth)) {
             rc = 1;
             break;
@@ -506,7 +571,12 @@ static int run_chain(Hmc *h, int c, Chain *ch) {
             window_div++;
             if (warm)
                 warm_div++;
-            else if (h->divergences++, reported++ < 10) /* (warm-up ones, while the step size is still searched for, are counted) */
+            else if (h->divergences++, reported++ >= 10) /* (warm-up ones, while the step size is still searched for, are counted) */
+                ;
+            else if (sgld)
+                fprintf(h->out, "divergence: chain %d, iteration %lld (sampling): the loss is not finite; step skipped\n", c + 1,
+                        (long long)it + 1);
+            else
                 fprintf(h->out, "divergence: chain %d, iteration %lld (sampling): energy error %.4g; proposal rejected\n", c + 1,
                         (long long)it + 1, err);
         }
@@ -586,7 +656,13 @@ static int run_chain(Hmc *h, int c, Chain *ch) {
     ch->warm_divergences = warm_div;
     ch->grads = h->grads - grads0;
     ch->seconds = util_now() - t0;
-    if (rc == 0) {
+    if (rc == 0 && sgld) {
+        if (h->cfg->progress == 1 || (h->cfg->progress < 0 && isatty(fileno(h->out)))) fputc('\n', h->out);
+        fprintf(h->out, "chain %d: %lld draws kept, lr %.4g, %lld steps skipped for a non-finite loss (%lld in warm-up), %lld "
+                "minibatch gradients in %.2f s (%.0f/s)\n", c + 1, (long long)ch->kept, sp->lr, (long long)ch->divergences,
+                (long long)ch->warm_divergences, (long long)ch->grads, ch->seconds, (double)ch->grads / ch->seconds);
+        rc = write_draws(h, ch, c);
+    } else if (rc == 0) {
         if (h->cfg->progress == 1 || (h->cfg->progress < 0 && isatty(fileno(h->out)))) fputc('\n', h->out);
         fprintf(h->out, "chain %d: %lld draws kept, acceptance %.3f, step size %.4g, %lld divergences (%lld in warm-up), "
                 "%lld gradients in %.2f s (%.0f/s)\n", c + 1, (long long)ch->kept, ch->accept, ch->step, (long long)ch->divergences,
@@ -630,8 +706,8 @@ static int setup(Hmc *h, const TrainConfig *cfg) {
         }
     }
     exec_set_scalars(h->e, SC_DATA_INV_N, 1.0 / (double)h->n_train);
-    bool nuts = h->sp->kind == SAMPLER_NUTS;
-    if (!nuts) {
+    bool hmc = h->sp->kind == SAMPLER_HMC;
+    if (hmc) {
         h->kick_slot = ir_find_scalar(g, "hmc.kick");
         h->step_slot = ir_find_scalar(g, "hmc.step");
         h->drift = programs_find(g, "drift");
@@ -647,14 +723,14 @@ static int setup(Hmc *h, const TrainConfig *cfg) {
                 if (util_ends_with(g->weight[k].name, ".hmc_r")) p.r = g->weight[k].node;
                 if (util_ends_with(g->weight[k].name, ".hmc_minv")) p.minv = g->weight[k].node;
             }
-        NNC_ASSERT(nuts || (p.r >= 0 && p.minv >= 0));
+        NNC_ASSERT(!hmc || (p.r >= 0 && p.minv >= 0));
         h->par[h->npar++] = p;
         h->dim += p.n;
     }
     h->q = util_calloc((size_t)h->dim + 1, sizeof(float));
     h->r = util_calloc((size_t)h->dim + 1, sizeof(float));
     h->minv = util_calloc((size_t)h->dim + 1, sizeof(float));
-    if (nuts) {
+    if (h->sp->kind == SAMPLER_NUTS) {
         h->qd = util_calloc((size_t)h->dim + 1, sizeof(double));
         h->gd = util_calloc((size_t)h->dim + 1, sizeof(double));
         h->gbuf = util_calloc((size_t)h->dim + 1, sizeof(float));
@@ -686,14 +762,17 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
     }
     Chain *ch = util_calloc((size_t)sp->chains, sizeof(Chain));
     if (rc == 0) {
-        char steps[64];
+        char steps[160];
         if (sp->kind == SAMPLER_NUTS)
             snprintf(steps, sizeof steps, "trees of depth %d at most", sp->max_depth);
+        else if (sp->kind == SAMPLER_SGLD)
+            snprintf(steps, sizeof steps, "one step of lr %g per minibatch of %lld%s", sp->lr, (long long)h.batch,
+                     sp->precondition ? ", preconditioned by RMSprop" : "");
         else
             snprintf(steps, sizeof steps, "%lld leapfrog steps each", (long long)sp->leapfrog);
         fprintf(h.out, "sampling %s by %s: %lld training samples (%s), %lld weights; %lld chain%s of %lld warm-up and %lld "
                 "sampling iterations, %s, every %lld%s kept (%s)\n",
-                cfg->model->name, sp->kind == SAMPLER_NUTS ? "nuts" : "hmc", (long long)h.n_train,
+                cfg->model->name, sampler_name[sp->kind], (long long)h.n_train,
                 h.resident ? "one batch, loaded once" : "in batches", (long long)h.dim, (long long)sp->chains, sp->chains > 1 ? "s" : "",
                 (long long)sp->burnin, (long long)sp->samples, steps, (long long)sp->thin, sp->thin == 1 ? "st" : sp->thin == 2 ? "nd" : sp->thin == 3 ? "rd" : "th",
                 cfg->backend ? cfg->backend : "cpu");
@@ -706,9 +785,10 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
     if (rc == 0) {
         double mib = 1 << 20, peak = (double)util_peak_rss_bytes();
         res->peak_rss = peak;
-        fprintf(h.out, "sampling took %.2f s (first draw after %.2f s), %lld gradient passes (%.0f/s), %lld divergences while sampling; peak RSS %.1f MiB\n",
-                res->seconds, h.first_draw_s, (long long)h.grads, (double)h.grads / res->seconds, (long long)h.divergences,
-                peak / mib);
+        fprintf(h.out, "sampling took %.2f s (first draw after %.2f s), %lld gradient%s (%.0f/s), %lld divergences while sampling; peak RSS %.1f MiB\n",
+                res->seconds, h.first_draw_s, (long long)h.grads,
+                sp->kind == SAMPLER_SGLD ? "s of minibatches" : " passes over the training split", (double)h.grads / res->seconds,
+                (long long)h.divergences, peak / mib);
         fprintf(h.out, "draws written to %s/draws_chain*.safetensors, summary to %s/summary.json\n", cfg->out_dir, cfg->out_dir);
     }
     for (int c = 0; c < done; c++) {

@@ -229,7 +229,7 @@ void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_ep
         case SC_STEP_LO: sc[i] = (float)((uint64_t)t & 0xFFFFFF); break; /* its counter: the step */
         case SC_STEP_HI: sc[i] = (float)(((uint64_t)t >> 24) & 0xFFFFFF); break;
         case SC_DATA_INV_N: break; /* set once the data is split (exec_set_scalars) */
-        case SC_HMC_KICK: case SC_HMC_STEP: break; /* set by the sampler */
+        case SC_HMC_KICK: case SC_HMC_STEP: case SC_SGLD_DRIFT: case SC_SGLD_NOISE: break; /* set by the sampler */
         }
     }
     if (lr_out) *lr_out = lr;

@@ -6,12 +6,15 @@
  * CUDA backend renders the same float operations (render_cuda.c), and this keeps them so.
  * Also the random generator's reference (runtime/philox.h) against the published
  * known-answer vectors of Philox-4x32-10, and its uniform values' moments; the backends'
- * dropout masks are compared with it by tests/ops. */
+ * dropout masks are compared with it by tests/ops.  And the kernels' normal numbers (sgld's
+ * noise: Giles's single-precision erfinv of a Philox uniform, compiler/elementwise.c) against
+ * the exact inverse of the normal distribution function, and their moments. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "elementwise.h"
 #include "exec.h"
 #include "philox.h"
 #include "lower.h"
@@ -74,6 +77,70 @@ static int check_philox(void) {
     return bad || fabs(mean - 0.5) > 0.0015 || fabs(frac - 0.3) > 0.0023;
 }
 
+/* sgld's noise: with c = 0 and s = 1 its step leaves p = z, the normal of each element's
+ * uniform; 2^20 of them (tails to |z| = 4.9, about 7,000 in erfinv's tail branch). */
+static int check_normal(void) {
+    enum { N = 1 << 20 };
+    Arena *arena = arena_new();
+    Graph *g = ir_new(arena);
+    int p = ir_weight(g, "p", W_PARAM, shape_vec(N, false), INIT_ZERO, NOLOC);
+    g->loss = ir_add1(g, OP_SUM, shape_scalar(), p, NOLOC);
+    ir_add_output(g, "loss", g->loss, AGG_MEAN);
+    g->nforward = g->nnode;
+    autodiff_graph(g);
+    SamplerSpec sp = {.kind = SAMPLER_SGLD};
+    sampler_graph(g, &sp);
+    programs_build(g);
+    int stream = -1;
+    for (int id = 0; id < g->nnode; id++)
+        if (g->node[id].op == OP_SGLD) stream = (int)g->node[id].attr[0];
+    Plan *plan = plan_graph(arena, g, 1, true);
+    int bad = 0, differ = 0;
+    float *z[2] = {malloc(sizeof(float) * N), malloc(sizeof(float) * N)};
+    const char *dev[2] = {"cpu", "cuda-emu"};
+    for (int e = 0; e < 2; e++) {
+        Exec ex;
+        char err[1024];
+        if (exec_new(&ex, plan, dev[e], NULL, err, sizeof err)) {
+            printf("FAIL %s\n", err);
+            return 1;
+        }
+        exec_set_scalars(&ex, SC_SGLD_DRIFT, 0);
+        exec_set_scalars(&ex, SC_SGLD_NOISE, 1);
+        exec_set_scalars(&ex, SC_SEED, 99);
+        exec_set_scalars(&ex, SC_STEP_LO, 5);
+        exec_set_scalars(&ex, SC_STEP_HI, 1);
+        if (exec_run(&ex, PROG_GRAD, 1) || exec_run(&ex, PROG_UPDATE, 1) || exec_read(&ex, p, z[e], sizeof(float) * N)) {
+            printf("FAIL %s: %s\n", dev[e], ex.dev->err);
+            return 1;
+        }
+        exec_free(&ex);
+    }
+    double sum = 0, sum2 = 0, worst = 0;
+    int64_t below = 0, tail = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double want = elem_normal_ref(nnc_philox_uniform((uint32_t)i, (uint32_t)stream, 5 + (1u << 24), 99));
+        double err = fabs(z[0][i] - want) / fmax(1, fabs(want));
+        worst = fmax(worst, err);
+        if (!(err < 1e-6) && bad++ < 5) printf("FAIL normal %lld: %.9g, exactly %.9g\n", (long long)i, (double)z[0][i], want);
+        differ += memcmp(&z[0][i], &z[1][i], sizeof(float)) != 0;
+        sum += z[0][i];
+        sum2 += (double)z[0][i] * z[0][i];
+        below += z[0][i] < -1.959964;
+        tail += fabs(z[0][i]) > 2.7;
+    }
+    double mean = sum / N, var = sum2 / N - mean * mean, frac = (double)below / N;
+    /* 5 standard errors: mean 5 / 1024, variance 5 sqrt(2) / 1024, fraction 5 sqrt(0.025 0.975) / 1024 */
+    bool moments = fabs(mean) < 0.0049 && fabs(var - 1) < 0.0069 && fabs(frac - 0.025) < 0.00077;
+    printf("%s sgld's normal numbers: 2^20 within %.1e of the exact quantile (1e-6 relative allowed; %lld beyond 2.7); mean %.5f, "
+           "variance %.5f, below -1.96 %.5f%s\n", bad || differ || !moments ? "FAIL" : "ok  ", worst, (long long)tail, mean, var,
+           frac, differ ? "; cuda-emu differs" : "; cuda-emu gives the same bits");
+    free(z[0]);
+    free(z[1]);
+    arena_free(arena);
+    return bad || differ || !moments;
+}
+
 int main(void) {
     enum { CAP = 16384 };
     static float vals[CAP];
@@ -81,7 +148,7 @@ int main(void) {
     const Op ops[] = {OP_ELU, OP_TANH, OP_SIGMOID, OP_SOFTPLUS, OP_GELU, OP_ELU_GRAD, OP_TANH_GRAD,
                       OP_SIGMOID_GRAD, OP_SOFTPLUS_GRAD, OP_GELU_GRAD, OP_RELU, OP_LEAKY_RELU, OP_LOG,
                       OP_LOGP_NORMAL, OP_LOGP_LAPLACE, OP_LOGP_STUDENT_T, OP_LOGP_STUDENT_T_GRAD};
-    int failures = check_philox();
+    int failures = check_philox() + check_normal();
     for (size_t k = 0; k < sizeof ops / sizeof *ops; k++) {
         Op op = ops[k];
         Arena *arena = arena_new();

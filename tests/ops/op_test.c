@@ -71,6 +71,7 @@ static int matmul(Graph *g, int a, int b, bool ta, bool tb) {
 /* ---- cases: each returns the output node ---- */
 
 #define OPT_SAMPLER ((OptKind)100) /* a Case's `opt`: the sampler's leapfrog ops instead */
+#define OPT_SGLD ((OptKind)101)    /* sgld's step (momentum != 0: with RMSprop's preconditioner) */
 typedef struct {
     const char *name;
     int (*build)(Graph *g);
@@ -298,6 +299,8 @@ static const Case cases[] = {
     {"net_adamw", c_net, OPT_ADAMW, 0, 0.01, false},
     {"net_prox_sgd", c_net_prox, OPT_SGD, 0.9, 0, false}, {"net_prox_adam", c_net_prox, OPT_ADAM, 0, 0, false},
     {"net_hmc", c_net, OPT_SAMPLER, 0, 0, false}, /* a leapfrog step's kick and drift */
+    {"net_sgld", c_net, OPT_SGLD, 0, 0, false},   /* a Langevin step, its noise from the kernel generator */
+    {"net_sgld_rms", c_net, OPT_SGLD, 1, 0, false},
 };
 
 /* ---- values ---- */
@@ -546,6 +549,11 @@ static void set_scalars(RefState *ref) {
                    : sc->kind == SC_ADAM_BC2_SQRT ? sqrt(1 - pow(0.999, t))
                    : sc->kind == SC_HMC_KICK     ? 0.3
                    : sc->kind == SC_HMC_STEP     ? 0.2
+                   : sc->kind == SC_SGLD_DRIFT   ? 0.05
+                   : sc->kind == SC_SGLD_NOISE   ? 0.3
+                   : sc->kind == SC_SEED         ? 1234567
+                   : sc->kind == SC_STEP_LO      ? 3
+                   : sc->kind == SC_STEP_HI      ? 2
                                                  : sc->value;
         ref->scalar[s] = (double)(float)v;
     }
@@ -571,8 +579,9 @@ static void run_case(const Case *cs, uint64_t seed) {
     g->input_grads = true;
     ir_verify(g, "op_test build");
     autodiff_graph(g);
-    if (cs->opt == OPT_SAMPLER) {
-        SamplerSpec sp = {.kind = SAMPLER_HMC, .step = 0.2};
+    if (cs->opt == OPT_SAMPLER || cs->opt == OPT_SGLD) {
+        SamplerSpec sp = {.kind = cs->opt == OPT_SGLD ? SAMPLER_SGLD : SAMPLER_HMC, .step = 0.2, .precondition = cs->momentum != 0,
+                          .alpha = 0.9, .lambda = 1e-3};
         sampler_graph(g, &sp);
     } else if ((int)cs->opt >= 0) {
         OptSpec o = {.kind = cs->opt, .lr = 0.05, .momentum = cs->momentum, .nesterov = cs->nesterov,

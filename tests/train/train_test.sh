@@ -223,6 +223,13 @@ bayes_nuts_exact)
   # the same for NUTS
   /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
   /usr/bin/python3 tests/train/bayes_hmc.py "$nnc" "$out" nuts ;;
+bayes_sgld_exact)
+  # the same for SGLD on minibatches (small steps, many of them), and with RMSprop's
+  # preconditioner on the linear regression alone
+  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
+  mkdir -p "$out/plain" "$out/rmsprop"
+  /usr/bin/python3 tests/train/bayes_hmc.py "$nnc" "$out/plain" sgld &&
+  /usr/bin/python3 tests/train/bayes_hmc.py "$nnc" "$out/rmsprop" psgld ;;
 bayes_predictive)
   # eval and predict over a sampled posterior (diabetes_bnn, shortened) against NumPy
   # (tests/train/bayes_predictive.py says how)
