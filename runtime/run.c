@@ -227,7 +227,9 @@ int run_train(const RunOptions *o) {
     Checkpoint ck = {0};
     int rc = 0;
     remove_stale(dir);
-    if (o->resume) {
+    if (o->resume && b->c.model->train.sampler.kind != SAMPLER_NONE) {
+        cfg.resume_sampling = true; /* its checkpoint is the sampler's own (sample.c) */
+    } else if (o->resume) {
         struct stat st;
         if (stat(ckpt, &st) && errno == ENOENT) {
             printf("no checkpoint in %s: starting from the beginning\n", dir);

@@ -40,48 +40,12 @@
 #include "posterior.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "sample_internal.h"
 
-typedef struct {
-    const Weight *w;
-    int r, minv;    /* nodes of its momentum and inverse mass */
-    int64_t n, off; /* elements, and where they sit in the flat vectors */
-} Param;
-
-typedef struct {
-    const TrainConfig *cfg;
-    const SamplerSpec *sp;
-    Exec *e;
-    const Graph *g;
-    FILE *out, *metrics;
-    Param *par;
-    int npar;
-    int64_t dim;
-    int drift, kick_slot, step_slot; /* hmc's leapfrog programs and scalars */
-    int64_t sgld_step, sgld_batch;   /* sgld: steps so far in this chain, and the next batch of the pass */
-    bool keep;                        /* sgld: this iteration's position is kept (read before the step) */
-    Nuts nuts;                        /* nuts: its trees' vectors */
-    double *qd, *gd;                  /* nuts: the position and grad U there */
-    float *gbuf;
-    ModelData data;
-    int64_t n_train, batch, nbatch, *idx; /* the training split, in batches of at most the plan's */
-    bool resident;                        /* it is one batch, loaded once */
-    float *xs, *ts;
-    int32_t *ls;
-    int x_node, t_node;
-    bool class_target;
-    float *q, *r, *minv; /* the current position, a momentum, the inverse mass */
-    Rng rng;
-    double u;      /* the potential at q */
-    int64_t grads; /* gradient passes over the training split */
-    int64_t divergences;
-    double t0, first_draw_s;
-} Hmc;
-
-enum { WHICH_Q, WHICH_R, WHICH_MINV, WHICH_GRAD };
 
 static const char *const sampler_name[] = {[SAMPLER_HMC] = "hmc", [SAMPLER_NUTS] = "nuts", [SAMPLER_SGLD] = "sgld"};
 
-static int flat_io(Hmc *h, int which, float *v, bool put) {
+int sample_flat_io(Hmc *h, int which, float *v, bool put) {
     for (int p = 0; p < h->npar; p++) {
         const Param *pa = &h->par[p];
         int node = which == WHICH_Q ? pa->w->node : which == WHICH_R ? pa->r : which == WHICH_MINV ? pa->minv : pa->w->grad;
@@ -126,13 +90,13 @@ static int pass(Hmc *h, double c, double *u) {
 static int full_gradient(void *ctx, const double *q, double *g, double *u) {
     Hmc *h = ctx;
     for (int64_t i = 0; i < h->dim; i++) h->gbuf[i] = (float)q[i];
-    if (flat_io(h, WHICH_Q, h->gbuf, true)) return -1;
+    if (sample_flat_io(h, WHICH_Q, h->gbuf, true)) return -1;
     memset(g, 0, sizeof(double) * (size_t)h->dim);
     *u = 0;
     for (int64_t k = 0; k < h->nbatch; k++) {
         int64_t rows = h->resident ? h->n_train : load_batch(h, k);
         float loss = NAN;
-        if (exec_run(h->e, PROG_GRAD, rows) || exec_read(h->e, h->g->loss, &loss, sizeof loss) || flat_io(h, WHICH_GRAD, h->gbuf, false)) {
+        if (exec_run(h->e, PROG_GRAD, rows) || exec_read(h->e, h->g->loss, &loss, sizeof loss) || sample_flat_io(h, WHICH_GRAD, h->gbuf, false)) {
             fprintf(h->cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);
             return -1;
         }
@@ -155,7 +119,7 @@ static double kinetic(const Hmc *h) {
 static int trajectory(Hmc *h, double eps, int64_t steps, double *h0, double *h1, double *u_start, double *u_end) {
     for (int64_t i = 0; i < h->dim; i++) h->r[i] = (float)(rng_normal(&h->rng) / sqrt((double)h->minv[i]));
     double k0 = kinetic(h), u0, u = 0;
-    if (flat_io(h, WHICH_R, h->r, true)) return -1;
+    if (sample_flat_io(h, WHICH_R, h->r, true)) return -1;
     h->e->scalars[h->step_slot] = (float)eps;
     if (pass(h, eps / 2, &u0)) return -1;
     *h0 = u0 + k0;
@@ -170,7 +134,7 @@ static int trajectory(Hmc *h, double eps, int64_t steps, double *h0, double *h1,
         if (pass(h, l < steps ? eps : eps / 2, &u)) return -1;
         if (!isfinite(u)) return 0;
     }
-    if (flat_io(h, WHICH_R, h->r, false)) return -1;
+    if (sample_flat_io(h, WHICH_R, h->r, false)) return -1;
     double k1 = kinetic(h);
     *h1 = isfinite(k1) ? u + k1 : INFINITY;
     *u_end = u;
@@ -201,7 +165,7 @@ static int sgld_step(Hmc *h, bool *divergent) {
     float loss = NAN;
     h->grads++;
     if (exec_run(h->e, PROG_GRAD, rows) || exec_read(h->e, h->g->loss, &loss, sizeof loss) ||
-        (h->keep && flat_io(h, WHICH_Q, h->q, false))) {
+        (h->keep && sample_flat_io(h, WHICH_Q, h->q, false))) {
         fprintf(h->cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);
         return -1;
     }
@@ -227,7 +191,7 @@ static int sgld_step(Hmc *h, bool *divergent) {
 }
 
 /* Back to h->q, the position before a rejected proposal. */
-static int restore(Hmc *h) { return flat_io(h, WHICH_Q, h->q, true); }
+static int restore(Hmc *h) { return sample_flat_io(h, WHICH_Q, h->q, true); }
 
 /* One Metropolis-adjusted trajectory (nuts: one transition; *depth its tree's depth).
  * *accept_stat: min(1, exp(H0 - H1)) (nuts: its mean over the tree); *divergent. */
@@ -256,7 +220,7 @@ static int iterate(Hmc *h, double eps, int64_t steps, double *accept_stat, bool 
     *accept_stat = *divergent ? 0 : fmin(1, exp(h0 - h1));
     if (!*divergent && rng_uniform(&h->rng) < *accept_stat) {
         h->u = u1;
-        return flat_io(h, WHICH_Q, h->q, false);
+        return sample_flat_io(h, WHICH_Q, h->q, false);
     }
     h->u = u0;
     return restore(h);
@@ -289,10 +253,6 @@ static int find_step(Hmc *h, double *eps) {
 }
 
 /* Dual averaging of log eps toward the target acceptance. */
-typedef struct {
-    double mu, hbar, log_eps, log_eps_bar;
-    int64_t t;
-} DualAvg;
 
 static void dual_restart(DualAvg *d, double eps) { *d = (DualAvg){.mu = log(10 * eps), .log_eps = log(eps)}; }
 
@@ -338,15 +298,6 @@ static void line(Hmc *h, cJSON *o) {
     cJSON_Delete(o);
 }
 
-typedef struct {
-    float *q;          /* kept draws x dim */
-    double *potential; /* per kept draw */
-    int64_t kept;
-    double accept, step, seconds;
-    int64_t divergences, warm_divergences, grads; /* divergences while sampling, and in warm-up */
-    double mean_depth;                            /* nuts: the trees' mean depth while sampling */
-    int64_t max_depth_hits;                       /* nuts: trees that stopped at max_depth */
-} Chain;
 
 /* draws_chain<c>.safetensors: each weight [kept, shape...], then the potential per draw. */
 static int write_draws(Hmc *h, const Chain *ch, int c) {
@@ -518,42 +469,114 @@ static int report(Hmc *h, const Chain *ch, int m) {
 
 /* ---- a chain ---- */
 
-static int run_chain(Hmc *h, int c, Chain *ch) {
+/* Chain c from its start: the weights and generator seeded with seed + c, minv = 1, the
+ * first step size, and room for its draws.  -1 after an error (reported). */
+static int start_chain(Hmc *h, int c, Chain *ch) {
     const SamplerSpec *sp = h->sp;
     const TrainSpec *t = &h->cfg->model->train;
-    int64_t total = sp->burnin + sp->samples;
-    double t0 = util_now();
-    int64_t grads0 = h->grads;
     train_init_weights(h->e, t->seed + (uint64_t)c); /* the weights, and minv = 1 */
     rng_seed(&h->rng, t->seed + (uint64_t)c, RNG_SAMPLE);
-    bool nuts = sp->kind == SAMPLER_NUTS, sgld = sp->kind == SAMPLER_SGLD;
-    if (flat_io(h, WHICH_Q, h->q, false)) return 1;
+    if (sample_flat_io(h, WHICH_Q, h->q, false)) return -1;
     h->sgld_step = h->sgld_batch = 0;
-    exec_set_scalars(h->e, SC_SEED, (double)((t->seed + (uint64_t)c) & 0xFFFFFF)); /* sgld's noise */
-    if (sgld) {
+    ch->nkeep = (sp->samples + sp->thin - 1) / sp->thin;
+    ch->q = util_calloc((size_t)(ch->nkeep * h->dim) + 1, sizeof(float));
+    ch->potential = util_calloc((size_t)ch->nkeep + 1, sizeof(double));
+    ch->mean = util_calloc((size_t)h->dim + 1, sizeof(double));
+    ch->m2 = util_calloc((size_t)h->dim + 1, sizeof(double));
+    ch->grads_start = h->grads;
+    if (sp->kind == SAMPLER_SGLD) {
         h->u = NAN;
-    } else if (nuts) { /* minv = 1 on the host; the position and its gradient in double */
+    } else if (sp->kind == SAMPLER_NUTS) { /* minv = 1 on the host; the position and its gradient in double */
         for (int64_t i = 0; i < h->dim; i++) h->minv[i] = 1, h->qd[i] = h->q[i];
-        if (full_gradient(h, h->qd, h->gd, &h->u)) return 1;
-    } else if (flat_io(h, WHICH_MINV, h->minv, false)) {
-        return 1;
+        if (full_gradient(h, h->qd, h->gd, &h->u)) return -1;
+    } else if (sample_flat_io(h, WHICH_MINV, h->minv, false)) {
+        return -1;
     }
-    double eps = sgld ? sp->lr : sp->step;
-    if (sp->adapt_step && sp->burnin > 0 && find_step(h, &eps)) return 1;
-    DualAvg da;
-    dual_restart(&da, eps);
+    ch->eps = sp->kind == SAMPLER_SGLD ? sp->lr : sp->step;
+    if (sp->adapt_step && sp->burnin > 0 && find_step(h, &ch->eps)) return -1;
+    dual_restart(&ch->da, ch->eps);
+    return 0;
+}
+
+static bool progress_bar(const Hmc *h) { return h->cfg->progress == 1 || (h->cfg->progress < 0 && isatty(fileno(h->out))); }
+
+/* One iteration's bookkeeping in warm-up: the step size's dual averaging, the positions'
+ * variance in the current mass-matrix window, and at the window's end the new inverse mass and
+ * a fresh step size.  -1 after an error. */
+static int adapt(Hmc *h, Chain *ch, double accept, const int64_t *wstart, const int64_t *wend, int nwin) {
+    const SamplerSpec *sp = h->sp;
+    int64_t it = ch->it;
+    if (sp->adapt_step) ch->eps = dual_update(&ch->da, accept, sp->target_accept);
+    if (ch->win < nwin && it >= wstart[ch->win] && it < wend[ch->win]) { /* Welford over the window's positions */
+        ch->wn++;
+        for (int64_t i = 0; i < h->dim; i++) {
+            double d = h->q[i] - ch->mean[i];
+            ch->mean[i] += d / (double)ch->wn;
+            ch->m2[i] += d * (h->q[i] - ch->mean[i]);
+        }
+    }
+    if (ch->win < nwin && it == wend[ch->win] - 1) {
+        for (int64_t i = 0; i < h->dim; i++) {
+            double var = ch->wn > 1 ? ch->m2[i] / (double)(ch->wn - 1) : 1;
+            h->minv[i] = (float)(((double)ch->wn * var + 1e-3 * 5) / ((double)ch->wn + 5));
+        }
+        if (sp->kind == SAMPLER_HMC && sample_flat_io(h, WHICH_MINV, h->minv, true)) return -1;
+        memset(ch->mean, 0, sizeof(double) * (size_t)h->dim);
+        memset(ch->m2, 0, sizeof(double) * (size_t)h->dim);
+        ch->wn = 0;
+        ch->win++;
+        if (sp->adapt_step) {
+            if (find_step(h, &ch->eps)) return -1;
+            dual_restart(&ch->da, ch->eps);
+        }
+    }
+    if (it == sp->burnin - 1 && sp->adapt_step) ch->eps = exp(ch->da.log_eps_bar);
+    return 0;
+}
+
+/* The metrics line and progress bar of the 100 iterations ending at ch->it (the last ones
+ * fewer). */
+static void window_line(Hmc *h, int c, Chain *ch, bool warm, double t0) {
+    const SamplerSpec *sp = h->sp;
+    int64_t it = ch->it, total = sp->burnin + sp->samples, span = (it % 100) + 1;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "chain", c + 1);
+    cJSON_AddStringToObject(o, "phase", warm ? "warmup" : "sampling");
+    cJSON_AddNumberToObject(o, "iteration", (double)(it + 1));
+    cJSON_AddNumberToObject(o, "accept", ch->window_acc / (double)span);
+    cJSON_AddNumberToObject(o, "step_size", ch->eps);
+    cJSON_AddNumberToObject(o, "divergences", (double)ch->window_div);
+    if (sp->kind == SAMPLER_NUTS) cJSON_AddNumberToObject(o, "tree_depth", ch->window_depth / (double)span);
+    cJSON_AddNumberToObject(o, "time_s", round((util_now() - t0) * 1000) / 1000);
+    line(h, o);
+    if (progress_bar(h)) {
+        fprintf(h->out, "\rchain %d/%lld %s %lld/%lld  accept %.2f  step %.3g  divergences %lld   ", c + 1, (long long)sp->chains,
+                warm ? "warm-up" : "sampling", (long long)(it + 1), (long long)total, ch->window_acc / (double)span, ch->eps,
+                (long long)(ch->divergences + ch->warm_divergences));
+        fflush(h->out);
+    }
+    ch->window_acc = 0;
+    ch->window_div = 0;
+    ch->window_depth = 0;
+}
+
+/* Chain c from ch->it (0, or where a checkpoint left it) to its end, then its draws file.  A
+ * checkpoint every CHECKPOINT_ITERATIONS iterations (unless --checkpoint-every 0) and after
+ * SIGINT or SIGTERM, which then end the run: 128 + the signal.  0, or 1 after an error. */
+enum { CHECKPOINT_ITERATIONS = 1000 };
+static int run_chain(Hmc *h, Chain *chains, int c) {
+    Chain *ch = &chains[c];
+    const SamplerSpec *sp = h->sp;
+    const TrainSpec *t = &h->cfg->model->train;
+    int64_t total = sp->burnin + sp->samples, signal_chain, signal_it;
+    double t0 = util_now() - ch->seconds;
+    bool nuts = sp->kind == SAMPLER_NUTS, sgld = sp->kind == SAMPLER_SGLD;
+    exec_set_scalars(h->e, SC_SEED, (double)((t->seed + (uint64_t)c) & 0xFFFFFF)); /* sgld's noise */
     int64_t wstart[64], wend[64];
-    int nwin = sp->adapt_mass ? mass_windows(sp->burnin, wstart, wend, 64) : 0, win = 0;
-    double *mean = util_calloc((size_t)h->dim, sizeof(double)), *m2 = util_calloc((size_t)h->dim, sizeof(double));
-    int64_t wn = 0, window_div = 0, reported = 0, warm_div = 0;
-    double window_acc = 0;
-    ch->kept = (sp->samples + sp->thin - 1) / sp->thin;
-    ch->q = util_calloc((size_t)(ch->kept * h->dim) + 1, sizeof(float));
-    ch->potential = util_calloc((size_t)ch->kept + 1, sizeof(double));
-    double acc_sum = 0, depth_sum = 0, window_depth = 0;
-    int64_t kept = 0, div0 = h->divergences, depth_hits = 0;
-    int rc = 0;
-    for (int64_t it = 0; it < total && rc == 0; it++) {
+    int nwin = sp->adapt_mass ? mass_windows(sp->burnin, wstart, wend, 64) : 0, rc = 0;
+    train_test_signal_at(&signal_chain, &signal_it);
+    for (; ch->it < total && rc == 0; ch->it++) {
+        int64_t it = ch->it;
         bool warm = it < sp->burnin;
         double a, err;
         bool div;
@@ -561,17 +584,17 @@ static int run_chain(Hmc *h, int c, Chain *ch) {
         int64_t lo = (int64_t)ceil((1 - sp->jitter) * (double)sp->leapfrog);
         int64_t steps = nuts || sgld ? 0 : lo + (int64_t)rng_below(&h->rng, (uint64_t)(sp->leapfrog - lo + 1));
         h->keep = !warm && (it - sp->burnin) % sp->thin == 0;
-        if (iterate(h, eps, steps, &a, &div, &err, &depth)) {
+        if (iterate(h, ch->eps, steps, &a, &div, &err, &depth)) {
             rc = 1;
             break;
         }
-        window_acc += a;
-        window_depth += depth;
+        ch->window_acc += a;
+        ch->window_depth += depth;
         if (div) {
-            window_div++;
+            ch->window_div++;
             if (warm)
-                warm_div++;
-            else if (h->divergences++, reported++ >= 10) /* (warm-up ones, while the step size is still searched for, are counted) */
+                ch->warm_divergences++;
+            else if (h->divergences++, ch->divergences++, ch->reported++ >= 10) /* (warm-up ones, while the step size is still searched for, are counted) */
                 ;
             else if (sgld)
                 fprintf(h->out, "divergence: chain %d, iteration %lld (sampling): the loss is not finite; step skipped\n", c + 1,
@@ -581,98 +604,56 @@ static int run_chain(Hmc *h, int c, Chain *ch) {
                         (long long)it + 1, err);
         }
         if (warm) {
-            if (sp->adapt_step) eps = dual_update(&da, a, sp->target_accept);
-            if (win < nwin && it >= wstart[win] && it < wend[win]) { /* Welford over the window's positions */
-                wn++;
-                for (int64_t i = 0; i < h->dim; i++) {
-                    double d = h->q[i] - mean[i];
-                    mean[i] += d / (double)wn;
-                    m2[i] += d * (h->q[i] - mean[i]);
-                }
+            if (adapt(h, ch, a, wstart, wend, nwin)) {
+                rc = 1;
+                break;
             }
-            if (win < nwin && it == wend[win] - 1) {
-                for (int64_t i = 0; i < h->dim; i++) {
-                    double var = wn > 1 ? m2[i] / (double)(wn - 1) : 1;
-                    h->minv[i] = (float)(((double)wn * var + 1e-3 * 5) / ((double)wn + 5));
-                }
-                if (!nuts && flat_io(h, WHICH_MINV, h->minv, true)) {
-                    rc = 1;
-                    break;
-                }
-                memset(mean, 0, sizeof(double) * (size_t)h->dim);
-                memset(m2, 0, sizeof(double) * (size_t)h->dim);
-                wn = 0;
-                win++;
-                if (sp->adapt_step) {
-                    if (find_step(h, &eps)) {
-                        rc = 1;
-                        break;
-                    }
-                    dual_restart(&da, eps);
-                }
-            }
-            if (it == sp->burnin - 1 && sp->adapt_step) eps = exp(da.log_eps_bar);
         } else {
-            acc_sum += a;
-            depth_sum += depth;
-            depth_hits += depth == sp->max_depth;
-            int64_t s = it - sp->burnin;
-            if (s % sp->thin == 0) {
-                if (kept == 0 && c == 0) h->first_draw_s = util_now() - h->t0;
-                memcpy(ch->q + kept * h->dim, h->q, sizeof(float) * (size_t)h->dim);
-                ch->potential[kept++] = h->u;
+            ch->acc_sum += a;
+            ch->depth_sum += depth;
+            ch->max_depth_hits += depth == sp->max_depth;
+            if ((it - sp->burnin) % sp->thin == 0) {
+                if (ch->kept == 0 && c == 0) h->first_draw_s = util_now() - h->t0;
+                memcpy(ch->q + ch->kept * h->dim, h->q, sizeof(float) * (size_t)h->dim);
+                ch->potential[ch->kept++] = h->u;
             }
         }
-        if ((it + 1) % 100 == 0 || it + 1 == total) {
-            int64_t span = (it % 100) + 1;
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddNumberToObject(o, "chain", c + 1);
-            cJSON_AddStringToObject(o, "phase", warm ? "warmup" : "sampling");
-            cJSON_AddNumberToObject(o, "iteration", (double)(it + 1));
-            cJSON_AddNumberToObject(o, "accept", window_acc / (double)span);
-            cJSON_AddNumberToObject(o, "step_size", eps);
-            cJSON_AddNumberToObject(o, "divergences", (double)window_div);
-            if (nuts) cJSON_AddNumberToObject(o, "tree_depth", window_depth / (double)span);
-            cJSON_AddNumberToObject(o, "time_s", round((util_now() - t0) * 1000) / 1000);
-            line(h, o);
-            if (h->cfg->progress == 1 || (h->cfg->progress < 0 && isatty(fileno(h->out)))) {
-                fprintf(h->out, "\rchain %d/%lld %s %lld/%lld  accept %.2f  step %.3g  divergences %lld   ", c + 1,
-                        (long long)h->sp->chains, warm ? "warm-up" : "sampling", (long long)(it + 1), (long long)total,
-                        window_acc / (double)span, eps, (long long)(h->divergences - div0));
-                fflush(h->out);
+        if ((it + 1) % 100 == 0 || it + 1 == total) window_line(h, c, ch, warm, t0);
+        if (c + 1 == signal_chain && it + 1 == signal_it) raise(SIGTERM);
+        int sig = train_signal();
+        if (sig || (h->cfg->checkpoint_every && (it + 1) % CHECKPOINT_ITERATIONS == 0 && it + 1 < total)) {
+            ch->it++; /* (the loop's increment, before the checkpoint) */
+            ch->seconds = util_now() - t0;
+            rc = sample_checkpoint(h, chains, c) ? 1 : 0;
+            if (sig) {
+                if (progress_bar(h)) fputc('\n', h->out);
+                fprintf(h->out, "interrupted by %s at chain %d, iteration %lld%s\n", sig == SIGINT ? "SIGINT" : "SIGTERM", c + 1,
+                        (long long)ch->it, rc ? "" : "; checkpoint written, --resume continues from it");
+                return rc ? rc : 128 + sig;
             }
-            window_acc = 0;
-            window_div = 0;
-            window_depth = 0;
+            ch->it--;
         }
     }
-    free(mean);
-    free(m2);
-    ch->accept = sp->samples ? acc_sum / (double)sp->samples : 0;
-    ch->step = eps;
-    ch->mean_depth = sp->samples ? depth_sum / (double)sp->samples : 0;
-    ch->max_depth_hits = depth_hits;
-    ch->divergences = h->divergences - div0;
-    ch->warm_divergences = warm_div;
-    ch->grads = h->grads - grads0;
+    ch->accept = sp->samples ? ch->acc_sum / (double)sp->samples : 0;
+    ch->step = ch->eps;
+    ch->mean_depth = sp->samples ? ch->depth_sum / (double)sp->samples : 0;
+    ch->grads = h->grads - ch->grads_start;
     ch->seconds = util_now() - t0;
-    if (rc == 0 && sgld) {
-        if (h->cfg->progress == 1 || (h->cfg->progress < 0 && isatty(fileno(h->out)))) fputc('\n', h->out);
+    if (rc) return rc;
+    if (progress_bar(h)) fputc('\n', h->out);
+    if (sgld) {
         fprintf(h->out, "chain %d: %lld draws kept, lr %.4g, %lld steps skipped for a non-finite loss (%lld in warm-up), %lld "
                 "minibatch gradients in %.2f s (%.0f/s)\n", c + 1, (long long)ch->kept, sp->lr, (long long)ch->divergences,
                 (long long)ch->warm_divergences, (long long)ch->grads, ch->seconds, (double)ch->grads / ch->seconds);
-        rc = write_draws(h, ch, c);
-    } else if (rc == 0) {
-        if (h->cfg->progress == 1 || (h->cfg->progress < 0 && isatty(fileno(h->out)))) fputc('\n', h->out);
+    } else {
         fprintf(h->out, "chain %d: %lld draws kept, acceptance %.3f, step size %.4g, %lld divergences (%lld in warm-up), "
                 "%lld gradients in %.2f s (%.0f/s)\n", c + 1, (long long)ch->kept, ch->accept, ch->step, (long long)ch->divergences,
                 (long long)ch->warm_divergences, (long long)ch->grads, ch->seconds, (double)ch->grads / ch->seconds);
         if (nuts)
             fprintf(h->out, "chain %d: tree depth %.2f on average while sampling, %lld tree%s stopped at max_depth %d\n", c + 1,
                     ch->mean_depth, (long long)ch->max_depth_hits, ch->max_depth_hits == 1 ? "" : "s", sp->max_depth);
-        rc = write_draws(h, ch, c);
     }
-    return rc;
+    return write_draws(h, ch, c);
 }
 
 /* ---- the run ---- */
@@ -745,22 +726,21 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
     memset(res, 0, sizeof *res);
     const SamplerSpec *sp = &cfg->model->train.sampler;
     Hmc h = {.cfg = cfg, .sp = sp, .e = cfg->exec, .g = cfg->exec->g, .out = cfg->out ? cfg->out : stdout, .t0 = util_now()};
-    if (cfg->resume) {
-        fprintf(cfg->diag->out, "nnc: error: resuming a sampling run is not implemented yet; start it again without --resume\n");
-        return 1;
-    }
     if (!cfg->out_dir) {
         fprintf(cfg->diag->out, "nnc: error: sampling needs an output directory for its draws\n");
         return 1;
     }
-    int rc = setup(&h, cfg);
+    int rc = setup(&h, cfg), c0 = 0;
+    bool started = false; /* chain c0 is under way (a checkpoint's) */
+    Chain *ch = util_calloc((size_t)sp->chains, sizeof(Chain));
+    if (rc == 0 && cfg->resume_sampling && sample_resume(&h, ch, &c0, &started)) rc = 1;
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
-    if (rc == 0 && (train_make_dirs(cfg->out_dir) || !(h.metrics = fopen(path, "w")))) {
+    if (rc == 0 && (train_make_dirs(cfg->out_dir) || (started && sample_trim_metrics(path, c0 + 1, ch[c0].it)) ||
+                    !(h.metrics = fopen(path, started ? "a" : "w")))) {
         fprintf(cfg->diag->out, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
         rc = 1;
     }
-    Chain *ch = util_calloc((size_t)sp->chains, sizeof(Chain));
     if (rc == 0) {
         char steps[160];
         if (sp->kind == SAMPLER_NUTS)
@@ -778,8 +758,14 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
                 cfg->backend ? cfg->backend : "cpu");
         fflush(h.out);
     }
-    int done = 0;
-    for (int c = 0; rc == 0 && c < sp->chains; c++, done++) rc = run_chain(&h, c, &ch[c]);
+    struct sigaction old_sig[2]; /* SIGINT and SIGTERM end the run at an iteration's end, with a checkpoint */
+    train_signals_catch(old_sig);
+    for (int c = c0; rc == 0 && c < sp->chains; c++) {
+        if (!(started && c == c0)) rc = start_chain(&h, c, &ch[c]) ? 1 : 0;
+        if (rc == 0) rc = run_chain(&h, ch, c);
+        if (rc == 0) rc = sample_checkpoint(&h, ch, c) ? 1 : 0; /* chain c done: --resume goes on with the next */
+    }
+    train_signals_restore(old_sig);
     if (rc == 0) rc = report(&h, ch, (int)sp->chains);
     res->seconds = util_now() - h.t0;
     if (rc == 0) {
@@ -791,9 +777,11 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
                 (long long)h.divergences, peak / mib);
         fprintf(h.out, "draws written to %s/draws_chain*.safetensors, summary to %s/summary.json\n", cfg->out_dir, cfg->out_dir);
     }
-    for (int c = 0; c < done; c++) {
+    for (int c = 0; c < sp->chains; c++) {
         free(ch[c].q);
         free(ch[c].potential);
+        free(ch[c].mean);
+        free(ch[c].m2);
     }
     free(ch);
     if (h.metrics) fclose(h.metrics);

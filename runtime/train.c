@@ -544,10 +544,23 @@ static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t s
 static volatile sig_atomic_t interrupted; /* the signal that asked training to stop, or 0 */
 static void on_signal(int sig) { interrupted = sig; }
 
-/* Test only (tests/checkpoint): NNC_TEST_SIGNAL_AT="E:S" makes training raise SIGTERM on itself
- * right after step S (1-based, within the epoch) of epoch E, "E:eval" after epoch E's last step
- * and before its evaluation; *step is then 0.  Unset (or malformed), *epoch is 0: never. */
-static void test_signal_at(int64_t *epoch, int64_t *step) {
+void train_signals_catch(struct sigaction old[2]) {
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    interrupted = 0;
+    sigaction(SIGINT, &sa, &old[0]);
+    sigaction(SIGTERM, &sa, &old[1]);
+}
+
+void train_signals_restore(const struct sigaction old[2]) {
+    sigaction(SIGINT, &old[0], NULL);
+    sigaction(SIGTERM, &old[1], NULL);
+}
+
+int train_signal(void) { return interrupted; }
+
+/* (train.h) */
+void train_test_signal_at(int64_t *epoch, int64_t *step) {
     const char *v = getenv("NNC_TEST_SIGNAL_AT");
     char *end = NULL;
     *epoch = v ? strtoll(v, &end, 10) : 0;
@@ -715,7 +728,7 @@ struct TrainSession {
     int64_t arena_peak, baseline_rss;
     bool tty;
     int64_t signal_epoch, signal_step; /* NNC_TEST_SIGNAL_AT */
-    struct sigaction old_int, old_term;
+    struct sigaction old_sig[2]; /* SIGINT's and SIGTERM's handlers before training */
     TrainStep step;
     TrainHook hook[NHOOK][MAX_HOOKS];
     int nhook[NHOOK];
@@ -780,7 +793,7 @@ static void next_epoch(TrainState *st, const Rng *shuffle) {
 
 /* ---- the hooks ---- */
 
-/* Test only (test_signal_at): SIGTERM right after step S of epoch E, or ("E:eval") after its
+/* Test only (train_test_signal_at): SIGTERM right after step S of epoch E, or ("E:eval") after its
  * last step; either is handled at the next step boundary. */
 static int test_signal_step(TrainSession *ts) {
     if (ts->st.epoch == ts->signal_epoch && ts->st.epoch_step == ts->signal_step) raise(SIGTERM);
@@ -1004,12 +1017,8 @@ static int train_begin(TrainSession *ts) {
     ts->latest.test.gate = util_calloc((size_t)ngate + 1, sizeof(GateStat));
     ts->widths = util_calloc((size_t)s->g->nspace + 1, sizeof(WidthOverride));
     /* SIGINT and SIGTERM stop training at the next step boundary, with a checkpoint */
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    interrupted = 0;
-    sigaction(SIGINT, &sa, &ts->old_int);
-    sigaction(SIGTERM, &sa, &ts->old_term);
-    test_signal_at(&ts->signal_epoch, &ts->signal_step);
+    train_signals_catch(ts->old_sig);
+    train_test_signal_at(&ts->signal_epoch, &ts->signal_step);
     install(ts);
     return rc;
 }
@@ -1050,8 +1059,7 @@ static int train_epoch(TrainSession *ts) {
 static int train_end(TrainSession *ts, int rc) {
     const TrainConfig *cfg = ts->cfg;
     TrainResult *res = ts->res;
-    sigaction(SIGINT, &ts->old_int, NULL);
-    sigaction(SIGTERM, &ts->old_term, NULL);
+    train_signals_restore(ts->old_sig);
     free(ts->param_used);
     free(ts->widths);
     free(ts->latest.valid.gate);

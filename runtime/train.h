@@ -7,6 +7,7 @@
 #ifndef NNC_TRAIN_H
 #define NNC_TRAIN_H
 
+#include <signal.h>
 #include <stdio.h>
 
 #include "data.h"
@@ -35,6 +36,7 @@ typedef struct {
     const RunIdentity *identity;
     int64_t checkpoint_every;
     const TrainState *resume; /* continue from here; `exec` already holds the checkpoint's weights */
+    bool resume_sampling;     /* a sampler: continue from out_dir's checkpoint, when there is one */
     const char *init;         /* initial weights (a safetensors file) replacing the seeded ones */
 } TrainConfig;
 
@@ -79,6 +81,17 @@ float *train_predict(const TrainConfig *cfg, const Dataset *in, int64_t *ncols);
 int64_t *train_split_order(const TrainSpec *t, int64_t n, int64_t *n_valid);
 /* mkdir -p; 0 or -1 (errno set). */
 int train_make_dirs(const char *path);
+
+/* SIGINT and SIGTERM, while training or sampling runs: caught from train_signals_catch on (the
+ * handlers before it kept in old, and put back by train_signals_restore); train_signal() is
+ * the one that came, or 0.  The loop stops at its next step boundary with a checkpoint. */
+void train_signals_catch(struct sigaction old[2]);
+void train_signals_restore(const struct sigaction old[2]);
+int train_signal(void);
+/* Test only (tests/checkpoint): NNC_TEST_SIGNAL_AT="E:S" asks for SIGTERM right after step S
+ * (1-based) of epoch E ("E:eval": after its last step, *step 0; a sampler reads it as chain
+ * and iteration).  Unset or malformed, *epoch is 0: never. */
+void train_test_signal_at(int64_t *epoch, int64_t *step);
 
 /* Weight initialisation (deterministic in the seed), written to the device. */
 void train_init_weights(Exec *e, uint64_t seed);

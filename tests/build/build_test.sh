@@ -50,7 +50,8 @@ usage_errors)
   usage "$out/t: error: no command given" "$out/t"
   usage "$out/t: error: unknown command frobnicate" "$out/t" frobnicate
   usage "$out/t: error: unknown option --bogus" "$out/t" train --bogus
-  usage "$out/t: error: eval needs --checkpoint C" "$out/t" eval
+  usage "$out/t: error: eval needs --checkpoint C (a trained model) or --draws D (a sampled one)" "$out/t" eval
+  usage "$out/t: error: predict needs --checkpoint C (a trained model) or --draws D (a sampled one)" "$out/t" predict --checkpoint a --draws b
   usage "$out/t: error: predict needs --input X and --output Y" "$out/t" predict --checkpoint c.safetensors
   usage "$out/t: error: unknown device 'gpu': use cpu, cuda, cuda-emu or auto" "$out/t" train --device gpu
   usage "$out/t: error: --checkpoint-every needs a whole number of epochs >= 0, not 'x'" "$out/t" train --checkpoint-every x

@@ -230,6 +230,11 @@ bayes_sgld_exact)
   mkdir -p "$out/plain" "$out/rmsprop"
   /usr/bin/python3 tests/train/bayes_hmc.py "$nnc" "$out/plain" sgld &&
   /usr/bin/python3 tests/train/bayes_hmc.py "$nnc" "$out/rmsprop" psgld ;;
+bayes_resume)
+  # a sampling run stopped by SIGTERM and resumed gives the same draws, bit for bit, for hmc,
+  # nuts and sgld (tests/train/bayes_resume.py says how)
+  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
+  /usr/bin/python3 tests/train/bayes_resume.py "$nnc" "$out" ;;
 bayes_predictive)
   # eval and predict over a sampled posterior (diabetes_bnn, shortened) against NumPy
   # (tests/train/bayes_predictive.py says how)
