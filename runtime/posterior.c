@@ -167,15 +167,16 @@ static double quantile(const float *v, int64_t n, double p) {
 }
 
 int posterior_predictive(Exec *e, const Draws *d, const Dataset *data, const int64_t *idx, int64_t n, bool softmax,
-                         float *stats, double *draw_rmse) {
+                         float *stats, double *mean, double *draw_rmse) {
     const Graph *g = e->g;
     int pred = find_output(g, AGG_PREDICT), xn = input_node(g, false);
     int64_t cols = shape_numel(g->node[pred].shape), batch = e->plan->max_batch, S = d->ndraw;
-    int64_t chunk = CHUNK_VALUES / (S * cols);
+    int64_t chunk = CHUNK_VALUES / (S * cols), held = stats ? S : 1; /* without quantiles, one draw's values at a time */
     chunk -= chunk % batch;
-    if (chunk < batch) chunk = batch;
+    if (chunk < batch || !stats) chunk = batch;
     if (chunk > n) chunk = n;
-    float *y = util_calloc((size_t)(S * chunk * cols) + 1, sizeof(float)), *v = util_calloc((size_t)S + 1, sizeof(float));
+    if (mean) memset(mean, 0, sizeof(double) * (size_t)(n * cols));
+    float *y = util_calloc((size_t)(held * chunk * cols) + 1, sizeof(float)), *v = util_calloc((size_t)S + 1, sizeof(float));
     float *x = util_calloc((size_t)(batch * data->nfeat) + 1, sizeof(float));
     float *t = draw_rmse ? util_calloc((size_t)(batch * data->ntarget) + 1, sizeof(float)) : NULL;
     double *se = util_calloc((size_t)S + 1, sizeof(double));
@@ -186,12 +187,13 @@ int posterior_predictive(Exec *e, const Draws *d, const Dataset *data, const int
             rc = put_draw(e, d, s);
             for (int64_t b = 0; b < in_chunk && rc == 0; b += batch) {
                 int64_t rows = in_chunk - b < batch ? in_chunk - b : batch;
-                float *ys = y + (s * chunk + b) * cols;
+                float *ys = y + ((stats ? s : 0) * chunk + b) * cols;
                 data_gather(data, idx + at + b, rows, x, NULL, t);
                 rc = exec_write(e, xn, x, sizeof(float) * (size_t)(rows * data->nfeat)) || exec_run(e, PROG_EVAL, rows) ||
                      exec_read(e, pred, ys, sizeof(float) * (size_t)(rows * cols));
                 if (rc) break;
                 if (softmax) softmax_rows(ys, rows, cols);
+                for (int64_t i = 0; mean && i < rows * cols; i++) mean[(at + b) * cols + i] += (double)ys[i] / (double)S;
                 if (draw_rmse)
                     for (int64_t i = 0; i < rows * cols; i++) se[s] += ((double)ys[i] - t[i]) * ((double)ys[i] - t[i]);
             }
@@ -199,11 +201,11 @@ int posterior_predictive(Exec *e, const Draws *d, const Dataset *data, const int
         for (int64_t i = 0; stats && rc == 0 && i < in_chunk * cols; i++) {
             double sum = 0, ss = 0;
             for (int64_t s = 0; s < S; s++) sum += v[s] = y[s * chunk * cols + i];
-            double mean = sum / (double)S;
-            for (int64_t s = 0; s < S; s++) ss += ((double)v[s] - mean) * ((double)v[s] - mean);
+            double mu = sum / (double)S;
+            for (int64_t s = 0; s < S; s++) ss += ((double)v[s] - mu) * ((double)v[s] - mu);
             qsort(v, (size_t)S, sizeof(float), cmp_float);
             float *o = stats + (at * cols + i) * 4;
-            o[0] = (float)mean;
+            o[0] = (float)mu;
             o[1] = S > 1 ? (float)sqrt(ss / (double)(S - 1)) : 0.0f;
             o[2] = (float)quantile(v, S, 0.05);
             o[3] = (float)quantile(v, S, 0.95);
@@ -259,8 +261,8 @@ int posterior_metrics(Exec *e, const Model *m, const Draws *d, const Dataset *da
                       double *metric) {
     const Graph *g = e->g;
     int64_t cols = posterior_cols(e), batch = e->plan->max_batch;
-    float *stats = util_calloc((size_t)(n * cols * 4) + 1, sizeof(float));
-    int rc = posterior_predictive(e, d, data, idx, n, data->target_class, stats, NULL);
+    double *mean = util_calloc((size_t)(n * cols) + 1, sizeof(double));
+    int rc = posterior_predictive(e, d, data, idx, n, data->target_class, NULL, mean, NULL);
     float *x = util_calloc((size_t)(batch * data->nfeat) + 1, sizeof(float));
     float *t = util_calloc((size_t)(batch * data->ntarget) + 1, sizeof(float));
     int32_t *label = util_calloc((size_t)batch + 1, sizeof(int32_t));
@@ -270,14 +272,14 @@ int posterior_metrics(Exec *e, const Model *m, const Draws *d, const Dataset *da
         int64_t rows = n - at < batch ? n - at : batch;
         data_gather(data, idx + at, rows, x, data->target_class ? label : NULL, data->target_class ? NULL : t);
         for (int64_t i = 0; i < rows; i++) {
-            const float *o = stats + (at + i) * cols * 4;
+            const double *o = mean + (at + i) * cols;
             if (data->target_class) {
                 int64_t best = 0;
                 for (int64_t j = 1; j < cols; j++)
-                    if (o[j * 4] > o[best * 4]) best = j;
+                    if (o[j] > o[best]) best = j;
                 right += best == label[i];
             } else {
-                for (int64_t j = 0; j < cols; j++) se += ((double)o[j * 4] - t[i * cols + j]) * ((double)o[j * 4] - t[i * cols + j]);
+                for (int64_t j = 0; j < cols; j++) se += (o[j] - t[i * cols + j]) * (o[j] - t[i * cols + j]);
             }
         }
     }
@@ -289,7 +291,7 @@ int posterior_metrics(Exec *e, const Model *m, const Draws *d, const Dataset *da
         case METRIC_NLL: rc = predictive_nll(e, d, data, idx, n, g->output[i + 1].node, &metric[i]); break;
         }
     }
-    free(stats);
+    free(mean);
     free(x);
     free(t);
     free(label);

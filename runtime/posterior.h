@@ -44,11 +44,13 @@ void draws_free(Draws *d);
 
 /* The eval program at every draw on samples idx[0..n) of `data` (inputs only), a chunk of
  * samples at a time.  stats (n x cols x 4, or NULL): per sample and output, mean, sd, 5 % and
- * 95 % quantile over the draws, of the softmax probabilities when `softmax`.  draw_rmse
- * (ndraw, or NULL): each draw's RMSE against data's real-valued targets.  The prediction has
- * `cols` values per sample.  0, or -1 after a device error (in e->dev->err). */
+ * 95 % quantile over the draws, of the softmax probabilities when `softmax` (all the draws'
+ * values of a chunk are held for the quantiles; without stats, one draw's batch at a time).
+ * mean (n x cols, or NULL): the mean alone, in double.  draw_rmse (ndraw, or NULL): each
+ * draw's RMSE against data's real-valued targets.  The prediction has `cols` values per
+ * sample.  0, or -1 after a device error (in e->dev->err). */
 int posterior_predictive(Exec *e, const Draws *d, const Dataset *data, const int64_t *idx, int64_t n, bool softmax,
-                         float *stats, double *draw_rmse);
+                         float *stats, double *mean, double *draw_rmse);
 
 /* The model's metrics (m->metric order) of the posterior predictive on samples idx[0..n) of
  * `data`: rmse of the predictive mean, accuracy and error of its most probable class, nll of

@@ -463,7 +463,7 @@ int run_predict(const RunOptions *o) {
             int64_t *idx = util_calloc((size_t)d.n + 1, sizeof(int64_t));
             for (int64_t i = 0; i < d.n; i++) idx[i] = i;
             y = util_calloc((size_t)(d.n * cols * 4) + 1, sizeof(float));
-            if (posterior_predictive(&b->e, &draws, &d, idx, d.n, classes, y, NULL)) {
+            if (posterior_predictive(&b->e, &draws, &d, idx, d.n, classes, y, NULL, NULL)) {
                 fprintf(stderr, "nnc: error: %s: %s\n", b->e.dev->name, b->e.dev->err);
                 free(y);
                 y = NULL;

@@ -425,7 +425,7 @@ static int report(Hmc *h, const Chain *ch, int m) {
         if (!h->class_target) { /* each draw's RMSE: the summary of the predictive performance */
             int64_t *idx = util_calloc((size_t)eval_set->n + 1, sizeof(int64_t));
             for (int64_t i = 0; i < eval_set->n; i++) idx[i] = i;
-            rc = posterior_predictive(h->e, &d, eval_set, idx, eval_set->n, false, NULL, x);
+            rc = posterior_predictive(h->e, &d, eval_set, idx, eval_set->n, false, NULL, NULL, x);
             if (rc) fprintf(h->cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);
             else summarise(out, q, h->data.has_test ? "test.rmse" : "train.rmse", x, m, n, true);
             free(idx);
