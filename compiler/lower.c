@@ -265,13 +265,13 @@ static int prior_rank(const char *target, const char *weight) {
 
 static bool const_is(const SVal *v, double x) { return v->kind == SV_CONST && v->num == x; }
 
-/* log p(w) for prior p, summed over the weight's n entries: sum_i f((w_i - loc) / scale) -
- * n log scale, f the standard density's log (elementwise.c). */
-static int log_prior(Lower *L, const PriorDef *p, const Weight *w) {
+/* log p(v) for prior p, summed over the n entries of node v (a weight, or a learned sigma):
+ * sum_i f((v_i - loc) / scale) - n log scale, f the standard density's log (elementwise.c). */
+static int log_prior(Lower *L, const PriorDef *p, int v) {
     Graph *g = L->g;
     SrcLoc at = p->loc;
-    Shape s = w->shape, sc = shape_scalar();
-    int z = w->node;
+    Shape s = g->node[v].shape, sc = shape_scalar();
+    int z = v;
     if (!const_is(p->mean, 0)) z = ir_add2(g, OP_SUB, s, z, lower_val(L, p->mean), at);
     int scale = const_is(p->scale, 1) ? -1 : lower_val(L, p->scale);
     if (scale >= 0) z = ir_add2(g, OP_DIV, s, z, scale, at);
@@ -286,6 +286,24 @@ static int log_prior(Lower *L, const PriorDef *p, const Weight *w) {
     return sum;
 }
 
+/* A learned noise sigma = softplus(raw) takes a prior by its name (y.sigma for target y): log
+ * p(sigma) + log sigmoid(raw), the change of variable's log Jacobian, so that the sampled raw
+ * weight's density is the prior's on sigma (a half distribution over sigma > 0). */
+static int log_prior_sigma(Lower *L, const PriorDef *p, const Weight *raw) {
+    Graph *g = L->g;
+    Shape sc = shape_scalar();
+    int sigma = ir_add1(g, OP_SOFTPLUS, sc, raw->node, p->loc);
+    int log_jacobian = ir_add1(g, OP_NEG, sc, ir_add1(g, OP_SOFTPLUS, sc, ir_add1(g, OP_NEG, sc, raw->node, p->loc), p->loc), p->loc);
+    return ir_add2(g, OP_ADD, sc, log_prior(L, p, sigma), log_jacobian, p->loc);
+}
+
+/* The name a prior gives a weight by: the weight's own, or for a learned sigma's raw weight
+ * the sigma's (y.sigma). */
+static const char *prior_name(Graph *g, const Weight *w) {
+    if (!util_ends_with(w->name, "." SIGMA_RAW)) return w->name;
+    return arena_strndup(g->arena, w->name, strlen(w->name) - strlen("_raw"));
+}
+
 /* Each trained weight's most specific prior (Weight.prior), and the log prior of them all
  * (-1: none).  A prior that names no weight is an error, with a did-you-mean among the
  * weights and layers (one that more specific priors override everywhere is not). */
@@ -296,16 +314,19 @@ static int lower_priors(Lower *L, bool *ok) {
     int total = -1;
     for (int wi = 0; wi < g->nweight; wi++) {
         Weight *w = &g->weight[wi];
-        if (w->kind != W_PARAM || util_ends_with(w->name, "." SIGMA_RAW)) continue;
+        if (w->kind != W_PARAM) continue;
+        bool sigma = util_ends_with(w->name, "." SIGMA_RAW);
+        const char *name = prior_name(g, w);
         int best = -1, rank = 0;
         for (int p = 0; p < m->nprior; p++) {
-            int r = prior_rank(m->prior[p].target, w->name);
+            int r = prior_rank(m->prior[p].target, name);
+            if (sigma && r != 1000) r = 0; /* a sigma's prior names it: weights, biases and layers are not about it */
             used[p] += r > 0;
             if (r > rank) rank = r, best = p;
         }
         if (best < 0) continue;
         w->prior = best;
-        int first = g->nnode, term = log_prior(L, &m->prior[best], w);
+        int first = g->nnode, term = sigma ? log_prior_sigma(L, &m->prior[best], w) : log_prior(L, &m->prior[best], w->node);
         const char *layer = arena_strndup(g->arena, w->name, (size_t)(strrchr(w->name, '.') - w->name));
         for (int id = first; id < g->nnode; id++)
             if (op_info[g->node[id].op].cls != OC_LEAF) g->node[id].name = layer;
@@ -325,8 +346,9 @@ static int lower_priors(Lower *L, bool *ok) {
         for (int wi = 0; wi < g->nweight; wi++) {
             const Weight *w = &g->weight[wi];
             if (w->kind != W_PARAM) continue;
-            cand[ncand++] = w->name;
-            cand[ncand++] = arena_strndup(g->arena, w->name, (size_t)(strrchr(w->name, '.') - w->name));
+            cand[ncand++] = prior_name(g, w);
+            if (!util_ends_with(w->name, "." SIGMA_RAW)) /* (a sigma's target is not a layer) */
+                cand[ncand++] = arena_strndup(g->arena, w->name, (size_t)(strrchr(w->name, '.') - w->name));
         }
         const char *near = diag_suggest(pd->target, cand, ncand);
         if (near)

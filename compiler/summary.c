@@ -41,7 +41,10 @@ static void print_priors(StrBuf *b, const Model *m, const Graph *g) {
         int64_t n = 0;
         sb_printf(b, "  %s ~ %s:", pd->target, pd->text);
         for (int wi = 0; wi < g->nweight; wi++)
-            if (g->weight[wi].prior == p) {
+            if (g->weight[wi].prior == p && util_ends_with(g->weight[wi].name, "." SIGMA_RAW)) {
+                sb_printf(b, " softplus(%s), with the log Jacobian log sigmoid(%s)", g->weight[wi].name, g->weight[wi].name);
+                n += 1;
+            } else if (g->weight[wi].prior == p) {
                 sb_printf(b, " %s %s", g->weight[wi].name, shape_str(sh, sizeof sh, DT_F32, g->weight[wi].shape));
                 n += shape_numel(g->weight[wi].shape);
             }

@@ -22,6 +22,8 @@ also leave out, widened the posterior by up to 7 %), on part 1 and 3 only (see p
    Laplace(0, 1) and Student-t(4, 0, 1).  Each family's draws (four weights, four chains),
    thinned to about one draw per effective sample, pass a Kolmogorov-Smirnov test against the
    prior's distribution function at p > 0.01.
+4. (hmc and nuts) A prior on a learned noise sigma, with its change of variable: the
+   posterior of sigma for five values with a half-Cauchy prior, by quadrature (part 4 below).
 3. split R-hat, bulk ESS and tail ESS of part 1's draws, computed here from the definitions of
    Vehtari et al. (2021) with NumPy (FFT autocovariances, statistics.NormalDist for the normal
    quantiles), must equal summary.json's to 1e-6."""
@@ -121,6 +123,49 @@ for i, name in enumerate(names + ["potential"]):
         if rel > 1e-6:
             fails.append(f"{name} {k}: nnc {summary[name][k]}, NumPy {val}")
 print(f"R-hat, bulk and tail ESS of 8 quantities: worst relative difference to NumPy {worst:.1e}")
+
+# ---- 4. a prior on a learned noise sigma ----
+if kind in ("hmc", "nuts"):
+    # y_i ~ N(b, sigma), five values, b held at 0 by a N(0, 0.001) prior, sigma = softplus(raw)
+    # with a half-Cauchy(0, 1) prior: the posterior of sigma is one-dimensional, computed here
+    # by quadrature.  Without the change of variable's log Jacobian (log sigmoid(raw)) its mean
+    # would be 0.79 instead of 0.85, about 14 Monte Carlo standard errors away.
+    ys = np.array([0.3, -1.1, 0.6, -0.2, 0.9])
+    np.savetxt(f"{out}/sig.csv", np.c_[np.zeros(5), ys], delimiter=",", fmt="%g")
+    run("sig", f"""model sig
+input  x : f32[1]
+target y : f32[1]
+prior  out.weight ~ normal(0, 1)
+prior  out.bias ~ normal(0, 0.001)
+prior  y.sigma ~ cauchy(0, 1)
+out  = x -> dense(1)
+loss gaussian_nll(out, y, sigma = learned)
+train {{ data csv("sig.csv", target = last) batch 5 seed 4
+        {sampler(4000, 1000, 0)} }}
+""")
+    s = np.linspace(1e-4, 60, 600001)
+
+    def sigma_posterior(log_prior):
+        lp = log_prior - 5 * np.log(s) - (ys**2).sum() / (2 * s * s)
+        w = np.exp(lp - lp.max())
+        w /= w.sum()
+        m = (w * s).sum()
+        return m, math.sqrt((w * (s - m) ** 2).sum())
+
+    exact, exact_sd = sigma_posterior(-np.log1p(s * s))
+    wrong, _ = sigma_posterior(-np.log1p(s * s) - np.log(-np.expm1(-s)))
+    sig = np.logaddexp(0, draws("sig", 4)["y.sigma_raw"].reshape(4, -1))
+    e = ess_bulk(sig)
+    mcse = exact_sd / math.sqrt(e)
+    z = (sig.mean() - exact) / mcse
+    print(f"sigma with a half-Cauchy prior: mean {sig.mean():.4f}, exact {exact:.4f} ({z:+.2f} MCSE, ESS {e:.0f}); sd {sig.std():.4f}, "
+          f"exact {exact_sd:.4f}; without the Jacobian the mean would be {wrong:.4f}")
+    if abs(z) > 4:
+        fails.append(f"sigma: the posterior mean is {z:.2f} Monte Carlo standard errors off")
+    if abs(sig.std() / exact_sd - 1) > 0.06:
+        fails.append(f"sigma: sd {sig.std()}, exact {exact_sd}")
+    if abs(wrong - exact) / mcse < 6:
+        fails.append("sigma: the test could not tell a missing Jacobian")
 
 # ---- 2. priors alone ----
 if kind == "psgld":  # without the correction term for a preconditioner that varies with the
