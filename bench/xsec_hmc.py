@@ -1,5 +1,6 @@
-"""xsec_hmc.py: models/xsec_bnn.nn sampled by nnc's HMC against NumPyro's HMC and NUTS (JAX on
-the CPU), the same network, priors, data and settings.
+"""xsec_hmc.py: models/xsec_bnn.nn (or, with --model diabetes, models/diabetes_bnn.nn) sampled
+by nnc's HMC and NUTS against NumPyro's HMC and NUTS (JAX on the CPU), the same network,
+priors, data and settings.
 
 Reported per run: gradient evaluations per second; the ESS per second of the predictions f(x)
 at 16 fixed inputs (the first 16 test rows: weight-space ESS means little under the hidden
@@ -9,6 +10,7 @@ draw; divergences while sampling; peak RSS of the process.  ESS is computed by t
 NumPy code for both (tests/train/mcmc_np.py).
 
     python3 bench/xsec_hmc.py --nnc build/nnc --python /tmp/venv/bin/python [--chains 2] [--samples 1000] [--prior normal]
+        [--model diabetes] [--which nnc-hmc,nnc-nuts,hmc,nuts] [--max-depth 10]
 
 The NumPyro half runs in the given Python (a venv with numpyro and jax); this script itself
 needs only NumPy."""
@@ -39,10 +41,11 @@ import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
 from numpyro.infer import HMC, MCMC, NUTS
 cfg = json.loads(sys.argv[1])
 tr = np.loadtxt(cfg["train"], delimiter=",", dtype=np.float32)
-x, y = jnp.array(tr[:, :19]), jnp.array(tr[:, 19])
+D = cfg["inputs"]
+x, y = jnp.array(tr[:, :D]), jnp.array(tr[:, D])
 def model(x, y):
     W = dist.Cauchy(0, 1) if cfg["prior"] == "cauchy" else dist.Normal(0, 1)
-    w1 = numpyro.sample("w1", W.expand([19, 20]).to_event(2))
+    w1 = numpyro.sample("w1", W.expand([D, 20]).to_event(2))
     b1 = numpyro.sample("b1", dist.Normal(0, 10).expand([20]).to_event(1))
     a = numpyro.sample("a", dist.Normal(0, 1).expand([20]).to_event(1))
     w2 = numpyro.sample("w2", W.expand([20, 1]).to_event(2))
@@ -55,7 +58,7 @@ def model(x, y):
 if cfg["kernel"] == "hmc":
     k = HMC(model, step_size=cfg["step"], num_steps=cfg["leapfrog"])
 else:
-    k = NUTS(model, step_size=cfg["step"], max_tree_depth=10)
+    k = NUTS(model, step_size=cfg["step"], max_tree_depth=cfg["max_depth"])
 mcmc = MCMC(k, num_warmup=cfg["burnin"], num_samples=cfg["samples"], num_chains=cfg["chains"],
             chain_method="sequential", progress_bar=False)
 t1 = time.time()
@@ -73,24 +76,29 @@ print(json.dumps({"draws": out, "first_draw_s": first, "wall_s": wall, "sample_s
 
 
 def predict(w1, b1, a, w2, b2, x):
-    """f(x) per draw: w1 [d, 19, 20] (nnc's [20, 19] transposed), x [16, 19] -> [d, 16]."""
+    """f(x) per draw: w1 [d, D, 20] (nnc's [20, D] transposed), x [16, D] -> [d, 16]."""
     h = np.einsum("ij,djk->dik", x, w1) + b1[:, None, :]
     h = np.where(h > 0, h, a[:, None, :] * h)
     return np.einsum("dik,dk->di", h, w2) + b2[:, None]
 
 
-def run_nnc(args, x16):
-    model = open(os.path.join(ROOT, "models", "xsec_bnn.nn")).read()
-    model = re.sub(r"sampler hmc\(.*\)", f"sampler hmc(step = {args.step}, leapfrog = {args.leapfrog}, samples = {args.samples}, "
-                   f"burnin = {args.burnin}, chains = {args.chains})", model)
+def run_nnc(args, kernel, x16):
+    model = open(os.path.join(ROOT, "models", f"{args.model}_bnn.nn")).read()
+    if kernel == "hmc":
+        sampler = (f"sampler hmc(step = {args.step}, leapfrog = {args.leapfrog}, samples = {args.samples}, burnin = {args.burnin}, "
+                   f"chains = {args.chains})")
+    else:
+        sampler = (f"sampler nuts(step = {args.step}, max_depth = {args.max_depth}, samples = {args.samples}, burnin = {args.burnin}, "
+                   f"chains = {args.chains})")
+    model = re.sub(r"sampler (hmc|nuts)\(.*\)", sampler, model)
     model = model.replace('"data/', f'"{ROOT}/models/data/')
     if args.prior == "normal":
         model = model.replace("prior  weights ~ cauchy(0, 1)", "prior  weights ~ normal(0, 1)")
     d = tempfile.mkdtemp(prefix="xsec_hmc_")
-    with open(f"{d}/xsec_bnn.nn", "w") as f:
+    with open(f"{d}/model.nn", "w") as f:
         f.write(model)
     t0 = time.time()
-    p = subprocess.run(["/usr/bin/time", "-f", "peak_rss_kib %M", args.nnc, "train", f"{d}/xsec_bnn.nn", "--out", f"{d}/run",
+    p = subprocess.run(["/usr/bin/time", "-f", "peak_rss_kib %M", args.nnc, "train", f"{d}/model.nn", "--out", f"{d}/run",
                         "--no-progress"], capture_output=True, text=True, check=True)
     wall = time.time() - t0
     text = p.stdout + p.stderr
@@ -109,8 +117,9 @@ def run_nnc(args, x16):
 
 
 def run_numpyro(args, kernel, x16):
-    cfg = {"kernel": kernel, "train": f"{ROOT}/models/data/xsec_train.csv", "step": args.step, "leapfrog": args.leapfrog,
-           "samples": args.samples, "burnin": args.burnin, "chains": args.chains, "seed": 1, "prior": args.prior}
+    cfg = {"kernel": kernel, "train": f"{ROOT}/models/data/{args.model}_train.csv", "step": args.step, "leapfrog": args.leapfrog,
+           "samples": args.samples, "burnin": args.burnin, "chains": args.chains, "seed": 1, "prior": args.prior,
+           "inputs": args.inputs, "max_depth": args.max_depth}
     p = subprocess.run([args.python, "-c", NUMPYRO, json.dumps(cfg)], capture_output=True, text=True, check=True,
                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
     r = json.loads(p.stdout.strip().splitlines()[-1])
@@ -132,17 +141,20 @@ def main():
     ap.add_argument("--step", type=float, default=5e-4)
     ap.add_argument("--leapfrog", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--which", default="nnc,hmc,nuts")
+    ap.add_argument("--which", default="nnc-hmc,hmc,nuts", help="nnc-hmc, nnc-nuts (nnc's), hmc, nuts (NumPyro's)")
+    ap.add_argument("--model", default="xsec", choices=["xsec", "diabetes"])
+    ap.add_argument("--max-depth", type=int, default=10, help="NUTS's deepest tree, both")
     ap.add_argument("--prior", default="cauchy", choices=["cauchy", "normal"], help="on the weights (the biases: normal(0, 10))")
     args = ap.parse_args()
-    x16 = np.loadtxt(f"{ROOT}/models/data/xsec_test.csv", delimiter=",")[:16, :19]
+    args.inputs = 19 if args.model == "xsec" else 10
+    x16 = np.loadtxt(f"{ROOT}/models/data/{args.model}_test.csv", delimiter=",")[:16, :args.inputs]
     print("| run | sampler | gradients/s | ESS/s of f(x) (median of 16) | median bulk ESS | wall s | first draw s | divergences | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for rep in range(args.repeat):
         for which in args.which.split(","):
-            r = run_nnc(args, x16) if which == "nnc" else run_numpyro(args, which, x16)
+            r = run_nnc(args, which[4:], x16) if which.startswith("nnc-") else run_numpyro(args, which, x16)
             ess = np.median([ess_bulk(r["f"][:, :, i]) for i in range(16)])
-            print(f"| {rep + 1} | {'nnc hmc' if which == 'nnc' else 'numpyro ' + which} | {r['grads'] / r['wall_s']:.0f} | "
+            print(f"| {rep + 1} | {which.replace('nnc-', 'nnc ') if which.startswith('nnc-') else 'numpyro ' + which} | {r['grads'] / r['wall_s']:.0f} | "
                   f"{ess / r['wall_s']:.1f} | {ess:.0f} | {r['wall_s']:.1f} | {r['first_draw_s']:.2f} | {r['divergences']} | "
                   f"{r['peak_rss_mib']:.0f} |", flush=True)
 
