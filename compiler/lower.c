@@ -341,6 +341,15 @@ static int lower_priors(Lower *L, bool *ok) {
                        pd->target[0] == 'w' ? "dense or convolution weights" : "biases");
             continue;
         }
+        bool target_sigma = false; /* y.sigma for a target y whose sigma is not learned */
+        for (int i = 0; i < m->nio; i++)
+            if (m->io[i].is_target && !strcmp(pd->target, arena_printf(g->arena, "%s.sigma", m->io[i].name))) target_sigma = true;
+        if (target_sigma) {
+            diag_error(L->diag, pd->target_loc, "prior on '%s': the noise sigma of '%.*s' is not learned; only gaussian_nll(..., "
+                       "sigma = learned) makes it a trained weight that a prior can be on", pd->target,
+                       (int)(strlen(pd->target) - strlen(".sigma")), pd->target);
+            continue;
+        }
         const char **cand = util_calloc((size_t)g->nweight * 2 + 1, sizeof(char *));
         int ncand = 0;
         for (int wi = 0; wi < g->nweight; wi++) {
