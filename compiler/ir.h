@@ -92,6 +92,8 @@ typedef struct {
     int64_t space_inner[2]; /* consecutive elements per entry of that space: a conv weight's
                                [F, C, kh, kw] has kh kw per input channel; else 1 */
     int prior;         /* the Model's prior on it (an index into Model.prior), or -1 */
+    bool mixture_part; /* z or log_tau of a weight under a non-centred prior (lower.c), whose log
+                          prior was made with it */
     int of;            /* W_STATE: the weight it belongs to */
     int stat;          /* W_STAT: the node of the batch statistic it averages (running_avg) */
     double momentum;   /* W_STAT: the running average's weight on the batch's value */

@@ -22,9 +22,64 @@ typedef struct {
     int nmemo, capmemo;
     int *penalty;
     int npenalty, cappenalty;
+    int *mixture_prior; /* the log priors of the non-centred weights' parts, summed by lower_priors */
+    int nmixture_prior, capmixture_prior;
 } Lower;
 
 static int lower_val(Lower *L, const SVal *v);
+static int prior_rank(const char *target, const char *weight);
+static bool const_is(const SVal *v, double x);
+static const char *wname(Lower *L, const SVal *v, const char *role);
+
+/* The most specific of the model's priors on weight `name` (prior_rank), or -1. */
+static int best_prior(const Model *m, const char *name) {
+    int best = -1, rank = 0;
+    for (int p = 0; p < m->nprior; p++) {
+        int r = prior_rank(m->prior[p].target, name);
+        if (r > rank) rank = r, best = p;
+    }
+    return best;
+}
+
+/* A dense or convolution layer's weight or bias (`role`): the trained weight, or, under a
+ * non-centred Cauchy or Student-t prior, the scale mixture w = loc + scale z exp(log_tau / 2)
+ * of two trained weights of its shape: name.z (initialised as the weight would be, prior
+ * normal(0, 1)) and name.log_tau (from 0; tau ~ inverse gamma(nu / 2, nu / 2), so that
+ * z sqrt(tau) is Student-t with nu degrees of freedom, Cauchy for nu = 1; in log_tau, with the
+ * change of variable, log p = -(nu / 2)(log_tau + exp(-log_tau)) + const).  The sampler then
+ * moves along z and log_tau, where the heavy tail is a smooth scale instead of a funnel.
+ * Their log priors are kept for lower_priors. */
+static int layer_weight(Lower *L, const SVal *v, const char *role, Shape s, int64_t fan_in) {
+    Graph *g = L->g;
+    const char *name = wname(L, v, role);
+    int p = best_prior(L->m, name);
+    if (p < 0 || !L->m->prior[p].noncentred) {
+        int w = ir_weight(g, name, W_PARAM, s, INIT_UNIFORM_FANIN, v->loc);
+        g->weight[g->node[w].ref].fan_in = fan_in;
+        return w;
+    }
+    const PriorDef *pd = &L->m->prior[p];
+    SrcLoc at = pd->loc;
+    Shape sc = shape_scalar();
+    int z = ir_weight(g, arena_printf(g->arena, "%s.z", name), W_PARAM, s, INIT_UNIFORM_FANIN, v->loc);
+    int lt = ir_weight(g, arena_printf(g->arena, "%s.log_tau", name), W_PARAM, s, INIT_ZERO, v->loc);
+    Weight *wz = &g->weight[g->node[z].ref], *wl = &g->weight[g->node[lt].ref];
+    wz->fan_in = fan_in;
+    wz->prior = wl->prior = p;
+    wz->mixture_part = wl->mixture_part = true;
+    int first = g->nnode;
+    int w = ir_add2(g, OP_MUL, s, z, ir_add1(g, OP_EXP, s, ir_add2(g, OP_MUL, s, lt, ir_const(g, 0.5, at), at), at), at);
+    if (!const_is(pd->scale, 1)) w = ir_add2(g, OP_MUL, s, w, lower_val(L, pd->scale), at);
+    if (!const_is(pd->mean, 0)) w = ir_add2(g, OP_ADD, s, w, lower_val(L, pd->mean), at);
+    int lz = ir_add1(g, OP_SUM, sc, ir_add1(g, OP_LOGP_NORMAL, s, z, at), at);
+    int tail = ir_add2(g, OP_ADD, s, lt, ir_add1(g, OP_EXP, s, ir_add1(g, OP_NEG, s, lt, at), at), at);
+    int ll = ir_add2(g, OP_MUL, sc, ir_const(g, -pd->nu / 2, at), ir_add1(g, OP_SUM, sc, tail, at), at);
+    for (int id = first; id < g->nnode; id++)
+        if (op_info[g->node[id].op].cls != OC_LEAF) g->node[id].name = v->wname;
+    g->node[w].name = name;
+    ARENA_PUSH(g->arena, L->mixture_prior, L->nmixture_prior, L->capmixture_prior, ir_add2(g, OP_ADD, sc, lz, ll, at));
+    return w;
+}
 
 static int memo_get(Lower *L, const SVal *v) {
     for (int i = 0; i < L->nmemo; i++)
@@ -97,14 +152,12 @@ static int lower_layer(Lower *L, const SVal *v) {
     switch (v->layer) {
     case L_DENSE: {
         Shape ws = {.rank = 2, .dim = {v->units, in.dim[0]}};
-        int w = ir_weight(g, wname(L, v, "weight"), W_PARAM, ws, INIT_UNIFORM_FANIN, v->loc);
-        g->weight[g->node[w].ref].fan_in = in.dim[0];
+        int w = layer_weight(L, v, "weight", ws, in.dim[0]);
         int y = ir_add2(g, OP_MATMUL, v->shape, x, w, v->loc);
         g->node[y].attr[1] = 1; /* x . W^T, W stored [out, in] */
         g->node[y].name = v->wname;
         if (v->bias) {
-            int b = ir_weight(g, wname(L, v, "bias"), W_PARAM, shape_vec(v->units, false), INIT_UNIFORM_FANIN, v->loc);
-            g->weight[g->node[b].ref].fan_in = in.dim[0];
+            int b = layer_weight(L, v, "bias", shape_vec(v->units, false), in.dim[0]);
             y = ir_add2(g, OP_BIAS_ADD, v->shape, y, b, v->loc);
             g->node[y].name = v->wname;
         }
@@ -129,8 +182,7 @@ static int lower_layer(Lower *L, const SVal *v) {
              * as the [F, C kh kw] matrix of the patches' GEMM */
             Shape ws = v->spatial == 2 ? (Shape){.rank = 4, .dim = {v->units, c, v->kh, v->kw}}
                                        : (Shape){.rank = 3, .dim = {v->units, c, v->kw}};
-            int w = ir_weight(g, wname(L, v, "weight"), W_PARAM, ws, INIT_UNIFORM_FANIN, v->loc);
-            g->weight[g->node[w].ref].fan_in = k;
+            int w = layer_weight(L, v, "weight", ws, k);
             int wm = ir_add1(g, OP_RESHAPE, (Shape){.rank = 2, .dim = {v->units, k}}, w, v->loc);
             Shape ps = out;
             ps.dim[2] = k;
@@ -141,8 +193,7 @@ static int lower_layer(Lower *L, const SVal *v) {
             g->node[y].attr[1] = 1;
             g->node[y].name = v->wname;
             if (v->bias) {
-                int b = ir_weight(g, wname(L, v, "bias"), W_PARAM, shape_vec(v->units, false), INIT_UNIFORM_FANIN, v->loc);
-                g->weight[g->node[b].ref].fan_in = k;
+                int b = layer_weight(L, v, "bias", shape_vec(v->units, false), k);
                 y = ir_add2(g, OP_BIAS_ADD, out, y, b, v->loc);
                 g->node[y].name = v->wname;
             }
@@ -317,6 +368,8 @@ static int lower_priors(Lower *L, bool *ok) {
         if (w->kind != W_PARAM) continue;
         bool sigma = util_ends_with(w->name, "." SIGMA_RAW);
         const char *name = prior_name(g, w);
+        if (w->mixture_part) /* its prior, as the weight it is part of: made with it (layer_weight) */
+            name = arena_strndup(g->arena, w->name, (size_t)(strrchr(w->name, '.') - w->name));
         int best = -1, rank = 0;
         for (int p = 0; p < m->nprior; p++) {
             int r = prior_rank(m->prior[p].target, name);
@@ -324,7 +377,13 @@ static int lower_priors(Lower *L, bool *ok) {
             used[p] += r > 0;
             if (r > rank) rank = r, best = p;
         }
-        if (best < 0) continue;
+        if (best < 0 || w->mixture_part) continue;
+        if (m->prior[best].noncentred) {
+            diag_error(L->diag, m->prior[best].target_loc, "a non-centred prior is for dense and convolution weights and biases, but "
+                       "it reaches '%s'; give that one a prior of its own", sigma ? name : w->name);
+            *ok = false;
+            continue;
+        }
         w->prior = best;
         int first = g->nnode, term = sigma ? log_prior_sigma(L, &m->prior[best], w) : log_prior(L, &m->prior[best], w->node);
         const char *layer = arena_strndup(g->arena, w->name, (size_t)(strrchr(w->name, '.') - w->name));
@@ -332,6 +391,8 @@ static int lower_priors(Lower *L, bool *ok) {
             if (op_info[g->node[id].op].cls != OC_LEAF) g->node[id].name = layer;
         total = total < 0 ? term : ir_add2(g, OP_ADD, shape_scalar(), total, term, m->prior[best].loc);
     }
+    for (int i = 0; i < L->nmixture_prior; i++)
+        total = total < 0 ? L->mixture_prior[i] : ir_add2(g, OP_ADD, shape_scalar(), total, L->mixture_prior[i], g->node[L->mixture_prior[i]].loc);
     for (int p = 0; p < m->nprior; p++) {
         if (used[p]) continue;
         const PriorDef *pd = &m->prior[p];

@@ -188,6 +188,7 @@ typedef struct {
     SVal *mean, *scale; /* the location and the scale: run-time scalar expressions (params may be
                            scheduled or --set) */
     double nu;          /* student_t's degrees of freedom, fixed when compiled; cauchy: 1 */
+    bool noncentred;    /* cauchy, student_t: as a scale mixture of normals (lower.c) */
     const char *text;   /* the distribution for messages and `nnc check`: cauchy(0, 1) */
 } PriorDef;
 

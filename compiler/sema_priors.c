@@ -19,9 +19,10 @@ typedef struct {
 static const DistDef dists[] = {
     {"normal", PRIOR_NORMAL, SEMA_ARGS({"loc", A_SCALAR, false, 0}, {"scale", A_SCALAR, false, 1})},
     {"laplace", PRIOR_LAPLACE, SEMA_ARGS({"loc", A_SCALAR, false, 0}, {"scale", A_SCALAR, false, 1})},
-    {"cauchy", PRIOR_CAUCHY, SEMA_ARGS({"loc", A_SCALAR, false, 0}, {"scale", A_SCALAR, false, 1})},
+    {"cauchy", PRIOR_CAUCHY,
+     SEMA_ARGS({"loc", A_SCALAR, false, 0}, {"scale", A_SCALAR, false, 1}, {"noncentred", A_BOOL, false, 0})},
     {"student_t", PRIOR_STUDENT_T,
-     SEMA_ARGS({"nu", A_NUM, true, 0}, {"loc", A_SCALAR, false, 0}, {"scale", A_SCALAR, false, 1})},
+     SEMA_ARGS({"nu", A_NUM, true, 0}, {"loc", A_SCALAR, false, 0}, {"scale", A_SCALAR, false, 1}, {"noncentred", A_BOOL, false, 0})},
 };
 enum { NDISTS = sizeof dists / sizeof *dists };
 
@@ -93,9 +94,12 @@ void sema_prior_check(Sema *s, const Stmt *st) {
         pd.scale = sema_sval(s, SV_CONST, e->loc);
         pd.scale->num = 1;
     }
+    if (dd->nargs > at + 2 && !sema_args_bool(s, a[at + 2], false, &pd.noncentred)) return;
     pd.text = dd->kind == PRIOR_STUDENT_T
-                  ? arena_printf(s->arena, "student_t(%g, %s, %s)", pd.nu, scalar_text(s, pd.mean), scalar_text(s, pd.scale))
-                  : arena_printf(s->arena, "%s(%s, %s)", dd->name, scalar_text(s, pd.mean), scalar_text(s, pd.scale));
+                  ? arena_printf(s->arena, "student_t(%g, %s, %s%s)", pd.nu, scalar_text(s, pd.mean), scalar_text(s, pd.scale),
+                                 pd.noncentred ? ", noncentred = true" : "")
+                  : arena_printf(s->arena, "%s(%s, %s%s)", dd->name, scalar_text(s, pd.mean), scalar_text(s, pd.scale),
+                                 pd.noncentred ? ", noncentred = true" : "");
     for (int i = 0; i < s->m->nprior; i++)
         if (!strcmp(s->m->prior[i].target, pd.target)) {
             err(s, pd.target_loc, "'%s' has two priors of equal rank; give it one", pd.target);

@@ -19,7 +19,8 @@ also leave out, widened the posterior by up to 7 %), on part 1 and 3 only (see p
    fails.
 2. Priors alone: the weights of three dense layers read an input that is always 0, so the data
    says nothing about them and they must be drawn from their priors: Cauchy(0, 1),
-   Laplace(0, 1) and Student-t(4, 0, 1).  Each family's draws (four weights, four chains),
+   Laplace(0, 1) and Student-t(4, 0, 1); and, in a model of its own, Cauchy(0, 1) in its
+   non-centred form (w = z exp(log_tau / 2), z and log_tau sampled: their w must be Cauchy).  Each family's draws (four weights, four chains),
    thinned to about one draw per effective sample, pass a Kolmogorov-Smirnov test against the
    prior's distribution function at p > 0.01.
 4. (hmc and nuts) A prior on a learned noise sigma, with its change of variable: the
@@ -190,10 +191,23 @@ train {{ data csv("zeros.csv", target = last) batch 50 seed 2
         {sampler(4000, 1000, 0.01)} }}
 """)
 p = draws("prior", 4)
+run("prior_nc", f"""model prior_noncentred
+input  x : f32[4]
+target y : f32[1]
+prior  d.weight ~ cauchy(0, 1, noncentred = true)
+prior  biases ~ normal(0, 1)
+d = x -> dense(1)
+loss gaussian_nll(d, y, sigma = 1000)
+train {{ data csv("zeros.csv", target = last) batch 50 seed 2
+        {sampler(4000, 1000, 0.01)} }}
+""")
+nc = draws("prior_nc", 4)
+p["d.weight"] = nc["d.weight.z"] * np.exp(nc["d.weight.log_tau"] / 2)  # the non-centred form's weight
 cdfs = {
     "a.weight": ("Cauchy(0, 1)", lambda v: 0.5 + np.arctan(v) / np.pi),
     "b.weight": ("Laplace(0, 1)", lambda v: np.where(v < 0, 0.5 * np.exp(np.minimum(v, 0)), 1 - 0.5 * np.exp(-np.maximum(v, 0)))),
     "c.weight": ("Student-t(4, 0, 1)", lambda v: 0.5 + 3 / 8 * v / np.sqrt(1 + v * v / 4) * (1 - v * v / (12 * (1 + v * v / 4)))),
+    "d.weight": ("Cauchy(0, 1), non-centred", lambda v: 0.5 + np.arctan(v) / np.pi),
 }
 
 
