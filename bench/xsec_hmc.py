@@ -94,6 +94,8 @@ def run_nnc(args, kernel, x16):
     model = model.replace('"data/', f'"{ROOT}/models/data/')
     if args.prior == "normal":
         model = model.replace("prior  weights ~ cauchy(0, 1)", "prior  weights ~ normal(0, 1)")
+    if args.prior == "cauchy-noncentred":
+        model = model.replace("prior  weights ~ cauchy(0, 1)", "prior  weights ~ cauchy(0, 1, noncentred = true)")
     d = tempfile.mkdtemp(prefix="xsec_hmc_")
     with open(f"{d}/model.nn", "w") as f:
         f.write(model)
@@ -110,6 +112,9 @@ def run_nnc(args, kernel, x16):
     f = []
     for c in range(args.chains):
         t = {k: v.astype(np.float64) for k, v in read(f"{d}/run/draws_chain{c + 1}.safetensors")[0].items()}
+        for w in ("out.dense1.weight", "out.dense2.weight"):
+            if w not in t:  # the non-centred form: the weight from its z and log_tau
+                t[w] = t[w + ".z"] * np.exp(t[w + ".log_tau"] / 2)
         w1 = np.transpose(t["out.dense1.weight"], (0, 2, 1))
         f.append(predict(w1, t["out.dense1.bias"], t["out.slope"], t["out.dense2.weight"][:, 0, :], t["out.dense2.bias"][:, 0], x16))
     return {"f": np.stack(f), "wall_s": wall, "first_draw_s": compiled + first, "grads": grads, "divergences": div,
@@ -144,7 +149,8 @@ def main():
     ap.add_argument("--which", default="nnc-hmc,hmc,nuts", help="nnc-hmc, nnc-nuts (nnc's), hmc, nuts (NumPyro's)")
     ap.add_argument("--model", default="xsec", choices=["xsec", "diabetes"])
     ap.add_argument("--max-depth", type=int, default=10, help="NUTS's deepest tree, both")
-    ap.add_argument("--prior", default="cauchy", choices=["cauchy", "normal"], help="on the weights (the biases: normal(0, 10))")
+    ap.add_argument("--prior", default="cauchy", choices=["cauchy", "normal", "cauchy-noncentred"],
+                    help="on the weights (the biases: normal(0, 10)); cauchy-noncentred: nnc's non-centred form (NumPyro's Cauchy stays centred)")
     args = ap.parse_args()
     args.inputs = 19 if args.model == "xsec" else 10
     x16 = np.loadtxt(f"{ROOT}/models/data/{args.model}_test.csv", delimiter=",")[:16, :args.inputs]
