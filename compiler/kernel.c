@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kernel.h"
+#include "lower.h"
 
 int kb_arg(KBuilder *kb, int buf, bool read, bool write) {
     Kernel *k = kb->k;
@@ -384,9 +385,11 @@ static void print_args(StrBuf *b, const Plan *p, const Kernel *k, bool write) {
 void plan_print(StrBuf *b, const Plan *p, const char *path) {
     sb_printf(b, "; plan for %s, batch up to %lld\n", path, (long long)p->max_batch);
     int gemm = 0, loop = 0, sums = 0, evalk = p->prog[PROG_EVAL].nkernel;
-    for (int pr = PROG_GRAD; pr <= PROG_UPDATE; pr++)
-        for (int i = 0; i < p->prog[pr].nkernel; i++) {
-            const Kernel *k = &p->kernel[p->prog[pr].kernel[i]];
+    /* a step: the gradient and the update, and hmc's drift (a leapfrog step moves the position too) */
+    const int step[3] = {PROG_GRAD, PROG_UPDATE, programs_find(p->g, "drift")};
+    for (int s = 0; s < 3; s++)
+        for (int i = 0; step[s] >= 0 && i < p->prog[step[s]].nkernel; i++) {
+            const Kernel *k = &p->kernel[p->prog[step[s]].kernel[i]];
             gemm += k->kind == K_GEMM;
             loop += k->kind == K_LOOP;
             sums += k->kind == K_LOOP && k->cuda.nsum > 0;
