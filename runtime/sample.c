@@ -1,4 +1,4 @@
-/* sample.c: Hamiltonian Monte Carlo over a model's trained weights (see sample.h).
+/* sample.c: HMC, NUTS and SGLD over a model's trained weights (see sample.h).
  *
  * The potential is U(q) = sum over the training split's batches of rows x mean loss (the loss
  * holds the negative log prior / N, so the batches add up to it once).  A gradient pass runs
@@ -24,7 +24,8 @@
  * (n + 5).  After each window the step size is found again and its adaptation restarts.
  * Sampling runs `samples` iterations at the final step size, keeping every thin-th position.
  * Chains run one after another, chain c (from 0) seeded with seed + c: its initial weights
- * and all its random draws. */
+ * and all its random draws.  NUTS (nuts.c) takes the same warm-up; SGLD (sgld_step) none: one
+ * step per minibatch at its fixed lr, its noise from the kernels' generator. */
 #include "sample.h"
 
 #include <cjson/cJSON.h>
