@@ -1,6 +1,6 @@
 """fashion_2c2d.py: training speed of models/fashion_2c2d.nn (DeepOBS's fmnist_2c2d) in nnc
 against the same network in PyTorch (bench/torch_fashion_2c2d.py), eager and, on request,
-torch.compile'd.
+torch.compile'd, and in JAX (bench/jax_fashion_2c2d.py, jit'd; --torch jax --jax-python P).
 
 Both train on the same data: the first --train images of Debian's Fashion-MNIST training set
 and the first --test test images, written as IDX files to a temporary directory (nnc reads it
@@ -43,9 +43,12 @@ def run_nnc(nnc, data, epochs, n_train, env):
 
 
 def run_torch(python, variant, data, epochs, env):
-    flags = {"eager": [], "compile": ["--compile"], "channels_last": ["--channels-last"]}[variant]
-    out, rss = child([python, "bench/torch_fashion_2c2d.py", "--epochs", str(epochs)] + flags,
-                     dict(env, NNC_FASHION_MNIST_DIR=data))
+    if variant == "jax":  # the JAX twin, in --jax-python
+        out, rss = child([python, "bench/jax_fashion_2c2d.py", "--epochs", str(epochs)], dict(env, NNC_FASHION_MNIST_DIR=data))
+    else:
+        flags = {"eager": [], "compile": ["--compile"], "channels_last": ["--channels-last"]}[variant]
+        out, rss = child([python, "bench/torch_fashion_2c2d.py", "--epochs", str(epochs)] + flags,
+                         dict(env, NNC_FASHION_MNIST_DIR=data))
     lines = [json.loads(l) for l in out.strip().splitlines() if l.startswith("{")]
     timed = lines[1:] or lines
     return {"steps_per_s": sum(l["steps"] for l in timed) / sum(l["train_s"] for l in timed),
@@ -67,7 +70,8 @@ def main():
     ap.add_argument("--test", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=2, help="the first is the warm-up")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--torch", default="eager", help="comma-separated: eager, compile, channels_last")
+    ap.add_argument("--torch", default="eager", help="comma-separated: eager, compile, channels_last, jax (the JAX twin)")
+    ap.add_argument("--jax-python", default=None, help="the interpreter that has jax (default: --python)")
     a = ap.parse_args()
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads),
                OMP_WAIT_POLICY="passive", BENCH_THREADS=str(a.threads))
@@ -79,13 +83,13 @@ def main():
     for i in range(a.repeat):
         rows["nnc"].append(run_nnc(a.nnc, data, a.epochs, a.train, env))
         for v in variants:
-            rows[v].append(run_torch(a.python, v, data, a.epochs, env))
+            rows[v].append(run_torch(a.jax_python or a.python if v == "jax" else a.python, v, data, a.epochs, env))
         n = rows["nnc"][-1]
         msg = (f"run {i + 1}: nnc {n['steps_per_s']:.2f} steps/s (warm-up epoch {n['warmup_steps_per_s']:.2f}), "
                f"{n['rss_mib']:.0f} MiB")
         for v in variants:
             t = rows[v][-1]
-            msg += (f"; PyTorch {v} {t['steps_per_s']:.2f} steps/s (warm-up epoch {t['warmup_steps_per_s']:.2f}), "
+            msg += (f"; {'JAX' if v == 'jax' else 'PyTorch ' + v} {t['steps_per_s']:.2f} steps/s (warm-up epoch {t['warmup_steps_per_s']:.2f}), "
                     f"{t['rss_mib']:.0f} MiB, ratio {n['steps_per_s'] / t['steps_per_s']:.2f}")
         msg += "; test accuracy " + ", ".join(f"{k} {r[-1]['test_accuracy']:.4f}" for k, r in rows.items())
         print(msg, flush=True)
@@ -95,7 +99,7 @@ def main():
     print("|---|---|---|---|")
     for k, r in rows.items():
         s = med([x["steps_per_s"] for x in r])
-        print(f"| {'nnc' if k == 'nnc' else 'PyTorch ' + k} | {s:.2f} | {ns / s:.2f} | "
+        print(f"| {'nnc' if k == 'nnc' else 'JAX (jit)' if k == 'jax' else 'PyTorch ' + k} | {s:.2f} | {ns / s:.2f} | "
               f"{med([x['rss_mib'] for x in r]):.0f} MiB |")
 
 
