@@ -147,7 +147,7 @@ static int build(Nuts *n, int depth, State *z, State *propose, double *p_sharp_b
         double h = z->u + kinetic(n, z->r);
         if (isnan(h)) h = INFINITY;
         w->energy_error = h - w->h0;
-        if (h - w->h0 > 1000) {
+        if (!(h - w->h0 <= 1000)) { /* (NaN too) */
             w->divergent = true;
             return 0;
         }
@@ -191,6 +191,10 @@ int nuts_transition(Nuts *n, double eps, double *q, double *g, double *u, NutsIn
     state_copy(n, &w->bck, &z0);
     state_copy(n, &w->sample, &z0);
     w->h0 = *u + kinetic(n, w->fwd.r);
+    if (!isfinite(w->h0)) { /* the potential is not finite where the chain stands: no trajectory can start */
+        *info = (NutsInfo){.accept_stat = 0, .energy_error = INFINITY, .divergent = true};
+        return 0;
+    }
     sharp(n, w->p_sharp_fwd_bck, w->fwd.r);
     double *ps[] = {w->p_sharp_fwd_fwd, w->p_sharp_bck_fwd, w->p_sharp_bck_bck};
     for (int k = 0; k < 3; k++) copy(n, ps[k], w->p_sharp_fwd_bck);

@@ -239,6 +239,11 @@ bayes_cuda_emu)
   # the samplers on the emulated CUDA device give the CPU's draws (tests/train/bayes_cuda_emu.py)
   /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
   /usr/bin/python3 tests/train/bayes_cuda_emu.py "$nnc" "$out" ;;
+bayes_divergence)
+  # a potential that overflows never stops a sampler and never reaches its state
+  # (tests/train/bayes_divergence.py)
+  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
+  /usr/bin/python3 tests/train/bayes_divergence.py "$nnc" "$out" ;;
 bayes_predictive)
   # eval and predict over a sampled posterior (diabetes_bnn, shortened) against NumPy
   # (tests/train/bayes_predictive.py says how)

@@ -1,0 +1,73 @@
+"""bayes_divergence.py NNC OUTDIR: a potential that stops being finite never stops a sampler and
+never reaches its state.
+
+The data has one row whose input, 1e30, overflows the Gaussian likelihood to infinity.
+- SGLD on minibatches of one row: every step on that row is skipped and counted ("steps skipped
+  for a non-finite loss"), about one in ten; the run ends normally and every drawn weight is
+  finite.
+- HMC and NUTS on the whole split: the potential is infinite everywhere, so every proposal is a
+  divergence, rejected; the run ends normally, reports them with chain and iteration, and the
+  draws are all the (finite) starting position."""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "checkpoint"))
+from st_numpy import read  # noqa: E402
+
+nnc, out = sys.argv[1], os.path.abspath(sys.argv[2])
+fails = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        fails.append(what)
+
+
+with open(f"{out}/d.csv", "w") as f:
+    f.write("".join(f"{0.1 * i},{0.2 * i}\n" for i in range(9)) + "1e30,0\n")
+for name, batch, sampler in [
+    ("sgld", 1, "sgld(lr = 1e-3, samples = 300, burnin = 100)"),
+    ("hmc", 10, "hmc(step = 0.01, leapfrog = 5, samples = 50, burnin = 20)"),
+    ("nuts", 10, "nuts(step = 0.01, samples = 50, burnin = 20)"),
+]:
+    path = f"{out}/{name}.nn"
+    with open(path, "w") as f:
+        f.write(f"""model {name}
+input  x : f32[1]
+target y : f32[1]
+prior  out ~ normal(0, 1)
+out    = x -> dense(1)
+loss   gaussian_nll(out, y, sigma = 1)
+train {{
+  data    csv("d.csv", target = last)
+  batch   {batch}
+  sampler {sampler}
+}}
+""")
+    r = subprocess.run([nnc, "train", path, "--out", f"{out}/{name}", "--no-progress"], capture_output=True, text=True)
+    check(r.returncode == 0, f"{name}: the run ends normally (exit {r.returncode}) {r.stderr.strip()[:200]}")
+    if r.returncode:
+        continue
+    t = read(f"{out}/{name}/draws_chain1.safetensors")[0]
+    w = np.concatenate([t["out.weight"].ravel(), t["out.bias"].ravel()])
+    check(np.isfinite(w).all(), f"{name}: every drawn weight is finite ({w.size} values)")
+    if name == "sgld":
+        m = re.search(r"([0-9]+) steps skipped for a non-finite loss \(([0-9]+) in warm-up\)", r.stdout)
+        skipped = int(m.group(1)) + int(m.group(2)) if m else 0
+        check(m is not None and 10 <= skipped <= 80, f"sgld: steps on the overflowing row skipped and counted ({skipped} of 400)")
+        check("the loss is not finite; step skipped" in r.stdout, "sgld: each (of the first ten) reported with chain and iteration")
+    else:
+        m = re.search(r"([0-9]+) divergences \(([0-9]+) in warm-up\)", r.stdout)
+        check(m is not None and int(m.group(1)) == 50, f"{name}: every sampling iteration a divergence ({m.group(1) if m else '?'} of 50)")
+        check("divergence: chain 1, iteration 21 (sampling)" in r.stdout, f"{name}: reported with chain and iteration")
+        check(np.all(w.reshape(2, -1) == w.reshape(2, -1)[:, :1]), f"{name}: rejected: the draws stay at the start")
+
+if fails:
+    print(f"{len(fails)} check(s) failed")
+    sys.exit(1)
+print("all checks passed")
