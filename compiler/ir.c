@@ -135,6 +135,12 @@ int ir_find_scalar(const Graph *g, const char *name) {
     return -1;
 }
 
+int ir_prediction(const Graph *g) {
+    for (int o = 0; o < g->noutput; o++)
+        if (g->output[o].agg == AGG_PREDICT) return g->output[o].node;
+    return -1;
+}
+
 int ir_scalar(Graph *g, const char *name, ScalarKind kind, double value, SrcLoc loc) {
     int slot = ir_find_scalar(g, name);
     for (int id = 0; slot >= 0 && id < g->nnode; id++)

@@ -220,6 +220,9 @@ int ir_input(Graph *g, const char *name, bool is_target, bool is_class, int64_t 
 int ir_weight(Graph *g, const char *name, WeightKind kind, Shape shape, InitKind init, SrcLoc loc);
 int ir_scalar(Graph *g, const char *name, ScalarKind kind, double value, SrcLoc loc);
 int ir_find_scalar(const Graph *g, const char *name);
+/* The node of the model's prediction (the AGG_PREDICT output: the first loss's first argument,
+ * the logits of a classifier), or -1. */
+int ir_prediction(const Graph *g);
 void ir_add_output(Graph *g, const char *name, int node, Aggregate agg);
 /* The geometry of a window op (OC_WINDOW): the big side [H,W,C] and the small side [OH,OW,.]
  * of its sliding windows, and the window attributes (ops.def). */

@@ -348,9 +348,16 @@ static int log_prior_sigma(Lower *L, const PriorDef *p, const Weight *raw) {
     return ir_add2(g, OP_ADD, sc, log_prior(L, p, sigma), log_jacobian, p->loc);
 }
 
-/* The name a prior gives a weight by: the weight's own, or for a learned sigma's raw weight
- * the sigma's (y.sigma). */
+/* `name` up to its last dot: the layer of a weight (h1 of h1.weight), or the weight of a
+ * non-centred weight's part (h1.weight of h1.weight.z). */
+static const char *owner_name(Graph *g, const char *name) {
+    return arena_strndup(g->arena, name, (size_t)(strrchr(name, '.') - name));
+}
+
+/* The name a prior gives a weight by: the weight's own; for a learned sigma's raw weight the
+ * sigma's (y.sigma); for a non-centred weight's z or log_tau the weight's (layer_weight). */
 static const char *prior_name(Graph *g, const Weight *w) {
+    if (w->mixture_part) return owner_name(g, w->name);
     if (!util_ends_with(w->name, "." SIGMA_RAW)) return w->name;
     return arena_strndup(g->arena, w->name, strlen(w->name) - strlen("_raw"));
 }
@@ -368,8 +375,6 @@ static int lower_priors(Lower *L, bool *ok) {
         if (w->kind != W_PARAM) continue;
         bool sigma = util_ends_with(w->name, "." SIGMA_RAW);
         const char *name = prior_name(g, w);
-        if (w->mixture_part) /* its prior, as the weight it is part of: made with it (layer_weight) */
-            name = arena_strndup(g->arena, w->name, (size_t)(strrchr(w->name, '.') - w->name));
         int best = -1, rank = 0;
         for (int p = 0; p < m->nprior; p++) {
             int r = prior_rank(m->prior[p].target, name);
@@ -377,7 +382,7 @@ static int lower_priors(Lower *L, bool *ok) {
             used[p] += r > 0;
             if (r > rank) rank = r, best = p;
         }
-        if (best < 0 || w->mixture_part) continue;
+        if (best < 0 || w->mixture_part) continue; /* (a part's log prior was made with it) */
         if (m->prior[best].noncentred) {
             diag_error(L->diag, m->prior[best].target_loc, "a non-centred prior is for dense and convolution weights and biases, but "
                        "it reaches '%s'; give that one a prior of its own", sigma ? name : w->name);
@@ -386,7 +391,7 @@ static int lower_priors(Lower *L, bool *ok) {
         }
         w->prior = best;
         int first = g->nnode, term = sigma ? log_prior_sigma(L, &m->prior[best], w) : log_prior(L, &m->prior[best], w->node);
-        const char *layer = arena_strndup(g->arena, w->name, (size_t)(strrchr(w->name, '.') - w->name));
+        const char *layer = owner_name(g, w->name);
         for (int id = first; id < g->nnode; id++)
             if (op_info[g->node[id].op].cls != OC_LEAF) g->node[id].name = layer;
         total = total < 0 ? term : ir_add2(g, OP_ADD, shape_scalar(), total, term, m->prior[best].loc);
@@ -416,9 +421,9 @@ static int lower_priors(Lower *L, bool *ok) {
         for (int wi = 0; wi < g->nweight; wi++) {
             const Weight *w = &g->weight[wi];
             if (w->kind != W_PARAM) continue;
-            cand[ncand++] = prior_name(g, w);
-            if (!util_ends_with(w->name, "." SIGMA_RAW)) /* (a sigma's target is not a layer) */
-                cand[ncand++] = arena_strndup(g->arena, w->name, (size_t)(strrchr(w->name, '.') - w->name));
+            const char *name = prior_name(g, w);
+            cand[ncand++] = name;
+            if (!util_ends_with(w->name, "." SIGMA_RAW)) cand[ncand++] = owner_name(g, name); /* (a sigma's is no layer) */
         }
         const char *near = diag_suggest(pd->target, cand, ncand);
         if (near)

@@ -119,19 +119,13 @@ int draws_load(const char *path, const Graph *g, const RunIdentity *id, Draws *d
     return 0;
 }
 
-static int find_output(const Graph *g, Aggregate agg) {
-    for (int o = 0; o < g->noutput; o++)
-        if (g->output[o].agg == agg) return g->output[o].node;
-    return -1;
-}
-
 static int input_node(const Graph *g, bool target) {
     for (int i = 0; i < g->ninput; i++)
         if (g->input[i].is_target == target) return g->input[i].node;
     return -1;
 }
 
-int64_t posterior_cols(const Exec *e) { return shape_numel(e->g->node[find_output(e->g, AGG_PREDICT)].shape); }
+int64_t posterior_cols(const Exec *e) { return shape_numel(e->g->node[ir_prediction(e->g)].shape); }
 
 /* Draw s's weights onto the device. */
 static int put_draw(Exec *e, const Draws *d, int64_t s) {
@@ -169,7 +163,7 @@ static double quantile(const float *v, int64_t n, double p) {
 int posterior_predictive(Exec *e, const Draws *d, const Dataset *data, const int64_t *idx, int64_t n, bool softmax,
                          float *stats, double *mean, double *draw_rmse) {
     const Graph *g = e->g;
-    int pred = find_output(g, AGG_PREDICT), xn = input_node(g, false);
+    int pred = ir_prediction(g), xn = input_node(g, false);
     int64_t cols = shape_numel(g->node[pred].shape), batch = e->plan->max_batch, S = d->ndraw;
     int64_t chunk = CHUNK_VALUES / (S * cols), held = stats ? S : 1; /* without quantiles, one draw's values at a time */
     chunk -= chunk % batch;
@@ -302,8 +296,7 @@ int posterior_report(Exec *e, const Model *m, const Draws *d, const ModelData *d
                      FILE *out, cJSON *json) {
     if (!m->nmetric) return 0;
     const Graph *g = e->g;
-    int64_t *test_idx = util_calloc((size_t)data->test.n + 1, sizeof(int64_t));
-    for (int64_t i = 0; i < data->test.n; i++) test_idx[i] = i;
+    int64_t *test_idx = train_iota(data->test.n);
     double *metric = util_calloc((size_t)m->nmetric, sizeof(double));
     int rc = 0;
     fprintf(out, "posterior predictive of %lld draws", (long long)d->ndraw);

@@ -460,8 +460,7 @@ int run_predict(const RunOptions *o) {
         float *y = NULL;
         if (o->draws) { /* the posterior predictive's four statistics per output */
             cols = posterior_cols(&b->e);
-            int64_t *idx = util_calloc((size_t)d.n + 1, sizeof(int64_t));
-            for (int64_t i = 0; i < d.n; i++) idx[i] = i;
+            int64_t *idx = train_iota(d.n);
             y = util_calloc((size_t)(d.n * cols * 4) + 1, sizeof(float));
             if (posterior_predictive(&b->e, &draws, &d, idx, d.n, classes, y, NULL, NULL)) {
                 fprintf(stderr, "nnc: error: %s: %s\n", b->e.dev->name, b->e.dev->err);

@@ -44,7 +44,10 @@
 #include "sample_internal.h"
 
 
-static const char *const sampler_name[] = {[SAMPLER_HMC] = "hmc", [SAMPLER_NUTS] = "nuts", [SAMPLER_SGLD] = "sgld"};
+const char *sample_name(SamplerKind k) {
+    static const char *const name[] = {[SAMPLER_HMC] = "hmc", [SAMPLER_NUTS] = "nuts", [SAMPLER_SGLD] = "sgld"};
+    return name[k];
+}
 
 int sample_flat_io(Hmc *h, int which, float *v, bool put) {
     for (int p = 0; p < h->npar; p++) {
@@ -151,12 +154,7 @@ static int trajectory(Hmc *h, double eps, int64_t steps, double *h0, double *h1,
 static int sgld_step(Hmc *h, bool *divergent) {
     const SamplerSpec *sp = h->sp;
     if (!h->resident && h->sgld_batch == h->nbatch) h->sgld_batch = 0;
-    if (!h->resident && h->sgld_batch == 0)
-        for (int64_t i = h->n_train - 1; i > 0; i--) {
-            int64_t j = (int64_t)rng_below(&h->rng, (uint64_t)i + 1), tmp = h->idx[i];
-            h->idx[i] = h->idx[j];
-            h->idx[j] = tmp;
-        }
+    if (!h->resident && h->sgld_batch == 0) rng_shuffle(&h->rng, h->idx, h->n_train);
     int64_t rows = h->resident ? h->n_train : load_batch(h, h->sgld_batch++);
     uint64_t step = (uint64_t)++h->sgld_step;
     exec_set_scalars(h->e, SC_SGLD_DRIFT, sp->lr * (double)h->n_train / 2);
@@ -178,11 +176,8 @@ static int sgld_step(Hmc *h, bool *divergent) {
         return -1;
     }
     const Graph *g = h->g;
-    for (int id = 0; id < g->nnode; id++) {
-        float flag = 0;
-        if (op_info[g->node[id].op].cls != OC_UPDATE) continue;
-        if (exec_read(h->e, id, &flag, sizeof flag)) return -1;
-        if (isfinite(flag)) continue;
+    int id = train_bad_update(h->e, 0);
+    if (id >= 0) {
         const Weight *w = &g->weight[g->node[g->node[id].in[0]].ref];
         diag_error(h->cfg->diag, w->loc, "sampling stopped at sgld step %lld: the gradient of '%s' holds NaN or an infinity",
                    (long long)step, w->name);
@@ -323,7 +318,7 @@ static int write_draws(Hmc *h, const Chain *ch, int c) {
     snprintf(acc, sizeof acc, "%.6f", ch->accept);
     const RunIdentity *id = h->cfg->identity;
     const char *keys[] = {"sampler", "step_size", "accept_rate", "model", "model_hash"};
-    const char *vals[] = {sampler_name[h->sp->kind], step, acc, id ? id->model : NULL, id ? id->hash : NULL};
+    const char *vals[] = {sample_name(h->sp->kind), step, acc, id ? id->model : NULL, id ? id->hash : NULL};
     int rc = st_write_atomic(path, t, h->npar + 1, keys, vals, id ? 5 : 3, err, sizeof err);
     if (rc) fprintf(h->cfg->diag->out, "nnc: error: %s\n", err);
     free(t);
@@ -424,8 +419,7 @@ static int report(Hmc *h, const Chain *ch, int m) {
         }
         const Dataset *eval_set = h->data.has_test ? &h->data.test : &h->data.train;
         if (!h->class_target) { /* each draw's RMSE: the summary of the predictive performance */
-            int64_t *idx = util_calloc((size_t)eval_set->n + 1, sizeof(int64_t));
-            for (int64_t i = 0; i < eval_set->n; i++) idx[i] = i;
+            int64_t *idx = train_iota(eval_set->n);
             rc = posterior_predictive(h->e, &d, eval_set, idx, eval_set->n, false, NULL, NULL, x);
             if (rc) fprintf(h->cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);
             else summarise(out, q, h->data.has_test ? "test.rmse" : "train.rmse", x, m, n, true);
@@ -753,7 +747,7 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
             snprintf(steps, sizeof steps, "%lld leapfrog steps each", (long long)sp->leapfrog);
         fprintf(h.out, "sampling %s by %s: %lld training samples (%s), %lld weights; %lld chain%s of %lld warm-up and %lld "
                 "sampling iterations, %s, every %lld%s kept (%s)\n",
-                cfg->model->name, sampler_name[sp->kind], (long long)h.n_train,
+                cfg->model->name, sample_name(sp->kind), (long long)h.n_train,
                 h.resident ? "one batch, loaded once" : "in batches", (long long)h.dim, (long long)sp->chains, sp->chains > 1 ? "s" : "",
                 (long long)sp->burnin, (long long)sp->samples, steps, (long long)sp->thin, sp->thin == 1 ? "st" : sp->thin == 2 ? "nd" : sp->thin == 3 ? "rd" : "th",
                 cfg->backend ? cfg->backend : "cpu");

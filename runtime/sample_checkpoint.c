@@ -119,10 +119,9 @@ int sample_checkpoint(Hmc *h, const Chain *ch, int c) {
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", cfg->out_dir);
     snprintf(chain, sizeof chain, "%d", c + 1);
     snprintf(iteration, sizeof iteration, "%" PRId64, ch[c].it);
-    static const char *const kind[] = {[SAMPLER_HMC] = "hmc", [SAMPLER_NUTS] = "nuts", [SAMPLER_SGLD] = "sgld"};
     const RunIdentity *id = cfg->identity;
     const char *keys[] = {"format", "nnc", "model", "model_hash", "settings", "sampler", "chain", "iteration"};
-    const char *vals[] = {"nnc-sampler-checkpoint-1", NNC_VERSION, id->model, id->hash, id->settings, kind[h->sp->kind], chain,
+    const char *vals[] = {"nnc-sampler-checkpoint-1", NNC_VERSION, id->model, id->hash, id->settings, sample_name(h->sp->kind), chain,
                           iteration};
     if (rc)
         fprintf(cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);

@@ -47,6 +47,8 @@ typedef struct {
  * the gradients, read (put false) or written.  -1 after a device error. */
 enum { WHICH_Q, WHICH_R, WHICH_MINV, WHICH_GRAD };
 int sample_flat_io(Hmc *h, int which, float *v, bool put);
+/* "hmc", "nuts" or "sgld": in the start line, draws files and checkpoints. */
+const char *sample_name(SamplerKind k);
 
 /* Dual averaging of log eps toward the target acceptance. */
 typedef struct {

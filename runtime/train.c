@@ -163,8 +163,7 @@ static void session_open(Session *s, const TrainConfig *cfg, int64_t nfeat, int6
     s->target = util_calloc((size_t)(s->batch * ntarget) + 1, sizeof(float));
 }
 
-/* 0, 1, ..., n - 1 */
-static int64_t *iota(int64_t n) {
+int64_t *train_iota(int64_t n) {
     int64_t *v = util_calloc((size_t)n + 1, sizeof(int64_t));
     for (int64_t i = 0; i < n; i++) v[i] = i;
     return v;
@@ -173,7 +172,7 @@ static int64_t *iota(int64_t n) {
 /* The n training-data samples in the seeded order that holds the validation split out: the
  * last *n_valid of it are the validation samples (the same in training and evaluation). */
 int64_t *train_split_order(const TrainSpec *t, int64_t n, int64_t *n_valid) {
-    int64_t *perm = iota(n);
+    int64_t *perm = train_iota(n);
     *n_valid = (int64_t)llround(t->valid_fraction * (double)n);
     if (*n_valid > 0) {
         Rng split;
@@ -187,6 +186,17 @@ static void session_free(Session *s) {
     free(s->x);
     free(s->label);
     free(s->target);
+}
+
+int train_bad_update(Exec *e, int from) {
+    const Graph *g = e->g;
+    for (int id = from; id < g->nnode; id++) {
+        float flag = NAN;
+        if (op_info[g->node[id].op].cls != OC_UPDATE) continue;
+        exec_read(e, id, &flag, sizeof flag);
+        if (!isfinite(flag)) return id;
+    }
+    return -1;
 }
 
 static float read1(const Session *s, int node) {
@@ -771,8 +781,7 @@ static int optimizer_step(TrainSession *ts, const Batch *b, StepResult *r) {
     int rc = run_hooks(ts, AFTER_GRAD);
     if (rc) return rc;
     if (exec_run(ex, PROG_UPDATE, b->rows)) return device_error(ts);
-    for (int id = 0; id < g->nnode; id++) {
-        if (op_info[g->node[id].op].cls != OC_UPDATE || isfinite(read1(s, id))) continue;
+    for (int id = train_bad_update(ex, 0); id >= 0; id = train_bad_update(ex, id + 1)) {
         const Weight *w = &g->weight[g->node[g->node[id].in[0]].ref];
         diag_error(ts->cfg->diag, w->loc, "training stopped at epoch %lld, step %lld: the gradient of '%s' holds NaN or an infinity",
                    (long long)ts->st.epoch, (long long)b->step, w->name);
@@ -982,7 +991,7 @@ static int train_begin(TrainSession *ts) {
         rc = 1;
     }
     ts->order = util_calloc((size_t)ts->n_train + 1, sizeof(int64_t));
-    ts->test_idx = iota(ts->data.test.n);
+    ts->test_idx = train_iota(ts->data.test.n);
     ts->steps_per_epoch = (ts->n_train + s->batch - 1) / s->batch;
     if (ts->n_train > 0) exec_set_scalars(s->exec, SC_DATA_INV_N, 1.0 / (double)ts->n_train);
     if (rc == 0) {
@@ -1120,7 +1129,7 @@ int train_eval(const TrainConfig *cfg) {
     }
     Session s;
     session_open(&s, cfg, data.expect.nfeat, data.expect.ntarget);
-    int64_t n_all = data.train.n, n_valid, *perm = train_split_order(t, n_all, &n_valid), *test_idx = iota(data.test.n);
+    int64_t n_all = data.train.n, n_valid, *perm = train_split_order(t, n_all, &n_valid), *test_idx = train_iota(data.test.n);
     if (n_all > n_valid) exec_set_scalars(s.exec, SC_DATA_INV_N, 1.0 / (double)(n_all - n_valid));
     Eval valid = {.gate = util_calloc((size_t)s.g->ngate + 1, sizeof(GateStat))};
     Eval test = {.gate = util_calloc((size_t)s.g->ngate + 1, sizeof(GateStat))};
@@ -1152,9 +1161,7 @@ float *train_predict(const TrainConfig *cfg, const Dataset *in, int64_t *ncols) 
     Session s;
     session_open(&s, cfg, in->nfeat, 0); /* no targets: the target buffer keeps zeros */
     const Graph *g = s.g;
-    int pred = -1;
-    for (int o = 0; o < g->noutput; o++)
-        if (g->output[o].agg == AGG_PREDICT) pred = g->output[o].node;
+    int pred = ir_prediction(g);
     NNC_ASSERT(pred >= 0); /* sema requires a loss function, whose first argument it is */
     int64_t cols = shape_numel(g->node[pred].shape);
     float *y = util_calloc((size_t)(in->n * cols) + 1, sizeof(float));

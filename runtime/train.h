@@ -76,6 +76,11 @@ int train_eval(const TrainConfig *cfg);
  * of `in`: n x *ncols floats (malloc'd), or NULL after reporting an error. */
 float *train_predict(const TrainConfig *cfg, const Dataset *in, int64_t *ncols);
 
+/* After an update program: the first update node from `from` on whose value (0, or NaN when
+ * the gradient it read held a NaN or an infinity) is not finite, or -1. */
+int train_bad_update(Exec *e, int from);
+/* 0, 1, ..., n - 1 (malloc'd, room for one more): a data set's samples in their own order. */
+int64_t *train_iota(int64_t n);
 /* The n training-data samples in the seeded order that holds the validation split out: the
  * last *n_valid are the validation samples (the same in training, evaluation and sampling). */
 int64_t *train_split_order(const TrainSpec *t, int64_t n, int64_t *n_valid);
