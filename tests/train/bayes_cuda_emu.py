@@ -16,22 +16,12 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "checkpoint"))
+from checks import check, finish, linear_csv  # noqa: E402  tests/train/checks.py
 from st_numpy import read  # noqa: E402
 
 nnc, out = sys.argv[1], os.path.abspath(sys.argv[2])
-fails = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        fails.append(what)
-
-
-rng = np.random.default_rng(3)
-x = rng.normal(size=(400, 6))
-y = x @ rng.normal(scale=0.3, size=6) + 0.2 + 0.5 * rng.normal(size=400)
-np.savetxt(f"{out}/lin.csv", np.c_[x, y], delimiter=",", fmt="%.7f")
+linear_csv(f"{out}/lin.csv", 3)
 cases = [
     ("sgld", "sampler sgld(lr = 2e-5, samples = 300, burnin = 100, chains = 1, rmsprop = true)"),
     ("hmc", "sampler hmc(step = 0.02, leapfrog = 8, samples = 40, burnin = 0, adapt_step = false, adapt_mass = false)"),
@@ -70,7 +60,4 @@ train {{
     rel = np.max(np.abs(a["sampler.potential"] - b["sampler.potential"]) / np.abs(a["sampler.potential"]))
     check(rel < 1e-5, f"{name}: potentials within 1e-5 relative (worst {rel:.1e})")
 
-if fails:
-    print(f"{len(fails)} check(s) failed")
-    sys.exit(1)
-print("all checks passed")
+finish()

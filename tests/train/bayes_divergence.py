@@ -16,17 +16,10 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "checkpoint"))
+from checks import check, finish  # noqa: E402  tests/train/checks.py
 from st_numpy import read  # noqa: E402
 
 nnc, out = sys.argv[1], os.path.abspath(sys.argv[2])
-fails = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        fails.append(what)
-
 
 with open(f"{out}/d.csv", "w") as f:
     f.write("".join(f"{0.1 * i},{0.2 * i}\n" for i in range(9)) + "1e30,0\n")
@@ -67,7 +60,4 @@ train {{
         check("divergence: chain 1, iteration 21 (sampling)" in r.stdout, f"{name}: reported with chain and iteration")
         check(np.all(w.reshape(2, -1) == w.reshape(2, -1)[:, :1]), f"{name}: rejected: the draws stay at the start")
 
-if fails:
-    print(f"{len(fails)} check(s) failed")
-    sys.exit(1)
-print("all checks passed")
+finish()

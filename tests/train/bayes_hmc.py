@@ -38,6 +38,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "checkpoint"))
+from checks import linear_csv  # noqa: E402
 from mcmc_np import ess_bulk, ess_tail, rhat  # noqa: E402
 from st_numpy import read  # noqa: E402
 
@@ -67,11 +68,8 @@ def draws(name, chains):
 
 
 # ---- 1. Bayesian linear regression ----
-rng = np.random.default_rng(5)
 N, D, SIGMA, TAU = 400, 6, 0.5, 0.1
-x = rng.normal(size=(N, D))
-y = x @ rng.normal(scale=0.3, size=D) + 0.2 + SIGMA * rng.normal(size=N)
-np.savetxt(f"{out}/lin.csv", np.c_[x, y], delimiter=",", fmt="%.7f")
+linear_csv(f"{out}/lin.csv", 5, N, D, SIGMA)
 run("lin", f"""model lin
 input  x : f32[{D}]
 target y : f32[1]

@@ -24,18 +24,11 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "checkpoint"))
+from checks import check, finish  # noqa: E402  tests/train/checks.py
 from st_numpy import read  # noqa: E402
 
 nnc, out = sys.argv[1], os.path.abspath(sys.argv[2])
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-fails = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        fails.append(what)
-
 
 text = open(os.path.join(root, "models", "diabetes_bnn.nn")).read()
 text = re.sub(r"sampler nuts\([^)]*\)", "sampler nuts(samples = 100, burnin = 100, max_depth = 6, chains = 2)", text)
@@ -133,7 +126,4 @@ fails_with([f"{out}/other_trainer", "eval", "--draws", run], "was written by ano
 os.makedirs(f"{out}/empty", exist_ok=True)
 fails_with([trainer, "eval", "--draws", f"{out}/empty"], "holds no draws_chain1.safetensors")
 
-if fails:
-    print(f"{len(fails)} check(s) failed")
-    sys.exit(1)
-print("all checks passed")
+finish()

@@ -15,22 +15,11 @@ import re
 import subprocess
 import sys
 
-import numpy as np
+from checks import check, finish, linear_csv  # tests/train/checks.py
 
 nnc, out = sys.argv[1], os.path.abspath(sys.argv[2])
-fails = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        fails.append(what)
-
-
-rng = np.random.default_rng(11)
-x = rng.normal(size=(400, 6))
-y = x @ rng.normal(scale=0.3, size=6) + 0.2 + 0.5 * rng.normal(size=400)
-np.savetxt(f"{out}/lin.csv", np.c_[x, y], delimiter=",", fmt="%.7f")
+linear_csv(f"{out}/lin.csv", 11)
 
 
 def model(name, batch, sampler):
@@ -106,7 +95,4 @@ r = run(f"{out}/hmc.nn", f"{out}/hmc_cut", resume=True, extra=["--set", "s=2"])
 check(r.returncode == 1 and "was written with --set (none), this run has --set s=2; resume with the same settings" in r.stderr,
       f"a resume with other --set values is refused (exit {r.returncode}): {r.stderr.strip()}")
 
-if fails:
-    print(f"{len(fails)} check(s) failed")
-    sys.exit(1)
-print("all checks passed")
+finish()

@@ -6,6 +6,13 @@ case_name=$1 nnc=$2 check=$3 out=$4/$1
 rm -rf "$out"
 mkdir -p "$out"
 
+# numpy_test SCRIPT ARGS...: a check written in Python with NumPy (Debian's python3-numpy, which
+# the README's test command installs), run by /usr/bin/python3; skipped (77) without NumPy
+numpy_test() {
+  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
+  /usr/bin/python3 "$@"
+}
+
 # two Gaussian blobs in 3-D, labels 0/1 (or a linear target for regression)
 make_csv() { # file kind
   awk -v kind="$2" 'BEGIN {
@@ -212,42 +219,34 @@ prune_shrinks)
 bayes_linear_map)
   # the posterior mode of Bayesian linear regression (normal prior, known noise) in closed
   # form against what training reaches; needs Debian's python3-numpy (skipped without it)
-  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
-  /usr/bin/python3 tests/train/bayes_map.py "$nnc" "$out" ;;
+  numpy_test tests/train/bayes_map.py "$nnc" "$out" ;;
 bayes_hmc_exact)
   # HMC against the closed-form posterior of Bayesian linear regression, priors alone against
   # their distributions, R-hat and ESS against NumPy (tests/train/bayes_hmc.py says how)
-  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
-  /usr/bin/python3 tests/train/bayes_hmc.py "$nnc" "$out" hmc ;;
+  numpy_test tests/train/bayes_hmc.py "$nnc" "$out" hmc ;;
 bayes_nuts_exact)
   # the same for NUTS
-  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
-  /usr/bin/python3 tests/train/bayes_hmc.py "$nnc" "$out" nuts ;;
+  numpy_test tests/train/bayes_hmc.py "$nnc" "$out" nuts ;;
 bayes_sgld_exact)
   # the same for SGLD on minibatches (small steps, many of them), and with RMSprop's
   # preconditioner on the linear regression alone
-  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
   mkdir -p "$out/plain" "$out/rmsprop"
-  /usr/bin/python3 tests/train/bayes_hmc.py "$nnc" "$out/plain" sgld &&
-  /usr/bin/python3 tests/train/bayes_hmc.py "$nnc" "$out/rmsprop" psgld ;;
+  numpy_test tests/train/bayes_hmc.py "$nnc" "$out/plain" sgld &&
+  numpy_test tests/train/bayes_hmc.py "$nnc" "$out/rmsprop" psgld ;;
 bayes_resume)
   # a sampling run stopped by SIGTERM and resumed gives the same draws, bit for bit, for hmc,
   # nuts and sgld (tests/train/bayes_resume.py says how)
-  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
-  /usr/bin/python3 tests/train/bayes_resume.py "$nnc" "$out" ;;
+  numpy_test tests/train/bayes_resume.py "$nnc" "$out" ;;
 bayes_cuda_emu)
   # the samplers on the emulated CUDA device give the CPU's draws (tests/train/bayes_cuda_emu.py)
-  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
-  /usr/bin/python3 tests/train/bayes_cuda_emu.py "$nnc" "$out" ;;
+  numpy_test tests/train/bayes_cuda_emu.py "$nnc" "$out" ;;
 bayes_divergence)
   # a potential that overflows never stops a sampler and never reaches its state
   # (tests/train/bayes_divergence.py)
-  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
-  /usr/bin/python3 tests/train/bayes_divergence.py "$nnc" "$out" ;;
+  numpy_test tests/train/bayes_divergence.py "$nnc" "$out" ;;
 bayes_predictive)
   # eval and predict over a sampled posterior (diabetes_bnn, shortened) against NumPy
   # (tests/train/bayes_predictive.py says how)
-  /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "no /usr/bin/python3 with numpy: skipped"; exit 77; }
-  /usr/bin/python3 tests/train/bayes_predictive.py "$nnc" "$out" ;;
+  numpy_test tests/train/bayes_predictive.py "$nnc" "$out" ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
