@@ -13,8 +13,11 @@ trainer by `nnc build`.  Then, with the network's forward pass written out here 
    sigma_s)), sigma_s = softplus(y.sigma_raw), within 1e-5 relative of NumPy's; a prior
    scaled wrongly or an NLL averaged the wrong way round (mean of log instead of log of mean)
    differs by far more.  `eval --draws RUN` prints the same numbers as the sampling run.
-3. Errors: `--checkpoint` on a sampled model, draws of another version of the model, a
-   directory without draws; each exits 1 with its message."""
+3. A classifier (three blobs, a softmax layer, NUTS): predict --draws gives each class
+   probability's mean, sd and quantiles over the draws and the most probable class; the test
+   accuracy and NLL of the predictive are NumPy's.
+4. Errors: `--checkpoint` on a sampled model, `--draws` on an optimizer's, draws of another
+   version of the model, a directory without draws; each exits 1 with its message."""
 import json
 import os
 import re
@@ -112,7 +115,56 @@ print(ev)
 check(bool(line) and line[0] in ev, "eval --draws prints what the sampling run printed")
 check(f"test rmse {summary['test']['rmse']:.4f} nll {summary['test']['nll']:.4f}" in ev, "eval's test metrics are summary.json's")
 
-# 3. errors
+# 3. a classifier: three Gaussian blobs in 2-D, a softmax layer sampled by NUTS; the predictive
+# is the mean of each draw's probabilities, its class the most probable one, and its NLL
+# -mean_i log (1/S sum_s p_s(y_i))
+rng = np.random.default_rng(8)
+centres = np.array([[0.0, 1.5], [1.3, -0.8], [-1.3, -0.8]])
+lab = np.arange(240) % 3
+pts = centres[lab] + rng.normal(size=(240, 2))
+np.savetxt(f"{out}/blobs_train.csv", np.c_[pts[:180], lab[:180]], delimiter=",", fmt=["%.6f", "%.6f", "%d"])
+np.savetxt(f"{out}/blobs_test.csv", np.c_[pts[180:], lab[180:]], delimiter=",", fmt=["%.6f", "%.6f", "%d"])
+np.savetxt(f"{out}/blobs_x.csv", pts[180:], delimiter=",", fmt="%.6f")
+blobs = """model blobs
+input  x : f32[2]
+target label : class[3]
+prior  out ~ normal(0, 3)
+out    = x -> dense(3)
+loss   cross_entropy(out, label)
+metric accuracy(out, label), nll(out, label)
+train {
+  data    csv("blobs_train.csv", target = last)
+  test    csv("blobs_test.csv", target = last)
+  batch   180
+  SAMPLER
+}
+"""
+with open(f"{out}/blobs.nn", "w") as f:
+    f.write(blobs.replace("SAMPLER", "sampler nuts(samples = 100, burnin = 100, chains = 2)"))
+subprocess.run([nnc, "train", f"{out}/blobs.nn", "--out", f"{out}/blobs", "--no-progress"], check=True, capture_output=True)
+subprocess.run([nnc, "build", f"{out}/blobs.nn", "-o", f"{out}/blobs_trainer"], check=True)
+subprocess.run([f"{out}/blobs_trainer", "predict", "--draws", f"{out}/blobs", "--input", f"{out}/blobs_x.csv", "--output",
+                f"{out}/blobs_p.csv"], check=True)
+b = draws([f"{out}/blobs/draws_chain{c}.safetensors" for c in (1, 2)])
+z = np.einsum("scd,nd->snc", b["out.weight"], pts[180:]) + b["out.bias"][:, None, :]
+prob = np.exp(z - z.max(2, keepdims=True))
+prob /= prob.sum(2, keepdims=True)  # [draws, samples, classes]
+got = np.loadtxt(f"{out}/blobs_p.csv", delimiter=",", skiprows=1)
+header = open(f"{out}/blobs_p.csv").readline().strip()
+check(header.startswith("class,out0_mean,out0_sd,out0_q5,out0_q95,out1_mean"), f"classifier CSV header ({header[:40]}...)")
+want = np.concatenate([stats(prob[:, :, k])[:, None, :] for k in range(3)], axis=1).reshape(60, 12)
+err = np.abs(got[:, 1:] - want).max()
+check(err < 1e-4, f"classifier: each class probability's mean, sd, 5 % and 95 % over the draws (max difference {err:.2e})")
+mean_p = prob.mean(0)
+check(np.array_equal(got[:, 0].astype(int), mean_p.argmax(1)), "classifier: the class is the most probable on average")
+bs = json.load(open(f"{out}/blobs/summary.json"))["predictive"]["test"]
+acc = float(np.mean(mean_p.argmax(1) == lab[180:]))
+nll = float(-np.mean(np.log(mean_p[np.arange(60), lab[180:]])))
+check(abs(bs["accuracy"] - acc) < 1e-9, f"classifier: test accuracy of the predictive, nnc {bs['accuracy']:.4f}, NumPy {acc:.4f}")
+check(abs(bs["nll"] - nll) / nll < 1e-5, f"classifier: test nll of the predictive, nnc {bs['nll']:.6f}, NumPy {nll:.6f}")
+
+
+# 4. errors
 def fails_with(args, message):
     r = subprocess.run(args, capture_output=True, text=True)
     check(r.returncode == 1 and message in r.stderr, f"{' '.join(os.path.basename(a) for a in args[1:3])}: exit 1, '{message}' ({r.returncode}: {r.stderr.strip()})")
@@ -125,5 +177,10 @@ subprocess.run([nnc, "build", f"{out}/diabetes_other.nn", "-o", f"{out}/other_tr
 fails_with([f"{out}/other_trainer", "eval", "--draws", run], "was written by another version of model 'diabetes_bnn'")
 os.makedirs(f"{out}/empty", exist_ok=True)
 fails_with([trainer, "eval", "--draws", f"{out}/empty"], "holds no draws_chain1.safetensors")
+with open(f"{out}/blobs_adam.nn", "w") as f:
+    f.write(blobs.replace("SAMPLER", "epochs  1\n  optimizer adam(lr = 0.01)").replace("prior  out ~ normal(0, 3)\n", ""))
+subprocess.run([nnc, "build", f"{out}/blobs_adam.nn", "-o", f"{out}/adam_trainer"], check=True)
+fails_with([f"{out}/adam_trainer", "eval", "--draws", f"{out}/blobs"],
+           "nnc: error: --draws: model 'blobs' is trained by an optimizer, not sampled: give its --checkpoint instead")
 
 finish()
