@@ -127,7 +127,7 @@ typedef struct {
     SrcLoc loc;
 } Input;
 
-typedef enum { AGG_MEAN, AGG_FRACTION, AGG_ONE_MINUS_FRACTION, AGG_RMS, AGG_VECTOR, AGG_PREDICT } Aggregate;
+typedef enum { AGG_MEAN, AGG_FRACTION, AGG_ONE_MINUS_FRACTION, AGG_RMS, AGG_VECTOR, AGG_PREDICT, AGG_ROWS } Aggregate;
 typedef struct {
     const char *name; /* "loss", "accuracy" */
     int node;
@@ -135,7 +135,9 @@ typedef struct {
                       RMS: the square root of a per-batch mean weighted by rows (rmse);
                       VECTOR: per-column sums, added over batches (metrics computed from them);
                       PREDICT: the model's prediction per sample (the first loss's first argument),
-                      not aggregated: what `predict` writes out */
+                      not aggregated: what `predict` writes out;
+                      ROWS: a per-sample value, not aggregated (nll_rows: the nll metric of each
+                      sample, which a sampler's predictive NLL needs per draw) */
 } Output;
 /* A scalar output (the loss, a metric); the graph lists them first. */
 static inline bool output_is_scalar(const Output *o) { return o->agg < AGG_VECTOR; }

@@ -24,6 +24,8 @@ typedef struct {
     int npenalty, cappenalty;
     int *mixture_prior; /* the log priors of the non-centred weights' parts, summed by lower_priors */
     int nmixture_prior, capmixture_prior;
+    const SVal *gnll;     /* the first gaussian_nll lowered: its per-sample log densities [B, D] */
+    int gnll_lp, gnll_norm; /* and D log sigma, for nll_rows */
 } Lower;
 
 static int lower_val(Lower *L, const SVal *v);
@@ -291,8 +293,10 @@ static int gaussian_nll(Lower *L, const SVal *v, int a, int b) {
         sigma = ir_add1(g, OP_SOFTPLUS, sc, raw, at);
     }
     int z = ir_add2(g, OP_DIV, s, ir_add2(g, OP_SUB, s, a, b, at), sigma, at);
-    int lp = ir_add1(g, OP_SUM, sc, ir_add1(g, OP_BATCH_MEAN, s, ir_add1(g, OP_LOGP_NORMAL, s, z, at), at), at);
+    int lpz = ir_add1(g, OP_LOGP_NORMAL, s, z, at);
+    int lp = ir_add1(g, OP_SUM, sc, ir_add1(g, OP_BATCH_MEAN, s, lpz, at), at);
     int norm = ir_add2(g, OP_MUL, sc, ir_const(g, (double)shape_numel(s), at), ir_add1(g, OP_LOG, sc, sigma, at), at);
+    if (!L->gnll) L->gnll = v, L->gnll_lp = lpz, L->gnll_norm = norm;
     return ir_add2(g, OP_SUB, sc, norm, lp, at);
 }
 
@@ -518,6 +522,16 @@ Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
     const SVal *pred = m->loss; /* the first loss function's first argument */
     while (pred->kind == SV_BINARY || pred->kind == SV_NEG) pred = has_loss(pred->a) ? pred->a : pred->b;
     if (pred->kind == SV_LOSS) ir_add_output(g, "prediction", lower_val(&L, pred->a), AGG_PREDICT);
+    /* the nll metric per sample, D log sigma - sum_D logp_normal(z), for a sampler's posterior
+     * predictive (runtime/posterior.c), which needs it per sample and draw */
+    for (int i = 0; i < m->nmetric; i++)
+        if (m->metric[i].kind == METRIC_NLL && m->metric[i].val == L.gnll) {
+            SrcLoc at = L.gnll->loc;
+            Shape row = {.rank = 0, .batched = true};
+            int rs = ir_add1(g, OP_ROWSUM, row, L.gnll_lp, at);
+            ir_add_output(g, "nll_rows", ir_add2(g, OP_SUB, row, L.gnll_norm, rs, at), AGG_ROWS);
+            break;
+        }
     g->nforward = g->nnode;
     free(L.memo);
     free(L.penalty);

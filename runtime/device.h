@@ -51,7 +51,7 @@ typedef struct {
     bool ta, tb;
 } GemmShape;
 GemmShape device_gemm_shape(const Kernel *k, int64_t rows);
-/* Sets OpenBLAS's thread count for a GEMM of m x n x k (device_cpu.c says how). */
-void device_blas_threads(int64_t m, int64_t n, int64_t k);
+/* C = op(A) op(B) for shape s on the host: gemm_small or OpenBLAS (device_cpu.c says which). */
+void device_sgemm(GemmShape s, const float *A, const float *B, float *C);
 
 #endif

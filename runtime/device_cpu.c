@@ -1,6 +1,7 @@
 /* device_cpu.c: the CPU device.  Kernels are the LLVM backend's compiled entries (JIT-compiled
  * by nnc, or linked into a built trainer: see cpu_kernels_open in device.h), GEMMs are
- * OpenBLAS's cblas_sgemm, memory is host memory.
+ * device_sgemm (gemm_small.c's kernel for small ones, OpenBLAS's cblas_sgemm for the rest),
+ * memory is host memory.
  *
  * Row-parallel launches.  A loop kernel whose results are each a function of one batch row
  * (every output stored per row, every batched argument indexed by the row, no batch-wide
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "device.h"
+#include "gemm_small.h"
 
 /* MIN_SPLIT_WORK: elements of a loop kernel worth waking the threads for (below it, a 1000 x 20
  * layer, the hand-off costs more than it saves); SMALL_GEMM: the same for a GEMM's multiply-adds */
@@ -157,25 +159,41 @@ static void stop_threads(CpuDevice *c) {
     pthread_cond_destroy(&c->done);
 }
 
-/* OpenBLAS's threads for one GEMM of m x n x k multiply-adds: one below SMALL_GEMM, about 50 us
- * of one core's work, where waking the others costs more than it saves (xsec_bnn's gradient,
- * GEMMs of at most 1000 x 20 x 19, ran at half the speed on two threads as on one), all of them
- * (OPENBLAS_NUM_THREADS) above.  OpenBLAS's results
- * depend on its thread count, so the CPU device and the emulated CUDA device's cuBLAS both call
- * this before every GEMM and keep giving the same bits.  NNC_SMALL_GEMM overrides the bound. */
-void device_blas_threads(int64_t m, int64_t n, int64_t k) {
-    static int all, now;
-    static double small;
-    if (!all) {
-        all = now = openblas_get_num_threads();
+/* The bound under which a GEMM of m x n x k multiply-adds counts as small: SMALL_GEMM, about
+ * 50 us of one core's work, or NNC_SMALL_GEMM. */
+static double small_gemm_bound(void) {
+    static double small = -1;
+    if (small < 0) {
         const char *v = getenv("NNC_SMALL_GEMM");
         small = v && *v ? atof(v) : SMALL_GEMM;
     }
-    int want = (double)m * (double)n * (double)k < small ? 1 : all;
+    return small;
+}
+
+/* OpenBLAS's threads for one GEMM of m x n x k multiply-adds: one for a small one, where
+ * waking the others costs more than it saves (xsec_bnn's gradient, GEMMs of at most 1000 x 20
+ * x 19, ran at half the speed on two threads as on one), all of them (OPENBLAS_NUM_THREADS)
+ * above.  OpenBLAS's results depend on its thread count, so the choice is made from the shape
+ * alone. */
+static void blas_threads(int64_t m, int64_t n, int64_t k) {
+    static int all, now;
+    if (!all) all = now = openblas_get_num_threads();
+    int want = (double)m * (double)n * (double)k < small_gemm_bound() ? 1 : all;
     if (want != now) {
         openblas_set_num_threads(want);
         now = want;
     }
+}
+
+/* A small GEMM runs on one thread in gemm_small (AVX2 + FMA) where the CPU has it, else on
+ * one OpenBLAS thread; a bigger one on all of OpenBLAS's.  The CPU device and the emulated CUDA
+ * device's cuBLAS both come here for every GEMM, so they give the same bits. */
+void device_sgemm(GemmShape s, const float *A, const float *B, float *C) {
+    bool small = (double)s.m * (double)s.n * (double)s.k < small_gemm_bound();
+    if (small && gemm_small(s.ta, s.tb, s.m, s.n, s.k, A, s.lda, B, s.ldb, C, s.ldc)) return;
+    blas_threads(s.m, s.n, s.k);
+    cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, s.m, s.n, s.k, 1.0f, A,
+                s.lda, B, s.ldb, 0.0f, C, s.ldc);
 }
 
 GemmShape device_gemm_shape(const Kernel *k, int64_t rows) {
@@ -228,10 +246,7 @@ static int cpu_launch(Device *d, const Kernel *k, int index, void *const *args, 
 }
 static int cpu_gemm(Device *d, const Kernel *k, void *const *args, int64_t rows) {
     (void)d;
-    GemmShape s = device_gemm_shape(k, rows);
-    device_blas_threads(s.m, s.n, s.k);
-    cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, s.m, s.n, s.k, 1.0f,
-                args[0], s.lda, args[1], s.ldb, 0.0f, args[2], s.ldc);
+    device_sgemm(device_gemm_shape(k, rows), args[0], args[1], args[2]);
     return 0;
 }
 static int cpu_sync(Device *d) {

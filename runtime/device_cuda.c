@@ -7,12 +7,11 @@
  *             hash, architecture, NVRTC version); GEMMs by cublasSgemm;
  *   emulated  the same CUDA C, compiled with the host C compiler and runtime/cuda_emu_prelude.h
  *             into a shared object (also cached); host memory; GEMMs by a function with
- *             cuBLAS's column-major signature, implemented with cblas_sgemm(CblasColMajor).
+ *             cuBLAS's column-major signature, implemented by the CPU device's device_sgemm.
  * Row-major GEMMs become cuBLAS's column-major ones by computing C^T = op(B)^T op(A)^T, the
  * same code for both tables, so a transpose or leading-dimension mistake shows in emulation.
  * Any missing piece (driver, GPU, NVRTC, cuBLAS, host compiler) fails with one line saying
  * which and why. */
-#include <cblas.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -352,15 +351,17 @@ static void emu_close(void *self) {
     free(e);
 }
 
-/* cuBLAS's cublasSgemm, column-major, done by OpenBLAS: what the emulated device calls for
- * every GEMM, with the arguments a real GPU would get. */
+/* cuBLAS's cublasSgemm, column-major, done on the host: what the emulated device calls for
+ * every GEMM, with the arguments a real GPU would get.  Column-major C = op(A) op(B) is
+ * row-major C^T = op(B)^T op(A)^T over the same memory, and that is device_sgemm's GEMM, so the
+ * emulated device gives the CPU device's bits. */
 static int emu_sgemm(void *handle, int ta, int tb, int m, int n, int k, const float *alpha, const float *A, int lda,
                      const float *B, int ldb, const float *beta, float *C, int ldc) {
     (void)handle;
     if (m < 0 || n < 0 || k < 0 || lda < (ta ? k : m) || ldb < (tb ? n : k) || ldc < m) return 7; /* INVALID_VALUE */
-    device_blas_threads(m, n, k); /* as the CPU device would for this GEMM */
-    cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, *alpha, A, lda, B,
-                ldb, *beta, C, ldc);
+    if (*alpha != 1.0f || *beta != 0.0f) return 7; /* the plan's GEMMs have none other; not emulated */
+    GemmShape s = {.m = n, .n = m, .k = k, .lda = ldb, .ldb = lda, .ldc = ldc, .ta = tb, .tb = ta};
+    device_sgemm(s, B, A, C);
     return 0;
 }
 

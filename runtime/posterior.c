@@ -4,9 +4,9 @@
  * floats), so that the quantiles are exact order statistics whatever the number of samples;
  * the weights of each draw are written to the device once per chunk.  Quantiles interpolate
  * linearly between order statistics (NumPy's default), the standard deviation divides by
- * S - 1.  The predictive NLL needs p(y | x, w_s) per sample and draw, which the `nll` metric
- * gives when the eval program runs on one sample; its log-mean-exp over the draws is kept
- * running per sample. */
+ * S - 1.  The predictive NLL needs p(y | x, w_s) per sample and draw: the eval program's
+ * nll_rows output gives it for a batch (gaussian_nll), else the `nll` metric of the eval program
+ * run on one sample; its log-mean-exp over the draws is kept running per sample. */
 #include "posterior.h"
 
 #include <cjson/cJSON.h>
@@ -214,30 +214,45 @@ int posterior_predictive(Exec *e, const Draws *d, const Dataset *data, const int
     return rc ? -1 : 0;
 }
 
-/* -mean over the samples of log (1/S sum_s exp(-nll_s)), nll_s the output `node` (the model's
- * nll metric) of the eval program on that one sample at draw s. */
+/* The graph's per-sample nll output (nll_rows, lower.c), or -1 (a classifier's). */
+static int nll_rows_node(const Graph *g) {
+    for (int o = 0; o < g->noutput; o++)
+        if (g->output[o].agg == AGG_ROWS && !strcmp(g->output[o].name, "nll_rows")) return g->output[o].node;
+    return -1;
+}
+
+/* -mean over the samples of log (1/S sum_s exp(-nll_s)), nll_s the model's nll metric on that
+ * one sample at draw s: a batch at a time from the eval program's nll_rows where the graph
+ * has it (gaussian_nll), else the `nll` output `node` of the eval program run on each sample
+ * alone. */
 static int predictive_nll(Exec *e, const Draws *d, const Dataset *data, const int64_t *idx, int64_t n, int node, double *nll) {
     const Graph *g = e->g;
-    int xn = input_node(g, false), tn = input_node(g, true);
-    float *x = util_calloc((size_t)data->nfeat + 1, sizeof(float)), *t = util_calloc((size_t)data->ntarget + 1, sizeof(float));
-    int32_t label = 0;
+    int xn = input_node(g, false), tn = input_node(g, true), rows_node = nll_rows_node(g);
+    int64_t batch = rows_node >= 0 ? e->plan->max_batch : 1;
+    float *x = util_calloc((size_t)(batch * data->nfeat) + 1, sizeof(float));
+    float *t = util_calloc((size_t)(batch * data->ntarget) + 1, sizeof(float)), *value = util_calloc((size_t)batch + 1, sizeof(float));
+    int32_t *label = util_calloc((size_t)batch + 1, sizeof(int32_t));
     double *top = util_calloc((size_t)n + 1, sizeof(double)), *sum = util_calloc((size_t)n + 1, sizeof(double));
     int rc = 0;
     for (int64_t s = 0; s < d->ndraw && rc == 0; s++) {
         rc = put_draw(e, d, s);
-        for (int64_t i = 0; i < n && rc == 0; i++) {
-            float value = NAN;
-            data_gather(data, idx + i, 1, x, data->target_class ? &label : NULL, data->target_class ? NULL : t);
-            rc = exec_write(e, xn, x, sizeof(float) * (size_t)data->nfeat) ||
-                 (data->target_class ? exec_write(e, tn, &label, sizeof label)
-                                     : exec_write(e, tn, t, sizeof(float) * (size_t)data->ntarget)) ||
-                 exec_run(e, PROG_EVAL, 1) || exec_read(e, node, &value, sizeof value);
-            double lp = -(double)value; /* log p(y_i | x_i, w_s), summed as log-sum-exp */
-            if (s == 0 || lp > top[i]) {
-                sum[i] = s == 0 ? 1 : sum[i] * exp(top[i] - lp) + 1;
-                top[i] = lp;
-            } else {
-                sum[i] += exp(lp - top[i]);
+        for (int64_t at = 0; at < n && rc == 0; at += batch) {
+            int64_t rows = n - at < batch ? n - at : batch;
+            data_gather(data, idx + at, rows, x, data->target_class ? label : NULL, data->target_class ? NULL : t);
+            rc = exec_write(e, xn, x, sizeof(float) * (size_t)(rows * data->nfeat)) ||
+                 (data->target_class ? exec_write(e, tn, label, sizeof(int32_t) * (size_t)rows)
+                                     : exec_write(e, tn, t, sizeof(float) * (size_t)(rows * data->ntarget))) ||
+                 exec_run(e, PROG_EVAL, rows) ||
+                 exec_read(e, rows_node >= 0 ? rows_node : node, value, sizeof(float) * (size_t)rows);
+            for (int64_t r = 0; r < rows && rc == 0; r++) {
+                int64_t i = at + r;
+                double lp = -(double)value[r]; /* log p(y_i | x_i, w_s), summed as log-sum-exp */
+                if (s == 0 || lp > top[i]) {
+                    sum[i] = s == 0 ? 1 : sum[i] * exp(top[i] - lp) + 1;
+                    top[i] = lp;
+                } else {
+                    sum[i] += exp(lp - top[i]);
+                }
             }
         }
     }
@@ -246,6 +261,8 @@ static int predictive_nll(Exec *e, const Draws *d, const Dataset *data, const in
     *nll = total / (double)n;
     free(x);
     free(t);
+    free(value);
+    free(label);
     free(top);
     free(sum);
     return rc ? -1 : 0;

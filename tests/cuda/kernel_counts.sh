@@ -16,18 +16,19 @@ check models/fashion_2c2d.nn  "; kernels per training step: 42 (11 GEMMs, 31 loo
 # the same with a gate per layer: its gradient's column sums, and the gates' statistics in evaluation
 check models/fashion_sparse_cnn.nn "; kernels per training step: 50 (11 GEMMs, 39 loop kernels); CUDA launches per step: 65; kernels per evaluation batch: 20"
 # hmc's leapfrog step: the gradient, the momentum kicks and the position drifts (6, a program of
-# their own); the log priors each fuse into one summing kernel per weight
-check models/xsec_bnn.nn "; kernels per training step: 33 (5 GEMMs, 28 loop kernels); CUDA launches per step: 52; kernels per evaluation batch: 12"
+# their own); the log priors each fuse into one summing kernel per weight; evaluation also
+# gives the nll metric per sample (nll_rows: a row sum and a subtraction) for the predictive NLL
+check models/xsec_bnn.nn "; kernels per training step: 33 (5 GEMMs, 28 loop kernels); CUDA launches per step: 52; kernels per evaluation batch: 14"
 # nuts leapfrogs in the runtime on the gradient alone: no kicks
-check models/diabetes_bnn.nn "; kernels per training step: 21 (5 GEMMs, 16 loop kernels); CUDA launches per step: 28; kernels per evaluation batch: 12"
+check models/diabetes_bnn.nn "; kernels per training step: 21 (5 GEMMs, 16 loop kernels); CUDA launches per step: 28; kernels per evaluation batch: 14"
 # without fusion (--fuse=none): a kernel per op
 check models/fashion_mlp.nn   "; kernels per training step: 28 (8 GEMMs, 20 loop kernels); CUDA launches per step: 35; kernels per evaluation batch: 10" --fuse=none
 check models/fashion_gated.nn "; kernels per training step: 46 (8 GEMMs, 38 loop kernels); CUDA launches per step: 57; kernels per evaluation batch: 24" --fuse=none
 check models/fashion_sparse.nn "; kernels per training step: 46 (8 GEMMs, 38 loop kernels); CUDA launches per step: 57; kernels per evaluation batch: 24" --fuse=none
 check models/fashion_2c2d.nn  "; kernels per training step: 50 (11 GEMMs, 39 loop kernels); CUDA launches per step: 59; kernels per evaluation batch: 17" --fuse=none
 check models/fashion_sparse_cnn.nn "; kernels per training step: 77 (11 GEMMs, 66 loop kernels); CUDA launches per step: 92; kernels per evaluation batch: 38" --fuse=none
-check models/xsec_bnn.nn "; kernels per training step: 96 (5 GEMMs, 91 loop kernels); CUDA launches per step: 115; kernels per evaluation batch: 40" --fuse=none
-check models/diabetes_bnn.nn "; kernels per training step: 84 (5 GEMMs, 79 loop kernels); CUDA launches per step: 91; kernels per evaluation batch: 40" --fuse=none
+check models/xsec_bnn.nn "; kernels per training step: 96 (5 GEMMs, 91 loop kernels); CUDA launches per step: 115; kernels per evaluation batch: 42" --fuse=none
+check models/diabetes_bnn.nn "; kernels per training step: 84 (5 GEMMs, 79 loop kernels); CUDA launches per step: 91; kernels per evaluation batch: 42" --fuse=none
 # one fused forward and one fused backward kernel per gated layer
 plan=$("$nnc" emit --plan models/fashion_gated.nn)
 n=$(echo "$plan" | grep -c "^kernel k[0-9]*_bias_add_relu_gate ")

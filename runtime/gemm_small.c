@@ -1,0 +1,178 @@
+/* gemm_small.c: GEMMs too small for OpenBLAS, done in registers (AVX2 + FMA).
+ *
+ * A sampler lives on the gradients of tiny networks (xsec_bnn: 1000 x 19 x 20), where OpenBLAS
+ * spends more time zeroing C, packing A and B and dispatching than multiplying: 68 of the
+ * gradient's 107 us on a Zen 3, against about 20 us of multiply-adds.  Under a bound on
+ * m * n * k (device_cpu.c's SMALL_GEMM) the CPU device, and the emulated CUDA device's cuBLAS,
+ * call gemm_small instead; above it, or on a CPU without AVX2 and FMA, OpenBLAS.
+ *
+ * C[m x n] = op(A)[m x k] op(B)[k x n], row-major, alpha 1, beta 0.  Tiles of up to 4 rows x 24
+ * columns of C are accumulated in registers over all of k, a row of op(B) loaded once per
+ * step and each op(A) element broadcast; the edge columns use masked loads and partial
+ * stores, so nothing outside the matrices is touched.  op(B) = B^T is first copied out transposed (B is
+ * then a weight, k x n floats).  A product with one column (a matrix-vector product) is a dot
+ * product per row instead, vectorised along k.  Every element of C is a fixed sequence of
+ * fused multiply-adds in k order (the dot product: 8 lanes, then their sum in a fixed order):
+ * the same bits from run to run, for any tiling of the other dims, on every AVX2 machine. */
+#include "gemm_small.h"
+
+#include <stdlib.h>
+
+#include "util.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,fma")))
+#define INLINE static inline __attribute__((always_inline)) AVX2
+
+enum { MR = 4, NV = 3 }; /* a tile: MR rows x NV vectors of 8 columns */
+
+/* lanes < n on, as a maskload/maskstore mask */
+INLINE __m256i lane_mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* The first n (1..8) lanes of v to c: a 4-lane store and single ones (a masked store is slow on
+ * some CPUs: a quarter of an outer product's time on a Zen 3). */
+INLINE void store_first(float *c, __m256 v, int n) {
+    __m128 h = _mm256_castps256_ps128(v);
+    if (n >= 4) {
+        _mm_storeu_ps(c, h);
+        if (n == 8) {
+            _mm_storeu_ps(c + 4, _mm256_extractf128_ps(v, 1));
+            return;
+        }
+        c += 4, n -= 4, h = _mm256_extractf128_ps(v, 1);
+    }
+    if (n >= 2) {
+        _mm_storel_pi((__m64 *)c, h);
+        c += 2, n -= 2, h = _mm_movehl_ps(h, h);
+    }
+    if (n) _mm_store_ss(c, h);
+}
+
+/* One tile: C[0..mr, 0..8 nv) at C, op(A)(r, p) = A[r ai + p ap], op(B)(p, j) = B[p ldb + j];
+ * the last vector has `nlast` of its columns (`last`, as a lane mask).  The 12 accumulators are named
+ * variables (an array of them is kept in memory by GCC); rows past mr repeat row 0 and are
+ * not stored; nv is a constant after inlining. */
+#define ROW(r, ar)                                                                                                   \
+    {                                                                                                                \
+        __m256 x = _mm256_broadcast_ss((ar) + p * ap);                                                               \
+        c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);                                                                   \
+        if (nv > 1) c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1);                                                       \
+        if (nv > 2) c##r##2 = _mm256_fmadd_ps(x, b2, c##r##2);                                                       \
+    }
+#define STORE(r)                                                                                                     \
+    if (mr > r) {                                                                                                    \
+        float *c = C + r * ldc;                                                                                      \
+        if (nv == 1) store_first(c, c##r##0, nlast);                                                                 \
+        if (nv > 1) _mm256_storeu_ps(c, c##r##0);                                                                    \
+        if (nv == 2) store_first(c + 8, c##r##1, nlast);                                                             \
+        if (nv > 2) _mm256_storeu_ps(c + 8, c##r##1), store_first(c + 16, c##r##2, nlast);                           \
+    }
+INLINE void tile(int mr, int nv, const float *A, ptrdiff_t ai, ptrdiff_t ap, const float *B, ptrdiff_t ldb, int k,
+                 float *C, ptrdiff_t ldc, __m256i last, int nlast) {
+    const float *a0 = A, *a1 = mr > 1 ? A + ai : A, *a2 = mr > 2 ? A + 2 * ai : A, *a3 = mr > 3 ? A + 3 * ai : A;
+    __m256 z = _mm256_setzero_ps();
+    __m256 c00 = z, c01 = z, c02 = z, c10 = z, c11 = z, c12 = z, c20 = z, c21 = z, c22 = z, c30 = z, c31 = z, c32 = z;
+    for (int p = 0; p < k; p++) {
+        const float *b = B + p * ldb;
+        __m256 b0 = nv == 1 ? _mm256_maskload_ps(b, last) : _mm256_loadu_ps(b);
+        __m256 b1 = nv == 2 ? _mm256_maskload_ps(b + 8, last) : nv > 2 ? _mm256_loadu_ps(b + 8) : z;
+        __m256 b2 = nv == 3 ? _mm256_maskload_ps(b + 16, last) : z;
+        ROW(0, a0)
+        ROW(1, a1)
+        ROW(2, a2)
+        ROW(3, a3)
+    }
+    STORE(0)
+    STORE(1)
+    STORE(2)
+    STORE(3)
+}
+#undef ROW
+#undef STORE
+
+static AVX2 void tile_any(int mr, int nv, const float *A, ptrdiff_t ai, ptrdiff_t ap, const float *B, ptrdiff_t ldb,
+                          int k, float *C, ptrdiff_t ldc, __m256i last, int nlast) {
+    if (nv == 1)
+        tile(mr, 1, A, ai, ap, B, ldb, k, C, ldc, last, nlast);
+    else if (nv == 2)
+        tile(mr, 2, A, ai, ap, B, ldb, k, C, ldc, last, nlast);
+    else
+        tile(mr, 3, A, ai, ap, B, ldb, k, C, ldc, last, nlast);
+}
+
+/* C[i] = sum_p A[i lda + p] b[p]: 8 lanes along p, the tail masked, then the lanes summed
+ * pairwise in a fixed order. */
+static AVX2 void matvec(int m, int k, const float *A, ptrdiff_t lda, const float *b, float *C, ptrdiff_t ldc) {
+    __m256i tail = lane_mask(k % 8 ? k % 8 : 8);
+    int body = (k - 1) / 8 * 8; /* whole vectors before the (possibly full) last one */
+    for (int i = 0; i < m; i++) {
+        const float *a = A + i * lda;
+        __m256 acc = _mm256_setzero_ps();
+        for (int p = 0; p < body; p += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), _mm256_loadu_ps(b + p), acc);
+        acc = _mm256_fmadd_ps(_mm256_maskload_ps(a + body, tail), _mm256_maskload_ps(b + body, tail), acc);
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        C[i * ldc] = _mm_cvtss_f32(s);
+    }
+}
+
+static AVX2 void gemm_avx2(bool ta, bool tb, int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+                           float *C, int ldc) {
+    float *bt = NULL;
+    if (tb && n > 1) { /* op(B) = B^T: copy it out as k x n */
+        bt = util_calloc((size_t)k * (size_t)n, sizeof(float));
+        for (int j = 0; j < n; j++)
+            for (int p = 0; p < k; p++) bt[(size_t)p * (size_t)n + (size_t)j] = B[(size_t)j * (size_t)ldb + (size_t)p];
+        B = bt, ldb = n;
+    }
+    if (n == 1 && !ta) { /* op(B) is one column: B[p ldb] (tb = 0) or B[p] (tb = 1) */
+        if (!tb && ldb != 1) {
+            bt = util_calloc((size_t)k, sizeof(float));
+            for (int p = 0; p < k; p++) bt[p] = B[(size_t)p * (size_t)ldb];
+            B = bt;
+        }
+        matvec(m, k, A, lda, B, C, ldc);
+        free(bt);
+        return;
+    }
+    if (n == 1 && tb) ldb = 1; /* B is 1 x k: column p of op(B) is B[p] */
+    ptrdiff_t ai = ta ? 1 : lda, ap = ta ? lda : 1;
+    for (int j0 = 0; j0 < n; j0 += 8 * NV) {
+        int cols = n - j0 < 8 * NV ? n - j0 : 8 * NV, nv = (cols + 7) / 8;
+        int nlast = cols - 8 * (nv - 1);
+        __m256i last = lane_mask(nlast);
+        for (int i0 = 0; i0 < m; i0 += MR) {
+            int mr = m - i0 < MR ? m - i0 : MR;
+            tile_any(mr, nv, A + i0 * ai, ai, ap, B + j0, ldb, k, C + (ptrdiff_t)i0 * ldc + j0, ldc, last, nlast);
+        }
+    }
+    free(bt);
+}
+
+bool gemm_small_available(void) {
+    static int have = -1;
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return have;
+}
+
+bool gemm_small(bool ta, bool tb, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *C,
+                int ldc) {
+    if (!gemm_small_available() || m <= 0 || n <= 0 || k <= 0) return false;
+    gemm_avx2(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
+    return true;
+}
+#else
+bool gemm_small_available(void) { return false; }
+bool gemm_small(bool ta, bool tb, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *C,
+                int ldc) {
+    (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc;
+    return false;
+}
+#endif
