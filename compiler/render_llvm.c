@@ -2,7 +2,8 @@
  *
  * Loop kernels become nests `for i < rows (and the other outer dims) { reduction phases over
  * the inner dims; outer-point outputs; for the inner dims { element outputs } }` with the last
- * dim's extent (the column count) a run-time parameter and the others constants, accesses
+ * dim's extent (the column count) a run-time parameter (short rows also get a copy with the
+ * planned count as a constant: see llvm_render) and the others constants, accesses
  * as row-major offsets of their affine indices (a bounded or divided index selects 0 where
  * the element does not exist), pointer arguments noalias and 64-byte aligned, so the inner
  * loops vectorise.  Values are placed by level: kernel-invariant
@@ -456,10 +457,14 @@ static void nest_end(KCtx *kc, Loop *loops) {
     kc->anchor1 = loops[k->nouter].exit;
 }
 
-static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn) {
+enum { SHORT_ROW = 32 }; /* columns: a row of fewer is short (see llvm_render) */
+
+/* The body of loop kernel k into fn; with fixed_cols > 0 the column count is that constant
+ * (the planned one) rather than the parameter. */
+static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn, int64_t fixed_cols) {
     KCtx kc = {.cg = cg, .k = k, .fn = fn};
     kc.rows = LLVMGetParam(fn, 0);
-    kc.cols = LLVMGetParam(fn, 1);
+    kc.cols = fixed_cols > 0 ? ci64(cg, fixed_cols) : LLVMGetParam(fn, 1);
     kc.argp = util_calloc((size_t)k->narg + 1, sizeof(LLVMValueRef));
     for (int a = 0; a < k->narg; a++) kc.argp[a] = LLVMGetParam(fn, (unsigned)a + 2);
     kc.scalars = LLVMGetParam(fn, (unsigned)k->narg + 2);
@@ -569,7 +574,7 @@ static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn) {
     free(kc.red);
 }
 
-static LLVMValueRef declare_kernel(Cg *cg, const Kernel *k) {
+static LLVMValueRef declare_kernel(Cg *cg, const Kernel *k, const char *name) {
     LLVMTypeRef *params = util_calloc((size_t)k->narg + 3, sizeof(LLVMTypeRef));
     params[0] = cg->i64;
     params[1] = cg->i64;
@@ -577,7 +582,7 @@ static LLVMValueRef declare_kernel(Cg *cg, const Kernel *k) {
     params[k->narg + 2] = cg->ptr;
     LLVMTypeRef ty = LLVMFunctionType(cg->vd, params, (unsigned)k->narg + 3, 0);
     free(params);
-    LLVMValueRef fn = LLVMAddFunction(cg->mod, k->name, ty);
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, ty);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_attr(cg, fn, LLVMAttributeFunctionIndex, "noinline", 0);
     add_attr(cg, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
@@ -668,11 +673,24 @@ LlvmModule *llvm_render(const Plan *p, const char *cpu, char *err, size_t nerr) 
     build_tanh(cg);
     build_erfc(cg);
 
+    /* Each loop kernel whose last dim is the run-time column count, planned below
+     * SHORT_ROW, also gets a copy for its planned count, a constant there, which the entry
+     * calls when the count is that one (always, unless pruning has narrowed the layer): short
+     * rows (a 20-unit layer) then unroll in full, and column sums stay in registers across the
+     * rows (xsec_bnn's PReLU backward: 11 -> 4 us).  Longer rows vectorise well as they are. */
     LLVMValueRef *kfn = util_calloc((size_t)p->nkernel + 1, sizeof(LLVMValueRef));
+    LLVMValueRef *kfixed = util_calloc((size_t)p->nkernel + 1, sizeof(LLVMValueRef));
     for (int i = 0; i < p->nkernel; i++) {
-        if (p->kernel[i].kind != K_LOOP) continue;
-        kfn[i] = declare_kernel(cg, &p->kernel[i]);
-        emit_loop_kernel(cg, &p->kernel[i], kfn[i]);
+        const Kernel *k = &p->kernel[i];
+        if (k->kind != K_LOOP) continue;
+        kfn[i] = declare_kernel(cg, k, k->name);
+        emit_loop_kernel(cg, k, kfn[i], 0);
+        if (k->dim[k->ndim - 1].cols && kernel_cols(k) < SHORT_ROW) {
+            char name[96];
+            snprintf(name, sizeof name, "%s_c%lld", k->name, (long long)kernel_cols(k));
+            kfixed[i] = declare_kernel(cg, k, name);
+            emit_loop_kernel(cg, k, kfixed[i], kernel_cols(k));
+        }
     }
     /* entry wrappers and the kernel table */
     LLVMTypeRef ep[4] = {cg->ptr, cg->ptr, cg->i64, cg->i64};
@@ -698,6 +716,15 @@ LlvmModule *llvm_render(const Plan *p, const char *cpu, char *err, size_t nerr) 
             args[a2 + 2] = LLVMBuildLoad2(cg->b, cg->ptr, slot, p->buf[k->arg[a2].buf].name);
         }
         args[k->narg + 2] = LLVMGetParam(fn, 1);
+        if (kfixed[i]) {
+            LLVMBasicBlockRef fixed = LLVMAppendBasicBlockInContext(m->ctx, fn, "planned_cols");
+            LLVMBasicBlockRef other = LLVMAppendBasicBlockInContext(m->ctx, fn, "other_cols");
+            LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, args[1], ci64(cg, kernel_cols(k)), ""), fixed, other);
+            LLVMPositionBuilderAtEnd(cg->b, fixed);
+            LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(kfixed[i]), kfixed[i], args, (unsigned)k->narg + 3, "");
+            LLVMBuildRetVoid(cg->b);
+            LLVMPositionBuilderAtEnd(cg->b, other);
+        }
         LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(kfn[i]), kfn[i], args, (unsigned)k->narg + 3, "");
         LLVMBuildRetVoid(cg->b);
         free(args);
@@ -709,6 +736,7 @@ LlvmModule *llvm_render(const Plan *p, const char *cpu, char *err, size_t nerr) 
     LLVMSetGlobalConstant(table, 1);
     free(entries);
     free(kfn);
+    free(kfixed);
     LLVMDisposeBuilder(cg->b);
 
     char *msg = NULL;

@@ -4,13 +4,15 @@
  * schedules and stopping rules they take; and, after the last statement, the --set
  * overrides and the checks that need the whole file (metrics named by `stop when`, params a
  * schedule changes but the model fixed at compile time).  Called by sema.c's driver. */
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
 #include "sema_internal.h"
 
 /* Train settings that --set may override (apply_overrides), for driver.c's messages. */
-const char *const sema_train_keys[] = {"epochs", "batch", "seed", "lr", "valid"};
+const char *const sema_train_keys[] = {"epochs", "batch", "seed",    "lr",   "valid",    "samples",
+                                       "burnin", "thin",  "chains", "step", "max_depth"};
 const int sema_ntrain_keys = (int)(sizeof sema_train_keys / sizeof *sema_train_keys);
 
 /* ---- data sources and optimisers ---- */
@@ -510,6 +512,21 @@ static int arg_index(const ArgSpec *spec, int n, const char *name) {
     return -1;
 }
 
+/* A sampler's whole-number settings and their ranges, for its arguments and for --set. */
+static const struct {
+    const char *name;
+    int64_t lo, hi;
+} sampler_ints[] = {{"leapfrog", 1, 100000}, {"samples", 1, 100000000}, {"burnin", 0, 100000000},
+                    {"thin", 1, 1000000},    {"chains", 1, 1024},         {"max_depth", 1, 20}};
+enum { NSAMPLER_INTS = sizeof sampler_ints / sizeof *sampler_ints };
+
+/* Where setting k of sampler_ints lives (max_depth: in *depth, an int64_t, copied by the caller). */
+static int64_t *sampler_int(SamplerSpec *sp, int k, int64_t *depth) {
+    int64_t *at[] = {&sp->leapfrog, &sp->samples, &sp->burnin, &sp->thin, &sp->chains, depth};
+    static_assert(sizeof at / sizeof *at == NSAMPLER_INTS, "one field per sampler setting");
+    return at[k];
+}
+
 /* `sampler hmc(step, leapfrog, samples, burnin, thin, ...)`: Hamiltonian Monte Carlo with
  * a step size and diagonal mass matrix adapted during burn-in; `sampler nuts(samples, burnin,
  * max_depth, ...)`: the no-U-turn sampler with the same adaptation (runtime/sample.c). */
@@ -545,16 +562,15 @@ static void item_sampler(Sema *s, const TrainItem *it) {
     if (!a) return;
     SamplerSpec *sp = &s->m->train.sampler;
     *sp = (SamplerSpec){.kind = nuts ? SAMPLER_NUTS : sgld ? SAMPLER_SGLD : SAMPLER_HMC, .loc = it->loc, .leapfrog = 1};
-    int64_t depth = 0, *ints[] = {&sp->leapfrog, &sp->samples, &sp->burnin, &sp->thin, &sp->chains, &depth};
-    static const char *const int_names[] = {"leapfrog", "samples", "burnin", "thin", "chains", "max_depth"};
-    static const int64_t lo[] = {1, 1, 0, 1, 1, 1}, hi[] = {100000, 100000000, 100000000, 1000000, 1024, 20};
-    for (int k = 0; k < 6; k++) { /* each argument checked on its own: every mistake is reported */
-        int i = arg_index(spec, nspec, int_names[k]);
+    int64_t depth = 0;
+    for (int k = 0; k < NSAMPLER_INTS; k++) { /* each argument checked on its own: every mistake is reported */
+        int i = arg_index(spec, nspec, sampler_ints[k].name);
         if (i < 0) continue;
+        int64_t *v = sampler_int(sp, k, &depth);
         if (!a[i])
-            *ints[k] = (int64_t)spec[i].def;
+            *v = (int64_t)spec[i].def;
         else
-            sema_eval_int(s, a[i], spec[i].name, lo[k], hi[k], ints[k]);
+            sema_eval_int(s, a[i], spec[i].name, sampler_ints[k].lo, sampler_ints[k].hi, v);
     }
     sp->max_depth = (int)depth;
     if (sgld) {
@@ -663,6 +679,13 @@ void sema_train_check(Sema *s, const Stmt *st) {
 
 /* ---- after the last statement ---- */
 
+static bool is_sampler_key(const char *key) {
+    if (!strcmp(key, "step")) return true;
+    for (int k = 0; k < NSAMPLER_INTS; k++)
+        if (!strcmp(key, sampler_ints[k].name)) return strcmp(key, "leapfrog") != 0;
+    return false;
+}
+
 static void apply_overrides(Sema *s) {
     TrainSpec *t = &s->m->train;
     for (int i = 0; i < s->nov; i++) {
@@ -688,6 +711,35 @@ static void apply_overrides(Sema *s) {
                 continue;
             }
             t->valid_fraction = v;
+        } else if (is_sampler_key(o->key)) {
+            SamplerSpec *sp = &t->sampler;
+            if (sp->kind == SAMPLER_NONE) {
+                err(s, (SrcLoc){0}, "--set %s=%g: the model has no sampler; it trains with an optimizer", o->key, v);
+                continue;
+            }
+            if (!strcmp(o->key, "step")) {
+                if (sp->kind == SAMPLER_SGLD || !(v > 0)) {
+                    err(s, (SrcLoc){0}, "--set step=%g: %s", v,
+                        sp->kind == SAMPLER_SGLD ? "sgld has no step (its step size is lr)" : "the step must be positive");
+                    continue;
+                }
+                sp->step = v;
+                continue;
+            }
+            int k = 0;
+            while (strcmp(sampler_ints[k].name, o->key)) k++;
+            bool applies = k != 5 || sp->kind == SAMPLER_NUTS; /* max_depth: nuts only */
+            if (!applies || v != floor(v) || v < (double)sampler_ints[k].lo || v > (double)sampler_ints[k].hi) {
+                if (!applies)
+                    err(s, (SrcLoc){0}, "--set max_depth=%g: only nuts has a tree depth", v);
+                else
+                    err(s, (SrcLoc){0}, "--set %s=%g: must be a whole number in [%lld, %lld]", o->key, v,
+                        (long long)sampler_ints[k].lo, (long long)sampler_ints[k].hi);
+                continue;
+            }
+            int64_t depth = sp->max_depth;
+            *sampler_int(sp, k, &depth) = (int64_t)v;
+            sp->max_depth = (int)depth;
         }
     }
 }

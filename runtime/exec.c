@@ -1,5 +1,8 @@
 /* exec.c: arena, scalar slots and the orchestration loop (see exec.h).  The loop is the
- * same for every device: a GEMM kernel goes to the device's gemm, a loop kernel to its launch. */
+ * same for every device: a GEMM kernel goes to the device's gemm, a loop kernel to its launch.
+ * With NNC_PROFILE set (and not 0) each kernel's calls are timed (the device synchronised
+ * after each) and a table of where the time went is printed on stderr when the executor is
+ * freed: kernels by total time, with calls and microseconds per call. */
 #include "exec.h"
 
 #include <stdlib.h>
@@ -23,6 +26,11 @@ int exec_new(Exec *e, const Plan *plan, const char *device, FILE *note, char *er
         exec_free(e);
         return -1;
     }
+    const char *prof = getenv("NNC_PROFILE");
+    if (prof && *prof && strcmp(prof, "0")) {
+        e->prof_s = util_calloc((size_t)plan->nkernel + 1, sizeof(double));
+        e->prof_calls = util_calloc((size_t)plan->nkernel + 1, sizeof(int64_t));
+    }
     e->args = util_calloc((size_t)plan->nkernel + 1, sizeof(void **));
     for (int k = 0; k < plan->nkernel; k++) {
         const Kernel *kn = &plan->kernel[k];
@@ -42,7 +50,36 @@ void exec_reset_scalars(Exec *e) {
     for (int i = 0; i < e->g->nscalar; i++) e->scalars[i] = (float)e->g->scalar[i].value;
 }
 
+static const double *prof_order_s; /* for cmp_prof: qsort has no context argument */
+static int cmp_prof(const void *a, const void *b) {
+    double x = prof_order_s[*(const int *)a], y = prof_order_s[*(const int *)b];
+    return x < y ? 1 : x > y ? -1 : *(const int *)a - *(const int *)b;
+}
+
+/* The NNC_PROFILE table: every kernel that ran, the most time first. */
+static void print_profile(const Exec *e) {
+    int n = e->plan->nkernel, *order = util_calloc((size_t)n + 1, sizeof(int));
+    double total = 0;
+    int64_t calls = 0;
+    for (int k = 0; k < n; k++) order[k] = k, total += e->prof_s[k], calls += e->prof_calls[k];
+    prof_order_s = e->prof_s;
+    qsort(order, (size_t)n, sizeof(int), cmp_prof);
+    fprintf(stderr, "kernel profile (NNC_PROFILE, device %s): %lld calls, %.3f s in kernels\n", e->dev->name,
+            (long long)calls, total);
+    fprintf(stderr, "  %6s %9s %10s %11s  %s\n", "share", "seconds", "calls", "us/call", "kernel");
+    for (int i = 0; i < n; i++) {
+        int k = order[i];
+        if (!e->prof_calls[k]) continue;
+        fprintf(stderr, "  %5.1f%% %9.3f %10lld %11.2f  %s\n", total > 0 ? 100 * e->prof_s[k] / total : 0, e->prof_s[k],
+                (long long)e->prof_calls[k], 1e6 * e->prof_s[k] / (double)e->prof_calls[k], e->plan->kernel[k].name);
+    }
+    free(order);
+}
+
 void exec_free(Exec *e) {
+    if (e->prof_s && e->dev) print_profile(e);
+    free(e->prof_s);
+    free(e->prof_calls);
     if (e->dev) {
         if (e->arena) e->dev->free(e->dev, e->arena);
         if (e->scalars_dev && e->scalars_dev != e->scalars) e->dev->free(e->dev, e->scalars_dev);
@@ -84,8 +121,14 @@ int exec_run_checked(Exec *e, int prog, int64_t rows, KernelHook hook, void *ctx
     for (int i = 0; i < pp->nkernel; i++) {
         int k = pp->kernel[i];
         const Kernel *kn = &e->plan->kernel[k];
+        double t0 = e->prof_s ? util_now() : 0;
         int rc = kn->kind == K_GEMM ? d->gemm(d, kn, e->args[k], rows) : d->launch(d, kn, k, e->args[k], e->scalars_dev, rows);
         if (rc) return -1;
+        if (e->prof_s) {
+            if (d->sync(d)) return -1;
+            e->prof_s[k] += util_now() - t0;
+            e->prof_calls[k]++;
+        }
         if (hook) {
             if (d->sync(d)) return -1;
             hook(ctx, k);

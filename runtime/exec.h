@@ -23,6 +23,8 @@ typedef struct {
     void ***args;       /* per kernel: device addresses of its arguments */
     double compile_s;
     int64_t baseline_rss; /* resident bytes before the arena: the runtime's own fixed cost */
+    double *prof_s;       /* NNC_PROFILE: per kernel, seconds in it and calls (else NULL) */
+    int64_t *prof_calls;
 } Exec;
 
 /* Compiles for `device` ("cpu", "cuda", "cuda-emu", "auto"; NULL is "cpu") and allocates a

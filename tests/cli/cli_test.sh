@@ -66,6 +66,32 @@ emit_vectorised)
   run 0 emit --llvm models/fashion_mlp.nn --target-cpu x86-64-v3; has "$out" "<8 x float>"
   run 0 emit --asm models/fashion_mlp.nn --target-cpu x86-64-v3; has "$out" "%ymm"
   run 2 emit --llvm models/fashion_mlp.nn --target-cpu pentium9; has "$err" "unknown --target-cpu 'pentium9'" ;;
+emit_short_rows)
+  # a loop kernel over rows shorter than 32 columns gets a copy with its planned count as a
+  # constant (fully unrolled); the entry takes it when the count is the planned one
+  run 0 emit --llvm models/xsec_bnn.nn
+  grep -Eq "^define internal .*@k[0-9]+_prelu_prelu_grad_prelu_slope_grad_colsum_c20\(" "$out" ||
+    { echo "FAIL: no planned-width copy (_c20) of xsec_bnn's PReLU backward"; exit 1; }
+  grep -Eq "^define internal .*@k[0-9]+_prelu_prelu_grad_prelu_slope_grad_colsum\(" "$out" ||
+    { echo "FAIL: no general copy of xsec_bnn's PReLU backward"; exit 1; }
+  run 0 emit --llvm models/fashion_mlp.nn # 10 classes: short; 256 units: long, no copy
+  grep -Eq "^define internal .*_cross_entropy_c10\(" "$out" || { echo "FAIL: no _c10 copy of fashion_mlp's loss"; exit 1; }
+  if grep -Eq "^define internal .*_relu_c[0-9]+\(" "$out"; then echo "FAIL: a copy of a 256-wide kernel"; exit 1; fi ;;
+profile)
+  # NNC_PROFILE: where a run's time went, per kernel
+  export NNC_PROFILE=1; run 0 gradcheck models/xsec_bnn.nn; unset NNC_PROFILE
+  has "$err" "kernel profile (NNC_PROFILE, device cpu):"; has "$err" "us/call  kernel"
+  has "$err" " k0_matmul"; has "$err" "_prelu_prelu_grad_prelu_slope_grad_colsum"
+  run 0 gradcheck models/xsec_bnn.nn
+  if grep -q "kernel profile" "$err"; then echo "FAIL: a profile without NNC_PROFILE"; exit 1; fi ;;
+set_sampler)
+  run 0 check models/diabetes_bnn.nn --set samples=100 --set burnin=50 --set chains=1 --set max_depth=3 --set step=0.1 --set thin=2
+  has "$out" "sampler: nuts(samples = 100, burnin = 50, max_depth = 3, thin = 2, chains = 1, step = 0.1,"
+  run 1 check models/xsec_bnn.nn --set max_depth=3; has "$err" "--set max_depth=3: only nuts has a tree depth"
+  run 1 check models/diabetes_bnn.nn --set thin=0; has "$err" "--set thin=0: must be a whole number in [1, 1000000]"
+  run 1 check models/fashion_mlp.nn --set samples=100
+  has "$err" "--set samples=100: the model has no sampler; it trains with an optimizer"
+  run 2 check models/xsec_bnn.nn --set sampels=100; has "$err" "no param or train setting 'sampels'; did you mean 'samples'?" ;;
 emit_unknown)    run 2 emit --cobol models/fashion_mlp.nn; has "$err" "emit needs one of" ;;
 emit_cuda)
   run 0 emit --cuda models/fashion_gated.nn
