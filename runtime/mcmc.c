@@ -27,13 +27,23 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-double mcmc_quantile(const double *x, int64_t n, double p) {
-    double *v = util_calloc((size_t)n, sizeof(double));
-    memcpy(v, x, sizeof(double) * (size_t)n);
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
+/* The p-quantile of n sorted values, interpolated linearly (NumPy's default). */
+static double sorted_quantile(const double *v, int64_t n, double p) {
     double h = (double)(n - 1) * p;
     int64_t lo = (int64_t)floor(h);
-    double q = lo + 1 < n ? v[lo] + (h - (double)lo) * (v[lo + 1] - v[lo]) : v[n - 1];
+    return lo + 1 < n ? v[lo] + (h - (double)lo) * (v[lo + 1] - v[lo]) : v[n - 1];
+}
+
+static double *sorted_copy(const double *x, int64_t n) {
+    double *v = util_calloc((size_t)n + 1, sizeof(double));
+    memcpy(v, x, sizeof(double) * (size_t)n);
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return v;
+}
+
+double mcmc_quantile(const double *x, int64_t n, double p) {
+    double *v = sorted_copy(x, n);
+    double q = sorted_quantile(v, n, p);
     free(v);
     return q;
 }
@@ -75,8 +85,23 @@ typedef struct {
 } Ranked;
 static int cmp_ranked(const void *a, const void *b) { return cmp_double(&((const Ranked *)a)->v, &((const Ranked *)b)->v); }
 
+/* Phi^-1((r - 3/8) / (S + 1/4)) for the whole ranks r = 1..S of the last S asked for: every
+ * parameter of a run has the same S, and the inverse costs a few erfc calls. */
+static double *rank_z;
+static int64_t rank_z_n;
+static const double *rank_scores(int64_t s) {
+    if (rank_z_n != s) {
+        free(rank_z);
+        rank_z = util_calloc((size_t)s + 1, sizeof(double));
+        for (int64_t r = 1; r <= s; r++) rank_z[r - 1] = mcmc_normal_quantile(((double)r - 0.375) / ((double)s + 0.25));
+        rank_z_n = s;
+    }
+    return rank_z;
+}
+
 /* In place: each value replaced by Phi^-1((r - 3/8) / (S + 1/4)), r its average rank (1-based). */
 static void rank_normalise(double *x, int64_t s) {
+    const double *z = rank_scores(s);
     Ranked *r = util_calloc((size_t)s, sizeof(Ranked));
     for (int64_t i = 0; i < s; i++) r[i] = (Ranked){x[i], i};
     qsort(r, (size_t)s, sizeof(Ranked), cmp_ranked);
@@ -84,7 +109,8 @@ static void rank_normalise(double *x, int64_t s) {
         int64_t b = a;
         while (b + 1 < s && r[b + 1].v == r[a].v) b++;
         double rank = 0.5 * (double)(a + b) + 1; /* ties share their average rank */
-        for (int64_t k = a; k <= b; k++) x[r[k].i] = mcmc_normal_quantile((rank - 0.375) / ((double)s + 0.25));
+        double score = a == b ? z[a] : mcmc_normal_quantile((rank - 0.375) / ((double)s + 0.25));
+        for (int64_t k = a; k <= b; k++) x[r[k].i] = score;
         a = b + 1;
     }
     free(r);
@@ -187,8 +213,10 @@ void mcmc_summary(const double *x, int m, int64_t n, McmcSummary *out) {
     int64_t s = (int64_t)m * n, h;
     double mean = chain_mean(x, s), ss = 0;
     for (int64_t i = 0; i < s; i++) ss += (x[i] - mean) * (x[i] - mean);
-    *out = (McmcSummary){.mean = mean, .sd = sqrt(ss / (double)(s - 1)), .q5 = mcmc_quantile(x, s, 0.05),
-                         .q50 = mcmc_quantile(x, s, 0.5), .q95 = mcmc_quantile(x, s, 0.95)};
+    double *v = sorted_copy(x, s);
+    *out = (McmcSummary){.mean = mean, .sd = sqrt(ss / (double)(s - 1)), .q5 = sorted_quantile(v, s, 0.05),
+                         .q50 = sorted_quantile(v, s, 0.5), .q95 = sorted_quantile(v, s, 0.95)};
+    free(v);
     double *y = split_chains(x, m, n, &h);
     int64_t s2 = 2 * m * h;
     double *ind = util_calloc((size_t)s2 + 1, sizeof(double));
