@@ -101,7 +101,7 @@ def run_nnc(args, kernel, x16):
         f.write(model)
     t0 = time.time()
     p = subprocess.run(["/usr/bin/time", "-f", "peak_rss_kib %M", args.nnc, "train", f"{d}/model.nn", "--out", f"{d}/run",
-                        "--no-progress"], capture_output=True, text=True, check=True)
+                        "--no-progress", "--set", f"seed={args.seed}"], capture_output=True, text=True, check=True)
     wall = time.time() - t0
     text = p.stdout + p.stderr
     compiled = float(re.search(r"compiled in ([0-9.]+) s", text).group(1))
@@ -123,7 +123,7 @@ def run_nnc(args, kernel, x16):
 
 def run_numpyro(args, kernel, x16):
     cfg = {"kernel": kernel, "train": f"{ROOT}/models/data/{args.model}_train.csv", "step": args.step, "leapfrog": args.leapfrog,
-           "samples": args.samples, "burnin": args.burnin, "chains": args.chains, "seed": 1, "prior": args.prior,
+           "samples": args.samples, "burnin": args.burnin, "chains": args.chains, "seed": args.seed, "prior": args.prior,
            "inputs": args.inputs, "max_depth": args.max_depth}
     p = subprocess.run([args.python, "-c", NUMPYRO, json.dumps(cfg)], capture_output=True, text=True, check=True,
                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
@@ -146,6 +146,7 @@ def main():
     ap.add_argument("--step", type=float, default=5e-4)
     ap.add_argument("--leapfrog", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--vary-seed", action="store_true", help="repetition r runs seed r + 1 (both), not seed 1 every time")
     ap.add_argument("--which", default="nnc-hmc,hmc,nuts", help="nnc-hmc, nnc-nuts (nnc's), hmc, nuts (NumPyro's)")
     ap.add_argument("--model", default="xsec", choices=["xsec", "diabetes"])
     ap.add_argument("--max-depth", type=int, default=10, help="NUTS's deepest tree, both")
@@ -154,13 +155,14 @@ def main():
     args = ap.parse_args()
     args.inputs = 19 if args.model == "xsec" else 10
     x16 = np.loadtxt(f"{ROOT}/models/data/{args.model}_test.csv", delimiter=",")[:16, :args.inputs]
-    print("| run | sampler | gradients/s | ESS/s of f(x) (median of 16) | median bulk ESS | wall s | first draw s | divergences | peak RSS MiB |")
+    print("| run (seed) | sampler | gradients/s | ESS/s of f(x) (median of 16) | median bulk ESS | wall s | first draw s | divergences | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for rep in range(args.repeat):
+        args.seed = rep + 1 if args.vary_seed else 1
         for which in args.which.split(","):
             r = run_nnc(args, which[4:], x16) if which.startswith("nnc-") else run_numpyro(args, which, x16)
             ess = np.median([ess_bulk(r["f"][:, :, i]) for i in range(16)])
-            print(f"| {rep + 1} | {which.replace('nnc-', 'nnc ') if which.startswith('nnc-') else 'numpyro ' + which} | {r['grads'] / r['wall_s']:.0f} | "
+            print(f"| {rep + 1} ({args.seed}) | {which.replace('nnc-', 'nnc ') if which.startswith('nnc-') else 'numpyro ' + which} | {r['grads'] / r['wall_s']:.0f} | "
                   f"{ess / r['wall_s']:.1f} | {ess:.0f} | {r['wall_s']:.1f} | {r['first_draw_s']:.2f} | {r['divergences']} | "
                   f"{r['peak_rss_mib']:.0f} |", flush=True)
 

@@ -100,6 +100,7 @@ typedef struct {
     double lr;            /* sgld: the step size */
     bool precondition;    /* sgld: RMSprop's diagonal preconditioner */
     double alpha, lambda; /* sgld: its decay and the floor added to sqrt(v) */
+    bool parallel;        /* chains may run at once, one per core (sample.c says when they do) */
 } SamplerSpec;
 
 typedef struct {

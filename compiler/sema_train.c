@@ -11,8 +11,8 @@
 #include "sema_internal.h"
 
 /* Train settings that --set may override (apply_overrides), for driver.c's messages. */
-const char *const sema_train_keys[] = {"epochs", "batch", "seed",    "lr",   "valid",    "samples",
-                                       "burnin", "thin",  "chains", "step", "max_depth"};
+const char *const sema_train_keys[] = {"epochs", "batch", "seed",    "lr",   "valid",     "samples",
+                                       "burnin", "thin",  "chains", "step", "max_depth", "parallel"};
 const int sema_ntrain_keys = (int)(sizeof sema_train_keys / sizeof *sema_train_keys);
 
 /* ---- data sources and optimisers ---- */
@@ -547,14 +547,15 @@ static void item_sampler(Sema *s, const TrainItem *it) {
     static const ArgSpec hmc[] = {{"step", A_NUM, false, 0.01},  {"leapfrog", A_INT, false, 20},  {"samples", A_INT, false, 1000},
                                   {"burnin", A_INT, false, 500}, {"thin", A_INT, false, 1},      {"chains", A_INT, false, 1},
                                   {"target_accept", A_NUM, false, 0.8}, {"adapt_step", A_BOOL, false, 1},
-                                  {"adapt_mass", A_BOOL, false, 1}, {"jitter", A_NUM, false, 0.5}};
+                                  {"adapt_mass", A_BOOL, false, 1}, {"jitter", A_NUM, false, 0.5}, {"parallel", A_BOOL, false, 1}};
     static const ArgSpec nuts_args[] = {{"samples", A_INT, false, 1000}, {"burnin", A_INT, false, 500}, {"max_depth", A_INT, false, 10},
                                         {"thin", A_INT, false, 1},       {"chains", A_INT, false, 1},   {"step", A_NUM, false, 0.01},
                                         {"target_accept", A_NUM, false, 0.8}, {"adapt_step", A_BOOL, false, 1},
-                                        {"adapt_mass", A_BOOL, false, 1}};
+                                        {"adapt_mass", A_BOOL, false, 1}, {"parallel", A_BOOL, false, 1}};
     static const ArgSpec sgld_args[] = {{"lr", A_NUM, true, 0},        {"samples", A_INT, false, 1000},  {"burnin", A_INT, false, 500},
                                         {"thin", A_INT, false, 1},     {"chains", A_INT, false, 1},      {"rmsprop", A_BOOL, false, 0},
-                                        {"alpha", A_NUM, false, 0.99}, {"lambda", A_NUM, false, 1e-5}};
+                                        {"alpha", A_NUM, false, 0.99}, {"lambda", A_NUM, false, 1e-5},
+                                        {"parallel", A_BOOL, false, 1}};
     const ArgSpec *spec = nuts ? nuts_args : sgld ? sgld_args : hmc;
     int nspec = nuts ? (int)(sizeof nuts_args / sizeof *nuts_args) : sgld ? (int)(sizeof sgld_args / sizeof *sgld_args)
                                                                           : (int)(sizeof hmc / sizeof *hmc);
@@ -573,6 +574,7 @@ static void item_sampler(Sema *s, const TrainItem *it) {
             sema_eval_int(s, a[i], spec[i].name, sampler_ints[k].lo, sampler_ints[k].hi, v);
     }
     sp->max_depth = (int)depth;
+    sema_args_bool(s, a[arg_index(spec, nspec, "parallel")], true, &sp->parallel);
     if (sgld) {
         int i = arg_index(spec, nspec, "lr");
         if (sema_args_num(s, a[i], &spec[i], &sp->lr) && !(sp->lr > 0))
@@ -680,7 +682,7 @@ void sema_train_check(Sema *s, const Stmt *st) {
 /* ---- after the last statement ---- */
 
 static bool is_sampler_key(const char *key) {
-    if (!strcmp(key, "step")) return true;
+    if (!strcmp(key, "step") || !strcmp(key, "parallel")) return true;
     for (int k = 0; k < NSAMPLER_INTS; k++)
         if (!strcmp(key, sampler_ints[k].name)) return strcmp(key, "leapfrog") != 0;
     return false;
@@ -715,6 +717,14 @@ static void apply_overrides(Sema *s) {
             SamplerSpec *sp = &t->sampler;
             if (sp->kind == SAMPLER_NONE) {
                 err(s, (SrcLoc){0}, "--set %s=%g: the model has no sampler; it trains with an optimizer", o->key, v);
+                continue;
+            }
+            if (!strcmp(o->key, "parallel")) {
+                if (v != 0 && v != 1) {
+                    err(s, (SrcLoc){0}, "--set parallel=%g: 1 (chains at once, where they can) or 0 (one after another)", v);
+                    continue;
+                }
+                sp->parallel = v == 1;
                 continue;
             }
             if (!strcmp(o->key, "step")) {

@@ -113,20 +113,21 @@ void summary_print(StrBuf *b, const Compilation *c) {
     const SamplerSpec *sp = &t->sampler;
     if (sp->kind == SAMPLER_HMC)
         sb_printf(b, "sampler: hmc(step = %g, leapfrog = %lld, samples = %lld, burnin = %lld, thin = %lld, chains = %lld, "
-                     "target_accept = %g, adapt_step = %s, adapt_mass = %s, jitter = %g)\n",
+                     "target_accept = %g, adapt_step = %s, adapt_mass = %s, jitter = %g, parallel = %s)\n",
                   sp->step, (long long)sp->leapfrog, (long long)sp->samples, (long long)sp->burnin, (long long)sp->thin,
                   (long long)sp->chains, sp->target_accept, sp->adapt_step ? "true" : "false", sp->adapt_mass ? "true" : "false",
-                  sp->jitter);
+                  sp->jitter, sp->parallel ? "true" : "false");
     else if (sp->kind == SAMPLER_NUTS)
         sb_printf(b, "sampler: nuts(samples = %lld, burnin = %lld, max_depth = %d, thin = %lld, chains = %lld, step = %g, "
-                     "target_accept = %g, adapt_step = %s, adapt_mass = %s)\n",
+                     "target_accept = %g, adapt_step = %s, adapt_mass = %s, parallel = %s)\n",
                   (long long)sp->samples, (long long)sp->burnin, sp->max_depth, (long long)sp->thin, (long long)sp->chains, sp->step,
-                  sp->target_accept, sp->adapt_step ? "true" : "false", sp->adapt_mass ? "true" : "false");
+                  sp->target_accept, sp->adapt_step ? "true" : "false", sp->adapt_mass ? "true" : "false",
+                  sp->parallel ? "true" : "false");
     else if (sp->kind == SAMPLER_SGLD)
         sb_printf(b, "sampler: sgld(lr = %g, samples = %lld, burnin = %lld, thin = %lld, chains = %lld, rmsprop = %s, alpha = %g, "
-                     "lambda = %g)\n",
+                     "lambda = %g, parallel = %s)\n",
                   sp->lr, (long long)sp->samples, (long long)sp->burnin, (long long)sp->thin, (long long)sp->chains,
-                  sp->precondition ? "true" : "false", sp->alpha, sp->lambda);
+                  sp->precondition ? "true" : "false", sp->alpha, sp->lambda, sp->parallel ? "true" : "false");
     else if (o->kind == OPT_SGD)
         sb_printf(b, "optimizer: sgd(lr = %g, momentum = %g, nesterov = %s, weight_decay = %g)\n", o->lr,
                   o->momentum, o->nesterov ? "true" : "false", o->weight_decay);

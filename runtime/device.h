@@ -53,5 +53,9 @@ typedef struct {
 GemmShape device_gemm_shape(const Kernel *k, int64_t rows);
 /* C = op(A) op(B) for shape s on the host: gemm_small or OpenBLAS (device_cpu.c says which). */
 void device_sgemm(GemmShape s, const float *A, const float *B, float *C);
+/* Whether a GEMM of m x n x k multiply-adds is small: one thread does it (see device_sgemm). */
+bool device_gemm_small(int64_t m, int64_t n, int64_t k);
+/* The threads the CPU device uses (NNC_THREADS, else OpenBLAS's count: the cores by default). */
+int device_cpu_threads(void);
 
 #endif

@@ -185,12 +185,14 @@ static void blas_threads(int64_t m, int64_t n, int64_t k) {
     }
 }
 
+bool device_gemm_small(int64_t m, int64_t n, int64_t k) { return (double)m * (double)n * (double)k < small_gemm_bound(); }
+int device_cpu_threads(void) { return thread_count(); }
+
 /* A small GEMM runs on one thread in gemm_small (AVX2 + FMA) where the CPU has it, else on
  * one OpenBLAS thread; a bigger one on all of OpenBLAS's.  The CPU device and the emulated CUDA
  * device's cuBLAS both come here for every GEMM, so they give the same bits. */
 void device_sgemm(GemmShape s, const float *A, const float *B, float *C) {
-    bool small = (double)s.m * (double)s.n * (double)s.k < small_gemm_bound();
-    if (small && gemm_small(s.ta, s.tb, s.m, s.n, s.k, A, s.lda, B, s.ldb, C, s.ldc)) return;
+    if (device_gemm_small(s.m, s.n, s.k) && gemm_small(s.ta, s.tb, s.m, s.n, s.k, A, s.lda, B, s.ldb, C, s.ldc)) return;
     blas_threads(s.m, s.n, s.k);
     cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, s.m, s.n, s.k, 1.0f, A,
                 s.lda, B, s.ldb, 0.0f, C, s.ldc);

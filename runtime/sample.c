@@ -23,14 +23,18 @@
  * 75 % and 10 % of a warm-up shorter than 150), regularised as Stan does: (n var + 5e-3) /
  * (n + 5).  After each window the step size is found again and its adaptation restarts.
  * Sampling runs `samples` iterations at the final step size, keeping every thin-th position.
- * Chains run one after another, chain c (from 0) seeded with seed + c: its initial weights
- * and all its random draws.  NUTS (nuts.c) takes the same warm-up; SGLD (sgld_step) none: one
+ * Chain c (from 0) is seeded with seed + c: its initial weights and all its random draws (and
+ * sgld's data order starts from the split's for every chain), so chains are independent of
+ * each other and run one after another or, for small models, at once (run_parallel) with the
+ * same results.  NUTS (nuts.c) takes the same warm-up; SGLD (sgld_step) none: one
  * step per minibatch at its fixed lr, its noise from the kernels' generator. */
 #include "sample.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -473,6 +477,7 @@ static int start_chain(Hmc *h, int c, Chain *ch) {
     rng_seed(&h->rng, t->seed + (uint64_t)c, RNG_SAMPLE);
     if (sample_flat_io(h, WHICH_Q, h->q, false)) return -1;
     h->sgld_step = h->sgld_batch = 0;
+    memcpy(h->idx, h->order0, sizeof(int64_t) * (size_t)h->data.train.n); /* sgld's data order: the chain's own */
     ch->nkeep = (sp->samples + sp->thin - 1) / sp->thin;
     ch->q = util_calloc((size_t)(ch->nkeep * h->dim) + 1, sizeof(float));
     ch->potential = util_calloc((size_t)ch->nkeep + 1, sizeof(double));
@@ -493,7 +498,9 @@ static int start_chain(Hmc *h, int c, Chain *ch) {
     return 0;
 }
 
-static bool progress_bar(const Hmc *h) { return h->cfg->progress == 1 || (h->cfg->progress < 0 && isatty(fileno(h->out))); }
+static bool progress_bar(const Hmc *h) {
+    return !h->worker && (h->cfg->progress == 1 || (h->cfg->progress < 0 && isatty(fileno(h->out))));
+}
 
 /* One iteration's bookkeeping in warm-up: the step size's dual averaging, the positions'
  * variance in the current mass-matrix window, and at the window's end the new inverse mass and
@@ -616,7 +623,8 @@ static int run_chain(Hmc *h, Chain *chains, int c) {
         if ((it + 1) % 100 == 0 || it + 1 == total) window_line(h, c, ch, warm, t0);
         if (c + 1 == signal_chain && it + 1 == signal_it) raise(SIGTERM);
         int sig = train_signal();
-        if (sig || (h->cfg->checkpoint_every && (it + 1) % CHECKPOINT_ITERATIONS == 0 && it + 1 < total)) {
+        if (sig && h->worker) return 128 + sig; /* the run keeps the chains that finished (run_parallel) */
+        if (!h->worker && (sig || (h->cfg->checkpoint_every && (it + 1) % CHECKPOINT_ITERATIONS == 0 && it + 1 < total))) {
             ch->it++; /* (the loop's increment, before the checkpoint) */
             ch->seconds = util_now() - t0;
             rc = sample_checkpoint(h, chains, c) ? 1 : 0;
@@ -651,6 +659,163 @@ static int run_chain(Hmc *h, Chain *chains, int c) {
     return write_draws(h, ch, c);
 }
 
+/* ---- chains at once ---- */
+
+/* How many chains run at once: one per core (device_cpu_threads: NNC_THREADS, else OpenBLAS's
+ * count) on the CPU device, when the sampler allows it (parallel = true), no chain is half done
+ * (a sequential run's checkpoint), and every GEMM of the plan is small: then a chain never uses
+ * a second core itself (small GEMMs run on one thread, and loop kernels this small are not
+ * split), so two chains on two cores take the time of one.  Else 1: one after another. */
+static int chain_workers(const Hmc *h, int c0, bool started) {
+    const SamplerSpec *sp = h->sp;
+    int64_t left = sp->chains - c0;
+    if (!sp->parallel || started || left < 2 || strcmp(h->e->dev->name, "cpu")) return 1;
+    const Plan *p = h->e->plan;
+    for (int k = 0; k < p->nkernel; k++) {
+        if (p->kernel[k].kind != K_GEMM) continue;
+        GemmShape s = device_gemm_shape(&p->kernel[k], p->max_batch);
+        if (!device_gemm_small(s.m, s.n, s.k)) return 1;
+    }
+    int w = device_cpu_threads();
+    return (int)(left < w ? left : w);
+}
+
+typedef struct {
+    Hmc h;                      /* its own copy: buffers, generator, counters, executor */
+    Exec e;                     /* that executor, its own but for worker 0 (the run's) */
+    const Exec *from;           /* the run's, whose scalars it starts with */
+    Chain *chains;
+    int first, stride, nchain;  /* it runs chains first, first + stride, ... < nchain */
+    FILE **out, **metrics;      /* per chain: where its lines go (buffers) */
+    int *rc;                    /* per chain: 0 finished, else why not (-1: not run) */
+    pthread_t id;
+} ChainWorker;
+
+static void *chain_worker_main(void *arg) {
+    ChainWorker *w = arg;
+    Hmc *h = &w->h;
+    if (h->e == &w->e) { /* its own executor: compiled (or the trainer's kernels), the run's scalars, the data */
+        char err[1024];
+        if (exec_new(&w->e, w->from->plan, "cpu", NULL, err, sizeof err)) {
+            fprintf(h->cfg->diag->out, "nnc: error: %s\n", err);
+            h->e = NULL;
+            return NULL;
+        }
+        memcpy(w->e.scalars, w->from->scalars, sizeof(float) * (size_t)h->g->nscalar);
+        if (h->resident && load_batch(h, 0) < 0) return NULL;
+    }
+    for (int c = w->first; c < w->nchain; c += w->stride) {
+        h->out = w->out[c], h->metrics = w->metrics[c];
+        int rc = start_chain(h, c, &w->chains[c]) ? 1 : 0;
+        if (rc == 0) rc = run_chain(h, w->chains, c);
+        fflush(h->out);
+        fflush(h->metrics);
+        w->rc[c] = rc;
+        if (rc) break;
+    }
+    return NULL;
+}
+
+/* Chains c0.. at once on `nw` threads, chain c on thread (c - c0) % nw, each thread with its
+ * own executor and buffers.  Their lines (stdout, metrics.jsonl) are held per chain and written
+ * in chain order as each finishes in turn, so the output is the same as one after another; so
+ * are the draws, whose randomness is each chain's own (seed + c).  A checkpoint is written when
+ * a chain has finished and all before it; after SIGINT or SIGTERM the run keeps those, and
+ * --resume runs the others from their start again (to the same draws). */
+static int run_parallel(Hmc *h, Chain *ch, int c0, int nw) {
+    int C = (int)h->sp->chains, rc = 0;
+    ChainWorker *w = util_calloc((size_t)nw, sizeof(ChainWorker));
+    FILE **out = util_calloc((size_t)C, sizeof(FILE *)), **met = util_calloc((size_t)C, sizeof(FILE *));
+    char **obuf = util_calloc((size_t)C, sizeof(char *)), **mbuf = util_calloc((size_t)C, sizeof(char *));
+    size_t *olen = util_calloc((size_t)C, sizeof(size_t)), *mlen = util_calloc((size_t)C, sizeof(size_t));
+    int *crc = util_calloc((size_t)C, sizeof(int));
+    for (int c = c0; c < C; c++) {
+        out[c] = open_memstream(&obuf[c], &olen[c]);
+        met[c] = open_memstream(&mbuf[c], &mlen[c]);
+        crc[c] = -1;
+        if (!out[c] || !met[c]) NNC_BUG("open_memstream: %s", strerror(errno));
+    }
+    fprintf(h->out, "chains %d to %lld run at once on %d threads\n", c0 + 1, (long long)C, nw);
+    fflush(h->out);
+    int started = 0;
+    for (int k = 0; k < nw; k++) {
+        ChainWorker *cw = &w[k];
+        Hmc *x = &cw->h;
+        *x = *h;
+        x->worker = true;
+        x->e = k == 0 ? h->e : &cw->e;
+        x->grads = x->divergences = 0;
+        x->q = util_calloc((size_t)h->dim + 1, sizeof(float));
+        x->r = util_calloc((size_t)h->dim + 1, sizeof(float));
+        x->minv = util_calloc((size_t)h->dim + 1, sizeof(float));
+        x->xs = util_calloc((size_t)(h->batch * h->data.expect.nfeat) + 1, sizeof(float));
+        x->ts = util_calloc((size_t)(h->batch * h->data.expect.ntarget) + 1, sizeof(float));
+        x->ls = util_calloc((size_t)h->batch + 1, sizeof(int32_t));
+        x->idx = util_calloc((size_t)h->data.train.n + 1, sizeof(int64_t)); /* its own: sgld shuffles it */
+        memcpy(x->idx, h->order0, sizeof(int64_t) * (size_t)h->data.train.n);
+        x->qd = x->gd = NULL, x->gbuf = NULL, x->nuts = (Nuts){0};
+        if (h->sp->kind == SAMPLER_NUTS) {
+            x->qd = util_calloc((size_t)h->dim + 1, sizeof(double));
+            x->gd = util_calloc((size_t)h->dim + 1, sizeof(double));
+            x->gbuf = util_calloc((size_t)h->dim + 1, sizeof(float));
+            x->nuts = (Nuts){.dim = h->dim, .max_depth = h->sp->max_depth, .minv = x->minv, .rng = &x->rng, .grad = full_gradient, .ctx = x};
+            nuts_init(&x->nuts);
+        }
+        *cw = (ChainWorker){.h = *x, .from = h->e, .chains = ch, .first = c0 + k, .stride = nw, .nchain = C, .out = out,
+                            .metrics = met, .rc = crc};
+        cw->h.nuts.ctx = &cw->h, cw->h.nuts.rng = &cw->h.rng; /* (the copy moved) */
+        if (k > 0) cw->h.e = &cw->e;
+        if (pthread_create(&cw->id, NULL, chain_worker_main, cw)) break;
+        started++;
+    }
+    for (int k = 0; k < started; k++) pthread_join(w[k].id, NULL);
+    int done = c0;
+    while (done < C && crc[done] == 0) done++;
+    for (int c = c0; c < C; c++) {
+        fclose(out[c]);
+        fclose(met[c]);
+        if (c < done) { /* in order: as if one after another */
+            fwrite(obuf[c], 1, olen[c], h->out);
+            if (h->metrics) fwrite(mbuf[c], 1, mlen[c], h->metrics);
+            ch[c].grads_start = h->grads; /* as if one after another: the run's count when it began */
+            h->grads += ch[c].grads;
+            h->divergences += ch[c].divergences;
+        }
+        free(obuf[c]);
+        free(mbuf[c]);
+    }
+    if (h->metrics) fflush(h->metrics);
+    if (c0 == 0 && done > 0) h->first_draw_s = w[0].h.first_draw_s;
+    int sig = train_signal();
+    if (done > c0 && sample_checkpoint(h, ch, done - 1)) rc = 1;
+    if (rc == 0 && done < C) {
+        rc = 1;
+        for (int c = done; c < C; c++)
+            if (crc[c] > 128) rc = crc[c];
+        if (sig && rc > 128) {
+            char left[64];
+            if (done + 1 == C)
+                snprintf(left, sizeof left, "chain %d", C);
+            else
+                snprintf(left, sizeof left, "chains %d to %d", done + 1, C);
+            fprintf(h->out, "interrupted by %s with %s unfinished (chains ran at once): %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                    left, done > 0 ? "the chains before are in the checkpoint; --resume runs the rest again from their start"
+                                   : "no chain had finished, so there is nothing to resume from");
+        }
+        else if (started < nw)
+            fprintf(h->cfg->diag->out, "nnc: error: cannot start a thread for the chains\n");
+    }
+    for (int k = 0; k < nw; k++) {
+        Hmc *x = &w[k].h;
+        free(x->q), free(x->r), free(x->minv), free(x->xs), free(x->ts), free(x->ls), free(x->qd), free(x->gd), free(x->gbuf);
+        free(x->idx);
+        nuts_free(&x->nuts);
+        if (k > 0 && w[k].e.plan) exec_free(&w[k].e);
+    }
+    free(w), free(out), free(met), free(obuf), free(mbuf), free(olen), free(mlen), free(crc);
+    return rc;
+}
+
 /* ---- the run ---- */
 
 static int setup(Hmc *h, const TrainConfig *cfg) {
@@ -667,6 +832,9 @@ static int setup(Hmc *h, const TrainConfig *cfg) {
         fprintf(cfg->diag->out, "nnc: error: the validation split leaves no training data\n");
         return 1;
     }
+    int64_t *order0 = util_calloc((size_t)h->data.train.n + 1, sizeof(int64_t));
+    memcpy(order0, h->idx, sizeof(int64_t) * (size_t)h->data.train.n);
+    h->order0 = order0;
     h->batch = h->e->plan->max_batch;
     h->nbatch = (h->n_train + h->batch - 1) / h->batch;
     h->resident = h->nbatch == 1;
@@ -755,7 +923,9 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
     }
     struct sigaction old_sig[2]; /* SIGINT and SIGTERM end the run at an iteration's end, with a checkpoint */
     train_signals_catch(old_sig);
-    for (int c = c0; rc == 0 && c < sp->chains; c++) {
+    int nw = rc == 0 ? chain_workers(&h, c0, started) : 1;
+    if (nw > 1) rc = run_parallel(&h, ch, c0, nw);
+    for (int c = c0; nw == 1 && rc == 0 && c < sp->chains; c++) {
         if (!(started && c == c0)) rc = start_chain(&h, c, &ch[c]) ? 1 : 0;
         if (rc == 0) rc = run_chain(&h, ch, c);
         if (rc == 0) rc = sample_checkpoint(&h, ch, c) ? 1 : 0; /* chain c done: --resume goes on with the next */
@@ -792,6 +962,7 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
     free(h.ts);
     free(h.ls);
     free(h.idx);
+    free((void *)h.order0);
     train_free_data(&h.data);
     return rc;
 }

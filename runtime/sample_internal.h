@@ -30,6 +30,7 @@ typedef struct {
     float *gbuf;
     ModelData data;
     int64_t n_train, batch, nbatch, *idx; /* the training split, in batches of at most the plan's */
+    const int64_t *order0;                /* idx as the split left it: each chain starts from it (sgld shuffles idx) */
     bool resident;                        /* it is one batch, loaded once */
     float *xs, *ts;
     int32_t *ls;
@@ -41,6 +42,8 @@ typedef struct {
     int64_t grads; /* gradient passes over the training split */
     int64_t divergences;
     double t0, first_draw_s;
+    bool worker; /* one of several chains run at once (sample.c): no checkpoints of its own,
+                    no progress bar, its lines buffered */
 } Hmc;
 
 /* The trained weights as one flat vector: the positions, hmc's momenta or inverse masses, or

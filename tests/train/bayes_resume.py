@@ -7,8 +7,10 @@ the running average, the generator's counter), the run is stopped with NNC_TEST_
 (chain:iteration) and continued with --resume.  Then every draws file must equal the
 uninterrupted run's byte for byte, summary.json's quantities and per-chain figures (all but
 the seconds) must be equal, and metrics.jsonl must hold the same lines (time_s aside: the
-lines a killed run wrote after its checkpoint are dropped).  Also: a finished run resumes to
-the same files; a resume with other --set values is refused, naming both."""
+lines a killed run wrote after its checkpoint are dropped).  Chains run at once (parallel) give
+the draws and lines of chains run one after another, and a run stopped while they ran resumes
+to them too.  Also: a finished run resumes to the same files; a resume with other --set
+values is refused, naming both."""
 import json
 import os
 import re
@@ -65,10 +67,10 @@ def same_run(a, b, chains, label):
     check(ma == mb, f"{label}: metrics.jsonl the same lines ({len(ma)} and {len(mb)})")
 
 
-cases = [
-    ("hmc", 400, "sampler hmc(step = 0.01, leapfrog = 10, samples = 1500, burnin = 1200, chains = 2)", ["1:150", "2:1800"]),
-    ("nuts", 400, "sampler nuts(samples = 1200, burnin = 300, chains = 2)", ["1:1234"]),
-    ("sgld", 100, "sampler sgld(lr = 2e-5, samples = 3000, burnin = 500, thin = 2, chains = 2, rmsprop = true)", ["2:777"]),
+cases = [  # chains one after another: a checkpoint inside a chain
+    ("hmc", 400, "sampler hmc(step = 0.01, leapfrog = 10, samples = 1500, burnin = 1200, chains = 2, parallel = false)", ["1:150", "2:1800"]),
+    ("nuts", 400, "sampler nuts(samples = 1200, burnin = 300, chains = 2, parallel = false)", ["1:1234"]),
+    ("sgld", 100, "sampler sgld(lr = 2e-5, samples = 3000, burnin = 500, thin = 2, chains = 2, rmsprop = true, parallel = false)", ["2:777"]),
 ]
 for name, batch, sampler, stops in cases:
     path = model(name, batch, sampler)
@@ -85,6 +87,39 @@ for name, batch, sampler, stops in cases:
     check(r.returncode == 0 and f"resuming from {cut}/checkpoint.safetensors: chain {chain}, iteration {it} of" in r.stdout,
           f"{name}: resumed from chain {chain}, iteration {it} (exit {r.returncode}) {r.stderr.strip()}")
     same_run(full, cut, 2, name)
+
+# chains at once (parallel, the default: where there are two threads to run them on): the same
+# draws as one after another; stopped while they run, the run keeps the chains that finished
+# before the first unfinished one, and --resume runs the rest again from their start
+par = model("par", 400, "sampler nuts(samples = 600, burnin = 300, chains = 3)")
+seq_dir, par_dir, cut = f"{out}/par_seq", f"{out}/par_full", f"{out}/par_cut"
+threads = {"OPENBLAS_NUM_THREADS": "2", "NNC_THREADS": "2"}
+os.environ.update(threads)
+r = run(par, seq_dir, extra=["--set", "parallel=0"])
+check(r.returncode == 0 and "at once" not in r.stdout, f"par: one chain after another (exit {r.returncode}) {r.stderr.strip()}")
+r = run(par, par_dir)
+check(r.returncode == 0 and "chains 1 to 3 run at once on 2 threads" in r.stdout,
+      f"par: chains at once (exit {r.returncode}) {r.stdout.strip()[:300]} {r.stderr.strip()}")
+same_run(seq_dir, par_dir, 3, "par: at once and one after another")
+def strip(text):  # times, rates, memory, the run's directory and the at-once line aside
+    return [re.sub(r"[0-9.]+ s\b|\([0-9]+/s\)|peak RSS [0-9.]+ MiB", "", l) for l in text.splitlines() if "at once" not in l and "written to" not in l]
+check(strip(run(par, seq_dir, extra=["--set", "parallel=0"]).stdout) == strip(r.stdout),
+      "par: the same lines on stdout as one after another (times aside)")
+# chain 3 runs after chain 1 on the same thread: chain 1 is done, chain 2 (on the other) may be
+r = run(par, cut, signal="3:500")
+kept = re.search(r"interrupted by SIGTERM with (chain 3|chains 2 to 3) unfinished \(chains ran at once\): the chains before are in "
+                 r"the checkpoint; --resume runs the rest again from their start", r.stdout)
+check(r.returncode == 143 and kept, f"par: stopped in chain 3 (exit {r.returncode}) {r.stdout.strip()[-300:]}")
+last = 2 if kept and kept.group(1) == "chain 3" else 1
+r = run(par, cut, resume=True)
+check(r.returncode == 0 and f"resuming from {cut}/checkpoint.safetensors: chain {last}" in r.stdout,
+      f"par: resumed after chain {last} (exit {r.returncode}) {r.stdout.strip()[:400]} {r.stderr.strip()}")
+same_run(par_dir, cut, 3, "par: stopped and resumed")
+r = run(par, f"{out}/par_cut0", signal="2:100")  # before any chain finished: nothing to resume from
+check(r.returncode == 143 and "no chain had finished, so there is nothing to resume from" in r.stdout,
+      f"par: stopped before a chain finished (exit {r.returncode}) {r.stdout.strip()[-300:]}")
+for k in threads:
+    os.environ.pop(k)
 
 # a finished run resumes to the same files
 r = run(f"{out}/nuts.nn", f"{out}/nuts_cut", resume=True)
