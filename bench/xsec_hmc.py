@@ -34,12 +34,14 @@ from st_numpy import read  # noqa: E402
 
 NUMPYRO = r'''
 import json, os, sys, time, resource
+cfg = json.loads(sys.argv[1])
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+if cfg["chain_method"] == "parallel":  # a JAX CPU device per chain, so that pmap runs them at once
+    os.environ["XLA_FLAGS"] += f" --xla_force_host_platform_device_count={cfg['chains']}"
 import numpy as np
 t0 = time.time()
 import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
 from numpyro.infer import HMC, MCMC, NUTS
-cfg = json.loads(sys.argv[1])
 tr = np.loadtxt(cfg["train"], delimiter=",", dtype=np.float32)
 D = cfg["inputs"]
 x, y = jnp.array(tr[:, :D]), jnp.array(tr[:, D])
@@ -60,7 +62,7 @@ if cfg["kernel"] == "hmc":
 else:
     k = NUTS(model, step_size=cfg["step"], max_tree_depth=cfg["max_depth"])
 mcmc = MCMC(k, num_warmup=cfg["burnin"], num_samples=cfg["samples"], num_chains=cfg["chains"],
-            chain_method="sequential", progress_bar=False)
+            chain_method=cfg["chain_method"], progress_bar=False)
 t1 = time.time()
 mcmc.warmup(jax.random.PRNGKey(cfg["seed"]), x, y, extra_fields=("num_steps",), collect_warmup=False)
 first = time.time() - t0
@@ -124,7 +126,7 @@ def run_nnc(args, kernel, x16):
 def run_numpyro(args, kernel, x16):
     cfg = {"kernel": kernel, "train": f"{ROOT}/models/data/{args.model}_train.csv", "step": args.step, "leapfrog": args.leapfrog,
            "samples": args.samples, "burnin": args.burnin, "chains": args.chains, "seed": args.seed, "prior": args.prior,
-           "inputs": args.inputs, "max_depth": args.max_depth}
+           "inputs": args.inputs, "max_depth": args.max_depth, "chain_method": args.numpyro_chains}
     p = subprocess.run([args.python, "-c", NUMPYRO, json.dumps(cfg)], capture_output=True, text=True, check=True,
                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
     r = json.loads(p.stdout.strip().splitlines()[-1])
@@ -146,6 +148,8 @@ def main():
     ap.add_argument("--step", type=float, default=5e-4)
     ap.add_argument("--leapfrog", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--numpyro-chains", default="sequential", choices=["sequential", "parallel"],
+                    help="NumPyro's chain_method (parallel: a JAX CPU device per chain)")
     ap.add_argument("--vary-seed", action="store_true", help="repetition r runs seed r + 1 (both), not seed 1 every time")
     ap.add_argument("--which", default="nnc-hmc,hmc,nuts", help="nnc-hmc, nnc-nuts (nnc's), hmc, nuts (NumPyro's)")
     ap.add_argument("--model", default="xsec", choices=["xsec", "diabetes"])
@@ -162,7 +166,7 @@ def main():
         for which in args.which.split(","):
             r = run_nnc(args, which[4:], x16) if which.startswith("nnc-") else run_numpyro(args, which, x16)
             ess = np.median([ess_bulk(r["f"][:, :, i]) for i in range(16)])
-            print(f"| {rep + 1} ({args.seed}) | {which.replace('nnc-', 'nnc ') if which.startswith('nnc-') else 'numpyro ' + which} | {r['grads'] / r['wall_s']:.0f} | "
+            print(f"| {rep + 1} ({args.seed}) | {which.replace('nnc-', 'nnc ') if which.startswith('nnc-') else 'numpyro ' + which + (' (parallel)' if args.numpyro_chains == 'parallel' else '')} | {r['grads'] / r['wall_s']:.0f} | "
                   f"{ess / r['wall_s']:.1f} | {ess:.0f} | {r['wall_s']:.1f} | {r['first_draw_s']:.2f} | {r['divergences']} | "
                   f"{r['peak_rss_mib']:.0f} |", flush=True)
 

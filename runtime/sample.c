@@ -923,6 +923,10 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
     }
     struct sigaction old_sig[2]; /* SIGINT and SIGTERM end the run at an iteration's end, with a checkpoint */
     train_signals_catch(old_sig);
+    if (rc == 0 && started && ch[c0].it >= sp->burnin + sp->samples) { /* the checkpoint's chain had finished: its */
+        rc = run_chain(&h, ch, c0);                                   /* lines and draws again, then the others */
+        c0++, started = false;
+    }
     int nw = rc == 0 ? chain_workers(&h, c0, started) : 1;
     if (nw > 1) rc = run_parallel(&h, ch, c0, nw);
     for (int c = c0; nw == 1 && rc == 0 && c < sp->chains; c++) {
