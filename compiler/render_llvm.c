@@ -677,7 +677,7 @@ LlvmModule *llvm_render(const Plan *p, const char *cpu, char *err, size_t nerr) 
      * SHORT_ROW, also gets a copy for its planned count, a constant there, which the entry
      * calls when the count is that one (always, unless pruning has narrowed the layer): short
      * rows (a 20-unit layer) then unroll in full, and column sums stay in registers across the
-     * rows (xsec_bnn's PReLU backward: 11 -> 4 us).  Longer rows vectorise well as they are. */
+     * rows (xsec_bnn's PReLU backward: about 10 -> 5 us).  Longer rows vectorise well as they are. */
     LLVMValueRef *kfn = util_calloc((size_t)p->nkernel + 1, sizeof(LLVMValueRef));
     LLVMValueRef *kfixed = util_calloc((size_t)p->nkernel + 1, sizeof(LLVMValueRef));
     for (int i = 0; i < p->nkernel; i++) {

@@ -7,7 +7,8 @@
  * (every output stored per row, every batched argument indexed by the row, no batch-wide
  * value: no column or total sums, no row count, no random numbers, which number elements
  * across the batch) is split by rows over the device's threads: each runs the same compiled
- * entry on its rows, its batched arguments offset to them.  Each element is computed by the
+ * entry on its rows (from a row whose arguments stay 64-byte aligned), its batched arguments
+ * offset to them.  Each element is computed by the
  * same instructions as in one call, so the results are bit-identical whatever the number of
  * threads.  The threads are OpenBLAS's count (OPENBLAS_NUM_THREADS), so one setting governs
  * both; NNC_THREADS overrides it.  Kernels with sums over the batch run whole, on one thread. */
@@ -78,26 +79,34 @@ static int64_t *row_split(const Plan *p, const Kernel *k) {
         }
         if (batched && ac->rank == 0) return NULL;
     }
-    int64_t *bytes = util_calloc((size_t)k->narg + 1, sizeof(int64_t));
+    int64_t *bytes = util_calloc((size_t)k->narg + 1, sizeof(int64_t)), granule = 1;
     for (int a = 0; a < k->narg; a++) {
         const Buffer *b = &p->buf[k->arg[a].buf];
-        if (b->batched) bytes[a] = b->elems * 4; /* f32 and i32 */
-        else if (k->arg[a].write) {
+        if (b->batched) {
+            bytes[a] = b->elems * 4; /* f32 and i32 */
+            int64_t g = 1; /* rows whose bytes are a multiple of 64 */
+            while ((bytes[a] * g) % 64) g *= 2;
+            if (g > granule) granule = g;
+        } else if (k->arg[a].write) {
             free(bytes);
             return NULL;
         }
     }
+    bytes[k->narg] = granule;
     return bytes;
 }
 
-/* Thread t's share [r0, r1) of n rows, and its call. */
+/* Thread t's share [r0, r1) of n rows, and its call.  Shares start at a multiple of the
+ * kernel's granule of rows, so that every argument keeps the 64-byte alignment its compiled
+ * code assumes (a kernel over short rows, compiled for its column count, uses aligned vector
+ * loads across them). */
 static void run_share(CpuDevice *c, int t) {
     const Kernel *k = &c->plan->kernel[c->job_kernel];
-    int64_t n = c->job_rows, r0 = n * t / c->nthread, r1 = n * (t + 1) / c->nthread;
+    const int64_t *rb = c->row_bytes[c->job_kernel], g = rb[k->narg];
+    int64_t n = c->job_rows, r0 = n * t / c->nthread / g * g, r1 = t + 1 == c->nthread ? n : n * (t + 1) / c->nthread / g * g;
     if (r1 <= r0) return;
     void *args[256];
     NNC_ASSERT(k->narg <= 256);
-    const int64_t *rb = c->row_bytes[c->job_kernel];
     for (int a = 0; a < k->narg; a++) args[a] = (char *)c->job_args[a] + r0 * rb[a];
     c->table[c->job_kernel](args, c->job_scalars, r1 - r0, kernel_cols(k));
 }
