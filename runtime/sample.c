@@ -27,7 +27,8 @@
  * sgld's data order starts from the split's for every chain), so chains are independent of
  * each other and run one after another or, for small models, at once (run_parallel) with the
  * same results.  NUTS (nuts.c) takes the same warm-up; SGLD (sgld_step) none: one
- * step per minibatch at its fixed lr, its noise from the kernels' generator. */
+ * step per minibatch at its fixed lr, its noise from the kernels' generator; a step whose loss
+ * is not finite is skipped, and a whole pass of them in a row stops the run. */
 #include "sample.h"
 
 #include <cjson/cJSON.h>
@@ -174,7 +175,18 @@ static int sgld_step(Hmc *h, bool *divergent) {
     }
     h->u = (double)h->n_train * loss;
     *divergent = !isfinite(loss);
-    if (*divergent) return 0;
+    if (*divergent) { /* skipped; a whole pass of them: the position itself is broken */
+        if (++h->sgld_skips >= h->nbatch) {
+            diag_error(h->cfg->diag, sp->loc,
+                       "sampling stopped at sgld step %lld: the loss has not been finite on any minibatch for a whole pass over "
+                       "the training split (%lld step%s): the position has run off (lr %g too large?), or the data "
+                       "overflows the model",
+                       (long long)step, (long long)h->sgld_skips, h->sgld_skips == 1 ? "" : "s", sp->lr);
+            return -1;
+        }
+        return 0;
+    }
+    h->sgld_skips = 0;
     if (exec_run(h->e, PROG_UPDATE, rows)) {
         fprintf(h->cfg->diag->out, "nnc: error: %s: %s\n", h->e->dev->name, h->e->dev->err);
         return -1;
@@ -476,7 +488,7 @@ static int start_chain(Hmc *h, int c, Chain *ch) {
     train_init_weights(h->e, t->seed + (uint64_t)c); /* the weights, and minv = 1 */
     rng_seed(&h->rng, t->seed + (uint64_t)c, RNG_SAMPLE);
     if (sample_flat_io(h, WHICH_Q, h->q, false)) return -1;
-    h->sgld_step = h->sgld_batch = 0;
+    h->sgld_step = h->sgld_batch = h->sgld_skips = 0;
     memcpy(h->idx, h->order0, sizeof(int64_t) * (size_t)h->data.train.n); /* sgld's data order: the chain's own */
     ch->nkeep = (sp->samples + sp->thin - 1) / sp->thin;
     ch->q = util_calloc((size_t)(ch->nkeep * h->dim) + 1, sizeof(float));

@@ -24,6 +24,7 @@ typedef struct {
     int64_t dim;
     int drift, kick_slot, step_slot; /* hmc's leapfrog programs and scalars */
     int64_t sgld_step, sgld_batch;   /* sgld: steps so far in this chain, and the next batch of the pass */
+    int64_t sgld_skips;               /* sgld: steps skipped in a row for a non-finite loss (not in checkpoints) */
     bool keep;                        /* sgld: this iteration's position is kept (read before the step) */
     Nuts nuts;                        /* nuts: its trees' vectors */
     double *qd, *gd;                  /* nuts: the position and grad U there */

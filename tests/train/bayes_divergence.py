@@ -1,5 +1,5 @@
-"""bayes_divergence.py NNC OUTDIR: a potential that stops being finite never stops a sampler and
-never reaches its state.
+"""bayes_divergence.py NNC OUTDIR: a potential that stops being finite never reaches a sampler's
+state, and stops the run only where the position itself has run off.
 
 The data has one row whose input, 1e30, overflows the Gaussian likelihood to infinity.
 - SGLD on minibatches of one row: every step on that row is skipped and counted ("steps skipped
@@ -7,7 +7,9 @@ The data has one row whose input, 1e30, overflows the Gaussian likelihood to inf
   finite.
 - HMC and NUTS on the whole split: the potential is infinite everywhere, so every proposal is a
   divergence, rejected; the run ends normally, reports them with chain and iteration, and the
-  draws are all the (finite) starting position."""
+  draws are all the (finite) starting position.
+- SGLD with an lr that throws the position off (1e30): every loss after is infinite, so after a
+  whole pass of skipped steps the run stops with an error at the sampler's line."""
 import os
 import re
 import subprocess
@@ -59,5 +61,33 @@ train {{
         check(m is not None and int(m.group(1)) == 50, f"{name}: every sampling iteration a divergence ({m.group(1) if m else '?'} of 50)")
         check("divergence: chain 1, iteration 21 (sampling)" in r.stdout, f"{name}: reported with chain and iteration")
         check(np.all(w.reshape(2, -1) == w.reshape(2, -1)[:, :1]), f"{name}: rejected: the draws stay at the start")
+
+# sgld whose lr throws the position off: its loss stops being finite on every minibatch, and
+# skipping cannot help (the position is not moved by a skipped step); the run stops with an
+# error at the sampler, on minibatches after a whole pass of skips, on one batch at once (at
+# the second step: the first, from the finite start, threw it off)
+with open(f"{out}/finite.csv", "w") as f:  # the data without its overflowing row: 9 rows
+    f.write("".join(f"{0.1 * i},{0.2 * i}\n" for i in range(9)))
+for data, batch, steps in [("d", 1, 10), ("finite", 9, 1)]:
+    path = f"{out}/runoff{batch}.nn"
+    with open(path, "w") as f:
+        f.write(f"""model runoff
+input  x : f32[1]
+target y : f32[1]
+prior  out ~ normal(0, 1)
+out    = x -> dense(1)
+loss   gaussian_nll(out, y, sigma = 1)
+train {{
+  data    csv("{out}/{data}.csv", target = last)
+  batch   {batch}
+  sampler sgld(lr = 1e30, samples = 300, burnin = 100)
+}}
+""")
+    r = subprocess.run([nnc, "train", path, "--out", f"{out}/runoff{batch}", "--no-progress"], capture_output=True, text=True)
+    want = (f"{path}:10:3: error: sampling stopped at sgld step ")
+    tail = (f": the loss has not been finite on any minibatch for a whole pass over the training split ({steps} step"
+            f"{'s' if steps > 1 else ''}): the position has run off (lr 1e+30 too large?), or the data overflows the model")
+    check(r.returncode == 1 and want in r.stderr and tail in r.stderr,
+          f"sgld, lr 1e30, batch {batch}: stopped after {steps} skipped step(s) in a row (exit {r.returncode}) {r.stderr.strip()[:300]}")
 
 finish()
