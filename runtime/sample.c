@@ -38,6 +38,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lower.h"
@@ -569,6 +570,14 @@ static void window_line(Hmc *h, int c, Chain *ch, bool warm, double t0) {
                 (long long)(ch->divergences + ch->warm_divergences));
         fflush(h->out);
     }
+    if (h->progress) { /* chains at once: for the run's bar (read by another thread) */
+        struct ChainProgress *pr = &h->progress[c];
+        double acc = ch->window_acc / (double)span;
+        int64_t div = ch->divergences + ch->warm_divergences;
+        __atomic_store(&pr->acc, &acc, __ATOMIC_RELAXED);
+        __atomic_store_n(&pr->div, div, __ATOMIC_RELAXED);
+        __atomic_store_n(&pr->it, it + 1, __ATOMIC_RELEASE);
+    }
     ch->window_acc = 0;
     ch->window_div = 0;
     ch->window_depth = 0;
@@ -700,11 +709,19 @@ typedef struct {
     int first, stride, nchain;  /* it runs chains first, first + stride, ... < nchain */
     FILE **out, **metrics;      /* per chain: where its lines go (buffers) */
     int *rc;                    /* per chain: 0 finished, else why not (-1: not run) */
+    int *finished;              /* workers done, counted atomically */
     pthread_t id;
 } ChainWorker;
 
+static void *chain_worker_chains(ChainWorker *w);
 static void *chain_worker_main(void *arg) {
     ChainWorker *w = arg;
+    chain_worker_chains(w);
+    __atomic_add_fetch(w->finished, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void *chain_worker_chains(ChainWorker *w) {
     Hmc *h = &w->h;
     if (h->e == &w->e) { /* its own executor: compiled (or the trainer's kernels), the run's scalars, the data */
         char err[1024];
@@ -740,7 +757,8 @@ static int run_parallel(Hmc *h, Chain *ch, int c0, int nw) {
     FILE **out = util_calloc((size_t)C, sizeof(FILE *)), **met = util_calloc((size_t)C, sizeof(FILE *));
     char **obuf = util_calloc((size_t)C, sizeof(char *)), **mbuf = util_calloc((size_t)C, sizeof(char *));
     size_t *olen = util_calloc((size_t)C, sizeof(size_t)), *mlen = util_calloc((size_t)C, sizeof(size_t));
-    int *crc = util_calloc((size_t)C, sizeof(int));
+    int *crc = util_calloc((size_t)C, sizeof(int)), finished = 0;
+    struct ChainProgress *prog = util_calloc((size_t)C, sizeof(struct ChainProgress));
     for (int c = c0; c < C; c++) {
         out[c] = open_memstream(&obuf[c], &olen[c]);
         met[c] = open_memstream(&mbuf[c], &mlen[c]);
@@ -774,11 +792,29 @@ static int run_parallel(Hmc *h, Chain *ch, int c0, int nw) {
             nuts_init(&x->nuts);
         }
         *cw = (ChainWorker){.h = *x, .from = h->e, .chains = ch, .first = c0 + k, .stride = nw, .nchain = C, .out = out,
-                            .metrics = met, .rc = crc};
+                            .metrics = met, .rc = crc, .finished = &finished};
+        cw->h.progress = prog;
         cw->h.nuts.ctx = &cw->h, cw->h.nuts.rng = &cw->h.rng; /* (the copy moved) */
         if (k > 0) cw->h.e = &cw->e;
         if (pthread_create(&cw->id, NULL, chain_worker_main, cw)) break;
         started++;
+    }
+    if (progress_bar(h)) { /* every chain's iterations, acceptance and divergences, until all are done */
+        while (__atomic_load_n(&finished, __ATOMIC_ACQUIRE) < started) {
+            fputc('\r', h->out);
+            for (int c = c0; c < C; c++) {
+                int64_t it = __atomic_load_n(&prog[c].it, __ATOMIC_ACQUIRE), total = h->sp->burnin + h->sp->samples;
+                double acc;
+                __atomic_load(&prog[c].acc, &acc, __ATOMIC_RELAXED);
+                fprintf(h->out, "%schain %d %s %lld/%lld acc %.2f div %lld", c > c0 ? " | " : "", c + 1,
+                        it < h->sp->burnin ? "warm-up" : "sampling", (long long)it, (long long)total, acc,
+                        (long long)__atomic_load_n(&prog[c].div, __ATOMIC_RELAXED));
+            }
+            fputs("   ", h->out);
+            fflush(h->out);
+            nanosleep(&(struct timespec){.tv_nsec = 200000000}, NULL);
+        }
+        fputc('\n', h->out);
     }
     for (int k = 0; k < started; k++) pthread_join(w[k].id, NULL);
     int done = c0;
@@ -824,7 +860,7 @@ static int run_parallel(Hmc *h, Chain *ch, int c0, int nw) {
         nuts_free(&x->nuts);
         if (k > 0 && w[k].e.plan) exec_free(&w[k].e);
     }
-    free(w), free(out), free(met), free(obuf), free(mbuf), free(olen), free(mlen), free(crc);
+    free(w), free(out), free(met), free(obuf), free(mbuf), free(olen), free(mlen), free(crc), free(prog);
     return rc;
 }
 

@@ -13,6 +13,14 @@ typedef struct {
     int64_t n, off; /* elements, and where they sit in the flat vectors */
 } Param;
 
+/* A chain's progress as the run's bar shows it when chains run at once: iterations done, the
+ * last window's acceptance, divergences; written by its worker at each window of 100
+ * iterations, read by the run's thread (atomically). */
+struct ChainProgress {
+    int64_t it, div;
+    double acc;
+};
+
 typedef struct {
     const TrainConfig *cfg;
     const SamplerSpec *sp;
@@ -45,6 +53,7 @@ typedef struct {
     double t0, first_draw_s;
     bool worker; /* one of several chains run at once (sample.c): no checkpoints of its own,
                     no progress bar, its lines buffered */
+    struct ChainProgress *progress; /* a worker's: per chain, what the run's progress bar shows */
 } Hmc;
 
 /* The trained weights as one flat vector: the positions, hmc's momenta or inverse masses, or
