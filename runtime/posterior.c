@@ -4,9 +4,9 @@
  * floats), so that the quantiles are exact order statistics whatever the number of samples;
  * the weights of each draw are written to the device once per chunk.  Quantiles interpolate
  * linearly between order statistics (NumPy's default), the standard deviation divides by
- * S - 1.  The predictive NLL needs p(y | x, w_s) per sample and draw: the eval program's
- * nll_rows output gives it for a batch (gaussian_nll), else the `nll` metric of the eval program
- * run on one sample; its log-mean-exp over the draws is kept running per sample. */
+ * S - 1.  The predictive NLL needs p(y | x, w_s) per sample and draw, for a batch at a time:
+ * the eval program's nll_rows output (gaussian_nll), or a classifier's log softmax at the label;
+ * its log-mean-exp over the draws is kept running per sample. */
 #include "posterior.h"
 
 #include <cjson/cJSON.h>
@@ -147,6 +147,14 @@ static void softmax_rows(float *y, int64_t rows, int64_t cols) {
     }
 }
 
+/* log softmax(y)[k] of one row of cols logits, in double. */
+static double log_softmax_at(const float *y, int64_t cols, int32_t k) {
+    double top = y[0], sum = 0;
+    for (int64_t j = 1; j < cols; j++) top = y[j] > top ? y[j] : top;
+    for (int64_t j = 0; j < cols; j++) sum += exp((double)y[j] - top);
+    return (double)y[k] - top - log(sum);
+}
+
 static int cmp_float(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
@@ -222,13 +230,16 @@ static int nll_rows_node(const Graph *g) {
 }
 
 /* -mean over the samples of log (1/S sum_s exp(-nll_s)), nll_s the model's nll metric on that
- * one sample at draw s: a batch at a time from the eval program's nll_rows where the graph
- * has it (gaussian_nll), else the `nll` output `node` of the eval program run on each sample
+ * one sample at draw s, a batch at a time: from the eval program's nll_rows where the graph has
+ * it (gaussian_nll); for a classifier (cross_entropy), minus the log softmax of the prediction
+ * at the label, in double; else the `nll` output `node` of the eval program run on each sample
  * alone. */
 static int predictive_nll(Exec *e, const Draws *d, const Dataset *data, const int64_t *idx, int64_t n, int node, double *nll) {
     const Graph *g = e->g;
-    int xn = input_node(g, false), tn = input_node(g, true), rows_node = nll_rows_node(g);
-    int64_t batch = rows_node >= 0 ? e->plan->max_batch : 1;
+    int xn = input_node(g, false), tn = input_node(g, true), rows_node = nll_rows_node(g), pred = ir_prediction(g);
+    bool classes = rows_node < 0 && data->target_class && pred >= 0;
+    int64_t batch = rows_node >= 0 || classes ? e->plan->max_batch : 1, cols = classes ? shape_numel(g->node[pred].shape) : 1;
+    float *logits = classes ? util_calloc((size_t)(batch * cols) + 1, sizeof(float)) : NULL;
     float *x = util_calloc((size_t)(batch * data->nfeat) + 1, sizeof(float));
     float *t = util_calloc((size_t)(batch * data->ntarget) + 1, sizeof(float)), *value = util_calloc((size_t)batch + 1, sizeof(float));
     int32_t *label = util_calloc((size_t)batch + 1, sizeof(int32_t));
@@ -243,10 +254,12 @@ static int predictive_nll(Exec *e, const Draws *d, const Dataset *data, const in
                  (data->target_class ? exec_write(e, tn, label, sizeof(int32_t) * (size_t)rows)
                                      : exec_write(e, tn, t, sizeof(float) * (size_t)(rows * data->ntarget))) ||
                  exec_run(e, PROG_EVAL, rows) ||
-                 exec_read(e, rows_node >= 0 ? rows_node : node, value, sizeof(float) * (size_t)rows);
+                 (classes ? exec_read(e, pred, logits, sizeof(float) * (size_t)(rows * cols))
+                          : exec_read(e, rows_node >= 0 ? rows_node : node, value, sizeof(float) * (size_t)rows));
             for (int64_t r = 0; r < rows && rc == 0; r++) {
                 int64_t i = at + r;
-                double lp = -(double)value[r]; /* log p(y_i | x_i, w_s), summed as log-sum-exp */
+                double lp = classes ? log_softmax_at(logits + r * cols, cols, label[r])
+                                    : -(double)value[r]; /* log p(y_i | x_i, w_s), summed as log-sum-exp */
                 if (s == 0 || lp > top[i]) {
                     sum[i] = s == 0 ? 1 : sum[i] * exp(top[i] - lp) + 1;
                     top[i] = lp;
@@ -262,6 +275,7 @@ static int predictive_nll(Exec *e, const Draws *d, const Dataset *data, const in
     free(x);
     free(t);
     free(value);
+    free(logits);
     free(label);
     free(top);
     free(sum);
