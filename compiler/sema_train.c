@@ -738,7 +738,7 @@ static void apply_overrides(Sema *s) {
             }
             int k = 0;
             while (strcmp(sampler_ints[k].name, o->key)) k++;
-            bool applies = k != 5 || sp->kind == SAMPLER_NUTS; /* max_depth: nuts only */
+            bool applies = strcmp(o->key, "max_depth") || sp->kind == SAMPLER_NUTS; /* max_depth: nuts only */
             if (!applies || v != floor(v) || v < (double)sampler_ints[k].lo || v > (double)sampler_ints[k].hi) {
                 if (!applies)
                     err(s, (SrcLoc){0}, "--set max_depth=%g: only nuts has a tree depth", v);

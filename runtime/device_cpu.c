@@ -8,9 +8,8 @@
  * value: no column or total sums, no row count, no random numbers, which number elements
  * across the batch) is split by rows over the device's threads: each runs the same compiled
  * entry on its rows (from a row whose arguments stay 64-byte aligned), its batched arguments
- * offset to them.  Each element is computed by the
- * same instructions as in one call, so the results are bit-identical whatever the number of
- * threads.  The threads are OpenBLAS's count (OPENBLAS_NUM_THREADS), so one setting governs
+ * offset to them.  Each element is computed by the same instructions as in one call, so the
+ * results are bit-identical whatever the number of threads.  The threads are OpenBLAS's count (OPENBLAS_NUM_THREADS), so one setting governs
  * both; NNC_THREADS overrides it.  Kernels with sums over the batch run whole, on one thread. */
 #include <cblas.h>
 #include <pthread.h>
@@ -179,6 +178,8 @@ static double small_gemm_bound(void) {
     return small;
 }
 
+bool device_gemm_small(int64_t m, int64_t n, int64_t k) { return (double)m * (double)n * (double)k < small_gemm_bound(); }
+
 /* OpenBLAS's threads for one GEMM of m x n x k multiply-adds: one for a small one, where
  * waking the others costs more than it saves (xsec_bnn's gradient, GEMMs of at most 1000 x 20
  * x 19, ran at half the speed on two threads as on one), all of them (OPENBLAS_NUM_THREADS)
@@ -187,14 +188,13 @@ static double small_gemm_bound(void) {
 static void blas_threads(int64_t m, int64_t n, int64_t k) {
     static int all, now;
     if (!all) all = now = openblas_get_num_threads();
-    int want = (double)m * (double)n * (double)k < small_gemm_bound() ? 1 : all;
+    int want = device_gemm_small(m, n, k) ? 1 : all;
     if (want != now) {
         openblas_set_num_threads(want);
         now = want;
     }
 }
 
-bool device_gemm_small(int64_t m, int64_t n, int64_t k) { return (double)m * (double)n * (double)k < small_gemm_bound(); }
 int device_cpu_threads(void) { return thread_count(); }
 
 /* A small GEMM runs on one thread in gemm_small (AVX2 + FMA) where the CPU has it, else on

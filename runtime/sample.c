@@ -462,7 +462,7 @@ static int report(Hmc *h, const Chain *ch, int m) {
         free(worst);
         free(x);
     }
-    if (rc == 0 && posterior_report(h->e, h->cfg->model, &d, &h->data, h->idx + h->n_train, h->data.train.n - h->n_train, out,
+    if (rc == 0 && posterior_report(h->e, h->cfg->model, &d, &h->data, h->order0 + h->n_train, h->data.train.n - h->n_train, out,
                                     cJSON_AddObjectToObject(root, "predictive")))
         rc = 1;
     draws_free(&d);
@@ -512,7 +512,7 @@ static int start_chain(Hmc *h, int c, Chain *ch) {
 }
 
 static bool progress_bar(const Hmc *h) {
-    return !h->worker && (h->cfg->progress == 1 || (h->cfg->progress < 0 && isatty(fileno(h->out))));
+    return !h->progress && (h->cfg->progress == 1 || (h->cfg->progress < 0 && isatty(fileno(h->out))));
 }
 
 /* One iteration's bookkeeping in warm-up: the step size's dual averaging, the positions'
@@ -644,8 +644,8 @@ static int run_chain(Hmc *h, Chain *chains, int c) {
         if ((it + 1) % 100 == 0 || it + 1 == total) window_line(h, c, ch, warm, t0);
         if (c + 1 == signal_chain && it + 1 == signal_it) raise(SIGTERM);
         int sig = train_signal();
-        if (sig && h->worker) return 128 + sig; /* the run keeps the chains that finished (run_parallel) */
-        if (!h->worker && (sig || (h->cfg->checkpoint_every && (it + 1) % CHECKPOINT_ITERATIONS == 0 && it + 1 < total))) {
+        if (sig && h->progress) return 128 + sig; /* a worker: the run keeps the chains that finished (run_parallel) */
+        if (!h->progress && (sig || (h->cfg->checkpoint_every && (it + 1) % CHECKPOINT_ITERATIONS == 0 && it + 1 < total))) {
             ch->it++; /* (the loop's increment, before the checkpoint) */
             ch->seconds = util_now() - t0;
             rc = sample_checkpoint(h, chains, c) ? 1 : 0;
@@ -678,6 +678,36 @@ static int run_chain(Hmc *h, Chain *chains, int c) {
                     ch->mean_depth, (long long)ch->max_depth_hits, ch->max_depth_hits == 1 ? "" : "s", sp->max_depth);
     }
     return write_draws(h, ch, c);
+}
+
+/* ---- a chain's buffers ---- */
+
+/* What a chain walks with, h->dim and the batch given: the position, momentum and inverse mass,
+ * a batch's data on the host, its data order (the split's to start with: sgld shuffles it),
+ * and nuts's trees. */
+static void chain_buffers(Hmc *h) {
+    h->q = util_calloc((size_t)h->dim + 1, sizeof(float));
+    h->r = util_calloc((size_t)h->dim + 1, sizeof(float));
+    h->minv = util_calloc((size_t)h->dim + 1, sizeof(float));
+    h->xs = util_calloc((size_t)(h->batch * h->data.expect.nfeat) + 1, sizeof(float));
+    h->ts = util_calloc((size_t)(h->batch * h->data.expect.ntarget) + 1, sizeof(float));
+    h->ls = util_calloc((size_t)h->batch + 1, sizeof(int32_t));
+    h->idx = util_calloc((size_t)h->data.train.n + 1, sizeof(int64_t));
+    memcpy(h->idx, h->order0, sizeof(int64_t) * (size_t)h->data.train.n);
+    h->qd = h->gd = NULL, h->gbuf = NULL, h->nuts = (Nuts){0};
+    if (h->sp->kind == SAMPLER_NUTS) { /* the position and its gradient in double */
+        h->qd = util_calloc((size_t)h->dim + 1, sizeof(double));
+        h->gd = util_calloc((size_t)h->dim + 1, sizeof(double));
+        h->gbuf = util_calloc((size_t)h->dim + 1, sizeof(float));
+        h->nuts = (Nuts){.dim = h->dim, .max_depth = h->sp->max_depth, .minv = h->minv, .rng = &h->rng, .grad = full_gradient, .ctx = h};
+        nuts_init(&h->nuts);
+    }
+}
+
+static void chain_buffers_free(Hmc *h) {
+    free(h->q), free(h->r), free(h->minv), free(h->xs), free(h->ts), free(h->ls), free(h->idx);
+    free(h->qd), free(h->gd), free(h->gbuf);
+    nuts_free(&h->nuts);
 }
 
 /* ---- chains at once ---- */
@@ -713,25 +743,17 @@ typedef struct {
     pthread_t id;
 } ChainWorker;
 
-static void *chain_worker_chains(ChainWorker *w);
-static void *chain_worker_main(void *arg) {
-    ChainWorker *w = arg;
-    chain_worker_chains(w);
-    __atomic_add_fetch(w->finished, 1, __ATOMIC_RELEASE);
-    return NULL;
-}
-
-static void *chain_worker_chains(ChainWorker *w) {
+/* A worker's chains, one after another; first its executor, if it has its own. */
+static void worker_chains(ChainWorker *w) {
     Hmc *h = &w->h;
     if (h->e == &w->e) { /* its own executor: compiled (or the trainer's kernels), the run's scalars, the data */
         char err[1024];
         if (exec_new(&w->e, w->from->plan, "cpu", NULL, err, sizeof err)) {
             fprintf(h->cfg->diag->out, "nnc: error: %s\n", err);
-            h->e = NULL;
-            return NULL;
+            return;
         }
         memcpy(w->e.scalars, w->from->scalars, sizeof(float) * (size_t)h->g->nscalar);
-        if (h->resident && load_batch(h, 0) < 0) return NULL;
+        if (h->resident && load_batch(h, 0) < 0) return;
     }
     for (int c = w->first; c < w->nchain; c += w->stride) {
         h->out = w->out[c], h->metrics = w->metrics[c];
@@ -742,6 +764,12 @@ static void *chain_worker_chains(ChainWorker *w) {
         w->rc[c] = rc;
         if (rc) break;
     }
+}
+
+static void *chain_worker_main(void *arg) {
+    ChainWorker *w = arg;
+    worker_chains(w);
+    __atomic_add_fetch(w->finished, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -770,32 +798,13 @@ static int run_parallel(Hmc *h, Chain *ch, int c0, int nw) {
     int started = 0;
     for (int k = 0; k < nw; k++) {
         ChainWorker *cw = &w[k];
+        *cw = (ChainWorker){.h = *h, .from = h->e, .chains = ch, .first = c0 + k, .stride = nw, .nchain = C, .out = out,
+                            .metrics = met, .rc = crc, .finished = &finished};
         Hmc *x = &cw->h;
-        *x = *h;
-        x->worker = true;
+        x->progress = prog; /* (which makes it a worker) */
         x->e = k == 0 ? h->e : &cw->e;
         x->grads = x->divergences = 0;
-        x->q = util_calloc((size_t)h->dim + 1, sizeof(float));
-        x->r = util_calloc((size_t)h->dim + 1, sizeof(float));
-        x->minv = util_calloc((size_t)h->dim + 1, sizeof(float));
-        x->xs = util_calloc((size_t)(h->batch * h->data.expect.nfeat) + 1, sizeof(float));
-        x->ts = util_calloc((size_t)(h->batch * h->data.expect.ntarget) + 1, sizeof(float));
-        x->ls = util_calloc((size_t)h->batch + 1, sizeof(int32_t));
-        x->idx = util_calloc((size_t)h->data.train.n + 1, sizeof(int64_t)); /* its own: sgld shuffles it */
-        memcpy(x->idx, h->order0, sizeof(int64_t) * (size_t)h->data.train.n);
-        x->qd = x->gd = NULL, x->gbuf = NULL, x->nuts = (Nuts){0};
-        if (h->sp->kind == SAMPLER_NUTS) {
-            x->qd = util_calloc((size_t)h->dim + 1, sizeof(double));
-            x->gd = util_calloc((size_t)h->dim + 1, sizeof(double));
-            x->gbuf = util_calloc((size_t)h->dim + 1, sizeof(float));
-            x->nuts = (Nuts){.dim = h->dim, .max_depth = h->sp->max_depth, .minv = x->minv, .rng = &x->rng, .grad = full_gradient, .ctx = x};
-            nuts_init(&x->nuts);
-        }
-        *cw = (ChainWorker){.h = *x, .from = h->e, .chains = ch, .first = c0 + k, .stride = nw, .nchain = C, .out = out,
-                            .metrics = met, .rc = crc, .finished = &finished};
-        cw->h.progress = prog;
-        cw->h.nuts.ctx = &cw->h, cw->h.nuts.rng = &cw->h.rng; /* (the copy moved) */
-        if (k > 0) cw->h.e = &cw->e;
+        chain_buffers(x);
         if (pthread_create(&cw->id, NULL, chain_worker_main, cw)) break;
         started++;
     }
@@ -853,11 +862,8 @@ static int run_parallel(Hmc *h, Chain *ch, int c0, int nw) {
         else if (started < nw)
             fprintf(h->cfg->diag->out, "nnc: error: cannot start a thread for the chains\n");
     }
-    for (int k = 0; k < nw; k++) {
-        Hmc *x = &w[k].h;
-        free(x->q), free(x->r), free(x->minv), free(x->xs), free(x->ts), free(x->ls), free(x->qd), free(x->gd), free(x->gbuf);
-        free(x->idx);
-        nuts_free(&x->nuts);
+    for (int k = 0; k < nw && w[k].h.q; k++) { /* (a worker after one that failed to start was never made) */
+        chain_buffers_free(&w[k].h);
         if (k > 0 && w[k].e.plan) exec_free(&w[k].e);
     }
     free(w), free(out), free(met), free(obuf), free(mbuf), free(olen), free(mlen), free(crc), free(prog);
@@ -874,21 +880,15 @@ static int setup(Hmc *h, const TrainConfig *cfg) {
         return 1;
     }
     int64_t n_valid; /* the training split: the validation samples are held out as training does */
-    h->idx = train_split_order(&cfg->model->train, h->data.train.n, &n_valid);
+    h->order0 = train_split_order(&cfg->model->train, h->data.train.n, &n_valid);
     h->n_train = h->data.train.n - n_valid;
     if (h->n_train <= 0) {
         fprintf(cfg->diag->out, "nnc: error: the validation split leaves no training data\n");
         return 1;
     }
-    int64_t *order0 = util_calloc((size_t)h->data.train.n + 1, sizeof(int64_t));
-    memcpy(order0, h->idx, sizeof(int64_t) * (size_t)h->data.train.n);
-    h->order0 = order0;
     h->batch = h->e->plan->max_batch;
     h->nbatch = (h->n_train + h->batch - 1) / h->batch;
     h->resident = h->nbatch == 1;
-    h->xs = util_calloc((size_t)(h->batch * h->data.expect.nfeat) + 1, sizeof(float));
-    h->ts = util_calloc((size_t)(h->batch * h->data.expect.ntarget) + 1, sizeof(float));
-    h->ls = util_calloc((size_t)h->batch + 1, sizeof(int32_t));
     for (int i = 0; i < g->ninput; i++) {
         if (g->input[i].is_target) {
             h->t_node = g->input[i].node;
@@ -919,16 +919,7 @@ static int setup(Hmc *h, const TrainConfig *cfg) {
         h->par[h->npar++] = p;
         h->dim += p.n;
     }
-    h->q = util_calloc((size_t)h->dim + 1, sizeof(float));
-    h->r = util_calloc((size_t)h->dim + 1, sizeof(float));
-    h->minv = util_calloc((size_t)h->dim + 1, sizeof(float));
-    if (h->sp->kind == SAMPLER_NUTS) {
-        h->qd = util_calloc((size_t)h->dim + 1, sizeof(double));
-        h->gd = util_calloc((size_t)h->dim + 1, sizeof(double));
-        h->gbuf = util_calloc((size_t)h->dim + 1, sizeof(float));
-        h->nuts = (Nuts){.dim = h->dim, .max_depth = h->sp->max_depth, .minv = h->minv, .rng = &h->rng, .grad = full_gradient, .ctx = h};
-        nuts_init(&h->nuts);
-    }
+    chain_buffers(h);
     if (h->resident) load_batch(h, 0);
     return 0;
 }
@@ -1003,17 +994,7 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
     free(ch);
     if (h.metrics) fclose(h.metrics);
     free(h.par);
-    free(h.q);
-    free(h.r);
-    free(h.minv);
-    free(h.qd);
-    free(h.gd);
-    free(h.gbuf);
-    nuts_free(&h.nuts);
-    free(h.xs);
-    free(h.ts);
-    free(h.ls);
-    free(h.idx);
+    if (h.q) chain_buffers_free(&h);
     free((void *)h.order0);
     train_free_data(&h.data);
     return rc;

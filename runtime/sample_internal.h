@@ -39,7 +39,7 @@ typedef struct {
     float *gbuf;
     ModelData data;
     int64_t n_train, batch, nbatch, *idx; /* the training split, in batches of at most the plan's */
-    const int64_t *order0;                /* idx as the split left it: each chain starts from it (sgld shuffles idx) */
+    const int64_t *order0;                /* the split's order: each chain's idx starts from it (sgld shuffles idx) */
     bool resident;                        /* it is one batch, loaded once */
     float *xs, *ts;
     int32_t *ls;
@@ -51,9 +51,9 @@ typedef struct {
     int64_t grads; /* gradient passes over the training split */
     int64_t divergences;
     double t0, first_draw_s;
-    bool worker; /* one of several chains run at once (sample.c): no checkpoints of its own,
-                    no progress bar, its lines buffered */
-    struct ChainProgress *progress; /* a worker's: per chain, what the run's progress bar shows */
+    struct ChainProgress *progress; /* set in a worker, one of several running chains at once
+                                       (sample.c): per chain, what the run's progress bar shows;
+                                       a worker writes no checkpoints and shows no bar itself */
 } Hmc;
 
 /* The trained weights as one flat vector: the positions, hmc's momenta or inverse masses, or

@@ -23,14 +23,9 @@ from st_numpy import read  # noqa: E402
 
 nnc, out = sys.argv[1], os.path.abspath(sys.argv[2])
 
-with open(f"{out}/d.csv", "w") as f:
-    f.write("".join(f"{0.1 * i},{0.2 * i}\n" for i in range(9)) + "1e30,0\n")
-for name, batch, sampler in [
-    ("sgld", 1, "sgld(lr = 1e-3, samples = 300, burnin = 100)"),
-    ("hmc", 10, "hmc(step = 0.01, leapfrog = 5, samples = 50, burnin = 20)"),
-    ("nuts", 10, "nuts(step = 0.01, samples = 50, burnin = 20)"),
-]:
-    path = f"{out}/{name}.nn"
+
+def model(path, name, data, batch, sampler):
+    """A one-input linear regression with a Gaussian likelihood, written to path."""
     with open(path, "w") as f:
         f.write(f"""model {name}
 input  x : f32[1]
@@ -39,11 +34,22 @@ prior  out ~ normal(0, 1)
 out    = x -> dense(1)
 loss   gaussian_nll(out, y, sigma = 1)
 train {{
-  data    csv("d.csv", target = last)
+  data    csv("{data}", target = last)
   batch   {batch}
   sampler {sampler}
 }}
 """)
+    return path
+
+
+with open(f"{out}/d.csv", "w") as f:
+    f.write("".join(f"{0.1 * i},{0.2 * i}\n" for i in range(9)) + "1e30,0\n")
+for name, batch, sampler in [
+    ("sgld", 1, "sgld(lr = 1e-3, samples = 300, burnin = 100)"),
+    ("hmc", 10, "hmc(step = 0.01, leapfrog = 5, samples = 50, burnin = 20)"),
+    ("nuts", 10, "nuts(step = 0.01, samples = 50, burnin = 20)"),
+]:
+    path = model(f"{out}/{name}.nn", name, "d.csv", batch, sampler)
     r = subprocess.run([nnc, "train", path, "--out", f"{out}/{name}", "--no-progress"], capture_output=True, text=True)
     check(r.returncode == 0, f"{name}: the run ends normally (exit {r.returncode}) {r.stderr.strip()[:200]}")
     if r.returncode:
@@ -69,20 +75,7 @@ train {{
 with open(f"{out}/finite.csv", "w") as f:  # the data without its overflowing row: 9 rows
     f.write("".join(f"{0.1 * i},{0.2 * i}\n" for i in range(9)))
 for data, batch, steps in [("d", 1, 10), ("finite", 9, 1)]:
-    path = f"{out}/runoff{batch}.nn"
-    with open(path, "w") as f:
-        f.write(f"""model runoff
-input  x : f32[1]
-target y : f32[1]
-prior  out ~ normal(0, 1)
-out    = x -> dense(1)
-loss   gaussian_nll(out, y, sigma = 1)
-train {{
-  data    csv("{out}/{data}.csv", target = last)
-  batch   {batch}
-  sampler sgld(lr = 1e30, samples = 300, burnin = 100)
-}}
-""")
+    path = model(f"{out}/runoff{batch}.nn", "runoff", f"{out}/{data}.csv", batch, "sgld(lr = 1e30, samples = 300, burnin = 100)")
     r = subprocess.run([nnc, "train", path, "--out", f"{out}/runoff{batch}", "--no-progress"], capture_output=True, text=True)
     want = (f"{path}:10:3: error: sampling stopped at sgld step ")
     tail = (f": the loss has not been finite on any minibatch for a whole pass over the training split ({steps} step"
