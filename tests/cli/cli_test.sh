@@ -91,7 +91,13 @@ set_sampler)
   run 1 check models/diabetes_bnn.nn --set thin=0; has "$err" "--set thin=0: must be a whole number in [1, 1000000]"
   run 1 check models/fashion_mlp.nn --set samples=100
   has "$err" "--set samples=100: the model has no sampler; it trains with an optimizer"
-  run 2 check models/xsec_bnn.nn --set sampels=100; has "$err" "no param or train setting 'sampels'; did you mean 'samples'?" ;;
+  run 2 check models/xsec_bnn.nn --set sampels=100; has "$err" "no param or train setting 'sampels'; did you mean 'samples'?"
+  run 1 check models/xsec_bnn.nn --set parallel=2
+  has "$err" "--set parallel=2: 1 (chains at once, where they can) or 0 (one after another)"
+  run 1 check models/xsec_bnn.nn --set step=0; has "$err" "--set step=0: the step must be positive"
+  sed 's/sampler hmc(.*)/sampler sgld(lr = 1e-5)/' models/xsec_bnn.nn | sed 's|"data/|"models/data/|' > "$tmp/sgld.nn"
+  run 0 check "$tmp/sgld.nn" --set parallel=0; has "$out" "parallel = false)"
+  run 1 check "$tmp/sgld.nn" --set step=0.1; has "$err" "--set step=0.1: sgld has no step (its step size is lr)" ;;
 emit_unknown)    run 2 emit --cobol models/fashion_mlp.nn; has "$err" "emit needs one of" ;;
 emit_cuda)
   run 0 emit --cuda models/fashion_gated.nn
