@@ -120,6 +120,7 @@ static void sweep(Graph *g, int root, int seed, const bool *needs, int nremat, i
         switch (n->op) {
         case OP_INPUT: case OP_WEIGHT: case OP_PARAM: case OP_CONST: break;
         case OP_RESHAPE: accumulate(g, grad, a, E1(OP_RESHAPE, sa, dy), n); break;
+        case OP_TRANSPOSE: accumulate(g, grad, a, E1(OP_TRANSPOSE, sa, dy), n); break;
         case OP_MATMUL: {
             bool ta = n->attr[0] != 0, tb = n->attr[1] != 0;
             if (na) accumulate(g, grad, a, ta ? matmul(g, V(b), dy, tb, true, n) : matmul(g, dy, V(b), false, !tb, n), n);

@@ -287,6 +287,11 @@ void ir_verify(const Graph *g, const char *pass) {
                 fail(g, id, pass, "maxpool's window positions have the pooled shape");
             break;
         }
+        case OC_PERMUTE: /* transpose: [A, M, N] -> [A, N, M] */
+            if (n->shape.batched || a->shape.batched || a->shape.rank != 3 || n->shape.rank != 3 ||
+                n->shape.dim[0] != a->shape.dim[0] || n->shape.dim[1] != a->shape.dim[2] || n->shape.dim[2] != a->shape.dim[1])
+                fail(g, id, pass, "transpose swaps the last two dims of an unbatched [A,M,N]");
+            break;
         case OC_UPDATE:
             for (int i = 1; i < n->nin; i++)
                 if (!shape_eq(g->node[n->in[i]].shape, shape_scalar()) && !shape_eq(g->node[n->in[i]].shape, a->shape))

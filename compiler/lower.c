@@ -180,11 +180,18 @@ static int lower_layer(Lower *L, const SVal *v) {
             memcpy(g->node[y].attr, at, sizeof at);
         } else {
             int64_t c = map.dim[2], k = c * v->kh * v->kw;
-            /* the weight as PyTorch and ONNX keep it, [F, C, kh, kw] ([F, C, k] for conv1d), seen
-             * as the [F, C kh kw] matrix of the patches' GEMM */
+            /* the weight as PyTorch and ONNX keep it, [F, C, kh, kw] ([F, C, k] for conv1d); the
+             * patches hold a window position's channels together (a run of the input's row),
+             * so the patches' GEMM multiplies by it as [F, kh kw C]: transposed, unless C or
+             * kh kw is 1 */
             Shape ws = v->spatial == 2 ? (Shape){.rank = 4, .dim = {v->units, c, v->kh, v->kw}}
                                        : (Shape){.rank = 3, .dim = {v->units, c, v->kw}};
-            int w = layer_weight(L, v, "weight", ws, k);
+            int w = layer_weight(L, v, "weight", ws, k), kk = (int)(v->kh * v->kw);
+            if (c > 1 && kk > 1) {
+                w = ir_add1(g, OP_RESHAPE, (Shape){.rank = 3, .dim = {v->units, c, kk}}, w, v->loc);
+                w = ir_add1(g, OP_TRANSPOSE, (Shape){.rank = 3, .dim = {v->units, kk, c}}, w, v->loc);
+                g->node[w].name = v->wname;
+            }
             int wm = ir_add1(g, OP_RESHAPE, (Shape){.rank = 2, .dim = {v->units, k}}, w, v->loc);
             Shape ps = out;
             ps.dim[2] = k;

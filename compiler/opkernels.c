@@ -196,22 +196,30 @@ static KIdx dim_axis(int d, int64_t ext) {
     return x;
 }
 
-/* The domains: over the small side [B | OH, OW, C, kh, kw] (im2col: every element an output)
- * or [B, OH, OW, C | kh, kw] (pooling: reduced over the window), or over the big side
- * [B, H, W, C | kh, kw] (the adjoints: each input element gathers the windows that cover it,
- * at oh = (h + pad - i d) / stride where that divides).  Extents are constants. */
+/* The domains: over the small side [B | OH, OW, C, kh, kw] (pooling: [B, OH, OW, C | kh, kw],
+ * reduced over the window), or over the big side [B, H, W, C | kh, kw] (the adjoints: each
+ * input element gathers the windows that cover it, at oh = (h + pad - i d) / stride where
+ * that divides).  im2col's is [B | OH, OW, kh, kw, C], its output in order: dims 3 and 4 are
+ * the window's, 5 the channel (patches_domain).  Extents are constants. */
 static void window_domain(KBuilder *kb, const Window *w, bool big, int nouter) {
     int64_t inner[5] = {big ? w->H : w->OH, big ? w->W : w->OW, w->C, w->kh, w->kw};
     kb_domain(kb, true, inner, 5, nouter);
     for (int d = 0; d < kb->k->ndim; d++) kb->k->dim[d].cols = false;
 }
 
-/* Over the small side: the big-side element at window position (i, j) = dims (4, 5). */
-static int big_at_window(KBuilder *kb, int arg, const Window *w) {
+static void patches_domain(KBuilder *kb, const Window *w) {
+    int64_t inner[5] = {w->OH, w->OW, w->kh, w->kw, w->C};
+    kb_domain(kb, true, inner, 5, 1);
+    for (int d = 0; d < kb->k->ndim; d++) kb->k->dim[d].cols = false;
+}
+
+/* Over the small side: the big-side element at window position (i, j) = dims (wi, wi + 1),
+ * channel dim c. */
+static int big_at_window(KBuilder *kb, int arg, const Window *w, int wi, int c) {
     KIdx h = axis(w->H), v = axis(w->W);
-    h.coef[1] = w->stride, h.coef[4] = w->dilation, h.off = -w->pad_top, h.bounded = true;
-    v.coef[2] = w->stride, v.coef[5] = w->dilation, v.off = -w->pad_left, v.bounded = true;
-    return access4(kb, arg, batch_axis(), h, v, dim_axis(3, w->C));
+    h.coef[1] = w->stride, h.coef[wi] = w->dilation, h.off = -w->pad_top, h.bounded = true;
+    v.coef[2] = w->stride, v.coef[wi + 1] = w->dilation, v.off = -w->pad_left, v.bounded = true;
+    return access4(kb, arg, batch_axis(), h, v, dim_axis(c, w->C));
 }
 
 /* Over the big side: the small-side element whose window holds (h, w) at position (i, j):
@@ -234,15 +242,15 @@ static void build_window(KBuilder *kb, const Node *n, int node) {
     int x = kb_arg(kb, p->node_buf[n->in[0]], true, false);
     int out = out_arg(kb, node);
     switch (n->op) {
-    case OP_IM2COL: { /* every (b, oh, ow, c, i, j): the output is the domain, in order */
-        window_domain(kb, &w, false, 1);
-        kb_out_at(kb, KO_STORE, kb_std_access(kb, out, IX_ELEM), kb_load(kb, big_at_window(kb, x, &w)));
+    case OP_IM2COL: { /* every (b, oh, ow, i, j, c): the output is the domain, in order */
+        patches_domain(kb, &w);
+        kb_out_at(kb, KO_STORE, kb_std_access(kb, out, IX_ELEM), kb_load(kb, big_at_window(kb, x, &w, 3, 5)));
         return;
     }
-    case OP_COL2IM: { /* dx[b,h,w,c] = sum over (i, j) of d[b, oh, ow, (c kh + i) kw + j] */
+    case OP_COL2IM: { /* dx[b,h,w,c] = sum over (i, j) of d[b, oh, ow, (i kw + j) C + c] */
         window_domain(kb, &w, true, 4);
         KIdx col = axis(w.C * w.kh * w.kw);
-        col.coef[3] = w.kh * w.kw, col.coef[4] = w.kw, col.coef[5] = 1;
+        col.coef[3] = 1, col.coef[4] = w.kw * w.C, col.coef[5] = w.C;
         int sum = kb_red(kb, KR_SUM, kb_load(kb, small_covering(kb, x, &w, col)));
         kb_out_at(kb, KO_STORE_ROW, outer_point(kb, out, w.H, w.W, w.C), sum);
         return;
@@ -255,17 +263,17 @@ static void build_window(KBuilder *kb, const Node *n, int node) {
     int64_t H = big ? w.H : w.OH, W = big ? w.W : w.OW;
     int res;
     switch (n->op) {
-    case OP_MAXPOOL: res = kb_red(kb, KR_MAX, kb_load(kb, big_at_window(kb, x, &w))); break;
+    case OP_MAXPOOL: res = kb_red(kb, KR_MAX, kb_load(kb, big_at_window(kb, x, &w, 4, 3))); break;
     case OP_MAXPOOL_ARG: { /* the first position holding the maximum */
-        int v = kb_load(kb, big_at_window(kb, x, &w));
+        int v = kb_load(kb, big_at_window(kb, x, &w, 4, 3));
         int m = kb_red(kb, KR_MAX, v);
         res = kb_red(kb, KR_MIN, SEL(B(EQ, v, m), pos, C((double)(w.kh * w.kw))));
         break;
     }
-    case OP_AVGPOOL: res = B(DIV, kb_red(kb, KR_SUM, kb_load(kb, big_at_window(kb, x, &w))), C((double)(w.kh * w.kw))); break;
+    case OP_AVGPOOL: res = B(DIV, kb_red(kb, KR_SUM, kb_load(kb, big_at_window(kb, x, &w, 4, 3))), C((double)(w.kh * w.kw))); break;
     case OP_MAXPOOL_PICK: { /* g at the window's recorded maximum */
         int arg = kb_load(kb, outer_point(kb, kb_arg(kb, p->node_buf[n->in[1]], true, false), w.OH, w.OW, w.C));
-        res = kb_red(kb, KR_SUM, SEL(B(EQ, arg, pos), kb_load(kb, big_at_window(kb, x, &w)), C(0)));
+        res = kb_red(kb, KR_SUM, SEL(B(EQ, arg, pos), kb_load(kb, big_at_window(kb, x, &w, 4, 3)), C(0)));
         break;
     }
     case OP_MAXPOOL_GRAD: { /* each covering window's dy where its maximum is here */
@@ -282,6 +290,18 @@ static void build_window(KBuilder *kb, const Node *n, int node) {
     kb_out_at(kb, KO_STORE_ROW, outer_point(kb, out, H, W, w.C), res);
 }
 
+/* transpose: over the output [A, N, M] (one row), each element read from [a, i, j] of [A, M, N]. */
+static void build_transpose(KBuilder *kb, const Node *n, int node) {
+    const Plan *p = kb->plan;
+    int64_t A = n->shape.dim[0], N = n->shape.dim[1], M = n->shape.dim[2];
+    int64_t inner[3] = {A, N, M};
+    kb_domain(kb, false, inner, 3, 1);
+    for (int d = 0; d < kb->k->ndim; d++) kb->k->dim[d].cols = false;
+    int x = kb_arg(kb, p->node_buf[n->in[0]], true, false);
+    KAccess ac = {.arg = x, .rank = 3, .idx = {dim_axis(1, A), dim_axis(3, M), dim_axis(2, N)}};
+    kb_out_at(kb, KO_STORE, kb_std_access(kb, out_arg(kb, node), IX_ELEM), kb_load(kb, kb_access(kb, &ac)));
+}
+
 void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *stored) {
     const Graph *g = kb->plan->g;
     kb_domain_of(kb, ir_domain(g, &g->node[member[0]]));
@@ -293,6 +313,11 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
         if (op_info[n->op].cls == OC_WINDOW) { /* its own domain and index maps */
             NNC_ASSERT(nmember == 1);
             build_window(kb, n, node);
+            break;
+        }
+        if (op_info[n->op].cls == OC_PERMUTE) {
+            NNC_ASSERT(nmember == 1);
+            build_transpose(kb, n, node);
             break;
         }
         int in[IR_MAX_IN] = {0};

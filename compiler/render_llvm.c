@@ -6,7 +6,8 @@
  * planned count as a constant: see llvm_render) and the others constants, accesses
  * as row-major offsets of their affine indices (a bounded or divided index selects 0 where
  * the element does not exist), pointer arguments noalias and 64-byte aligned, so the inner
- * loops vectorise.  Values are placed by level: kernel-invariant
+ * loops vectorise (window reductions over channels-last maps are turned inside out so that
+ * the channel loop is the inner one: emit_channel_kernel).  Values are placed by level: kernel-invariant
  * ones before the row loop, per-row ones before the inner loop that first needs them, element
  * ones inside it.  exp, expm1, log, log1p, tanh and erfc are emitted inline as branch-free
  * polynomial code so that they vectorise too; sqrt and fabs are LLVM intrinsics.  Each kernel
@@ -249,6 +250,7 @@ typedef struct {
     LLVMValueRef *memo;    /* per expression */
     int *memo_level;
     LLVMValueRef *red;     /* reduction results for the current outer point */
+    int vec_dim;           /* the innermost loop's dim in channel-innermost kernels, else -1 */
 } KCtx;
 
 static LLVMValueRef emit_expr(KCtx *kc, int id);
@@ -259,17 +261,33 @@ static LLVMValueRef extent(KCtx *kc, KDim d) {
     return ci64(kc->cg, d.n);
 }
 
+/* Whether access `a` holds the vector dim (see emit_channel_kernel) only in its last index,
+ * undivided and unbounded, with a stride small enough that the row at offset 0 has room for it:
+ * then that term is left out of the select that sends a missing element to offset 0, and the
+ * loads stay consecutive (or evenly strided) along the innermost loop. */
+static bool vec_term_apart(const KCtx *kc, const KAccess *a) {
+    int vd = kc->vec_dim;
+    if (vd < 0 || a->rank == 0) return false;
+    for (int m = 0; m < a->rank - 1; m++)
+        if (a->idx[m].coef[vd]) return false;
+    const KIdx *last = &a->idx[a->rank - 1];
+    return last->coef[vd] > 0 && last->div == 1 && !last->bounded && !last->ext.batch && !last->ext.cols &&
+           last->coef[vd] * (kc->k->dim[vd].n - 1) < last->ext.n;
+}
+
 /* The element of access `a`: its address, and (when some index is bounded or divided) in
- * *valid whether it exists; an element that does not is read at offset 0 and replaced by 0. */
+ * *valid whether it exists; an element that does not is read at offset 0 and replaced by 0
+ * (at the vector dim's own offset when vec_term_apart). */
 static LLVMValueRef access_ptr(KCtx *kc, const KAccess *a, LLVMValueRef *valid) {
     Cg *cg = kc->cg;
     LLVMTypeRef et = kc->k->arg[a->arg].dtype == DT_I32 ? cg->i32 : cg->f32;
+    bool apart = vec_term_apart(kc, a);
     LLVMValueRef off = NULL, ok = NULL;
     for (int m = 0; m < a->rank; m++) {
         const KIdx *x = &a->idx[m];
         LLVMValueRef idx = NULL;
         for (int d = 0; d < kc->k->ndim; d++) {
-            if (!x->coef[d]) continue;
+            if (!x->coef[d] || (apart && d == kc->vec_dim)) continue;
             NNC_ASSERT(kc->v[d]);
             LLVMValueRef t = x->coef[d] == 1 ? kc->v[d] : LLVMBuildNSWMul(cg->b, kc->v[d], ci64(cg, x->coef[d]), "");
             idx = idx ? LLVMBuildNSWAdd(cg->b, idx, t, "") : t;
@@ -291,6 +309,11 @@ static LLVMValueRef access_ptr(KCtx *kc, const KAccess *a, LLVMValueRef *valid) 
     }
     if (!off) off = ci64(cg, 0);
     if (ok) off = LLVMBuildSelect(cg->b, ok, off, ci64(cg, 0), "");
+    if (apart) {
+        int64_t coef = a->idx[a->rank - 1].coef[kc->vec_dim];
+        LLVMValueRef v = kc->v[kc->vec_dim];
+        off = LLVMBuildNSWAdd(cg->b, off, coef == 1 ? v : LLVMBuildNSWMul(cg->b, v, ci64(cg, coef), ""), "");
+    }
     *valid = ok;
     return LLVMBuildInBoundsGEP2(cg->b, et, kc->argp[a->arg], &off, 1, "");
 }
@@ -462,7 +485,7 @@ enum { SHORT_ROW = 32 }; /* columns: a row of fewer is short (see llvm_render) *
 /* The body of loop kernel k into fn; with fixed_cols > 0 the column count is that constant
  * (the planned one) rather than the parameter. */
 static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn, int64_t fixed_cols) {
-    KCtx kc = {.cg = cg, .k = k, .fn = fn};
+    KCtx kc = {.cg = cg, .k = k, .fn = fn, .vec_dim = -1};
     kc.rows = LLVMGetParam(fn, 0);
     kc.cols = fixed_cols > 0 ? ci64(cg, fixed_cols) : LLVMGetParam(fn, 1);
     kc.argp = util_calloc((size_t)k->narg + 1, sizeof(LLVMValueRef));
@@ -567,6 +590,124 @@ static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn, int64_t f
         }
     LLVMBuildRetVoid(cg->b);
     free(acc);
+    free(racc);
+    free(kc.argp);
+    free(kc.memo);
+    free(kc.memo_level);
+    free(kc.red);
+}
+
+/* ---- window reductions, channels innermost ---- */
+
+enum { VEC_MIN = 8, VEC_MAX = 4096 }; /* the channel counts emit_channel_kernel takes */
+
+/* A kernel that reduces over small constant inner dims (a pooling window; the patches that
+ * read an input element) for every outer point [.., c], whose last outer dim c is the last
+ * index of every access that uses it (channels last): the nest above would put the window
+ * loops innermost, a few iterations of scalar code per output, with the channels outside
+ * them.  emit_channel_kernel turns it inside out instead. */
+static bool channel_innermost(const Kernel *k) {
+    if (k->nouter < 2 || k->nred == 0) return false;
+    int c = k->nouter - 1;
+    if (k->dim[c].batch || k->dim[c].cols || k->dim[c].n < VEC_MIN || k->dim[c].n > VEC_MAX) return false;
+    for (int d = k->nouter; d < k->ndim; d++)
+        if (k->dim[d].batch || k->dim[d].cols) return false;
+    for (int o = 0; o < k->nout; o++)
+        if (k->out[o].kind != KO_STORE_ROW) return false;
+    for (int i = 0; i < k->nx; i++)
+        if (k->x[i].op == KX_RANDOM) return false;
+    for (int a = 0; a < k->nacc; a++) {
+        const KAccess *ac = &k->acc[a];
+        for (int m = 0; m + 1 < ac->rank; m++)
+            if (ac->idx[m].coef[c]) return false;
+    }
+    return true;
+}
+
+/* Loop over the channel dim c = kc->vec_dim; the caller fills the body and calls chan_end. */
+static void chan_begin(KCtx *kc, Loop *l) {
+    loop_begin(kc->cg, kc->fn, l, kc->ext[kc->vec_dim], "c");
+    kc->v[kc->vec_dim] = l->iv;
+}
+
+static void chan_end(KCtx *kc, Loop *l) {
+    forget_level(kc, 1); /* per-point and per-element values hold this c */
+    loop_end(kc->cg, l);
+    kc->v[kc->vec_dim] = NULL;
+}
+
+static LLVMValueRef chan_slot(KCtx *kc, LLVMValueRef row) {
+    LLVMValueRef idx[2] = {ci64(kc->cg, 0), kc->v[kc->vec_dim]};
+    return LLVMBuildInBoundsGEP2(kc->cg->b, LLVMGetAllocatedType(row), row, idx, 2, "");
+}
+
+/* A channel_innermost kernel: for each outer point but the channel, per reduction phase
+ * { every channel's accumulator set; for the window's positions { for c { accumulate } } },
+ * then for c { the outputs }.  The accumulators are a row of C floats on the stack; each
+ * output element still adds its window positions in the same order, so the results are the
+ * ones emit_loop_kernel's nest gives, bit for bit, while the c loop vectorises (maxpool's
+ * gradient over 32 channels: scalar code before). */
+static void emit_channel_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn) {
+    KCtx kc = {.cg = cg, .k = k, .fn = fn, .vec_dim = k->nouter - 1};
+    kc.rows = LLVMGetParam(fn, 0);
+    kc.cols = LLVMGetParam(fn, 1);
+    kc.argp = util_calloc((size_t)k->narg + 1, sizeof(LLVMValueRef));
+    for (int a = 0; a < k->narg; a++) kc.argp[a] = LLVMGetParam(fn, (unsigned)a + 2);
+    kc.scalars = LLVMGetParam(fn, (unsigned)k->narg + 2);
+    kc.memo = util_calloc((size_t)k->nx + 1, sizeof(LLVMValueRef));
+    kc.memo_level = util_calloc((size_t)k->nx + 1, sizeof(int));
+    kc.red = util_calloc((size_t)k->nred + 1, sizeof(LLVMValueRef));
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    for (int d = 0; d < k->ndim; d++) kc.ext[d] = extent(&kc, k->dim[d]);
+    LLVMTypeRef row_ty = LLVMArrayType2(cg->f32, (uint64_t)k->dim[kc.vec_dim].n);
+    LLVMValueRef *racc = util_calloc((size_t)k->nred + 1, sizeof(LLVMValueRef));
+    for (int r = 0; r < k->nred; r++) {
+        racc[r] = LLVMBuildAlloca(cg->b, row_ty, "red");
+        LLVMSetAlignment(racc[r], 64);
+    }
+    Loop lo[K_MAX_DIMS], li[K_MAX_DIMS], lc;
+    for (int d = 0; d < kc.vec_dim; d++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, d == 0 ? "i" : "o%d", d);
+        loop_begin(cg, fn, &lo[d], kc.ext[d], nm);
+        if (d == 0) kc.anchor0 = lo[0].pre;
+        kc.v[d] = lo[d].iv;
+    }
+    kc.anchor1 = NULL; /* a per-point value depends on c: emitted where it is used */
+    for (int ph = 0; ph < k->nphase; ph++) {
+        chan_begin(&kc, &lc);
+        for (int r = 0; r < k->nred; r++)
+            if (k->red[r].phase == ph) LLVMBuildStore(cg->b, red_init(cg, k->red[r].op), chan_slot(&kc, racc[r]));
+        chan_end(&kc, &lc);
+        for (int d = k->nouter; d < k->ndim; d++) {
+            char nm[16];
+            snprintf(nm, sizeof nm, "r%d", d);
+            loop_begin(cg, fn, &li[d], kc.ext[d], nm);
+            kc.v[d] = li[d].iv;
+        }
+        chan_begin(&kc, &lc);
+        for (int r = 0; r < k->nred; r++)
+            if (k->red[r].phase < ph) kc.red[r] = LLVMBuildLoad2(cg->b, cg->f32, chan_slot(&kc, racc[r]), "");
+        for (int r = 0; r < k->nred; r++) {
+            if (k->red[r].phase != ph) continue;
+            LLVMValueRef v = emit_expr(&kc, k->red[r].expr), slot = chan_slot(&kc, racc[r]);
+            LLVMBuildStore(cg->b, red_step(cg, k->red[r].op, LLVMBuildLoad2(cg->b, cg->f32, slot, ""), v, false), slot);
+        }
+        chan_end(&kc, &lc);
+        for (int d = k->ndim - 1; d >= k->nouter; d--) {
+            loop_end(cg, &li[d]);
+            kc.v[d] = NULL;
+        }
+    }
+    chan_begin(&kc, &lc);
+    for (int r = 0; r < k->nred; r++) kc.red[r] = LLVMBuildLoad2(cg->b, cg->f32, chan_slot(&kc, racc[r]), "");
+    for (int o = 0; o < k->nout; o++) LLVMBuildStore(cg->b, emit_expr(&kc, k->out[o].expr), out_ptr(&kc, k->out[o].acc));
+    chan_end(&kc, &lc);
+    for (int d = kc.vec_dim - 1; d >= 0; d--) {
+        loop_end(cg, &lo[d]);
+        kc.v[d] = NULL;
+    }
+    LLVMBuildRetVoid(cg->b);
     free(racc);
     free(kc.argp);
     free(kc.memo);
@@ -684,7 +825,10 @@ LlvmModule *llvm_render(const Plan *p, const char *cpu, char *err, size_t nerr) 
         const Kernel *k = &p->kernel[i];
         if (k->kind != K_LOOP) continue;
         kfn[i] = declare_kernel(cg, k, k->name);
-        emit_loop_kernel(cg, k, kfn[i], 0);
+        if (channel_innermost(k))
+            emit_channel_kernel(cg, k, kfn[i]);
+        else
+            emit_loop_kernel(cg, k, kfn[i], 0);
         if (k->dim[k->ndim - 1].cols && kernel_cols(k) < SHORT_ROW) {
             char name[96];
             snprintf(name, sizeof name, "%s_c%lld", k->name, (long long)kernel_cols(k));

@@ -9,7 +9,7 @@
  *
  * A node's elements relate to a space by its per-sample flat index e: the entry is
  * (e / inner) % width.  Views keep that (a reshape does not move elements); a convolution's
- * patches multiply inner by kh kw; pooling keeps channels.
+ * patches keep it too (channels fastest, each repeated kh kw times); pooling keeps channels.
  *
  * A gated layer can shrink when removing a neuron whose gate is 0 leaves the model's function
  * unchanged: every use of the layer's neurons must come after its one gate, through ops that
@@ -22,14 +22,26 @@
 
 #include "lower.h"
 
-/* The weight a GEMM operand is, seen through views (a conv's [F, C, kh, kw] as [F, C kh kw]). */
-static Weight *weight_of(Graph *g, int node) {
-    while (g->node[node].op == OP_RESHAPE) node = g->node[node].in[0];
+/* The weight a GEMM operand is, seen through views and a transpose (a conv's [F, C, kh, kw]
+ * as the [F, kh kw C] matrix of its patches' order); with `inner`, a column entry's block in
+ * that view becomes the one in the weight's own order [F, C kh kw] (kh kw where the view's
+ * is 1). */
+static Weight *weight_of(Graph *g, int node, int64_t *inner) {
+    for (;;) {
+        const Node *n = &g->node[node];
+        if (n->op == OP_TRANSPOSE) { /* [F, C, K] -> [F, K, C]: column entry c, one element each */
+            if (inner && *inner != 1) return NULL;
+            if (inner) *inner = n->shape.dim[1];
+        } else if (n->op != OP_RESHAPE) {
+            break;
+        }
+        node = n->in[0];
+    }
     return g->node[node].op == OP_WEIGHT ? &g->weight[g->node[node].ref] : NULL;
 }
 
 static void set_space(Graph *g, int node, int dim, int space, int64_t inner) {
-    Weight *w = weight_of(g, node);
+    Weight *w = weight_of(g, node, dim == 1 ? &inner : NULL);
     if (!w) return;
     w->space[dim] = space;
     w->space_inner[dim] = inner;
@@ -61,7 +73,7 @@ static bool map_per_entry(Graph *g, int id, int *sp, int64_t *inner, bool *gated
         bool vector = x->shape.rank == 1 && !x->shape.batched && x->shape.dim[0] == last;
         if (op_operand_is_runtime(nd->op, i) || x->shape.rank == 0) continue; /* a scalar, or one per sample */
         if (sp[nd->in[i]] < 0) {
-            if (!(vector && weight_of(g, nd->in[i]))) return false;
+            if (!(vector && weight_of(g, nd->in[i], NULL))) return false;
             nvector++;
             continue;
         }
@@ -149,10 +161,10 @@ void spaces_analyse(Graph *g) {
         default:
             if (op_info[nd->op].cls == OC_WINDOW && nd->nin == 1 && in_space >= 0 && in_inner == 1 &&
                 in_last == g->space[in_space].width && op_has(nd->op, OF_KEEPS0)) {
-                /* pooling keeps channels; a convolution's patches hold each channel kh kw times */
-                Window w = ir_window(g, nd);
+                /* pooling keeps channels; a convolution's patches hold each channel kh kw times,
+                 * channels fastest (the entry of patch column e is e % C) */
                 sp[id] = in_space;
-                inner[id] = nd->op == OP_IM2COL ? w.kh * w.kw : 1;
+                inner[id] = 1;
                 gated[id] = gated[a];
                 lost[id] = lost[a];
                 continue;

@@ -255,7 +255,7 @@ static void window_op(RefState *r, const Node *n, double *out) {
                             int64_t h = oh * w.stride + i * w.dilation - w.pad_top, v = ow * w.stride + j * w.dilation - w.pad_left;
                             bool in = h >= 0 && h < w.H && v >= 0 && v < w.W;
                             int64_t big = ((b * w.H + h) * w.W + v) * w.C + c;
-                            int64_t patch = ((b * w.OH + oh) * w.OW + ow) * CK + (c * w.kh + i) * w.kw + j; /* im2col's */
+                            int64_t patch = ((b * w.OH + oh) * w.OW + ow) * CK + (i * w.kw + j) * w.C + c; /* im2col's */
                             switch (n->op) {
                             case OP_IM2COL: out[patch] = in ? x[big] : 0; break;
                             case OP_COL2IM: if (in) out[big] += x[patch]; break;
@@ -361,6 +361,14 @@ static void run_node(RefState *r, int id) {
     case OC_ROW: row_op(r, n, out); return;
     case OC_UPDATE: update(r, n, out); return;
     case OC_WINDOW: window_op(r, n, out); return;
+    case OC_PERMUTE: { /* transpose [A, M, N] -> [A, N, M] */
+        const double *x = r->val[n->in[0]];
+        int64_t A = s.dim[0], N = s.dim[1], M = s.dim[2];
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t j = 0; j < N; j++)
+                for (int64_t i = 0; i < M; i++) out[(a * N + j) * M + i] = x[(a * M + i) * N + j];
+        return;
+    }
     case OC_COUNT: break;
     }
 }

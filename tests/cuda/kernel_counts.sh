@@ -11,10 +11,11 @@ check() { # model expected-line [options]
 check models/fashion_mlp.nn   "; kernels per training step: 21 (8 GEMMs, 13 loop kernels); CUDA launches per step: 28; kernels per evaluation batch: 7"
 check models/fashion_gated.nn "; kernels per training step: 27 (8 GEMMs, 19 loop kernels); CUDA launches per step: 38; kernels per evaluation batch: 12"
 check models/fashion_sparse.nn "; kernels per training step: 27 (8 GEMMs, 19 loop kernels); CUDA launches per step: 38; kernels per evaluation batch: 12"
-# a convolution is im2col + GEMM (+ bias/relu fused); backward recomputes the patches and maxima
-check models/fashion_2c2d.nn  "; kernels per training step: 42 (11 GEMMs, 31 loop kernels); CUDA launches per step: 51; kernels per evaluation batch: 13"
+# a convolution is im2col + GEMM (+ bias/relu fused); backward recomputes the patches and maxima;
+# a second conv's weight is transposed to the patches' order [F, kh kw C], and its gradient back
+check models/fashion_2c2d.nn  "; kernels per training step: 44 (11 GEMMs, 33 loop kernels); CUDA launches per step: 53; kernels per evaluation batch: 14"
 # the same with a gate per layer: its gradient's column sums, and the gates' statistics in evaluation
-check models/fashion_sparse_cnn.nn "; kernels per training step: 50 (11 GEMMs, 39 loop kernels); CUDA launches per step: 65; kernels per evaluation batch: 20"
+check models/fashion_sparse_cnn.nn "; kernels per training step: 52 (11 GEMMs, 41 loop kernels); CUDA launches per step: 67; kernels per evaluation batch: 21"
 # hmc's leapfrog step: the gradient, the momentum kicks and the position drifts (6, a program of
 # their own); the log priors each fuse into one summing kernel per weight; evaluation also
 # gives the nll metric per sample (nll_rows: a row sum and a subtraction) for the predictive NLL
@@ -25,8 +26,8 @@ check models/diabetes_bnn.nn "; kernels per training step: 21 (5 GEMMs, 16 loop 
 check models/fashion_mlp.nn   "; kernels per training step: 28 (8 GEMMs, 20 loop kernels); CUDA launches per step: 35; kernels per evaluation batch: 10" --fuse=none
 check models/fashion_gated.nn "; kernels per training step: 46 (8 GEMMs, 38 loop kernels); CUDA launches per step: 57; kernels per evaluation batch: 24" --fuse=none
 check models/fashion_sparse.nn "; kernels per training step: 46 (8 GEMMs, 38 loop kernels); CUDA launches per step: 57; kernels per evaluation batch: 24" --fuse=none
-check models/fashion_2c2d.nn  "; kernels per training step: 50 (11 GEMMs, 39 loop kernels); CUDA launches per step: 59; kernels per evaluation batch: 17" --fuse=none
-check models/fashion_sparse_cnn.nn "; kernels per training step: 77 (11 GEMMs, 66 loop kernels); CUDA launches per step: 92; kernels per evaluation batch: 38" --fuse=none
+check models/fashion_2c2d.nn  "; kernels per training step: 52 (11 GEMMs, 41 loop kernels); CUDA launches per step: 61; kernels per evaluation batch: 18" --fuse=none
+check models/fashion_sparse_cnn.nn "; kernels per training step: 79 (11 GEMMs, 68 loop kernels); CUDA launches per step: 94; kernels per evaluation batch: 39" --fuse=none
 check models/xsec_bnn.nn "; kernels per training step: 96 (5 GEMMs, 91 loop kernels); CUDA launches per step: 115; kernels per evaluation batch: 42" --fuse=none
 check models/diabetes_bnn.nn "; kernels per training step: 84 (5 GEMMs, 79 loop kernels); CUDA launches per step: 91; kernels per evaluation batch: 42" --fuse=none
 # one fused forward and one fused backward kernel per gated layer

@@ -41,6 +41,14 @@ static int w_vec(Graph *g, const char *name, int64_t n) { return ir_weight(g, na
 static int w_mat(Graph *g, const char *name, int64_t r, int64_t c) {
     return ir_weight(g, name, W_PARAM, (Shape){.rank = 2, .dim = {r, c}}, INIT_ZERO, NOLOC);
 }
+/* A convolution's weight [F, C, K] (K = kh kw) as its patches' GEMM reads it, [F, K C],
+ * the way lower.c builds it. */
+static int patch_weight(Graph *g, const char *name, int64_t F, int64_t Cin, int64_t K) {
+    int w = w_mat(g, name, F, Cin * K);
+    w = ir_add1(g, OP_RESHAPE, (Shape){.rank = 3, .dim = {F, Cin, K}}, w, NOLOC);
+    w = ir_add1(g, OP_TRANSPOSE, (Shape){.rank = 3, .dim = {F, K, Cin}}, w, NOLOC);
+    return ir_add1(g, OP_RESHAPE, (Shape){.rank = 2, .dim = {F, K * Cin}}, w, NOLOC);
+}
 static int w_scalar(Graph *g, const char *name) { return ir_weight(g, name, W_PARAM, shape_scalar(), INIT_ZERO, NOLOC); }
 static int op1(Graph *g, Op op, int a, double attr) {
     int id = ir_add1(g, op, g->node[a].shape, a, NOLOC);
@@ -209,6 +217,10 @@ static const Geom G_DILATED = {7, 7, 1, 3, 3, 1, 2, 2, 2, 2, 2}; /* dilation 2 *
 static const Geom P_2X2 = {4, 6, 3, 2, 2, 2, 1, 0, 0, 0, 0};
 static const Geom P_OVERLAP = {5, 5, 2, 3, 3, 2, 1, 0, 0, 0, 0}; /* 3x3 windows, stride 2 */
 static const Geom P_ODD = {5, 7, 2, 2, 2, 2, 1, 0, 0, 0, 0};     /* the last row and column are left out */
+/* at least 8 channels: the CPU renders these reductions with the channel loop innermost
+ * (render_llvm.c, channel_innermost) */
+static const Geom G_WIDE = {5, 4, 11, 3, 3, 2, 1, 1, 1, 1, 1};  /* col2im: strided, padded, 11 channels */
+static const Geom P_WIDE = {5, 5, 9, 3, 3, 2, 1, 0, 0, 0, 0};   /* overlapping pools over 9 channels */
 static int im2col_case(Graph *g, const Geom *q) {
     return win(g, OP_IM2COL, map3(out_h(q), out_w(q), q->C * q->kh * q->kw), in_map(g, "x", q->H, q->W, q->C), -1, q);
 }
@@ -224,7 +236,14 @@ static int c_im2col_dilated(Graph *g) { return im2col_case(g, &G_DILATED); }
 static int c_col2im_same(Graph *g) { return col2im_case(g, &G_SAME); }
 static int c_col2im_strided(Graph *g) { return col2im_case(g, &G_STRIDED); }
 static int c_col2im_dilated(Graph *g) { return col2im_case(g, &G_DILATED); }
+static int c_col2im_wide(Graph *g) { return col2im_case(g, &G_WIDE); }
+static int c_transpose(Graph *g) {
+    int w = ir_weight(g, "w", W_PARAM, (Shape){.rank = 3, .dim = {3, 4, 5}}, INIT_ZERO, NOLOC);
+    return ir_add1(g, OP_TRANSPOSE, (Shape){.rank = 3, .dim = {3, 5, 4}}, w, NOLOC);
+}
 static int c_maxpool_2x2(Graph *g) { return pool_case(g, OP_MAXPOOL, &P_2X2); }
+static int c_maxpool_wide(Graph *g) { return pool_case(g, OP_MAXPOOL, &P_WIDE); }
+static int c_avgpool_wide(Graph *g) { return pool_case(g, OP_AVGPOOL, &P_WIDE); }
 static int c_maxpool_overlap(Graph *g) { return pool_case(g, OP_MAXPOOL, &P_OVERLAP); }
 static int c_maxpool_odd(Graph *g) { return pool_case(g, OP_MAXPOOL, &P_ODD); }
 static int c_avgpool_2x2(Graph *g) { return pool_case(g, OP_AVGPOOL, &P_2X2); }
@@ -234,15 +253,21 @@ static int c_avgpool_grad(Graph *g) {
     return win(g, OP_AVGPOOL_GRAD, map3(q->H, q->W, q->C), in_map(g, "dy", out_h(q), out_w(q), q->C), -1, q);
 }
 /* maxpool's adjoint pair as forward ops, at the maxima of another input */
-static int c_maxpool_grad(Graph *g) {
-    const Geom *q = &P_OVERLAP;
+static int maxpool_grad_case(Graph *g, const Geom *q) {
     int arg = pool_case(g, OP_MAXPOOL_ARG, q);
     return win(g, OP_MAXPOOL_GRAD, map3(q->H, q->W, q->C), in_map(g, "dy", out_h(q), out_w(q), q->C), arg, q);
 }
-static int c_maxpool_pick(Graph *g) {
-    const Geom *q = &P_ODD;
+static int c_maxpool_grad(Graph *g) { return maxpool_grad_case(g, &P_OVERLAP); }
+static int c_maxpool_grad_wide(Graph *g) { return maxpool_grad_case(g, &P_WIDE); }
+static int maxpool_pick_case(Graph *g, const Geom *q) {
     int arg = pool_case(g, OP_MAXPOOL_ARG, q);
     return win(g, OP_MAXPOOL_PICK, map3(out_h(q), out_w(q), q->C), in_map(g, "g", q->H, q->W, q->C), arg, q);
+}
+static int c_maxpool_pick(Graph *g) { return maxpool_pick_case(g, &P_ODD); }
+static int c_maxpool_pick_wide(Graph *g) { return maxpool_pick_case(g, &P_WIDE); }
+static int c_avgpool_grad_wide(Graph *g) {
+    const Geom *q = &P_WIDE;
+    return win(g, OP_AVGPOOL_GRAD, map3(q->H, q->W, q->C), in_map(g, "dy", out_h(q), out_w(q), q->C), -1, q);
 }
 /* a gated convolutional network: conv 3x3 same -> bias, relu, gate per channel -> maxpool
  * 2x2 -> flatten -> dense -> cross entropy, with an optimiser step */
@@ -250,7 +275,7 @@ static int c_conv_net(Graph *g) {
     const Geom q = {6, 6, 2, 3, 3, 1, 1, 1, 1, 1, 1};
     int F = 4, lab = in_lab(g, C);
     int cols = im2col_case(g, &q);
-    int z = matmul(g, cols, w_mat(g, "w", F, q.C * q.kh * q.kw), false, true);
+    int z = matmul(g, cols, patch_weight(g, "w", F, q.C, q.kh * q.kw), false, true);
     z = op2(g, OP_BIAS_ADD, map3(6, 6, F), z, w_vec(g, "b", F));
     int h = op2(g, OP_GATE, map3(6, 6, F), op1(g, OP_RELU, z, 0), w_vec(g, "g", F));
     const Geom p = {6, 6, F, 2, 2, 2, 1, 0, 0, 0, 0};
@@ -301,6 +326,10 @@ static const Case cases[] = {
     {"net_hmc", c_net, OPT_SAMPLER, 0, 0, false}, /* a leapfrog step's kick and drift */
     {"net_sgld", c_net, OPT_SGLD, 0, 0, false},   /* a Langevin step, its noise from the kernel generator */
     {"net_sgld_rms", c_net, OPT_SGLD, 1, 0, false},
+    /* (added last: a case's data comes from its index) */
+    FWD("transpose", c_transpose), FWD("col2im_wide", c_col2im_wide), FWD("maxpool_wide", c_maxpool_wide), FWD("avgpool_wide", c_avgpool_wide),
+    FWD("avgpool_grad_wide", c_avgpool_grad_wide), FWD("maxpool_grad_wide", c_maxpool_grad_wide),
+    FWD("maxpool_pick_wide", c_maxpool_pick_wide),
 };
 
 /* ---- values ---- */
@@ -616,7 +645,7 @@ static void run_case(const Case *cs, uint64_t seed) {
     arena_free(arena);
 }
 
-/* Convolution as nnc lowers it (im2col, then a GEMM with the [F, C, kh, kw] weight) against
+/* Convolution as nnc lowers it (im2col, then a GEMM with the [F, C, kh, kw] weight transposed) against
  * the direct seven-loop definition, on the reference, for each geometry (stride, padding,
  * dilation, odd sizes). */
 static void check_conv_direct(void) {
@@ -628,8 +657,9 @@ static void check_conv_direct(void) {
         Graph *g = ir_new(arena);
         int x = in_map(g, "x", q->H, q->W, q->C);
         int cols = win(g, OP_IM2COL, map3(OH, OW, K), x, -1, q);
-        int w = w_mat(g, "w", F, K);
-        int y = matmul(g, cols, w, false, true);
+        int wt = patch_weight(g, "w", F, q->C, q->kh * q->kw);
+        int w = g->node[g->node[g->node[wt].in[0]].in[0]].in[0]; /* the [F, C kh kw] weight */
+        int y = matmul(g, cols, wt, false, true);
         g->loss = ir_add1(g, OP_SUM, shape_scalar(), y, NOLOC);
         g->nforward = g->nnode;
         ir_verify(g, "conv_direct");

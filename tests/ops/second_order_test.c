@@ -134,7 +134,7 @@ static int build_priors(Graph *g, const Case *cs) {
     return bin(g, OP_SUB, sc, nll, bin(g, OP_MUL, sc, ir_const(g, 0.1, NOLOC), prior));
 }
 
-/* a convolution (im2col + GEMM, padding 1), per-channel bias and gate, then max or average
+/* a convolution (im2col + GEMM with the transposed weight, padding 1), per-channel bias and gate, then max or average
  * pooling (3x3 windows, stride 2: they overlap), flatten, dense, cross entropy */
 static Shape map3(int64_t h, int64_t w, int64_t c) { return (Shape){.rank = 3, .dim = {h, w, c}, .batched = true}; }
 static int window(Graph *g, Op op, Shape s, int a, double kh, double kw, double stride, double pad) {
@@ -146,7 +146,10 @@ static int window(Graph *g, Op op, Shape s, int a, double kh, double kw, double 
 static int build_conv(Graph *g, const Case *cs) {
     int x = ir_input(g, "x", false, false, 0, map3(5, 5, 2), NOLOC);
     int cols = window(g, OP_IM2COL, map3(5, 5, 18), x, 3, 3, 1, 1);
-    int mm = bin(g, OP_MATMUL, map3(5, 5, 3), cols, weight(g, "w1", mat(3, 18)));
+    /* the weight [3, 2, 3x3] in the patches' order, as lower.c reads it: transposed */
+    int w1 = ir_add1(g, OP_RESHAPE, (Shape){.rank = 3, .dim = {3, 2, 9}}, weight(g, "w1", mat(3, 18)), NOLOC);
+    w1 = ir_add1(g, OP_TRANSPOSE, (Shape){.rank = 3, .dim = {3, 9, 2}}, w1, NOLOC);
+    int mm = bin(g, OP_MATMUL, map3(5, 5, 3), cols, ir_add1(g, OP_RESHAPE, mat(3, 18), w1, NOLOC));
     g->node[mm].attr[1] = 1;
     int h = bin(g, OP_BIAS_ADD, map3(5, 5, 3), mm, weight(g, "b1", vec(3)));
     h = bin(g, OP_GATE, map3(5, 5, 3), un(g, OP_TANH, h, 0), weight(g, "g", vec(3)));
