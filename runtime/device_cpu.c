@@ -1,6 +1,7 @@
 /* device_cpu.c: the CPU device.  Kernels are the LLVM backend's compiled entries (JIT-compiled
  * by nnc, or linked into a built trainer: see cpu_kernels_open in device.h), GEMMs are
- * device_sgemm (gemm_small.c's kernel for small ones, OpenBLAS's cblas_sgemm for the rest),
+ * device_sgemm (gemm_small.c's kernel for small ones and for tall ones, a convolution's
+ * patches times its weight, whose rows the threads share; OpenBLAS's cblas_sgemm for the rest),
  * memory is host memory.
  *
  * Row-parallel launches.  A loop kernel whose results are each a function of one batch row
@@ -22,6 +23,9 @@
 /* MIN_SPLIT_WORK: elements of a loop kernel worth waking the threads for (below it, a 1000 x 20
  * layer, the hand-off costs more than it saves); SMALL_GEMM: the same for a GEMM's multiply-adds */
 enum { MAX_THREADS = 64, MIN_SPLIT_WORK = 1 << 17, SMALL_GEMM = 1 << 20 };
+/* A tall GEMM (tall_gemm): at least TALL_ROWS rows of C, at most TALL_COLS columns, op(B) of at
+ * most TALL_B floats */
+enum { TALL_ROWS = 4096, TALL_COLS = 1024, TALL_B = 1 << 18 };
 
 typedef struct CpuDevice CpuDevice;
 
@@ -130,9 +134,16 @@ static void *worker_main(void *arg) {
     }
 }
 
+/* OpenBLAS's own thread count (OPENBLAS_NUM_THREADS), as it was before blas_threads changed it */
+static int blas_all_threads(void) {
+    static int all;
+    if (!all) all = openblas_get_num_threads();
+    return all;
+}
+
 static int thread_count(void) {
     const char *v = getenv("NNC_THREADS");
-    int n = v && *v ? atoi(v) : openblas_get_num_threads();
+    int n = v && *v ? atoi(v) : blas_all_threads();
     return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
 }
 
@@ -186,8 +197,9 @@ bool device_gemm_small(int64_t m, int64_t n, int64_t k) { return (double)m * (do
  * above.  OpenBLAS's results depend on its thread count, so the choice is made from the shape
  * alone. */
 static void blas_threads(int64_t m, int64_t n, int64_t k) {
-    static int all, now;
-    if (!all) all = now = openblas_get_num_threads();
+    static int now;
+    int all = blas_all_threads();
+    if (!now) now = all;
     int want = device_gemm_small(m, n, k) ? 1 : all;
     if (want != now) {
         openblas_set_num_threads(want);
@@ -197,11 +209,58 @@ static void blas_threads(int64_t m, int64_t n, int64_t k) {
 
 int device_cpu_threads(void) { return thread_count(); }
 
+/* A tall product: many rows of A times a narrow and short op(B), a convolution's patches times
+ * its weight ([B OH OW, kh kw C] x [kh kw C, F]) or its output gradient times the weight.
+ * OpenBLAS's blocking suits it badly (fashion_2c2d's conv2, 25088 x 64 x 800 and 25088 x 800
+ * x 64, on a 2-core Zen 3: 41 ms each on its two threads, one thread of gemm_small about 50):
+ * gemm_small runs it, the rows shared by the threads.  Each element of C is gemm_small's fixed
+ * chain of multiply-adds however the rows are shared, so the bits do not depend on the thread
+ * count. */
+static bool tall_gemm(GemmShape s) {
+    return !s.ta && s.m >= TALL_ROWS && s.n <= TALL_COLS && (double)s.k * (double)s.n <= TALL_B && gemm_small_available();
+}
+
+typedef struct {
+    GemmShape s;
+    const float *A, *B;
+    float *C;
+    int r0, r1;
+} TallPart;
+
+static void *tall_part(void *arg) {
+    const TallPart *t = arg;
+    gemm_small(false, t->s.tb, t->r1 - t->r0, t->s.n, t->s.k, t->A + (size_t)t->r0 * (size_t)t->s.lda, t->s.lda, t->B, t->s.ldb,
+               t->C + (size_t)t->r0 * (size_t)t->s.ldc, t->s.ldc);
+    return NULL;
+}
+
+static void tall_sgemm(GemmShape s, const float *A, const float *B, float *C) {
+    int nt = thread_count();
+    TallPart part[MAX_THREADS];
+    pthread_t id[MAX_THREADS];
+    bool started[MAX_THREADS] = {false};
+    for (int t = 0; t < nt; t++)
+        part[t] = (TallPart){s, A, B, C, (int)((int64_t)s.m * t / nt), (int)((int64_t)s.m * (t + 1) / nt)};
+    for (int t = 1; t < nt; t++) started[t] = !pthread_create(&id[t], NULL, tall_part, &part[t]);
+    tall_part(&part[0]);
+    for (int t = 1; t < nt; t++) {
+        if (started[t])
+            pthread_join(id[t], NULL);
+        else
+            tall_part(&part[t]); /* no thread for it: this one does its rows */
+    }
+}
+
 /* A small GEMM runs on one thread in gemm_small (AVX2 + FMA) where the CPU has it, else on
- * one OpenBLAS thread; a bigger one on all of OpenBLAS's.  The CPU device and the emulated CUDA
- * device's cuBLAS both come here for every GEMM, so they give the same bits. */
+ * one OpenBLAS thread; a tall one in gemm_small on all the threads; the rest on all of
+ * OpenBLAS's.  The CPU device and the emulated CUDA device's cuBLAS both come here for every
+ * GEMM, so they give the same bits. */
 void device_sgemm(GemmShape s, const float *A, const float *B, float *C) {
     if (device_gemm_small(s.m, s.n, s.k) && gemm_small(s.ta, s.tb, s.m, s.n, s.k, A, s.lda, B, s.ldb, C, s.ldc)) return;
+    if (tall_gemm(s)) {
+        tall_sgemm(s, A, B, C);
+        return;
+    }
     blas_threads(s.m, s.n, s.k);
     cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, s.m, s.n, s.k, 1.0f, A,
                 s.lda, B, s.ldb, 0.0f, C, s.ldc);

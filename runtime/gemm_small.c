@@ -25,7 +25,7 @@
 #define AVX2 __attribute__((target("avx2,fma")))
 #define INLINE static inline __attribute__((always_inline)) AVX2
 
-enum { MR = 4, NV = 3 }; /* a tile: MR rows x NV vectors of 8 columns */
+enum { MR = 4, NV = 3, BLOCK_FLOATS = 32768 }; /* a tile: MR rows x NV vectors of 8 columns */
 
 /* lanes < n on, as a maskload/maskstore mask */
 INLINE __m256i lane_mask(int n) {
@@ -141,13 +141,20 @@ static AVX2 void gemm_avx2(bool ta, bool tb, int m, int n, int k, const float *A
     }
     if (n == 1 && tb) ldb = 1; /* B is 1 x k: column p of op(B) is B[p] */
     ptrdiff_t ai = ta ? 1 : lda, ap = ta ? lda : 1;
-    for (int j0 = 0; j0 < n; j0 += 8 * NV) {
-        int cols = n - j0 < 8 * NV ? n - j0 : 8 * NV, nv = (cols + 7) / 8;
-        int nlast = cols - 8 * (nv - 1);
-        __m256i last = lane_mask(nlast);
-        for (int i0 = 0; i0 < m; i0 += MR) {
-            int mr = m - i0 < MR ? m - i0 : MR;
-            tile_any(mr, nv, A + i0 * ai, ai, ap, B + j0, ldb, k, C + (ptrdiff_t)i0 * ldc + j0, ldc, last, nlast);
+    /* rows in blocks of about 128 KiB of A, each multiplied by all of op(B) while it is in
+     * the cache (a tall A, a convolution's patches, is read from memory once) */
+    int rb = (int)(BLOCK_FLOATS / k) / MR * MR;
+    rb = rb < MR ? MR : rb;
+    for (int ib = 0; ib < m; ib += rb) {
+        int iend = m - ib < rb ? m : ib + rb;
+        for (int j0 = 0; j0 < n; j0 += 8 * NV) {
+            int cols = n - j0 < 8 * NV ? n - j0 : 8 * NV, nv = (cols + 7) / 8;
+            int nlast = cols - 8 * (nv - 1);
+            __m256i last = lane_mask(nlast);
+            for (int i0 = ib; i0 < iend; i0 += MR) {
+                int mr = iend - i0 < MR ? iend - i0 : MR;
+                tile_any(mr, nv, A + i0 * ai, ai, ap, B + j0, ldb, k, C + (ptrdiff_t)i0 * ldc + j0, ldc, last, nlast);
+            }
         }
     }
     free(bt);

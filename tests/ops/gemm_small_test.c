@@ -7,7 +7,9 @@
  *     8-lane dot product summed in its fixed order; and within the forward error bound of a
  *     double-precision product.
  *   - Nothing outside C's m x n elements is written (a guard value around and between rows).
- *   - device_sgemm on a small and on a big GEMM (which goes to OpenBLAS) against double.
+ *   - device_sgemm on a small and on a big GEMM (which goes to OpenBLAS) against double, and
+ *     on tall ones (a convolution's, whose rows the threads share): the bits of one gemm_small
+ *     call over all the rows, whatever the number of threads.
  * Exits 77 (skipped) on a CPU without AVX2 and FMA, where OpenBLAS does every GEMM. */
 #include <math.h>
 #include <stdio.h>
@@ -83,7 +85,7 @@ static void check_shape(bool ta, bool tb, int m, int n, int k, int pad, unsigned
 }
 
 /* device_sgemm against double, for a GEMM under the small bound and one over it */
-static void check_device_sgemm(int m, int n, int k, bool ta, bool tb) {
+static void check_device_sgemm(int m, int n, int k, bool ta, bool tb, bool tall) {
     GemmShape s = {.m = m, .n = n, .k = k, .ta = ta, .tb = tb, .lda = ta ? m : k, .ldb = tb ? k : n, .ldc = n};
     unsigned seed = 7;
     float *A = malloc(sizeof(float) * (size_t)m * k), *B = malloc(sizeof(float) * (size_t)k * n),
@@ -103,8 +105,14 @@ static void check_device_sgemm(int m, int n, int k, bool ta, bool tb) {
             if (e > worst) worst = e;
         }
     bool ok = worst <= (k + 1) * 0x1p-24;
-    printf("%s device_sgemm %dx%dx%d ta=%d tb=%d: worst error %.2g of sum |a b|\n", ok ? "ok  " : "FAIL", m, n, k, ta,
-           tb, worst);
+    if (tall) { /* the rows shared by the threads: one gemm_small call's bits */
+        float *one = malloc(sizeof(float) * (size_t)m * n);
+        gemm_small(ta, tb, m, n, k, A, s.lda, B, s.ldb, one, s.ldc);
+        ok &= !memcmp(one, C, sizeof(float) * (size_t)m * n);
+        free(one);
+    }
+    printf("%s device_sgemm %dx%dx%d ta=%d tb=%d: worst error %.2g of sum |a b|%s\n", ok ? "ok  " : "FAIL", m, n, k, ta,
+           tb, worst, tall ? ", the bits of one gemm_small call" : "");
     failures += !ok;
     free(A);
     free(B);
@@ -132,10 +140,13 @@ int main(void) {
     check_shape(false, false, 1000, 20, 1, 0, &seed);
     check_shape(true, false, 1, 20, 1000, 0, &seed);
     check_shape(true, false, 20, 19, 1000, 0, &seed);
+    check_shape(false, true, 5003, 64, 100, 1, &seed); /* tall: several blocks of rows */
     printf("%s gemm_small: %d shapes, each element the model's bits, in the error bound, nothing else written\n",
-           failures ? "FAIL" : "ok  ", shapes + 5);
-    check_device_sgemm(100, 20, 19, false, true); /* small: gemm_small */
-    check_device_sgemm(300, 200, 100, true, false); /* 6M multiply-adds: OpenBLAS */
+           failures ? "FAIL" : "ok  ", shapes + 6);
+    check_device_sgemm(100, 20, 19, false, true, false); /* small: gemm_small */
+    check_device_sgemm(300, 200, 100, true, false, false); /* 6M multiply-adds: OpenBLAS */
+    check_device_sgemm(5003, 64, 200, false, true, true); /* tall: gemm_small, rows over the threads */
+    check_device_sgemm(4099, 203, 64, false, false, true);
     if (failures) printf("%d failure(s)\n", failures);
     return failures ? 1 : 0;
 }
