@@ -13,6 +13,7 @@ its own child process, whose peak RSS is its own.  Equal threads (2: OpenBLAS fo
 torch.set_num_threads with OMP_WAIT_POLICY=passive for PyTorch).  Run from the repository root:
     python3 bench/fashion_2c2d.py [--repeat N] [--nnc build/nnc] [--python /path/to/python-with-torch]
                                   [--train 12800] [--test 1000] [--epochs 2] [--torch eager,compile,channels_last]
+                                  [--baseline other/build/nnc]
 """
 import argparse
 import json
@@ -61,9 +62,14 @@ def med(xs):
     return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
 
 
+def name(k):
+    return {"nnc": "nnc", "baseline": "nnc (baseline)", "jax": "JAX (jit)"}.get(k, "PyTorch " + k)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nnc", default="build/nnc")
+    ap.add_argument("--baseline", default=None, help="another nnc (an older build), run alongside: before and after")
     ap.add_argument("--python", default=sys.executable, help="the interpreter that has torch")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--train", type=int, default=12800, help="training images (12800: 100 steps an epoch)")
@@ -79,17 +85,19 @@ def main():
     data = tempfile.mkdtemp(prefix="nnc-bench-2c2d-")
     subset(src, data, a.train, a.test)
     variants = [v for v in a.torch.split(",") if v]
-    rows = {k: [] for k in ["nnc"] + variants}
+    rows = {k: [] for k in ["nnc"] + (["baseline"] if a.baseline else []) + variants}
     for i in range(a.repeat):
         rows["nnc"].append(run_nnc(a.nnc, data, a.epochs, a.train, env))
+        if a.baseline:
+            rows["baseline"].append(run_nnc(a.baseline, data, a.epochs, a.train, env))
         for v in variants:
             rows[v].append(run_torch(a.jax_python or a.python if v == "jax" else a.python, v, data, a.epochs, env))
         n = rows["nnc"][-1]
         msg = (f"run {i + 1}: nnc {n['steps_per_s']:.2f} steps/s (warm-up epoch {n['warmup_steps_per_s']:.2f}), "
                f"{n['rss_mib']:.0f} MiB")
-        for v in variants:
+        for v in (["baseline"] if a.baseline else []) + variants:
             t = rows[v][-1]
-            msg += (f"; {'JAX' if v == 'jax' else 'PyTorch ' + v} {t['steps_per_s']:.2f} steps/s (warm-up epoch {t['warmup_steps_per_s']:.2f}), "
+            msg += (f"; {name(v)} {t['steps_per_s']:.2f} steps/s (warm-up epoch {t['warmup_steps_per_s']:.2f}), "
                     f"{t['rss_mib']:.0f} MiB, ratio {n['steps_per_s'] / t['steps_per_s']:.2f}")
         msg += "; test accuracy " + ", ".join(f"{k} {r[-1]['test_accuracy']:.4f}" for k, r in rows.items())
         print(msg, flush=True)
@@ -99,7 +107,7 @@ def main():
     print("|---|---|---|---|")
     for k, r in rows.items():
         s = med([x["steps_per_s"] for x in r])
-        print(f"| {'nnc' if k == 'nnc' else 'JAX (jit)' if k == 'jax' else 'PyTorch ' + k} | {s:.2f} | {ns / s:.2f} | "
+        print(f"| {name(k)} | {s:.2f} | {ns / s:.2f} | "
               f"{med([x['rss_mib'] for x in r]):.0f} MiB |")
 
 

@@ -70,16 +70,16 @@ INLINE void store_first(float *c, __m256 v, int n) {
         if (nv == 2) store_first(c + 8, c##r##1, nlast);                                                             \
         if (nv > 2) _mm256_storeu_ps(c + 8, c##r##1), store_first(c + 16, c##r##2, nlast);                           \
     }
-INLINE void tile(int mr, int nv, const float *A, ptrdiff_t ai, ptrdiff_t ap, const float *B, ptrdiff_t ldb, int k,
+INLINE void tile(int mr, int nv, bool full, const float *A, ptrdiff_t ai, ptrdiff_t ap, const float *B, ptrdiff_t ldb, int k,
                  float *C, ptrdiff_t ldc, __m256i last, int nlast) {
     const float *a0 = A, *a1 = mr > 1 ? A + ai : A, *a2 = mr > 2 ? A + 2 * ai : A, *a3 = mr > 3 ? A + 3 * ai : A;
     __m256 z = _mm256_setzero_ps();
     __m256 c00 = z, c01 = z, c02 = z, c10 = z, c11 = z, c12 = z, c20 = z, c21 = z, c22 = z, c30 = z, c31 = z, c32 = z;
     for (int p = 0; p < k; p++) {
         const float *b = B + p * ldb;
-        __m256 b0 = nv == 1 ? _mm256_maskload_ps(b, last) : _mm256_loadu_ps(b);
-        __m256 b1 = nv == 2 ? _mm256_maskload_ps(b + 8, last) : nv > 2 ? _mm256_loadu_ps(b + 8) : z;
-        __m256 b2 = nv == 3 ? _mm256_maskload_ps(b + 16, last) : z;
+        __m256 b0 = nv == 1 && !full ? _mm256_maskload_ps(b, last) : _mm256_loadu_ps(b);
+        __m256 b1 = nv == 2 && !full ? _mm256_maskload_ps(b + 8, last) : nv > 1 ? _mm256_loadu_ps(b + 8) : z;
+        __m256 b2 = nv == 3 && !full ? _mm256_maskload_ps(b + 16, last) : nv > 2 ? _mm256_loadu_ps(b + 16) : z;
         ROW(0, a0)
         ROW(1, a1)
         ROW(2, a2)
@@ -95,12 +95,13 @@ INLINE void tile(int mr, int nv, const float *A, ptrdiff_t ai, ptrdiff_t ap, con
 
 static AVX2 void tile_any(int mr, int nv, const float *A, ptrdiff_t ai, ptrdiff_t ap, const float *B, ptrdiff_t ldb,
                           int k, float *C, ptrdiff_t ldc, __m256i last, int nlast) {
+    bool full = nlast == 8; /* the last vector whole: plain loads (a masked one is slow on some CPUs) */
     if (nv == 1)
-        tile(mr, 1, A, ai, ap, B, ldb, k, C, ldc, last, nlast);
+        full ? tile(mr, 1, true, A, ai, ap, B, ldb, k, C, ldc, last, nlast) : tile(mr, 1, false, A, ai, ap, B, ldb, k, C, ldc, last, nlast);
     else if (nv == 2)
-        tile(mr, 2, A, ai, ap, B, ldb, k, C, ldc, last, nlast);
+        full ? tile(mr, 2, true, A, ai, ap, B, ldb, k, C, ldc, last, nlast) : tile(mr, 2, false, A, ai, ap, B, ldb, k, C, ldc, last, nlast);
     else
-        tile(mr, 3, A, ai, ap, B, ldb, k, C, ldc, last, nlast);
+        full ? tile(mr, 3, true, A, ai, ap, B, ldb, k, C, ldc, last, nlast) : tile(mr, 3, false, A, ai, ap, B, ldb, k, C, ldc, last, nlast);
 }
 
 /* C[i] = sum_p A[i lda + p] b[p]: 8 lanes along p, the tail masked, then the lanes summed
