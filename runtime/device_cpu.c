@@ -1,7 +1,7 @@
 /* device_cpu.c: the CPU device.  Kernels are the LLVM backend's compiled entries (JIT-compiled
  * by nnc, or linked into a built trainer: see cpu_kernels_open in device.h), GEMMs are
  * device_sgemm (gemm_small.c's kernel for small ones and for tall ones, a convolution's
- * patches times its weight, whose rows the threads share; OpenBLAS's cblas_sgemm for the rest),
+ * patches times its weight; one-thread OpenBLAS calls for the rest; see split_sgemm),
  * memory is host memory.
  *
  * Row-parallel launches.  A loop kernel whose results are each a function of one batch row
@@ -10,8 +10,9 @@
  * across the batch) is split by rows over the device's threads: each runs the same compiled
  * entry on its rows (from a row whose arguments stay 64-byte aligned), its batched arguments
  * offset to them.  Each element is computed by the same instructions as in one call, so the
- * results are bit-identical whatever the number of threads.  The threads are OpenBLAS's count (OPENBLAS_NUM_THREADS), so one setting governs
- * both; NNC_THREADS overrides it.  Kernels with sums over the batch run whole, on one thread. */
+ * results are bit-identical whatever the number of threads.  The threads are OpenBLAS's count
+ * (OPENBLAS_NUM_THREADS), so one setting governs both; NNC_THREADS overrides it.  Kernels with
+ * sums over the batch run whole, on one thread.  GEMMs are shared out too (split_sgemm). */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -134,7 +135,7 @@ static void *worker_main(void *arg) {
     }
 }
 
-/* OpenBLAS's own thread count (OPENBLAS_NUM_THREADS), as it was before blas_threads changed it */
+/* OpenBLAS's own thread count (OPENBLAS_NUM_THREADS), as it was before device_sgemm set it to 1 */
 static int blas_all_threads(void) {
     static int all;
     if (!all) all = openblas_get_num_threads();
@@ -191,31 +192,24 @@ static double small_gemm_bound(void) {
 
 bool device_gemm_small(int64_t m, int64_t n, int64_t k) { return (double)m * (double)n * (double)k < small_gemm_bound(); }
 
-/* OpenBLAS's threads for one GEMM of m x n x k multiply-adds: one for a small one, where
- * waking the others costs more than it saves (xsec_bnn's gradient, GEMMs of at most 1000 x 20
- * x 19, ran at half the speed on two threads as on one), all of them (OPENBLAS_NUM_THREADS)
- * above.  OpenBLAS's results depend on its thread count, so the choice is made from the shape
- * alone. */
-static void blas_threads(int64_t m, int64_t n, int64_t k) {
-    static int now;
-    int all = blas_all_threads();
-    if (!now) now = all;
-    int want = device_gemm_small(m, n, k) ? 1 : all;
-    if (want != now) {
-        openblas_set_num_threads(want);
-        now = want;
-    }
-}
-
 int device_cpu_threads(void) { return thread_count(); }
 
-/* A tall product: many rows of A times a narrow and short op(B), a convolution's patches times
- * its weight ([B OH OW, kh kw C] x [kh kw C, F]) or its output gradient times the weight.
- * OpenBLAS's blocking suits it badly (fashion_2c2d's conv2, 25088 x 64 x 800 and 25088 x 800
- * x 64, on a 2-core Zen 3: 41 ms each on its two threads, one thread of gemm_small about 50):
- * gemm_small runs it, the rows shared by the threads.  Each element of C is gemm_small's fixed
- * chain of multiply-adds however the rows are shared, so the bits do not depend on the thread
- * count. */
+/* Splitting a GEMM over threads.  OpenBLAS runs on one thread in every call (set once, on the
+ * first GEMM): the threads of its own pool spin after each call, and on 2 cores they held the
+ * second one while the loop kernels ran (fashion_2c2d on a Zen 3: loop kernels split over 2
+ * threads ran no faster than on 1, col2im slower).  nnc gives each of its threads a part of a
+ * GEMM instead:
+ *   - a tall product (many rows of A times a narrow and short op(B): a convolution's patches
+ *     times its weight, [B OH OW, kh kw C] x [kh kw C, F], or its output gradient times the
+ *     weight), which OpenBLAS's blocking suits badly (fashion_2c2d's conv2, 25088 x 64 x 800 and
+ *     25088 x 800 x 64: 41 ms each on OpenBLAS's two threads, about 50 on one of gemm_small),
+ *     runs in gemm_small, its rows shared by all the threads (NNC_THREADS, else OpenBLAS's
+ *     count): each element of C is gemm_small's fixed chain of multiply-adds however the rows
+ *     are shared, so the bits do not depend on the thread count;
+ *   - any other GEMM above the small bound is cut into OPENBLAS_NUM_THREADS parts, by rows of C
+ *     (or by columns when it has fewer rows), each a one-thread OpenBLAS call.  OpenBLAS may
+ *     round a part otherwise than the whole, so the parts follow OpenBLAS's own setting, as its
+ *     threads did, not NNC_THREADS. */
 static bool tall_gemm(GemmShape s) {
     return !s.ta && s.m >= TALL_ROWS && s.n <= TALL_COLS && (double)s.k * (double)s.n <= TALL_B && gemm_small_available();
 }
@@ -224,46 +218,70 @@ typedef struct {
     GemmShape s;
     const float *A, *B;
     float *C;
-    int r0, r1;
-} TallPart;
+    bool small; /* gemm_small, else OpenBLAS */
+} GemmPart;
 
-static void *tall_part(void *arg) {
-    const TallPart *t = arg;
-    gemm_small(false, t->s.tb, t->r1 - t->r0, t->s.n, t->s.k, t->A + (size_t)t->r0 * (size_t)t->s.lda, t->s.lda, t->B, t->s.ldb,
-               t->C + (size_t)t->r0 * (size_t)t->s.ldc, t->s.ldc);
+static void *gemm_part(void *arg) {
+    const GemmPart *p = arg;
+    const GemmShape *s = &p->s;
+    if (p->small)
+        gemm_small(s->ta, s->tb, s->m, s->n, s->k, p->A, s->lda, p->B, s->ldb, p->C, s->ldc);
+    else
+        cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, s->m, s->n, s->k, 1.0f,
+                    p->A, s->lda, p->B, s->ldb, 0.0f, p->C, s->ldc);
     return NULL;
 }
 
-static void tall_sgemm(GemmShape s, const float *A, const float *B, float *C) {
-    int nt = thread_count();
-    TallPart part[MAX_THREADS];
+/* C in nt parts, by rows (by columns when there are fewer rows and `small` is false: a
+ * gemm_small part must keep every column, or one column alone would be its dot product), on nt
+ * threads: the caller and nt - 1 started for the call. */
+static void split_sgemm(GemmShape s, const float *A, const float *B, float *C, int nt, bool small) {
+    GemmPart part[MAX_THREADS];
     pthread_t id[MAX_THREADS];
     bool started[MAX_THREADS] = {false};
-    for (int t = 0; t < nt; t++)
-        part[t] = (TallPart){s, A, B, C, (int)((int64_t)s.m * t / nt), (int)((int64_t)s.m * (t + 1) / nt)};
-    for (int t = 1; t < nt; t++) started[t] = !pthread_create(&id[t], NULL, tall_part, &part[t]);
-    tall_part(&part[0]);
+    bool rows = small || s.m >= s.n;
+    int64_t total = rows ? s.m : s.n;
+    nt = nt > total ? (int)total : nt;
+    for (int t = 0; t < nt; t++) {
+        int64_t a = total * t / nt, b = total * (t + 1) / nt;
+        GemmPart p = {s, A, B, C + (rows ? a * s.ldc : a), small};
+        if (rows) {
+            p.s.m = (int)(b - a);
+            p.A = s.ta ? A + a : A + a * s.lda;
+        } else {
+            p.s.n = (int)(b - a);
+            p.B = s.tb ? B + a * s.ldb : B + a;
+        }
+        part[t] = p;
+    }
+    for (int t = 1; t < nt; t++) started[t] = !pthread_create(&id[t], NULL, gemm_part, &part[t]);
+    gemm_part(&part[0]);
     for (int t = 1; t < nt; t++) {
         if (started[t])
             pthread_join(id[t], NULL);
         else
-            tall_part(&part[t]); /* no thread for it: this one does its rows */
+            gemm_part(&part[t]); /* no thread for it: this one does its part */
     }
 }
 
-/* A small GEMM runs on one thread in gemm_small (AVX2 + FMA) where the CPU has it, else on
- * one OpenBLAS thread; a tall one in gemm_small on all the threads; the rest on all of
- * OpenBLAS's.  The CPU device and the emulated CUDA device's cuBLAS both come here for every
- * GEMM, so they give the same bits. */
+/* A small GEMM runs on one thread in gemm_small (AVX2 + FMA) where the CPU has it, else in
+ * one OpenBLAS call; a tall one in gemm_small on all the threads; the rest in OpenBLAS, cut
+ * into parts (split_sgemm).  The CPU device and the emulated CUDA device's cuBLAS both come
+ * here for every GEMM, so they give the same bits. */
+static int blas_parts; /* OpenBLAS's setting, read before it is set to one thread */
+static void blas_one_thread(void) {
+    blas_parts = blas_all_threads();
+    openblas_set_num_threads(1);
+}
+
 void device_sgemm(GemmShape s, const float *A, const float *B, float *C) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, blas_one_thread); /* (chains sampled at once call this together) */
     if (device_gemm_small(s.m, s.n, s.k) && gemm_small(s.ta, s.tb, s.m, s.n, s.k, A, s.lda, B, s.ldb, C, s.ldc)) return;
-    if (tall_gemm(s)) {
-        tall_sgemm(s, A, B, C);
-        return;
-    }
-    blas_threads(s.m, s.n, s.k);
-    cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, s.m, s.n, s.k, 1.0f, A,
-                s.lda, B, s.ldb, 0.0f, C, s.ldc);
+    if (tall_gemm(s))
+        split_sgemm(s, A, B, C, thread_count(), true);
+    else
+        split_sgemm(s, A, B, C, device_gemm_small(s.m, s.n, s.k) ? 1 : blas_parts, false);
 }
 
 GemmShape device_gemm_shape(const Kernel *k, int64_t rows) {
