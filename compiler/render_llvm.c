@@ -482,12 +482,10 @@ static void nest_end(KCtx *kc, Loop *loops) {
 
 enum { SHORT_ROW = 32 }; /* columns: a row of fewer is short (see llvm_render) */
 
-/* The body of loop kernel k into fn; with fixed_cols > 0 the column count is that constant
- * (the planned one) rather than the parameter. */
-static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn, int64_t fixed_cols) {
-    KCtx kc = {.cg = cg, .k = k, .fn = fn, .vec_dim = -1};
+/* The context for emitting kernel k into fn, its entry block begun; cols is the column count. */
+static KCtx kctx_begin(Cg *cg, const Kernel *k, LLVMValueRef fn, LLVMValueRef cols, int vec_dim) {
+    KCtx kc = {.cg = cg, .k = k, .fn = fn, .vec_dim = vec_dim, .cols = cols};
     kc.rows = LLVMGetParam(fn, 0);
-    kc.cols = fixed_cols > 0 ? ci64(cg, fixed_cols) : LLVMGetParam(fn, 1);
     kc.argp = util_calloc((size_t)k->narg + 1, sizeof(LLVMValueRef));
     for (int a = 0; a < k->narg; a++) kc.argp[a] = LLVMGetParam(fn, (unsigned)a + 2);
     kc.scalars = LLVMGetParam(fn, (unsigned)k->narg + 2);
@@ -496,6 +494,20 @@ static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn, int64_t f
     kc.red = util_calloc((size_t)k->nred + 1, sizeof(LLVMValueRef));
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
     for (int d = 0; d < k->ndim; d++) kc.ext[d] = extent(&kc, k->dim[d]);
+    return kc;
+}
+
+static void kctx_end(KCtx *kc) {
+    free(kc->argp);
+    free(kc->memo);
+    free(kc->memo_level);
+    free(kc->red);
+}
+
+/* The body of loop kernel k into fn; with fixed_cols > 0 the column count is that constant
+ * (the planned one) rather than the parameter. */
+static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn, int64_t fixed_cols) {
+    KCtx kc = kctx_begin(cg, k, fn, fixed_cols > 0 ? ci64(cg, fixed_cols) : LLVMGetParam(fn, 1), -1);
     /* accumulators for total sums, and zeroed column sums */
     LLVMValueRef *acc = util_calloc((size_t)k->nout + 1, sizeof(LLVMValueRef));
     bool inner = false;
@@ -591,10 +603,7 @@ static void emit_loop_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn, int64_t f
     LLVMBuildRetVoid(cg->b);
     free(acc);
     free(racc);
-    free(kc.argp);
-    free(kc.memo);
-    free(kc.memo_level);
-    free(kc.red);
+    kctx_end(&kc);
 }
 
 /* ---- window reductions, channels innermost ---- */
@@ -648,17 +657,7 @@ static LLVMValueRef chan_slot(KCtx *kc, LLVMValueRef row) {
  * ones emit_loop_kernel's nest gives, bit for bit, while the c loop vectorises (maxpool's
  * gradient over 32 channels: scalar code before). */
 static void emit_channel_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn) {
-    KCtx kc = {.cg = cg, .k = k, .fn = fn, .vec_dim = k->nouter - 1};
-    kc.rows = LLVMGetParam(fn, 0);
-    kc.cols = LLVMGetParam(fn, 1);
-    kc.argp = util_calloc((size_t)k->narg + 1, sizeof(LLVMValueRef));
-    for (int a = 0; a < k->narg; a++) kc.argp[a] = LLVMGetParam(fn, (unsigned)a + 2);
-    kc.scalars = LLVMGetParam(fn, (unsigned)k->narg + 2);
-    kc.memo = util_calloc((size_t)k->nx + 1, sizeof(LLVMValueRef));
-    kc.memo_level = util_calloc((size_t)k->nx + 1, sizeof(int));
-    kc.red = util_calloc((size_t)k->nred + 1, sizeof(LLVMValueRef));
-    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
-    for (int d = 0; d < k->ndim; d++) kc.ext[d] = extent(&kc, k->dim[d]);
+    KCtx kc = kctx_begin(cg, k, fn, LLVMGetParam(fn, 1), k->nouter - 1);
     LLVMTypeRef row_ty = LLVMArrayType2(cg->f32, (uint64_t)k->dim[kc.vec_dim].n);
     LLVMValueRef *racc = util_calloc((size_t)k->nred + 1, sizeof(LLVMValueRef));
     for (int r = 0; r < k->nred; r++) {
@@ -709,10 +708,7 @@ static void emit_channel_kernel(Cg *cg, const Kernel *k, LLVMValueRef fn) {
     }
     LLVMBuildRetVoid(cg->b);
     free(racc);
-    free(kc.argp);
-    free(kc.memo);
-    free(kc.memo_level);
-    free(kc.red);
+    kctx_end(&kc);
 }
 
 static LLVMValueRef declare_kernel(Cg *cg, const Kernel *k, const char *name) {
