@@ -201,16 +201,19 @@ static KIdx dim_axis(int d, int64_t ext) {
  * input element gathers the windows that cover it, at oh = (h + pad - i d) / stride where
  * that divides).  im2col's is [B | OH, OW, kh, kw, C], its output in order: dims 3 and 4 are
  * the window's, 5 the channel (patches_domain).  Extents are constants. */
+static void const_domain(KBuilder *kb, bool batched, const int64_t *inner, int ninner, int nouter) {
+    kb_domain(kb, batched, inner, ninner, nouter);
+    for (int d = 0; d < kb->k->ndim; d++) kb->k->dim[d].cols = false; /* no run-time column count */
+}
+
 static void window_domain(KBuilder *kb, const Window *w, bool big, int nouter) {
     int64_t inner[5] = {big ? w->H : w->OH, big ? w->W : w->OW, w->C, w->kh, w->kw};
-    kb_domain(kb, true, inner, 5, nouter);
-    for (int d = 0; d < kb->k->ndim; d++) kb->k->dim[d].cols = false;
+    const_domain(kb, true, inner, 5, nouter);
 }
 
 static void patches_domain(KBuilder *kb, const Window *w) {
     int64_t inner[5] = {w->OH, w->OW, w->kh, w->kw, w->C};
-    kb_domain(kb, true, inner, 5, 1);
-    for (int d = 0; d < kb->k->ndim; d++) kb->k->dim[d].cols = false;
+    const_domain(kb, true, inner, 5, 1);
 }
 
 /* Over the small side: the big-side element at window position (i, j) = dims (wi, wi + 1),
@@ -295,8 +298,7 @@ static void build_transpose(KBuilder *kb, const Node *n, int node) {
     const Plan *p = kb->plan;
     int64_t A = n->shape.dim[0], N = n->shape.dim[1], M = n->shape.dim[2];
     int64_t inner[3] = {A, N, M};
-    kb_domain(kb, false, inner, 3, 1);
-    for (int d = 0; d < kb->k->ndim; d++) kb->k->dim[d].cols = false;
+    const_domain(kb, false, inner, 3, 1);
     int x = kb_arg(kb, p->node_buf[n->in[0]], true, false);
     KAccess ac = {.arg = x, .rank = 3, .idx = {dim_axis(1, A), dim_axis(3, M), dim_axis(2, N)}};
     kb_out_at(kb, KO_STORE, kb_std_access(kb, out_arg(kb, node), IX_ELEM), kb_load(kb, kb_access(kb, &ac)));

@@ -7,9 +7,9 @@
  * as row-major offsets of their affine indices (a bounded or divided index selects 0 where
  * the element does not exist), pointer arguments noalias and 64-byte aligned, so the inner
  * loops vectorise (window reductions over channels-last maps are turned inside out so that
- * the channel loop is the inner one: emit_channel_kernel).  Values are placed by level: kernel-invariant
- * ones before the row loop, per-row ones before the inner loop that first needs them, element
- * ones inside it.  exp, expm1, log, log1p, tanh and erfc are emitted inline as branch-free
+ * the channel loop is the inner one: emit_channel_kernel).  Values are placed by level:
+ * kernel-invariant ones before the row loop, per-row ones before the inner loop that first
+ * needs them, element ones inside it.  exp, expm1, log, log1p, tanh and erfc are emitted inline as branch-free
  * polynomial code so that they vectorise too; sqrt and fabs are LLVM intrinsics.  Each kernel
  * gets an entry wrapper taking an array of buffer pointers, and the module exports the table
  * of entries; GEMMs are left to the device, which calls BLAS.  Facts this relies on: the

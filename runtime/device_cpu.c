@@ -135,11 +135,17 @@ static void *worker_main(void *arg) {
     }
 }
 
-/* OpenBLAS's own thread count (OPENBLAS_NUM_THREADS), as it was before device_sgemm set it to 1 */
+/* OpenBLAS's own thread count (OPENBLAS_NUM_THREADS), read once, before OpenBLAS is set to run
+ * every call on one thread (split_sgemm says why); chains sampled at once get here together. */
+static int blas_all;
+static void blas_one_thread(void) {
+    blas_all = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+}
 static int blas_all_threads(void) {
-    static int all;
-    if (!all) all = openblas_get_num_threads();
-    return all;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, blas_one_thread);
+    return blas_all;
 }
 
 static int thread_count(void) {
@@ -194,8 +200,8 @@ bool device_gemm_small(int64_t m, int64_t n, int64_t k) { return (double)m * (do
 
 int device_cpu_threads(void) { return thread_count(); }
 
-/* Splitting a GEMM over threads.  OpenBLAS runs on one thread in every call (set once, on the
- * first GEMM): the threads of its own pool spin after each call, and on 2 cores they held the
+/* Splitting a GEMM over threads.  OpenBLAS runs on one thread in every call (set once, by
+ * blas_all_threads): the threads of its own pool spin after each call, and on 2 cores they held the
  * second one while the loop kernels ran (fashion_2c2d on a Zen 3: loop kernels split over 2
  * threads ran no faster than on 1, col2im slower).  nnc gives each of its threads a part of a
  * GEMM instead:
@@ -268,15 +274,8 @@ static void split_sgemm(GemmShape s, const float *A, const float *B, float *C, i
  * one OpenBLAS call; a tall one in gemm_small on all the threads; the rest in OpenBLAS, cut
  * into parts (split_sgemm).  The CPU device and the emulated CUDA device's cuBLAS both come
  * here for every GEMM, so they give the same bits. */
-static int blas_parts; /* OpenBLAS's setting, read before it is set to one thread */
-static void blas_one_thread(void) {
-    blas_parts = blas_all_threads();
-    openblas_set_num_threads(1);
-}
-
 void device_sgemm(GemmShape s, const float *A, const float *B, float *C) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, blas_one_thread); /* (chains sampled at once call this together) */
+    int blas_parts = blas_all_threads(); /* also sets OpenBLAS to one thread, before any call */
     if (device_gemm_small(s.m, s.n, s.k) && gemm_small(s.ta, s.tb, s.m, s.n, s.k, A, s.lda, B, s.ldb, C, s.ldc)) return;
     if (tall_gemm(s))
         split_sgemm(s, A, B, C, thread_count(), true);
