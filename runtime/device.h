@@ -55,6 +55,8 @@ GemmShape device_gemm_shape(const Kernel *k, int64_t rows);
 void device_sgemm(GemmShape s, const float *A, const float *B, float *C);
 /* Whether a GEMM of m x n x k multiply-adds is small: one thread does it (see device_sgemm). */
 bool device_gemm_small(int64_t m, int64_t n, int64_t k);
+/* Whether tall GEMMs (a convolution's) go to gemm_small on this CPU (device_cpu.c says why). */
+bool device_tall_in_gemm_small(void);
 /* The threads the CPU device uses (NNC_THREADS, else OpenBLAS's count: the cores by default). */
 int device_cpu_threads(void);
 

@@ -209,15 +209,32 @@ int device_cpu_threads(void) { return thread_count(); }
  *     times its weight, [B OH OW, kh kw C] x [kh kw C, F], or its output gradient times the
  *     weight), which OpenBLAS's blocking suits badly (fashion_2c2d's conv2, 25088 x 64 x 800 and
  *     25088 x 800 x 64: 41 ms each on OpenBLAS's two threads, about 50 on one of gemm_small),
- *     runs in gemm_small, its rows shared by all the threads (NNC_THREADS, else OpenBLAS's
- *     count): each element of C is gemm_small's fixed chain of multiply-adds however the rows
- *     are shared, so the bits do not depend on the thread count;
+ *     runs, on CPUs without AVX-512 (device_tall_in_gemm_small), in gemm_small, its rows
+ *     shared by all the threads (NNC_THREADS, else OpenBLAS's count): each element of C is
+ *     gemm_small's fixed chain of multiply-adds however the rows are shared, so the bits do not
+ *     depend on the thread count; with AVX-512 it is cut as the other GEMMs are;
  *   - any other GEMM above the small bound is cut into OPENBLAS_NUM_THREADS parts, by rows of C
  *     (or by columns when it has fewer rows), each a one-thread OpenBLAS call.  OpenBLAS may
  *     round a part otherwise than the whole, so the parts follow OpenBLAS's own setting, as its
  *     threads did, not NNC_THREADS. */
 static bool tall_gemm(GemmShape s) {
-    return !s.ta && s.m >= TALL_ROWS && s.n <= TALL_COLS && (double)s.k * (double)s.n <= TALL_B && gemm_small_available();
+    return !s.ta && s.m >= TALL_ROWS && s.n <= TALL_COLS && (double)s.k * (double)s.n <= TALL_B && device_tall_in_gemm_small();
+}
+
+/* Whether tall GEMMs go to gemm_small: where its AVX2 kernel is the best this CPU has, that is
+ * without AVX-512.  OpenBLAS's AVX-512 kernels beat it (a Xeon of Sapphire Rapids, one thread:
+ * 12544 x 64 x 800 in 8.3 ms against 17.1; fashion_2c2d 1266 -> 1337 samples/s).
+ * NNC_TALL_GEMM=small or blas overrides the choice (tests take both ways on any CPU). */
+bool device_tall_in_gemm_small(void) {
+    const char *v = getenv("NNC_TALL_GEMM");
+    if (v && !strcmp(v, "small")) return gemm_small_available();
+    if (v && !strcmp(v, "blas")) return false;
+    static int wide = -1;
+    if (wide < 0) {
+        __builtin_cpu_init();
+        wide = __builtin_cpu_supports("avx512f");
+    }
+    return !wide && gemm_small_available();
 }
 
 typedef struct {

@@ -8,8 +8,9 @@
  *     double-precision product.
  *   - Nothing outside C's m x n elements is written (a guard value around and between rows).
  *   - device_sgemm on a small and on a big GEMM (which goes to OpenBLAS) against double, and
- *     on tall ones (a convolution's, whose rows the threads share): the bits of one gemm_small
- *     call over all the rows, whatever the number of threads.
+ *     on tall ones (a convolution's) both ways device_tall_in_gemm_small may send them: in
+ *     gemm_small, whose rows the threads share, the bits of one gemm_small call over all the
+ *     rows, whatever the number of threads; in OpenBLAS, in the error bound.
  * Exits 77 (skipped) on a CPU without AVX2 and FMA, where OpenBLAS does every GEMM. */
 #include <math.h>
 #include <stdio.h>
@@ -145,8 +146,14 @@ int main(void) {
            failures ? "FAIL" : "ok  ", shapes + 6);
     check_device_sgemm(100, 20, 19, false, true, false); /* small: gemm_small */
     check_device_sgemm(300, 200, 100, true, false, false); /* 6M multiply-adds: OpenBLAS */
-    check_device_sgemm(5003, 64, 200, false, true, true); /* tall: gemm_small, rows over the threads */
+    /* tall: gemm_small, rows over the threads (NNC_TALL_GEMM=small: the choice on CPUs without
+     * AVX-512), and OpenBLAS in parts (=blas, the choice with AVX-512) */
+    setenv("NNC_TALL_GEMM", "small", 1);
+    check_device_sgemm(5003, 64, 200, false, true, true);
     check_device_sgemm(4099, 203, 64, false, false, true);
+    setenv("NNC_TALL_GEMM", "blas", 1);
+    check_device_sgemm(5003, 64, 200, false, true, false);
+    check_device_sgemm(4099, 203, 64, false, false, false);
     if (failures) printf("%d failure(s)\n", failures);
     return failures ? 1 : 0;
 }
