@@ -1,6 +1,8 @@
 /* diag.c: prints located diagnostics with the source line and a caret (see diag.h).
  * Long lines are shown as a window around the column; control bytes are shown as '?'
- * so the caret stays aligned. */
+ * so the caret stays aligned.  A message is printed, and counted, holding its stream's lock
+ * (flockfile), so that threads reporting at once (chains sampled at once) neither interleave
+ * their lines nor lose a count. */
 #include "diag.h"
 
 #include <string.h>
@@ -51,7 +53,11 @@ static void print_source_line(Diag *d, SrcLoc loc) {
 }
 
 void diag_verror(Diag *d, SrcLoc loc, const char *fmt, va_list ap) {
-    if (d->stopped) return;
+    flockfile(d->out);
+    if (d->stopped) {
+        funlockfile(d->out);
+        return;
+    }
     int cap = d->max_errors > 0 ? d->max_errors : DEFAULT_MAX_ERRORS;
     const char *path = d->src && d->src->path ? d->src->path : "<input>";
     if (loc.line > 0)
@@ -66,6 +72,7 @@ void diag_verror(Diag *d, SrcLoc loc, const char *fmt, va_list ap) {
         fprintf(d->out, "%s: error: too many errors (%d), stopping\n", path, d->nerror);
         d->stopped = true;
     }
+    funlockfile(d->out);
 }
 
 void diag_error(Diag *d, SrcLoc loc, const char *fmt, ...) {
@@ -76,7 +83,11 @@ void diag_error(Diag *d, SrcLoc loc, const char *fmt, ...) {
 }
 
 void diag_note(Diag *d, SrcLoc loc, const char *fmt, ...) {
-    if (d->stopped) return;
+    flockfile(d->out);
+    if (d->stopped) {
+        funlockfile(d->out);
+        return;
+    }
     const char *path = d->src && d->src->path ? d->src->path : "<input>";
     va_list ap;
     va_start(ap, fmt);
@@ -88,6 +99,7 @@ void diag_note(Diag *d, SrcLoc loc, const char *fmt, ...) {
     fputc('\n', d->out);
     va_end(ap);
     print_source_line(d, loc);
+    funlockfile(d->out);
 }
 
 const char *diag_name(const char *name) {

@@ -173,7 +173,7 @@ static void start_threads(CpuDevice *c) {
 }
 
 static void stop_threads(CpuDevice *c) {
-    if (c->nthread <= 1) return;
+    if (!c->worker) return; /* (made, and kept when no thread would start: nthread is then 1) */
     pthread_mutex_lock(&c->mu);
     c->stop = true;
     pthread_cond_broadcast(&c->go);

@@ -778,7 +778,9 @@ static void *chain_worker_main(void *arg) {
  * in chain order as each finishes in turn, so the output is the same as one after another; so
  * are the draws, whose randomness is each chain's own (seed + c).  A checkpoint is written when
  * a chain has finished and all before it; after SIGINT or SIGTERM the run keeps those, and
- * --resume runs the others from their start again (to the same draws). */
+ * --resume runs the others from their start again (to the same draws).  A worker whose thread
+ * cannot start runs its chains on the calling thread once the others are done: the same draws,
+ * later. */
 static int run_parallel(Hmc *h, Chain *ch, int c0, int nw) {
     int C = (int)h->sp->chains, rc = 0;
     ChainWorker *w = util_calloc((size_t)nw, sizeof(ChainWorker));
@@ -793,9 +795,8 @@ static int run_parallel(Hmc *h, Chain *ch, int c0, int nw) {
         crc[c] = -1;
         if (!out[c] || !met[c]) NNC_BUG("open_memstream: %s", strerror(errno));
     }
-    fprintf(h->out, "chains %d to %lld run at once on %d threads\n", c0 + 1, (long long)C, nw);
-    fflush(h->out);
-    int started = 0;
+    int started = 0, create_err = 0;
+    bool *running = util_calloc((size_t)nw, sizeof(bool));
     for (int k = 0; k < nw; k++) {
         ChainWorker *cw = &w[k];
         *cw = (ChainWorker){.h = *h, .from = h->e, .chains = ch, .first = c0 + k, .stride = nw, .nchain = C, .out = out,
@@ -805,9 +806,18 @@ static int run_parallel(Hmc *h, Chain *ch, int c0, int nw) {
         x->e = k == 0 ? h->e : &cw->e;
         x->grads = x->divergences = 0;
         chain_buffers(x);
-        if (pthread_create(&cw->id, NULL, chain_worker_main, cw)) break;
-        started++;
     }
+    for (int k = 0; k < nw; k++) {
+        int e = pthread_create(&w[k].id, NULL, chain_worker_main, &w[k]);
+        running[k] = !e, started += !e, create_err = e ? e : create_err;
+    }
+    if (started == nw)
+        fprintf(h->out, "chains %d to %lld run at once on %d threads\n", c0 + 1, (long long)C, nw);
+    else /* a worker without a thread: its chains run here, after the others */
+        fprintf(h->out, "chains %d to %lld: cannot start %d of %d threads (%s): %s\n", c0 + 1, (long long)C, nw - started, nw,
+                strerror(create_err),
+                started ? "the chains of those run after the others, on this thread" : "the chains run one after another");
+    fflush(h->out);
     if (progress_bar(h)) { /* every chain's iterations, acceptance and divergences, until all are done */
         while (__atomic_load_n(&finished, __ATOMIC_ACQUIRE) < started) {
             fputc('\r', h->out);
@@ -825,7 +835,10 @@ static int run_parallel(Hmc *h, Chain *ch, int c0, int nw) {
         }
         fputc('\n', h->out);
     }
-    for (int k = 0; k < started; k++) pthread_join(w[k].id, NULL);
+    for (int k = 0; k < nw; k++)
+        if (running[k]) pthread_join(w[k].id, NULL);
+    for (int k = 0; k < nw; k++)
+        if (!running[k] && !train_signal()) worker_chains(&w[k]);
     int done = c0;
     while (done < C && crc[done] == 0) done++;
     for (int c = c0; c < C; c++) {
@@ -859,14 +872,12 @@ static int run_parallel(Hmc *h, Chain *ch, int c0, int nw) {
                     left, done > 0 ? "the chains before are in the checkpoint; --resume runs the rest again from their start"
                                    : "no chain had finished, so there is nothing to resume from");
         }
-        else if (started < nw)
-            fprintf(h->cfg->diag->out, "nnc: error: cannot start a thread for the chains\n");
     }
-    for (int k = 0; k < nw && w[k].h.q; k++) { /* (a worker after one that failed to start was never made) */
+    for (int k = 0; k < nw; k++) {
         chain_buffers_free(&w[k].h);
         if (k > 0 && w[k].e.plan) exec_free(&w[k].e);
     }
-    free(w), free(out), free(met), free(obuf), free(mbuf), free(olen), free(mlen), free(crc), free(prog);
+    free(w), free(out), free(met), free(obuf), free(mbuf), free(olen), free(mlen), free(crc), free(prog), free(running);
     return rc;
 }
 

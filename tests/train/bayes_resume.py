@@ -9,7 +9,8 @@ uninterrupted run's byte for byte, summary.json's quantities and per-chain figur
 the seconds) must be equal, and metrics.jsonl must hold the same lines (time_s aside: the
 lines a killed run wrote after its checkpoint are dropped).  Chains run at once (parallel) give
 the draws and lines of chains run one after another, and a run stopped while they ran resumes
-to them too.  Also: a finished run resumes to the same files; a resume with other --set
+to them too; when their threads cannot start, the chains run on the calling thread, to the
+same draws.  Also: a finished run resumes to the same files; a resume with other --set
 values is refused, naming both."""
 import json
 import os
@@ -118,6 +119,25 @@ same_run(par_dir, cut, 3, "par: stopped and resumed")
 r = run(par, f"{out}/par_cut0", signal="2:100")  # before any chain finished: nothing to resume from
 check(r.returncode == 143 and "no chain had finished, so there is nothing to resume from" in r.stdout,
       f"par: stopped before a chain finished (exit {r.returncode}) {r.stdout.strip()[-300:]}")
+# threads that cannot start (a stack limit so large that no thread's stack can be mapped): the
+# run says so and its chains run on the calling thread, to the same draws and lines.  OpenBLAS
+# on one thread: its own pool would fail to start in its library constructor and exit.
+def huge_stack():
+    import resource
+    resource.setrlimit(resource.RLIMIT_STACK, (1 << 50, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+env = dict(os.environ, OPENBLAS_NUM_THREADS="1", NNC_THREADS="2")
+r = subprocess.run([nnc, "train", par, "--out", f"{out}/par_nothread", "--no-progress"], env=env, capture_output=True,
+                   text=True, preexec_fn=huge_stack)
+if "cannot start" in r.stdout:
+    check(r.returncode == 0 and "chains 1 to 3: cannot start 2 of 2 threads (" in r.stdout
+          and "): the chains run one after another" in r.stdout,
+          f"par: no thread can start: said, and run here (exit {r.returncode}) {r.stdout.strip()[:400]} {r.stderr.strip()}")
+    same_run(par_dir, f"{out}/par_nothread", 3, "par: no thread could start")
+    said = "\n".join(l for l in r.stdout.splitlines() if "cannot start" not in l)
+    check(strip(run(par, seq_dir, extra=["--set", "parallel=0"]).stdout) == strip(said),
+          "par: no thread could start: the same lines on stdout as one after another")
+else:
+    print(f"skip par: no thread could start: this machine maps a 2^50-byte thread stack (exit {r.returncode})")
 for k in threads:
     os.environ.pop(k)
 
