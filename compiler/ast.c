@@ -302,6 +302,8 @@ static const char *const stmt_kw[] = {
     [ST_HEAD] = "head",   [ST_BLOCK] = "block",   [ST_RETURN] = "return", [ST_TRAIN] = "train",
 };
 
+const char *ast_stmt_keyword(StmtKind k) { return stmt_kw[k]; }
+
 static void print_stmt(StrBuf *b, const Stmt *s, int indent) {
     sb_printf(b, "%*s%d:%d %s", indent, "", s->loc.line, s->loc.col, stmt_kw[s->kind]);
     if (s->name) sb_printf(b, " %s", s->name);

@@ -178,5 +178,6 @@ void ast_print_expr(StrBuf *b, const Ast *e);
 void ast_print_program(StrBuf *b, const Program *prog);
 const char *ast_op_name(int op);
 const char *ast_item_keyword(TrainItemKind k);
+const char *ast_stmt_keyword(StmtKind k);
 
 #endif

@@ -31,14 +31,22 @@ const char *sema_type_str(char *buf, size_t n, const SVal *v) {
 
 /* ---- scope ---- */
 
-Sym *sema_lookup(Sema *s, const char *name) {
-    for (int i = s->nsym - 1; i >= 0; i--)
+static Sym *lookup_from(Sema *s, const char *name, int base) {
+    for (int i = s->nsym - 1; i >= base; i--)
         if (!strcmp(s->sym[i].name, name)) return &s->sym[i];
     return NULL;
 }
 
-static void define(Sema *s, const char *name, SrcLoc loc, SymKind kind, int index, SVal *val) {
-    Sym *prev = sema_lookup(s, name);
+/* Inside a block, the names of the file below its scope are out of sight but for params
+ * (unknown_name says so). */
+Sym *sema_lookup(Sema *s, const char *name) {
+    Sym *sym = lookup_from(s, name, 0);
+    if (!sym || s->ninst == 0 || sym - s->sym >= s->scope_base || sym->kind == SYM_PARAM) return sym;
+    return NULL;
+}
+
+void sema_define(Sema *s, const char *name, SrcLoc loc, SymKind kind, int index, SVal *val) {
+    Sym *prev = lookup_from(s, name, s->scope_base);
     if (prev) {
         err(s, loc, "redefinition of '%s'", diag_name(name));
         diag_note(s->diag, prev->loc, "'%s' was first defined here", diag_name(name));
@@ -49,15 +57,22 @@ static void define(Sema *s, const char *name, SrcLoc loc, SymKind kind, int inde
 }
 
 static void unknown_name(Sema *s, SrcLoc loc, const char *name, const char *what) {
-    for (int i = 0; i < s->nlater; i++)
+    if (s->ninst > 0 && lookup_from(s, name, 0)) {
+        err(s, loc, "'%s' is outside block '%s': a block sees its parameters, its own bindings and the file's params",
+            diag_name(name), s->inst[s->ninst - 1].def->name);
+        return;
+    }
+    for (int i = 0; i < s->nlater && s->ninst == 0; i++)
         if (!strcmp(s->later[i].name, name)) {
             err(s, loc, "'%s' is used before its definition", diag_name(name));
             diag_note(s->diag, s->later[i].loc, "'%s' is defined here", diag_name(name));
             return;
         }
     const char **cand = arena_alloc(s->arena, sizeof(char *) * (size_t)(s->nsym + 1));
-    for (int i = 0; i < s->nsym; i++) cand[i] = s->sym[i].name;
-    const char *near = diag_suggest(name, cand, s->nsym);
+    int ncand = 0;
+    for (int i = 0; i < s->nsym; i++)
+        if (i >= s->scope_base || s->ninst == 0 || s->sym[i].kind == SYM_PARAM) cand[ncand++] = s->sym[i].name;
+    const char *near = diag_suggest(name, cand, ncand);
     if (near)
         err(s, loc, "unknown %s '%s'; did you mean '%s'?", what, diag_name(name), near);
     else
@@ -76,11 +91,15 @@ bool sema_eval_const(Sema *s, const Ast *e, double *out) {
             return false;
         }
         if (sym->kind == SYM_ERROR) return false;
-        if (sym->kind != SYM_PARAM) {
+        if (sym->kind == SYM_NUMBER && sym->val->kind == SV_CONST) {
+            *out = sym->val->num;
+            return true;
+        }
+        if (sym->kind != SYM_PARAM && sym->kind != SYM_NUMBER) {
             err(s, e->loc, "'%s' is a tensor, but a number is needed here", diag_name(e->text));
             return false;
         }
-        ParamDef *pd = &s->m->param[sym->index];
+        ParamDef *pd = &s->m->param[sym->kind == SYM_NUMBER ? sym->val->index : sym->index];
         if (pd->fixed_at.line == 0) pd->fixed_at = e->loc; /* a schedule could not change this use */
         *out = pd->value;
         return true;
@@ -179,7 +198,6 @@ static const FuncDef *find_func(const FuncDef *t, int n, const char *name) {
 /* ---- run-time scalar expressions (gate penalties, loss weights) ---- */
 
 static SVal *eval_loss_call(Sema *s, const Ast *e);
-static SVal *eval_tensor(Sema *s, const Ast *e);
 
 /* Numbers and params combined with + - * / ^; in a loss (`in_loss`), loss calls too. */
 static SVal *eval_arith(Sema *s, const Ast *e, bool in_loss) {
@@ -205,6 +223,7 @@ static SVal *eval_arith(Sema *s, const Ast *e, bool in_loss) {
             return NULL;
         }
         if (sym->kind == SYM_ERROR) return NULL;
+        if (sym->kind == SYM_NUMBER) return sym->val;
         if (sym->kind != SYM_PARAM) {
             if (in_loss)
                 err(s, e->loc, "a loss must be a scalar, but '%s' is %s; apply a loss function such as cross_entropy",
@@ -250,7 +269,7 @@ static SVal *eval_arith(Sema *s, const Ast *e, bool in_loss) {
         break;
     case AST_PIPE:
         if (in_loss) {
-            SVal *x = eval_tensor(s, e);
+            SVal *x = sema_eval_tensor(s, e);
             if (x)
                 err(s, e->loc, "a loss must be a scalar, but this is %s; apply a loss function such as cross_entropy",
                     sema_type_str(buf, sizeof buf, x));
@@ -313,8 +332,8 @@ static void unknown_layer(Sema *s, SrcLoc loc, const char *name) {
 static SVal *apply_layer(Sema *s, SVal *x, const Ast *e, int skip) {
     const char *name = e->text;
     const LayerDef *ld = sema_layers_find(name);
-    for (int i = 0; !ld && i < s->nblock; i++)
-        if (!strcmp(s->block[i], name)) return NULL; /* the block was reported */
+    const Stmt *blk = ld ? NULL : sema_block_find(s, name);
+    if (blk) return sema_block_apply(s, blk, x, e, skip);
     if (!ld) {
         if (find_func(losses, NLOSSES, name))
             err(s, e->loc, "'%s' is a loss, not a layer; use it in a `loss` statement", name);
@@ -338,22 +357,30 @@ static SVal *lookup_tensor(Sema *s, const Ast *e) {
         return NULL;
     }
     if (sym->kind == SYM_ERROR) return NULL;
-    if (sym->kind == SYM_PARAM) {
-        err(s, e->loc, "'%s' is a param (a number), but a tensor is needed here", diag_name(e->text));
+    if (sym->kind == SYM_PARAM || sym->kind == SYM_NUMBER) {
+        err(s, e->loc, "'%s' is a %s (a number), but a tensor is needed here", diag_name(e->text),
+            sym->kind == SYM_PARAM ? "param" : "block argument");
         return NULL;
     }
     return sym->val;
 }
 
-static SVal *eval_tensor(Sema *s, const Ast *e) {
+bool sema_is_tensor(Sema *s, const Ast *e) {
+    if (e->kind == AST_PIPE || e->kind == AST_CALL) return true;
+    if (e->kind != AST_NAME) return false;
+    Sym *sym = sema_lookup(s, e->text);
+    return sym ? sym->kind == SYM_IO || sym->kind == SYM_VALUE : sema_layers_find(e->text) != NULL;
+}
+
+SVal *sema_eval_tensor(Sema *s, const Ast *e) {
     switch (e->kind) {
     case AST_NAME: return lookup_tensor(s, e);
     case AST_PIPE: {
-        SVal *x = eval_tensor(s, e->lhs);
+        SVal *x = sema_eval_tensor(s, e->lhs);
         if (!x) return NULL;
         const Ast *r = e->rhs;
         if (r->kind == AST_NAME) {
-            if (sema_lookup(s, r->text) && !sema_layers_find(r->text)) {
+            if (sema_lookup(s, r->text) && !sema_layers_find(r->text) && !sema_block_find(s, r->text)) {
                 err(s, r->loc, "'%s' is not a layer; the right side of '->' must be a layer", diag_name(r->text));
                 return NULL;
             }
@@ -364,6 +391,7 @@ static SVal *eval_tensor(Sema *s, const Ast *e) {
         return NULL;
     }
     case AST_CALL: {
+        if (!sema_layers_find(e->text) && sema_block_find(s, e->text)) return apply_layer(s, NULL, e, 0);
         bool config_first = e->narg > 0 && !e->arg[0].name &&
                             (e->arg[0].value->kind == AST_NUM || e->arg[0].value->kind == AST_STR);
         if (!sema_layers_find(e->text) || e->narg == 0 || e->arg[0].name || config_first) {
@@ -374,7 +402,7 @@ static SVal *eval_tensor(Sema *s, const Ast *e) {
             }
             return apply_layer(s, NULL, e, 0);
         }
-        SVal *x = eval_tensor(s, e->arg[0].value);
+        SVal *x = sema_eval_tensor(s, e->arg[0].value);
         if (!x) return NULL;
         return apply_layer(s, x, e, 1);
     }
@@ -450,7 +478,7 @@ static SVal *eval_loss_call(Sema *s, const Ast *e) {
     bool nll = fd->kind == LOSS_GAUSSIAN_NLL;
     const Ast **a = sema_args_bind(s, e->text, e->loc, spec, nll ? 3 : 2, e->arg, e->narg);
     if (!a) return NULL;
-    SVal *x = eval_tensor(s, a[0]);
+    SVal *x = sema_eval_tensor(s, a[0]);
     SVal *t = need_target(s, a[1], e->text);
     SVal *sigma = NULL; /* learned */
     bool learned = nll && a[2]->kind == AST_NAME && !strcmp(a[2]->text, "learned") && !sema_lookup(s, "learned");
@@ -540,7 +568,7 @@ static void check_metric(Sema *s, const Ast *e) {
     static const ArgSpec spec[] = {{"prediction", A_TENSOR, true, 0}, {"target", A_TENSOR, true, 0}};
     const Ast **a = sema_args_bind(s, e->text, e->loc, spec, 2, e->arg, e->narg);
     if (!a) return;
-    SVal *x = eval_tensor(s, a[0]);
+    SVal *x = sema_eval_tensor(s, a[0]);
     SVal *t = need_target(s, a[1], e->text);
     if (!x || !t) return;
     char bx[96], bt[96];
@@ -617,11 +645,11 @@ static void check_io(Sema *s, const Stmt *st) {
     v->nclass = io.nclass;
     v->index = s->m->nio;
     if (!ok) {
-        define(s, st->name, st->name_loc, SYM_ERROR, 0, NULL);
+        sema_define(s, st->name, st->name_loc, SYM_ERROR, 0, NULL);
         return;
     }
     ARENA_PUSH(s->arena, s->m->io, s->m->nio, s->capio, io);
-    define(s, st->name, st->name_loc, SYM_IO, s->m->nio - 1, v);
+    sema_define(s, st->name, st->name_loc, SYM_IO, s->m->nio - 1, v);
 }
 
 static void check_param(Sema *s, const Stmt *st) {
@@ -635,20 +663,20 @@ static void check_param(Sema *s, const Stmt *st) {
         ok = true;
     }
     if (!ok) {
-        define(s, st->name, st->name_loc, SYM_ERROR, 0, NULL);
+        sema_define(s, st->name, st->name_loc, SYM_ERROR, 0, NULL);
         return;
     }
     ARENA_PUSH(s->arena, s->m->param, s->m->nparam, s->capparam, p);
-    define(s, st->name, st->name_loc, SYM_PARAM, s->m->nparam - 1, NULL);
+    sema_define(s, st->name, st->name_loc, SYM_PARAM, s->m->nparam - 1, NULL);
 }
 
 static void check_let(Sema *s, const Stmt *st) {
     s->owner = st->name;
     s->nstem = 0;
     sema_layers_count(s, st->expr);
-    SVal *v = eval_tensor(s, st->expr);
+    SVal *v = sema_eval_tensor(s, st->expr);
     s->owner = NULL;
-    define(s, st->name, st->name_loc, v ? SYM_VALUE : SYM_ERROR, 0, v);
+    sema_define(s, st->name, st->name_loc, v ? SYM_VALUE : SYM_ERROR, 0, v);
 }
 
 /* ---- driver ---- */
@@ -674,7 +702,7 @@ static void collect_names(Sema *s, const Program *prog) {
             Sym sym = {st->name, SYM_VALUE, 0, NULL, st->name_loc};
             ARENA_PUSH(s->arena, s->later, s->nlater, s->caplater, sym);
         }
-        if (st->kind == ST_BLOCK) ARENA_PUSH(s->arena, s->block, s->nblock, s->capblock, st->name);
+        if (st->kind == ST_BLOCK) ARENA_PUSH(s->arena, s->block, s->nblock, s->capblock, st);
         if (st->kind == ST_LET || st->kind == ST_LOSS || st->kind == ST_HEAD || st->kind == ST_PRIOR)
             collect_mentions(s, st->expr);
         for (int k = 0; k < st->nlist; k++) collect_mentions(s, st->list[k]);
@@ -747,7 +775,7 @@ Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *pat
             break;
         case ST_PRIOR: sema_prior_check(&s, st); break;
         case ST_HEAD: err(&s, st->loc, "post-training heads are not implemented yet"); break;
-        case ST_BLOCK: err(&s, st->loc, "blocks are not implemented yet"); break;
+        case ST_BLOCK: sema_block_check(&s, st); break;
         case ST_RETURN: err(&s, st->loc, "'return' is only allowed inside a block"); break;
         }
     }

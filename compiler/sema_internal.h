@@ -6,14 +6,17 @@
  *   sema_layers.c  the layer table: one row per layer (arguments, check, what it makes)
  *   sema_train.c   the train block: one row per setting; schedules, stopping rules, --set
  *   sema_priors.c  prior statements: one row per distribution
+ *   sema_blocks.c  blocks: their definitions, and each call expanded in a scope of its own
  * Every function here reports its errors (located) and returns false, NULL or -1 after one. */
 #ifndef NNC_SEMA_INTERNAL_H
 #define NNC_SEMA_INTERNAL_H
 
 #include "model.h"
 
-/* SYM_ERROR: a name whose definition failed (and was reported); its uses stay silent. */
-typedef enum { SYM_PARAM, SYM_IO, SYM_VALUE, SYM_ERROR } SymKind;
+/* SYM_ERROR: a name whose definition failed (and was reported); its uses stay silent.
+ * SYM_NUMBER: a block's number argument, its value `val` (SV_CONST, or SV_PARAM for a param
+ * passed by name, which stays schedulable). */
+typedef enum { SYM_PARAM, SYM_IO, SYM_VALUE, SYM_ERROR, SYM_NUMBER } SymKind;
 typedef struct {
     const char *name;
     SymKind kind;
@@ -29,6 +32,14 @@ typedef struct {
     int count, seen;
 } WeightStem;
 
+/* A block instance being expanded: the block, where it was called, and the prefix of its
+ * weights' names (sema_blocks.c). */
+typedef struct {
+    const Stmt *def;
+    SrcLoc call;
+    const char *prefix;
+} BlockInstance;
+
 typedef struct {
     Arena *arena;
     Diag *diag;
@@ -41,8 +52,11 @@ typedef struct {
     int nsym, capsym;
     Sym *later; /* names defined anywhere in the file, for use-before-definition */
     int nlater, caplater;
-    const char **block; /* blocks declared (not built yet): their uses stay silent */
+    const Stmt **block; /* the file's blocks, in order */
     int nblock, capblock;
+    BlockInstance *inst; /* the blocks being expanded, outermost first */
+    int ninst, capinst;
+    int scope_base; /* inside a block: its names start here; below it only params are seen */
     const char **mention; /* every name used in an expression anywhere */
     int nmention, capmention;
     bool in_loss; /* evaluating a loss or metric: no layers here */
@@ -55,11 +69,14 @@ typedef struct {
 } Sema;
 
 static inline void err(Sema *s, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* An error; inside block instances, a note for each call it came through, innermost first. */
 static inline void err(Sema *s, SrcLoc loc, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     diag_verror(s->diag, loc, fmt, ap);
     va_end(ap);
+    for (int i = s->ninst - 1; i >= 0; i--)
+        diag_note(s->diag, s->inst[i].call, "in block '%s', called here", s->inst[i].def->name);
 }
 
 /* ---- sema.c ---- */
@@ -74,6 +91,24 @@ bool sema_eval_int(Sema *s, const Ast *e, const char *what, int64_t min, int64_t
 SVal *sema_eval_scalar(Sema *s, const Ast *e);
 /* One that must be positive (a scale): a number or a param's value <= 0 is an error naming `what`. */
 SVal *sema_positive_scalar(Sema *s, const Ast *e, const char *what);
+
+/* Defines a name in the current scope (a redefinition there is an error). */
+void sema_define(Sema *s, const char *name, SrcLoc loc, SymKind kind, int index, SVal *val);
+/* The value of a tensor expression (names, layers, blocks, `->`), or NULL after reporting. */
+SVal *sema_eval_tensor(Sema *s, const Ast *e);
+/* Whether e is a tensor expression (a pipe, a layer or block call, a tensor's name) rather than
+ * a number. */
+bool sema_is_tensor(Sema *s, const Ast *e);
+
+/* ---- sema_blocks.c ---- */
+
+/* The file's block named `name`, or NULL. */
+const Stmt *sema_block_find(const Sema *s, const char *name);
+/* Checks a block definition's form: its name, parameters and body (bindings, then one return). */
+void sema_block_check(Sema *s, const Stmt *st);
+/* Expands the block `def` called by `e` on x (NULL: every parameter from the call's arguments;
+ * `skip` = 1 when x came as the call's first positional argument): the value it returns. */
+SVal *sema_block_apply(Sema *s, const Stmt *def, SVal *x, const Ast *e, int skip);
 
 /* ---- sema_priors.c ---- */
 
@@ -128,8 +163,12 @@ struct LayerDef {
 
 const LayerDef *sema_layers_find(const char *name);
 const char *sema_layers_suggest(const char *name); /* a layer's name near `name`, or NULL */
-/* Counts the owner's layers with weights in a binding's expression, before it is checked. */
+/* Counts the owner's layers with weights, and its block calls, in a binding's expression,
+ * before it is checked. */
 void sema_layers_count(Sema *s, const Ast *e);
+/* The prefix of the names of a layer's weights (or of a block instance's) with this stem:
+ * the owner for the binding's only one, owner.<stem>2 for the second of several. */
+const char *sema_layers_prefix(Sema *s, const char *stem);
 /* Applies the layer ld named by `e` (a name or a call) to x; `skip` = 1 when x came as the
  * first positional argument of the call. */
 SVal *sema_layers_apply(Sema *s, const LayerDef *ld, SVal *x, const Ast *e, int skip);

@@ -398,10 +398,12 @@ void sema_layers_count(Sema *s, const Ast *e) {
         const Ast *l = e->kind == AST_PIPE ? e->rhs : e;
         if (l->kind == AST_CALL || l->kind == AST_NAME) {
             const LayerDef *ld = sema_layers_find(l->text);
-            if (ld && !ld->todo && ld->stem) {
-                WeightStem *w = find_stem(s, ld->stem);
+            const Stmt *blk = ld ? NULL : sema_block_find(s, l->text);
+            const char *stem = ld && !ld->todo ? ld->stem : blk ? blk->name : NULL;
+            if (stem) {
+                WeightStem *w = find_stem(s, stem);
                 if (!w) {
-                    ARENA_PUSH(s->arena, s->stem, s->nstem, s->capstem, ((WeightStem){ld->stem, 0, 0}));
+                    ARENA_PUSH(s->arena, s->stem, s->nstem, s->capstem, ((WeightStem){stem, 0, 0}));
                     w = &s->stem[s->nstem - 1];
                 }
                 w->count++;
@@ -412,7 +414,7 @@ void sema_layers_count(Sema *s, const Ast *e) {
 }
 
 /* h1 for the binding's only dense layer, h1.dense2 for the second of several. */
-static const char *weight_prefix(Sema *s, const char *stem) {
+const char *sema_layers_prefix(Sema *s, const char *stem) {
     const char *owner = s->owner ? s->owner : "loss";
     WeightStem *w = find_stem(s, stem);
     if (!w || w->count <= 1) return owner;
@@ -437,6 +439,6 @@ SVal *sema_layers_apply(Sema *s, const LayerDef *ld, SVal *x, const Ast *e, int 
     v->layer = ld->kind;
     v->a = x;
     v->shape = x->shape;
-    if (ld->stem) v->wname = weight_prefix(s, ld->stem);
+    if (ld->stem) v->wname = sema_layers_prefix(s, ld->stem);
     return ld->check(s, ld, e, a, v);
 }

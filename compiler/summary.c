@@ -59,20 +59,24 @@ void summary_print(StrBuf *b, const Compilation *c) {
     const Model *m = c->model;
     char sh[96], by[32];
     sb_printf(b, "model %s (%s)\n\n", m->name, m->path);
-    int wl = 16, wo = 16; /* the layer and output columns: 16 wide, or wider for long entries */
+    int wn = 12, wl = 16, wo = 16; /* the name, layer and output columns: 12, 16, 16 wide, or wider for long entries */
     for (int i = 0; i < m->nrow; i++) {
-        int l = (int)strlen(m->row[i].desc), o = (int)strlen(shape_str(sh, sizeof sh, DT_F32, m->row[i].shape));
+        int n = (int)strlen(m->row[i].owner), l = (int)strlen(m->row[i].desc),
+            o = (int)strlen(shape_str(sh, sizeof sh, DT_F32, m->row[i].shape));
+        if (n > wn) wn = n;
         if (l > wl) wl = l;
         if (o > wo) wo = o;
     }
-    sb_printf(b, "  %-12s %-*s %-*s %12s %12s\n", "name", wl, "layer", wo, "output", "params", "bytes");
+    for (int i = 0; i < m->nio; i++)
+        if ((int)strlen(m->io[i].name) > wn) wn = (int)strlen(m->io[i].name);
+    sb_printf(b, "  %-*s %-*s %-*s %12s %12s\n", wn, "name", wl, "layer", wo, "output", "params", "bytes");
     for (int i = 0; i < m->nio; i++) {
         const IoDef *io = &m->io[i];
         if (io->is_class)
             snprintf(sh, sizeof sh, "class[%lld]", (long long)io->nclass);
         else
             shape_str(sh, sizeof sh, DT_F32, io->shape);
-        sb_printf(b, "  %-12s %-*s %-*s %12s %12s\n", io->name, wl, io->is_target ? "target" : "input", wo, sh, "", "");
+        sb_printf(b, "  %-*s %-*s %-*s %12s %12s\n", wn, io->name, wl, io->is_target ? "target" : "input", wo, sh, "", "");
     }
     int64_t total = 0;
     for (int i = 0; i < m->nrow; i++) {
@@ -81,11 +85,11 @@ void summary_print(StrBuf *b, const Compilation *c) {
         human_bytes(by, sizeof by, (double)r->nparams * 4);
         char np[32] = "";
         if (r->nparams) snprintf(np, sizeof np, "%lld", (long long)r->nparams);
-        sb_printf(b, "  %-12s %-*s %-*s %12s %12s\n", r->owner, wl, r->desc, wo, shape_str(sh, sizeof sh, DT_F32, r->shape),
+        sb_printf(b, "  %-*s %-*s %-*s %12s %12s\n", wn, r->owner, wl, r->desc, wo, shape_str(sh, sizeof sh, DT_F32, r->shape),
                   np, r->nparams ? by : "");
     }
     human_bytes(by, sizeof by, (double)total * 4);
-    sb_printf(b, "  %-12s %-*s %-*s %12lld %12s\n\n", "total", wl, "", wo, "", (long long)total, by);
+    sb_printf(b, "  %-*s %-*s %-*s %12lld %12s\n\n", wn, "total", wl, "", wo, "", (long long)total, by);
     if (m->nparam) {
         sb_puts(b, "params:");
         for (int i = 0; i < m->nparam; i++)

@@ -233,6 +233,10 @@ bayes_sgld_exact)
   mkdir -p "$out/plain" "$out/rmsprop"
   numpy_test tests/train/bayes_hmc.py "$nnc" "$out/plain" sgld &&
   numpy_test tests/train/bayes_hmc.py "$nnc" "$out/rmsprop" psgld ;;
+blocks)
+  # a model written with blocks trains as its twin written out by hand, bit for bit; weight
+  # names through the calls in checkpoints (tests/train/blocks.py says how)
+  numpy_test tests/train/blocks.py "$nnc" "$out" ;;
 bayes_resume)
   # a sampling run stopped by SIGTERM and resumed gives the same draws, bit for bit, for hmc,
   # nuts and sgld (tests/train/bayes_resume.py says how)
