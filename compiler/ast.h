@@ -103,6 +103,7 @@ typedef struct Parser {
     Arena *arena;
     Diag *diag;
     const Source *src;
+    int file;            /* its index in SrcLoc.file: 0 the model, k > 0 a library file */
     Program prog;
     int capstmt;
     /* scanner state */
@@ -123,7 +124,7 @@ typedef struct Parser {
     int tok_len;
 } Parser;
 
-Program *parse_source(Arena *arena, Diag *diag, const Source *src);
+Program *parse_source(Arena *arena, Diag *diag, const Source *src, int file);
 
 /* constructors used by grammar actions */
 SrcLoc ast_span(SrcLoc a, SrcLoc b);

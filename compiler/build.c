@@ -135,10 +135,13 @@ int build_trainer(const BuildOptions *o) {
         free(as);
     }
     const char *slash = strrchr(o->file, '/');
-    const char *names[] = {"nnc_model_source", "nnc_model_file", "nnc_build_info", "nnc_cuda_source", "nnc_build_args"};
-    const char *texts[] = {c.text, slash ? slash + 1 : o->file, info, cuda, args};
+    StrBuf lib = {0}; /* the library files the model calls blocks of: the trainer compiles it again */
+    driver_library_bundle(&c, &lib);
+    const char *names[] = {"nnc_model_source", "nnc_model_file", "nnc_build_info", "nnc_cuda_source", "nnc_build_args",
+                           "nnc_library_source"};
+    const char *texts[] = {c.text, slash ? slash + 1 : o->file, info, cuda, args, c.nlib ? sb_str(&lib) : ""};
     if (rc == 0 && (llvm_emit_object(m, kobj, err, sizeof err) ||
-                    llvm_emit_data_object(dobj, o->cpu, names, texts, 5, "nnc_plan_signature", sig, err, sizeof err))) {
+                    llvm_emit_data_object(dobj, o->cpu, names, texts, 6, "nnc_plan_signature", sig, err, sizeof err))) {
         fprintf(stderr, "nnc: error: %s\n", err);
         rc = 1;
     }
@@ -157,6 +160,7 @@ int build_trainer(const BuildOptions *o) {
     free(cuda);
     free(info);
     free(args);
+    sb_free(&lib);
     driver_free(&c);
     return rc;
 }

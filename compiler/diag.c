@@ -17,8 +17,13 @@ void diag_init(Diag *d, const Source *src, FILE *out) {
     d->out = out ? out : stderr;
 }
 
+/* The file a location is in. */
+static const Source *source_of(const Diag *d, SrcLoc loc) {
+    return loc.file > 0 && loc.file <= d->nlib ? &d->lib[loc.file - 1] : d->src;
+}
+
 static void print_source_line(Diag *d, SrcLoc loc) {
-    const Source *s = d->src;
+    const Source *s = source_of(d, loc);
     if (!s || !s->text || loc.line <= 0) return;
     size_t pos = 0;
     for (int line = 1; line < loc.line && pos < s->len; pos++)
@@ -59,7 +64,8 @@ void diag_verror(Diag *d, SrcLoc loc, const char *fmt, va_list ap) {
         return;
     }
     int cap = d->max_errors > 0 ? d->max_errors : DEFAULT_MAX_ERRORS;
-    const char *path = d->src && d->src->path ? d->src->path : "<input>";
+    const Source *src = source_of(d, loc);
+    const char *path = src && src->path ? src->path : "<input>";
     if (loc.line > 0)
         fprintf(d->out, "%s:%d:%d: error: ", path, loc.line, loc.col > 0 ? loc.col : 1);
     else
@@ -88,7 +94,8 @@ void diag_note(Diag *d, SrcLoc loc, const char *fmt, ...) {
         funlockfile(d->out);
         return;
     }
-    const char *path = d->src && d->src->path ? d->src->path : "<input>";
+    const Source *src = source_of(d, loc);
+    const char *path = src && src->path ? src->path : "<input>";
     va_list ap;
     va_start(ap, fmt);
     if (loc.line > 0)

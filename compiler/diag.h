@@ -12,9 +12,11 @@
 #include <stddef.h>
 #include <stdio.h>
 
-/* A source range on one line (1-based line and byte columns; end_col is inclusive). */
+/* A source range on one line (1-based line and byte columns; end_col is inclusive) of a file:
+ * 0 the model's, k > 0 the k-th library file the compilation read (Diag.lib). */
 typedef struct {
     int line, col, end_col;
+    int file;
 } SrcLoc;
 
 typedef struct {
@@ -25,6 +27,8 @@ typedef struct {
 
 typedef struct {
     const Source *src;
+    const Source *lib; /* the library files (stdlib/): a location in file k is in lib[k - 1] */
+    int nlib;
     FILE *out;
     int nerror;
     int max_errors; /* 0: default cap */

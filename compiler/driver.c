@@ -2,6 +2,7 @@
  * the next runs (ir_verify inside the IR passes). */
 #include "driver.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,18 +93,116 @@ static bool check_sampler(Compilation *c) {
     return true;
 }
 
+/* ---- the library ---- */
+
+#ifndef NNC_STDLIB_DIR
+#define NNC_STDLIB_DIR "stdlib"
+#endif
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* The text of block `name`'s file in a trainer's bundle, or NULL. */
+static const char *bundled(const char *bundle, const char *name, size_t *len) {
+    for (const char *at = bundle; at && *at;) {
+        const char *nl = strchr(at, '\n');
+        if (!nl) return NULL;
+        char *end;
+        size_t n = strtoull(nl + 1, &end, 10);
+        if (*end != '\n' || strlen(end + 1) < n) return NULL;
+        if ((size_t)(nl - at) == strlen(name) && !strncmp(at, name, (size_t)(nl - at))) {
+            *len = n;
+            return end + 1;
+        }
+        at = end + 1 + n;
+    }
+    return NULL;
+}
+
+/* SemaOptions.load_block: NAME.nn of the library, parsed as file nlib + 1. */
+static const Program *load_block(void *ctx, const char *name) {
+    Compilation *c = ctx;
+    if (c->nlib == DRIVER_MAX_LIB) return NULL;
+    for (const char *q = name; *q; q++)
+        if (!(*q == '_' || (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9'))) return NULL;
+    const char *env = getenv("NNC_STDLIB"), *dir = env && *env ? env : NNC_STDLIB_DIR;
+    char *path = arena_printf(c->arena, "%s/%s.nn", dir, name), *text;
+    size_t len;
+    if (c->library) {
+        const char *t = bundled(c->library, name, &len);
+        if (!t) return NULL;
+        text = arena_strndup(c->arena, t, len);
+    } else {
+        char *t = util_read_file(path, &len);
+        if (!t) return NULL;
+        text = arena_strndup(c->arena, t, len);
+        free(t);
+    }
+    /* messages name the built-in library as stdlib/NAME.nn, wherever it was read from */
+    const char *shown = env && *env ? path : arena_printf(c->arena, "stdlib/%s.nn", name);
+    c->lib[c->nlib] = (Source){shown, text, len};
+    c->lib_name[c->nlib] = arena_strndup(c->arena, name, strlen(name));
+    c->nlib++;
+    c->diag.lib = c->lib;
+    c->diag.nlib = c->nlib;
+    return parse_source(c->arena, &c->diag, &c->lib[c->nlib - 1], c->nlib);
+}
+
+/* The library's block names (its files', or a bundle's), sorted, for did-you-mean. */
+static int library_names(Compilation *c, const char ***out) {
+    int n = 0, cap = 0;
+    const char **names = NULL;
+    if (c->library) {
+        for (const char *at = c->library; *at;) {
+            const char *nl = strchr(at, '\n');
+            char *end;
+            size_t len = nl ? strtoull(nl + 1, &end, 10) : 0;
+            if (!nl || *end != '\n') break;
+            ARENA_PUSH(c->arena, names, n, cap, arena_strndup(c->arena, at, (size_t)(nl - at)));
+            at = end + 1 + len;
+        }
+    } else {
+        const char *env = getenv("NNC_STDLIB");
+        DIR *d = opendir(env && *env ? env : NNC_STDLIB_DIR);
+        for (struct dirent *e; d && (e = readdir(d));) {
+            size_t len = strlen(e->d_name);
+            if (len > 3 && !strcmp(e->d_name + len - 3, ".nn"))
+                ARENA_PUSH(c->arena, names, n, cap, arena_strndup(c->arena, e->d_name, len - 3));
+        }
+        if (d) closedir(d);
+    }
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    *out = names;
+    return n;
+}
+
+void driver_library_bundle(const Compilation *c, StrBuf *b) {
+    for (int i = 0; i < c->nlib; i++) {
+        sb_printf(b, "%s\n%zu\n", c->lib_name[i], c->lib[i].len);
+        sb_putn(b, c->lib[i].text, c->lib[i].len);
+    }
+}
+
+uint64_t driver_source_hash(const Compilation *c) {
+    uint64_t h = util_hash(c->src.text, c->src.len, 0);
+    for (int i = 0; i < c->nlib; i++) h = util_hash(c->lib[i].text, c->lib[i].len, h);
+    return h;
+}
+
 int driver_compile_text(Compilation *c, const char *path, const char *text, size_t len,
                         const CompileOptions *opt, Stage upto) {
     static const CompileOptions none = {0};
     if (!opt) opt = &none;
     c->src = (Source){path, text, len};
+    c->library = opt->library;
     diag_init(&c->diag, &c->src, opt->err ? opt->err : stderr);
-    c->prog = parse_source(c->arena, &c->diag, &c->src);
+    c->prog = parse_source(c->arena, &c->diag, &c->src, 0);
     if (c->diag.nerror) return 1;
     int rc = check_overrides(c, opt);
     if (rc) return rc;
     if (upto == STAGE_PARSE) return 0;
-    SemaOptions so = {opt->ov, opt->nov, opt->width, opt->nwidth};
+    const char **lib_names;
+    int nlib_names = library_names(c, &lib_names);
+    SemaOptions so = {opt->ov, opt->nov, opt->width, opt->nwidth, load_block, c, lib_names, nlib_names};
     c->model = sema_check(c->arena, &c->diag, c->prog, path, &so);
     if (!c->model) return 1;
     if (upto == STAGE_CHECK) return 0;

@@ -21,7 +21,14 @@ typedef struct {
     const WidthOverride *width; /* dense layers at other widths (pruning) */
     int nwidth;
     FILE *err;         /* diagnostics; stderr when NULL */
+    const char *library; /* the library files a trainer carries (driver_library_bundle); NULL:
+                            read them from the stdlib directory */
 } CompileOptions;
+
+/* The library: blocks a model calls without defining them, one file per block (stdlib/NAME.nn
+ * holds block NAME, and may hold blocks it uses), read from NNC_STDLIB when it is set, else from
+ * the stdlib directory of nnc's source tree; a file is read only when a model calls its block. */
+enum { DRIVER_MAX_LIB = 32 };
 
 typedef struct {
     Arena *arena;
@@ -32,6 +39,10 @@ typedef struct {
     Model *model;
     Graph *graph;
     Plan *plan;
+    Source lib[DRIVER_MAX_LIB]; /* the library files read, in order: SrcLoc.file k is lib[k - 1] */
+    const char *lib_name[DRIVER_MAX_LIB]; /* the block each was read for */
+    int nlib;
+    const char *library; /* CompileOptions.library */
 } Compilation;
 
 int driver_compile(Compilation *c, const char *path, const CompileOptions *opt, Stage upto);
@@ -39,6 +50,12 @@ int driver_compile(Compilation *c, const char *path, const CompileOptions *opt, 
 int driver_compile_text(Compilation *c, const char *path, const char *text, size_t len,
                         const CompileOptions *opt, Stage upto);
 void driver_free(Compilation *c);
+
+/* The library files the compilation read, as one text a trainer carries (CompileOptions.library):
+ * for each, its block's name, a newline, its length in bytes, a newline, its text. */
+void driver_library_bundle(const Compilation *c, StrBuf *b);
+/* The model's identity in checkpoints: a hash of its text and of the library files it read. */
+uint64_t driver_source_hash(const Compilation *c);
 
 /* `nnc check`'s report: layer table, parameter counts, training setup, memory plan. */
 void summary_print(StrBuf *b, const Compilation *c);

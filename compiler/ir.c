@@ -353,7 +353,7 @@ void ir_print(StrBuf *b, const Graph *g, const char *path) {
         sb_free(&line);
         if (n->loc.line > 0 || n->name) {
             sb_puts(b, "  #");
-            if (n->loc.line > 0) sb_printf(b, " %s:%d:%d", path, n->loc.line, n->loc.col);
+            if (n->loc.line > 0) sb_printf(b, " %s:%d:%d", ir_loc_file(g, n->loc, path), n->loc.line, n->loc.col);
             if (n->name && n->op != OP_WEIGHT && n->op != OP_PARAM) sb_printf(b, " %s", n->name);
         }
         if (n->remat_of >= 0) sb_printf(b, " (recomputes %%%d)", n->remat_of);
@@ -377,4 +377,8 @@ void ir_print(StrBuf *b, const Graph *g, const char *path) {
             header = true;
             sb_printf(b, "  d %s = %%%d\n", g->input[i].name, g->input[i].grad);
         }
+}
+
+const char *ir_loc_file(const Graph *g, SrcLoc loc, const char *path) {
+    return loc.file > 0 && loc.file <= g->nlib ? g->lib_path[loc.file - 1] : path;
 }

@@ -203,7 +203,12 @@ typedef struct Graph {
     bool has_backward; /* autodiff ran */
     bool input_grads;  /* autodiff also differentiates by the f32 inputs */
     Phase phase;       /* the phase new nodes belong to */
+    const char **lib_path; /* the library files' names: a SrcLoc in file k > 0 is in lib_path[k - 1] */
+    int nlib;
 } Graph;
+
+/* The name of the file a location is in: the model's (`path`), or a library file's. */
+const char *ir_loc_file(const Graph *g, SrcLoc loc, const char *path);
 
 /* A gated layer's width: its neurons, or the channels of a feature map (the last dimension). */
 static inline int64_t gate_width(const Graph *g, const GateInfo *gi) {

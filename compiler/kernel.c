@@ -326,7 +326,10 @@ void plan_print_kernel(StrBuf *b, const Plan *p, const Kernel *k) {
             print_dim(b, k->dim[d]);
         }
     }
-    if (k->loc.line > 0) sb_printf(b, "  # line %d", k->loc.line);
+    if (k->loc.line > 0 && k->loc.file > 0)
+        sb_printf(b, "  # %s line %d", ir_loc_file(p->g, k->loc, ""), k->loc.line);
+    else if (k->loc.line > 0)
+        sb_printf(b, "  # line %d", k->loc.line);
     sb_putc(b, '\n');
     for (int i = 0; i < k->narg; i++) {
         const Buffer *bf = &p->buf[k->arg[i].buf];

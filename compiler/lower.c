@@ -498,6 +498,9 @@ static bool has_loss(const SVal *v) {
 Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
     Graph *g = ir_new(arena);
     Lower L = {.g = g, .m = m, .diag = diag};
+    g->nlib = diag->nlib;
+    g->lib_path = arena_alloc(arena, sizeof(char *) * ((size_t)g->nlib + 1));
+    for (int i = 0; i < g->nlib; i++) g->lib_path[i] = diag->lib[i].path;
     for (int i = 0; i < m->nio; i++) {
         const IoDef *io = &m->io[i];
         ir_input(g, io->name, io->is_target, io->is_class, io->nclass, io->shape, io->loc);

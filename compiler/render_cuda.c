@@ -374,7 +374,7 @@ static void render_kernel(StrBuf *b, const Plan *p, const Kernel *k, const char 
     for (int m = 0; m < k->nmember; m++) { /* each op it computes, with the model line it came from */
         const Node *n = &g->node[k->member[m]];
         sb_printf(b, "%s %s", m ? "," : "", op_info[n->op].name);
-        if (n->loc.line > 0) sb_printf(b, " at %s:%d:%d", path, n->loc.line, n->loc.col);
+        if (n->loc.line > 0) sb_printf(b, " at %s:%d:%d", ir_loc_file(g, n->loc, path), n->loc.line, n->loc.col);
         if (n->name) sb_printf(b, " (layer %s)", n->name);
         if (n->remat_of >= 0) sb_puts(b, " (recomputed)");
     }

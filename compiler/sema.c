@@ -52,7 +52,7 @@ void sema_define(Sema *s, const char *name, SrcLoc loc, SymKind kind, int index,
         diag_note(s->diag, prev->loc, "'%s' was first defined here", diag_name(name));
         return;
     }
-    Sym sym = {name, kind, index, val, loc};
+    Sym sym = {name, kind, index, val, loc, NULL};
     ARENA_PUSH(s->arena, s->sym, s->nsym, s->capsym, sym);
 }
 
@@ -96,7 +96,10 @@ bool sema_eval_const(Sema *s, const Ast *e, double *out) {
             return true;
         }
         if (sym->kind != SYM_PARAM && sym->kind != SYM_NUMBER) {
-            err(s, e->loc, "'%s' is a tensor, but a number is needed here", diag_name(e->text));
+            if (sym->kind == SYM_WORD)
+                err(s, e->loc, "'%s' is the word '%s', but a number is needed here", diag_name(e->text), sym->word->text);
+            else
+                err(s, e->loc, "'%s' is a tensor, but a number is needed here", diag_name(e->text));
             return false;
         }
         ParamDef *pd = &s->m->param[sym->kind == SYM_NUMBER ? sym->val->index : sym->index];
@@ -224,6 +227,10 @@ static SVal *eval_arith(Sema *s, const Ast *e, bool in_loss) {
         }
         if (sym->kind == SYM_ERROR) return NULL;
         if (sym->kind == SYM_NUMBER) return sym->val;
+        if (sym->kind == SYM_WORD) {
+            err(s, e->loc, "'%s' is the word '%s', but a scalar is needed here", diag_name(e->text), sym->word->text);
+            return NULL;
+        }
         if (sym->kind != SYM_PARAM) {
             if (in_loss)
                 err(s, e->loc, "a loss must be a scalar, but '%s' is %s; apply a loss function such as cross_entropy",
@@ -319,8 +326,15 @@ SVal *sema_positive_scalar(Sema *s, const Ast *e, const char *what) {
 
 /* ---- tensor expressions ---- */
 
+/* An unknown layer: the nearest layer, block of the file or block of the library. */
 static void unknown_layer(Sema *s, SrcLoc loc, const char *name) {
     const char *near = sema_layers_suggest(name);
+    int n = s->nblock + s->nlib_names;
+    const char **cand = arena_alloc(s->arena, sizeof(char *) * ((size_t)n + 2));
+    for (int i = 0; i < s->nblock; i++) cand[i] = s->block[i]->name;
+    for (int i = 0; i < s->nlib_names; i++) cand[s->nblock + i] = s->lib_names[i];
+    if (near) cand[n++] = near;
+    near = diag_suggest(name, cand, n);
     if (near)
         err(s, loc, "unknown layer '%s'; did you mean '%s'?", diag_name(name), near);
     else
@@ -360,6 +374,10 @@ static SVal *lookup_tensor(Sema *s, const Ast *e) {
     if (sym->kind == SYM_PARAM || sym->kind == SYM_NUMBER) {
         err(s, e->loc, "'%s' is a %s (a number), but a tensor is needed here", diag_name(e->text),
             sym->kind == SYM_PARAM ? "param" : "block argument");
+        return NULL;
+    }
+    if (sym->kind == SYM_WORD) {
+        err(s, e->loc, "'%s' is the word '%s', but a tensor is needed here", diag_name(e->text), sym->word->text);
         return NULL;
     }
     return sym->val;
@@ -699,7 +717,7 @@ static void collect_names(Sema *s, const Program *prog) {
     for (int i = 0; i < prog->nstmt; i++) {
         const Stmt *st = prog->stmt[i];
         if (st->name && st->kind != ST_MODEL && st->kind != ST_BLOCK) {
-            Sym sym = {st->name, SYM_VALUE, 0, NULL, st->name_loc};
+            Sym sym = {st->name, SYM_VALUE, 0, NULL, st->name_loc, NULL};
             ARENA_PUSH(s->arena, s->later, s->nlater, s->caplater, sym);
         }
         if (st->kind == ST_BLOCK) ARENA_PUSH(s->arena, s->block, s->nblock, s->capblock, st);
@@ -710,7 +728,9 @@ static void collect_names(Sema *s, const Program *prog) {
 }
 
 Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *path, const SemaOptions *opt) {
-    Sema s = {.arena = arena, .diag = diag, .ov = opt->ov, .nov = opt->nov, .width = opt->width, .nwidth = opt->nwidth};
+    Sema s = {.arena = arena, .diag = diag, .ov = opt->ov, .nov = opt->nov, .width = opt->width, .nwidth = opt->nwidth,
+              .load_block = opt->load_block, .load_ctx = opt->load_ctx, .lib_names = opt->lib_names,
+              .nlib_names = opt->nlib_names};
     Model *m = s.m = arena_alloc(arena, sizeof *m);
     m->path = path;
     const char *slash = strrchr(path, '/');
@@ -780,7 +800,7 @@ Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *pat
         }
     }
     if (diag_stopped(diag)) return NULL;
-    SrcLoc top = {1, 1, 1};
+    SrcLoc top = {1, 1, 1, 0};
     if (!model_stmt) err(&s, top, "the file does not start with `model NAME`");
     if (!seen_loss) err(&s, model_stmt ? model_stmt->loc : top, "the model has no `loss` statement");
     if (!train_stmt) err(&s, model_stmt ? model_stmt->loc : top, "the model has no `train { ... }` block");

@@ -48,6 +48,10 @@ const Ast **sema_args_bind(Sema *s, const char *callee, SrcLoc loc, const ArgSpe
         }
         out[k] = a->value;
     }
+    for (int j = 0; j < nspec; j++) { /* a block's word argument stands for its name */
+        Sym *w = out[j] && out[j]->kind == AST_NAME ? sema_lookup(s, out[j]->text) : NULL;
+        if (w && w->kind == SYM_WORD) out[j] = w->word;
+    }
     for (int j = 0; j < nspec; j++)
         if (spec[j].required && !out[j]) {
             err(s, loc, "'%s' needs the argument '%s'", callee, spec[j].name);

@@ -12,22 +12,52 @@
  * body again, in a scope of its own: the block's parameters, its bindings, and the file's params
  * (nothing else of the file: a block uses what it is given).  A parameter given a tensor holds
  * that tensor; one given a number holds the number (a param passed by name stays that param, so
- * schedules and --set still reach it); a parameter's default is evaluated in the block's scope,
+ * schedules and --set still reach it); one given a word (`padding = same`) holds the word, which
+ * the layer argument it reaches checks; a parameter's default is evaluated in the block's scope,
  * after the ones before it.  The weights of an instance are named through it: in `root = x ->
  * conv_root(3)`, the body's binding c3 names root.c3.weight, and its `return` names root.weight;
  * where the binding has other layers with weights, or other calls, the block's name comes
  * between (`logits = x -> mlp(64) -> dense(10)`: logits.mlp.h.weight beside logits.weight), and
  * two calls of one block are numbered as layers are (root.conv_root2.c3.weight).
  * An error inside an instance is located in the block's body, with a note for every call it came
- * through; a block that calls itself, directly or through others, is an error at the call. */
+ * through; a block that calls itself, directly or through others, is an error at the call.
+ * A block the file does not define comes from the library (driver.h): stdlib/NAME.nn is read
+ * when NAME is first called, and errors inside it are located in that file. */
 #include <string.h>
 
 #include "sema_internal.h"
 
-const Stmt *sema_block_find(const Sema *s, const char *name) {
+static const Stmt *find(const Sema *s, const char *name) {
     for (int i = 0; i < s->nblock; i++)
         if (!strcmp(s->block[i]->name, name)) return s->block[i];
     return NULL;
+}
+
+/* The library file of block `name`, read once: its blocks join the file's (which win over
+ * theirs), their forms checked; it holds nothing but blocks. */
+static void load(Sema *s, const char *name) {
+    for (int i = 0; i < s->ntried; i++)
+        if (!strcmp(s->tried[i], name)) return;
+    ARENA_PUSH(s->arena, s->tried, s->ntried, s->captried, name);
+    const Program *lib = s->load_block ? s->load_block(s->load_ctx, name) : NULL;
+    if (!lib) return;
+    int first = s->nblock;
+    for (int i = 0; i < lib->nstmt; i++) {
+        const Stmt *st = lib->stmt[i];
+        if (st->kind != ST_BLOCK)
+            err(s, st->loc, "a library file holds blocks only; '%s' cannot stand in one",
+                st->kind == ST_LET ? "=" : ast_stmt_keyword(st->kind));
+        else if (!find(s, st->name))
+            ARENA_PUSH(s->arena, s->block, s->nblock, s->capblock, st);
+    }
+    for (int i = first; i < s->nblock; i++) sema_block_check(s, s->block[i]);
+}
+
+const Stmt *sema_block_find(Sema *s, const char *name) {
+    const Stmt *b = find(s, name);
+    if (b || sema_layers_find(name)) return b;
+    load(s, name);
+    return find(s, name);
 }
 
 void sema_block_check(Sema *s, const Stmt *st) {
@@ -35,7 +65,7 @@ void sema_block_check(Sema *s, const Stmt *st) {
         err(s, st->name_loc, "block '%s' has the name of a layer; give it another name", diag_name(st->name));
         return;
     }
-    const Stmt *first = sema_block_find(s, st->name);
+    const Stmt *first = find(s, st->name);
     if (first != st) {
         err(s, st->name_loc, "block '%s' is defined twice", diag_name(st->name));
         diag_note(s->diag, first->name_loc, "first defined here");
@@ -117,6 +147,14 @@ static bool bind_param(Sema *s, const AstArg *p, SVal *tensor, const Ast *arg, i
     bool own_default = arg == p->value;
     if (!own_default) s->scope_base = caller_base, s->ninst = caller_ninst;
     SVal *v = NULL;
+    if (arg->kind == AST_NAME && !sema_lookup(s, arg->text) && !sema_layers_find(arg->text) &&
+        !sema_block_find(s, arg->text)) { /* a word, such as `same`: the layer it reaches checks it */
+        s->scope_base = base, s->ninst = ninst;
+        int n = s->nsym;
+        sema_define(s, p->name, p->name_loc, SYM_WORD, 0, NULL);
+        if (s->nsym > n) s->sym[n].word = arg;
+        return s->nsym > n;
+    }
     if (sema_is_tensor(s, arg)) {
         v = tensor = sema_eval_tensor(s, arg);
     } else if (arg->kind == AST_NAME && sema_lookup(s, arg->text) &&

@@ -15,14 +15,16 @@
 
 /* SYM_ERROR: a name whose definition failed (and was reported); its uses stay silent.
  * SYM_NUMBER: a block's number argument, its value `val` (SV_CONST, or SV_PARAM for a param
- * passed by name, which stays schedulable). */
-typedef enum { SYM_PARAM, SYM_IO, SYM_VALUE, SYM_ERROR, SYM_NUMBER } SymKind;
+ * passed by name, which stays schedulable).  SYM_WORD: a block's word argument (padding =
+ * same), the word itself `word`, which stands for the name where an argument is bound. */
+typedef enum { SYM_PARAM, SYM_IO, SYM_VALUE, SYM_ERROR, SYM_NUMBER, SYM_WORD } SymKind;
 typedef struct {
     const char *name;
     SymKind kind;
     int index;
     SVal *val;
     SrcLoc loc;
+    const Ast *word; /* SYM_WORD */
 } Sym;
 
 /* Layers with weights in the binding being defined, per weight stem ("dense", "gate"): with
@@ -57,6 +59,12 @@ typedef struct {
     BlockInstance *inst; /* the blocks being expanded, outermost first */
     int ninst, capinst;
     int scope_base; /* inside a block: its names start here; below it only params are seen */
+    const Program *(*load_block)(void *ctx, const char *name); /* the library (SemaOptions) */
+    void *load_ctx;
+    const char *const *lib_names; /* the library's blocks, for did-you-mean (SemaOptions) */
+    int nlib_names;
+    const char **tried; /* names looked for in the library */
+    int ntried, captried;
     const char **mention; /* every name used in an expression anywhere */
     int nmention, capmention;
     bool in_loss; /* evaluating a loss or metric: no layers here */
@@ -102,8 +110,9 @@ bool sema_is_tensor(Sema *s, const Ast *e);
 
 /* ---- sema_blocks.c ---- */
 
-/* The file's block named `name`, or NULL. */
-const Stmt *sema_block_find(const Sema *s, const char *name);
+/* The block named `name`: the file's, else the library's (its file read and its blocks'
+ * forms checked on first use), or NULL. */
+const Stmt *sema_block_find(Sema *s, const char *name);
 /* Checks a block definition's form: its name, parameters and body (bindings, then one return). */
 void sema_block_check(Sema *s, const Stmt *st);
 /* Expands the block `def` called by `e` on x (NULL: every parameter from the call's arguments;

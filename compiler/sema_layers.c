@@ -211,19 +211,20 @@ static SVal *check_conv(Sema *s, const LayerDef *ld, const Ast *e, const Ast *co
     if (!sema_args_bool(s, a[5], true, &v->bias)) return NULL;
     int64_t total = 0; /* padding along each axis, split top/bottom (left/right) */
     const Ast *p = a[3];
-    if (p && p->kind == AST_NAME && !strcmp(p->text, "same")) {
+    bool word = p && p->kind == AST_NAME && !sema_lookup(s, p->text); /* (a name that is a number: a param) */
+    if (word && !strcmp(p->text, "same")) {
         if (stride != 1) {
             err(s, p->loc, "padding = same needs stride 1, but the stride is %lld; give the padding as a number", (long long)stride);
             return NULL;
         }
         total = dil * (k - 1);
-    } else if (p && p->kind == AST_NAME && strcmp(p->text, "valid")) {
+    } else if (word && strcmp(p->text, "valid")) {
         static const char *const words[] = {"same", "valid"};
         const char *near = diag_suggest(p->text, words, 2);
         err(s, p->loc, "padding is same, valid or a number of elements, got '%s'%s%s%s", p->text, near ? "; did you mean '" : "",
             near ? near : "", near ? "'?" : "");
         return NULL;
-    } else if (p && p->kind != AST_NAME) {
+    } else if (p && !word) {
         int64_t n;
         if (!sema_eval_int(s, p, "the padding", 0, 1 << 12, &n)) return NULL;
         total = 2 * n;
@@ -250,7 +251,7 @@ static SVal *check_conv(Sema *s, const LayerDef *ld, const Ast *e, const Ast *co
     int64_t np = filters * hwc[2] * kh * k + (v->bias ? filters : 0);
     add_row(s, arena_printf(s->arena, "%s(%lld, %lld%s%lld%s%s)", ld->name, (long long)filters, (long long)k,
                             spatial == 2 ? "x" : "", spatial == 2 ? (long long)k : 0LL,
-                            total ? (p && p->kind == AST_NAME ? ", same" : ", padded") : "", stride > 1 ? ", strided" : ""),
+                            total ? (word ? ", same" : ", padded") : "", stride > 1 ? ", strided" : ""),
             v, np);
     return v;
 }
@@ -398,7 +399,8 @@ void sema_layers_count(Sema *s, const Ast *e) {
         const Ast *l = e->kind == AST_PIPE ? e->rhs : e;
         if (l->kind == AST_CALL || l->kind == AST_NAME) {
             const LayerDef *ld = sema_layers_find(l->text);
-            const Stmt *blk = ld ? NULL : sema_block_find(s, l->text);
+            bool tensor = l->kind == AST_NAME && sema_lookup(s, l->text); /* (not a block to look for) */
+            const Stmt *blk = ld || tensor ? NULL : sema_block_find(s, l->text);
             const char *stem = ld && !ld->todo ? ld->stem : blk ? blk->name : NULL;
             if (stem) {
                 WeightStem *w = find_stem(s, stem);

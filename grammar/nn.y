@@ -28,7 +28,10 @@ int yylex(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner);
 static int next_token(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner);
 #undef yylex
 #define yylex next_token
-static SrcLoc L(YYLTYPE l) { return (SrcLoc){l.first_line, l.first_column, l.first_line == l.last_line ? l.last_column : l.first_column}; }
+static SrcLoc loc_of(const Parser *p, YYLTYPE l) {
+    return (SrcLoc){l.first_line, l.first_column, l.first_line == l.last_line ? l.last_column : l.first_column, p->file};
+}
+#define L(l) loc_of(p, (l))
 static void yyerror(YYLTYPE *loc, yyscan_t scanner, Parser *p, const char *msg);
 /* Error recovery: bison keeps the offending token after an `error` rule.  When the same token
  * fails again it is dropped (the scanner then skips to the next statement); at the end of
@@ -362,12 +365,13 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
     return 0;
 }
 
-Program *parse_source(Arena *arena, Diag *diag, const Source *src) {
+Program *parse_source(Arena *arena, Diag *diag, const Source *src, int file) {
     yydebug = getenv("NNC_PARSE_TRACE") != NULL;
     Parser *p = arena_alloc(arena, sizeof *p);
     p->arena = arena;
     p->diag = diag;
     p->src = src;
+    p->file = file;
     p->line = p->col = 1;
     yyscan_t scanner;
     if (yylex_init_extra(p, &scanner)) NNC_BUG("cannot create scanner");

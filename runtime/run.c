@@ -15,16 +15,19 @@
 #include "train.h"
 
 /* Compiles o's model (the text embedded in a trainer, or the file) up to `upto`. */
-static int compile(const RunOptions *o, const CompileOptions *co, Stage upto, Compilation *c) {
-    if (!o->text) return driver_compile(c, o->path, co, upto);
+static int compile(const RunOptions *o, const CompileOptions *opt, Stage upto, Compilation *c) {
+    CompileOptions co = *opt;
+    co.library = o->library;
+    if (!o->text) return driver_compile(c, o->path, &co, upto);
     memset(c, 0, sizeof *c);
     c->arena = arena_new();
-    return driver_compile_text(c, o->path, o->text, o->len, co, upto);
+    return driver_compile_text(c, o->path, o->text, o->len, &co, upto);
 }
 
-/* The model's identity in checkpoints: a hash of its source text, 16 hex digits. */
+/* The model's identity in checkpoints: a hash of its source text and the library files it
+ * read, 16 hex digits. */
 static void source_hash(const Compilation *c, char out[17]) {
-    snprintf(out, 17, "%016llx", (unsigned long long)util_hash(c->src.text, c->src.len, 0));
+    snprintf(out, 17, "%016llx", (unsigned long long)driver_source_hash(c));
 }
 
 Built *run_build(const RunOptions *o, const WidthOverride *width, int nwidth, int64_t max_batch) {

@@ -13,6 +13,7 @@ typedef struct {
     const char *path;   /* the model file: messages, and the directory relative data paths use */
     const char *text;   /* its text; NULL: read `path` */
     size_t len;
+    const char *library; /* a trainer's library files (CompileOptions.library); NULL: stdlib/ */
     Override *ov;
     int nov;
     const char *device; /* cpu (NULL), cuda, cuda-emu, auto */

@@ -14,6 +14,7 @@ extern const char nnc_model_file[];    /* its name, for messages */
 extern const char nnc_build_info[];    /* JSON: nnc version, target CPU, date-free build options */
 extern const char nnc_cuda_source[];   /* the CUDA C of the plan it was built for */
 extern const char nnc_build_args[];    /* `set KEY=VALUE` and `fuse none` lines given to nnc build */
+extern const char nnc_library_source[]; /* the library files the model calls blocks of (driver_library_bundle) */
 extern const uint64_t nnc_plan_signature;
 extern const KernelEntry nnc_kernels[];
 
@@ -75,7 +76,8 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     static Override ov[RUN_MAX_SETS];
-    RunOptions o = {.path = nnc_model_file, .text = nnc_model_source, .len = strlen(nnc_model_source), .ov = ov,
+    RunOptions o = {.path = nnc_model_file, .text = nnc_model_source, .len = strlen(nnc_model_source),
+                    .library = nnc_library_source, .ov = ov,
                     .progress = -1, .checkpoint_every = 1, .built = "compiled ahead of time by nnc build"};
     static char baked[4096];
     snprintf(baked, sizeof baked, "%s", nnc_build_args);

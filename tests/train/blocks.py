@@ -7,7 +7,9 @@ epoch by epoch, bit for bit: a block adds layers as the hand does, in the same o
 seeded initialisation and every step are the same.  Also: the block model's checkpoint names
 its weights through the calls (trunk.r.weight, logits.pair1.a.weight, ...), `--init` takes
 them back, `nnc check`'s layer table shows the instances, and `--set` reaches a param passed
-into a block by name."""
+into a block by name.  And the library (stdlib/): a model calling its mlp trains, names its
+weights through the call, builds into a trainer that carries the library, and does not resume
+a run after its library changed."""
 import json
 import os
 import struct
@@ -112,4 +114,38 @@ check(r.returncode == 0 and "lam = 0.5 (--set)" in r.stdout, "--set reaches the 
 r = run("train", f"{out}/blocks.nn", "--out", f"{out}/blocks_lam", "--no-progress", "--set", "lam=0.5")
 moved = r.returncode == 0 and metrics(f"{out}/blocks_lam/metrics.jsonl")[0]["loss"] != a[0]["loss"]
 check(moved, "--set lam=0.5 changes the block model's first-epoch loss (the gate's penalty inside the block)")
+# the library: stdlib/mlp.nn called without a path; a built trainer carries it (it compiles the
+# model again at run time, with no stdlib/ to read); the identity of a run covers the library
+lib = HEAD.format(name="lib") + "logits = x -> mlp(16, 2)\n" + TAIL.replace("epochs 30", "epochs 3")
+with open(f"{out}/lib.nn", "w") as f:
+    f.write(lib)
+empty = f"{out}/empty_stdlib"
+os.makedirs(empty, exist_ok=True)
+r = run("train", f"{out}/lib.nn", "--out", f"{out}/lib_run", "--no-progress")
+check(r.returncode == 0, f"a model calling the library's mlp trains (exit {r.returncode}) {r.stderr.strip()}")
+with open(f"{out}/lib_run/checkpoint.safetensors", "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    names = set(json.loads(f.read(n)))
+check({"logits.h.weight", "logits.h.bias", "logits.weight", "logits.bias"} <= names,
+      f"the library block's weights are named through the call ({sorted(k for k in names if '.' in k)[:6]})")
+env = dict(os.environ, NNC_STDLIB=empty)
+r = subprocess.run([nnc, "check", f"{out}/lib.nn"], capture_output=True, text=True, env=env)
+check(r.returncode == 1 and "error: unknown layer 'mlp'" in r.stderr, f"NNC_STDLIB=DIR is where the library is read ({r.stderr.strip()})")
+r = run("build", f"{out}/lib.nn", "-o", f"{out}/lib_trainer")
+check(r.returncode == 0, f"nnc build of a model calling the library (exit {r.returncode}) {r.stderr.strip()}")
+r = subprocess.run([f"{out}/lib_trainer", "train", "--out", f"{out}/lib_built", "--no-progress"], capture_output=True,
+                   text=True, env=env, cwd=out)
+check(r.returncode == 0 and metrics(f"{out}/lib_built/metrics.jsonl") == metrics(f"{out}/lib_run/metrics.jsonl"),
+      f"the built trainer carries the library: it trains with none to read, as nnc train did (exit {r.returncode}) {r.stderr.strip()}")
+changed = f"{out}/changed_stdlib"
+os.makedirs(changed, exist_ok=True)
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "stdlib", "mlp.nn")) as f:
+    text = f.read()
+with open(f"{changed}/mlp.nn", "w") as f:
+    f.write(text.replace("-> relu", "-> tanh"))
+r = subprocess.run([nnc, "train", f"{out}/lib.nn", "--out", f"{out}/lib_run", "--no-progress", "--resume", "--set", "epochs=4"],
+                   capture_output=True, text=True, env=dict(os.environ, NNC_STDLIB=changed))
+check(r.returncode != 0 and "checkpoint" in r.stderr, f"a run whose library changed does not resume (exit {r.returncode}) {r.stderr.strip()[:300]}")
+r = run("train", f"{out}/lib.nn", "--out", f"{out}/lib_run", "--no-progress", "--resume", "--set", "epochs=4")
+check(r.returncode == 0, f"with the same library it resumes (exit {r.returncode}) {r.stderr.strip()[:300]}")
 finish()
