@@ -170,7 +170,7 @@ static int library_names(Compilation *c, const char ***out) {
         }
         if (d) closedir(d);
     }
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (n > 1) qsort(names, (size_t)n, sizeof *names, cmp_str);
     *out = names;
     return n;
 }
