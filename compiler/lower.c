@@ -472,7 +472,7 @@ static int lower_val(Lower *L, const SVal *v) {
     }
     case SV_METRIC: { /* accuracy and error share one count; rmse is the root of an mse */
         int a = lower_val(L, v->a), b = lower_val(L, v->b);
-        Op op = v->op == METRIC_RMSE ? OP_MSE : OP_ACCURACY;
+        Op op = v->op == METRIC_RMSE ? OP_MSE : v->op == METRIC_RELATIVE_ERROR ? OP_RELATIVE_ERROR : OP_ACCURACY;
         for (int i = 0; i < g->nnode && id < 0; i++)
             if (g->node[i].op == op && g->node[i].in[0] == a && g->node[i].in[1] == b) id = i;
         if (id < 0) id = ir_add2(g, op, shape_scalar(), a, b, v->loc);
@@ -526,7 +526,7 @@ Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
     for (int i = 0; i < m->nmetric; i++) {
         MetricKind k = m->metric[i].kind;
         ir_add_output(g, m->metric[i].name, lower_val(&L, m->metric[i].val),
-                      k == METRIC_ERROR ? AGG_ONE_MINUS_FRACTION : k == METRIC_RMSE ? AGG_RMS : k == METRIC_NLL ? AGG_MEAN : AGG_FRACTION);
+                      k == METRIC_ERROR ? AGG_ONE_MINUS_FRACTION : k == METRIC_RMSE ? AGG_RMS : k == METRIC_NLL || k == METRIC_RELATIVE_ERROR ? AGG_MEAN : AGG_FRACTION);
     }
     spaces_analyse(g);
     const SVal *pred = m->loss; /* the first loss function's first argument */

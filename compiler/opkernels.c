@@ -3,6 +3,7 @@
  * precision, as the oracle these definitions are tested against.  Elementwise math is
  * written so that no branch can produce a NaN the select would then hide: both sides of a
  * select are finite or the unused side is discarded, never multiplied by a 0/1 mask. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -349,6 +350,11 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
                 int d = B(SUB, in[0], in[1]);
                 int inv = kb_per_element(kb, C(1));
                 e = B(MUL, B(MUL, d, d), inv);
+                break;
+            }
+            case OP_RELATIVE_ERROR: {
+                int d = U(ABS, B(SUB, in[0], in[1])), den = B(MAX, U(ABS, in[1]), C(FLT_MIN));
+                e = B(MUL, B(DIV, d, den), kb_per_element(kb, C(1)));
                 break;
             }
             default: NNC_BUG("reduction op '%s'", op_info[n->op].name);

@@ -185,7 +185,7 @@ static const FuncDef losses[] = {
 static const FuncDef metrics[] = {
     {"accuracy", METRIC_ACCURACY, NULL},
     {"error", METRIC_ERROR, NULL},
-    {"relative_error", 0, "the relative_error metric"},
+    {"relative_error", METRIC_RELATIVE_ERROR, NULL},
     {"rmse", METRIC_RMSE, NULL},
     {"nll", METRIC_NLL, NULL},
     {"live", 0, "the live-neuron metric"},
@@ -592,9 +592,9 @@ static void check_metric(Sema *s, const Ast *e) {
     char bx[96], bt[96];
     if (fd->kind == METRIC_ACCURACY || fd->kind == METRIC_ERROR) {
         if (!check_class_pair(s, e->text, a[0], x, a[1], t)) return;
-    } else if (fd->kind == METRIC_RMSE && (t->is_class || !shape_eq(x->shape, t->shape))) {
-        err(s, a[0]->loc, "'rmse' needs a prediction and a real-valued target of the same shape, but they are %s and %s",
-            sema_type_str(bx, sizeof bx, x), sema_type_str(bt, sizeof bt, t));
+    } else if ((fd->kind == METRIC_RMSE || fd->kind == METRIC_RELATIVE_ERROR) && (t->is_class || !shape_eq(x->shape, t->shape))) {
+        err(s, a[0]->loc, "'%s' needs a prediction and a real-valued target of the same shape, but they are %s and %s",
+            fd->name, sema_type_str(bx, sizeof bx, x), sema_type_str(bt, sizeof bt, t));
         return;
     }
     for (int i = 0; i < s->m->nmetric; i++)

@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,7 +292,7 @@ int posterior_metrics(Exec *e, const Model *m, const Draws *d, const Dataset *da
     float *x = util_calloc((size_t)(batch * data->nfeat) + 1, sizeof(float));
     float *t = util_calloc((size_t)(batch * data->ntarget) + 1, sizeof(float));
     int32_t *label = util_calloc((size_t)batch + 1, sizeof(int32_t));
-    double se = 0;
+    double se = 0, rel = 0;
     int64_t right = 0;
     for (int64_t at = 0; at < n && rc == 0; at += batch) { /* the targets, against the predictive mean */
         int64_t rows = n - at < batch ? n - at : batch;
@@ -304,13 +305,18 @@ int posterior_metrics(Exec *e, const Model *m, const Draws *d, const Dataset *da
                     if (o[j] > o[best]) best = j;
                 right += best == label[i];
             } else {
-                for (int64_t j = 0; j < cols; j++) se += (o[j] - t[i * cols + j]) * (o[j] - t[i * cols + j]);
+                for (int64_t j = 0; j < cols; j++) {
+                    double y = t[i * cols + j];
+                    se += (o[j] - y) * (o[j] - y);
+                    rel += fabs(o[j] - y) / fmax(fabs(y), FLT_MIN);
+                }
             }
         }
     }
     for (int i = 0; i < m->nmetric && rc == 0; i++) {
         switch (m->metric[i].kind) {
         case METRIC_RMSE: metric[i] = sqrt(se / (double)(n * cols)); break;
+        case METRIC_RELATIVE_ERROR: metric[i] = rel / (double)(n * cols); break;
         case METRIC_ACCURACY: metric[i] = (double)right / (double)n; break;
         case METRIC_ERROR: metric[i] = 1.0 - (double)right / (double)n; break;
         case METRIC_NLL: rc = predictive_nll(e, d, data, idx, n, g->output[i + 1].node, &metric[i]); break;

@@ -6,6 +6,7 @@
 #include "elementwise.h"
 #include "philox.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,6 +345,11 @@ static void run_node(RefState *r, int id) {
                 case OP_MSE: {
                     double d = x - at(r, n->in[1], i, j, cols);
                     total += d * d / (double)(rows * cols);
+                    break;
+                }
+                case OP_RELATIVE_ERROR: {
+                    double b = at(r, n->in[1], i, j, cols);
+                    total += fabs(x - b) / fmax(fabs(b), FLT_MIN) / (double)(rows * cols);
                     break;
                 }
                 case OP_SIZE_GATE_FACTOR_GRAD: { /* d sigmoid(k (w b - j)) / d b = k w s (1 - s) */

@@ -159,6 +159,11 @@ static int c_sum(Graph *g) { return ir_add1(g, OP_SUM, shape_scalar(), X(N), NOL
 static int c_l1(Graph *g) { return ir_add1(g, OP_L1, shape_scalar(), w_vec(g, "g", N), NOLOC); }
 static int c_mse(Graph *g) { return op2(g, OP_MSE, shape_scalar(), X(N), in_f(g, "t", N)); }
 static int c_mse_heads(Graph *g) { return op2(g, OP_MSE, shape_scalar(), X(N), in_f(g, "t", 1)); }
+static int c_relative_error(Graph *g) { /* a metric beside a loss: the output is checked, not differentiated */
+    int x = X(N), t = in_f(g, "t", N);
+    ir_add_output(g, "relative_error", op2(g, OP_RELATIVE_ERROR, shape_scalar(), x, t), AGG_MEAN);
+    return op2(g, OP_MSE, shape_scalar(), x, t);
+}
 static int c_mse_unbatched(Graph *g) { return op2(g, OP_MSE, shape_scalar(), w_vec(g, "a", N), w_vec(g, "b", N)); }
 static int c_cross_entropy(Graph *g) {
     int z = X(C), lab = in_lab(g, C);
@@ -329,7 +334,7 @@ static const Case cases[] = {
     /* (added last: a case's data comes from its index) */
     FWD("transpose", c_transpose), FWD("col2im_wide", c_col2im_wide), FWD("maxpool_wide", c_maxpool_wide), FWD("avgpool_wide", c_avgpool_wide),
     FWD("avgpool_grad_wide", c_avgpool_grad_wide), FWD("maxpool_grad_wide", c_maxpool_grad_wide),
-    FWD("maxpool_pick_wide", c_maxpool_pick_wide),
+    FWD("maxpool_pick_wide", c_maxpool_pick_wide), FWD("relative_error", c_relative_error),
 };
 
 /* ---- values ---- */

@@ -65,10 +65,23 @@ input  x : f32[3]
 target y : f32[1]
 out  = x -> dense(8) -> gelu -> dense(1)
 loss mse(out, y)
+metric relative_error(out, y)
 train { data csv("lin.csv") test csv("lin.csv") batch 16 epochs 40 optimizer adamw(lr = 1e-2) seed 5 }
 NN
   "$nnc" train "$out/lin.nn" --out "$out"
-  "$check" "$out/metrics.jsonl" test loss 0 0.05 ;;
+  "$check" "$out/metrics.jsonl" test loss 0 0.05
+  # relative_error against awk's mean |pred - y| / |y| over the test file, from a trainer's predict
+  "$nnc" build "$out/lin.nn" -o "$out/lin"
+  cut -d, -f1-3 "$out/lin.csv" > "$out/x.csv"
+  "$out/lin" predict --checkpoint "$out/checkpoint.safetensors" --input "$out/x.csv" --output "$out/pred.csv"
+  want=$(tail -n +2 "$out/pred.csv" | paste -d, - "$out/lin.csv" |
+         awk -F, '{ d = $1 - $5; y = $5; s += (d < 0 ? -d : d) / (y < 0 ? -y : y) } END { printf "%.10g", s / NR }')
+  got=$(grep '"split":"test"' "$out/metrics.jsonl" | tail -1 | sed 's/.*"relative_error":\([0-9.e+-]*\).*/\1/')
+  awk -v a="$got" -v b="$want" 'BEGIN { d = a - b; if (d < 0) d = -d; if (d > 1e-4 * b) { print "relative_error " a ", awk " b; exit 1 }; print "ok   relative_error " a " (awk: " b ")" }'
+  # ... and stops a run, on the validation split
+  sed 's/seed 5 }/valid 0.2 of train seed 5 stop when valid.relative_error < 0.05 }/' "$out/lin.nn" > "$out/stop.nn"
+  "$nnc" train "$out/stop.nn" --out "$out/stop" > "$out/stop.log"
+  grep -q "^stopping after epoch [0-9]* of 40: valid.relative_error 0.0[0-4][0-9]* < 0.05$" "$out/stop.log" ;;
 nan_is_located)
   make_csv "$out/blobs.csv" class
   cat > "$out/diverge.nn" <<'NN'
