@@ -107,6 +107,7 @@ typedef struct {
     DataSpec data, test;
     double valid_fraction; /* held out of the training data; 0: none */
     int64_t batch, epochs;
+    int64_t iterations; /* a budget of optimiser steps instead of epochs; 0: `epochs` */
     uint64_t seed;
     OptSpec opt;
     SamplerSpec sampler;

@@ -11,7 +11,7 @@
 #include "sema_internal.h"
 
 /* Train settings that --set may override (apply_overrides), for driver.c's messages. */
-const char *const sema_train_keys[] = {"epochs", "batch", "seed",    "lr",   "valid",     "samples",
+const char *const sema_train_keys[] = {"epochs", "iterations", "batch", "seed", "lr", "valid", "samples",
                                        "burnin", "thin",  "chains", "step", "max_depth", "parallel"};
 const int sema_ntrain_keys = (int)(sizeof sema_train_keys / sizeof *sema_train_keys);
 
@@ -499,6 +499,11 @@ static void item_epochs(Sema *s, const TrainItem *it) {
     if (sema_eval_int(s, it->expr, "the number of epochs", 1, 1 << 30, &v)) s->m->train.epochs = v;
 }
 
+static void item_iterations(Sema *s, const TrainItem *it) {
+    int64_t v;
+    if (sema_eval_int(s, it->expr, "the number of iterations", 1, (int64_t)1 << 40, &v)) s->m->train.iterations = v;
+}
+
 static void item_seed(Sema *s, const TrainItem *it) {
     int64_t v;
     if (sema_eval_int(s, it->expr, "the seed", 0, (int64_t)1 << 53, &v)) s->m->train.seed = (uint64_t)v;
@@ -634,7 +639,7 @@ static const TrainKey keys[] = {
     [TI_VALID] = {item_valid},
     [TI_BATCH] = {item_batch},
     [TI_EPOCHS] = {item_epochs},
-    [TI_ITERATIONS] = {.todo = "'iterations' is not implemented yet; use 'epochs'"},
+    [TI_ITERATIONS] = {item_iterations},
     [TI_OPTIMIZER] = {item_optimizer},
     [TI_SAMPLER] = {item_sampler},
     [TI_SCHEDULE] = {check_schedule, .repeats = true},
@@ -665,13 +670,19 @@ void sema_train_check(Sema *s, const Stmt *st) {
             k->check(s, it);
     }
     if (!first[TI_DATA]) err(s, st->loc, "the train block needs a data source, such as `data fashion_mnist`");
+    if (first[TI_EPOCHS] && first[TI_ITERATIONS]) {
+        const TrainItem *later = first[TI_EPOCHS]->loc.line > first[TI_ITERATIONS]->loc.line ? first[TI_EPOCHS] : first[TI_ITERATIONS];
+        err(s, later->loc, "a run's budget is epochs or iterations, not both");
+        diag_note(s->diag, (later == first[TI_EPOCHS] ? first[TI_ITERATIONS] : first[TI_EPOCHS])->loc, "the other is here");
+    }
     if (first[TI_SAMPLER]) { /* a sampler replaces the optimizer and the epochs */
-        static const TrainItemKind clash[] = {TI_OPTIMIZER, TI_EPOCHS, TI_PRUNE, TI_STOP};
+        static const TrainItemKind clash[] = {TI_OPTIMIZER, TI_EPOCHS, TI_PRUNE, TI_STOP, TI_ITERATIONS};
         static const char *const why[] = {"a sampler replaces the optimizer: give one or the other",
                                           "a sampler's run is its burnin and samples, not epochs",
                                           "a sampler cannot prune: the posterior is over a fixed network",
-                                          "a sampler runs all its samples: stopping rules are for optimizers"};
-        for (int k = 0; k < 4; k++)
+                                          "a sampler runs all its samples: stopping rules are for optimizers",
+                                          "a sampler's run is its burnin and samples, not iterations"};
+        for (int k = 0; k < 5; k++)
             if (first[clash[k]]) {
                 err(s, first[clash[k]]->loc, "%s", why[k]);
                 diag_note(s->diag, first[TI_SAMPLER]->loc, "the sampler is here");
@@ -693,12 +704,14 @@ static void apply_overrides(Sema *s) {
     for (int i = 0; i < s->nov; i++) {
         Override *o = &s->ov[i];
         double v = o->value;
-        if (!strcmp(o->key, "epochs") || !strcmp(o->key, "batch") || !strcmp(o->key, "seed")) {
+        if (!strcmp(o->key, "epochs") || !strcmp(o->key, "iterations") || !strcmp(o->key, "batch") || !strcmp(o->key, "seed")) {
             if (v != floor(v) || v < (o->key[0] == 's' ? 0 : 1) || v > 1e15) {
                 err(s, (SrcLoc){0}, "--set %s=%g: must be a whole number%s", o->key, v, o->key[0] == 's' ? "" : " >= 1");
                 continue;
             }
-            if (o->key[0] == 'e') t->epochs = (int64_t)v;
+            /* the budget --set gives replaces the model's, epochs or iterations */
+            if (o->key[0] == 'e') t->epochs = (int64_t)v, t->iterations = 0;
+            if (o->key[0] == 'i') t->iterations = (int64_t)v;
             if (o->key[0] == 'b') t->batch = (int64_t)v;
             if (o->key[0] == 's') t->seed = (uint64_t)v;
         } else if (!strcmp(o->key, "lr")) {

@@ -110,6 +110,9 @@ void summary_print(StrBuf *b, const Compilation *c) {
     else if (t->sampler.kind != SAMPLER_NONE)
         sb_printf(b, ", batch %lld (a sampler's gradient sums its batches over the whole training split), seed %llu\n",
                   (long long)t->batch, (unsigned long long)t->seed);
+    else if (t->iterations)
+        sb_printf(b, ", batch %lld, %lld iterations, seed %llu\n", (long long)t->batch, (long long)t->iterations,
+                  (unsigned long long)t->seed);
     else
         sb_printf(b, ", batch %lld, %lld epochs, seed %llu\n", (long long)t->batch, (long long)t->epochs,
                   (unsigned long long)t->seed);

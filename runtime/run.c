@@ -188,7 +188,7 @@ static void identify(const RunOptions *o, const Compilation *c, Identity *idn) {
     if (o->nov) memcpy(ov, o->ov, sizeof(Override) * (size_t)o->nov);
     qsort(ov, (size_t)o->nov, sizeof *ov, cmp_override);
     for (int i = 0; i < o->nov; i++) /* the last of a repeated key counts, as in sema */
-        if (strcmp(ov[i].key, "epochs") && (i + 1 == o->nov || strcmp(ov[i].key, ov[i + 1].key)))
+        if (strcmp(ov[i].key, "epochs") && strcmp(ov[i].key, "iterations") && (i + 1 == o->nov || strcmp(ov[i].key, ov[i + 1].key)))
             sb_printf(&idn->settings, "%s%s=%.17g", idn->settings.len ? "," : "", ov[i].key, ov[i].value);
     free(ov);
     if (o->no_fuse) sb_printf(&idn->settings, "%sfuse=none", idn->settings.len ? "," : "");
@@ -291,7 +291,7 @@ static void scalars_at_checkpoint(const Checkpoint *ck, const Model *m, Exec *e)
     const TrainState *st = &ck->state;
     int64_t whole = st->epoch - 1;
     int64_t spe = whole > 0 ? (st->step - st->epoch_step) / whole : st->epoch_step;
-    if (st->step > 0) train_step_scalars(m, e, st->step, spe, spe * m->train.epochs, NULL, NULL);
+    if (st->step > 0) train_step_scalars(m, e, st->step, spe, train_total_steps(&m->train, spe), NULL, NULL);
 }
 
 /* eval, predict: the model at the checkpoint's widths, with its trained weights (and model

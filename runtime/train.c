@@ -569,6 +569,14 @@ void train_signals_restore(const struct sigaction old[2]) {
 
 int train_signal(void) { return interrupted; }
 
+int64_t train_total_steps(const TrainSpec *t, int64_t steps_per_epoch) {
+    return t->iterations ? t->iterations : steps_per_epoch * t->epochs;
+}
+
+int64_t train_epochs(const TrainSpec *t, int64_t steps_per_epoch) {
+    return t->iterations ? (t->iterations + steps_per_epoch - 1) / (steps_per_epoch > 0 ? steps_per_epoch : 1) : t->epochs;
+}
+
 /* (train.h) */
 void train_test_signal_at(int64_t *epoch, int64_t *step) {
     const char *v = getenv("NNC_TEST_SIGNAL_AT");
@@ -658,6 +666,7 @@ static void write_results(const TrainConfig *cfg) {
     cJSON_AddStringToObject(r, "testproblem", m->name);
     cJSON_AddNumberToObject(r, "batch_size", (double)t->batch);
     cJSON_AddNumberToObject(r, "num_epochs", (double)t->epochs);
+    if (t->iterations) cJSON_AddNumberToObject(r, "num_iterations", (double)t->iterations);
     cJSON_AddNumberToObject(r, "random_seed", (double)t->seed);
     cJSON_AddNullToObject(r, "l2_reg"); /* the model's own penalties are in its loss, not an L2 term */
     cJSON *params = cJSON_AddObjectToObject(r, "params");
@@ -720,6 +729,7 @@ struct TrainSession {
     int64_t *order;    /* this epoch's order of the training samples */
     int64_t *test_idx; /* 0 .. test.n - 1 */
     int64_t n_train, n_valid, steps_per_epoch, total_steps;
+    int64_t epochs; /* the run's (train_epochs): with an iterations budget, the last is cut short */
     /* The position, as a checkpoint saves it.  During an epoch st.epoch is that epoch,
      * st.epoch_step and st.step count the steps done, st.loss_sum sums their losses, st.shuffle
      * is the generator's state before the epoch's shuffle, st.train_s the seconds its steps took
@@ -832,7 +842,7 @@ static int progress_hook(TrainSession *ts) {
     double now = util_now();
     if (now - ts->last_print > 0.2 || done >= ts->n_train) {
         double el = now - ts->e0, sps = (double)(done - ts->first_step * batch) / el;
-        progress_line(ts->out, ts->st.epoch, ts->t->epochs, ts->st.epoch_step, ts->steps_per_epoch,
+        progress_line(ts->out, ts->st.epoch, ts->epochs, ts->st.epoch_step, ts->steps_per_epoch,
                       ts->st.loss_sum / (double)done, sps, (double)(ts->n_train - done) / sps);
         ts->last_print = now;
     }
@@ -849,10 +859,11 @@ static int report_hook(TrainSession *ts) {
     Latest *latest = &ts->latest;
     int64_t epoch = ts->st.epoch, step = ts->st.step;
     double epoch_s = ts->st.train_s + ts->epoch_s; /* the whole epoch's, across a resume */
-    double sps = (double)ts->n_train / epoch_s;
-    double train_loss = ts->st.loss_sum / (double)ts->n_train;
+    int64_t done = ts->st.epoch_step * ts->s.batch < ts->n_train ? ts->st.epoch_step * ts->s.batch : ts->n_train;
+    double sps = (double)done / epoch_s; /* (an iterations budget may end the last epoch early) */
+    double train_loss = ts->st.loss_sum / (double)done;
     if (ts->tty) fprintf(out, "\r\033[K");
-    fprintf(out, "epoch %lld/%lld  train loss %.4f", (long long)epoch, (long long)ts->t->epochs, train_loss);
+    fprintf(out, "epoch %lld/%lld  train loss %.4f", (long long)epoch, (long long)ts->epochs, train_loss);
     cJSON *line = line_begin(epoch, step, "train");
     cJSON_AddNumberToObject(line, "loss", train_loss);
     cJSON_AddNumberToObject(line, "lr", ts->lr_used); /* the values the last step used */
@@ -898,7 +909,7 @@ static int report_hook(TrainSession *ts) {
 static int stop_hook(TrainSession *ts) {
     char why[512];
     if (stop_check(&ts->t->stop, &ts->st.stop, latest_metric, &ts->latest, why, sizeof why)) {
-        fprintf(ts->out, "stopping after epoch %lld of %lld: %s\n", (long long)ts->st.epoch, (long long)ts->t->epochs, why);
+        fprintf(ts->out, "stopping after epoch %lld of %lld: %s\n", (long long)ts->st.epoch, (long long)ts->epochs, why);
         cJSON *line = line_begin(ts->st.epoch, ts->st.step, NULL);
         cJSON_AddStringToObject(line, "event", "stop");
         cJSON_AddStringToObject(line, "reason", why);
@@ -912,7 +923,7 @@ static int stop_hook(TrainSession *ts) {
 /* `prune gates every N epochs`: between epochs, so not after the last nor when stopping. */
 static int prune_hook(TrainSession *ts) {
     int64_t epoch = ts->st.epoch;
-    if (ts->st.finished || epoch % ts->t->prune_every || epoch >= ts->t->epochs) return 0;
+    if (ts->st.finished || epoch % ts->t->prune_every || epoch >= ts->epochs) return 0;
     return prune_now(&ts->s, ts->widths, epoch, ts->st.step, ts->metrics, ts->st.reported_min, &ts->arena_peak);
 }
 
@@ -920,7 +931,7 @@ static int prune_hook(TrainSession *ts) {
  * the next epoch's start. */
 static int checkpoint_hook(TrainSession *ts) {
     int64_t epoch = ts->st.epoch, every = ts->cfg->checkpoint_every;
-    if (!ts->st.finished && epoch != ts->t->epochs && !(every > 0 && epoch % every == 0)) return 0;
+    if (!ts->st.finished && epoch != ts->epochs && !(every > 0 && epoch % every == 0)) return 0;
     TrainState next = ts->st;
     next_epoch(&next, &ts->shuffle);
     return save_checkpoint(ts->cfg, &ts->s, &next);
@@ -998,8 +1009,13 @@ static int train_begin(TrainSession *ts) {
         fprintf(out, "training %s: %lld training samples%s", m->name, (long long)ts->n_train, "");
         if (ts->n_valid) fprintf(out, ", %lld validation", (long long)ts->n_valid);
         if (ts->data.has_test) fprintf(out, ", %lld test", (long long)ts->data.test.n);
-        fprintf(out, "; batch %lld, %lld steps per epoch, %lld epochs (%s)\n", (long long)s->batch,
-                (long long)ts->steps_per_epoch, (long long)t->epochs, cfg->backend ? cfg->backend : "cpu");
+        if (t->iterations)
+            fprintf(out, "; batch %lld, %lld steps per epoch, %lld iterations: %lld epochs (%s)\n", (long long)s->batch,
+                    (long long)ts->steps_per_epoch, (long long)t->iterations, (long long)train_epochs(t, ts->steps_per_epoch),
+                    cfg->backend ? cfg->backend : "cpu");
+        else
+            fprintf(out, "; batch %lld, %lld steps per epoch, %lld epochs (%s)\n", (long long)s->batch,
+                    (long long)ts->steps_per_epoch, (long long)t->epochs, cfg->backend ? cfg->backend : "cpu");
         if (resume)
             fprintf(out, "resuming from %s/checkpoint.safetensors: epoch %lld, step %lld\n", cfg->out_dir,
                     (long long)resume->epoch, (long long)resume->step);
@@ -1015,7 +1031,8 @@ static int train_begin(TrainSession *ts) {
         memcpy(ts->shuffle.s, resume->shuffle, sizeof ts->shuffle.s);
     }
     ts->t0 = util_now();
-    ts->total_steps = ts->steps_per_epoch * t->epochs;
+    ts->total_steps = train_total_steps(t, ts->steps_per_epoch);
+    ts->epochs = train_epochs(t, ts->steps_per_epoch);
     ts->lr_used = t->opt.lr;
     ts->param_used = util_calloc((size_t)m->nparam + 1, sizeof(double));
     if (ts->st.step > 0) /* resumed: the last step's schedule values, for an epoch whose steps are all done */
@@ -1044,7 +1061,7 @@ static int train_epoch(TrainSession *ts) {
     if (st->epoch_step == 0) st->loss_sum = st->train_s = 0;
     ts->e0 = util_now();
     ts->last_print = 0;
-    for (int64_t at = st->epoch_step * batch; at < ts->n_train; at = st->epoch_step * batch) {
+    for (int64_t at = st->epoch_step * batch; at < ts->n_train && st->step < ts->total_steps; at = st->epoch_step * batch) {
         Batch b = {.idx = ts->order + at, .rows = ts->n_train - at < batch ? ts->n_train - at : batch, .step = st->step + 1};
         load_batch(&ts->s, &ts->data.train, b.idx, b.rows);
         train_step_scalars(ts->m, ts->s.exec, b.step, ts->steps_per_epoch, ts->total_steps, &ts->lr_used, ts->param_used);
@@ -1098,9 +1115,12 @@ static int train_end(TrainSession *ts, int rc) {
 
 int train_run(const TrainConfig *cfg, TrainResult *res) {
     const TrainState *resume = cfg->resume;
-    int64_t epochs = cfg->model->train.epochs;
+    const TrainSpec *t = &cfg->model->train;
     memset(res, 0, sizeof *res);
-    if (resume && (resume->finished || resume->epoch > epochs)) {
+    /* complete: past the last epoch's evaluation (a checkpoint between the last step and it
+     * still has that epoch to finish) */
+    bool spent = t->iterations ? resume && resume->step >= t->iterations && resume->epoch_step == 0 : resume && resume->epoch > t->epochs;
+    if (resume && (resume->finished || spent)) {
         fprintf(cfg->out ? cfg->out : stdout, "the run in %s is complete (%lld epochs, %lld steps%s); nothing to resume\n",
                 cfg->out_dir, (long long)resume->epoch - 1, (long long)resume->step,
                 resume->finished ? ", ended by its stopping rule" : "");
@@ -1111,7 +1131,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     TrainSession ts;
     if (train_open(&ts, cfg, res)) return 1;
     int rc = train_begin(&ts);
-    while (rc == 0 && !ts.st.finished && ts.st.epoch <= epochs) rc = train_epoch(&ts);
+    while (rc == 0 && !ts.st.finished && ts.st.epoch <= ts.epochs) rc = train_epoch(&ts);
     return train_end(&ts, rc);
 }
 

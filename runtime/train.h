@@ -62,6 +62,12 @@ typedef struct {
 int train_load_data(const Model *m, const Graph *g, ModelData *d, char *err, size_t nerr);
 void train_free_data(ModelData *d);
 
+/* A run's budget at `steps_per_epoch`: its optimiser steps (`iterations`, else every step of
+ * `epochs` epochs) and its epochs (`epochs`, else enough for the iterations, the last one cut
+ * short where they end). */
+int64_t train_total_steps(const TrainSpec *t, int64_t steps_per_epoch);
+int64_t train_epochs(const TrainSpec *t, int64_t steps_per_epoch);
+
 /* The run-time scalars of optimiser step t (1-based) into e->scalars: params and the learning
  * rate (scheduled ones evaluated), Adam's bias corrections.  When lr / param (one per model
  * param) are given they receive the values used. */

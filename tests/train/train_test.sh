@@ -137,6 +137,46 @@ NN
   grep -q "^stopping after epoch [1-9] of 10: valid.accuracy 0.8[5-9][0-9]* > 0.85$" "$out/stdout"
   grep -q '"event":"stop","reason":"valid.accuracy 0.8' "$out/metrics.jsonl"
   "$check" "$out/metrics.jsonl" valid accuracy 0.85 ;;
+iterations_budget)
+  # `iterations N`: N optimiser steps, the last epoch cut short where they end (600 rows, batch
+  # 64: 10 steps an epoch; 47 steps: 5 epochs, the last of 7 steps), evaluated after it;
+  # a run stopped in the short epoch (after one of its steps, or after its last: the budget spent,
+  # its evaluation still to come) or at the epoch before's end resumes to the same metrics and
+  # checkpoint; --set iterations / epochs replace the budget
+  make_csv "$out/blobs.csv" class
+  cat > "$out/it.nn" <<'NN'
+model it
+input  x : f32[3]
+target y : class[2]
+logits = x -> dense(8) -> relu -> dense(2)
+loss   cross_entropy(logits, y)
+train {
+  data csv("blobs.csv") test csv("blobs.csv") batch 64 iterations 47 optimizer sgd(lr = 0.1)
+  schedule lr = cosine(0.1)
+}
+NN
+  "$nnc" check "$out/it.nn" | grep -q "batch 64, 47 iterations, seed 1"
+  "$nnc" train "$out/it.nn" --out "$out/full" > "$out/full.log"
+  grep -q "; batch 64, 10 steps per epoch, 47 iterations: 5 epochs (" "$out/full.log"
+  [ "$(grep -c '"split":"train"' "$out/full/metrics.jsonl")" = 5 ]
+  grep -q '^{"epoch":5,"step":47,"split":"train"' "$out/full/metrics.jsonl"
+  grep -q '^{"epoch":5,"step":47,"split":"test"' "$out/full/metrics.jsonl"
+  # the cosine schedule reaches 0 at the budget's end: its last step's lr
+  lr=$(grep '^{"epoch":5,"step":47,"split":"train"' "$out/full/metrics.jsonl" | sed 's/.*"lr":\([0-9.e+-]*\).*/\1/')
+  awk -v lr="$lr" 'BEGIN { if (lr > 1e-3) { print "lr at the last step " lr; exit 1 } }'
+  for at in 5:3 5:7 4:10 4:eval; do
+    rc=0; NNC_TEST_SIGNAL_AT=$at "$nnc" train "$out/it.nn" --out "$out/cut$at" > /dev/null 2>&1 || rc=$?
+    [ $rc = 143 ] || { echo "signal at $at: exit $rc"; exit 1; }
+    "$nnc" train "$out/it.nn" --out "$out/cut$at" --resume > "$out/resume$at.log"
+    "$check" --same "$out/full/metrics.jsonl" "$out/cut$at/metrics.jsonl"
+    cmp "$out/full/checkpoint.safetensors" "$out/cut$at/checkpoint.safetensors"
+  done
+  "$nnc" train "$out/it.nn" --out "$out/full" --resume | grep -q "is complete (5 epochs, 47 steps); nothing to resume"
+  "$nnc" train "$out/it.nn" --out "$out/more" --set iterations=12 > "$out/more.log"
+  grep -q "12 iterations: 2 epochs" "$out/more.log"
+  "$nnc" train "$out/it.nn" --out "$out/ep" --set epochs=2 > "$out/ep.log"
+  grep -q "10 steps per epoch, 2 epochs (" "$out/ep.log"
+  grep -q '^{"epoch":2,"step":20,"split":"train"' "$out/ep/metrics.jsonl" ;;
 schedule_logged)
   make_csv "$out/blobs.csv" class
   cat > "$out/s.nn" <<'NN'
