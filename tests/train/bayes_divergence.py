@@ -9,7 +9,11 @@ The data has one row whose input, 1e30, overflows the Gaussian likelihood to inf
   divergence, rejected; the run ends normally, reports them with chain and iteration, and the
   draws are all the (finite) starting position.
 - SGLD with an lr that throws the position off (1e30): every loss after is infinite, so after a
-  whole pass of skipped steps the run stops with an error at the sampler's line."""
+  whole pass of skipped steps the run stops with an error at the sampler's line.
+- SGLD whose loss is finite but whose gradient is not: inputs of 0, no bias, targets of 1e-12
+  and a noise sigma of 1e-30, so the standardised residual is 1e18 (its square, the loss, fits
+  a float) and the residual's gradient 1e48 does not (times the inputs' 0: NaN); the run stops
+  at the first step with an error at the layer, before the update reaches the position."""
 import os
 import re
 import subprocess
@@ -82,5 +86,25 @@ for data, batch, steps in [("d", 1, 10), ("finite", 9, 1)]:
             f"{'s' if steps > 1 else ''}): the position has run off (lr 1e+30 too large?), or the data overflows the model")
     check(r.returncode == 1 and want in r.stderr and tail in r.stderr,
           f"sgld, lr 1e30, batch {batch}: stopped after {steps} skipped step(s) in a row (exit {r.returncode}) {r.stderr.strip()[:300]}")
+
+with open(f"{out}/zero.csv", "w") as f:
+    f.write("0,0,0,1e-12\n" * 20)
+with open(f"{out}/grad.nn", "w") as f:
+    f.write("""model grad
+input  x : f32[3]
+target y : f32[1]
+prior  weights ~ normal(0, 1)
+out    = x -> dense(1, bias = false)
+loss   gaussian_nll(out, y, sigma = 1e-30)
+train {
+  data    csv("zero.csv", target = last)
+  batch   10
+  sampler sgld(lr = 1e-6, samples = 10, burnin = 0)
+}
+""")
+r = subprocess.run([nnc, "train", f"{out}/grad.nn", "--out", f"{out}/grad_run", "--no-progress"], capture_output=True, text=True)
+want = f"{out}/grad.nn:5:15: error: sampling stopped at sgld step 1: the gradient of 'out.weight' holds NaN or an infinity"
+check(r.returncode == 1 and want in r.stderr and "not finite" not in r.stdout,
+      f"sgld, a finite loss with a non-finite gradient: stopped at step 1, at the layer (exit {r.returncode}) {r.stderr.strip()[:300]}")
 
 finish()
