@@ -83,11 +83,12 @@ static bool check_sampler(Compilation *c) {
     if (sp->kind == SAMPLER_NONE) return true;
     for (int id = 0; id < g->nnode; id++) {
         const Node *n = &g->node[id];
-        bool bn = n->op == OP_TRAIN_SELECT;
-        if (n->op != OP_DROPOUT && !bn) continue;
+        bool bn = n->op == OP_TRAIN_SELECT, vi = n->op == OP_NORMAL_NOISE;
+        if (n->op != OP_DROPOUT && !bn && !vi) continue;
         diag_error(&c->diag, sp->loc, "a sampler needs a deterministic potential, but the model has %s",
-                   bn ? "batch_norm, whose batch statistics change it from batch to batch" : "dropout");
-        diag_note(&c->diag, n->loc, "%s is here", bn ? "batch_norm" : "dropout");
+                   bn ? "batch_norm, whose batch statistics change it from batch to batch"
+                   : vi ? "a variational layer, whose weights are drawn at every step" : "dropout");
+        diag_note(&c->diag, n->loc, "%s is here", bn ? "batch_norm" : vi ? "the variational layer" : "dropout");
         return false;
     }
     return true;

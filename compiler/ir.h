@@ -94,6 +94,7 @@ typedef struct {
     int prior;         /* the Model's prior on it (an index into Model.prior), or -1 */
     bool mixture_part; /* z or log_tau of a weight under a non-centred prior (lower.c), whose log
                           prior was made with it */
+    bool variational;  /* mu or rho of a variational layer's weight: its prior is the layer's (a KL term) */
     int of;            /* W_STATE: the weight it belongs to */
     int stat;          /* W_STAT: the node of the batch statistic it averages (running_avg) */
     double momentum;   /* W_STAT: the running average's weight on the batch's value */

@@ -22,6 +22,8 @@ typedef struct {
     int nmemo, capmemo;
     int *penalty;
     int npenalty, cappenalty;
+    int *kl; /* the variational layers' KL terms */
+    int nkl, capkl;
     int *mixture_prior; /* the log priors of the non-centred weights' parts, summed by lower_priors */
     int nmixture_prior, capmixture_prior;
     const SVal *gnll;     /* the first gaussian_nll lowered: its per-sample log densities [B, D] */
@@ -95,6 +97,17 @@ static const char *wname(Lower *L, const SVal *v, const char *role) {
     return arena_printf(L->g->arena, "%s.%s", v->wname, role);
 }
 
+/* The run-time scalars the kernel generator reads (train flag, seed, step), shared by every
+ * dropout and variational layer (their names have a dot, which no param's can). */
+static void random_scalars(Lower *L, SrcLoc at, int out[4]) {
+    static const char *const names[4] = {"mode.train", "rng.seed", "rng.step_lo", "rng.step_hi"};
+    static const ScalarKind kinds[4] = {SC_TRAIN, SC_SEED, SC_STEP_LO, SC_STEP_HI};
+    for (int k = 0; k < 4; k++) {
+        double value = kinds[k] == SC_TRAIN ? 1 : kinds[k] == SC_SEED ? (double)(L->m->train.seed & 0xFFFFFF) : 0;
+        out[k] = ir_scalar(L->g, names[k], kinds[k], value, at);
+    }
+}
+
 /* The mean of z [B, ..., C]: per channel over the batch and the positions (batch_norm), or
  * per sample over all its features (layer_norm). */
 static int norm_mean(Graph *g, const SVal *v, int z) {
@@ -152,6 +165,42 @@ static int lower_layer(Lower *L, const SVal *v) {
     int x = lower_val(L, v->a);
     Shape in = g->node[x].shape;
     switch (v->layer) {
+    case L_BAYES_DENSE: { /* w = mu + softplus(rho) eps (eps 0 in evaluation: the posterior mean) */
+        Shape ws = {.rank = 2, .dim = {v->units, in.dim[0]}};
+        int mu = ir_weight(g, wname(L, v, "weight_mu"), W_PARAM, ws, INIT_UNIFORM_FANIN, v->loc);
+        int rho = ir_weight(g, wname(L, v, "weight_rho"), W_PARAM, ws, INIT_CONST, v->loc);
+        Weight *wm = &g->weight[g->node[mu].ref], *wr = &g->weight[g->node[rho].ref];
+        wm->fan_in = in.dim[0];
+        wr->init_value = v->rho0;
+        wm->variational = wr->variational = true;
+        int sc[4];
+        random_scalars(L, v->loc, sc);
+        int eps = ir_add(g, OP_NORMAL_NOISE, DT_F32, ws, sc, 4, v->loc);
+        g->node[eps].attr[0] = v->stream;
+        int sigma = ir_add1(g, OP_SOFTPLUS, ws, rho, v->loc);
+        int w = ir_add2(g, OP_ADD, ws, mu, ir_add2(g, OP_MUL, ws, sigma, eps, v->loc), v->loc);
+        for (int id = eps; id < g->nnode; id++) g->node[id].name = v->wname;
+        /* KL(N(mu, sigma^2) || N(m, s^2)) = log s - log sigma + (sigma^2 + (mu - m)^2) / 2 s^2 - 1/2, summed */
+        double m = v->prior_mean, s = v->prior_scale;
+        int d = m == 0 ? mu : ir_add2(g, OP_SUB, ws, mu, ir_const(g, m, v->loc), v->loc);
+        int q = ir_add2(g, OP_ADD, ws, ir_add2(g, OP_MUL, ws, sigma, sigma, v->loc), ir_add2(g, OP_MUL, ws, d, d, v->loc), v->loc);
+        int e = ir_add2(g, OP_SUB, ws, ir_add2(g, OP_MUL, ws, q, ir_const(g, 1 / (2 * s * s), v->loc), v->loc),
+                        ir_add1(g, OP_LOG, ws, sigma, v->loc), v->loc);
+        int kl = ir_add2(g, OP_ADD, shape_scalar(), ir_add1(g, OP_SUM, shape_scalar(), e, v->loc),
+                         ir_const(g, (double)shape_numel(ws) * (log(s) - 0.5), v->loc), v->loc);
+        for (int id = d; id < g->nnode; id++)
+            if (op_info[g->node[id].op].cls != OC_LEAF) g->node[id].name = v->wname;
+        VEC_PUSH(L->kl, L->nkl, L->capkl, kl);
+        int y = ir_add2(g, OP_MATMUL, v->shape, x, w, v->loc);
+        g->node[y].attr[1] = 1; /* x . W^T, W [out, in] */
+        g->node[y].name = v->wname;
+        if (v->bias) {
+            int b = layer_weight(L, v, "bias", shape_vec(v->units, false), in.dim[0]);
+            y = ir_add2(g, OP_BIAS_ADD, v->shape, y, b, v->loc);
+            g->node[y].name = v->wname;
+        }
+        return y;
+    }
     case L_DENSE: {
         Shape ws = {.rank = 2, .dim = {v->units, in.dim[0]}};
         int w = layer_weight(L, v, "weight", ws, in.dim[0]);
@@ -209,15 +258,9 @@ static int lower_layer(Lower *L, const SVal *v) {
         }
         return shape_eq(out, v->shape) ? y : ir_add1(g, OP_RESHAPE, v->shape, y, v->loc);
     }
-    case L_DROPOUT: { /* the run-time scalars the generator reads, shared by every dropout layer
-                         * (their names have a dot, which no param's can) */
-        static const char *const names[4] = {"mode.train", "rng.seed", "rng.step_lo", "rng.step_hi"};
-        static const ScalarKind kinds[4] = {SC_TRAIN, SC_SEED, SC_STEP_LO, SC_STEP_HI};
+    case L_DROPOUT: {
         int ops[5] = {x};
-        for (int k = 0; k < 4; k++) {
-            double value = kinds[k] == SC_TRAIN ? 1 : kinds[k] == SC_SEED ? (double)(L->m->train.seed & 0xFFFFFF) : 0;
-            ops[k + 1] = ir_scalar(g, names[k], kinds[k], value, v->loc);
-        }
+        random_scalars(L, v->loc, ops + 1);
         int y = ir_add(g, OP_DROPOUT, DT_F32, v->shape, ops, 5, v->loc);
         g->node[y].attr[0] = v->alpha;
         g->node[y].attr[1] = v->stream;
@@ -380,6 +423,7 @@ static int lower_priors(Lower *L, bool *ok) {
     Graph *g = L->g;
     const Model *m = L->m;
     int *used = util_calloc((size_t)m->nprior + 1, sizeof(int));
+    bool *reported = util_calloc((size_t)m->nprior + 1, sizeof(bool));
     int total = -1;
     for (int wi = 0; wi < g->nweight; wi++) {
         Weight *w = &g->weight[wi];
@@ -392,6 +436,14 @@ static int lower_priors(Lower *L, bool *ok) {
             if (sigma && r != 1000) r = 0; /* a sigma's prior names it: weights, biases and layers are not about it */
             used[p] += r > 0;
             if (r > rank) rank = r, best = p;
+        }
+        if (best >= 0 && w->variational) {
+            if (!reported[best]) /* once per statement: it may reach the layer's mu and rho */
+                diag_error(L->diag, m->prior[best].target_loc, "'%s' belongs to a variational layer, whose prior is its own "
+                           "(bayes_dense(prior = ...)); a prior statement cannot reach it", w->name);
+            reported[best] = true;
+            *ok = false;
+            continue;
         }
         if (best < 0 || w->mixture_part) continue; /* (a part's log prior was made with it) */
         if (m->prior[best].noncentred) {
@@ -445,6 +497,7 @@ static int lower_priors(Lower *L, bool *ok) {
                        diag_name(pd->target));
         free(cand);
     }
+    free(reported);
     free(used);
     return total;
 }
@@ -521,6 +574,12 @@ Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
         loss = ir_add2(g, OP_ADD, shape_scalar(), loss,
                        ir_add2(g, OP_MUL, shape_scalar(), inv_n, ir_add1(g, OP_NEG, shape_scalar(), log_prior, at), at), at);
     }
+    /* the variational layers' KL(q || prior), 1/N of it per sample as the log prior's */
+    for (int i = 0; i < L.nkl; i++) {
+        SrcLoc at = g->node[L.kl[i]].loc;
+        int inv_n = ir_scalar(g, "data.inv_n", SC_DATA_INV_N, 1.0, at);
+        loss = ir_add2(g, OP_ADD, shape_scalar(), loss, ir_add2(g, OP_MUL, shape_scalar(), inv_n, L.kl[i], at), at);
+    }
     g->loss = loss;
     ir_add_output(g, "loss", loss, AGG_MEAN);
     for (int i = 0; i < m->nmetric; i++) {
@@ -545,6 +604,7 @@ Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
     g->nforward = g->nnode;
     free(L.memo);
     free(L.penalty);
+    free(L.kl);
     if (!ok) return NULL;
     ir_verify(g, "lower");
     return g;

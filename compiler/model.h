@@ -119,7 +119,7 @@ typedef struct {
 } TrainSpec;
 
 typedef enum { SV_INPUT, SV_CONST, SV_PARAM, SV_LAYER, SV_LOSS, SV_METRIC, SV_BINARY, SV_NEG } SValKind;
-typedef enum { L_DENSE, L_FLATTEN, L_ACT, L_PRELU, L_GATE, L_CONV, L_POOL, L_DROPOUT, L_BATCH_NORM, L_LAYER_NORM } LayerKind;
+typedef enum { L_DENSE, L_FLATTEN, L_ACT, L_PRELU, L_GATE, L_CONV, L_POOL, L_DROPOUT, L_BATCH_NORM, L_LAYER_NORM, L_BAYES_DENSE } LayerKind;
 typedef enum { LOSS_CROSS_ENTROPY, LOSS_MSE, LOSS_GAUSSIAN_NLL } LossKind;
 typedef enum { METRIC_ACCURACY, METRIC_ERROR, METRIC_RMSE, METRIC_NLL, METRIC_RELATIVE_ERROR } MetricKind;
 
@@ -152,7 +152,8 @@ struct SVal {
     int spatial; /* 1 or 2 */
     int64_t kh, kw, stride, dilation, pad_top, pad_left;
     Op pool;
-    int stream; /* L_DROPOUT: which of the model's dropout layers (its random stream); alpha is p */
+    int stream; /* L_DROPOUT, L_BAYES_DENSE: the layer's random stream; alpha is dropout's p */
+    double prior_mean, prior_scale, rho0; /* L_BAYES_DENSE: its prior normal(mean, scale), rho's start */
     double eps, momentum; /* L_BATCH_NORM, L_LAYER_NORM: added to the variance; the running
                              averages' weight on each batch (batch_norm) */
 };

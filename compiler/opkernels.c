@@ -32,6 +32,8 @@ static int map_expr(KBuilder *kb, const Node *n, const int *in) {
         int kept = SEL(B(GE, u, C(alpha)), B(MUL, x, C(1 / (1 - alpha))), C(0));
         return SEL(y, kept, x);
     }
+    case OP_NORMAL_NOISE: /* x is the train flag */
+        return SEL(x, elem_normal_kx(kb, kb_random(kb, in[1], in[2], in[3], (int)n->attr[0])), C(0));
     case OP_BROADCAST: return x;
     case OP_TRAIN_SELECT: return SEL(z, x, y);
     case OP_BIAS_ADD: return B(ADD, x, y);

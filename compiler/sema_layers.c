@@ -61,6 +61,43 @@ static SVal *check_dense(Sema *s, const LayerDef *ld, const Ast *e, const Ast *c
     return v;
 }
 
+/* bayes_dense(units, prior = normal(m, s), rho = -5): a dense layer whose weight is a mean-field
+ * Gaussian, w = mu + softplus(rho) eps, with a normal prior whose KL term is in closed form. */
+static SVal *check_bayes_dense(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
+    SVal *x = v->a;
+    int64_t units;
+    if (!need_flat(s, ld->name, x, e->loc)) return NULL;
+    if (!sema_eval_int(s, a[0], "the number of units", 1, 1 << 24, &units)) return NULL;
+    if (!sema_args_num(s, a[2], &ld->args[2], &v->rho0)) return NULL;
+    if (!sema_args_bool(s, a[3], true, &v->bias)) return NULL;
+    v->prior_mean = 0, v->prior_scale = 1;
+    const Ast *p = a[1];
+    if (p) {
+        static const ArgSpec spec[] = {{"loc", A_NUM, true, 0}, {"scale", A_NUM, true, 0}};
+        if (p->kind != AST_CALL || strcmp(p->text, "normal")) {
+            bool other = p->kind == AST_CALL && (!strcmp(p->text, "laplace") || !strcmp(p->text, "cauchy") || !strcmp(p->text, "student_t"));
+            if (other)
+                err(s, p->loc, "bayes_dense's KL term is in closed form for a normal prior; a Monte-Carlo KL for '%s' is not "
+                    "implemented yet", p->text);
+            else
+                err(s, p->loc, "bayes_dense's prior is a distribution, such as normal(0, 1)");
+            return NULL;
+        }
+        const Ast **q = sema_args_bind(s, "normal", p->loc, spec, 2, p->arg, p->narg);
+        if (!q || !sema_eval_const(s, q[0], &v->prior_mean) || !sema_eval_const(s, q[1], &v->prior_scale)) return NULL;
+        if (!(v->prior_scale > 0)) {
+            err(s, q[1]->loc, "the prior's scale must be positive, got %g", v->prior_scale);
+            return NULL;
+        }
+    }
+    v->units = v->declared = units;
+    v->shape = shape_vec(units, true);
+    v->stream = s->ndropout++; /* (the random streams of dropout and variational layers are one series) */
+    int64_t np = 2 * units * x->shape.dim[0] + (v->bias ? units : 0);
+    add_row(s, arena_printf(s->arena, "bayes_dense(%lld)", (long long)units), v, np);
+    return v;
+}
+
 static SVal *check_flatten(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
     SVal *x = v->a;
     char buf[96];
@@ -369,7 +406,8 @@ static const LayerDef layers[] = {
     {"batch_norm", L_BATCH_NORM, .check = check_norm, .stem = "norm",
      SEMA_ARGS({"momentum", A_NUM, false, 0.1}, {"eps", A_NUM, false, 1e-5})},
     {"layer_norm", L_LAYER_NORM, .check = check_norm, .stem = "norm", SEMA_ARGS({"eps", A_NUM, false, 1e-5})},
-    {"bayes_dense", .todo = "variational layers"},
+    {"bayes_dense", L_BAYES_DENSE, .check = check_bayes_dense, .stem = "bayes_dense",
+     SEMA_ARGS({"units", A_INT, true, 0}, {"prior", A_ANY, false, 0}, {"rho", A_NUM, false, -5}, {"bias", A_BOOL, false, 1})},
     {"fd_grad", .todo = "finite-difference input gradients"},
 };
 enum { NLAYERS = sizeof layers / sizeof *layers };

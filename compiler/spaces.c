@@ -132,8 +132,13 @@ void spaces_analyse(Graph *g) {
             sp[id] = s;
             set_space(g, nd->in[1], 0, s, 1);
             set_space(g, nd->in[1], 1, along_last ? in_space : -1, in_inner);
+            bool drawn = !weight_of(g, nd->in[1], NULL); /* a variational layer's weight, mu + sigma eps */
+            if (drawn)
+                g->space[s].fixed = arena_printf(g->arena, "variational layer '%s' does not shrink yet", nd->name);
             if (in_space >= 0 && !g->space[in_space].fixed) {
-                if (!along_last)
+                if (drawn)
+                    g->space[in_space].fixed = arena_printf(g->arena, "variational layer '%s' reads them", nd->name);
+                else if (!along_last)
                     g->space[in_space].fixed = arena_printf(g->arena, "%s layer '%s' reads its neurons across positions",
                                                             conv ? "convolution" : "dense", nd->name);
                 else if (!gated[a])

@@ -30,6 +30,20 @@ static void data_str(StrBuf *b, const DataSpec *d) {
     }
 }
 
+/* The variational layers: their weights' means and rhos, and how their KL term is scaled. */
+static void print_variational(StrBuf *b, const Graph *g) {
+    int n = 0;
+    for (int i = 0; i < g->nweight; i++) n += g->weight[i].variational;
+    if (!n) return;
+    sb_puts(b, "variational layers: weights mu + softplus(rho) eps, eps ~ normal(0, 1) drawn at every step (0 in evaluation: "
+               "the posterior mean);\n  the loss adds KL(q || prior) / N, N the training samples (in closed form: normal priors)\n");
+    for (int i = 0; i < g->nweight; i++) {
+        const Weight *w = &g->weight[i];
+        char sh[96];
+        if (w->variational) sb_printf(b, "  %-24s %s\n", w->name, shape_str(sh, sizeof sh, DT_F32, w->shape));
+    }
+}
+
 /* How the loss's terms are scaled, and which weights each prior covers. */
 static void print_priors(StrBuf *b, const Model *m, const Graph *g) {
     sb_puts(b, "loss: per sample (likelihoods and other losses: means over the batch) + the negative log prior / N,\n"
@@ -148,6 +162,7 @@ void summary_print(StrBuf *b, const Compilation *c) {
     }
     const Graph *g = c->graph;
     if (g && m->nprior) print_priors(b, m, g);
+    if (g) print_variational(b, g);
     if (g && g->ngate) {
         sb_puts(b, "gated layers:\n");
         for (int i = 0; i < g->ngate; i++) {

@@ -302,6 +302,11 @@ static void run_node(RefState *r, int id) {
                     uint32_t step = (uint32_t)lo + ((uint32_t)hi << 24);
                     double u = nnc_philox_uniform((uint32_t)(i * cols + j), (uint32_t)n->attr[1], step, (uint32_t)seed);
                     out[i * cols + j] = train == 0 ? x : u >= p ? x * (1 / (1 - p)) : 0;
+                } else if (n->op == OP_NORMAL_NOISE) { /* the element's index is the counter */
+                    double train = x, seed = y, lo = z, hi = r->val[n->in[3]][0];
+                    uint32_t step = (uint32_t)lo + ((uint32_t)hi << 24);
+                    out[i * cols + j] =
+                        train == 0 ? 0 : elem_normal_ref(nnc_philox_uniform((uint32_t)(i * cols + j), (uint32_t)n->attr[0], step, (uint32_t)seed));
                 } else if (n->op == OP_BATCH_MEAN) {
                     out[i * cols + j] = x / (double)r->rows;
                 } else if (n->op == OP_MSE_GRAD) {

@@ -159,6 +159,23 @@ static int c_sum(Graph *g) { return ir_add1(g, OP_SUM, shape_scalar(), X(N), NOL
 static int c_l1(Graph *g) { return ir_add1(g, OP_L1, shape_scalar(), w_vec(g, "g", N), NOLOC); }
 static int c_mse(Graph *g) { return op2(g, OP_MSE, shape_scalar(), X(N), in_f(g, "t", N)); }
 static int c_mse_heads(Graph *g) { return op2(g, OP_MSE, shape_scalar(), X(N), in_f(g, "t", 1)); }
+/* a variational dense layer's weight, mu + softplus(rho) eps, eps from the kernel generator,
+ * and its KL term: the noise is a function of (seed, step, element), so the gradients by mu and
+ * rho are checked with it held fixed */
+static int c_bayes_dense(Graph *g) {
+    Shape ws = {.rank = 2, .dim = {C, N}};
+    int sc[4] = {ir_scalar(g, "train", SC_TRAIN, 1, NOLOC), ir_scalar(g, "seed", SC_SEED, 4242, NOLOC),
+                 ir_scalar(g, "step_lo", SC_STEP_LO, 7, NOLOC), ir_scalar(g, "step_hi", SC_STEP_HI, 1, NOLOC)};
+    int eps = ir_add(g, OP_NORMAL_NOISE, DT_F32, ws, sc, 4, NOLOC);
+    g->node[eps].attr[0] = 5; /* the stream */
+    int mu = w_mat(g, "mu", C, N), rho = w_mat(g, "rho", C, N);
+    int sigma = ir_add1(g, OP_SOFTPLUS, ws, rho, NOLOC);
+    int w = op2(g, OP_ADD, ws, mu, op2(g, OP_MUL, ws, sigma, eps));
+    int y = matmul(g, X(N), w, false, true);
+    int q = op2(g, OP_ADD, ws, op2(g, OP_MUL, ws, sigma, sigma), op2(g, OP_MUL, ws, mu, mu));
+    int kl = ir_add1(g, OP_SUM, shape_scalar(), op2(g, OP_SUB, ws, q, ir_add1(g, OP_LOG, ws, sigma, NOLOC)), NOLOC);
+    return op2(g, OP_ADD, shape_scalar(), op2(g, OP_CROSS_ENTROPY, shape_scalar(), y, in_lab(g, C)), kl);
+}
 static int c_relative_error(Graph *g) { /* a metric beside a loss: the output is checked, not differentiated */
     int x = X(N), t = in_f(g, "t", N);
     ir_add_output(g, "relative_error", op2(g, OP_RELATIVE_ERROR, shape_scalar(), x, t), AGG_MEAN);
@@ -334,7 +351,7 @@ static const Case cases[] = {
     /* (added last: a case's data comes from its index) */
     FWD("transpose", c_transpose), FWD("col2im_wide", c_col2im_wide), FWD("maxpool_wide", c_maxpool_wide), FWD("avgpool_wide", c_avgpool_wide),
     FWD("avgpool_grad_wide", c_avgpool_grad_wide), FWD("maxpool_grad_wide", c_maxpool_grad_wide),
-    FWD("maxpool_pick_wide", c_maxpool_pick_wide), FWD("relative_error", c_relative_error),
+    FWD("maxpool_pick_wide", c_maxpool_pick_wide), FWD("relative_error", c_relative_error), FWD("bayes_dense", c_bayes_dense),
 };
 
 /* ---- values ---- */

@@ -286,6 +286,10 @@ bayes_sgld_exact)
   mkdir -p "$out/plain" "$out/rmsprop"
   numpy_test tests/train/bayes_hmc.py "$nnc" "$out/plain" sgld &&
   numpy_test tests/train/bayes_hmc.py "$nnc" "$out/rmsprop" psgld ;;
+bayes_vi)
+  # variational dense layers: the posterior mean's test loss against NumPy's cross-entropy plus
+  # the closed-form KL / N (tests/train/bayes_vi.py says how)
+  numpy_test tests/train/bayes_vi.py "$nnc" "$out" ;;
 blocks)
   # a model written with blocks trains as its twin written out by hand, bit for bit; weight
   # names through the calls in checkpoints (tests/train/blocks.py says how)
