@@ -97,6 +97,20 @@ static const char *wname(Lower *L, const SVal *v, const char *role) {
     return arena_printf(L->g->arena, "%s.%s", v->wname, role);
 }
 
+/* A dense layer's x W^T (W [out, in], as PyTorch keeps it), and its bias. */
+static int dense_product(Lower *L, const SVal *v, int x, int w, int64_t fan_in) {
+    Graph *g = L->g;
+    int y = ir_add2(g, OP_MATMUL, v->shape, x, w, v->loc);
+    g->node[y].attr[1] = 1; /* x . W^T */
+    g->node[y].name = v->wname;
+    if (v->bias) {
+        int b = layer_weight(L, v, "bias", shape_vec(v->units, false), fan_in);
+        y = ir_add2(g, OP_BIAS_ADD, v->shape, y, b, v->loc);
+        g->node[y].name = v->wname;
+    }
+    return y;
+}
+
 /* The run-time scalars the kernel generator reads (train flag, seed, step), shared by every
  * dropout and variational layer (their names have a dot, which no param's can). */
 static void random_scalars(Lower *L, SrcLoc at, int out[4]) {
@@ -191,28 +205,11 @@ static int lower_layer(Lower *L, const SVal *v) {
         for (int id = d; id < g->nnode; id++)
             if (op_info[g->node[id].op].cls != OC_LEAF) g->node[id].name = v->wname;
         VEC_PUSH(L->kl, L->nkl, L->capkl, kl);
-        int y = ir_add2(g, OP_MATMUL, v->shape, x, w, v->loc);
-        g->node[y].attr[1] = 1; /* x . W^T, W [out, in] */
-        g->node[y].name = v->wname;
-        if (v->bias) {
-            int b = layer_weight(L, v, "bias", shape_vec(v->units, false), in.dim[0]);
-            y = ir_add2(g, OP_BIAS_ADD, v->shape, y, b, v->loc);
-            g->node[y].name = v->wname;
-        }
-        return y;
+        return dense_product(L, v, x, w, in.dim[0]);
     }
     case L_DENSE: {
         Shape ws = {.rank = 2, .dim = {v->units, in.dim[0]}};
-        int w = layer_weight(L, v, "weight", ws, in.dim[0]);
-        int y = ir_add2(g, OP_MATMUL, v->shape, x, w, v->loc);
-        g->node[y].attr[1] = 1; /* x . W^T, W stored [out, in] */
-        g->node[y].name = v->wname;
-        if (v->bias) {
-            int b = layer_weight(L, v, "bias", shape_vec(v->units, false), in.dim[0]);
-            y = ir_add2(g, OP_BIAS_ADD, v->shape, y, b, v->loc);
-            g->node[y].name = v->wname;
-        }
-        return y;
+        return dense_product(L, v, x, layer_weight(L, v, "weight", ws, in.dim[0]), in.dim[0]);
     }
     case L_CONV: case L_POOL: { /* windows over [H, W, C]; one-dimensional layers have H = 1 */
         Shape map = {.rank = 3, .batched = true};
