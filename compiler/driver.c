@@ -102,44 +102,45 @@ static bool check_sampler(Compilation *c) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-/* The text of block `name`'s file in a trainer's bundle, or NULL. */
-static const char *bundled(const char *bundle, const char *name, size_t *len) {
-    for (const char *at = bundle; at && *at;) {
-        const char *nl = strchr(at, '\n');
-        if (!nl) return NULL;
-        char *end;
-        size_t n = strtoull(nl + 1, &end, 10);
-        if (*end != '\n' || strlen(end + 1) < n) return NULL;
-        if ((size_t)(nl - at) == strlen(name) && !strncmp(at, name, (size_t)(nl - at))) {
-            *len = n;
-            return end + 1;
-        }
-        at = end + 1 + n;
-    }
-    return NULL;
+/* The library's directory: NNC_STDLIB, else the source tree's stdlib/; *own says which. */
+static const char *stdlib_dir(bool *own) {
+    const char *env = getenv("NNC_STDLIB");
+    *own = !(env && *env);
+    return *own ? NNC_STDLIB_DIR : env;
 }
 
-/* SemaOptions.load_block: NAME.nn of the library, parsed as file nlib + 1. */
+/* The next record of a trainer's bundle (driver_library_bundle) at *at: its block's name (n
+ * bytes) and its text; false at the end or at a malformed record. */
+static bool bundle_next(const char **at, const char **name, size_t *n, const char **text, size_t *len) {
+    const char *nl = *at ? strchr(*at, '\n') : NULL;
+    if (!nl) return false;
+    char *end;
+    *len = strtoull(nl + 1, &end, 10);
+    if (*end != '\n' || strlen(end + 1) < *len) return false;
+    *name = *at, *n = (size_t)(nl - *at), *text = end + 1;
+    *at = end + 1 + *len;
+    return true;
+}
+
+/* SemaOptions.load_block: NAME.nn of the library (NAME is an identifier), parsed as file
+ * nlib + 1. */
 static const Program *load_block(void *ctx, const char *name) {
     Compilation *c = ctx;
     if (c->nlib == DRIVER_MAX_LIB) return NULL;
-    for (const char *q = name; *q; q++)
-        if (!(*q == '_' || (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9'))) return NULL;
-    const char *env = getenv("NNC_STDLIB"), *dir = env && *env ? env : NNC_STDLIB_DIR;
-    char *path = arena_printf(c->arena, "%s/%s.nn", dir, name), *text;
-    size_t len;
+    bool own;
+    const char *path = arena_printf(c->arena, "%s/%s.nn", stdlib_dir(&own), name), *text = NULL, *rec, *t;
+    size_t len = 0, n;
     if (c->library) {
-        const char *t = bundled(c->library, name, &len);
-        if (!t) return NULL;
-        text = arena_strndup(c->arena, t, len);
+        for (const char *at = c->library; !text && bundle_next(&at, &rec, &n, &t, &len);)
+            if (n == strlen(name) && !strncmp(rec, name, n)) text = arena_strndup(c->arena, t, len);
     } else {
-        char *t = util_read_file(path, &len);
-        if (!t) return NULL;
-        text = arena_strndup(c->arena, t, len);
-        free(t);
+        char *file = util_read_file(path, &len);
+        if (file) text = arena_strndup(c->arena, file, len);
+        free(file);
     }
+    if (!text) return NULL;
     /* messages name the built-in library as stdlib/NAME.nn, wherever it was read from */
-    const char *shown = env && *env ? path : arena_printf(c->arena, "stdlib/%s.nn", name);
+    const char *shown = own ? arena_printf(c->arena, "stdlib/%s.nn", name) : path;
     c->lib[c->nlib] = (Source){shown, text, len};
     c->lib_name[c->nlib] = arena_strndup(c->arena, name, strlen(name));
     c->nlib++;
@@ -148,22 +149,20 @@ static const Program *load_block(void *ctx, const char *name) {
     return parse_source(c->arena, &c->diag, &c->lib[c->nlib - 1], c->nlib);
 }
 
-/* The library's block names (its files', or a bundle's), sorted, for did-you-mean. */
-static int library_names(Compilation *c, const char ***out) {
+/* SemaOptions.library_names: the library's block names (its files', or a bundle's), sorted;
+ * asked only for a did-you-mean. */
+static int library_names(void *ctx, const char ***out) {
+    Compilation *c = ctx;
     int n = 0, cap = 0;
     const char **names = NULL;
     if (c->library) {
-        for (const char *at = c->library; *at;) {
-            const char *nl = strchr(at, '\n');
-            char *end;
-            size_t len = nl ? strtoull(nl + 1, &end, 10) : 0;
-            if (!nl || *end != '\n') break;
-            ARENA_PUSH(c->arena, names, n, cap, arena_strndup(c->arena, at, (size_t)(nl - at)));
-            at = end + 1 + len;
-        }
+        const char *rec, *t;
+        size_t len, k;
+        for (const char *at = c->library; bundle_next(&at, &rec, &k, &t, &len);)
+            ARENA_PUSH(c->arena, names, n, cap, arena_strndup(c->arena, rec, k));
     } else {
-        const char *env = getenv("NNC_STDLIB");
-        DIR *d = opendir(env && *env ? env : NNC_STDLIB_DIR);
+        bool own;
+        DIR *d = opendir(stdlib_dir(&own));
         for (struct dirent *e; d && (e = readdir(d));) {
             size_t len = strlen(e->d_name);
             if (len > 3 && !strcmp(e->d_name + len - 3, ".nn"))
@@ -201,9 +200,7 @@ int driver_compile_text(Compilation *c, const char *path, const char *text, size
     int rc = check_overrides(c, opt);
     if (rc) return rc;
     if (upto == STAGE_PARSE) return 0;
-    const char **lib_names;
-    int nlib_names = library_names(c, &lib_names);
-    SemaOptions so = {opt->ov, opt->nov, opt->width, opt->nwidth, load_block, c, lib_names, nlib_names};
+    SemaOptions so = {opt->ov, opt->nov, opt->width, opt->nwidth, load_block, library_names, c};
     c->model = sema_check(c->arena, &c->diag, c->prog, path, &so);
     if (!c->model) return 1;
     if (upto == STAGE_CHECK) return 0;

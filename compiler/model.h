@@ -240,11 +240,11 @@ typedef struct {
     int nov;
     const WidthOverride *width;
     int nwidth;
-    /* The library file of block `name` parsed, or NULL when there is none (driver.c). */
+    /* The library (driver.c): the file of block `name` parsed, or NULL when there is none; and
+     * the names of its blocks (*out), for did-you-mean, their count returned. */
     const Program *(*load_block)(void *ctx, const char *name);
+    int (*library_names)(void *ctx, const char ***out);
     void *load_ctx;
-    const char *const *lib_names; /* the library's block names, for did-you-mean */
-    int nlib_names;
 } SemaOptions;
 
 /* Checks the program and builds the Model; NULL after reporting errors.  Overrides whose

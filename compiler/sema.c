@@ -328,11 +328,11 @@ SVal *sema_positive_scalar(Sema *s, const Ast *e, const char *what) {
 
 /* An unknown layer: the nearest layer, block of the file or block of the library. */
 static void unknown_layer(Sema *s, SrcLoc loc, const char *name) {
-    const char *near = sema_layers_suggest(name);
-    int n = s->nblock + s->nlib_names;
+    const char *near = sema_layers_suggest(name), **lib = NULL;
+    int nlib = s->library_names ? s->library_names(s->load_ctx, &lib) : 0, n = s->nblock + nlib;
     const char **cand = arena_alloc(s->arena, sizeof(char *) * ((size_t)n + 2));
     for (int i = 0; i < s->nblock; i++) cand[i] = s->block[i]->name;
-    for (int i = 0; i < s->nlib_names; i++) cand[s->nblock + i] = s->lib_names[i];
+    for (int i = 0; i < nlib; i++) cand[s->nblock + i] = lib[i];
     if (near) cand[n++] = near;
     near = diag_suggest(name, cand, n);
     if (near)
@@ -729,8 +729,7 @@ static void collect_names(Sema *s, const Program *prog) {
 
 Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *path, const SemaOptions *opt) {
     Sema s = {.arena = arena, .diag = diag, .ov = opt->ov, .nov = opt->nov, .width = opt->width, .nwidth = opt->nwidth,
-              .load_block = opt->load_block, .load_ctx = opt->load_ctx, .lib_names = opt->lib_names,
-              .nlib_names = opt->nlib_names};
+              .load_block = opt->load_block, .library_names = opt->library_names, .load_ctx = opt->load_ctx};
     Model *m = s.m = arena_alloc(arena, sizeof *m);
     m->path = path;
     const char *slash = strrchr(path, '/');

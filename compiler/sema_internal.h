@@ -60,9 +60,8 @@ typedef struct {
     int ninst, capinst;
     int scope_base; /* inside a block: its names start here; below it only params are seen */
     const Program *(*load_block)(void *ctx, const char *name); /* the library (SemaOptions) */
+    int (*library_names)(void *ctx, const char ***out);
     void *load_ctx;
-    const char *const *lib_names; /* the library's blocks, for did-you-mean (SemaOptions) */
-    int nlib_names;
     const char **tried; /* names looked for in the library */
     int ntried, captried;
     const char **mention; /* every name used in an expression anywhere */
