@@ -409,7 +409,8 @@ SVal *sema_eval_tensor(Sema *s, const Ast *e) {
         return NULL;
     }
     case AST_CALL: {
-        if (!sema_layers_find(e->text) && sema_block_find(s, e->text)) return apply_layer(s, NULL, e, 0);
+        const Stmt *blk = sema_layers_find(e->text) ? NULL : sema_block_find(s, e->text);
+        if (blk) return sema_block_apply(s, blk, NULL, e, 0);
         bool config_first = e->narg > 0 && !e->arg[0].name &&
                             (e->arg[0].value->kind == AST_NUM || e->arg[0].value->kind == AST_STR);
         if (!sema_layers_find(e->text) || e->narg == 0 || e->arg[0].name || config_first) {

@@ -60,24 +60,29 @@ const Stmt *sema_block_find(Sema *s, const char *name) {
     return find(s, name);
 }
 
-void sema_block_check(Sema *s, const Stmt *st) {
+/* Whether block st's form is sound: a name no layer has, parameters named once with the
+ * defaulted ones last, a body of bindings ending in one `return`.  With `report`, what is wrong
+ * is said (where the block is defined, once: sema_block_check); expansions ask quietly. */
+static bool block_form(Sema *s, const Stmt *st, bool report) {
     if (sema_layers_find(st->name)) {
-        err(s, st->name_loc, "block '%s' has the name of a layer; give it another name", diag_name(st->name));
-        return;
+        if (report) err(s, st->name_loc, "block '%s' has the name of a layer; give it another name", diag_name(st->name));
+        return false;
     }
-    const Stmt *first = find(s, st->name);
-    if (first != st) {
-        err(s, st->name_loc, "block '%s' is defined twice", diag_name(st->name));
-        diag_note(s->diag, first->name_loc, "first defined here");
-    }
+    bool ok = true;
     for (int i = 0; i < st->nparams; i++) {
         for (int j = 0; j < i; j++)
-            if (!strcmp(st->params[i].name, st->params[j].name))
-                err(s, st->params[i].name_loc, "block '%s' has two parameters named '%s'", diag_name(st->name),
+            if (!strcmp(st->params[i].name, st->params[j].name)) {
+                ok = false;
+                if (report)
+                    err(s, st->params[i].name_loc, "block '%s' has two parameters named '%s'", diag_name(st->name),
+                        diag_name(st->params[i].name));
+            }
+        if (!st->params[i].value && i > 0 && st->params[i - 1].value) {
+            ok = false;
+            if (report)
+                err(s, st->params[i].name_loc, "parameter '%s' has no default, but one before it has; parameters with defaults come last",
                     diag_name(st->params[i].name));
-        if (!st->params[i].value && i > 0 && st->params[i - 1].value)
-            err(s, st->params[i].name_loc, "parameter '%s' has no default, but one before it has; parameters with defaults come last",
-                diag_name(st->params[i].name));
+        }
     }
     const Stmt *ret = NULL;
     for (int i = 0; i < st->nbody; i++) {
@@ -87,27 +92,24 @@ void sema_block_check(Sema *s, const Stmt *st) {
             ret = b;
             continue;
         }
-        if (ret)
+        if (report && ret)
             err(s, b->loc, "nothing may follow the `return` of block '%s'", diag_name(st->name));
-        else
+        else if (report)
             err(s, b->loc, "a block holds bindings (`name = ...`) and one `return`; '%s' cannot be used inside one",
                 b->kind == ST_LET ? "=" : ast_stmt_keyword(b->kind));
-        return;
+        return false;
     }
-    if (!ret) err(s, st->name_loc, "block '%s' has no `return`: it must end with `return EXPR`", diag_name(st->name));
+    if (!ret && report) err(s, st->name_loc, "block '%s' has no `return`: it must end with `return EXPR`", diag_name(st->name));
+    return ok && ret;
 }
 
-/* Whether the block's form is sound (sema_block_check reports it where it is defined). */
-static bool well_formed(const Stmt *def) {
-    if (def->nbody == 0 || def->body[def->nbody - 1]->kind != ST_RETURN) return false;
-    for (int i = 0; i + 1 < def->nbody; i++)
-        if (def->body[i]->kind != ST_LET) return false;
-    for (int i = 0; i < def->nparams; i++) {
-        for (int j = 0; j < i; j++)
-            if (!strcmp(def->params[i].name, def->params[j].name)) return false;
-        if (!def->params[i].value && i > 0 && def->params[i - 1].value) return false;
+void sema_block_check(Sema *s, const Stmt *st) {
+    const Stmt *first = find(s, st->name);
+    if (first != st && !sema_layers_find(st->name)) {
+        err(s, st->name_loc, "block '%s' is defined twice", diag_name(st->name));
+        diag_note(s->diag, first->name_loc, "first defined here");
     }
-    return !sema_layers_find(def->name);
+    block_form(s, st, true);
 }
 
 /* The prefix of an instance's names: the binding's own name when the call is the only thing
@@ -147,7 +149,8 @@ static bool bind_param(Sema *s, const AstArg *p, SVal *tensor, const Ast *arg, i
     bool own_default = arg == p->value;
     if (!own_default) s->scope_base = caller_base, s->ninst = caller_ninst;
     SVal *v = NULL;
-    if (arg->kind == AST_NAME && !sema_lookup(s, arg->text) && !sema_layers_find(arg->text) &&
+    Sym *sym = arg->kind == AST_NAME ? sema_lookup(s, arg->text) : NULL;
+    if (arg->kind == AST_NAME && !sym && !sema_layers_find(arg->text) &&
         !sema_block_find(s, arg->text)) { /* a word, such as `same`: the layer it reaches checks it */
         s->scope_base = base, s->ninst = ninst;
         int n = s->nsym;
@@ -157,9 +160,7 @@ static bool bind_param(Sema *s, const AstArg *p, SVal *tensor, const Ast *arg, i
     }
     if (sema_is_tensor(s, arg)) {
         v = tensor = sema_eval_tensor(s, arg);
-    } else if (arg->kind == AST_NAME && sema_lookup(s, arg->text) &&
-               (sema_lookup(s, arg->text)->kind == SYM_PARAM || sema_lookup(s, arg->text)->kind == SYM_NUMBER)) {
-        Sym *sym = sema_lookup(s, arg->text);
+    } else if (sym && (sym->kind == SYM_PARAM || sym->kind == SYM_NUMBER)) {
         if (sym->kind == SYM_NUMBER) {
             v = sym->val;
         } else {
@@ -194,7 +195,7 @@ SVal *sema_block_apply(Sema *s, const Stmt *def, SVal *x, const Ast *e, int skip
                 cycle(s, def));
             return NULL;
         }
-    if (!well_formed(def)) return NULL; /* reported where it is defined */
+    if (!block_form(s, def, false)) return NULL; /* reported where it is defined */
     int given = x ? 1 : 0;
     if (x && def->nparams == 0) {
         err(s, e->loc, "block '%s' takes no input; call it as `%s()`", def->name, def->name);
@@ -225,7 +226,6 @@ SVal *sema_block_apply(Sema *s, const Stmt *def, SVal *x, const Ast *e, int skip
         s->stem = NULL, s->nstem = s->capstem = 0;
         if (b->kind == ST_LET) { /* the symbol keeps its name; its weights are named through the instance */
             s->owner = arena_printf(s->arena, "%s.%s", in.prefix, b->name);
-            s->nstem = 0;
             sema_layers_count(s, b->expr);
             SVal *v = sema_eval_tensor(s, b->expr);
             sema_define(s, b->name, b->name_loc, v ? SYM_VALUE : SYM_ERROR, 0, v);

@@ -123,6 +123,8 @@ SVal *sema_block_apply(Sema *s, const Stmt *def, SVal *x, const Ast *e, int skip
 /* `prior TARGET ~ dist(...)`: the target's form and the distribution, added to Model.prior;
  * which weights it names is resolved when they exist (lower.c). */
 void sema_prior_check(Sema *s, const Stmt *st);
+/* Whether `name` is a distribution a prior may take (normal, laplace, ...). */
+bool sema_prior_is_dist(const char *name);
 
 /* ---- sema_args.c ---- */
 

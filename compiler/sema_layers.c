@@ -75,8 +75,7 @@ static SVal *check_bayes_dense(Sema *s, const LayerDef *ld, const Ast *e, const 
     if (p) {
         static const ArgSpec spec[] = {{"loc", A_NUM, true, 0}, {"scale", A_NUM, true, 0}};
         if (p->kind != AST_CALL || strcmp(p->text, "normal")) {
-            bool other = p->kind == AST_CALL && (!strcmp(p->text, "laplace") || !strcmp(p->text, "cauchy") || !strcmp(p->text, "student_t"));
-            if (other)
+            if (p->kind == AST_CALL && sema_prior_is_dist(p->text))
                 err(s, p->loc, "bayes_dense's KL term is in closed form for a normal prior; a Monte-Carlo KL for '%s' is not "
                     "implemented yet", p->text);
             else

@@ -26,6 +26,12 @@ static const DistDef dists[] = {
 };
 enum { NDISTS = sizeof dists / sizeof *dists };
 
+bool sema_prior_is_dist(const char *name) {
+    for (int i = 0; i < NDISTS; i++)
+        if (!strcmp(dists[i].name, name)) return true;
+    return false;
+}
+
 /* The dotted name of a target (`h1.weight`), or NULL after reporting. */
 static const char *target_name(Sema *s, const Ast *e, SrcLoc *loc) {
     if (e->kind == AST_NAME) {
