@@ -836,9 +836,16 @@ static int interrupt_hook(TrainSession *ts) {
     return rc ? rc : 128 + interrupted;
 }
 
+/* The training samples this epoch's steps so far took (all of them after its last step, fewer
+ * when an iterations budget ends it early). */
+static int64_t samples_done(const TrainSession *ts) {
+    int64_t done = ts->st.epoch_step * ts->s.batch;
+    return done < ts->n_train ? done : ts->n_train;
+}
+
 /* On a terminal: the progress bar, at most 5 times a second and after the epoch's last step. */
 static int progress_hook(TrainSession *ts) {
-    int64_t batch = ts->s.batch, done = ts->st.epoch_step * batch < ts->n_train ? ts->st.epoch_step * batch : ts->n_train;
+    int64_t batch = ts->s.batch, done = samples_done(ts);
     double now = util_now();
     if (now - ts->last_print > 0.2 || done >= ts->n_train) {
         double el = now - ts->e0, sps = (double)(done - ts->first_step * batch) / el;
@@ -859,8 +866,8 @@ static int report_hook(TrainSession *ts) {
     Latest *latest = &ts->latest;
     int64_t epoch = ts->st.epoch, step = ts->st.step;
     double epoch_s = ts->st.train_s + ts->epoch_s; /* the whole epoch's, across a resume */
-    int64_t done = ts->st.epoch_step * ts->s.batch < ts->n_train ? ts->st.epoch_step * ts->s.batch : ts->n_train;
-    double sps = (double)done / epoch_s; /* (an iterations budget may end the last epoch early) */
+    int64_t done = samples_done(ts);
+    double sps = (double)done / epoch_s;
     double train_loss = ts->st.loss_sum / (double)done;
     if (ts->tty) fprintf(out, "\r\033[K");
     fprintf(out, "epoch %lld/%lld  train loss %.4f", (long long)epoch, (long long)ts->epochs, train_loss);
@@ -1009,13 +1016,11 @@ static int train_begin(TrainSession *ts) {
         fprintf(out, "training %s: %lld training samples%s", m->name, (long long)ts->n_train, "");
         if (ts->n_valid) fprintf(out, ", %lld validation", (long long)ts->n_valid);
         if (ts->data.has_test) fprintf(out, ", %lld test", (long long)ts->data.test.n);
-        if (t->iterations)
-            fprintf(out, "; batch %lld, %lld steps per epoch, %lld iterations: %lld epochs (%s)\n", (long long)s->batch,
-                    (long long)ts->steps_per_epoch, (long long)t->iterations, (long long)train_epochs(t, ts->steps_per_epoch),
-                    cfg->backend ? cfg->backend : "cpu");
-        else
-            fprintf(out, "; batch %lld, %lld steps per epoch, %lld epochs (%s)\n", (long long)s->batch,
-                    (long long)ts->steps_per_epoch, (long long)t->epochs, cfg->backend ? cfg->backend : "cpu");
+        char budget[64] = "";
+        if (t->iterations) snprintf(budget, sizeof budget, "%lld iterations: ", (long long)t->iterations);
+        fprintf(out, "; batch %lld, %lld steps per epoch, %s%lld epochs (%s)\n", (long long)s->batch,
+                (long long)ts->steps_per_epoch, budget, (long long)train_epochs(t, ts->steps_per_epoch),
+                cfg->backend ? cfg->backend : "cpu");
         if (resume)
             fprintf(out, "resuming from %s/checkpoint.safetensors: epoch %lld, step %lld\n", cfg->out_dir,
                     (long long)resume->epoch, (long long)resume->step);
