@@ -148,4 +148,12 @@ r = subprocess.run([nnc, "train", f"{out}/lib.nn", "--out", f"{out}/lib_run", "-
 check(r.returncode != 0 and "checkpoint" in r.stderr, f"a run whose library changed does not resume (exit {r.returncode}) {r.stderr.strip()[:300]}")
 r = run("train", f"{out}/lib.nn", "--out", f"{out}/lib_run", "--no-progress", "--resume", "--set", "epochs=4")
 check(r.returncode == 0, f"with the same library it resumes (exit {r.returncode}) {r.stderr.strip()[:300]}")
+# a library file holds blocks only: anything else is an error located in it
+bad = f"{out}/bad_stdlib"
+os.makedirs(bad, exist_ok=True)
+with open(f"{bad}/mlp.nn", "w") as f:
+    f.write("param k = 2\nblock mlp(x, hidden, out) {\n  return x -> dense(out)\n}\n")
+r = subprocess.run([nnc, "check", f"{out}/lib.nn"], capture_output=True, text=True, env=dict(os.environ, NNC_STDLIB=bad))
+want = f"{bad}/mlp.nn:1:1: error: a library file holds blocks only; 'param' cannot stand in one"
+check(r.returncode == 1 and want in r.stderr, f"a library file with a param: {r.stderr.strip()[:300]}")
 finish()
