@@ -222,8 +222,9 @@ static bool tall_gemm(GemmShape s) {
 }
 
 /* Whether tall GEMMs go to gemm_small: where its AVX2 kernel is the best this CPU has, that is
- * without AVX-512.  OpenBLAS's AVX-512 kernels beat it (a Xeon of Sapphire Rapids, one thread:
- * 12544 x 64 x 800 in 8.3 ms against 17.1; fashion_2c2d 1266 -> 1337 samples/s).
+ * without AVX-512.  OpenBLAS's AVX-512 kernels beat it (a Xeon of Sapphire Rapids, one thread,
+ * bench/tall_gemms.c: 12544 x 64 x 800 in 12.4-14.9 ms against 18.3-18.4; fashion_2c2d, whole
+ * runs: 1292-1300 -> 1333-1342 samples/s).
  * NNC_TALL_GEMM=small or blas overrides the choice (tests take both ways on any CPU). */
 bool device_tall_in_gemm_small(void) {
     const char *v = getenv("NNC_TALL_GEMM");
