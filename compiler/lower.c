@@ -540,9 +540,16 @@ static int lower_val(Lower *L, const SVal *v) {
     return id;
 }
 
-static bool has_loss(const SVal *v) {
-    if (!v) return false;
-    return v->kind == SV_LOSS || ((v->kind == SV_BINARY || v->kind == SV_NEG) && (has_loss(v->a) || has_loss(v->b)));
+static void add_predictions(Lower *L, const SVal *v, int ntarget) {
+    if (v->kind == SV_BINARY || v->kind == SV_NEG) {
+        add_predictions(L, v->a, ntarget);
+        if (v->kind == SV_BINARY) add_predictions(L, v->b, ntarget);
+    }
+    if (v->kind != SV_LOSS) return;
+    const char *name = ntarget > 1 ? L->m->io[v->b->index].name : "prediction";
+    for (int o = 0; o < L->g->noutput; o++)
+        if (L->g->output[o].agg == AGG_PREDICT && !strcmp(L->g->output[o].name, name)) return;
+    ir_add_output(L->g, name, lower_val(L, v->a), AGG_PREDICT);
 }
 
 Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
@@ -585,9 +592,11 @@ Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
                       k == METRIC_ERROR ? AGG_ONE_MINUS_FRACTION : k == METRIC_RMSE ? AGG_RMS : k == METRIC_NLL || k == METRIC_RELATIVE_ERROR ? AGG_MEAN : AGG_FRACTION);
     }
     spaces_analyse(g);
-    const SVal *pred = m->loss; /* the first loss function's first argument */
-    while (pred->kind == SV_BINARY || pred->kind == SV_NEG) pred = has_loss(pred->a) ? pred->a : pred->b;
-    if (pred->kind == SV_LOSS) ir_add_output(g, "prediction", lower_val(&L, pred->a), AGG_PREDICT);
+    /* each head's prediction, the first argument of its target's loss function, in the order
+     * the loss names them: "prediction" for a model with one target, else the target's name */
+    int ntarget = 0;
+    for (int i = 0; i < m->nio; i++) ntarget += m->io[i].is_target;
+    add_predictions(&L, m->loss, ntarget);
     /* the nll metric per sample, D log sigma - sum_D logp_normal(z), for a sampler's posterior
      * predictive (runtime/posterior.c), which needs it per sample and draw */
     for (int i = 0; i < m->nmetric; i++)

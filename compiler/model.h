@@ -7,7 +7,13 @@
 #include "ast.h"
 #include "ir.h"
 
-typedef enum { DATA_NONE, DATA_FASHION_MNIST, DATA_IDX, DATA_CSV } DataKind;
+typedef enum { DATA_NONE, DATA_FASHION_MNIST, DATA_IDX, DATA_CSV, DATA_NPY } DataKind;
+
+/* npy(x = "x.npy", mass = "mass.npy"): one file per input or target (runtime/data.h's NpyArray). */
+typedef struct {
+    const char *name, *path;
+    SrcLoc loc;
+} DataArray;
 
 typedef struct {
     DataKind kind;
@@ -18,6 +24,8 @@ typedef struct {
     int target_col;             /* csv: column index of the first target column; -1: last */
     const char *target_name;    /* csv: column name (needs a header) */
     int header;                 /* csv: -1 auto, 0 no, 1 yes */
+    DataArray *array;           /* npy */
+    int narray;
 } DataSpec;
 
 typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } OptKind;

@@ -558,6 +558,48 @@ static void finish_nll(Sema *s, SVal *loss) {
     }
 }
 
+/* The loss functions of the loss, in the order they are written. */
+static void loss_terms(SVal *v, SVal **term, int *n, int cap) {
+    if (!v) return;
+    if (v->kind == SV_LOSS) {
+        if (*n < cap) term[(*n)++] = v;
+        return;
+    }
+    if (v->kind == SV_BINARY || v->kind == SV_NEG) {
+        loss_terms(v->a, term, n, cap);
+        if (v->kind == SV_BINARY) loss_terms(v->b, term, n, cap);
+    }
+}
+
+/* With several targets, each target is one head's: compared with one prediction, which
+ * `predict` writes under its name; metrics are named after their target (mass.rmse); and a
+ * sampler, whose posterior predictive follows one prediction, is refused.  (With one target,
+ * a loss on a second prediction is an auxiliary loss; the first loss names the prediction.) */
+static void finish_heads(Sema *s, SVal *loss) {
+    enum { CAP = 64 };
+    SVal *term[CAP];
+    int n = 0, ntarget = 0;
+    loss_terms(loss, term, &n, CAP);
+    for (int i = 0; i < s->m->nio; i++) ntarget += s->m->io[i].is_target;
+    if (ntarget < 2) return; /* one target: later losses on it are auxiliary; the first names the prediction */
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < i; k++)
+            if (term[k]->b == term[i]->b && term[k]->a != term[i]->a) {
+                const char *t = s->m->io[term[i]->b->index].name;
+                err(s, term[i]->loc, "a second head writes target '%s'; with several targets each target is one head's, named "
+                    "after it in metrics and predictions", t);
+                diag_note(s->diag, term[k]->loc, "the first head writing '%s' is here", t);
+                break;
+            }
+    if (s->m->train.sampler.kind != SAMPLER_NONE)
+        err(s, s->m->train.sampler.loc, "a sampler follows one prediction, but the model has %d targets; sample a model with one "
+            "target, or train this one with an optimizer", ntarget);
+    for (int i = 0; i < s->m->nmetric; i++) {
+        MetricDef *md = &s->m->metric[i];
+        md->name = arena_printf(s->arena, "%s.%s", s->m->io[md->val->b->index].name, md->name);
+    }
+}
+
 static bool has_loss_term(const SVal *v) {
     return v && (v->kind == SV_LOSS || has_loss_term(v->a) || (v->kind == SV_BINARY && has_loss_term(v->b)));
 }
@@ -599,8 +641,8 @@ static void check_metric(Sema *s, const Ast *e) {
         return;
     }
     for (int i = 0; i < s->m->nmetric; i++)
-        if (!strcmp(s->m->metric[i].name, fd->name)) {
-            err(s, e->loc, "metric '%s' is given twice", fd->name);
+        if (!strcmp(s->m->metric[i].name, fd->name) && s->m->metric[i].val->b == t) {
+            err(s, e->loc, "metric '%s' of target '%s' is given twice", fd->name, a[1]->text);
             return;
         }
     SVal *v = sema_sval(s, SV_METRIC, e->loc);
@@ -809,6 +851,7 @@ Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *pat
             err(&s, m->io[i].loc, "%s '%s' is never used", m->io[i].is_target ? "target" : "input",
                 diag_name(m->io[i].name));
     finish_nll(&s, loss);
+    finish_heads(&s, loss);
     sema_train_finish(&s);
     m->loss = loss;
     if (diag->nerror) return NULL;

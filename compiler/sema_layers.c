@@ -285,8 +285,9 @@ static SVal *check_conv(Sema *s, const LayerDef *ld, const Ast *e, const Ast *co
     v->units = filters;
     window_shape(v, spatial, oh, ow, filters);
     int64_t np = filters * hwc[2] * kh * k + (v->bias ? filters : 0);
-    add_row(s, arena_printf(s->arena, "%s(%lld, %lld%s%lld%s%s)", ld->name, (long long)filters, (long long)k,
-                            spatial == 2 ? "x" : "", spatial == 2 ? (long long)k : 0LL,
+    const char *kernel = spatial == 2 ? arena_printf(s->arena, "%lldx%lld", (long long)k, (long long)k)
+                                      : arena_printf(s->arena, "%lld", (long long)k);
+    add_row(s, arena_printf(s->arena, "%s(%lld, %s%s%s)", ld->name, (long long)filters, kernel,
                             total ? (word ? ", same" : ", padded") : "", stride > 1 ? ", strided" : ""),
             v, np);
     return v;

@@ -30,16 +30,41 @@ static bool check_data(Sema *s, const Ast *e, DataSpec *d, bool is_test) {
     const char *name = e->kind == AST_NAME || e->kind == AST_CALL ? e->text : NULL;
     static const char *const sources[] = {"fashion_mnist", "idx", "csv", "npy"};
     if (!name) {
-        err(s, e->loc, "expected a data source: fashion_mnist, idx(...) or csv(...)");
+        err(s, e->loc, "expected a data source: fashion_mnist, idx(...), csv(...) or npy(...)");
         return false;
     }
     if (!strcmp(name, "fashion_mnist") && e->kind == AST_NAME) {
         d->kind = DATA_FASHION_MNIST;
         return true;
     }
-    if (!strcmp(name, "npy")) {
-        err(s, e->loc, "npy data sources are not implemented yet");
-        return false;
+    if (!strcmp(name, "npy") && e->kind == AST_CALL) {
+        int cap = 0;
+        for (int i = 0; i < e->narg; i++) {
+            const AstArg *a = &e->arg[i];
+            if (!a->name) {
+                err(s, a->value->loc, "npy names each array: npy(%s = \"file.npy\", ...), one per input and target",
+                    s->m->nio ? s->m->io[0].name : "x");
+                return false;
+            }
+            if (a->value->kind != AST_STR) {
+                err(s, a->value->loc, "expected a file name in quotes");
+                return false;
+            }
+            for (int k = 0; k < d->narray; k++)
+                if (!strcmp(d->array[k].name, a->name)) {
+                    err(s, a->name_loc, "npy gives '%s' twice", diag_name(a->name));
+                    diag_note(s->diag, d->array[k].loc, "first given here");
+                    return false;
+                }
+            DataArray da = {a->name, resolve_path(s, a->value->text), a->name_loc};
+            ARENA_PUSH(s->arena, d->array, d->narray, cap, da);
+        }
+        if (d->narray == 0) {
+            err(s, e->loc, "npy needs a file per input and target: npy(name = \"file.npy\", ...)");
+            return false;
+        }
+        d->kind = DATA_NPY;
+        return true;
     }
     if (!strcmp(name, "idx") && e->kind == AST_CALL) {
         static const ArgSpec spec[] = {{"dir", A_STRING, false, 0}, {"images", A_STRING, false, 0},
@@ -400,15 +425,18 @@ static int stop_expr(Sema *s, const Ast *e, StopSpec *sp, int *cap) {
             num = e->lhs;
             op = op == '<' ? '>' : op == '>' ? '<' : op == OPR_LE ? OPR_GE : op == OPR_GE ? OPR_LE : op;
         }
-        if (field->kind == AST_FIELD && field->lhs->kind == AST_NAME) {
+        /* split.metric, or split.target.metric for a model with several targets */
+        const Ast *head = field->kind == AST_FIELD && field->lhs->kind == AST_FIELD ? field->lhs : NULL;
+        const Ast *split = head ? head->lhs : field->kind == AST_FIELD ? field->lhs : NULL;
+        if (split && split->kind == AST_NAME) {
             n.op = STOP_CMP;
-            n.split = field->lhs->text;
-            n.metric = field->text;
-            n.loc = ast_span(field->lhs->loc, field->loc);
+            n.split = split->text;
+            n.metric = head ? arena_printf(s->arena, "%s.%s", head->text, field->text) : field->text;
+            n.loc = ast_span(split->loc, field->loc);
             n.cmp = op;
             if (!sema_eval_const(s, num, &n.value)) return -1;
             if (strcmp(n.split, "train") && strcmp(n.split, "valid") && strcmp(n.split, "test")) {
-                err(s, field->lhs->loc, "'%s' is not a split; use train, valid or test", diag_name(n.split));
+                err(s, split->loc, "'%s' is not a split; use train, valid or test", diag_name(n.split));
                 return -1;
             }
             return stop_node(s, sp, n, cap);
@@ -436,6 +464,18 @@ static void finish_stop(Sema *s) {
         if (n->op != STOP_CMP) continue;
         bool known = !strcmp(n->metric, "loss");
         for (int k = 0; k < s->m->nmetric && !known; k++) known = !strcmp(n->metric, s->m->metric[k].name);
+        const char *headed = NULL; /* the metrics of several heads: mass.rmse for rmse */
+        for (int k = 0; k < s->m->nmetric && !known; k++) {
+            const char *name = s->m->metric[k].name, *dot = strchr(name, '.');
+            if (dot && !strcmp(dot + 1, n->metric))
+                headed = headed ? arena_printf(s->arena, "%s or %s.%s", headed, n->split, name) : arena_printf(s->arena, "%s.%s", n->split, name);
+        }
+        if (headed && strcmp(n->split, "train")) {
+            err(s, n->loc, "the stopping rule uses %s.%s, but with several targets each metric is named after its head: %s",
+                n->split, n->metric, headed);
+            sp->nnode = 0;
+            return;
+        }
         if (!known || (!strcmp(n->split, "train") && strcmp(n->metric, "loss"))) {
             const char *cand[16] = {"loss"};
             int nc = 1;
@@ -465,7 +505,7 @@ static void finish_stop(Sema *s) {
         }
         n->split = "valid";
         n->metric = watch ? watch : "loss";
-        n->maximize = !strcmp(n->metric, "accuracy");
+        n->maximize = !strcmp(n->metric, "accuracy") || util_ends_with(n->metric, ".accuracy");
     }
 }
 
@@ -767,9 +807,48 @@ static void apply_overrides(Sema *s) {
     }
 }
 
+/* An npy source names every input and target of the model, and nothing else. */
+static void finish_arrays(Sema *s, const DataSpec *d) {
+    if (d->kind == DATA_NONE) return;
+    const char *suggested = NULL; /* a misspelt name's suggestion: not reported missing as well */
+    if (d->kind != DATA_NPY) {
+        int ni = 0, nt = 0;
+        for (int i = 0; i < s->m->nio; i++) *(s->m->io[i].is_target ? &nt : &ni) += 1;
+        if (ni > 1 || nt > 1)
+            err(s, d->loc, "this data source gives one input and one target, but the model has %d input%s and %d target%s; "
+                "give each its own file with npy(NAME = \"FILE.npy\", ...)", ni, ni == 1 ? "" : "s", nt, nt == 1 ? "" : "s");
+        return;
+    }
+    for (int k = 0; k < d->narray; k++) {
+        bool known = false;
+        const char *cand[32];
+        int nc = 0;
+        for (int i = 0; i < s->m->nio; i++) {
+            known |= !strcmp(s->m->io[i].name, d->array[k].name);
+            if (nc < 32) cand[nc++] = s->m->io[i].name;
+        }
+        if (known) continue;
+        const char *near = diag_suggest(d->array[k].name, cand, nc);
+        if (near) suggested = near;
+        err(s, d->array[k].loc, "npy gives '%s', but the model has no input or target of that name%s%s%s", diag_name(d->array[k].name),
+            near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+    }
+    for (int i = 0; i < s->m->nio; i++) {
+        const IoDef *io = &s->m->io[i];
+        bool given = false;
+        for (int k = 0; k < d->narray; k++) given |= !strcmp(io->name, d->array[k].name);
+        if (given || (suggested && !strcmp(suggested, io->name))) continue;
+        err(s, d->loc, "this data source gives no array for %s '%s'; add %s = \"FILE.npy\"", io->is_target ? "target" : "input",
+            diag_name(io->name), io->name);
+        diag_note(s->diag, io->loc, "'%s' is declared here", io->name);
+    }
+}
+
 void sema_train_finish(Sema *s) {
     Model *m = s->m;
     apply_overrides(s);
+    finish_arrays(s, &m->train.data);
+    finish_arrays(s, &m->train.test);
     if (m->train.stop.nnode) finish_stop(s);
     for (int i = 0; i < m->train.nsched; i++) {
         const ScheduleSpec *sp = &m->train.sched[i];

@@ -27,6 +27,11 @@ static void data_str(StrBuf *b, const DataSpec *d) {
             sb_printf(b, "idx(images = \"%s\", labels = \"%s\")", d->images, d->labels);
         break;
     case DATA_CSV: sb_printf(b, "csv(\"%s\")", d->path); break;
+    case DATA_NPY:
+        sb_puts(b, "npy(");
+        for (int i = 0; i < d->narray; i++) sb_printf(b, "%s%s = \"%s\"", i ? ", " : "", d->array[i].name, d->array[i].path);
+        sb_puts(b, ")");
+        break;
     }
 }
 

@@ -1,4 +1,4 @@
-/* data.c: IDX and CSV loaders with full validation, and batch gathering (see data.h).
+/* data.c: IDX, CSV and NPY loaders with full validation, and batch gathering (see data.h).
  * Files are read through zlib, so .gz and plain files both work.  Records are numbered from
  * 1 in messages; CSV messages also give the line. */
 #include "data.h"
@@ -110,18 +110,63 @@ static int idx_open(const char *path, const char *what, int want_dims, Idx *x, c
     return 0;
 }
 
-static void shape_text(char *buf, size_t n, const DataExpect *ex) {
+/* ---- the expectation and the columns ---- */
+
+void data_field_type(char *buf, size_t n, const DataField *f) {
+    if (f->is_class) {
+        snprintf(buf, n, "class[%lld]", (long long)f->nclass);
+        return;
+    }
     size_t k = (size_t)snprintf(buf, n, "f32[");
-    for (int i = 0; i < ex->input_rank && k < n; i++)
-        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)ex->input_dim[i]);
+    for (int i = 0; i < f->rank && k < n; i++) k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)f->dim[i]);
     if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+void data_expect_free(DataExpect *ex) {
+    free(ex->field);
+    memset(ex, 0, sizeof *ex);
+}
+
+int data_expect_first(const DataExpect *ex, bool target) {
+    for (int i = 0; i < ex->nfield; i++)
+        if (ex->field[i].is_target == target) return i;
+    return -1;
+}
+
+/* An empty data set with a column per field of ex. */
+static void dataset_begin(Dataset *d, const DataExpect *ex) {
+    memset(d, 0, sizeof *d);
+    d->ncol = ex->nfield;
+    d->col = util_calloc((size_t)ex->nfield + 1, sizeof(DataColumn));
+    for (int i = 0; i < ex->nfield; i++) {
+        d->col[i].width = ex->field[i].width;
+        d->col[i].is_class = ex->field[i].is_class;
+        d->col[i].scale = 1;
+    }
+}
+
+/* IDX and CSV files give one input and at most one target: the model must want no more. */
+static int one_input_one_target(const char *path, const char *format, const DataExpect *ex, bool inputs_only, int *in, int *tg,
+                                char *err, size_t nerr) {
+    int ni = 0, nt = 0;
+    for (int i = 0; i < ex->nfield; i++) *(ex->field[i].is_target ? &nt : &ni) += 1;
+    *in = data_expect_first(ex, false);
+    *tg = inputs_only ? -1 : data_expect_first(ex, true);
+    if (ni > 1 || (!inputs_only && nt > 1))
+        return util_fail(err, nerr, "%s: %s data gives one input and one target, but the model has %d input%s and %d target%s; "
+                         "give each its own file with npy(name = \"file.npy\", ...)", path, format, ni, ni == 1 ? "" : "s", nt,
+                         nt == 1 ? "" : "s");
+    return 0;
 }
 
 int data_load_idx(const char *images, const char *labels, const DataExpect *ex, Dataset *out, char *err, size_t nerr) {
     memset(out, 0, sizeof *out);
-    if (!ex->target_class)
+    int in, tg;
+    if (one_input_one_target(images, "IDX", ex, false, &in, &tg, err, nerr)) return -1;
+    const DataField *fi = &ex->field[in], *ft = &ex->field[tg];
+    if (!ft->is_class)
         return util_fail(err, nerr, "%s: IDX labels are class indices, but target '%s' is real-valued; declare it class[N]",
-                    labels, ex->target_name);
+                    labels, ft->name);
     Idx im, lb;
     if (idx_open(images, "image", 0, &im, err, nerr)) {
         free(im.raw);
@@ -134,13 +179,13 @@ int data_load_idx(const char *images, const char *labels, const DataExpect *ex, 
     }
     int rc = -1;
     char want[64];
-    shape_text(want, sizeof want, ex);
-    if (im.recsize != ex->nfeat) {
+    data_field_type(want, sizeof want, fi);
+    if (im.recsize != fi->width) {
         char dims[64] = "";
         size_t k = 0;
         for (int i = 1; i < im.ndim; i++) k += (size_t)snprintf(dims + k, sizeof dims - k, "%s%lld", i > 1 ? "x" : "", (long long)im.dim[i]);
         util_fail(err, nerr, "%s: each image is %s = %lld values, but input '%s' is %s (%lld values)", images, dims,
-             (long long)im.recsize, ex->input_name, want, (long long)ex->nfeat);
+             (long long)im.recsize, fi->name, want, (long long)fi->width);
         goto done;
     }
     if (lb.count != im.count) {
@@ -148,21 +193,20 @@ int data_load_idx(const char *images, const char *labels, const DataExpect *ex, 
         goto done;
     }
     for (int64_t i = 0; i < lb.count; i++)
-        if (lb.data[i] >= ex->nclass) {
+        if (lb.data[i] >= ft->nclass) {
             util_fail(err, nerr, "%s: record %lld: label %d is out of range for class[%lld] (labels are 0 to %lld)", labels,
-                 (long long)i + 1, lb.data[i], (long long)ex->nclass, (long long)ex->nclass - 1);
+                 (long long)i + 1, lb.data[i], (long long)ft->nclass, (long long)ft->nclass - 1);
             goto done;
         }
+    dataset_begin(out, ex);
     out->n = im.count;
-    out->nfeat = im.recsize;
-    out->u8 = (uint8_t *)im.data; /* the pixels stay where the file was decompressed */
-    out->owned = im.raw;
+    DataColumn *x = &out->col[in], *y = &out->col[tg];
+    x->u8 = (uint8_t *)im.data; /* the pixels stay where the file was decompressed */
+    x->owned = im.raw;
     im.raw = NULL;
-    out->scale = 1.0f / 255.0f;
-    out->target_class = true;
-    out->ntarget = 1;
-    out->label = util_realloc(NULL, sizeof(int32_t) * (size_t)lb.count);
-    for (int64_t i = 0; i < lb.count; i++) out->label[i] = lb.data[i];
+    x->scale = 1.0f / 255.0f;
+    y->label = util_realloc(NULL, sizeof(int32_t) * (size_t)lb.count);
+    for (int64_t i = 0; i < lb.count; i++) y->label[i] = lb.data[i];
     size_t nn = strlen(images) + strlen(labels) + 8;
     out->name = util_realloc(NULL, nn);
     snprintf(out->name, nn, "%s + %s", images, labels);
@@ -245,9 +289,16 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
         free(raw);
         return util_fail(err, nerr, "%s: contains a NUL byte; not a text CSV file", path);
     }
+    int in, tg;
+    if (one_input_one_target(path, "CSV", ex, opt->inputs_only, &in, &tg, err, nerr)) {
+        free(raw);
+        return -1;
+    }
+    const DataField *fin = &ex->field[in], *ft = tg >= 0 ? &ex->field[tg] : NULL;
+    int64_t nfeat = fin->width;
     Fields f = {0};
     int rc = -1, nfields = -1, first_target = -1;
-    int ntc = opt->inputs_only ? 0 : ex->target_class ? 1 : (int)ex->ntarget;
+    int ntc = !ft ? 0 : ft->is_class ? 1 : (int)ft->width;
     int64_t cap = 0, records = 0;
     float *x = NULL, *tv = NULL;
     int32_t *lab = NULL;
@@ -300,22 +351,22 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
                      path, line, nfields, ntc, ntc > 1 ? "s" : "", first_target);
                 goto done;
             }
-            if (nfields - ntc != ex->nfeat) {
+            if (nfields - ntc != nfeat) {
                 char want[64];
-                shape_text(want, sizeof want, ex);
-                if (opt->inputs_only)
+                data_field_type(want, sizeof want, fin);
+                if (!ft)
                     util_fail(err, nerr, "%s:%d: each record has %d fields, but input '%s' is %s (%lld values)", path, line,
-                         nfields, ex->input_name, want, (long long)ex->nfeat);
+                         nfields, fin->name, want, (long long)nfeat);
                 else
                     util_fail(err, nerr, "%s:%d: each record has %d fields: %d target and %d input values, but input '%s' is %s (%lld values)",
-                         path, line, nfields, ntc, nfields - ntc, ex->input_name, want, (long long)ex->nfeat);
+                         path, line, nfields, ntc, nfields - ntc, fin->name, want, (long long)nfeat);
                 goto done;
             }
         }
         if (records == cap) {
             cap = cap ? 2 * cap : 1024;
-            x = util_realloc(x, sizeof(float) * (size_t)(cap * ex->nfeat));
-            if (ex->target_class && ntc)
+            x = util_realloc(x, sizeof(float) * (size_t)(cap * nfeat));
+            if (ft && ft->is_class)
                 lab = util_realloc(lab, sizeof(int32_t) * (size_t)cap);
             else if (ntc)
                 tv = util_realloc(tv, sizeof(float) * (size_t)(cap * ntc));
@@ -331,13 +382,13 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
                          (long long)records + 1, i + 1, shorten(f.field[i], sbuf, sizeof sbuf));
                 goto done;
             }
-            int t = opt->inputs_only ? -1 : i - first_target;
+            int t = !ft ? -1 : i - first_target;
             if (t >= 0 && t < ntc) {
-                if (ex->target_class) {
-                    if (v != floor(v) || v < 0 || v >= (double)ex->nclass) {
+                if (ft->is_class) {
+                    if (v != floor(v) || v < 0 || v >= (double)ft->nclass) {
                         util_fail(err, nerr, "%s:%d: record %lld: target %s is not a class index of class[%lld] (0 to %lld)",
                              path, line, (long long)records + 1, shorten(f.field[i], sbuf, sizeof sbuf),
-                             (long long)ex->nclass, (long long)ex->nclass - 1);
+                             (long long)ft->nclass, (long long)ft->nclass - 1);
                         goto done;
                     }
                     lab[records] = (int32_t)v;
@@ -345,7 +396,7 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
                     tv[records * ntc + t] = (float)v;
                 }
             } else {
-                x[records * ex->nfeat + fi++] = (float)v;
+                x[records * nfeat + fi++] = (float)v;
             }
         }
         records++;
@@ -354,14 +405,13 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
         util_fail(err, nerr, "%s: no data records", path);
         goto done;
     }
+    dataset_begin(out, ex);
     out->n = records;
-    out->nfeat = ex->nfeat;
-    out->f32 = x;
-    out->scale = 1;
-    out->target_class = ex->target_class && ntc;
-    out->ntarget = ntc;
-    out->label = lab;
-    out->target = tv;
+    out->col[in].f32 = x;
+    if (ft) {
+        out->col[tg].label = lab;
+        out->col[tg].f32 = tv;
+    }
     out->name = util_strdup(path);
     x = NULL;
     tv = NULL;
@@ -377,35 +427,122 @@ done:
 }
 
 void data_free(Dataset *d) {
-    if (!d->owned) free(d->u8);
-    free(d->owned);
-    free(d->f32);
-    free(d->label);
-    free(d->target);
+    for (int c = 0; c < d->ncol; c++) {
+        DataColumn *k = &d->col[c];
+        if (!k->owned) free(k->u8);
+        free(k->owned);
+        free(k->f32);
+        free(k->label);
+    }
+    free(d->col);
     free(d->name);
     memset(d, 0, sizeof *d);
 }
 
-void data_gather(const Dataset *d, const int64_t *idx, int64_t count, float *x, int32_t *label, float *target) {
-    int64_t nf = d->nfeat;
+int64_t data_bytes_held(const Dataset *d) {
+    int64_t bytes = 0;
+    for (int c = 0; c < d->ncol; c++) {
+        const DataColumn *k = &d->col[c];
+        if (k->u8 || k->f32 || k->label) bytes += d->n * k->width * (k->u8 ? 1 : 4);
+    }
+    return bytes;
+}
+
+void data_gather(const Dataset *d, int c, const int64_t *idx, int64_t count, void *dst) {
+    const DataColumn *k = &d->col[c];
+    if (k->is_class) {
+        int32_t *label = dst;
+        for (int64_t b = 0; b < count; b++) label[b] = k->label ? k->label[idx[b]] : 0;
+        return;
+    }
+    int64_t w = k->width;
     for (int64_t b = 0; b < count; b++) {
         int64_t i = idx[b];
-        float *dst = x + b * nf;
-        if (d->u8) {
-            const uint8_t *src = d->u8 + i * nf;
-            for (int64_t f = 0; f < nf; f++) dst[f] = (float)src[f] * d->scale;
+        float *to = (float *)dst + b * w;
+        if (k->u8) {
+            const uint8_t *src = k->u8 + i * w;
+            for (int64_t f = 0; f < w; f++) to[f] = (float)src[f] * k->scale;
+        } else if (k->f32) {
+            memcpy(to, k->f32 + i * w, sizeof(float) * (size_t)w);
         } else {
-            memcpy(dst, d->f32 + i * nf, sizeof(float) * (size_t)nf);
+            memset(to, 0, sizeof(float) * (size_t)w);
         }
-        if (d->target_class && label && d->label)
-            label[b] = d->label[i];
-        else if (!d->target_class && target && d->target && d->ntarget)
-            memcpy(target + b * d->ntarget, d->target + i * d->ntarget, sizeof(float) * (size_t)d->ntarget);
     }
+}
+
+/* ---- NPY: one file per field ---- */
+
+int data_load_npy(const NpyArray *arr, int narr, const DataExpect *ex, bool inputs_only, Dataset *out, char *err, size_t nerr) {
+    dataset_begin(out, ex);
+    out->n = -1;
+    const char *first = NULL;
+    size_t namelen = 1;
+    for (int f = 0; f < ex->nfield; f++) {
+        const DataField *fd = &ex->field[f];
+        if (inputs_only && fd->is_target) continue;
+        const NpyArray *a = NULL;
+        for (int i = 0; i < narr && !a; i++)
+            if (!strcmp(arr[i].name, fd->name)) a = &arr[i];
+        if (!a) {
+            util_fail(err, nerr, "the npy data source gives no array for %s '%s'", fd->is_target ? "target" : "input", fd->name);
+            goto fail;
+        }
+        int rank;
+        int64_t shape[NPY_MAX_RANK];
+        DataColumn *k = &out->col[f];
+        int rc = fd->is_class ? npy_read_labels_i32(a->path, &k->label, &rank, shape, err, nerr)
+                              : npy_read_f32(a->path, &k->f32, &rank, shape, err, nerr);
+        if (rc) goto fail;
+        int64_t per = 1;
+        for (int i = 1; i < rank; i++) per *= shape[i];
+        char want[64], got[96] = "";
+        data_field_type(want, sizeof want, fd);
+        size_t g = 0;
+        for (int i = 1; i < rank && g < sizeof got; i++) g += (size_t)snprintf(got + g, sizeof got - g, "%s%lld", i > 1 ? "," : "", (long long)shape[i]);
+        if (rank < 1 || shape[0] == 0) {
+            util_fail(err, nerr, "%s: %s, but %s '%s' needs one %s per sample", a->path, rank < 1 ? "a 0-d array" : "an array of 0 samples",
+                      fd->is_target ? "target" : "input", fd->name, want);
+            goto fail;
+        }
+        if (per != fd->width) {
+            util_fail(err, nerr, "%s: %lld samples of shape [%s] (%lld value%s each), but %s '%s' is %s (%lld value%s)", a->path,
+                      (long long)shape[0], got, (long long)per, per == 1 ? "" : "s", fd->is_target ? "target" : "input", fd->name,
+                      want, (long long)fd->width, fd->width == 1 ? "" : "s");
+            goto fail;
+        }
+        if (out->n >= 0 && shape[0] != out->n) {
+            util_fail(err, nerr, "%s: %lld samples, but %s has %lld; every array of a data set has one row per sample", a->path,
+                      (long long)shape[0], first, (long long)out->n);
+            goto fail;
+        }
+        for (int64_t i = 0; fd->is_class && i < shape[0]; i++)
+            if (k->label[i] < 0 || k->label[i] >= fd->nclass) {
+                util_fail(err, nerr, "%s: sample %lld: label %d is out of range for class[%lld] (labels are 0 to %lld)", a->path,
+                          (long long)i + 1, k->label[i], (long long)fd->nclass, (long long)fd->nclass - 1);
+                goto fail;
+            }
+        out->n = shape[0];
+        if (!first) first = a->path;
+        namelen += strlen(a->path) + 3;
+    }
+    out->name = util_calloc(namelen + 1, 1);
+    for (int f = 0; f < ex->nfield; f++)
+        for (int i = 0; i < narr; i++)
+            if (!strcmp(arr[i].name, ex->field[f].name) && (out->col[f].f32 || out->col[f].label)) {
+                if (*out->name) strcat(out->name, " + ");
+                strcat(out->name, arr[i].path);
+            }
+    return 0;
+fail:
+    data_free(out);
+    return -1;
 }
 
 int data_load_inputs(const char *path, const DataExpect *ex, Dataset *out, char *err, size_t nerr) {
     memset(out, 0, sizeof *out);
+    int in, tg;
+    if (one_input_one_target(path, "a file of", ex, true, &in, &tg, err, nerr)) return -1;
+    const DataField *fin = &ex->field[in];
     unsigned char head[8] = {0};
     FILE *f = fopen(path, "rb");
     if (!f) return util_fail(err, nerr, "%s: cannot open: %s", path, strerror(errno));
@@ -432,16 +569,15 @@ int data_load_inputs(const char *path, const DataExpect *ex, Dataset *out, char 
         if (npy_read_f32(path, &v, &rank, shape, err, nerr)) return -1;
         int64_t per = 1;
         for (int i = 1; i < rank; i++) per *= shape[i];
-        if (rank < 1 || per != ex->nfeat || shape[0] == 0) {
+        if (rank < 1 || per != fin->width || shape[0] == 0) {
             free(v);
             return util_fail(err, nerr, "%s: an array of %s%lld samples of %lld values, but input '%s' has %lld values per sample", path,
-                        rank < 1 ? "0-d shape: " : "", (long long)(rank ? shape[0] : 0), (long long)per, ex->input_name,
-                        (long long)ex->nfeat);
+                        rank < 1 ? "0-d shape: " : "", (long long)(rank ? shape[0] : 0), (long long)per, fin->name,
+                        (long long)fin->width);
         }
+        dataset_begin(out, ex);
         out->n = shape[0];
-        out->nfeat = per;
-        out->f32 = v;
-        out->scale = 1;
+        out->col[in].f32 = v;
         out->name = util_strdup(path);
         return 0;
     }
@@ -451,16 +587,16 @@ int data_load_inputs(const char *path, const DataExpect *ex, Dataset *out, char 
             free(im.raw);
             return -1;
         }
-        if (im.recsize != ex->nfeat) {
+        if (im.recsize != fin->width) {
             free(im.raw);
             return util_fail(err, nerr, "%s: each record is %lld values, but input '%s' has %lld", path, (long long)im.recsize,
-                        ex->input_name, (long long)ex->nfeat);
+                        fin->name, (long long)fin->width);
         }
+        dataset_begin(out, ex);
         out->n = im.count;
-        out->nfeat = im.recsize;
-        out->u8 = (uint8_t *)im.data;
-        out->owned = im.raw;
-        out->scale = 1.0f / 255.0f;
+        out->col[in].u8 = (uint8_t *)im.data;
+        out->col[in].owned = im.raw;
+        out->col[in].scale = 1.0f / 255.0f;
         out->name = util_strdup(path);
         return 0;
     }

@@ -78,6 +78,7 @@ static void print_profile(const Exec *e) {
 
 void exec_free(Exec *e) {
     if (e->prof_s && e->dev) print_profile(e);
+    free(e->staging);
     free(e->prof_s);
     free(e->prof_calls);
     if (e->dev) {
@@ -101,6 +102,27 @@ void *exec_buf(const Exec *e, int node) {
 int64_t exec_numel(const Exec *e, int node, int64_t rows) {
     Shape s = e->g->node[node].shape;
     return shape_numel(s) * (s.batched ? rows : 1);
+}
+
+int exec_feed(Exec *e, const Dataset *d, const int64_t *idx, int64_t rows) {
+    const Graph *g = e->g;
+    NNC_ASSERT(d->ncol == g->ninput);
+    for (int i = 0; i < g->ninput; i++) {
+        const Input *in = &g->input[i];
+        size_t bytes = (size_t)rows * (size_t)d->col[i].width * 4; /* float or int32 */
+        if (e->dev->host_memory) {
+            data_gather(d, i, idx, rows, exec_buf(e, in->node));
+            continue;
+        }
+        if (bytes > e->staging_bytes) {
+            free(e->staging);
+            e->staging = util_calloc(bytes, 1);
+            e->staging_bytes = bytes;
+        }
+        data_gather(d, i, idx, rows, e->staging);
+        if (exec_write(e, in->node, e->staging, bytes)) return -1;
+    }
+    return 0;
 }
 
 int exec_write(const Exec *e, int node, const void *src, size_t bytes) {

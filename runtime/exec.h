@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 
+#include "data.h"
 #include "device.h"
 #include "kernel.h"
 
@@ -25,6 +26,8 @@ typedef struct {
     int64_t baseline_rss; /* resident bytes before the arena: the runtime's own fixed cost */
     double *prof_s;       /* NNC_PROFILE: per kernel, seconds in it and calls (else NULL) */
     int64_t *prof_calls;
+    void *staging;        /* exec_feed's host batch, on devices with memory of their own */
+    size_t staging_bytes;
 } Exec;
 
 /* Compiles for `device` ("cpu", "cuda", "cuda-emu", "auto"; NULL is "cpu") and allocates a
@@ -37,6 +40,10 @@ void *exec_buf(const Exec *e, int node);
 int64_t exec_numel(const Exec *e, int node, int64_t rows);
 int exec_write(const Exec *e, int node, const void *src, size_t bytes);
 int exec_read(const Exec *e, int node, void *dst, size_t bytes);
+/* Loads samples idx[0..rows) of d into the graph's inputs and targets (d's columns are the
+ * graph's inputs in order; a column the data set lacks is fed zeros).  0, or -1 with the
+ * reason in e->dev->err. */
+int exec_feed(Exec *e, const Dataset *d, const int64_t *idx, int64_t rows);
 /* Scalar slots from the graph's table (param values, learning rate). */
 void exec_reset_scalars(Exec *e);
 /* Sets every scalar slot of one kind (SC_DATA_INV_N, once the data is known). */

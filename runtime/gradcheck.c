@@ -72,17 +72,7 @@ int gradcheck_run(const Model *m, Exec *ex, const GradcheckOptions *o) {
     /* the batch and the weights, in the backend's arena and in the reference */
     int64_t *idx = util_calloc((size_t)rows, sizeof(int64_t));
     for (int64_t i = 0; i < rows; i++) idx[i] = i;
-    const Input *xin = NULL, *tin = NULL;
-    for (int i = 0; i < g->ninput; i++) *(g->input[i].is_target ? &tin : &xin) = &g->input[i];
-    {
-        float *x = util_calloc((size_t)exec_numel(ex, xin->node, rows), sizeof(float));
-        void *t = util_calloc((size_t)exec_numel(ex, tin->node, rows), sizeof(float));
-        data_gather(&data.train, idx, rows, x, tin->is_class ? t : NULL, tin->is_class ? NULL : t);
-        exec_write(ex, xin->node, x, sizeof(float) * (size_t)exec_numel(ex, xin->node, rows));
-        exec_write(ex, tin->node, t, sizeof(float) * (size_t)exec_numel(ex, tin->node, rows));
-        free(x);
-        free(t);
-    }
+    exec_feed(ex, &data.train, idx, rows);
     train_init_weights(ex, m->train.seed);
     exec_reset_scalars(ex);
     exec_set_scalars(ex, SC_DATA_INV_N, 1.0 / (double)data.train.n); /* the whole file as the training set */

@@ -120,9 +120,10 @@ int draws_load(const char *path, const Graph *g, const RunIdentity *id, Draws *d
     return 0;
 }
 
-static int input_node(const Graph *g, bool target) {
+/* The data column of the target, the graph input it is (a sampled model has one target). */
+static int target_col(const Graph *g) {
     for (int i = 0; i < g->ninput; i++)
-        if (g->input[i].is_target == target) return g->input[i].node;
+        if (g->input[i].is_target) return i;
     return -1;
 }
 
@@ -172,7 +173,7 @@ static double quantile(const float *v, int64_t n, double p) {
 int posterior_predictive(Exec *e, const Draws *d, const Dataset *data, const int64_t *idx, int64_t n, bool softmax,
                          float *stats, double *mean, double *draw_rmse) {
     const Graph *g = e->g;
-    int pred = ir_prediction(g), xn = input_node(g, false);
+    int pred = ir_prediction(g), tc = target_col(g);
     int64_t cols = shape_numel(g->node[pred].shape), batch = e->plan->max_batch, S = d->ndraw;
     int64_t chunk = CHUNK_VALUES / (S * cols), held = stats ? S : 1; /* without quantiles, one draw's values at a time */
     chunk -= chunk % batch;
@@ -180,8 +181,7 @@ int posterior_predictive(Exec *e, const Draws *d, const Dataset *data, const int
     if (chunk > n) chunk = n;
     if (mean) memset(mean, 0, sizeof(double) * (size_t)(n * cols));
     float *y = util_calloc((size_t)(held * chunk * cols) + 1, sizeof(float)), *v = util_calloc((size_t)S + 1, sizeof(float));
-    float *x = util_calloc((size_t)(batch * data->nfeat) + 1, sizeof(float));
-    float *t = draw_rmse ? util_calloc((size_t)(batch * data->ntarget) + 1, sizeof(float)) : NULL;
+    float *t = draw_rmse ? util_calloc((size_t)(batch * data->col[tc].width) + 1, sizeof(float)) : NULL;
     double *se = util_calloc((size_t)S + 1, sizeof(double));
     int rc = 0;
     for (int64_t at = 0; at < n && rc == 0; at += chunk) {
@@ -191,8 +191,8 @@ int posterior_predictive(Exec *e, const Draws *d, const Dataset *data, const int
             for (int64_t b = 0; b < in_chunk && rc == 0; b += batch) {
                 int64_t rows = in_chunk - b < batch ? in_chunk - b : batch;
                 float *ys = y + ((stats ? s : 0) * chunk + b) * cols;
-                data_gather(data, idx + at + b, rows, x, NULL, t);
-                rc = exec_write(e, xn, x, sizeof(float) * (size_t)(rows * data->nfeat)) || exec_run(e, PROG_EVAL, rows) ||
+                if (t) data_gather(data, tc, idx + at + b, rows, t);
+                rc = exec_feed(e, data, idx + at + b, rows) || exec_run(e, PROG_EVAL, rows) ||
                      exec_read(e, pred, ys, sizeof(float) * (size_t)(rows * cols));
                 if (rc) break;
                 if (softmax) softmax_rows(ys, rows, cols);
@@ -217,7 +217,6 @@ int posterior_predictive(Exec *e, const Draws *d, const Dataset *data, const int
     for (int64_t s = 0; draw_rmse && s < S; s++) draw_rmse[s] = sqrt(se[s] / (double)(n * cols));
     free(y);
     free(v);
-    free(x);
     free(t);
     free(se);
     return rc ? -1 : 0;
@@ -237,12 +236,11 @@ static int nll_rows_node(const Graph *g) {
  * alone. */
 static int predictive_nll(Exec *e, const Draws *d, const Dataset *data, const int64_t *idx, int64_t n, int node, double *nll) {
     const Graph *g = e->g;
-    int xn = input_node(g, false), tn = input_node(g, true), rows_node = nll_rows_node(g), pred = ir_prediction(g);
-    bool classes = rows_node < 0 && data->target_class && pred >= 0;
+    int tc = target_col(g), rows_node = nll_rows_node(g), pred = ir_prediction(g);
+    bool classes = rows_node < 0 && data->col[tc].is_class && pred >= 0;
     int64_t batch = rows_node >= 0 || classes ? e->plan->max_batch : 1, cols = classes ? shape_numel(g->node[pred].shape) : 1;
     float *logits = classes ? util_calloc((size_t)(batch * cols) + 1, sizeof(float)) : NULL;
-    float *x = util_calloc((size_t)(batch * data->nfeat) + 1, sizeof(float));
-    float *t = util_calloc((size_t)(batch * data->ntarget) + 1, sizeof(float)), *value = util_calloc((size_t)batch + 1, sizeof(float));
+    float *value = util_calloc((size_t)batch + 1, sizeof(float));
     int32_t *label = util_calloc((size_t)batch + 1, sizeof(int32_t));
     double *top = util_calloc((size_t)n + 1, sizeof(double)), *sum = util_calloc((size_t)n + 1, sizeof(double));
     int rc = 0;
@@ -250,11 +248,8 @@ static int predictive_nll(Exec *e, const Draws *d, const Dataset *data, const in
         rc = put_draw(e, d, s);
         for (int64_t at = 0; at < n && rc == 0; at += batch) {
             int64_t rows = n - at < batch ? n - at : batch;
-            data_gather(data, idx + at, rows, x, data->target_class ? label : NULL, data->target_class ? NULL : t);
-            rc = exec_write(e, xn, x, sizeof(float) * (size_t)(rows * data->nfeat)) ||
-                 (data->target_class ? exec_write(e, tn, label, sizeof(int32_t) * (size_t)rows)
-                                     : exec_write(e, tn, t, sizeof(float) * (size_t)(rows * data->ntarget))) ||
-                 exec_run(e, PROG_EVAL, rows) ||
+            if (classes) data_gather(data, tc, idx + at, rows, label);
+            rc = exec_feed(e, data, idx + at, rows) || exec_run(e, PROG_EVAL, rows) ||
                  (classes ? exec_read(e, pred, logits, sizeof(float) * (size_t)(rows * cols))
                           : exec_read(e, rows_node >= 0 ? rows_node : node, value, sizeof(float) * (size_t)rows));
             for (int64_t r = 0; r < rows && rc == 0; r++) {
@@ -273,8 +268,6 @@ static int predictive_nll(Exec *e, const Draws *d, const Dataset *data, const in
     double total = 0;
     for (int64_t i = 0; i < n; i++) total += log((double)d->ndraw) - (top[i] + log(sum[i]));
     *nll = total / (double)n;
-    free(x);
-    free(t);
     free(value);
     free(logits);
     free(label);
@@ -288,18 +281,19 @@ int posterior_metrics(Exec *e, const Model *m, const Draws *d, const Dataset *da
     const Graph *g = e->g;
     int64_t cols = posterior_cols(e), batch = e->plan->max_batch;
     double *mean = util_calloc((size_t)(n * cols) + 1, sizeof(double));
-    int rc = posterior_predictive(e, d, data, idx, n, data->target_class, NULL, mean, NULL);
-    float *x = util_calloc((size_t)(batch * data->nfeat) + 1, sizeof(float));
-    float *t = util_calloc((size_t)(batch * data->ntarget) + 1, sizeof(float));
+    int tc = target_col(g);
+    bool classes = data->col[tc].is_class;
+    int rc = posterior_predictive(e, d, data, idx, n, classes, NULL, mean, NULL);
+    float *t = util_calloc((size_t)(batch * data->col[tc].width) + 1, sizeof(float));
     int32_t *label = util_calloc((size_t)batch + 1, sizeof(int32_t));
     double se = 0, rel = 0;
     int64_t right = 0;
     for (int64_t at = 0; at < n && rc == 0; at += batch) { /* the targets, against the predictive mean */
         int64_t rows = n - at < batch ? n - at : batch;
-        data_gather(data, idx + at, rows, x, data->target_class ? label : NULL, data->target_class ? NULL : t);
+        data_gather(data, tc, idx + at, rows, classes ? (void *)label : t);
         for (int64_t i = 0; i < rows; i++) {
             const double *o = mean + (at + i) * cols;
-            if (data->target_class) {
+            if (classes) {
                 int64_t best = 0;
                 for (int64_t j = 1; j < cols; j++)
                     if (o[j] > o[best]) best = j;
@@ -323,7 +317,6 @@ int posterior_metrics(Exec *e, const Model *m, const Draws *d, const Dataset *da
         }
     }
     free(mean);
-    free(x);
     free(t);
     free(label);
     return rc ? -1 : 0;

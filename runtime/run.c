@@ -397,8 +397,36 @@ int run_eval(const RunOptions *o) {
  * sd, 5 % and 95 % quantile (NPY n x cols x 4; CSV columns out0_mean, out0_sd, out0_q5,
  * out0_q95, ...), and the class is the one of the highest mean. */
 static const char *const stat_name[] = {"mean", "sd", "q5", "q95"};
-static int write_predictions(const char *path, const float *y, int64_t n, int64_t cols, int per, bool classes) {
+/* One head of the predictions: its columns [from, from + cols) of each row, and its target. */
+typedef struct {
+    const char *name; /* the target's name; NULL for a model with one target */
+    int64_t from, cols;
+    bool classes;
+} Head;
+
+/* The graph's heads, in the order train_predict puts them side by side; their number. */
+static int heads_of(const Graph *g, Head *h, int cap) {
+    int n = 0;
+    int64_t from = 0;
+    for (int o = 0; o < g->noutput && n < cap; o++) {
+        if (g->output[o].agg != AGG_PREDICT) continue;
+        Head k = {.from = from, .cols = shape_numel(g->node[g->output[o].node].shape)};
+        bool one = !strcmp(g->output[o].name, "prediction");
+        k.name = one ? NULL : g->output[o].name;
+        for (int i = 0; i < g->ninput; i++)
+            if (g->input[i].is_target && (one || !strcmp(g->input[i].name, k.name))) k.classes = g->input[i].is_class;
+        from += k.cols;
+        h[n++] = k;
+    }
+    return n;
+}
+
+/* n rows of `per` values (the prediction, or the posterior predictive's statistics) for each
+ * column of each head: an .npy array [n, cols(, per)], or a CSV file with a header, where a
+ * class head's columns come after its most probable class. */
+static int write_predictions(const char *path, const float *y, int64_t n, int per, const Head *h, int nh) {
     char err[1024];
+    int64_t cols = h[nh - 1].from + h[nh - 1].cols;
     if (!util_ends_with(path, ".csv")) {
         int64_t shape[3] = {n, cols, per};
         if (npy_write_f32(path, y, per > 1 ? 3 : 2, shape, err, sizeof err)) {
@@ -412,20 +440,25 @@ static int write_predictions(const char *path, const float *y, int64_t n, int64_
         fprintf(stderr, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
         return 1;
     }
-    if (classes) fputs("class,", f);
-    for (int64_t j = 0; j < cols * per; j++)
-        fprintf(f, "out%lld%s%s%s", (long long)(j / per), per > 1 ? "_" : "", per > 1 ? stat_name[j % per] : "",
-                j + 1 < cols * per ? "," : "\n");
-    for (int64_t i = 0; i < n; i++) {
-        const float *r = y + i * cols * per;
-        if (classes) {
-            int64_t best = 0;
-            for (int64_t j = 1; j < cols; j++)
-                if (r[j * per] > r[best * per]) best = j;
-            fprintf(f, "%lld,", (long long)best);
-        }
-        for (int64_t j = 0; j < cols * per; j++) fprintf(f, "%.9g%s", (double)r[j], j + 1 < cols * per ? "," : "\n");
+    for (int k = 0; k < nh; k++) {
+        const char *pre = h[k].name ? h[k].name : "", *sep = h[k].name ? "." : "";
+        if (h[k].classes) fprintf(f, "%s%sclass,", pre, sep);
+        for (int64_t j = 0; j < h[k].cols * per; j++)
+            fprintf(f, "%s%sout%lld%s%s%s", pre, sep, (long long)(j / per), per > 1 ? "_" : "", per > 1 ? stat_name[j % per] : "",
+                    k + 1 < nh || j + 1 < h[k].cols * per ? "," : "\n");
     }
+    for (int64_t i = 0; i < n; i++)
+        for (int k = 0; k < nh; k++) {
+            const float *r = y + (i * cols + h[k].from) * per;
+            if (h[k].classes) {
+                int64_t best = 0;
+                for (int64_t j = 1; j < h[k].cols; j++)
+                    if (r[j * per] > r[best * per]) best = j;
+                fprintf(f, "%lld,", (long long)best);
+            }
+            for (int64_t j = 0; j < h[k].cols * per; j++)
+                fprintf(f, "%.9g%s", (double)r[j], k + 1 < nh || j + 1 < h[k].cols * per ? "," : "\n");
+        }
     if (fclose(f)) {
         fprintf(stderr, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
         return 1;
@@ -443,14 +476,12 @@ int run_predict(const RunOptions *o) {
     Built *b = o->draws ? from_draws(o, &draws) : from_checkpoint(o, &ck);
     if (!b) return 1;
     const Graph *g = b->c.graph;
-    const Input *in = NULL;
-    bool classes = false;
-    for (int i = 0; i < g->ninput; i++) {
-        if (!g->input[i].is_target) in = &g->input[i];
-        if (g->input[i].is_target) classes = g->input[i].is_class;
-    }
-    DataExpect ex = {.input_name = in->name, .nfeat = shape_numel(in->shape), .input_rank = in->shape.rank};
-    memcpy(ex.input_dim, in->shape.dim, sizeof ex.input_dim);
+    enum { MAX_HEADS = 64 };
+    Head head[MAX_HEADS];
+    int nh = heads_of(g, head, MAX_HEADS);
+    bool classes = head[0].classes;
+    DataExpect ex;
+    train_expect(g, &ex);
     Dataset d;
     char err[1024];
     int rc = 0;
@@ -475,18 +506,27 @@ int run_predict(const RunOptions *o) {
             y = train_predict(&cfg, &d, &cols);
         }
         int per = o->draws ? 4 : 1;
-        rc = !y || write_predictions(o->output, y, d.n, cols, per, classes);
+        rc = !y || write_predictions(o->output, y, d.n, per, head, nh);
         if (rc == 0 && per > 1)
             printf("posterior predictive for %lld samples of %s over %lld draws (%lld output%s, each as mean, sd, 5 %% and 95 %% "
                    "quantile%s%s) written to %s\n", (long long)d.n, o->input, (long long)draws.ndraw, (long long)cols,
                    cols == 1 ? "" : "s", classes ? " of its probability" : "",
                    classes && util_ends_with(o->output, ".csv") ? ", after the most probable class" : "", o->output);
-        else if (rc == 0)
+        else if (rc == 0 && nh == 1)
             printf("predictions for %lld samples of %s (%lld values each%s) written to %s\n", (long long)d.n, o->input,
                    (long long)cols, classes && util_ends_with(o->output, ".csv") ? ", after the predicted class" : "", o->output);
+        else if (rc == 0) {
+            printf("predictions of %d heads for %lld samples of %s written to %s:", nh, (long long)d.n, o->input, o->output);
+            for (int k = 0; k < nh; k++) {
+                printf("%s %s in column %lld", k ? "," : "", head[k].name, (long long)head[k].from);
+                if (head[k].cols > 1) printf(" to %lld", (long long)(head[k].from + head[k].cols - 1));
+            }
+            printf("%s\n", util_ends_with(o->output, ".csv") ? " (the CSV header names them)" : "");
+        }
         free(y);
         data_free(&d);
     }
+    data_expect_free(&ex);
     checkpoint_close(&ck);
     draws_free(&draws);
     run_free(b);

@@ -67,12 +67,7 @@ int sample_flat_io(Hmc *h, int which, float *v, bool put) {
 
 static int64_t load_batch(Hmc *h, int64_t k) {
     int64_t at = k * h->batch, rows = h->n_train - at < h->batch ? h->n_train - at : h->batch;
-    data_gather(&h->data.train, h->idx + at, rows, h->xs, h->class_target ? h->ls : NULL, h->class_target ? NULL : h->ts);
-    exec_write(h->e, h->x_node, h->xs, sizeof(float) * (size_t)(rows * h->data.expect.nfeat));
-    if (h->class_target)
-        exec_write(h->e, h->t_node, h->ls, sizeof(int32_t) * (size_t)rows);
-    else
-        exec_write(h->e, h->t_node, h->ts, sizeof(float) * (size_t)(rows * h->data.expect.ntarget));
+    exec_feed(h->e, &h->data.train, h->idx + at, rows);
     return rows;
 }
 
@@ -683,15 +678,12 @@ static int run_chain(Hmc *h, Chain *chains, int c) {
 /* ---- a chain's buffers ---- */
 
 /* What a chain walks with, h->dim and the batch given: the position, momentum and inverse mass,
- * a batch's data on the host, its data order (the split's to start with: sgld shuffles it),
+ * its data order (the split's to start with: sgld shuffles it),
  * and nuts's trees. */
 static void chain_buffers(Hmc *h) {
     h->q = util_calloc((size_t)h->dim + 1, sizeof(float));
     h->r = util_calloc((size_t)h->dim + 1, sizeof(float));
     h->minv = util_calloc((size_t)h->dim + 1, sizeof(float));
-    h->xs = util_calloc((size_t)(h->batch * h->data.expect.nfeat) + 1, sizeof(float));
-    h->ts = util_calloc((size_t)(h->batch * h->data.expect.ntarget) + 1, sizeof(float));
-    h->ls = util_calloc((size_t)h->batch + 1, sizeof(int32_t));
     h->idx = util_calloc((size_t)h->data.train.n + 1, sizeof(int64_t));
     memcpy(h->idx, h->order0, sizeof(int64_t) * (size_t)h->data.train.n);
     h->qd = h->gd = NULL, h->gbuf = NULL, h->nuts = (Nuts){0};
@@ -705,7 +697,7 @@ static void chain_buffers(Hmc *h) {
 }
 
 static void chain_buffers_free(Hmc *h) {
-    free(h->q), free(h->r), free(h->minv), free(h->xs), free(h->ts), free(h->ls), free(h->idx);
+    free(h->q), free(h->r), free(h->minv), free(h->idx);
     free(h->qd), free(h->gd), free(h->gbuf);
     nuts_free(&h->nuts);
 }
@@ -900,14 +892,8 @@ static int setup(Hmc *h, const TrainConfig *cfg) {
     h->batch = h->e->plan->max_batch;
     h->nbatch = (h->n_train + h->batch - 1) / h->batch;
     h->resident = h->nbatch == 1;
-    for (int i = 0; i < g->ninput; i++) {
-        if (g->input[i].is_target) {
-            h->t_node = g->input[i].node;
-            h->class_target = g->input[i].is_class;
-        } else {
-            h->x_node = g->input[i].node;
-        }
-    }
+    for (int i = 0; i < g->ninput; i++)
+        if (g->input[i].is_target) h->class_target = g->input[i].is_class;
     exec_set_scalars(h->e, SC_DATA_INV_N, 1.0 / (double)h->n_train);
     bool hmc = h->sp->kind == SAMPLER_HMC;
     if (hmc) {

@@ -41,9 +41,6 @@ typedef struct {
     int64_t n_train, batch, nbatch, *idx; /* the training split, in batches of at most the plan's */
     const int64_t *order0;                /* the split's order: each chain's idx starts from it (sgld shuffles idx) */
     bool resident;                        /* it is one batch, loaded once */
-    float *xs, *ts;
-    int32_t *ls;
-    int x_node, t_node;
     bool class_target;
     float *q, *r, *minv; /* the current position, a momentum, the inverse mass */
     Rng rng;

@@ -26,28 +26,8 @@
 
 int train_load_data(const Model *m, const Graph *g, ModelData *d, char *err, size_t nerr) {
     memset(d, 0, sizeof *d);
-    const Input *in = NULL, *tg = NULL;
-    for (int i = 0; i < g->ninput; i++) {
-        const Input *x = &g->input[i];
-        if ((x->is_target ? tg : in) != NULL) {
-            snprintf(err, nerr, "%s: the model declares more than one %s; data sets with several inputs or targets are not implemented yet",
-                     m->path, x->is_target ? "target" : "input");
-            return -1;
-        }
-        if (x->is_target)
-            tg = x;
-        else
-            in = x;
-    }
-    DataExpect *ex = &d->expect;
-    ex->input_name = in->name;
-    ex->target_name = tg->name;
-    ex->nfeat = shape_numel(in->shape);
-    ex->input_rank = in->shape.rank;
-    memcpy(ex->input_dim, in->shape.dim, sizeof ex->input_dim);
-    ex->target_class = tg->is_class;
-    ex->nclass = tg->nclass;
-    ex->ntarget = tg->is_class ? 1 : shape_numel(tg->shape);
+    train_expect(g, &d->expect);
+    const DataExpect *ex = &d->expect;
     const TrainSpec *t = &m->train;
     const DataSpec *specs[2] = {&t->data, &t->test};
     Dataset *sets[2] = {&d->train, &d->test};
@@ -75,6 +55,13 @@ int train_load_data(const Model *m, const Graph *g, ModelData *d, char *err, siz
             rc = data_load_csv(ds->path, &co, ex, sets[s], err, nerr);
             break;
         }
+        case DATA_NPY: {
+            NpyArray *arr = util_calloc((size_t)ds->narray + 1, sizeof(NpyArray));
+            for (int i = 0; i < ds->narray; i++) arr[i] = (NpyArray){ds->array[i].name, ds->array[i].path};
+            rc = data_load_npy(arr, ds->narray, ex, false, sets[s], err, nerr);
+            free(arr);
+            break;
+        }
         }
         if (rc) {
             if (ds->kind == DATA_FASHION_MNIST && strstr(err, "No such file"))
@@ -90,6 +77,23 @@ int train_load_data(const Model *m, const Graph *g, ModelData *d, char *err, siz
 void train_free_data(ModelData *d) {
     data_free(&d->train);
     data_free(&d->test);
+    data_expect_free(&d->expect);
+}
+
+void train_expect(const Graph *g, DataExpect *ex) {
+    ex->nfield = g->ninput;
+    ex->field = util_calloc((size_t)g->ninput + 1, sizeof(DataField));
+    for (int i = 0; i < g->ninput; i++) {
+        const Input *in = &g->input[i];
+        DataField *f = &ex->field[i];
+        f->name = in->name;
+        f->is_target = in->is_target;
+        f->is_class = in->is_class;
+        f->nclass = in->nclass;
+        f->width = in->is_class ? 1 : shape_numel(in->shape);
+        f->rank = in->shape.rank;
+        memcpy(f->dim, in->shape.dim, sizeof f->dim);
+    }
 }
 
 /* ---- weights ---- */
@@ -128,11 +132,6 @@ typedef struct {
     const Graph *g;
     const Plan *plan;
     Exec *exec;
-    int x_node, target_node; /* the input and target buffers */
-    bool class_target;
-    float *x;                /* host staging for a batch */
-    int32_t *label;
-    float *target;
     int64_t batch;
     /* NaN search */
     int bad_kernel;
@@ -144,23 +143,12 @@ static void session_bind(Session *s, Exec *e) {
     s->exec = e;
     s->g = e->g;
     s->plan = e->plan;
-    for (int i = 0; i < s->g->ninput; i++) {
-        const Input *in = &s->g->input[i];
-        if (!in->is_target) s->x_node = in->node;
-        if (in->is_target) {
-            s->target_node = in->node;
-            s->class_target = in->is_class;
-        }
-    }
 }
 
-/* A session over cfg's model, with host staging for batches of nfeat inputs and ntarget targets. */
-static void session_open(Session *s, const TrainConfig *cfg, int64_t nfeat, int64_t ntarget) {
+/* A session over cfg's model. */
+static void session_open(Session *s, const TrainConfig *cfg) {
     *s = (Session){.cfg = cfg, .batch = cfg->exec->plan->max_batch, .bad_kernel = -1};
     session_bind(s, cfg->exec);
-    s->x = util_calloc((size_t)(s->batch * nfeat) + 1, sizeof(float));
-    s->label = util_calloc((size_t)s->batch, sizeof(int32_t));
-    s->target = util_calloc((size_t)(s->batch * ntarget) + 1, sizeof(float));
 }
 
 int64_t *train_iota(int64_t n) {
@@ -180,12 +168,6 @@ int64_t *train_split_order(const TrainSpec *t, int64_t n, int64_t *n_valid) {
         rng_shuffle(&split, perm, n);
     }
     return perm;
-}
-
-static void session_free(Session *s) {
-    free(s->x);
-    free(s->label);
-    free(s->target);
 }
 
 int train_bad_update(Exec *e, int from) {
@@ -247,21 +229,8 @@ void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_ep
     free(param);
 }
 
-/* Gather the samples into the input and target buffers (directly on host-memory devices). */
-static void load_batch(Session *s, const Dataset *d, const int64_t *idx, int64_t n) {
-    const Exec *e = s->exec;
-    if (e->dev->host_memory) {
-        data_gather(d, idx, n, exec_buf(e, s->x_node), s->class_target ? exec_buf(e, s->target_node) : NULL,
-                    s->class_target ? NULL : exec_buf(e, s->target_node));
-        return;
-    }
-    data_gather(d, idx, n, s->x, s->label, s->target);
-    exec_write(e, s->x_node, s->x, sizeof(float) * (size_t)(n * d->nfeat));
-    if (s->class_target)
-        exec_write(e, s->target_node, s->label, sizeof(int32_t) * (size_t)n);
-    else
-        exec_write(e, s->target_node, s->target, sizeof(float) * (size_t)(n * d->ntarget));
-}
+/* Gather the samples into the input and target buffers. */
+static void load_batch(Session *s, const Dataset *d, const int64_t *idx, int64_t n) { exec_feed(s->exec, d, idx, n); }
 
 static bool all_finite(const Session *s, int buf, int64_t rows) {
     const Buffer *b = &s->plan->buf[buf];
@@ -994,7 +963,7 @@ static int train_begin(TrainSession *ts) {
     const TrainState *resume = cfg->resume;
     FILE *out = ts->out;
     Session *s = &ts->s;
-    session_open(s, cfg, ts->data.expect.nfeat, ts->data.expect.ntarget);
+    session_open(s, cfg);
     ts->baseline_rss = cfg->exec->baseline_rss;
     int rc = 0;
     if (!resume) { /* resuming, the weights came from the checkpoint */
@@ -1099,7 +1068,7 @@ static int train_end(TrainSession *ts, int rc) {
     res->seconds = util_now() - ts->t0;
     if (rc == 0) { /* what the memory plan promised against what the process used */
         const ModelData *d = &ts->data;
-        double mib = 1 << 20, data_bytes = (double)(d->train.n + d->test.n) * (double)d->expect.nfeat * (d->train.u8 ? 1 : 4);
+        double mib = 1 << 20, data_bytes = (double)(data_bytes_held(&d->train) + data_bytes_held(&d->test));
         double expected = (double)ts->arena_peak + data_bytes + (double)ts->baseline_rss;
         double peak = (double)util_peak_rss_bytes();
         res->peak_rss = peak;
@@ -1113,7 +1082,6 @@ static int train_end(TrainSession *ts, int rc) {
     free(ts->order);
     free(ts->perm);
     free(ts->test_idx);
-    session_free(&ts->s);
     train_free_data(&ts->data);
     return rc;
 }
@@ -1153,7 +1121,7 @@ int train_eval(const TrainConfig *cfg) {
         return 1;
     }
     Session s;
-    session_open(&s, cfg, data.expect.nfeat, data.expect.ntarget);
+    session_open(&s, cfg);
     int64_t n_all = data.train.n, n_valid, *perm = train_split_order(t, n_all, &n_valid), *test_idx = train_iota(data.test.n);
     if (n_all > n_valid) exec_set_scalars(s.exec, SC_DATA_INV_N, 1.0 / (double)(n_all - n_valid));
     Eval valid = {.gate = util_calloc((size_t)s.g->ngate + 1, sizeof(GateStat))};
@@ -1177,33 +1145,41 @@ int train_eval(const TrainConfig *cfg) {
     free(test.gate);
     free(perm);
     free(test_idx);
-    session_free(&s);
     train_free_data(&data);
     return rc;
 }
 
 float *train_predict(const TrainConfig *cfg, const Dataset *in, int64_t *ncols) {
     Session s;
-    session_open(&s, cfg, in->nfeat, 0); /* no targets: the target buffer keeps zeros */
+    session_open(&s, cfg); /* no targets: the target buffers get zeros */
     const Graph *g = s.g;
-    int pred = ir_prediction(g);
-    NNC_ASSERT(pred >= 0); /* sema requires a loss function, whose first argument it is */
-    int64_t cols = shape_numel(g->node[pred].shape);
-    float *y = util_calloc((size_t)(in->n * cols) + 1, sizeof(float));
+    int64_t cols = 0, most = 0; /* every head's prediction, side by side in each row */
+    for (int o = 0; o < g->noutput; o++) {
+        if (g->output[o].agg != AGG_PREDICT) continue;
+        int64_t c = shape_numel(g->node[g->output[o].node].shape);
+        cols += c;
+        most = c > most ? c : most;
+    }
+    NNC_ASSERT(cols > 0); /* sema requires a loss function, whose first argument is a prediction */
+    float *y = util_calloc((size_t)(in->n * cols) + 1, sizeof(float)), *head = util_calloc((size_t)(s.batch * most) + 1, sizeof(float));
     int64_t *idx = util_calloc((size_t)s.batch, sizeof(int64_t));
     int rc = 0;
     for (int64_t at = 0; at < in->n && rc == 0; at += s.batch) {
-        int64_t rows = in->n - at < s.batch ? in->n - at : s.batch;
+        int64_t rows = in->n - at < s.batch ? in->n - at : s.batch, from = 0;
         for (int64_t k = 0; k < rows; k++) idx[k] = at + k;
         load_batch(&s, in, idx, rows);
-        if (exec_run(s.exec, PROG_EVAL, rows) ||
-            exec_read(s.exec, pred, y + at * cols, sizeof(float) * (size_t)(rows * cols))) {
-            fprintf(cfg->diag->out, "nnc: error: %s: %s\n", s.exec->dev->name, s.exec->dev->err);
-            rc = 1;
+        rc = exec_run(s.exec, PROG_EVAL, rows);
+        for (int o = 0; o < g->noutput && rc == 0; o++) {
+            if (g->output[o].agg != AGG_PREDICT) continue;
+            int64_t c = shape_numel(g->node[g->output[o].node].shape);
+            rc = exec_read(s.exec, g->output[o].node, head, sizeof(float) * (size_t)(rows * c));
+            for (int64_t r = 0; r < rows; r++) memcpy(y + (at + r) * cols + from, head + r * c, sizeof(float) * (size_t)c);
+            from += c;
         }
+        if (rc) fprintf(cfg->diag->out, "nnc: error: %s: %s\n", s.exec->dev->name, s.exec->dev->err);
     }
     free(idx);
-    session_free(&s);
+    free(head);
     if (rc) {
         free(y);
         return NULL;

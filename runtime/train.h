@@ -60,6 +60,8 @@ typedef struct {
     DataExpect expect;
 } ModelData;
 int train_load_data(const Model *m, const Graph *g, ModelData *d, char *err, size_t nerr);
+/* What g reads per sample: a field per input and target, in g's order (data_expect_free it). */
+void train_expect(const Graph *g, DataExpect *ex);
 void train_free_data(ModelData *d);
 
 /* A run's budget at `steps_per_epoch`: its optimiser steps (`iterations`, else every step of
@@ -78,8 +80,9 @@ void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_ep
  * held out) and test data, printing loss, metrics and gate statistics.  0, or 1 after an error. */
 int train_eval(const TrainConfig *cfg);
 
-/* The model's prediction (the first loss's first argument, e.g. the logits) for every sample
- * of `in`: n x *ncols floats (malloc'd), or NULL after reporting an error. */
+/* The model's predictions (each head's: the first argument of its target's loss, e.g. the
+ * logits), side by side in the graph's order of its AGG_PREDICT outputs, for every sample of
+ * `in`: n x *ncols floats (malloc'd), or NULL after reporting an error. */
 float *train_predict(const TrainConfig *cfg, const Dataset *in, int64_t *ncols);
 
 /* After an update program: the first update node from `from` on whose value (0, or NaN when

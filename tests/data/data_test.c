@@ -55,17 +55,16 @@ static void write_idx(const char *name, int ndim, const int *dims, int mod, size
     free(b);
 }
 
-static DataExpect images_4x4(void) {
-    DataExpect e = {.input_name = "image", .target_name = "label", .nfeat = 16, .input_rank = 2,
-                    .input_dim = {4, 4}, .target_class = true, .nclass = 10, .ntarget = 1};
-    return e;
-}
+static DataField img_fields[2] = {{.name = "image", .width = 16, .rank = 2, .dim = {4, 4}},
+                                   {.name = "label", .is_target = true, .is_class = true, .nclass = 10, .width = 1}};
 
-static DataExpect csv_3_features(bool cls) {
-    DataExpect e = {.input_name = "x", .target_name = "y", .nfeat = 3, .input_rank = 1, .input_dim = {3},
-                    .target_class = cls, .nclass = 3, .ntarget = 1};
-    return e;
-}
+static DataExpect images_4x4(void) { return (DataExpect){img_fields, 2}; }
+
+static DataField csv_fields[2][2] = {
+    {{.name = "x", .width = 3, .rank = 1, .dim = {3}}, {.name = "y", .is_target = true, .nclass = 3, .width = 1, .rank = 1, .dim = {1}}},
+    {{.name = "x", .width = 3, .rank = 1, .dim = {3}}, {.name = "y", .is_target = true, .is_class = true, .nclass = 3, .width = 1}}};
+
+static DataExpect csv_3_features(bool cls) { return (DataExpect){csv_fields[cls], 2}; }
 
 /* The load must fail with a message containing every one of the fragments. */
 static void expect_error(const char *what, int rc, const char *err, const char *const *frag) {
@@ -113,12 +112,14 @@ int main(void) {
         char err[1024];
         Dataset d;
         int rc = data_load_idx(path_of("img.idx.gz"), path_of("lab.idx.gz"), &img, &d, err, sizeof err);
-        check("gzip IDX loads", rc == 0 && d.n == 5 && d.nfeat == 16 && d.label[3] == 3 && d.u8[17] == 17);
+        check("gzip IDX loads", rc == 0 && d.n == 5 && d.ncol == 2 && d.col[0].width == 16 && d.col[1].label[3] == 3 &&
+                               d.col[0].u8[17] == 17);
         if (rc == 0) {
             float x[32];
             int32_t lab[2];
             int64_t idx[2] = {4, 1};
-            data_gather(&d, idx, 2, x, lab, NULL);
+            data_gather(&d, 0, idx, 2, x);
+            data_gather(&d, 1, idx, 2, lab);
             check("gather scales bytes to [0, 1] and picks the right samples",
                   lab[0] == 4 && lab[1] == 1 && x[0] == 64.0f / 255.0f && x[16] == 16.0f / 255.0f);
             data_free(&d);
@@ -191,12 +192,13 @@ int main(void) {
         char err[1024];
         Dataset d;
         int rc = data_load_csv(path_of("good.csv"), &named, &cls, &d, err, sizeof err);
-        check("CSV with a header loads", rc == 0 && d.n == 3 && d.label[1] == 2 && d.f32[8] == 0.9f && d.f32[4] == 5.0f);
+        check("CSV with a header loads", rc == 0 && d.n == 3 && d.col[1].label[1] == 2 && d.col[0].f32[8] == 0.9f &&
+                                           d.col[0].f32[4] == 5.0f);
         if (rc == 0) data_free(&d);
         write_text("reg.csv", "0.5,1,2,3.25\n");
         CsvOptions first = {.target_col = 0, .header = 0};
         rc = data_load_csv(path_of("reg.csv"), &first, &reg, &d, err, sizeof err);
-        check("CSV with the target first loads", rc == 0 && d.target[0] == 0.5f && d.f32[2] == 3.25f);
+        check("CSV with the target first loads", rc == 0 && d.col[1].f32[0] == 0.5f && d.col[0].f32[2] == 3.25f);
         if (rc == 0) data_free(&d);
     }
     EXPECT("CSV missing", data_load_csv(path_of("nope.csv"), &last, &cls, &d, err, sizeof err), path_of("nope.csv"),

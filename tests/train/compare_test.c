@@ -68,25 +68,18 @@ int main(int argc, char **argv) {
         return 1;
     }
     int64_t B = c0->plan->max_batch;
-    float *xb = calloc((size_t)(B * data.expect.nfeat), sizeof(float));
-    float *tb = calloc((size_t)(B * data.expect.ntarget), sizeof(float)); /* int32 labels fit too */
     int64_t *idx = calloc((size_t)B, sizeof(int64_t));
     for (int k = 0; k < 2; k++) train_init_weights(&side[k].e, side[k].c.model->train.seed);
     double worst = 0;
     int failures = 0;
     for (int s = 1; s <= steps; s++) {
         for (int64_t b = 0; b < B; b++) idx[b] = ((int64_t)(s - 1) * B + b) % data.train.n;
-        data_gather(&data.train, idx, B, xb, data.train.target_class ? (int32_t *)tb : NULL,
-                    data.train.target_class ? NULL : tb);
         float loss[2];
         for (int k = 0; k < 2; k++) {
             Exec *e = &side[k].e;
             const Graph *g = e->g;
-            int x = -1, t = -1;
-            for (int i = 0; i < g->ninput; i++) *(g->input[i].is_target ? &t : &x) = g->input[i].node;
             double t0 = util_now();
-            exec_write(e, x, xb, sizeof(float) * (size_t)(B * data.expect.nfeat));
-            exec_write(e, t, tb, sizeof(float) * (size_t)(B * data.expect.ntarget));
+            exec_feed(e, &data.train, idx, B);
             train_step_scalars(side[k].c.model, e, s, (data.train.n + B - 1) / B, steps, NULL, NULL);
             if (exec_run(e, PROG_GRAD, B) || exec_run(e, PROG_UPDATE, B)) {
                 fprintf(stderr, "%s: %s\n", e->dev->name, e->dev->err);
@@ -108,8 +101,6 @@ int main(int argc, char **argv) {
     }
     printf("%d steps of %s: worst relative loss difference %.2e (limit %g); %s %.1f steps/s, %s %.1f steps/s\n", steps,
            path, worst, tol, argv[4], steps / side[0].seconds, argv[5], steps / side[1].seconds);
-    free(xb);
-    free(tb);
     free(idx);
     train_free_data(&data);
     for (int k = 0; k < 2; k++) {

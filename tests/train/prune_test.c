@@ -34,19 +34,12 @@ static int failures;
 typedef struct {
     ModelData data;
     int64_t B;
-    float *x, *t;
     int64_t *idx;
 } Batches;
 
 static void put_batch(Batches *b, Exec *e, int64_t first) {
-    const Graph *g = e->g;
     for (int64_t k = 0; k < b->B; k++) b->idx[k] = (first + k) % b->data.train.n;
-    data_gather(&b->data.train, b->idx, b->B, b->x, b->data.train.target_class ? (int32_t *)b->t : NULL,
-                b->data.train.target_class ? NULL : b->t);
-    for (int i = 0; i < g->ninput; i++) {
-        int64_t per = g->input[i].is_target ? b->data.expect.ntarget : b->data.expect.nfeat;
-        exec_write(e, g->input[i].node, g->input[i].is_target ? b->t : b->x, sizeof(float) * (size_t)(b->B * per));
-    }
+    exec_feed(e, &b->data.train, b->idx, b->B);
 }
 
 /* A weight or state tensor by name, and its number of columns as a matrix [dim 0, the rest]
@@ -102,8 +95,6 @@ int main(int argc, char **argv) {
         printf("%s\n", err);
         return 1;
     }
-    b.x = calloc((size_t)(b.B * b.data.expect.nfeat), sizeof(float));
-    b.t = calloc((size_t)(b.B * b.data.expect.ntarget), sizeof(float));
     b.idx = calloc((size_t)b.B, sizeof(int64_t));
     int64_t spe = (b.data.train.n + b.B - 1) / b.B;
     train_init_weights(&e, c.model->train.seed);
@@ -202,8 +193,6 @@ int main(int argc, char **argv) {
     prune_free(&d);
     free(st);
     free(w);
-    free(b.x);
-    free(b.t);
     free(b.idx);
     train_free_data(&b.data);
     exec_free(&e2);

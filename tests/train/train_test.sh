@@ -290,6 +290,10 @@ bayes_vi)
   # variational dense layers: the posterior mean's test loss against NumPy's cross-entropy plus
   # the closed-form KL / N (tests/train/bayes_vi.py says how)
   numpy_test tests/train/bayes_vi.py "$nnc" "$out" ;;
+multihead)
+  # several targets: ringdown_dense and ringdown_vi train from npy sources, metrics per head,
+  # predict writes every head (tests/train/multihead.py says how)
+  numpy_test tests/train/multihead.py "$nnc" "$out" ;;
 blocks)
   # a model written with blocks trains as its twin written out by hand, bit for bit; weight
   # names through the calls in checkpoints (tests/train/blocks.py says how)
