@@ -6,15 +6,9 @@
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "gemm_small.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench_common.h"
 
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -43,14 +37,14 @@ int main(void) {
         double t[2][ROUNDS];
         for (int r = 0; r < ROUNDS; r++)
             for (int which = 0; which < 2; which++) {
-                double t0 = now();
+                double t0 = bench_now();
                 for (int c = 0; c < CALLS; c++)
                     if (which == 0)
                         cblas_sgemm(CblasRowMajor, g[q].ta ? CblasTrans : CblasNoTrans, g[q].tb ? CblasTrans : CblasNoTrans, g[q].m,
                                     g[q].n, g[q].k, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
                     else
                         gemm_small(g[q].ta, g[q].tb, g[q].m, g[q].n, g[q].k, A, lda, B, ldb, C, ldc);
-                t[which][r] = (now() - t0) / CALLS * 1e6;
+                t[which][r] = (bench_now() - t0) / CALLS * 1e6;
             }
         qsort(t[0], ROUNDS, sizeof(double), cmp);
         qsort(t[1], ROUNDS, sizeof(double), cmp);

@@ -5,34 +5,23 @@
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static float *filled(size_t n) {
-    float *p = aligned_alloc(64, n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = (float)(i % 17) * 0.01f - 0.08f;
-    return p;
-}
+#include "bench_common.h"
 
 int main(void) {
     enum { B = 128, STEPS = 300 };
     const int d[4] = {784, 1024, 1024, 10};
     float *x[4], *dy[4], *w[3], *dw[3];
     for (int l = 0; l < 4; l++) {
-        x[l] = filled((size_t)B * (size_t)d[l]);
-        dy[l] = filled((size_t)B * (size_t)d[l]);
+        x[l] = bench_filled((size_t)B * (size_t)d[l]);
+        dy[l] = bench_filled((size_t)B * (size_t)d[l]);
     }
     for (int l = 0; l < 3; l++) {
-        w[l] = filled((size_t)d[l] * (size_t)d[l + 1]);
-        dw[l] = filled((size_t)d[l] * (size_t)d[l + 1]);
+        w[l] = bench_filled((size_t)d[l] * (size_t)d[l + 1]);
+        dw[l] = bench_filled((size_t)d[l] * (size_t)d[l + 1]);
     }
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = now();
+        double t0 = bench_now();
         for (int s = 0; s < STEPS; s++) {
             for (int l = 0; l < 3; l++) /* y = x W^T */
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, d[l + 1], d[l], 1, x[l], d[l], w[l], d[l], 0,
@@ -46,7 +35,7 @@ int main(void) {
                                 w[l], d[l], 0, dy[l], d[l]);
             }
         }
-        double ms = (now() - t0) / STEPS * 1e3;
+        double ms = (bench_now() - t0) / STEPS * 1e3;
         printf("%.2f ms per step for the GEMMs alone (%.0f steps/s at most)\n", ms, 1e3 / ms);
     }
     return 0;

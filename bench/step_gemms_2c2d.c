@@ -7,19 +7,8 @@
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static float *filled(size_t n) {
-    float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
-    for (size_t i = 0; i < n; i++) p[i] = (float)(i % 17) * 0.01f - 0.08f;
-    return p;
-}
+#include "bench_common.h"
 
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -51,15 +40,15 @@ int main(void) {
     printf("| kernel | product | M | N | K | ms (median of %d) | GFLOP/s |\n|---|---|---|---|---|---|---|\n", REPS);
     for (int i = 0; i < ng; i++) {
         const Gemm *p = &g[i];
-        float *a = filled((size_t)p->m * (size_t)p->k), *b = filled((size_t)p->k * (size_t)p->n),
-              *c = filled((size_t)p->m * (size_t)p->n);
+        float *a = bench_filled((size_t)p->m * (size_t)p->k), *b = bench_filled((size_t)p->k * (size_t)p->n),
+              *c = bench_filled((size_t)p->m * (size_t)p->n);
         int lda = p->ta ? p->m : p->k, ldb = p->tb ? p->k : p->n;
         double t[REPS];
         for (int r = -2; r < REPS; r++) { /* two warm-up calls */
-            double t0 = now();
+            double t0 = bench_now();
             cblas_sgemm(CblasRowMajor, p->ta ? CblasTrans : CblasNoTrans, p->tb ? CblasTrans : CblasNoTrans, p->m, p->n,
                         p->k, 1.0f, a, lda, b, ldb, 0.0f, c, p->n);
-            if (r >= 0) t[r] = now() - t0;
+            if (r >= 0) t[r] = bench_now() - t0;
         }
         qsort(t, REPS, sizeof t[0], cmp);
         double f = 2.0 * p->m * p->n * p->k;

@@ -9,22 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "gemm_small.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static float *filled(size_t n) {
-    float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
-    for (size_t i = 0; i < n; i++) p[i] = (float)(i % 17) * 0.01f - 0.08f;
-    return p;
-}
+#include "bench_common.h"
 
 typedef struct {
     const char *what;
@@ -37,13 +25,13 @@ static double best_ms(const Gemm *g, const float *A, const float *B, float *C, b
     int lda = g->ta ? g->m : g->k, ldb = g->tb ? g->k : g->n;
     double best = 1e9;
     for (int r = 0; r < 7; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (small)
             gemm_small(g->ta, g->tb, g->m, g->n, g->k, A, lda, B, ldb, C, g->n);
         else
             cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, g->m, g->n, g->k,
                         1.0f, A, lda, B, ldb, 0.0f, C, g->n);
-        double t = (now() - t0) * 1e3;
+        double t = (bench_now() - t0) * 1e3;
         if (t < best) best = t;
     }
     return best;
@@ -59,8 +47,8 @@ int main(void) {
     printf("| product | m x n x k | gemm_small ms | OpenBLAS ms | OpenBLAS, two processes at once, ms |\n|---|---|---|---|---|\n");
     for (size_t q = 0; q < sizeof g / sizeof *g; q++) {
         const Gemm *p = &g[q];
-        float *A = filled((size_t)p->m * (size_t)p->k), *B = filled((size_t)p->k * (size_t)p->n),
-              *C = filled((size_t)p->m * (size_t)p->n);
+        float *A = bench_filled((size_t)p->m * (size_t)p->k), *B = bench_filled((size_t)p->k * (size_t)p->n),
+              *C = bench_filled((size_t)p->m * (size_t)p->n);
         double small = best_ms(p, A, B, C, true), blas = best_ms(p, A, B, C, false);
         int fd[2];
         if (pipe(fd)) return 1;
