@@ -291,7 +291,7 @@ const char *ast_item_keyword(TrainItemKind k) {
         [TI_BATCH] = "batch",     [TI_EPOCHS] = "epochs",     [TI_ITERATIONS] = "iterations",
         [TI_OPTIMIZER] = "optimizer", [TI_SAMPLER] = "sampler", [TI_SCHEDULE] = "schedule",
         [TI_PRUNE] = "prune",     [TI_STOP] = "stop",         [TI_SEED] = "seed",
-        [TI_CLIP] = "clip",
+        [TI_EVALUATE] = "evaluate", [TI_CLIP] = "clip",
     };
     return kw[k];
 }

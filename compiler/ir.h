@@ -108,9 +108,11 @@ typedef struct {
  * 1 / N, N the number of training samples (a log prior's weight beside a per-sample mean
  * likelihood), set by the runtime once the data is loaded; SC_HMC_KICK, SC_HMC_STEP: the
  * leapfrog's momentum and position step sizes (hmc_kick, hmc_drift), set by the sampler;
- * SC_SGLD_DRIFT, SC_SGLD_NOISE: SGLD's lr N / 2 and sqrt(lr) (sgld, sgld_rms). */
+ * SC_SGLD_DRIFT, SC_SGLD_NOISE: SGLD's lr N / 2 and sqrt(lr) (sgld, sgld_rms); SC_NOISE: 1 while the
+ * variational layers draw their weights (in training, and in an evaluation over draws), else 0
+ * (their means). */
 typedef enum { SC_PARAM, SC_LR, SC_ADAM_STEP, SC_ADAM_BC2_SQRT, SC_TRAIN, SC_SEED, SC_STEP_LO, SC_STEP_HI, SC_DATA_INV_N,
-               SC_HMC_KICK, SC_HMC_STEP, SC_SGLD_DRIFT, SC_SGLD_NOISE } ScalarKind;
+               SC_HMC_KICK, SC_HMC_STEP, SC_SGLD_DRIFT, SC_SGLD_NOISE, SC_NOISE } ScalarKind;
 typedef struct {
     const char *name;
     ScalarKind kind;
@@ -128,7 +130,7 @@ typedef struct {
     SrcLoc loc;
 } Input;
 
-typedef enum { AGG_MEAN, AGG_FRACTION, AGG_ONE_MINUS_FRACTION, AGG_RMS, AGG_VECTOR, AGG_PREDICT, AGG_ROWS } Aggregate;
+typedef enum { AGG_MEAN, AGG_FRACTION, AGG_ONE_MINUS_FRACTION, AGG_RMS, AGG_VECTOR, AGG_PREDICT, AGG_ROWS, AGG_WEIGHTS } Aggregate;
 typedef struct {
     const char *name; /* "loss", "accuracy" */
     int node;
@@ -138,7 +140,10 @@ typedef struct {
                       PREDICT: the model's prediction per sample (the first loss's first argument),
                       not aggregated: what `predict` writes out;
                       ROWS: a per-sample value, not aggregated (nll_rows: the nll metric of each
-                      sample, which a sampler's predictive NLL needs per draw) */
+                      sample, which a sampler's predictive NLL needs per draw);
+                      WEIGHTS: a scalar of the weights alone, the same for every batch, read once
+                      per evaluation (kl: the variational layers' KL(q || prior); a head's
+                      gaussian_nll sigma, T.sigma) */
 } Output;
 /* A scalar output (the loss, a metric); the graph lists them first. */
 static inline bool output_is_scalar(const Output *o) { return o->agg < AGG_VECTOR; }

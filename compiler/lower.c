@@ -28,6 +28,7 @@ typedef struct {
     int nmixture_prior, capmixture_prior;
     const SVal *gnll;     /* the first gaussian_nll lowered: its per-sample log densities [B, D] */
     int gnll_lp, gnll_norm; /* and D log sigma, for nll_rows */
+    int *sigma_of;          /* per input: the sigma of the gaussian_nll of that target, or -1 */
 } Lower;
 
 static int lower_val(Lower *L, const SVal *v);
@@ -111,14 +112,15 @@ static int dense_product(Lower *L, const SVal *v, int x, int w, int64_t fan_in) 
     return y;
 }
 
-/* The run-time scalars the kernel generator reads (train flag, seed, step), shared by every
- * dropout and variational layer (their names have a dot, which no param's can). */
-static void random_scalars(Lower *L, SrcLoc at, int out[4]) {
+/* The run-time scalars the kernel generator reads (on/off flag, seed, step), shared by every
+ * dropout and variational layer (their names have a dot, which no param's can).  Dropout is on
+ * in training (mode.train); variational noise also in an evaluation over draws (mode.noise). */
+static void random_scalars(Lower *L, SrcLoc at, bool noise, int out[4]) {
     static const char *const names[4] = {"mode.train", "rng.seed", "rng.step_lo", "rng.step_hi"};
     static const ScalarKind kinds[4] = {SC_TRAIN, SC_SEED, SC_STEP_LO, SC_STEP_HI};
     for (int k = 0; k < 4; k++) {
-        double value = kinds[k] == SC_TRAIN ? 1 : kinds[k] == SC_SEED ? (double)(L->m->train.seed & 0xFFFFFF) : 0;
-        out[k] = ir_scalar(L->g, names[k], kinds[k], value, at);
+        double value = k == 0 ? 1 : kinds[k] == SC_SEED ? (double)(L->m->train.seed & 0xFFFFFF) : 0;
+        out[k] = ir_scalar(L->g, k == 0 && noise ? "mode.noise" : names[k], k == 0 && noise ? SC_NOISE : kinds[k], value, at);
     }
 }
 
@@ -179,7 +181,7 @@ static int lower_layer(Lower *L, const SVal *v) {
     int x = lower_val(L, v->a);
     Shape in = g->node[x].shape;
     switch (v->layer) {
-    case L_BAYES_DENSE: { /* w = mu + softplus(rho) eps (eps 0 in evaluation: the posterior mean) */
+    case L_BAYES_DENSE: { /* w = mu + softplus(rho) eps (eps 0 when mode.noise is: the posterior mean) */
         Shape ws = {.rank = 2, .dim = {v->units, in.dim[0]}};
         int mu = ir_weight(g, wname(L, v, "weight_mu"), W_PARAM, ws, INIT_UNIFORM_FANIN, v->loc);
         int rho = ir_weight(g, wname(L, v, "weight_rho"), W_PARAM, ws, INIT_CONST, v->loc);
@@ -188,7 +190,7 @@ static int lower_layer(Lower *L, const SVal *v) {
         wr->init_value = v->rho0;
         wm->variational = wr->variational = true;
         int sc[4];
-        random_scalars(L, v->loc, sc);
+        random_scalars(L, v->loc, true, sc);
         int eps = ir_add(g, OP_NORMAL_NOISE, DT_F32, ws, sc, 4, v->loc);
         g->node[eps].attr[0] = v->stream;
         int sigma = ir_add1(g, OP_SOFTPLUS, ws, rho, v->loc);
@@ -257,7 +259,7 @@ static int lower_layer(Lower *L, const SVal *v) {
     }
     case L_DROPOUT: {
         int ops[5] = {x};
-        random_scalars(L, v->loc, ops + 1);
+        random_scalars(L, v->loc, false, ops + 1);
         int y = ir_add(g, OP_DROPOUT, DT_F32, v->shape, ops, 5, v->loc);
         g->node[y].attr[0] = v->alpha;
         g->node[y].attr[1] = v->stream;
@@ -344,6 +346,7 @@ static int gaussian_nll(Lower *L, const SVal *v, int a, int b) {
     int lp = ir_add1(g, OP_SUM, sc, ir_add1(g, OP_BATCH_MEAN, s, lpz, at), at);
     int norm = ir_add2(g, OP_MUL, sc, ir_const(g, (double)shape_numel(s), at), ir_add1(g, OP_LOG, sc, sigma, at), at);
     if (!L->gnll) L->gnll = v, L->gnll_lp = lpz, L->gnll_norm = norm;
+    if (L->sigma_of[v->b->index] < 0) L->sigma_of[v->b->index] = sigma;
     return ir_add2(g, OP_SUB, sc, norm, lp, at);
 }
 
@@ -554,7 +557,8 @@ static void add_predictions(Lower *L, const SVal *v, int ntarget) {
 
 Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
     Graph *g = ir_new(arena);
-    Lower L = {.g = g, .m = m, .diag = diag};
+    Lower L = {.g = g, .m = m, .diag = diag, .sigma_of = util_calloc((size_t)m->nio + 1, sizeof(int))};
+    for (int i = 0; i < m->nio; i++) L.sigma_of[i] = -1;
     g->nlib = diag->nlib;
     g->lib_path = arena_alloc(arena, sizeof(char *) * ((size_t)g->nlib + 1));
     for (int i = 0; i < g->nlib; i++) g->lib_path[i] = diag->lib[i].path;
@@ -607,7 +611,18 @@ Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
             ir_add_output(g, "nll_rows", ir_add2(g, OP_SUB, row, L.gnll_norm, rs, at), AGG_ROWS);
             break;
         }
+    /* a variational model's KL(q || prior), and each head's gaussian_nll sigma, read by an
+     * evaluation (the KL beside the likelihood; the sigma in a prediction's interval) */
+    if (L.nkl) {
+        int kl = L.kl[0];
+        for (int i = 1; i < L.nkl; i++) kl = ir_add2(g, OP_ADD, shape_scalar(), kl, L.kl[i], g->node[L.kl[i]].loc);
+        ir_add_output(g, "kl", kl, AGG_WEIGHTS);
+        for (int i = 0; i < m->nio; i++)
+            if (L.sigma_of[i] >= 0)
+                ir_add_output(g, ntarget > 1 ? arena_printf(g->arena, "%s.sigma", m->io[i].name) : "sigma", L.sigma_of[i], AGG_WEIGHTS);
+    }
     g->nforward = g->nnode;
+    free(L.sigma_of);
     free(L.memo);
     free(L.penalty);
     free(L.kl);

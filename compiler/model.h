@@ -124,6 +124,9 @@ typedef struct {
     StopSpec stop;
     int64_t prune_every; /* prune gates every N epochs; 0: never */
     SrcLoc prune_loc;
+    int64_t eval_samples; /* `evaluate samples = S`: evaluation and predict average S draws of the
+                             variational weights; 0: their means */
+    SrcLoc eval_loc;
 } TrainSpec;
 
 typedef enum { SV_INPUT, SV_CONST, SV_PARAM, SV_LAYER, SV_LOSS, SV_METRIC, SV_BINARY, SV_NEG } SValKind;
@@ -186,6 +189,7 @@ typedef struct {
     const char *name;
     MetricKind kind;
     SVal *val;
+    SrcLoc loc; /* the metric's call */
 } MetricDef;
 
 /* `prior TARGET ~ dist(...)`: a prior on the trained weights TARGET names: `weights` (every
@@ -227,6 +231,7 @@ typedef struct {
     int nprior;
     LayerRow *row;
     int nrow;
+    int nvariational; /* variational layers (bayes_dense), every block instance counted */
     TrainSpec train;
 } Model;
 

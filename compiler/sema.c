@@ -600,6 +600,42 @@ static void finish_heads(Sema *s, SVal *loss) {
     }
 }
 
+/* `evaluate samples = S` draws the variational weights S times and measures each head's
+ * predictive mean (runtime/vi_eval.c): the model needs variational layers and an optimizer, and
+ * every metric must measure the prediction of its target's head. */
+static void finish_eval_samples(Sema *s, SVal *loss) {
+    const TrainSpec *t = &s->m->train;
+    if (!t->eval_samples) return;
+    if (t->sampler.kind != SAMPLER_NONE) {
+        err(s, t->eval_loc, "a sampler's evaluation averages its own draws; `evaluate samples` is for variational layers");
+        return;
+    }
+    if (!s->m->nvariational) {
+        err(s, t->eval_loc, "`evaluate samples` draws the weights of variational layers, but the model has none (bayes_dense)");
+        return;
+    }
+    enum { CAP = 64 };
+    SVal *term[CAP];
+    int n = 0;
+    loss_terms(loss, term, &n, CAP);
+    for (int i = 0; i < s->m->nmetric; i++) {
+        const SVal *v = s->m->metric[i].val;
+        SrcLoc at = s->m->metric[i].loc;
+        const SVal *head = NULL;
+        for (int k = 0; k < n && !head; k++)
+            if (term[k]->b == v->b) head = term[k];
+        const char *target = s->m->io[v->b->index].name;
+        if (!head || head->a != v->a) {
+            err(s, at, "with `evaluate samples`, a metric measures the predictive mean of a head, but this one measures "
+                "another value than the prediction the loss compares with '%s'", target);
+            if (head) diag_note(s->diag, head->loc, "the loss on '%s' is here", target);
+        } else if (s->m->metric[i].kind == METRIC_NLL && !v->b->is_class) {
+            err(s, at, "the predictive nll over draws of a real-valued target is not implemented yet; with `evaluate "
+                "samples`, use it on class targets");
+        }
+    }
+}
+
 static bool has_loss_term(const SVal *v) {
     return v && (v->kind == SV_LOSS || has_loss_term(v->a) || (v->kind == SV_BINARY && has_loss_term(v->b)));
 }
@@ -649,7 +685,7 @@ static void check_metric(Sema *s, const Ast *e) {
     v->op = fd->kind;
     v->a = x;
     v->b = t;
-    MetricDef md = {fd->name, (MetricKind)fd->kind, v};
+    MetricDef md = {fd->name, (MetricKind)fd->kind, v, e->loc};
     ARENA_PUSH(s->arena, s->m->metric, s->m->nmetric, s->capmetric, md);
 }
 
@@ -853,6 +889,7 @@ Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *pat
     finish_nll(&s, loss);
     finish_heads(&s, loss);
     sema_train_finish(&s);
+    finish_eval_samples(&s, loss);
     m->loss = loss;
     if (diag->nerror) return NULL;
     return m;

@@ -92,6 +92,7 @@ static SVal *check_bayes_dense(Sema *s, const LayerDef *ld, const Ast *e, const 
     v->units = v->declared = units;
     v->shape = shape_vec(units, true);
     v->stream = s->ndropout++; /* (the random streams of dropout and variational layers are one series) */
+    s->m->nvariational++;
     int64_t np = 2 * units * x->shape.dim[0] + (v->bias ? units : 0);
     add_row(s, arena_printf(s->arena, "bayes_dense(%lld)", (long long)units), v, np);
     return v;

@@ -666,6 +666,21 @@ static void check_prune(Sema *s, const TrainItem *it) {
     s->m->train.prune_loc = it->loc;
 }
 
+/* `evaluate samples = S`: evaluation and predict average S draws of the variational weights
+ * (runtime/vi_eval.c); without it they use the weights' means.  `evaluate every N steps` has a
+ * spelling but no implementation yet: evaluation follows each epoch. */
+static void item_evaluate(Sema *s, const TrainItem *it) {
+    if (it->every) err(s, it->every->loc, "evaluating every N steps is not implemented yet: the run evaluates after each epoch");
+    static const ArgSpec spec[] = {{"samples", A_INT, false, 0}};
+    const Ast *e = it->expr;
+    const Ast **a = sema_args_bind(s, "evaluate", e->loc, spec, 1, e->arg, e->narg);
+    if (!a || !a[0]) return;
+    int64_t v;
+    if (!sema_eval_int(s, a[0], "the number of samples", 2, 100000, &v)) return;
+    s->m->train.eval_samples = v;
+    s->m->train.eval_loc = it->loc;
+}
+
 typedef struct {
     void (*check)(Sema *s, const TrainItem *it);
     const char *todo;  /* not implemented yet: the error */
@@ -686,6 +701,7 @@ static const TrainKey keys[] = {
     [TI_PRUNE] = {check_prune},
     [TI_STOP] = {check_stop},
     [TI_SEED] = {item_seed},
+    [TI_EVALUATE] = {item_evaluate},
     [TI_CLIP] = {.todo = "gradient clipping is not implemented yet"},
 };
 enum { NKEYS = sizeof keys / sizeof *keys };
@@ -766,6 +782,12 @@ static void apply_overrides(Sema *s) {
                 continue;
             }
             t->valid_fraction = v;
+        } else if (!strcmp(o->key, "samples") && t->sampler.kind == SAMPLER_NONE && t->eval_samples) {
+            if (v != floor(v) || v < 2 || v > 100000) { /* `evaluate samples = S` */
+                err(s, (SrcLoc){0}, "--set samples=%g: the draws an evaluation averages, a whole number in [2, 100000]", v);
+                continue;
+            }
+            t->eval_samples = (int64_t)v;
         } else if (is_sampler_key(o->key)) {
             SamplerSpec *sp = &t->sampler;
             if (sp->kind == SAMPLER_NONE) {

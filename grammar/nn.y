@@ -73,7 +73,7 @@ static int starts_statement(int t);
 %token DATA "'data'" TEST "'test'" VALID "'valid'" OF "'of'" BATCH "'batch'" EPOCHS "'epochs'"
 %token ITERATIONS "'iterations'" OPTIMIZER "'optimizer'" SAMPLER "'sampler'"
 %token SCHEDULE "'schedule'" PRUNE "'prune'" EVERY "'every'" STOP "'stop'" WHEN "'when'"
-%token PATIENCE "'patience'" SEED "'seed'" CLIP "'clip'"
+%token PATIENCE "'patience'" SEED "'seed'" CLIP "'clip'" EVALUATE "'evaluate'"
 %token ARROW "'->'" LE "'<='" GE "'>='" EQ "'=='" NE "'!='"
 
 %type <ast> expr primary call quantity
@@ -152,6 +152,12 @@ item: DATA expr                      { $$ = ast_item(p, TI_DATA, L(@1), $2); }
     | SCHEDULE IDENT '=' expr        { $$ = ast_item_named(p, TI_SCHEDULE, L(@1), $2, L(@2), $4, NULL); }
     | PRUNE IDENT EVERY quantity     { $$ = ast_item_named(p, TI_PRUNE, L(@1), $2, L(@2), NULL, $4); }
     | STOP WHEN expr                 { $$ = ast_item(p, TI_STOP, L(@1), $3); }
+    | EVALUATE IDENT '=' expr        { AstArgList a = ast_args_add(p, (AstArgList){0}, $2, L(@2), $4);
+                                       $$ = ast_item(p, TI_EVALUATE, L(@1), ast_call(p, L(@1), "evaluate", a.arg, a.narg)); }
+    | EVALUATE EVERY quantity        { $$ = ast_item_named(p, TI_EVALUATE, L(@1), NULL, L(@1), ast_call(p, L(@1), "evaluate", NULL, 0), $3); }
+    | EVALUATE EVERY quantity ',' IDENT '=' expr
+                                     { AstArgList a = ast_args_add(p, (AstArgList){0}, $5, L(@5), $7);
+                                       $$ = ast_item_named(p, TI_EVALUATE, L(@1), NULL, L(@1), ast_call(p, L(@1), "evaluate", a.arg, a.narg), $3); }
     ;
 
 unit: IDENT                          { $$ = $1; }
@@ -219,7 +225,7 @@ argname: IDENT                       { $$ = $1; }
        | OPTIMIZER { $$ = "optimizer"; } | SAMPLER { $$ = "sampler"; } | SCHEDULE { $$ = "schedule"; }
        | PRUNE { $$ = "prune"; }   | EVERY { $$ = "every"; }     | STOP { $$ = "stop"; }
        | WHEN { $$ = "when"; }     | PATIENCE { $$ = "patience"; } | SEED { $$ = "seed"; }
-       | CLIP { $$ = "clip"; }
+       | CLIP { $$ = "clip"; }     | EVALUATE { $$ = "evaluate"; }
        ;
 
 exprs: expr                          { $$ = ast_list_add(p, (AstList){0}, $1); }
@@ -239,7 +245,7 @@ static int starts_statement(int t) {
     case MODEL: case INPUT: case TARGET: case PARAM: case LOSS: case METRIC: case PRIOR:
     case HEAD: case BLOCK: case RETURN: case TRAIN: case IDENT: case DATA: case TEST:
     case VALID: case BATCH: case EPOCHS: case ITERATIONS: case OPTIMIZER: case SAMPLER:
-    case SCHEDULE: case PRUNE: case STOP: case SEED: case CLIP:
+    case SCHEDULE: case PRUNE: case STOP: case SEED: case CLIP: case EVALUATE:
         return 1;
     default:
         return 0;
@@ -285,7 +291,7 @@ static int token_kinds(yysymbol_kind_t s) {
         return K_STMT;
     case YYSYMBOL_DATA: case YYSYMBOL_BATCH: case YYSYMBOL_EPOCHS: case YYSYMBOL_ITERATIONS:
     case YYSYMBOL_OPTIMIZER: case YYSYMBOL_SAMPLER: case YYSYMBOL_SCHEDULE: case YYSYMBOL_PRUNE:
-    case YYSYMBOL_STOP: case YYSYMBOL_SEED: case YYSYMBOL_CLIP:
+    case YYSYMBOL_STOP: case YYSYMBOL_SEED: case YYSYMBOL_CLIP: case YYSYMBOL_EVALUATE:
         return K_ITEM;
     default:
         return !strcmp(n, "'('") || !strcmp(n, "'-'") ? K_EXPR : 0;

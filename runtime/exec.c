@@ -136,8 +136,11 @@ int exec_read(const Exec *e, int node, void *dst, size_t bytes) {
 int exec_run_checked(Exec *e, int prog, int64_t rows, KernelHook hook, void *ctx) {
     NNC_ASSERT(rows >= 1 && rows <= e->plan->max_batch);
     Device *d = e->dev;
-    for (int s = 0; s < e->g->nscalar; s++) /* evaluation runs in evaluation mode (dropout off) */
-        if (e->g->scalar[s].kind == SC_TRAIN) e->scalars[s] = e->plan->prog[prog].train ? 1.0f : 0.0f;
+    bool train = e->plan->prog[prog].train;
+    for (int s = 0; s < e->g->nscalar; s++) { /* evaluation runs in evaluation mode (dropout off) */
+        if (e->g->scalar[s].kind == SC_TRAIN) e->scalars[s] = train ? 1.0f : 0.0f;
+        if (e->g->scalar[s].kind == SC_NOISE) e->scalars[s] = train || e->draw_in_eval ? 1.0f : 0.0f;
+    }
     if (!d->host_memory && d->upload(d, e->scalars_dev, e->scalars, sizeof(float) * (size_t)e->g->nscalar)) return -1;
     const ProgramPlan *pp = &e->plan->prog[prog];
     for (int i = 0; i < pp->nkernel; i++) {

@@ -28,6 +28,8 @@ typedef struct {
     int64_t *prof_calls;
     void *staging;        /* exec_feed's host batch, on devices with memory of their own */
     size_t staging_bytes;
+    bool draw_in_eval;    /* the eval program draws variational weights (SC_NOISE 1) instead of
+                             using their means: an evaluation over draws (vi_eval.c) sets it */
 } Exec;
 
 /* Compiles for `device` ("cpu", "cuda", "cuda-emu", "auto"; NULL is "cpu") and allocates a

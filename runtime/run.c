@@ -13,6 +13,7 @@
 #include "npy.h"
 #include "posterior.h"
 #include "train.h"
+#include "vi_eval.h"
 
 /* Compiles o's model (the text embedded in a trainer, or the file) up to `upto`. */
 static int compile(const RunOptions *o, const CompileOptions *opt, Stage upto, Compilation *c) {
@@ -397,34 +398,10 @@ int run_eval(const RunOptions *o) {
  * sd, 5 % and 95 % quantile (NPY n x cols x 4; CSV columns out0_mean, out0_sd, out0_q5,
  * out0_q95, ...), and the class is the one of the highest mean. */
 static const char *const stat_name[] = {"mean", "sd", "q5", "q95"};
-/* One head of the predictions: its columns [from, from + cols) of each row, and its target. */
-typedef struct {
-    const char *name; /* the target's name; NULL for a model with one target */
-    int64_t from, cols;
-    bool classes;
-} Head;
-
-/* The graph's heads, in the order train_predict puts them side by side; their number. */
-static int heads_of(const Graph *g, Head *h, int cap) {
-    int n = 0;
-    int64_t from = 0;
-    for (int o = 0; o < g->noutput && n < cap; o++) {
-        if (g->output[o].agg != AGG_PREDICT) continue;
-        Head k = {.from = from, .cols = shape_numel(g->node[g->output[o].node].shape)};
-        bool one = !strcmp(g->output[o].name, "prediction");
-        k.name = one ? NULL : g->output[o].name;
-        for (int i = 0; i < g->ninput; i++)
-            if (g->input[i].is_target && (one || !strcmp(g->input[i].name, k.name))) k.classes = g->input[i].is_class;
-        from += k.cols;
-        h[n++] = k;
-    }
-    return n;
-}
-
 /* n rows of `per` values (the prediction, or the posterior predictive's statistics) for each
  * column of each head: an .npy array [n, cols(, per)], or a CSV file with a header, where a
  * class head's columns come after its most probable class. */
-static int write_predictions(const char *path, const float *y, int64_t n, int per, const Head *h, int nh) {
+static int write_predictions(const char *path, const float *y, int64_t n, int per, const ViHead *h, int nh) {
     char err[1024];
     int64_t cols = h[nh - 1].from + h[nh - 1].cols;
     if (!util_ends_with(path, ".csv")) {
@@ -441,7 +418,8 @@ static int write_predictions(const char *path, const float *y, int64_t n, int pe
         return 1;
     }
     for (int k = 0; k < nh; k++) {
-        const char *pre = h[k].name ? h[k].name : "", *sep = h[k].name ? "." : "";
+        bool one = !strcmp(h[k].name, "prediction"); /* a model with one target: out0, out1, ... */
+        const char *pre = one ? "" : h[k].name, *sep = one ? "" : ".";
         if (h[k].classes) fprintf(f, "%s%sclass,", pre, sep);
         for (int64_t j = 0; j < h[k].cols * per; j++)
             fprintf(f, "%s%sout%lld%s%s%s", pre, sep, (long long)(j / per), per > 1 ? "_" : "", per > 1 ? stat_name[j % per] : "",
@@ -477,8 +455,8 @@ int run_predict(const RunOptions *o) {
     if (!b) return 1;
     const Graph *g = b->c.graph;
     enum { MAX_HEADS = 64 };
-    Head head[MAX_HEADS];
-    int nh = heads_of(g, head, MAX_HEADS);
+    ViHead head[MAX_HEADS];
+    int nh = vi_heads(g, head, MAX_HEADS);
     bool classes = head[0].classes;
     DataExpect ex;
     train_expect(g, &ex);
@@ -492,7 +470,18 @@ int run_predict(const RunOptions *o) {
         TrainConfig cfg = {.model = b->c.model, .exec = &b->e, .out = stdout, .diag = &b->c.diag};
         int64_t cols = 0;
         float *y = NULL;
-        if (o->draws) { /* the posterior predictive's four statistics per output */
+        int64_t S = b->c.model->train.eval_samples;
+        if (!o->draws && S > 0) { /* `evaluate samples = S`: mean and sd over S draws of the variational weights */
+            cols = head[nh - 1].from + head[nh - 1].cols;
+            int64_t *idx = train_iota(d.n);
+            y = util_calloc((size_t)(d.n * cols * 2) + 1, sizeof(float));
+            if (vi_predict(&b->e, S, &d, idx, d.n, y, NULL)) {
+                fprintf(stderr, "nnc: error: %s: %s\n", b->e.dev->name, b->e.dev->err);
+                free(y);
+                y = NULL;
+            }
+            free(idx);
+        } else if (o->draws) { /* the posterior predictive's four statistics per output */
             cols = posterior_cols(&b->e);
             int64_t *idx = train_iota(d.n);
             y = util_calloc((size_t)(d.n * cols * 4) + 1, sizeof(float));
@@ -505,9 +494,14 @@ int run_predict(const RunOptions *o) {
         } else {
             y = train_predict(&cfg, &d, &cols);
         }
-        int per = o->draws ? 4 : 1;
+        int per = o->draws ? 4 : S > 0 ? 2 : 1;
         rc = !y || write_predictions(o->output, y, d.n, per, head, nh);
-        if (rc == 0 && per > 1)
+        if (rc == 0 && per == 2)
+            printf("predictions for %lld samples of %s over %lld draws of the variational weights (%lld output%s, each as mean "
+                   "and sd%s%s) written to %s\n", (long long)d.n, o->input, (long long)S, (long long)cols, cols == 1 ? "" : "s",
+                   classes ? " of its probability" : "", classes && util_ends_with(o->output, ".csv") ? ", after the most probable class" : "",
+                   o->output);
+        else if (rc == 0 && per > 1)
             printf("posterior predictive for %lld samples of %s over %lld draws (%lld output%s, each as mean, sd, 5 %% and 95 %% "
                    "quantile%s%s) written to %s\n", (long long)d.n, o->input, (long long)draws.ndraw, (long long)cols,
                    cols == 1 ? "" : "s", classes ? " of its probability" : "",

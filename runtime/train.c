@@ -6,6 +6,7 @@
  * comes from rng.h streams of the model's seed, so a seed fixes the initialisation, the
  * validation split and every epoch's order. */
 #include "train.h"
+#include "vi_eval.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -216,7 +217,7 @@ void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_ep
         case SC_LR: sc[i] = (float)lr; break;
         case SC_ADAM_STEP: sc[i] = (float)(lr / (1 - pow(o->beta1, (double)t))); break;
         case SC_ADAM_BC2_SQRT: sc[i] = (float)sqrt(1 - pow(o->beta2, (double)t)); break;
-        case SC_TRAIN: break; /* set per program by exec_run */
+        case SC_TRAIN: case SC_NOISE: break; /* set per program by exec_run */
         case SC_SEED: sc[i] = (float)(ts->seed & 0xFFFFFF); break; /* the random generator's key */
         case SC_STEP_LO: sc[i] = (float)((uint64_t)t & 0xFFFFFF); break; /* its counter: the step */
         case SC_STEP_HI: sc[i] = (float)(((uint64_t)t >> 24) & 0xFFFFFF); break;
@@ -289,6 +290,11 @@ typedef struct {
     double loss, metric[MAX_METRICS];
     int nmetric;
     GateStat *gate; /* per gated layer */
+    bool has_kl;    /* a variational model: its KL(q || prior), and kl / N, the loss's share */
+    double kl, loss_kl;
+    ViEval draws;   /* `evaluate samples = S`: the coverage of each head (loss and metrics are
+                       the draws', above) */
+    bool has_draws;
 } Eval;
 
 /* The graph's scalar outputs (loss, metrics) come first; then per-neuron sums (AGG_VECTOR). */
@@ -334,6 +340,13 @@ static int evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n,
             for (int64_t j = 0; j < m; j++) vec[o][j] += tmp[j];
         }
     }
+    for (int o = nscalar; o < g->noutput && rc == 0; o++) /* the KL term: of the weights alone */
+        if (g->output[o].agg == AGG_WEIGHTS && !strcmp(g->output[o].name, "kl")) {
+            e->has_kl = true;
+            e->kl = read1(s, g->output[o].node);
+            for (int i = 0; i < g->nscalar; i++)
+                if (g->scalar[i].kind == SC_DATA_INV_N) e->loss_kl = e->kl * (double)s->exec->scalars[i];
+        }
     if (rc == 0) {
         e->loss = sums[0] / (double)n;
         for (int o = 1; o < nscalar; o++) {
@@ -345,6 +358,13 @@ static int evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n,
             gate_counts(s->exec, e->gate);
             gate_variances(s->exec, vec, n, e->gate);
         }
+    }
+    int64_t S = s->cfg->model->train.eval_samples;
+    if (rc == 0 && S > 0) { /* over S draws of the variational weights: their loss and metrics */
+        rc = vi_evaluate(s->exec, s->cfg->model, S, d, idx, n, &e->draws);
+        e->has_draws = rc == 0;
+        e->loss = e->draws.loss;
+        for (int i = 0; i < e->nmetric; i++) e->metric[i] = e->draws.metric[i];
     }
     for (int o = 0; o < g->noutput; o++) free(vec[o]);
     free(vec);
@@ -388,7 +408,14 @@ static void line_end(FILE *f, cJSON *o) {
 
 static void add_eval(cJSON *o, const Graph *g, const Eval *e) {
     cJSON_AddNumberToObject(o, "loss", e->loss);
+    if (e->has_kl) { /* the loss as the likelihood's part and the KL's (kl / N) */
+        cJSON_AddNumberToObject(o, "loss_nll", e->loss - e->loss_kl);
+        cJSON_AddNumberToObject(o, "loss_kl", e->loss_kl);
+        cJSON_AddNumberToObject(o, "kl", e->kl);
+    }
     for (int i = 0; i < e->nmetric; i++) cJSON_AddNumberToObject(o, g->output[i + 1].name, e->metric[i]);
+    for (int k = 0; e->has_draws && k < e->draws.nhead; k++)
+        if (!isnan(e->draws.coverage[k])) cJSON_AddNumberToObject(o, e->draws.coverage_name[k], e->draws.coverage[k]);
     for (int i = 0; i < g->ngate; i++) { /* h1.width, h1.live, h1.dead, h1.var_mean, h1.var_q10 ... */
         const GateStat *st = &e->gate[i];
         const char *l = g->gate[i].layer;
@@ -432,6 +459,8 @@ static double latest_metric(void *ctx, const char *split, const char *metric) {
 static void print_eval(FILE *out, const Graph *g, const char *split, const Eval *e) {
     fprintf(out, " | %s loss %.4f", split, e->loss);
     for (int i = 0; i < e->nmetric; i++) fprintf(out, " %s %.4f", g->output[i + 1].name, e->metric[i]);
+    for (int k = 0; e->has_draws && k < e->draws.nhead; k++)
+        if (!isnan(e->draws.coverage[k])) fprintf(out, " %s %.4f", e->draws.coverage_name[k], e->draws.coverage[k]);
 }
 
 static void progress_line(FILE *out, int64_t epoch, int64_t epochs, int64_t done, int64_t total, double loss,

@@ -290,6 +290,10 @@ bayes_vi)
   # variational dense layers: the posterior mean's test loss against NumPy's cross-entropy plus
   # the closed-form KL / N (tests/train/bayes_vi.py says how)
   numpy_test tests/train/bayes_vi.py "$nnc" "$out" ;;
+vi_draws)
+  # `evaluate samples = S`: a variational layer's predictive mean and sd over S draws against
+  # the closed form, coverage and the KL apart (tests/train/vi_draws.py says how)
+  numpy_test tests/train/vi_draws.py "$nnc" "$out" ;;
 multihead)
   # several targets: ringdown_dense and ringdown_vi train from npy sources, metrics per head,
   # predict writes every head (tests/train/multihead.py says how)
