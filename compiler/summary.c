@@ -1,9 +1,12 @@
 /* summary.c: the report `nnc check` prints: the layer table with output shapes, parameter
  * counts and bytes, the training setup with every default made explicit, and the memory plan. */
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "driver.h"
 #include "lower.h"
+#include "npy.h" /* runtime/: an npy source's header, for N */
 
 static void human_bytes(char *buf, size_t n, double bytes) {
     if (bytes >= 1 << 30)
@@ -35,13 +38,50 @@ static void data_str(StrBuf *b, const DataSpec *d) {
     }
 }
 
-/* The variational layers: their weights' means and rhos, and how their KL term is scaled. */
-static void print_variational(StrBuf *b, const Graph *g) {
+/* N, the training samples, where the data's header says it without loading the data: the rows
+ * of an npy source's first array, or Fashion-MNIST's 60000, less the validation split (rounded
+ * as train_split_order rounds it); -1 for csv and idx sources, counted when loaded.  `from`
+ * says where N comes from. */
+static int64_t training_samples(const TrainSpec *t, char *from, size_t nfrom) {
+    int64_t n = -1;
+    if (t->data.kind == DATA_FASHION_MNIST) {
+        n = 60000;
+        snprintf(from, nfrom, "Fashion-MNIST's 60000 training images");
+    } else if (t->data.kind == DATA_NPY && t->data.narray) {
+        int rank = 0;
+        int64_t shape[NPY_MAX_RANK];
+        char err[512];
+        if (npy_read_shape(t->data.array[0].path, &rank, shape, err, sizeof err) == 0 && rank >= 1) {
+            n = shape[0];
+            snprintf(from, nfrom, "%lld rows in %s", (long long)n, t->data.array[0].path);
+        }
+    }
+    if (n < 0) return -1;
+    int64_t valid = (int64_t)llround(t->valid_fraction * (double)n);
+    if (valid > 0) snprintf(from + strlen(from), nfrom - strlen(from), ", %lld held out for validation", (long long)valid);
+    return n - valid;
+}
+
+/* The variational layers: their weights' means and rhos, how their KL term is scaled, and how
+ * evaluation uses them. */
+static void print_variational(StrBuf *b, const Model *m, const Graph *g) {
     int n = 0;
     for (int i = 0; i < g->nweight; i++) n += g->weight[i].variational;
     if (!n) return;
-    sb_puts(b, "variational layers: weights mu + softplus(rho) eps, eps ~ normal(0, 1) drawn at every step (0 in evaluation: "
-               "the posterior mean);\n  the loss adds KL(q || prior) / N, N the training samples (in closed form: normal priors)\n");
+    int64_t S = m->train.eval_samples;
+    sb_puts(b, "variational layers: weights mu + softplus(rho) eps, eps ~ normal(0, 1) drawn at every step;\n");
+    if (S)
+        sb_printf(b, "  evaluation and predict: over %lld draws (the predictive mean and sd)\n", (long long)S);
+    else
+        sb_puts(b, "  evaluation and predict: the posterior mean (eps = 0)\n");
+    char from[4200];
+    int64_t N = training_samples(&m->train, from, sizeof from);
+    if (N > 0)
+        sb_printf(b, "  the loss adds KL(q || prior) / N (in closed form: normal priors), N = %lld training samples (%s): a "
+                     "scale of %.6g\n", (long long)N, from, 1.0 / (double)N);
+    else
+        sb_puts(b, "  the loss adds KL(q || prior) / N (in closed form: normal priors), N the training samples, counted when "
+                   "the data is loaded\n");
     for (int i = 0; i < g->nweight; i++) {
         const Weight *w = &g->weight[i];
         char sh[96];
@@ -167,7 +207,7 @@ void summary_print(StrBuf *b, const Compilation *c) {
     }
     const Graph *g = c->graph;
     if (g && m->nprior) print_priors(b, m, g);
-    if (g) print_variational(b, g);
+    if (g) print_variational(b, m, g);
     if (g && g->ngate) {
         sb_puts(b, "gated layers:\n");
         for (int i = 0; i < g->ngate; i++) {

@@ -190,15 +190,10 @@ static int parse_header(const char *path, const char *h, size_t n, Npy *x, char 
 
 /* ---- reading ---- */
 
-static int load(const char *path, Npy *x, char *err, size_t nerr) {
-    memset(x, 0, sizeof *x);
-    struct stat sb;
-    if (stat(path, &sb) != 0) return util_fail(err, nerr, "%s: cannot open: %s", path, strerror(errno));
-    if (S_ISDIR(sb.st_mode)) return util_fail(err, nerr, "%s: is a directory, not a .npy file", path);
-    size_t len;
-    x->buf = util_read_file(path, &len);
-    if (!x->buf) return util_fail(err, nerr, "%s: cannot read: %s", path, strerror(errno));
-    const unsigned char *b = (const unsigned char *)x->buf;
+/* The preamble and header of b[0..len) (the whole file, or only its start: npy_read_shape),
+ * parsed into x; *pre and *hlen: the preamble's and the header's bytes. */
+static int parse_start(const char *path, const unsigned char *b, size_t len, Npy *x, size_t *pre_out, size_t *hlen_out,
+                       char *err, size_t nerr) {
     if (!npy_is_npy(b, len)) return util_fail(err, nerr, "%s: not a .npy file: it does not start with \"\\x93NUMPY\"", path);
     if (len < 10) return util_fail(err, nerr, "%s: truncated: the file ends inside the .npy preamble (%zu bytes)", path, len);
     int major = b[6], minor = b[7];
@@ -211,8 +206,22 @@ static int load(const char *path, Npy *x, char *err, size_t nerr) {
     if (hlen > len - pre)
         return util_fail(err, nerr, "%s: truncated: the .npy header should be %zu bytes, but only %zu bytes follow the preamble",
                     path, hlen, len - pre);
-    if (parse_header(path, x->buf + pre, hlen, x, err, nerr) != 0) return -1;
+    if (parse_header(path, (const char *)b + pre, hlen, x, err, nerr) != 0) return -1;
+    *pre_out = pre;
+    *hlen_out = hlen;
+    return 0;
+}
 
+static int load(const char *path, Npy *x, char *err, size_t nerr) {
+    memset(x, 0, sizeof *x);
+    struct stat sb;
+    if (stat(path, &sb) != 0) return util_fail(err, nerr, "%s: cannot open: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode)) return util_fail(err, nerr, "%s: is a directory, not a .npy file", path);
+    size_t len, pre, hlen;
+    x->buf = util_read_file(path, &len);
+    if (!x->buf) return util_fail(err, nerr, "%s: cannot read: %s", path, strerror(errno));
+    const unsigned char *b = (const unsigned char *)x->buf;
+    if (parse_start(path, b, len, x, &pre, &hlen, err, nerr)) return -1;
     char shape[200];
     shape_str(shape, sizeof shape, x->rank, x->shape);
     x->count = 1;
@@ -379,5 +388,19 @@ int npy_write_f32(const char *path, const float *data, int rank, const int64_t *
         }
     }
     sb_free(&h);
+    return rc;
+}
+
+int npy_read_shape(const char *path, int *rank, int64_t shape[NPY_MAX_RANK], char *err, size_t nerr) {
+    enum { MOST = 1 << 16 }; /* the preamble and a header of up to 64 KiB: more than NumPy writes */
+    FILE *f = fopen(path, "rb");
+    if (!f) return util_fail(err, nerr, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char *b = util_calloc(MOST, 1);
+    size_t len = fread(b, 1, MOST, f), pre, hlen;
+    fclose(f);
+    Npy x = {0};
+    int rc = parse_start(path, b, len, &x, &pre, &hlen, err, nerr);
+    if (rc == 0) give_shape(&x, rank, shape);
+    free(b);
     return rc;
 }

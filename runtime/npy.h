@@ -24,6 +24,8 @@ int npy_read_f32(const char *path, float **out, int *rank, int64_t shape[NPY_MAX
 int npy_read_labels_i32(const char *path, int32_t **out, int *rank, int64_t shape[NPY_MAX_RANK], char *err, size_t nerr);
 
 /* Writes data (product(shape) floats, row-major) as a '<f4' version 1.0 file. */
+/* The shape alone, from the file's header (the data is not read).  0, or -1 with the reason. */
+int npy_read_shape(const char *path, int *rank, int64_t shape[NPY_MAX_RANK], char *err, size_t nerr);
 int npy_write_f32(const char *path, const float *data, int rank, const int64_t *shape, char *err, size_t nerr);
 
 #endif

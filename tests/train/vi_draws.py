@@ -12,6 +12,7 @@ standard deviation sqrt(sum_j x_j^2 softplus(rho_j)^2), in closed form.  Checks:
   - metrics.jsonl reports the KL apart: kl equals the closed form KL(q || normal(0, 1)) of the
     checkpoint's weights, loss_kl is kl / N, and loss_nll + loss_kl is the loss;
   - the same draws every time: predict twice gives the same bytes;
+  - `nnc check` prints N (from the npy file's header), the KL's scale 1 / N and the draws;
   - `--set samples=N` changes S, a posterior-mean twin (no `evaluate`) reports other metrics."""
 import json
 import os
@@ -60,6 +61,12 @@ def train(model, run, *extra):
     lines = [json.loads(l) for l in open(f"{out}/{run}/metrics.jsonl")] if r.returncode == 0 else []
     return r, [l for l in lines if l.get("split") == "test"]
 
+
+# nnc check knows N from the npy file's header and prints the KL's scale, and the draws
+r = subprocess.run([nnc, "check", f"{out}/vi_linear.nn"], capture_output=True, text=True)
+check(f"N = 500 training samples (500 rows in {out}/train_x.npy): a scale of 0.002\n" in r.stdout
+      and "evaluation and predict: over 2000 draws" in r.stdout, "nnc check prints N, the KL's scale and the draws: "
+      + " | ".join(l.strip() for l in r.stdout.splitlines() if "N = " in l or "draws" in l))
 
 r, test = train("vi_linear", "run")
 check(r.returncode == 0 and len(test) == 60, f"vi_linear trains 60 epochs (exit {r.returncode}) {r.stderr[-400:]}")
