@@ -126,6 +126,8 @@ typedef struct {
     SrcLoc prune_loc;
     int64_t eval_samples; /* `evaluate samples = S`: evaluation and predict average S draws of the
                              variational weights; 0: their means */
+    int64_t eval_every;   /* `evaluate every N steps`: the valid and test splits after every N-th
+                             step and the last (stopping rules then); 0: after every epoch */
     SrcLoc eval_loc;
 } TrainSpec;
 

@@ -605,11 +605,7 @@ static void finish_heads(Sema *s, SVal *loss) {
  * every metric must measure the prediction of its target's head. */
 static void finish_eval_samples(Sema *s, SVal *loss) {
     const TrainSpec *t = &s->m->train;
-    if (!t->eval_samples) return;
-    if (t->sampler.kind != SAMPLER_NONE) {
-        err(s, t->eval_loc, "a sampler's evaluation averages its own draws; `evaluate samples` is for variational layers");
-        return;
-    }
+    if (!t->eval_samples || t->sampler.kind != SAMPLER_NONE) return; /* (a sampler with `evaluate`: sema_train.c) */
     if (!s->m->nvariational) {
         err(s, t->eval_loc, "`evaluate samples` draws the weights of variational layers, but the model has none (bayes_dense)");
         return;

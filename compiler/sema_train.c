@@ -12,7 +12,7 @@
 
 /* Train settings that --set may override (apply_overrides), for driver.c's messages. */
 const char *const sema_train_keys[] = {"epochs", "iterations", "batch", "seed", "lr", "valid", "samples",
-                                       "burnin", "thin",  "chains", "step", "max_depth", "parallel"};
+                                       "burnin", "thin",  "chains", "step", "max_depth", "parallel", "eval_every"};
 const int sema_ntrain_keys = (int)(sizeof sema_train_keys / sizeof *sema_train_keys);
 
 /* ---- data sources and optimisers ---- */
@@ -667,10 +667,22 @@ static void check_prune(Sema *s, const TrainItem *it) {
 }
 
 /* `evaluate samples = S`: evaluation and predict average S draws of the variational weights
- * (runtime/vi_eval.c); without it they use the weights' means.  `evaluate every N steps` has a
- * spelling but no implementation yet: evaluation follows each epoch. */
+ * (runtime/vi_eval.c); without it they use the weights' means.  `evaluate every N steps`: the
+ * validation and test splits after every N-th optimiser step (and the last) instead of after
+ * every epoch. */
 static void item_evaluate(Sema *s, const TrainItem *it) {
-    if (it->every) err(s, it->every->loc, "evaluating every N steps is not implemented yet: the run evaluates after each epoch");
+    const Ast *q = it->every;
+    if (q) {
+        bool steps = q->kind == AST_QUANTITY && (!strcmp(q->text, "steps") || !strcmp(q->text, "step") ||
+                                                 !strcmp(q->text, "iterations") || !strcmp(q->text, "iteration"));
+        if (!steps)
+            err(s, q->loc, "give the evaluation interval in steps, as in `evaluate every 2000 steps` (without it, the run "
+                "evaluates after every epoch)");
+        else if (!(q->num >= 1 && q->num == floor(q->num) && q->num <= 1e12))
+            err(s, q->loc, "the evaluation interval must be a whole number of steps >= 1, got %g", q->num);
+        else
+            s->m->train.eval_every = (int64_t)q->num;
+    }
     static const ArgSpec spec[] = {{"samples", A_INT, false, 0}};
     const Ast *e = it->expr;
     const Ast **a = sema_args_bind(s, "evaluate", e->loc, spec, 1, e->arg, e->narg);
@@ -732,13 +744,14 @@ void sema_train_check(Sema *s, const Stmt *st) {
         diag_note(s->diag, (later == first[TI_EPOCHS] ? first[TI_ITERATIONS] : first[TI_EPOCHS])->loc, "the other is here");
     }
     if (first[TI_SAMPLER]) { /* a sampler replaces the optimizer and the epochs */
-        static const TrainItemKind clash[] = {TI_OPTIMIZER, TI_EPOCHS, TI_PRUNE, TI_STOP, TI_ITERATIONS};
+        static const TrainItemKind clash[] = {TI_OPTIMIZER, TI_EPOCHS, TI_PRUNE, TI_STOP, TI_ITERATIONS, TI_EVALUATE};
         static const char *const why[] = {"a sampler replaces the optimizer: give one or the other",
                                           "a sampler's run is its burnin and samples, not epochs",
                                           "a sampler cannot prune: the posterior is over a fixed network",
                                           "a sampler runs all its samples: stopping rules are for optimizers",
-                                          "a sampler's run is its burnin and samples, not iterations"};
-        for (int k = 0; k < 5; k++)
+                                          "a sampler's run is its burnin and samples, not iterations",
+                                          "a sampler evaluates its posterior predictive once, over its own draws"};
+        for (int k = 0; k < 6; k++)
             if (first[clash[k]]) {
                 err(s, first[clash[k]]->loc, "%s", why[k]);
                 diag_note(s->diag, first[TI_SAMPLER]->loc, "the sampler is here");
@@ -782,6 +795,13 @@ static void apply_overrides(Sema *s) {
                 continue;
             }
             t->valid_fraction = v;
+        } else if (!strcmp(o->key, "eval_every")) { /* `evaluate every N steps`; 0: after every epoch */
+            if (t->sampler.kind != SAMPLER_NONE || v != floor(v) || v < 0 || v > 1e12) {
+                err(s, (SrcLoc){0}, "--set eval_every=%g: %s", v, t->sampler.kind != SAMPLER_NONE
+                    ? "a sampler evaluates once, over its draws" : "a whole number of steps (0: after every epoch)");
+                continue;
+            }
+            t->eval_every = (int64_t)v;
         } else if (!strcmp(o->key, "samples") && t->sampler.kind == SAMPLER_NONE && t->eval_samples) {
             if (v != floor(v) || v < 2 || v > 100000) { /* `evaluate samples = S` */
                 err(s, (SrcLoc){0}, "--set samples=%g: the draws an evaluation averages, a whole number in [2, 100000]", v);

@@ -175,6 +175,9 @@ void summary_print(StrBuf *b, const Compilation *c) {
     else
         sb_printf(b, ", batch %lld, %lld epochs, seed %llu\n", (long long)t->batch, (long long)t->epochs,
                   (unsigned long long)t->seed);
+    if (t->sampler.kind == SAMPLER_NONE)
+        sb_printf(b, t->eval_every ? "evaluation: every %lld steps and after the last\n" : "evaluation: after every epoch\n",
+                  (long long)t->eval_every);
     const OptSpec *o = &t->opt;
     const SamplerSpec *sp = &t->sampler;
     if (sp->kind == SAMPLER_HMC)

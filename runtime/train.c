@@ -595,17 +595,24 @@ static int save_checkpoint(const TrainConfig *cfg, const Session *s, const Train
     return 0;
 }
 
-/* Resuming: keep metrics.jsonl's complete lines of epochs before `epoch` (a run killed after
- * writing a later epoch's lines but before its checkpoint would otherwise repeat them). */
-static int truncate_metrics(const char *path, int64_t epoch) {
+/* Resuming: keep metrics.jsonl's complete lines of epochs before the checkpoint's (a run killed
+ * after writing a later epoch's lines but before its checkpoint would otherwise repeat them),
+ * and, when the run evaluates every N steps, the evaluations and stop of its epoch at or before
+ * its step (written before the checkpoint: eval_every_hook runs before interrupt_hook). */
+static int truncate_metrics(const char *path, const TrainState *at, bool mid_epoch_evals) {
     size_t len;
     char *text = util_read_file(path, &len);
     if (!text) return errno == ENOENT ? 0 : -1;
     size_t keep = 0;
     for (char *line = text, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
         cJSON *o = cJSON_ParseWithLength(line, (size_t)(nl - line));
-        cJSON *e = cJSON_GetObjectItem(o, "epoch");
-        bool before = cJSON_IsNumber(e) && e->valuedouble < (double)epoch;
+        cJSON *e = cJSON_GetObjectItem(o, "epoch"), *st = cJSON_GetObjectItem(o, "step");
+        const char *split = cJSON_GetStringValue(cJSON_GetObjectItem(o, "split"));
+        const char *event = cJSON_GetStringValue(cJSON_GetObjectItem(o, "event"));
+        bool eval = (split && strcmp(split, "train")) || (event && !strcmp(event, "stop"));
+        bool before = cJSON_IsNumber(e) && (e->valuedouble < (double)at->epoch ||
+                                            (mid_epoch_evals && eval && e->valuedouble == (double)at->epoch &&
+                                             cJSON_IsNumber(st) && st->valuedouble <= (double)at->step));
         cJSON_Delete(o);
         if (!before) break;
         keep = (size_t)(nl + 1 - text);
@@ -854,8 +861,10 @@ static int progress_hook(TrainSession *ts) {
     return 0;
 }
 
-/* The epoch's line and metrics: its training loss and the schedule's values, then an
- * evaluation on the validation and test splits. */
+static void eval_splits(TrainSession *ts);
+
+/* The epoch's line and metrics: its training loss and the schedule's values, then (unless the
+ * run evaluates every N steps) an evaluation on the validation and test splits. */
 static int report_hook(TrainSession *ts) {
     const Model *m = ts->m;
     const Graph *g = ts->s.g;
@@ -881,6 +890,23 @@ static int report_hook(TrainSession *ts) {
     add_timing(line, sps, util_now() - ts->t0);
     line_end(ts->metrics, line);
     res->train_loss = latest->train_loss = train_loss;
+    if (!ts->t->eval_every) eval_splits(ts);
+    fprintf(out, " | %.1f s, %.0f samples/s\n", epoch_s, sps);
+    if (!ts->t->eval_every && (latest->has_valid || latest->has_test))
+        print_gates(out, g, latest->has_valid ? &latest->valid : &latest->test, latest->has_valid ? "valid" : "test");
+    res->epochs = epoch;
+    return 0;
+}
+
+/* The validation and test splits evaluated at the run's position: printed on the current line,
+ * a line each in metrics.jsonl, and kept for the stopping rule. */
+static void eval_splits(TrainSession *ts) {
+    const Graph *g = ts->s.g;
+    FILE *out = ts->out;
+    TrainResult *res = ts->res;
+    Latest *latest = &ts->latest;
+    int64_t epoch = ts->st.epoch, step = ts->st.step;
+    cJSON *line;
     latest->g = g;
     latest->has_valid = ts->n_valid && evaluate(&ts->s, &ts->data.train, ts->perm + ts->n_train, ts->n_valid, &latest->valid) == 0;
     if (latest->has_valid) {
@@ -903,18 +929,18 @@ static int report_hook(TrainSession *ts) {
         res->test_loss = latest->test.loss;
         memcpy(res->test_metric, latest->test.metric, sizeof res->test_metric);
     }
-    fprintf(out, " | %.1f s, %.0f samples/s\n", epoch_s, sps);
-    if (latest->has_valid || latest->has_test)
-        print_gates(out, g, latest->has_valid ? &latest->valid : &latest->test, latest->has_valid ? "valid" : "test");
-    res->epochs = epoch;
-    return 0;
 }
 
-/* The stopping rule (`stop when ...`) on the latest evaluation: the run ends after this epoch. */
+/* The stopping rule (`stop when ...`) on the latest evaluation: the run ends after this epoch
+ * (or, evaluating every N steps, at this step). */
 static int stop_hook(TrainSession *ts) {
     char why[512];
     if (stop_check(&ts->t->stop, &ts->st.stop, latest_metric, &ts->latest, why, sizeof why)) {
-        fprintf(ts->out, "stopping after epoch %lld of %lld: %s\n", (long long)ts->st.epoch, (long long)ts->epochs, why);
+        if (ts->t->eval_every)
+            fprintf(ts->out, "stopping at step %lld of %lld (epoch %lld): %s\n", (long long)ts->st.step, (long long)ts->total_steps,
+                    (long long)ts->st.epoch, why);
+        else
+            fprintf(ts->out, "stopping after epoch %lld of %lld: %s\n", (long long)ts->st.epoch, (long long)ts->epochs, why);
         cJSON *line = line_begin(ts->st.epoch, ts->st.step, NULL);
         cJSON_AddStringToObject(line, "event", "stop");
         cJSON_AddStringToObject(line, "reason", why);
@@ -923,6 +949,23 @@ static int stop_hook(TrainSession *ts) {
     }
     fflush(ts->out);
     return 0;
+}
+
+/* `evaluate every N steps`: the validation and test splits after every N-th step and the last,
+ * each on a line of its own, then the stopping rule, which may end the run at this step.  (Before
+ * the interrupt hook: a checkpoint at this step holds what this evaluation left.) */
+static int eval_every_hook(TrainSession *ts) {
+    int64_t step = ts->st.step;
+    if (step % ts->t->eval_every && step != ts->total_steps) return 0;
+    if (ts->tty) fprintf(ts->out, "\r\033[K");
+    fprintf(ts->out, "step %lld/%lld (epoch %lld)", (long long)step, (long long)ts->total_steps, (long long)ts->st.epoch);
+    double t0 = util_now();
+    eval_splits(ts);
+    fprintf(ts->out, " | evaluated in %.1f s\n", util_now() - t0);
+    const Latest *l = &ts->latest;
+    if (l->has_valid || l->has_test) print_gates(ts->out, ts->s.g, l->has_valid ? &l->valid : &l->test, l->has_valid ? "valid" : "test");
+    ts->last_print = 0;
+    return stop_hook(ts);
 }
 
 /* `prune gates every N epochs`: between epochs, so not after the last nor when stopping. */
@@ -947,11 +990,12 @@ static int checkpoint_hook(TrainSession *ts) {
 static void install(TrainSession *ts) {
     ts->step = optimizer_step;
     if (ts->signal_epoch) hook_add(ts, AFTER_STEP, test_signal_step);
+    if (ts->t->eval_every) hook_add(ts, AFTER_STEP, eval_every_hook);
     hook_add(ts, AFTER_STEP, interrupt_hook);
     if (ts->tty) hook_add(ts, AFTER_STEP, progress_hook);
     if (ts->signal_epoch) hook_add(ts, END_OF_EPOCH, test_signal_eval);
     hook_add(ts, END_OF_EPOCH, report_hook);
-    hook_add(ts, END_OF_EPOCH, stop_hook);
+    if (!ts->t->eval_every) hook_add(ts, END_OF_EPOCH, stop_hook);
     if (ts->t->prune_every) hook_add(ts, END_OF_EPOCH, prune_hook);
     hook_add(ts, END_OF_EPOCH, checkpoint_hook);
 }
@@ -972,7 +1016,7 @@ static int train_open(TrainSession *ts, const TrainConfig *cfg, TrainResult *res
     if (cfg->out_dir) {
         char path[4096];
         snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
-        if (train_make_dirs(cfg->out_dir) || (cfg->resume && truncate_metrics(path, cfg->resume->epoch)) ||
+        if (train_make_dirs(cfg->out_dir) || (cfg->resume && truncate_metrics(path, cfg->resume, ts->t->eval_every > 0)) ||
             !(ts->metrics = fopen(path, cfg->resume ? "a" : "w"))) {
             fprintf(cfg->diag->out, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
             train_free_data(&ts->data);
@@ -1064,7 +1108,8 @@ static int train_epoch(TrainSession *ts) {
     if (st->epoch_step == 0) st->loss_sum = st->train_s = 0;
     ts->e0 = util_now();
     ts->last_print = 0;
-    for (int64_t at = st->epoch_step * batch; at < ts->n_train && st->step < ts->total_steps; at = st->epoch_step * batch) {
+    for (int64_t at = st->epoch_step * batch; at < ts->n_train && st->step < ts->total_steps && !st->finished;
+         at = st->epoch_step * batch) {
         Batch b = {.idx = ts->order + at, .rows = ts->n_train - at < batch ? ts->n_train - at : batch, .step = st->step + 1};
         load_batch(&ts->s, &ts->data.train, b.idx, b.rows);
         train_step_scalars(ts->m, ts->s.exec, b.step, ts->steps_per_epoch, ts->total_steps, &ts->lr_used, ts->param_used);

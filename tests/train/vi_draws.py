@@ -13,7 +13,9 @@ standard deviation sqrt(sum_j x_j^2 softplus(rho_j)^2), in closed form.  Checks:
     checkpoint's weights, loss_kl is kl / N, and loss_nll + loss_kl is the loss;
   - the same draws every time: predict twice gives the same bytes;
   - `nnc check` prints N (from the npy file's header), the KL's scale 1 / N and the draws;
-  - `--set samples=N` changes S, a posterior-mean twin (no `evaluate`) reports other metrics."""
+  - `--set samples=N` changes S, a posterior-mean twin (no `evaluate`) reports other metrics;
+  - `evaluate every N steps`: evaluations at those steps, resumable bit for bit across them, and
+    a stopping rule that ends the run mid-epoch."""
 import json
 import os
 import subprocess
@@ -132,4 +134,45 @@ check(r.returncode == 0 and few and few[-1]["rmse"] != test[0]["rmse"], "--set s
 r, mean_run = train("vi_mean", "mean")
 check(r.returncode == 0 and mean_run and "coverage95" not in mean_run[-1] and mean_run[-1]["rmse"] != last["rmse"]
       and "kl" in mean_run[-1], "without `evaluate`, the posterior mean: no coverage, other metrics, the KL reported")
+
+# `evaluate every N steps`: the splits after every N-th step and the last, not per epoch; a run
+# stopped right after such an evaluation (or between two) resumes to the same lines and weights;
+# a stopping rule ends the run at the evaluation that meets it, mid-epoch
+every = MODEL.replace("  epochs    60\n", "  iterations 120\n").replace("EVALUATE", "  evaluate  every 25 steps, samples = 50\n")
+with open(f"{out}/vi_every.nn", "w") as f:
+    f.write(every)
+with open(f"{out}/vi_stop.nn", "w") as f:
+    f.write(every.replace("every 25 steps", "every 15 steps").replace("  seed      3\n", "  seed      3\n  stop      when test.rmse < 2.2\n"))
+
+
+def lines_of(run):
+    return [json.loads(l) for l in open(f"{out}/{run}/metrics.jsonl")]
+
+
+def untimed(lines):
+    return [{k: v for k, v in l.items() if k not in ("samples_per_s", "time_s")} for l in lines]
+
+
+r = subprocess.run([nnc, "train", f"{out}/vi_every.nn", "--out", f"{out}/every", "--no-progress"], capture_output=True, text=True)
+full = lines_of("every") if r.returncode == 0 else []
+steps = [l["step"] for l in full if l.get("split") == "test"]
+trains = [l["step"] for l in full if l.get("split") == "train"]
+check(r.returncode == 0 and steps == [25, 50, 75, 100, 120] and trains == list(range(10, 121, 10)),
+      f"evaluate every 25 steps: test lines at steps {steps}, train lines at {trains}")
+check("step 25/120 (epoch 3) | test loss" in r.stdout,
+      "a line per evaluation: " + next((l for l in r.stdout.splitlines() if l.startswith("step 25/")), "none"))
+for at in ("3:5", "3:4", "11:eval", "5:3"):
+    cut = f"cut{at.replace(':', '_')}"
+    a = subprocess.run([nnc, "train", f"{out}/vi_every.nn", "--out", f"{out}/{cut}", "--no-progress"],
+                       env=dict(os.environ, NNC_TEST_SIGNAL_AT=at), capture_output=True, text=True)
+    b = subprocess.run([nnc, "train", f"{out}/vi_every.nn", "--out", f"{out}/{cut}", "--no-progress", "--resume"],
+                       capture_output=True, text=True)
+    same = a.returncode == 143 and b.returncode == 0 and untimed(lines_of(cut)) == untimed(full)
+    same = same and open(f"{out}/{cut}/checkpoint.safetensors", "rb").read() == open(f"{out}/every/checkpoint.safetensors", "rb").read()
+    check(same, f"stopped at {at} (exit {a.returncode}) and resumed (exit {b.returncode}): the same metrics.jsonl and checkpoint")
+r = subprocess.run([nnc, "train", f"{out}/vi_stop.nn", "--out", f"{out}/stop", "--no-progress"], capture_output=True, text=True)
+stop = [l for l in lines_of("stop") if l.get("event") == "stop"] if r.returncode == 0 else []
+last_train = [l for l in lines_of("stop") if l.get("split") == "train"][-1] if stop else {}
+check(len(stop) == 1 and stop[0]["step"] % 15 == 0 and stop[0]["step"] < 120 and last_train.get("step") == stop[0]["step"],
+      f"a stopping rule checked every 15 steps ends the run at that step: {stop} {r.stdout.splitlines()[-3:]}")
 finish()
