@@ -176,38 +176,46 @@ static int lower_norm(Lower *L, const SVal *v, int x) {
     return y;
 }
 
+/* A variational layer's weight of shape ws: w = mu + softplus(rho) eps, its mean NAME.weight_mu
+ * and NAME.weight_rho trained, eps from normal_noise (0 when mode.noise is: the posterior mean);
+ * KL(N(mu, sigma^2) || N(m, s^2)) = log s - log sigma + (sigma^2 + (mu - m)^2) / 2 s^2 - 1/2,
+ * summed, goes to the loss's KL terms. */
+static int variational_weight(Lower *L, const SVal *v, Shape ws, int64_t fan_in) {
+    Graph *g = L->g;
+    int mu = ir_weight(g, wname(L, v, "weight_mu"), W_PARAM, ws, INIT_UNIFORM_FANIN, v->loc);
+    int rho = ir_weight(g, wname(L, v, "weight_rho"), W_PARAM, ws, INIT_CONST, v->loc);
+    Weight *wm = &g->weight[g->node[mu].ref], *wr = &g->weight[g->node[rho].ref];
+    wm->fan_in = fan_in;
+    wr->init_value = v->rho0;
+    wm->variational = wr->variational = true;
+    int sc[4];
+    random_scalars(L, v->loc, true, sc);
+    int eps = ir_add(g, OP_NORMAL_NOISE, DT_F32, ws, sc, 4, v->loc);
+    g->node[eps].attr[0] = v->stream;
+    int sigma = ir_add1(g, OP_SOFTPLUS, ws, rho, v->loc);
+    int w = ir_add2(g, OP_ADD, ws, mu, ir_add2(g, OP_MUL, ws, sigma, eps, v->loc), v->loc);
+    for (int id = eps; id < g->nnode; id++) g->node[id].name = v->wname;
+    double m = v->prior_mean, s = v->prior_scale;
+    int d = m == 0 ? mu : ir_add2(g, OP_SUB, ws, mu, ir_const(g, m, v->loc), v->loc);
+    int q = ir_add2(g, OP_ADD, ws, ir_add2(g, OP_MUL, ws, sigma, sigma, v->loc), ir_add2(g, OP_MUL, ws, d, d, v->loc), v->loc);
+    int e = ir_add2(g, OP_SUB, ws, ir_add2(g, OP_MUL, ws, q, ir_const(g, 1 / (2 * s * s), v->loc), v->loc),
+                    ir_add1(g, OP_LOG, ws, sigma, v->loc), v->loc);
+    int kl = ir_add2(g, OP_ADD, shape_scalar(), ir_add1(g, OP_SUM, shape_scalar(), e, v->loc),
+                     ir_const(g, (double)shape_numel(ws) * (log(s) - 0.5), v->loc), v->loc);
+    for (int id = d; id < g->nnode; id++)
+        if (op_info[g->node[id].op].cls != OC_LEAF) g->node[id].name = v->wname;
+    VEC_PUSH(L->kl, L->nkl, L->capkl, kl);
+    return w;
+}
+
 static int lower_layer(Lower *L, const SVal *v) {
     Graph *g = L->g;
     int x = lower_val(L, v->a);
     Shape in = g->node[x].shape;
     switch (v->layer) {
-    case L_BAYES_DENSE: { /* w = mu + softplus(rho) eps (eps 0 when mode.noise is: the posterior mean) */
+    case L_BAYES_DENSE: {
         Shape ws = {.rank = 2, .dim = {v->units, in.dim[0]}};
-        int mu = ir_weight(g, wname(L, v, "weight_mu"), W_PARAM, ws, INIT_UNIFORM_FANIN, v->loc);
-        int rho = ir_weight(g, wname(L, v, "weight_rho"), W_PARAM, ws, INIT_CONST, v->loc);
-        Weight *wm = &g->weight[g->node[mu].ref], *wr = &g->weight[g->node[rho].ref];
-        wm->fan_in = in.dim[0];
-        wr->init_value = v->rho0;
-        wm->variational = wr->variational = true;
-        int sc[4];
-        random_scalars(L, v->loc, true, sc);
-        int eps = ir_add(g, OP_NORMAL_NOISE, DT_F32, ws, sc, 4, v->loc);
-        g->node[eps].attr[0] = v->stream;
-        int sigma = ir_add1(g, OP_SOFTPLUS, ws, rho, v->loc);
-        int w = ir_add2(g, OP_ADD, ws, mu, ir_add2(g, OP_MUL, ws, sigma, eps, v->loc), v->loc);
-        for (int id = eps; id < g->nnode; id++) g->node[id].name = v->wname;
-        /* KL(N(mu, sigma^2) || N(m, s^2)) = log s - log sigma + (sigma^2 + (mu - m)^2) / 2 s^2 - 1/2, summed */
-        double m = v->prior_mean, s = v->prior_scale;
-        int d = m == 0 ? mu : ir_add2(g, OP_SUB, ws, mu, ir_const(g, m, v->loc), v->loc);
-        int q = ir_add2(g, OP_ADD, ws, ir_add2(g, OP_MUL, ws, sigma, sigma, v->loc), ir_add2(g, OP_MUL, ws, d, d, v->loc), v->loc);
-        int e = ir_add2(g, OP_SUB, ws, ir_add2(g, OP_MUL, ws, q, ir_const(g, 1 / (2 * s * s), v->loc), v->loc),
-                        ir_add1(g, OP_LOG, ws, sigma, v->loc), v->loc);
-        int kl = ir_add2(g, OP_ADD, shape_scalar(), ir_add1(g, OP_SUM, shape_scalar(), e, v->loc),
-                         ir_const(g, (double)shape_numel(ws) * (log(s) - 0.5), v->loc), v->loc);
-        for (int id = d; id < g->nnode; id++)
-            if (op_info[g->node[id].op].cls != OC_LEAF) g->node[id].name = v->wname;
-        VEC_PUSH(L->kl, L->nkl, L->capkl, kl);
-        return dense_product(L, v, x, w, in.dim[0]);
+        return dense_product(L, v, x, variational_weight(L, v, ws, in.dim[0]), in.dim[0]);
     }
     case L_DENSE: {
         Shape ws = {.rank = 2, .dim = {v->units, in.dim[0]}};
@@ -234,7 +242,7 @@ static int lower_layer(Lower *L, const SVal *v) {
              * kh kw is 1 */
             Shape ws = v->spatial == 2 ? (Shape){.rank = 4, .dim = {v->units, c, v->kh, v->kw}}
                                        : (Shape){.rank = 3, .dim = {v->units, c, v->kw}};
-            int w = layer_weight(L, v, "weight", ws, k), kk = (int)(v->kh * v->kw);
+            int w = v->variational ? variational_weight(L, v, ws, k) : layer_weight(L, v, "weight", ws, k), kk = (int)(v->kh * v->kw);
             if (c > 1 && kk > 1) {
                 w = ir_add1(g, OP_RESHAPE, (Shape){.rank = 3, .dim = {v->units, c, kk}}, w, v->loc);
                 w = ir_add1(g, OP_TRANSPOSE, (Shape){.rank = 3, .dim = {v->units, kk, c}}, w, v->loc);

@@ -166,7 +166,8 @@ struct SVal {
     int64_t kh, kw, stride, dilation, pad_top, pad_left;
     Op pool;
     int stream; /* L_DROPOUT, L_BAYES_DENSE: the layer's random stream; alpha is dropout's p */
-    double prior_mean, prior_scale, rho0; /* L_BAYES_DENSE: its prior normal(mean, scale), rho's start */
+    double prior_mean, prior_scale, rho0; /* variational: its prior normal(mean, scale), rho's start */
+    bool variational; /* bayes_dense, bayes_conv1d, bayes_conv2d: mean-field Gaussian weights */
     double eps, momentum; /* L_BATCH_NORM, L_LAYER_NORM: added to the variance; the running
                              averages' weight on each batch (batch_norm) */
 };
@@ -233,7 +234,7 @@ typedef struct {
     int nprior;
     LayerRow *row;
     int nrow;
-    int nvariational; /* variational layers (bayes_dense), every block instance counted */
+    int nvariational; /* variational layers (bayes_dense, bayes_conv*), every block instance counted */
     TrainSpec train;
 } Model;
 

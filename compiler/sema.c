@@ -607,7 +607,7 @@ static void finish_eval_samples(Sema *s, SVal *loss) {
     const TrainSpec *t = &s->m->train;
     if (!t->eval_samples || t->sampler.kind != SAMPLER_NONE) return; /* (a sampler with `evaluate`: sema_train.c) */
     if (!s->m->nvariational) {
-        err(s, t->eval_loc, "`evaluate samples` draws the weights of variational layers, but the model has none (bayes_dense)");
+        err(s, t->eval_loc, "`evaluate samples` draws the weights of variational layers, but the model has none (bayes_dense, bayes_conv1d, bayes_conv2d)");
         return;
     }
     enum { CAP = 64 };

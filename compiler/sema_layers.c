@@ -61,6 +61,35 @@ static SVal *check_dense(Sema *s, const LayerDef *ld, const Ast *e, const Ast *c
     return v;
 }
 
+/* A variational layer's own arguments: its prior (`prior`, a normal whose KL term is in closed
+ * form; normal(0, 1) when absent) and rho's start (`rho`).  Marks v variational, with its random
+ * stream.  False after reporting an error. */
+static bool variational_args(Sema *s, const LayerDef *ld, const Ast *p, const Ast *rho, int rho_arg, SVal *v) {
+    if (!sema_args_num(s, rho, &ld->args[rho_arg], &v->rho0)) return false;
+    v->prior_mean = 0, v->prior_scale = 1;
+    if (p) {
+        static const ArgSpec spec[] = {{"loc", A_NUM, true, 0}, {"scale", A_NUM, true, 0}};
+        if (p->kind != AST_CALL || strcmp(p->text, "normal")) {
+            if (p->kind == AST_CALL && sema_prior_is_dist(p->text))
+                err(s, p->loc, "%s's KL term is in closed form for a normal prior; a Monte-Carlo KL for '%s' is not "
+                    "implemented yet", ld->name, p->text);
+            else
+                err(s, p->loc, "%s's prior is a distribution, such as normal(0, 1)", ld->name);
+            return false;
+        }
+        const Ast **q = sema_args_bind(s, "normal", p->loc, spec, 2, p->arg, p->narg);
+        if (!q || !sema_eval_const(s, q[0], &v->prior_mean) || !sema_eval_const(s, q[1], &v->prior_scale)) return false;
+        if (!(v->prior_scale > 0)) {
+            err(s, q[1]->loc, "the prior's scale must be positive, got %g", v->prior_scale);
+            return false;
+        }
+    }
+    v->variational = true;
+    v->stream = s->ndropout++; /* (the random streams of dropout and variational layers are one series) */
+    s->m->nvariational++;
+    return true;
+}
+
 /* bayes_dense(units, prior = normal(m, s), rho = -5): a dense layer whose weight is a mean-field
  * Gaussian, w = mu + softplus(rho) eps, with a normal prior whose KL term is in closed form. */
 static SVal *check_bayes_dense(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
@@ -68,31 +97,10 @@ static SVal *check_bayes_dense(Sema *s, const LayerDef *ld, const Ast *e, const 
     int64_t units;
     if (!need_flat(s, ld->name, x, e->loc)) return NULL;
     if (!sema_eval_int(s, a[0], "the number of units", 1, 1 << 24, &units)) return NULL;
-    if (!sema_args_num(s, a[2], &ld->args[2], &v->rho0)) return NULL;
     if (!sema_args_bool(s, a[3], true, &v->bias)) return NULL;
-    v->prior_mean = 0, v->prior_scale = 1;
-    const Ast *p = a[1];
-    if (p) {
-        static const ArgSpec spec[] = {{"loc", A_NUM, true, 0}, {"scale", A_NUM, true, 0}};
-        if (p->kind != AST_CALL || strcmp(p->text, "normal")) {
-            if (p->kind == AST_CALL && sema_prior_is_dist(p->text))
-                err(s, p->loc, "bayes_dense's KL term is in closed form for a normal prior; a Monte-Carlo KL for '%s' is not "
-                    "implemented yet", p->text);
-            else
-                err(s, p->loc, "bayes_dense's prior is a distribution, such as normal(0, 1)");
-            return NULL;
-        }
-        const Ast **q = sema_args_bind(s, "normal", p->loc, spec, 2, p->arg, p->narg);
-        if (!q || !sema_eval_const(s, q[0], &v->prior_mean) || !sema_eval_const(s, q[1], &v->prior_scale)) return NULL;
-        if (!(v->prior_scale > 0)) {
-            err(s, q[1]->loc, "the prior's scale must be positive, got %g", v->prior_scale);
-            return NULL;
-        }
-    }
+    if (!variational_args(s, ld, a[1], a[2], 2, v)) return NULL;
     v->units = v->declared = units;
     v->shape = shape_vec(units, true);
-    v->stream = s->ndropout++; /* (the random streams of dropout and variational layers are one series) */
-    s->m->nvariational++;
     int64_t np = 2 * units * x->shape.dim[0] + (v->bias ? units : 0);
     add_row(s, arena_printf(s->arena, "bayes_dense(%lld)", (long long)units), v, np);
     return v;
@@ -238,7 +246,7 @@ static SVal *window_shape(SVal *v, int spatial, int64_t oh, int64_t ow, int64_t 
 }
 
 static SVal *check_conv(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
-    int spatial = ld->name[4] == '2' ? 2 : 1;
+    int spatial = strstr(ld->name, "2d") ? 2 : 1;
     int64_t hwc[3], filters, k, stride = 1, dil = 1;
     if (!feature_map(s, ld, e, v->a, spatial, hwc)) return NULL;
     if (!sema_eval_int(s, a[0], "the number of filters", 1, 1 << 20, &filters)) return NULL;
@@ -285,13 +293,20 @@ static SVal *check_conv(Sema *s, const LayerDef *ld, const Ast *e, const Ast *co
         if (!strcmp(s->width[i].layer, v->wname)) filters = s->width[i].units;
     v->units = filters;
     window_shape(v, spatial, oh, ow, filters);
-    int64_t np = filters * hwc[2] * kh * k + (v->bias ? filters : 0);
+    int64_t np = (v->variational ? 2 : 1) * filters * hwc[2] * kh * k + (v->bias ? filters : 0);
     const char *kernel = spatial == 2 ? arena_printf(s->arena, "%lldx%lld", (long long)k, (long long)k)
                                       : arena_printf(s->arena, "%lld", (long long)k);
     add_row(s, arena_printf(s->arena, "%s(%lld, %s%s%s)", ld->name, (long long)filters, kernel,
                             total ? (word ? ", same" : ", padded") : "", stride > 1 ? ", strided" : ""),
             v, np);
     return v;
+}
+
+/* bayes_conv1d / bayes_conv2d(filters, kernel, ..., prior = normal(m, s), rho = -5): a convolution
+ * whose weight is a mean-field Gaussian, as bayes_dense's (the bias is an ordinary weight). */
+static SVal *check_bayes_conv(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
+    if (!variational_args(s, ld, a[6], a[7], 7, v)) return NULL;
+    return check_conv(s, ld, e, a, v);
 }
 
 static SVal *check_pool(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
@@ -409,6 +424,14 @@ static const LayerDef layers[] = {
     {"layer_norm", L_LAYER_NORM, .check = check_norm, .stem = "norm", SEMA_ARGS({"eps", A_NUM, false, 1e-5})},
     {"bayes_dense", L_BAYES_DENSE, .check = check_bayes_dense, .stem = "bayes_dense",
      SEMA_ARGS({"units", A_INT, true, 0}, {"prior", A_ANY, false, 0}, {"rho", A_NUM, false, -5}, {"bias", A_BOOL, false, 1})},
+    {"bayes_conv2d", L_CONV, .check = check_bayes_conv, .stem = "bayes_conv",
+     SEMA_ARGS({"filters", A_INT, true, 0}, {"kernel", A_INT, true, 0}, {"stride", A_INT, false, 1},
+               {"padding", A_ANY, false, 0}, {"dilation", A_INT, false, 1}, {"bias", A_BOOL, false, 1},
+               {"prior", A_ANY, false, 0}, {"rho", A_NUM, false, -5})},
+    {"bayes_conv1d", L_CONV, .check = check_bayes_conv, .stem = "bayes_conv",
+     SEMA_ARGS({"filters", A_INT, true, 0}, {"kernel", A_INT, true, 0}, {"stride", A_INT, false, 1},
+               {"padding", A_ANY, false, 0}, {"dilation", A_INT, false, 1}, {"bias", A_BOOL, false, 1},
+               {"prior", A_ANY, false, 0}, {"rho", A_NUM, false, -5})},
     {"fd_grad", .todo = "finite-difference input gradients"},
 };
 enum { NLAYERS = sizeof layers / sizeof *layers };

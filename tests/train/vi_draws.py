@@ -14,6 +14,7 @@ standard deviation sqrt(sum_j x_j^2 softplus(rho_j)^2), in closed form.  Checks:
   - the same draws every time: predict twice gives the same bytes;
   - `nnc check` prints N (from the npy file's header), the KL's scale 1 / N and the draws;
   - `--set samples=N` changes S, a posterior-mean twin (no `evaluate`) reports other metrics;
+  - bayes_conv1d's draws against the same closed form per output position;
   - `evaluate every N steps`: evaluations at those steps, resumable bit for bit across them, and
     a stopping rule that ends the run mid-epoch."""
 import json
@@ -134,6 +135,42 @@ check(r.returncode == 0 and few and few[-1]["rmse"] != test[0]["rmse"], "--set s
 r, mean_run = train("vi_mean", "mean")
 check(r.returncode == 0 and mean_run and "coverage95" not in mean_run[-1] and mean_run[-1]["rmse"] != last["rmse"]
       and "kl" in mean_run[-1], "without `evaluate`, the posterior mean: no coverage, other metrics, the KL reported")
+
+# bayes_conv1d: the same closed form, per output position: mean sum_k mu_k x[t + k], variance
+# sum_k sigma_k^2 x[t + k]^2 (one filter, one channel, no bias)
+xc = rng.normal(size=(300, 6, 1)).astype(np.float32)
+np.save(f"{out}/conv_x.npy", xc)
+np.save(f"{out}/conv_y.npy", (xc[:, :4, 0] - xc[:, 2:, 0]).astype(np.float32))
+with open(f"{out}/vi_conv.nn", "w") as f:
+    f.write("""model vi_conv
+input  x : f32[6, 1]
+target y : f32[4]
+pred = x -> bayes_conv1d(1, 3, bias = false, rho = -1) -> flatten
+loss   gaussian_nll(pred, y, sigma = learned)
+metric rmse(pred, y)
+train {
+  data      npy(x = "conv_x.npy", y = "conv_y.npy")
+  batch     30
+  epochs    5
+  optimizer adam(lr = 0.05)
+  evaluate  samples = 2000
+}
+""")
+r = subprocess.run([nnc, "train", f"{out}/vi_conv.nn", "--out", f"{out}/conv", "--no-progress"], capture_output=True, text=True)
+check(r.returncode == 0, f"vi_conv trains (exit {r.returncode}) {r.stderr[-300:]}")
+subprocess.run([nnc, "build", f"{out}/vi_conv.nn", "-o", f"{out}/conv_trainer"], check=True, capture_output=True)
+r = subprocess.run([f"{out}/conv_trainer", "predict", "--checkpoint", f"{out}/conv/checkpoint.safetensors", "--input",
+                    f"{out}/conv_x.npy", "--output", f"{out}/conv_pred.npy"], capture_output=True, text=True)
+wc, _ = read(f"{out}/conv/checkpoint.safetensors")
+muc, sgc = wc["pred.weight_mu"].astype(np.float64).reshape(3), softplus(wc["pred.weight_rho"].astype(np.float64)).reshape(3)
+win = np.stack([xc[:, k:k + 4, 0] for k in range(3)], axis=-1).astype(np.float64)  # [n, 4 positions, 3 taps]
+pc = np.load(f"{out}/conv_pred.npy") if r.returncode == 0 else np.zeros((300, 4, 2))
+sd_c = np.sqrt((win ** 2) @ (sgc ** 2))
+zc = np.abs(pc[..., 0] - win @ muc) / (sd_c / np.sqrt(S))
+rc_ = pc[..., 1] / sd_c
+check(r.returncode == 0 and pc.shape == (300, 4, 2) and zc.max() < 4.5 and 0.9 < rc_.min() and rc_.max() < 1.1,
+      f"bayes_conv1d over 2000 draws: means within {zc.max():.2f} standard errors of the closed form, sd ratios "
+      f"{rc_.min():.4f} to {rc_.max():.4f}")
 
 # `evaluate every N steps`: the splits after every N-th step and the last, not per epoch; a run
 # stopped right after such an evaluation (or between two) resumes to the same lines and weights;
