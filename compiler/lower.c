@@ -176,11 +176,12 @@ static int lower_norm(Lower *L, const SVal *v, int x) {
     return y;
 }
 
-/* A variational layer's weight of shape ws: w = mu + softplus(rho) eps, its mean NAME.weight_mu
- * and NAME.weight_rho trained, eps from normal_noise (0 when mode.noise is: the posterior mean);
- * KL(N(mu, sigma^2) || N(m, s^2)) = log s - log sigma + (sigma^2 + (mu - m)^2) / 2 s^2 - 1/2,
- * summed, goes to the loss's KL terms. */
-static int variational_weight(Lower *L, const SVal *v, Shape ws, int64_t fan_in) {
+/* A variational layer's weight of shape ws: its mean NAME.weight_mu and NAME.weight_rho trained,
+ * sigma = softplus(rho), and w = mu + sigma eps with eps from normal_noise (0 when mode.noise is:
+ * the posterior mean); with the local reparameterisation no w is drawn (-1), the layer draws its
+ * outputs instead (lower_local).  KL(N(mu, sigma^2) || N(m, s^2)) = log s - log sigma +
+ * (sigma^2 + (mu - m)^2) / 2 s^2 - 1/2, summed, goes to the loss's KL terms. */
+static int variational_weight(Lower *L, const SVal *v, Shape ws, int64_t fan_in, int *mu_out, int *sigma_out) {
     Graph *g = L->g;
     int mu = ir_weight(g, wname(L, v, "weight_mu"), W_PARAM, ws, INIT_UNIFORM_FANIN, v->loc);
     int rho = ir_weight(g, wname(L, v, "weight_rho"), W_PARAM, ws, INIT_CONST, v->loc);
@@ -188,13 +189,19 @@ static int variational_weight(Lower *L, const SVal *v, Shape ws, int64_t fan_in)
     wm->fan_in = fan_in;
     wr->init_value = v->rho0;
     wm->variational = wr->variational = true;
-    int sc[4];
-    random_scalars(L, v->loc, true, sc);
-    int eps = ir_add(g, OP_NORMAL_NOISE, DT_F32, ws, sc, 4, v->loc);
-    g->node[eps].attr[0] = v->stream;
-    int sigma = ir_add1(g, OP_SOFTPLUS, ws, rho, v->loc);
-    int w = ir_add2(g, OP_ADD, ws, mu, ir_add2(g, OP_MUL, ws, sigma, eps, v->loc), v->loc);
-    for (int id = eps; id < g->nnode; id++) g->node[id].name = v->wname;
+    int w = -1, sigma, first = g->nnode;
+    if (v->local) {
+        sigma = ir_add1(g, OP_SOFTPLUS, ws, rho, v->loc);
+    } else {
+        int sc[4];
+        random_scalars(L, v->loc, true, sc);
+        int eps = ir_add(g, OP_NORMAL_NOISE, DT_F32, ws, sc, 4, v->loc);
+        g->node[eps].attr[0] = v->stream;
+        first = eps;
+        sigma = ir_add1(g, OP_SOFTPLUS, ws, rho, v->loc);
+        w = ir_add2(g, OP_ADD, ws, mu, ir_add2(g, OP_MUL, ws, sigma, eps, v->loc), v->loc);
+    }
+    for (int id = first; id < g->nnode; id++) g->node[id].name = v->wname;
     double m = v->prior_mean, s = v->prior_scale;
     int d = m == 0 ? mu : ir_add2(g, OP_SUB, ws, mu, ir_const(g, m, v->loc), v->loc);
     int q = ir_add2(g, OP_ADD, ws, ir_add2(g, OP_MUL, ws, sigma, sigma, v->loc), ir_add2(g, OP_MUL, ws, d, d, v->loc), v->loc);
@@ -205,7 +212,33 @@ static int variational_weight(Lower *L, const SVal *v, Shape ws, int64_t fan_in)
     for (int id = d; id < g->nnode; id++)
         if (op_info[g->node[id].op].cls != OC_LEAF) g->node[id].name = v->wname;
     VEC_PUSH(L->kl, L->nkl, L->capkl, kl);
+    *mu_out = mu;
+    *sigma_out = sigma;
     return w;
+}
+
+/* bayes_dense(local = true), the local reparameterisation: each output is drawn, not the weight.
+ * For a sample x, y = x mu^T + b + sqrt(x^2 (sigma^2)^T) eps, eps standard normal per sample and
+ * output (the distribution of x w^T + b under the weight's): the noise varies within a batch,
+ * so its gradients have a lower variance. */
+static int lower_local(Lower *L, const SVal *v, int x, int mu, int sigma, int64_t fan_in) {
+    Graph *g = L->g;
+    SrcLoc at = v->loc;
+    Shape ys = v->shape, ws = g->node[mu].shape;
+    int first = g->nnode;
+    int mean = dense_product(L, v, x, mu, fan_in);
+    int var = ir_add2(g, OP_MATMUL, ys, ir_add2(g, OP_MUL, g->node[x].shape, x, x, at), ir_add2(g, OP_MUL, ws, sigma, sigma, at), at);
+    g->node[var].attr[1] = 1; /* x^2 . (sigma^2)^T */
+    int pos = ir_add2(g, OP_ADD, ys, var, ir_const(g, 1e-12, at), at); /* sqrt(v) = v rsqrt(v), v > 0 */
+    int sd = ir_add2(g, OP_MUL, ys, pos, ir_add1(g, OP_RSQRT, ys, pos, at), at);
+    int sc[4];
+    random_scalars(L, at, true, sc);
+    int eps = ir_add(g, OP_NORMAL_NOISE, DT_F32, ys, sc, 4, at);
+    g->node[eps].attr[0] = v->stream;
+    int y = ir_add2(g, OP_ADD, ys, mean, ir_add2(g, OP_MUL, ys, sd, eps, at), at);
+    for (int id = first; id < g->nnode; id++)
+        if (op_info[g->node[id].op].cls != OC_LEAF) g->node[id].name = v->wname;
+    return y;
 }
 
 static int lower_layer(Lower *L, const SVal *v) {
@@ -215,7 +248,8 @@ static int lower_layer(Lower *L, const SVal *v) {
     switch (v->layer) {
     case L_BAYES_DENSE: {
         Shape ws = {.rank = 2, .dim = {v->units, in.dim[0]}};
-        return dense_product(L, v, x, variational_weight(L, v, ws, in.dim[0]), in.dim[0]);
+        int mu, sigma, w = variational_weight(L, v, ws, in.dim[0], &mu, &sigma);
+        return v->local ? lower_local(L, v, x, mu, sigma, in.dim[0]) : dense_product(L, v, x, w, in.dim[0]);
     }
     case L_DENSE: {
         Shape ws = {.rank = 2, .dim = {v->units, in.dim[0]}};
@@ -242,7 +276,8 @@ static int lower_layer(Lower *L, const SVal *v) {
              * kh kw is 1 */
             Shape ws = v->spatial == 2 ? (Shape){.rank = 4, .dim = {v->units, c, v->kh, v->kw}}
                                        : (Shape){.rank = 3, .dim = {v->units, c, v->kw}};
-            int w = v->variational ? variational_weight(L, v, ws, k) : layer_weight(L, v, "weight", ws, k), kk = (int)(v->kh * v->kw);
+            int mu, sigma, kk = (int)(v->kh * v->kw);
+            int w = v->variational ? variational_weight(L, v, ws, k, &mu, &sigma) : layer_weight(L, v, "weight", ws, k);
             if (c > 1 && kk > 1) {
                 w = ir_add1(g, OP_RESHAPE, (Shape){.rank = 3, .dim = {v->units, c, kk}}, w, v->loc);
                 w = ir_add1(g, OP_TRANSPOSE, (Shape){.rank = 3, .dim = {v->units, kk, c}}, w, v->loc);

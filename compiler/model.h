@@ -168,6 +168,7 @@ struct SVal {
     int stream; /* L_DROPOUT, L_BAYES_DENSE: the layer's random stream; alpha is dropout's p */
     double prior_mean, prior_scale, rho0; /* variational: its prior normal(mean, scale), rho's start */
     bool variational; /* bayes_dense, bayes_conv1d, bayes_conv2d: mean-field Gaussian weights */
+    bool local;       /* bayes_dense(local = true): the local reparameterisation */
     double eps, momentum; /* L_BATCH_NORM, L_LAYER_NORM: added to the variance; the running
                              averages' weight on each batch (batch_norm) */
 };

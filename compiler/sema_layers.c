@@ -90,19 +90,20 @@ static bool variational_args(Sema *s, const LayerDef *ld, const Ast *p, const As
     return true;
 }
 
-/* bayes_dense(units, prior = normal(m, s), rho = -5): a dense layer whose weight is a mean-field
- * Gaussian, w = mu + softplus(rho) eps, with a normal prior whose KL term is in closed form. */
+/* bayes_dense(units, prior = normal(m, s), rho = -5, local = false): a dense layer whose weight is
+ * a mean-field Gaussian, w = mu + softplus(rho) eps, with a normal prior whose KL term is in closed
+ * form; `local`: the local reparameterisation (its outputs drawn instead, lower.c). */
 static SVal *check_bayes_dense(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
     SVal *x = v->a;
     int64_t units;
     if (!need_flat(s, ld->name, x, e->loc)) return NULL;
     if (!sema_eval_int(s, a[0], "the number of units", 1, 1 << 24, &units)) return NULL;
-    if (!sema_args_bool(s, a[3], true, &v->bias)) return NULL;
+    if (!sema_args_bool(s, a[3], true, &v->bias) || !sema_args_bool(s, a[4], false, &v->local)) return NULL;
     if (!variational_args(s, ld, a[1], a[2], 2, v)) return NULL;
     v->units = v->declared = units;
     v->shape = shape_vec(units, true);
     int64_t np = 2 * units * x->shape.dim[0] + (v->bias ? units : 0);
-    add_row(s, arena_printf(s->arena, "bayes_dense(%lld)", (long long)units), v, np);
+    add_row(s, arena_printf(s->arena, "bayes_dense(%lld%s)", (long long)units, v->local ? ", local" : ""), v, np);
     return v;
 }
 
@@ -423,7 +424,8 @@ static const LayerDef layers[] = {
      SEMA_ARGS({"momentum", A_NUM, false, 0.1}, {"eps", A_NUM, false, 1e-5})},
     {"layer_norm", L_LAYER_NORM, .check = check_norm, .stem = "norm", SEMA_ARGS({"eps", A_NUM, false, 1e-5})},
     {"bayes_dense", L_BAYES_DENSE, .check = check_bayes_dense, .stem = "bayes_dense",
-     SEMA_ARGS({"units", A_INT, true, 0}, {"prior", A_ANY, false, 0}, {"rho", A_NUM, false, -5}, {"bias", A_BOOL, false, 1})},
+     SEMA_ARGS({"units", A_INT, true, 0}, {"prior", A_ANY, false, 0}, {"rho", A_NUM, false, -5}, {"bias", A_BOOL, false, 1},
+               {"local", A_BOOL, false, 0})},
     {"bayes_conv2d", L_CONV, .check = check_bayes_conv, .stem = "bayes_conv",
      SEMA_ARGS({"filters", A_INT, true, 0}, {"kernel", A_INT, true, 0}, {"stride", A_INT, false, 1},
                {"padding", A_ANY, false, 0}, {"dilation", A_INT, false, 1}, {"bias", A_BOOL, false, 1},

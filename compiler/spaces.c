@@ -73,6 +73,7 @@ static bool map_per_entry(Graph *g, int id, int *sp, int64_t *inner, bool *gated
         bool vector = x->shape.rank == 1 && !x->shape.batched && x->shape.dim[0] == last;
         if (op_operand_is_runtime(nd->op, i) || x->shape.rank == 0) continue; /* a scalar, or one per sample */
         if (sp[nd->in[i]] < 0) {
+            if (x->op == OP_NORMAL_NOISE && shape_eq(x->shape, out)) continue; /* noise per entry (local reparameterisation) */
             if (!(vector && weight_of(g, nd->in[i], NULL))) return false;
             nvector++;
             continue;
@@ -128,11 +129,14 @@ void spaces_analyse(Graph *g) {
             int s = g->nspace;
             bool conv = nd->shape.batched && nd->shape.rank > 1;
             Space space = {.layer = nd->name, .width = nd->shape.dim[nd->shape.rank - 1]};
-            ARENA_PUSH(g->arena, g->space, g->nspace, g->capspace, space);
+            for (int k = 0; k < g->nspace && s == g->nspace; k++) /* a second product of one layer (local reparameterisation's variance) */
+                if (nd->name && g->space[k].layer && !strcmp(g->space[k].layer, nd->name) && g->space[k].width == space.width) s = k;
+            if (s == g->nspace) ARENA_PUSH(g->arena, g->space, g->nspace, g->capspace, space);
             sp[id] = s;
             set_space(g, nd->in[1], 0, s, 1);
             set_space(g, nd->in[1], 1, along_last ? in_space : -1, in_inner);
-            bool drawn = !weight_of(g, nd->in[1], NULL); /* a variational layer's weight, mu + sigma eps */
+            const Weight *wt = weight_of(g, nd->in[1], NULL);
+            bool drawn = !wt || wt->variational; /* a variational layer's weight, mu + sigma eps (or its mean, local) */
             if (drawn)
                 g->space[s].fixed = arena_printf(g->arena, "variational layer '%s' does not shrink yet", nd->name);
             if (in_space >= 0 && !g->space[in_space].fixed) {

@@ -14,7 +14,8 @@ standard deviation sqrt(sum_j x_j^2 softplus(rho_j)^2), in closed form.  Checks:
   - the same draws every time: predict twice gives the same bytes;
   - `nnc check` prints N (from the npy file's header), the KL's scale 1 / N and the draws;
   - `--set samples=N` changes S, a posterior-mean twin (no `evaluate`) reports other metrics;
-  - bayes_conv1d's draws against the same closed form per output position;
+  - bayes_dense(local = true), whose outputs are drawn, and bayes_conv1d's draws per output
+    position, against the same closed form;
   - `evaluate every N steps`: evaluations at those steps, resumable bit for bit across them, and
     a stopping rule that ends the run mid-epoch."""
 import json
@@ -135,6 +136,24 @@ check(r.returncode == 0 and few and few[-1]["rmse"] != test[0]["rmse"], "--set s
 r, mean_run = train("vi_mean", "mean")
 check(r.returncode == 0 and mean_run and "coverage95" not in mean_run[-1] and mean_run[-1]["rmse"] != last["rmse"]
       and "kl" in mean_run[-1], "without `evaluate`, the posterior mean: no coverage, other metrics, the KL reported")
+
+# the local reparameterisation draws each output from the same distribution: the same closed form
+with open(f"{out}/vi_local.nn", "w") as f:
+    f.write(MODEL.replace("bayes_dense(1, rho = -1.5)", "bayes_dense(1, rho = -1.5, local = true)")
+            .replace("EVALUATE", f"  evaluate  samples = {S}\n"))
+r, test_local = train("vi_local", "local")
+subprocess.run([nnc, "build", f"{out}/vi_local.nn", "-o", f"{out}/local_trainer"], check=True, capture_output=True)
+r = subprocess.run([f"{out}/local_trainer", "predict", "--checkpoint", f"{out}/local/checkpoint.safetensors", "--input",
+                    f"{out}/test_x.npy", "--output", f"{out}/local_pred.npy"], capture_output=True, text=True)
+wl, _ = read(f"{out}/local/checkpoint.safetensors")
+mul, sgl = wl["pred.weight_mu"].astype(np.float64)[0], softplus(wl["pred.weight_rho"].astype(np.float64))[0]
+pl = np.load(f"{out}/local_pred.npy")[:, 0, :] if r.returncode == 0 else np.zeros((400, 2))
+sd_l = np.sqrt((x ** 2) @ (sgl ** 2))
+zl = np.abs(pl[:, 0] - (x @ mul + wl["pred.bias"].astype(np.float64)[0])) / (sd_l / np.sqrt(S))
+rl = pl[:, 1] / sd_l
+check(r.returncode == 0 and zl.max() < 4 and 0.9 < rl.min() and rl.max() < 1.1 and test_local[-1]["rmse"] < 0.4,
+      f"local = true over 2000 draws: means within {zl.max():.2f} standard errors of the closed form, sd ratios "
+      f"{rl.min():.4f} to {rl.max():.4f}; test rmse {test_local[-1]['rmse'] if test_local else None}")
 
 # bayes_conv1d: the same closed form, per output position: mean sum_k mu_k x[t + k], variance
 # sum_k sigma_k^2 x[t + k]^2 (one filter, one channel, no bias)
