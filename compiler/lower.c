@@ -176,11 +176,14 @@ static int lower_norm(Lower *L, const SVal *v, int x) {
     return y;
 }
 
+static int log_prior(Lower *L, const PriorDef *p, int v);
+
 /* A variational layer's weight of shape ws: its mean NAME.weight_mu and NAME.weight_rho trained,
  * sigma = softplus(rho), and w = mu + sigma eps with eps from normal_noise (0 when mode.noise is:
  * the posterior mean); with the local reparameterisation no w is drawn (-1), the layer draws its
  * outputs instead (lower_local).  KL(N(mu, sigma^2) || N(m, s^2)) = log s - log sigma +
- * (sigma^2 + (mu - m)^2) / 2 s^2 - 1/2, summed, goes to the loss's KL terms. */
+ * (sigma^2 + (mu - m)^2) / 2 s^2 - 1/2, summed, goes to the loss's KL terms; for another prior,
+ * the Monte-Carlo estimate -H(q) - log p(w) at the drawn w (the entropy in closed form). */
 static int variational_weight(Lower *L, const SVal *v, Shape ws, int64_t fan_in, int *mu_out, int *sigma_out) {
     Graph *g = L->g;
     int mu = ir_weight(g, wname(L, v, "weight_mu"), W_PARAM, ws, INIT_UNIFORM_FANIN, v->loc);
@@ -202,6 +205,21 @@ static int variational_weight(Lower *L, const SVal *v, Shape ws, int64_t fan_in,
         w = ir_add2(g, OP_ADD, ws, mu, ir_add2(g, OP_MUL, ws, sigma, eps, v->loc), v->loc);
     }
     for (int id = first; id < g->nnode; id++) g->node[id].name = v->wname;
+    if (v->mc_prior) { /* KL = E_q[log q(w) - log p(w)]: -H(q) in closed form, - log p(w) at the draw */
+        SrcLoc at = v->loc;
+        Shape sc = shape_scalar();
+        int from = g->nnode;
+        double n = (double)shape_numel(ws);
+        int neg_h = ir_add2(g, OP_SUB, sc, ir_const(g, -n * 0.5 * (1 + log(2 * M_PI)), at),
+                            ir_add1(g, OP_SUM, sc, ir_add1(g, OP_LOG, ws, sigma, at), at), at);
+        int kl = ir_add2(g, OP_SUB, sc, neg_h, log_prior(L, v->mc_prior, w), at);
+        for (int id = from; id < g->nnode; id++)
+            if (op_info[g->node[id].op].cls != OC_LEAF) g->node[id].name = v->wname;
+        VEC_PUSH(L->kl, L->nkl, L->capkl, kl);
+        *mu_out = mu;
+        *sigma_out = sigma;
+        return w;
+    }
     double m = v->prior_mean, s = v->prior_scale;
     int d = m == 0 ? mu : ir_add2(g, OP_SUB, ws, mu, ir_const(g, m, v->loc), v->loc);
     int q = ir_add2(g, OP_ADD, ws, ir_add2(g, OP_MUL, ws, sigma, sigma, v->loc), ir_add2(g, OP_MUL, ws, d, d, v->loc), v->loc);

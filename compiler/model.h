@@ -169,6 +169,7 @@ struct SVal {
     double prior_mean, prior_scale, rho0; /* variational: its prior normal(mean, scale), rho's start */
     bool variational; /* bayes_dense, bayes_conv1d, bayes_conv2d: mean-field Gaussian weights */
     bool local;       /* bayes_dense(local = true): the local reparameterisation */
+    const struct PriorDef *mc_prior; /* variational, a non-normal prior: its KL estimated at the draw */
     double eps, momentum; /* L_BATCH_NORM, L_LAYER_NORM: added to the variance; the running
                              averages' weight on each batch (batch_norm) */
 };
@@ -200,7 +201,7 @@ typedef struct {
  * dense and convolution weight matrix), `biases`, a layer (`h1`: all its weights) or one weight
  * (`h1.weight`).  Each weight takes the most specific prior that names it (lower.c). */
 typedef enum { PRIOR_NORMAL, PRIOR_LAPLACE, PRIOR_CAUCHY, PRIOR_STUDENT_T } PriorKind;
-typedef struct {
+typedef struct PriorDef {
     const char *target; /* as written, dotted: weights, biases, h1, h1.weight */
     SrcLoc loc, target_loc;
     PriorKind kind;

@@ -125,6 +125,9 @@ SVal *sema_block_apply(Sema *s, const Stmt *def, SVal *x, const Ast *e, int skip
 void sema_prior_check(Sema *s, const Stmt *st);
 /* Whether `name` is a distribution a prior may take (normal, laplace, ...). */
 bool sema_prior_is_dist(const char *name);
+/* A distribution call, normal(0, 1) or laplace(loc, scale), ..., into pd's kind, nu, mean, scale,
+ * noncentred and text; false after reporting an error. */
+bool sema_prior_dist(Sema *s, const Ast *e, PriorDef *pd);
 
 /* ---- sema_args.c ---- */
 

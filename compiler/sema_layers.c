@@ -61,22 +61,35 @@ static SVal *check_dense(Sema *s, const LayerDef *ld, const Ast *e, const Ast *c
     return v;
 }
 
-/* A variational layer's own arguments: its prior (`prior`, a normal whose KL term is in closed
- * form; normal(0, 1) when absent) and rho's start (`rho`).  Marks v variational, with its random
+/* A variational layer's own arguments: its prior (`prior`: a normal, whose KL term is in closed
+ * form, normal(0, 1) when absent; or laplace, cauchy, student_t, whose KL is estimated at each
+ * step's draw, v->mc_prior) and rho's start (`rho`).  Marks v variational, with its random
  * stream.  False after reporting an error. */
 static bool variational_args(Sema *s, const LayerDef *ld, const Ast *p, const Ast *rho, int rho_arg, SVal *v) {
     if (!sema_args_num(s, rho, &ld->args[rho_arg], &v->rho0)) return false;
     v->prior_mean = 0, v->prior_scale = 1;
-    if (p) {
-        static const ArgSpec spec[] = {{"loc", A_NUM, true, 0}, {"scale", A_NUM, true, 0}};
-        if (p->kind != AST_CALL || strcmp(p->text, "normal")) {
-            if (p->kind == AST_CALL && sema_prior_is_dist(p->text))
-                err(s, p->loc, "%s's KL term is in closed form for a normal prior; a Monte-Carlo KL for '%s' is not "
-                    "implemented yet", ld->name, p->text);
-            else
-                err(s, p->loc, "%s's prior is a distribution, such as normal(0, 1)", ld->name);
+    if (p && (p->kind != AST_CALL || !sema_prior_is_dist(p->text))) {
+        err(s, p->loc, "%s's prior is a distribution, such as normal(0, 1)", ld->name);
+        return false;
+    }
+    if (p && strcmp(p->text, "normal")) { /* a Monte-Carlo KL: log q(w) - log p(w) at the drawn w */
+        PriorDef *pd = arena_alloc(s->arena, sizeof *pd);
+        *pd = (PriorDef){.target = v->wname, .loc = p->loc, .target_loc = p->loc};
+        if (!sema_prior_dist(s, p, pd)) return false;
+        if (pd->noncentred) {
+            err(s, p->loc, "a variational layer's prior is a density for its KL term: it has no non-centred form");
             return false;
         }
+        if (v->local) {
+            err(s, p->loc, "with local = true no weight is drawn, so a Monte-Carlo KL for '%s' has none to use; give a normal "
+                "prior (its KL is in closed form)", p->text);
+            return false;
+        }
+        v->mc_prior = pd;
+        p = NULL;
+    }
+    if (p) {
+        static const ArgSpec spec[] = {{"loc", A_NUM, true, 0}, {"scale", A_NUM, true, 0}};
         const Ast **q = sema_args_bind(s, "normal", p->loc, spec, 2, p->arg, p->narg);
         if (!q || !sema_eval_const(s, q[0], &v->prior_mean) || !sema_eval_const(s, q[1], &v->prior_scale)) return false;
         if (!(v->prior_scale > 0)) {

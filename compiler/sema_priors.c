@@ -59,7 +59,18 @@ static const char *scalar_text(Sema *s, const SVal *v) {
 void sema_prior_check(Sema *s, const Stmt *st) {
     PriorDef pd = {.loc = st->loc};
     if (!(pd.target = target_name(s, st->target, &pd.target_loc))) return;
-    const Ast *e = st->expr;
+    if (!sema_prior_dist(s, st->expr, &pd)) return;
+    for (int i = 0; i < s->m->nprior; i++)
+        if (!strcmp(s->m->prior[i].target, pd.target)) {
+            err(s, pd.target_loc, "'%s' has two priors of equal rank; give it one", pd.target);
+            diag_note(s->diag, s->m->prior[i].target_loc, "the other prior on '%s' is here", pd.target);
+            return;
+        }
+    ARENA_PUSH(s->arena, s->m->prior, s->m->nprior, s->capprior, pd);
+}
+
+bool sema_prior_dist(Sema *s, const Ast *e, PriorDef *out) {
+    PriorDef pd = *out;
     const char *name = e->kind == AST_CALL || e->kind == AST_NAME ? e->text : NULL;
     const DistDef *dd = NULL;
     for (int i = 0; name && i < NDISTS; i++)
@@ -74,43 +85,39 @@ void sema_prior_check(Sema *s, const Stmt *st) {
             err(s, e->loc, "unknown distribution '%s'; priors are normal, laplace, cauchy or student_t", diag_name(name));
         else if (e->kind != AST_ERROR)
             err(s, e->loc, "expected a distribution such as normal(0, 1) after '~'");
-        return;
+        return false;
     }
     const Ast **a = sema_args_bind(s, dd->name, e->loc, dd->args, dd->nargs, e->arg, e->narg);
-    if (!a) return;
+    if (!a) return false;
     pd.kind = dd->kind;
     pd.nu = 1;
     int at = 0;
     if (dd->kind == PRIOR_STUDENT_T) {
-        if (!sema_eval_const(s, a[0], &pd.nu)) return;
+        if (!sema_eval_const(s, a[0], &pd.nu)) return false;
         if (!(pd.nu > 0)) {
             err(s, a[0]->loc, "student_t's degrees of freedom nu must be positive, got %g", pd.nu);
-            return;
+            return false;
         }
         at = 1;
     }
     if (a[at]) {
-        if (!(pd.mean = sema_eval_scalar(s, a[at]))) return;
+        if (!(pd.mean = sema_eval_scalar(s, a[at]))) return false;
     } else {
         pd.mean = sema_sval(s, SV_CONST, e->loc);
     }
     if (a[at + 1]) {
-        if (!(pd.scale = sema_positive_scalar(s, a[at + 1], arena_printf(s->arena, "the scale of a %s prior", dd->name)))) return;
+        if (!(pd.scale = sema_positive_scalar(s, a[at + 1], arena_printf(s->arena, "the scale of a %s prior", dd->name))))
+            return false;
     } else {
         pd.scale = sema_sval(s, SV_CONST, e->loc);
         pd.scale->num = 1;
     }
-    if (dd->nargs > at + 2 && !sema_args_bool(s, a[at + 2], false, &pd.noncentred)) return;
+    if (dd->nargs > at + 2 && !sema_args_bool(s, a[at + 2], false, &pd.noncentred)) return false;
     pd.text = dd->kind == PRIOR_STUDENT_T
                   ? arena_printf(s->arena, "student_t(%g, %s, %s%s)", pd.nu, scalar_text(s, pd.mean), scalar_text(s, pd.scale),
                                  pd.noncentred ? ", noncentred = true" : "")
                   : arena_printf(s->arena, "%s(%s, %s%s)", dd->name, scalar_text(s, pd.mean), scalar_text(s, pd.scale),
                                  pd.noncentred ? ", noncentred = true" : "");
-    for (int i = 0; i < s->m->nprior; i++)
-        if (!strcmp(s->m->prior[i].target, pd.target)) {
-            err(s, pd.target_loc, "'%s' has two priors of equal rank; give it one", pd.target);
-            diag_note(s->diag, s->m->prior[i].target_loc, "the other prior on '%s' is here", pd.target);
-            return;
-        }
-    ARENA_PUSH(s->arena, s->m->prior, s->m->nprior, s->capprior, pd);
+    *out = pd;
+    return true;
 }

@@ -77,11 +77,11 @@ static void print_variational(StrBuf *b, const Model *m, const Graph *g) {
     char from[4200];
     int64_t N = training_samples(&m->train, from, sizeof from);
     if (N > 0)
-        sb_printf(b, "  the loss adds KL(q || prior) / N (in closed form: normal priors), N = %lld training samples (%s): a "
-                     "scale of %.6g\n", (long long)N, from, 1.0 / (double)N);
+        sb_printf(b, "  the loss adds KL(q || prior) / N (in closed form for normal priors, else estimated at each step's draw), "
+                     "N = %lld training samples (%s): a scale of %.6g\n", (long long)N, from, 1.0 / (double)N);
     else
-        sb_puts(b, "  the loss adds KL(q || prior) / N (in closed form: normal priors), N the training samples, counted when "
-                   "the data is loaded\n");
+        sb_puts(b, "  the loss adds KL(q || prior) / N (in closed form for normal priors, else estimated at each step's draw), "
+                   "N the training samples, counted when the data is loaded\n");
     for (int i = 0; i < g->nweight; i++) {
         const Weight *w = &g->weight[i];
         char sh[96];

@@ -12,6 +12,7 @@ standard deviation sqrt(sum_j x_j^2 softplus(rho_j)^2), in closed form.  Checks:
   - metrics.jsonl reports the KL apart: kl equals the closed form KL(q || normal(0, 1)) of the
     checkpoint's weights, loss_kl is kl / N, and loss_nll + loss_kl is the loss;
   - the same draws every time: predict twice gives the same bytes;
+  - a laplace prior's Monte-Carlo KL: at the means, NumPy's -H(q) - log p(mu);
   - `nnc check` prints N (from the npy file's header), the KL's scale 1 / N and the draws;
   - `--set samples=N` changes S, a posterior-mean twin (no `evaluate`) reports other metrics;
   - bayes_dense(local = true), whose outputs are drawn, and bayes_conv1d's draws per output
@@ -154,6 +155,19 @@ rl = pl[:, 1] / sd_l
 check(r.returncode == 0 and zl.max() < 4 and 0.9 < rl.min() and rl.max() < 1.1 and test_local[-1]["rmse"] < 0.4,
       f"local = true over 2000 draws: means within {zl.max():.2f} standard errors of the closed form, sd ratios "
       f"{rl.min():.4f} to {rl.max():.4f}; test rmse {test_local[-1]['rmse'] if test_local else None}")
+
+# a laplace prior: the KL is estimated at each step's draw, -H(q) - log p(w); evaluated (noise
+# off) at the means, -H(q) - log p(mu), which NumPy computes from the checkpoint
+with open(f"{out}/vi_laplace.nn", "w") as f:
+    f.write(MODEL.replace("bayes_dense(1, rho = -1.5)", "bayes_dense(1, rho = -1.5, prior = laplace(0, 0.5))")
+            .replace("EVALUATE", ""))
+r, test_lap = train("vi_laplace", "laplace")
+wp, _ = read(f"{out}/laplace/checkpoint.safetensors")
+mup, sgp = wp["pred.weight_mu"].astype(np.float64), softplus(wp["pred.weight_rho"].astype(np.float64))
+kl_mc = -(np.sum(np.log(sgp)) + mup.size / 2 * (1 + np.log(2 * np.pi))) - np.sum(-np.abs(mup) / 0.5 - np.log(2 * 0.5))
+check(r.returncode == 0 and abs(test_lap[-1]["kl"] - kl_mc) <= 1e-4 * abs(kl_mc) and test_lap[-1]["rmse"] < 0.4,
+      f"laplace prior: kl at the means {test_lap[-1]['kl'] if test_lap else None} is -H(q) - log p(mu) = {kl_mc:.6f}; "
+      f"test rmse {test_lap[-1]['rmse'] if test_lap else None}")
 
 # bayes_conv1d: the same closed form, per output position: mean sum_k mu_k x[t + k], variance
 # sum_k sigma_k^2 x[t + k]^2 (one filter, one channel, no bias)
