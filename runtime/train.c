@@ -961,7 +961,9 @@ static int eval_every_hook(TrainSession *ts) {
     fprintf(ts->out, "step %lld/%lld (epoch %lld)", (long long)step, (long long)ts->total_steps, (long long)ts->st.epoch);
     double t0 = util_now();
     eval_splits(ts);
-    fprintf(ts->out, " | evaluated in %.1f s\n", util_now() - t0);
+    double took = util_now() - t0;
+    ts->e0 += took; /* the epoch's step time (samples_per_s, a checkpoint's epoch_train_s) leaves it out */
+    fprintf(ts->out, " | evaluated in %.1f s\n", took);
     const Latest *l = &ts->latest;
     if (l->has_valid || l->has_test) print_gates(ts->out, ts->s.g, l->has_valid ? &l->valid : &l->test, l->has_valid ? "valid" : "test");
     ts->last_print = 0;
