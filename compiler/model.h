@@ -10,9 +10,11 @@
 typedef enum { DATA_NONE, DATA_FASHION_MNIST, DATA_IDX, DATA_CSV, DATA_NPY } DataKind;
 
 /* npy(x = "x.npy", mass = "mass.npy"): one file per input or target (runtime/data.h's NpyArray). */
+/* npy: a named array's file; csv: a target's column, by header name (path) or index (col). */
 typedef struct {
     const char *name, *path;
     SrcLoc loc;
+    int col;
 } DataArray;
 
 typedef struct {
@@ -24,7 +26,7 @@ typedef struct {
     int target_col;             /* csv: column index of the first target column; -1: last */
     const char *target_name;    /* csv: column name (needs a header) */
     int header;                 /* csv: -1 auto, 0 no, 1 yes */
-    DataArray *array;           /* npy */
+    DataArray *array;           /* npy: a file per input and target; csv: a column per target */
     int narray;
 } DataSpec;
 

@@ -56,7 +56,7 @@ static bool check_data(Sema *s, const Ast *e, DataSpec *d, bool is_test) {
                     diag_note(s->diag, d->array[k].loc, "first given here");
                     return false;
                 }
-            DataArray da = {a->name, resolve_path(s, a->value->text), a->name_loc};
+            DataArray da = {a->name, resolve_path(s, a->value->text), a->name_loc, -1};
             ARENA_PUSH(s->arena, d->array, d->narray, cap, da);
         }
         if (d->narray == 0) {
@@ -94,8 +94,42 @@ static bool check_data(Sema *s, const Ast *e, DataSpec *d, bool is_test) {
     if (!strcmp(name, "csv") && e->kind == AST_CALL) {
         static const ArgSpec spec[] = {{"path", A_STRING, true, 0}, {"target", A_ANY, false, 0},
                                        {"header", A_WORD, false, 0}};
-        const Ast **a = sema_args_bind(s, "csv", e->loc, spec, 3, e->arg, e->narg);
+        /* a named argument other than these names a target: its column (csv(..., mass = "m")) */
+        AstArg *own = arena_alloc(s->arena, sizeof(AstArg) * ((size_t)e->narg + 1));
+        int nown = 0, cap = 0;
+        for (int i = 0; i < e->narg; i++) {
+            const AstArg *g = &e->arg[i];
+            bool known = !g->name || !strcmp(g->name, "path") || !strcmp(g->name, "target") || !strcmp(g->name, "header");
+            if (known) {
+                own[nown++] = *g;
+                continue;
+            }
+            DataArray da = {g->name, NULL, g->name_loc, -1};
+            if (g->value->kind == AST_STR) {
+                da.path = g->value->text;
+            } else {
+                int64_t c;
+                if (g->value->kind != AST_NUM) {
+                    err(s, g->value->loc, "the column of target '%s' is a name in quotes or an index from 0", diag_name(g->name));
+                    return false;
+                }
+                if (!sema_eval_int(s, g->value, "a column index", 0, 1 << 20, &c)) return false;
+                da.col = (int)c;
+            }
+            for (int k = 0; k < d->narray; k++)
+                if (!strcmp(d->array[k].name, g->name)) {
+                    err(s, g->name_loc, "csv gives '%s' twice", diag_name(g->name));
+                    diag_note(s->diag, d->array[k].loc, "first given here");
+                    return false;
+                }
+            ARENA_PUSH(s->arena, d->array, d->narray, cap, da);
+        }
+        const Ast **a = sema_args_bind(s, "csv", e->loc, spec, 3, own, nown);
         if (!a) return false;
+        if (d->narray && a[1]) {
+            err(s, a[1]->loc, "csv names each target's column (%s = ...), so `target` has no place here", d->array[0].name);
+            return false;
+        }
         if (a[0]->kind != AST_STR) {
             err(s, a[0]->loc, "expected a file name in quotes");
             return false;
@@ -136,6 +170,11 @@ static bool check_data(Sema *s, const Ast *e, DataSpec *d, bool is_test) {
             err(s, a[1]->loc, "a target column given by name needs a header row");
             return false;
         }
+        for (int k = 0; k < d->narray; k++)
+            if (d->array[k].path && d->header == 0) {
+                err(s, d->array[k].loc, "a target column given by name needs a header row");
+                return false;
+            }
         return true;
     }
     const char *near = diag_suggest(name, sources, 4);
@@ -853,9 +892,41 @@ static void apply_overrides(Sema *s) {
 static void finish_arrays(Sema *s, const DataSpec *d) {
     if (d->kind == DATA_NONE) return;
     const char *suggested = NULL; /* a misspelt name's suggestion: not reported missing as well */
+    int ni = 0, nt = 0;
+    for (int i = 0; i < s->m->nio; i++) *(s->m->io[i].is_target ? &nt : &ni) += 1;
+    if (d->kind == DATA_CSV && (d->narray || nt > 1)) { /* several targets: each named, the rest is the one input */
+        if (ni > 1) {
+            err(s, d->loc, "csv gives one input (the columns its targets leave), but the model has %d inputs; give each its own "
+                "file with npy(NAME = \"FILE.npy\", ...)", ni);
+            return;
+        }
+        for (int k = 0; k < d->narray; k++) {
+            const IoDef *io = NULL;
+            const char *cand[32];
+            int nc = 0;
+            for (int i = 0; i < s->m->nio; i++) {
+                if (!strcmp(s->m->io[i].name, d->array[k].name)) io = &s->m->io[i];
+                if (s->m->io[i].is_target && nc < 32) cand[nc++] = s->m->io[i].name;
+            }
+            if (io && io->is_target) continue;
+            const char *near = io ? NULL : diag_suggest(d->array[k].name, cand, nc);
+            if (near) suggested = near;
+            err(s, d->array[k].loc, "csv names '%s' as a target, but %s%s%s%s", diag_name(d->array[k].name),
+                io ? "it is an input: the input is the columns the targets leave" : "the model has no target of that name",
+                near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+        }
+        for (int i = 0; i < s->m->nio; i++) {
+            const IoDef *io = &s->m->io[i];
+            bool given = false;
+            for (int k = 0; k < d->narray; k++) given |= !strcmp(io->name, d->array[k].name);
+            if (!io->is_target || given || (suggested && !strcmp(suggested, io->name))) continue;
+            err(s, d->loc, "this csv source gives no column for target '%s'; add %s = \"COLUMN\" (a header name) or an index",
+                diag_name(io->name), io->name);
+            diag_note(s->diag, io->loc, "'%s' is declared here", io->name);
+        }
+        return;
+    }
     if (d->kind != DATA_NPY) {
-        int ni = 0, nt = 0;
-        for (int i = 0; i < s->m->nio; i++) *(s->m->io[i].is_target ? &nt : &ni) += 1;
         if (ni > 1 || nt > 1)
             err(s, d->loc, "this data source gives one input and one target, but the model has %d input%s and %d target%s; "
                 "give each its own file with npy(NAME = \"FILE.npy\", ...)", ni, ni == 1 ? "" : "s", nt, nt == 1 ? "" : "s");

@@ -29,7 +29,14 @@ static void data_str(StrBuf *b, const DataSpec *d) {
         else
             sb_printf(b, "idx(images = \"%s\", labels = \"%s\")", d->images, d->labels);
         break;
-    case DATA_CSV: sb_printf(b, "csv(\"%s\")", d->path); break;
+    case DATA_CSV:
+        sb_printf(b, "csv(\"%s\"", d->path);
+        for (int i = 0; i < d->narray; i++) {
+            if (d->array[i].path) sb_printf(b, ", %s = \"%s\"", d->array[i].name, d->array[i].path);
+            else sb_printf(b, ", %s = %d", d->array[i].name, d->array[i].col);
+        }
+        sb_puts(b, ")");
+        break;
     case DATA_NPY:
         sb_puts(b, "npy(");
         for (int i = 0; i < d->narray; i++) sb_printf(b, "%s%s = \"%s\"", i ? ", " : "", d->array[i].name, d->array[i].path);

@@ -280,6 +280,39 @@ static const char *shorten(const char *s, char *buf, size_t n) {
     return buf;
 }
 
+/* The targets a CSV file gives: opt's named ones (csv(..., mass = "m", spin = 3)), else the
+ * model's one target at target_col / target_name; none for inputs only.  Each gets its field,
+ * its column given by name or index (-1: the last columns) and its width in columns. */
+typedef struct {
+    int field, col, ncol;
+    const char *column;
+} CsvTargetAt;
+
+static int csv_targets(const char *path, const CsvOptions *opt, const DataExpect *ex, CsvTargetAt *t, int *nt, char *err,
+                       size_t nerr) {
+    int in, tg, ni = 0;
+    *nt = 0;
+    if (opt->inputs_only || !opt->ntarget) {
+        if (one_input_one_target(path, "CSV", ex, opt->inputs_only, &in, &tg, err, nerr)) return -1;
+        if (tg < 0) return 0; /* inputs only */
+        t[0] = (CsvTargetAt){tg, opt->target_col, 0, opt->target_name};
+        *nt = 1;
+    }
+    for (int i = 0; i < ex->nfield; i++) ni += !ex->field[i].is_target;
+    if (opt->ntarget && ni > 1)
+        return util_fail(err, nerr, "%s: CSV data gives one input, the columns the targets leave, but the model has %d inputs; "
+                         "give each its own file with npy(name = \"file.npy\", ...)", path, ni);
+    for (int k = 0; k < opt->ntarget; k++) {
+        int field = -1;
+        for (int i = 0; i < ex->nfield; i++)
+            if (ex->field[i].is_target && !strcmp(ex->field[i].name, opt->target[k].field)) field = i;
+        if (field < 0) return util_fail(err, nerr, "%s: the model has no target '%s'", path, opt->target[k].field);
+        t[(*nt)++] = (CsvTargetAt){field, opt->target[k].col, 0, opt->target[k].column};
+    }
+    for (int k = 0; k < *nt; k++) t[k].ncol = ex->field[t[k].field].is_class ? 1 : (int)ex->field[t[k].field].width;
+    return 0;
+}
+
 int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex, Dataset *out, char *err, size_t nerr) {
     memset(out, 0, sizeof *out);
     unsigned char *raw;
@@ -289,22 +322,27 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
         free(raw);
         return util_fail(err, nerr, "%s: contains a NUL byte; not a text CSV file", path);
     }
-    int in, tg;
-    if (one_input_one_target(path, "CSV", ex, opt->inputs_only, &in, &tg, err, nerr)) {
+    enum { MAX_TARGETS = 64 };
+    CsvTargetAt tgt[MAX_TARGETS];
+    int nt = 0, in = data_expect_first(ex, false);
+    NNC_ASSERT(opt->ntarget <= MAX_TARGETS); /* sema: a target each */
+    if (csv_targets(path, opt, ex, tgt, &nt, err, nerr)) {
         free(raw);
         return -1;
     }
-    const DataField *fin = &ex->field[in], *ft = tg >= 0 ? &ex->field[tg] : NULL;
+    const DataField *fin = &ex->field[in];
     int64_t nfeat = fin->width;
     Fields f = {0};
-    int rc = -1, nfields = -1, first_target = -1;
-    int ntc = !ft ? 0 : ft->is_class ? 1 : (int)ft->width;
+    int rc = -1, nfields = -1, ntc = 0;
+    for (int k = 0; k < nt; k++) ntc += tgt[k].ncol;
+    int *role = NULL; /* per column: the target it belongs to, or -1 for the input */
     int64_t cap = 0, records = 0;
-    float *x = NULL, *tv = NULL;
-    int32_t *lab = NULL;
+    float *x = NULL, *tv[MAX_TARGETS] = {0};
+    int32_t *lab[MAX_TARGETS] = {0};
     char sbuf[40];
     int line = 0;
-    bool header_done = opt->header == 0;
+    bool header_done = opt->header == 0, named = false;
+    for (int k = 0; k < nt; k++) named |= tgt[k].column != NULL;
     for (char *p = (char *)raw, *next; p && *p; p = next) {
         line++;
         next = strchr(p, '\n');
@@ -322,20 +360,24 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
             for (int i = 0; i < f.n; i++) numeric += parse_number(f.field[i], &v);
             if (opt->header == 1 || numeric == 0) {
                 nfields = f.n;
-                if (opt->target_name) {
-                    for (int i = 0; i < f.n; i++)
-                        if (!strcmp(f.field[i], opt->target_name)) first_target = i;
-                    if (first_target < 0) {
-                        util_fail(err, nerr, "%s:%d: the header has no column named '%s'", path, line, opt->target_name);
+                for (int k = 0; k < nt; k++) {
+                    if (!tgt[k].column) continue;
+                    for (int i = 0; i < f.n && tgt[k].col < 0; i++)
+                        if (!strcmp(f.field[i], tgt[k].column)) tgt[k].col = i;
+                    if (tgt[k].col < 0) {
+                        util_fail(err, nerr, "%s:%d: the header has no column named '%s'", path, line, tgt[k].column);
                         goto done;
                     }
                 }
                 continue;
             }
-            if (opt->target_name) {
-                util_fail(err, nerr, "%s:%d: the target column is given by name ('%s') but the file has no header row", path,
-                     line, opt->target_name);
-                goto done;
+            if (named) {
+                for (int k = 0; k < nt; k++)
+                    if (tgt[k].column) {
+                        util_fail(err, nerr, "%s:%d: the target column is given by name ('%s') but the file has no header row", path,
+                                  line, tgt[k].column);
+                        goto done;
+                    }
             }
         }
         if (nfields < 0) nfields = f.n;
@@ -344,17 +386,30 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
                  f.n, nfields, records ? "records before it" : "header");
             goto done;
         }
-        if (first_target < 0) first_target = opt->target_col >= 0 ? opt->target_col : nfields - ntc;
         if (records == 0) {
-            if (!opt->inputs_only && (first_target + ntc > nfields || nfields - ntc <= 0)) {
-                util_fail(err, nerr, "%s:%d: records have %d fields, too few for %d target value%s at column %d and any input",
-                     path, line, nfields, ntc, ntc > 1 ? "s" : "", first_target);
-                goto done;
-            }
+            for (int k = 0; k < nt; k++)
+                if (tgt[k].col < 0) tgt[k].col = nfields - tgt[k].ncol; /* last */
+            for (int k = 0; k < nt; k++)
+                if (tgt[k].col + tgt[k].ncol > nfields || nfields - ntc <= 0) {
+                    util_fail(err, nerr, "%s:%d: records have %d fields, too few for %d target value%s at column %d and any input",
+                              path, line, nfields, tgt[k].ncol, tgt[k].ncol > 1 ? "s" : "", tgt[k].col);
+                    goto done;
+                }
+            role = util_calloc((size_t)nfields + 1, sizeof(int));
+            for (int i = 0; i < nfields; i++) role[i] = -1;
+            for (int k = 0; k < nt; k++)
+                for (int c = tgt[k].col; c < tgt[k].col + tgt[k].ncol; c++) {
+                    if (role[c] >= 0) {
+                        util_fail(err, nerr, "%s: column %d holds both target '%s' and target '%s'", path, c,
+                                  ex->field[tgt[role[c]].field].name, ex->field[tgt[k].field].name);
+                        goto done;
+                    }
+                    role[c] = k;
+                }
             if (nfields - ntc != nfeat) {
                 char want[64];
                 data_field_type(want, sizeof want, fin);
-                if (!ft)
+                if (!nt)
                     util_fail(err, nerr, "%s:%d: each record has %d fields, but input '%s' is %s (%lld values)", path, line,
                          nfields, fin->name, want, (long long)nfeat);
                 else
@@ -366,10 +421,12 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
         if (records == cap) {
             cap = cap ? 2 * cap : 1024;
             x = util_realloc(x, sizeof(float) * (size_t)(cap * nfeat));
-            if (ft && ft->is_class)
-                lab = util_realloc(lab, sizeof(int32_t) * (size_t)cap);
-            else if (ntc)
-                tv = util_realloc(tv, sizeof(float) * (size_t)(cap * ntc));
+            for (int k = 0; k < nt; k++) {
+                if (ex->field[tgt[k].field].is_class)
+                    lab[k] = util_realloc(lab[k], sizeof(int32_t) * (size_t)cap);
+                else
+                    tv[k] = util_realloc(tv[k], sizeof(float) * (size_t)(cap * tgt[k].ncol));
+            }
         }
         int64_t fi = 0;
         for (int i = 0; i < f.n; i++) {
@@ -382,21 +439,22 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
                          (long long)records + 1, i + 1, shorten(f.field[i], sbuf, sizeof sbuf));
                 goto done;
             }
-            int t = !ft ? -1 : i - first_target;
-            if (t >= 0 && t < ntc) {
-                if (ft->is_class) {
-                    if (v != floor(v) || v < 0 || v >= (double)ft->nclass) {
-                        util_fail(err, nerr, "%s:%d: record %lld: target %s is not a class index of class[%lld] (0 to %lld)",
-                             path, line, (long long)records + 1, shorten(f.field[i], sbuf, sizeof sbuf),
-                             (long long)ft->nclass, (long long)ft->nclass - 1);
-                        goto done;
-                    }
-                    lab[records] = (int32_t)v;
-                } else {
-                    tv[records * ntc + t] = (float)v;
-                }
-            } else {
+            int k = role[i];
+            if (k < 0) {
                 x[records * nfeat + fi++] = (float)v;
+                continue;
+            }
+            const DataField *ft = &ex->field[tgt[k].field];
+            if (ft->is_class) {
+                if (v != floor(v) || v < 0 || v >= (double)ft->nclass) {
+                    util_fail(err, nerr, "%s:%d: record %lld: target %s is not a class index of class[%lld] (0 to %lld)",
+                         path, line, (long long)records + 1, shorten(f.field[i], sbuf, sizeof sbuf),
+                         (long long)ft->nclass, (long long)ft->nclass - 1);
+                    goto done;
+                }
+                lab[k][records] = (int32_t)v;
+            } else {
+                tv[k][records * tgt[k].ncol + (i - tgt[k].col)] = (float)v;
             }
         }
         records++;
@@ -408,19 +466,22 @@ int data_load_csv(const char *path, const CsvOptions *opt, const DataExpect *ex,
     dataset_begin(out, ex);
     out->n = records;
     out->col[in].f32 = x;
-    if (ft) {
-        out->col[tg].label = lab;
-        out->col[tg].f32 = tv;
+    x = NULL;
+    for (int k = 0; k < nt; k++) {
+        out->col[tgt[k].field].label = lab[k];
+        out->col[tgt[k].field].f32 = tv[k];
+        lab[k] = NULL;
+        tv[k] = NULL;
     }
     out->name = util_strdup(path);
-    x = NULL;
-    tv = NULL;
-    lab = NULL;
     rc = 0;
 done:
     free(x);
-    free(tv);
-    free(lab);
+    for (int k = 0; k < nt; k++) {
+        free(tv[k]);
+        free(lab[k]);
+    }
+    free(role);
     free(f.field);
     free(raw);
     return rc;

@@ -52,11 +52,21 @@ typedef struct {
     const char *name, *path;
 } NpyArray;
 
+/* A target of several in a CSV file, its first column by header name or index. */
+typedef struct {
+    const char *field;  /* the target's name */
+    const char *column; /* its header name, or NULL */
+    int col;            /* its index (when column is NULL) */
+} CsvTarget;
+
 typedef struct {
     int target_col;          /* first target column; -1: the last ones */
     const char *target_name; /* or the header name of the (first) target column */
     int header;              /* -1 auto, 0 none, 1 present */
     bool inputs_only;        /* every column is an input (predict) */
+    const CsvTarget *target; /* several targets, each named (csv(..., mass = "m", spin = 3)); the
+                                columns they leave are the one input */
+    int ntarget;
 } CsvOptions;
 
 /* The expectation from a list of fields (copied; free with data_expect_free). */

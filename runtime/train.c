@@ -52,8 +52,12 @@ int train_load_data(const Model *m, const Graph *g, ModelData *d, char *err, siz
                          : data_load_idx(ds->images, ds->labels, ex, sets[s], err, nerr);
             break;
         case DATA_CSV: {
-            CsvOptions co = {.target_col = ds->target_col, .target_name = ds->target_name, .header = ds->header};
+            CsvTarget *ct = util_calloc((size_t)ds->narray + 1, sizeof(CsvTarget));
+            for (int i = 0; i < ds->narray; i++) ct[i] = (CsvTarget){ds->array[i].name, ds->array[i].path, ds->array[i].col};
+            CsvOptions co = {.target_col = ds->target_col, .target_name = ds->target_name, .header = ds->header, .target = ct,
+                             .ntarget = ds->narray};
             rc = data_load_csv(ds->path, &co, ex, sets[s], err, nerr);
+            free(ct);
             break;
         }
         case DATA_NPY: {

@@ -290,6 +290,10 @@ bayes_vi)
   # variational dense layers: the posterior mean's test loss against NumPy's cross-entropy plus
   # the closed-form KL / N (tests/train/bayes_vi.py says how)
   numpy_test tests/train/bayes_vi.py "$nnc" "$out" ;;
+csv_targets)
+  # a CSV file with several named target columns trains as its npy twin, line for line
+  # (tests/train/csv_targets.py says how)
+  numpy_test tests/train/csv_targets.py "$nnc" "$out" ;;
 vi_draws)
   # `evaluate samples = S`: a variational layer's predictive mean and sd over S draws against
   # the closed form, coverage and the KL apart (tests/train/vi_draws.py says how)
