@@ -595,10 +595,10 @@ static int lower_val(Lower *L, const SVal *v) {
     case SV_BINARY: {
         int a = lower_val(L, v->a), b = lower_val(L, v->b);
         Op op = v->op == '+' ? OP_ADD : v->op == '-' ? OP_SUB : v->op == '*' ? OP_MUL : OP_DIV;
-        id = ir_add2(g, op, shape_scalar(), a, b, v->loc);
+        id = ir_add2(g, op, v->shape, a, b, v->loc); /* a scalar's shape is rank 0; a tensor's its own */
         break;
     }
-    case SV_NEG: id = ir_add1(g, OP_NEG, shape_scalar(), lower_val(L, v->a), v->loc); break;
+    case SV_NEG: id = ir_add1(g, OP_NEG, v->shape, lower_val(L, v->a), v->loc); break;
     }
     memo_put(L, v, id);
     return id;

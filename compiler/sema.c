@@ -385,9 +385,70 @@ static SVal *lookup_tensor(Sema *s, const Ast *e) {
 
 bool sema_is_tensor(Sema *s, const Ast *e) {
     if (e->kind == AST_PIPE || e->kind == AST_CALL) return true;
+    if (e->kind == AST_UNARY) return e->op == '-' && sema_is_tensor(s, e->lhs);
+    if (e->kind == AST_BINARY) /* arithmetic with a tensor on either side */
+        return (e->op == '+' || e->op == '-' || e->op == '*' || e->op == '/') &&
+               (sema_is_tensor(s, e->lhs) || sema_is_tensor(s, e->rhs));
     if (e->kind != AST_NAME) return false;
     Sym *sym = sema_lookup(s, e->text);
     return sym ? sym->kind == SYM_IO || sym->kind == SYM_VALUE : sema_layers_find(e->text) != NULL;
+}
+
+/* Arithmetic on tensors, elementwise: x + y, x - y, x * y of two tensors of one shape (a residual
+ * connection, x + f(x)); a tensor times or over a scalar expression (x * 0.5, lambda * x, x / 2);
+ * -x.  The result has the tensor's shape; the lowering's map ops broadcast a scalar. */
+static SVal *tensor_arith(Sema *s, const Ast *e) {
+    char ta[96], tb[96], op[2] = {(char)e->op, 0};
+    if (e->kind == AST_UNARY) {
+        if (e->op != '-') {
+            err(s, e->loc, "'not' applies to conditions, not tensors");
+            return NULL;
+        }
+        SVal *x = sema_eval_tensor(s, e->lhs);
+        if (!x) return NULL;
+        SVal *v = sema_sval(s, SV_NEG, e->loc);
+        v->a = x;
+        v->shape = x->shape;
+        return v;
+    }
+    if (e->op != '+' && e->op != '-' && e->op != '*' && e->op != '/') {
+        err(s, e->loc, "tensors take + - * and /, elementwise; comparisons and '^' are for numbers");
+        return NULL;
+    }
+    bool lt = sema_is_tensor(s, e->lhs), rt = sema_is_tensor(s, e->rhs);
+    SVal *a = lt ? sema_eval_tensor(s, e->lhs) : sema_eval_scalar(s, e->lhs);
+    SVal *b = rt ? sema_eval_tensor(s, e->rhs) : sema_eval_scalar(s, e->rhs);
+    if (!a || !b) return NULL;
+    const SVal *t = lt ? a : b;
+    if ((lt && a->is_class) || (rt && b->is_class)) {
+        err(s, e->loc, "'%s' on class labels (%s) means nothing; arithmetic is for real-valued tensors", op,
+            sema_type_str(ta, sizeof ta, lt && a->is_class ? a : b));
+        return NULL;
+    }
+    if (lt && rt && e->op == '/') {
+        err(s, e->loc, "one tensor over another is not supported; divide by a number or a param");
+        return NULL;
+    }
+    if (lt && rt && !shape_eq(a->shape, b->shape)) {
+        err(s, e->loc, "'%s' needs tensors of one shape, but the left is %s and the right %s", op,
+            sema_type_str(ta, sizeof ta, a), sema_type_str(tb, sizeof tb, b));
+        return NULL;
+    }
+    if (!(lt && rt) && (e->op == '+' || e->op == '-')) {
+        err(s, e->loc, "a tensor %s a number is not supported; scale it (x * 2) or %s a tensor of its shape",
+            e->op == '+' ? "plus" : "minus", e->op == '+' ? "add" : "subtract");
+        return NULL;
+    }
+    if (!lt && e->op == '/') {
+        err(s, e->loc, "a number over a tensor is not supported; divide the tensor by a number");
+        return NULL;
+    }
+    SVal *v = sema_sval(s, SV_BINARY, e->loc);
+    v->op = e->op;
+    v->a = a;
+    v->b = b;
+    v->shape = t->shape;
+    return v;
 }
 
 SVal *sema_eval_tensor(Sema *s, const Ast *e) {
@@ -428,7 +489,7 @@ SVal *sema_eval_tensor(Sema *s, const Ast *e) {
     case AST_NUM: err(s, e->loc, "expected a tensor, got the number %s", e->text); return NULL;
     case AST_STR: err(s, e->loc, "expected a tensor, got a string"); return NULL;
     case AST_BINARY:
-    case AST_UNARY: err(s, e->loc, "arithmetic on tensors is not implemented yet"); return NULL;
+    case AST_UNARY: return tensor_arith(s, e);
     case AST_ERROR: return NULL;
     default: err(s, e->loc, "expected a tensor expression here"); return NULL;
     }

@@ -14,13 +14,13 @@ for f in stdlib/*.nn; do
   grep -rlq --include=*.nn --include=*.py --include=*.sh "$name(" models tests ||
     { echo "FAIL $f: no model or test calls '$name'"; fail=1; }
 done
-# a model calling each block with its first parameter piped in (a feature map [12, 12, 3], or
-# it flattened) and only its required arguments, taken from the library table's call
+# a model calling each block with its first parameter piped in (a feature map [12, 12, 3], it
+# flattened, or a flat vector of the first argument's width, 8) and only its required arguments, taken from the library table's call
 # (`| `mlp(x, hidden, out)` | ...` -> mlp(8, 16))
 grep '^| `[a-z_0-9]*(x' docs/language.md | sed 's/^| `\([a-z_0-9]*\)(\([^`]*\))`.*/\1 \2/' | while read -r name args; do
   call=$(echo "$args" | sed 's/^x,* *//; s/[a-z_]* = [^,]*,* *//g; s/, *$//' | awk -F', *' '{ for (i = 1; i <= NF; i++) printf "%s%d", (i > 1 ? ", " : ""), 8 * i; }')
   ok=0
-  for input in image "flatten(image)"; do # a feature map, or a flat vector
+  for input in image "flatten(image)" "flatten(image) -> dense(8)"; do # a feature map, a flat vector, or one 8 wide
     printf 'model use_%s\ninput  image : f32[12, 12, 3]\ntarget label : class[4]\nh      = %s -> %s(%s)\nlogits = flatten(h) -> dense(4)\nloss   cross_entropy(logits, label)\ntrain  { data fashion_mnist }\n' \
       "$name" "$input" "$name" "$call" > "$dir/$name.nn"
     "$nnc" check "$dir/$name.nn" > "$dir/$name.out" 2>&1 && ok=1 && break

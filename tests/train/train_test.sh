@@ -33,6 +33,11 @@ case $case_name in
 fashion_mlp_2_epochs)
   "$nnc" train models/fashion_mlp.nn --set epochs=2 --out "$out"
   "$check" "$out/metrics.jsonl" test accuracy 0.86 ;;
+resnet_small_1_epoch)
+  # two stdlib resblocks (x + f(x): tensor arithmetic) train on Fashion-MNIST: one epoch reaches
+  # 0.83 here; a broken skip connection or its gradient would not
+  "$nnc" train tests/train/models/resnet_small.nn --out "$out"
+  "$check" "$out/metrics.jsonl" test accuracy 0.80 ;;
 fashion_gated_1_epoch)
   "$nnc" train models/fashion_gated.nn --set epochs=1 --out "$out" > "$out/stdout"
   cat "$out/stdout"
