@@ -1,5 +1,5 @@
 /* data_test.c: bad data gives an error naming the file and the record, never a crash.
- * Writes small IDX (plain and gzip) and CSV files into a scratch directory, each broken in
+ * Writes small IDX (plain and gzip), CSV and NPY files into a scratch directory, each broken in
  * one way, loads them through runtime/data.c and checks the message; also checks that good
  * files load with the right values, and batch gathering. */
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "data.h"
+#include "npy.h"
 
 static char dir[256];
 static int failures;
@@ -235,6 +236,51 @@ int main(void) {
     write_bytes("nul.csv", "1,2\0,3,0\n", 9, false);
     EXPECT("CSV with a NUL byte", data_load_csv(path_of("nul.csv"), &last, &cls, &d, err, sizeof err),
            path_of("nul.csv"), "NUL byte");
+
+    /* npy sources: one array per field, each checked when it is loaded */
+    {
+        static DataField f[2] = {{.name = "x", .width = 3, .rank = 1, .dim = {3}},
+                                 {.name = "y", .is_target = true, .is_class = true, .nclass = 10, .width = 1}};
+        DataExpect ex = {f, 2};
+        float xs[12] = {0}, good[4] = {1, 2, 3, 9}, bad[4] = {1, 2, 10, 3}, frac[4] = {1, 2.5f, 3, 4};
+        int64_t s43[2] = {4, 3}, s4[1] = {4}, s3[1] = {3}, s0[2] = {0, 3};
+        char e[256];
+        npy_write_f32(path_of("x.npy"), xs, 2, s43, e, sizeof e);
+        npy_write_f32(path_of("y.npy"), good, 1, s4, e, sizeof e);
+        npy_write_f32(path_of("y10.npy"), bad, 1, s4, e, sizeof e);
+        npy_write_f32(path_of("yfrac.npy"), frac, 1, s4, e, sizeof e);
+        npy_write_f32(path_of("y3.npy"), good, 1, s3, e, sizeof e);
+        npy_write_f32(path_of("scalar.npy"), good, 0, s4, e, sizeof e);
+        npy_write_f32(path_of("empty.npy"), xs, 2, s0, e, sizeof e);
+        NpyArray ok[2] = {{"x", path_of("x.npy")}, {"y", path_of("y.npy")}};
+        char msg[1024] = "";
+        Dataset got = {0};
+        check("npy: two arrays load", data_load_npy(ok, 2, &ex, false, &got, msg, sizeof msg) == 0 && got.n == 4 && got.col[1].label[3] == 9);
+        if (got.n == 4) data_free(&got);
+        NpyArray lab10[2] = {{"x", path_of("x.npy")}, {"y", path_of("y10.npy")}};
+        EXPECT("npy label out of range", data_load_npy(lab10, 2, &ex, false, &d, err, sizeof err), path_of("y10.npy"),
+               "sample 3: label 10 is out of range for class[10] (labels are 0 to 9)");
+        NpyArray labfrac[2] = {{"x", path_of("x.npy")}, {"y", path_of("yfrac.npy")}};
+        EXPECT("npy fractional label", data_load_npy(labfrac, 2, &ex, false, &d, err, sizeof err), path_of("yfrac.npy"));
+        NpyArray short_[2] = {{"x", path_of("x.npy")}, {"y", path_of("y3.npy")}};
+        EXPECT("npy arrays of different lengths", data_load_npy(short_, 2, &ex, false, &d, err, sizeof err), path_of("y3.npy"),
+               "3 samples, but", "has 4; every array of a data set has one row per sample");
+        NpyArray zero_d[2] = {{"x", path_of("scalar.npy")}, {"y", path_of("y.npy")}};
+        EXPECT("npy 0-d array", data_load_npy(zero_d, 2, &ex, false, &d, err, sizeof err), path_of("scalar.npy"),
+               "a 0-d array, but input 'x' needs one f32[3] per sample");
+        NpyArray empty[2] = {{"x", path_of("empty.npy")}, {"y", path_of("y.npy")}};
+        EXPECT("npy array of 0 samples", data_load_npy(empty, 2, &ex, false, &d, err, sizeof err), path_of("empty.npy"),
+               "an array of 0 samples, but input 'x' needs one f32[3] per sample");
+        NpyArray wrong[2] = {{"x", path_of("y.npy")}, {"y", path_of("y.npy")}};
+        EXPECT("npy input of the wrong width", data_load_npy(wrong, 2, &ex, false, &d, err, sizeof err), path_of("y.npy"),
+               "4 samples of shape [] (1 value each), but input 'x' is f32[3] (3 values)");
+        NpyArray missing[1] = {{"x", path_of("x.npy")}};
+        EXPECT("npy without the target", data_load_npy(missing, 1, &ex, false, &d, err, sizeof err),
+               "the npy data source gives no array for target 'y'");
+        got = (Dataset){0};
+        check("npy inputs only: the target not needed", data_load_npy(missing, 1, &ex, true, &got, msg, sizeof msg) == 0 && got.n == 4);
+        if (got.n == 4) data_free(&got);
+    }
     {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
