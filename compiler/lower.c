@@ -688,6 +688,9 @@ Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
     free(L.penalty);
     free(L.kl);
     if (!ok) return NULL;
+    for (int i = 0; i < g->nweight; i++) /* checkpoints and --init find weights by name */
+        for (int k = 0; k < i; k++)
+            if (!strcmp(g->weight[i].name, g->weight[k].name)) NNC_BUG("two weights are named '%s'", g->weight[i].name);
     ir_verify(g, "lower");
     return g;
 }

@@ -343,11 +343,36 @@ static void unknown_layer(Sema *s, SrcLoc loc, const char *name) {
 
 /* Apply the layer named by `e` (a name or a call) to x; `skip` = 1 when x came as the first
  * positional argument of the call. */
+static SVal *apply_layer(Sema *s, SVal *x, const Ast *e, int skip);
+
+/* `x -> repeat(n, L)`: layer or block call L applied n times in a row, each with weights of its
+ * own (numbered as a binding's layers of one kind are: r.dense1, r.dense2, ...). */
+static SVal *apply_repeat(Sema *s, SVal *x, const Ast *e, int skip) {
+    if (!x) {
+        err(s, e->loc, "repeat has no input; write `x -> repeat(3, dense(64))`");
+        return NULL;
+    }
+    if (e->kind != AST_CALL || e->narg - skip != 2 || e->arg[skip].name || e->arg[skip + 1].name) {
+        err(s, e->loc, "repeat takes a count and a layer or block: `x -> repeat(3, resblock(64))`");
+        return NULL;
+    }
+    int64_t n;
+    if (!sema_eval_int(s, e->arg[skip].value, "the number of repeats", 1, 1000, &n)) return NULL;
+    const Ast *f = e->arg[skip + 1].value;
+    if (f->kind != AST_CALL && f->kind != AST_NAME) {
+        err(s, f->loc, "repeat's second argument is a layer or block, such as dense(64) or resblock(64)");
+        return NULL;
+    }
+    for (int64_t i = 0; i < n && x; i++) x = apply_layer(s, x, f, 0);
+    return x;
+}
+
 static SVal *apply_layer(Sema *s, SVal *x, const Ast *e, int skip) {
     const char *name = e->text;
     const LayerDef *ld = sema_layers_find(name);
     const Stmt *blk = ld ? NULL : sema_block_find(s, name);
     if (blk) return sema_block_apply(s, blk, x, e, skip);
+    if (!ld && !strcmp(name, "repeat")) return apply_repeat(s, x, e, skip);
     if (!ld) {
         if (find_func(losses, NLOSSES, name))
             err(s, e->loc, "'%s' is a loss, not a layer; use it in a `loss` statement", name);
@@ -472,6 +497,10 @@ SVal *sema_eval_tensor(Sema *s, const Ast *e) {
     case AST_CALL: {
         const Stmt *blk = sema_layers_find(e->text) ? NULL : sema_block_find(s, e->text);
         if (blk) return sema_block_apply(s, blk, NULL, e, 0);
+        if (!strcmp(e->text, "repeat") && e->narg == 3 && !e->arg[0].name) { /* repeat(x, n, L) */
+            SVal *x = sema_eval_tensor(s, e->arg[0].value);
+            return x ? apply_repeat(s, x, e, 1) : NULL;
+        }
         bool config_first = e->narg > 0 && !e->arg[0].name &&
                             (e->arg[0].value->kind == AST_NUM || e->arg[0].value->kind == AST_STR);
         if (!sema_layers_find(e->text) || e->narg == 0 || e->arg[0].name || config_first) {

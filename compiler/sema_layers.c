@@ -471,9 +471,27 @@ static WeightStem *find_stem(Sema *s, const char *stem) {
     return NULL;
 }
 
+/* How many times `repeat(n, L)` applies L, without reporting (the application reports): n when
+ * it is a number, a block's number argument or a param; else 2, so that its layers are numbered. */
+static int repeats(Sema *s, const Ast *n) {
+    const Sym *sym = n->kind == AST_NAME ? sema_lookup(s, n->text) : NULL;
+    double v = n->kind == AST_NUM ? n->num
+             : sym && sym->kind == SYM_NUMBER && sym->val->kind == SV_CONST ? sym->val->num
+             : sym && sym->kind == SYM_PARAM ? s->m->param[sym->index].value : 2;
+    return v >= 1 && v <= 1000 ? (int)v : 2;
+}
+
 void sema_layers_count(Sema *s, const Ast *e) {
     for (; e; e = e->kind == AST_PIPE ? e->lhs : NULL) {
         const Ast *l = e->kind == AST_PIPE ? e->rhs : e;
+        bool input_first = l->kind == AST_CALL && l->narg == 3 && !l->arg[0].name;
+        if (l->kind == AST_CALL && !strcmp(l->text, "repeat") && !sema_layers_find(l->text) && !sema_block_find(s, l->text) &&
+            l->narg >= 2) { /* repeat(n, L) or repeat(x, n, L): L counted n times */
+            const Ast *inner = l->arg[l->narg - 1].value;
+            for (int i = repeats(s, l->arg[l->narg - 2].value); i > 0; i--) sema_layers_count(s, inner);
+            if (input_first) sema_layers_count(s, l->arg[0].value);
+            continue;
+        }
         if (l->kind == AST_CALL || l->kind == AST_NAME) {
             const LayerDef *ld = sema_layers_find(l->text);
             bool tensor = l->kind == AST_NAME && sema_lookup(s, l->text); /* (not a block to look for) */
@@ -492,11 +510,23 @@ void sema_layers_count(Sema *s, const Ast *e) {
     }
 }
 
-/* h1 for the binding's only dense layer, h1.dense2 for the second of several. */
+/* Layers whose weights are a weight (or its mean and rho) and a bias: two of them named after
+ * the binding alone would give two NAME.bias. */
+static bool has_bias(const char *stem) {
+    return !strcmp(stem, "dense") || !strcmp(stem, "conv") || !strcmp(stem, "bayes_dense") || !strcmp(stem, "bayes_conv");
+}
+
+/* h1 for the binding's only dense layer, h1.dense2 for the second of several; h.dense1 and
+ * h.bayes_dense1 where a dense and a bayes_dense layer (or a convolution) share the binding,
+ * each alone of its kind, whose weights would otherwise share the name h.bias. */
 const char *sema_layers_prefix(Sema *s, const char *stem) {
     const char *owner = s->owner ? s->owner : "loss";
     WeightStem *w = find_stem(s, stem);
-    if (!w || w->count <= 1) return owner;
+    if (!w) return owner;
+    bool clash = false;
+    for (int i = 0; i < s->nstem && w->count == 1 && has_bias(stem); i++)
+        clash |= &s->stem[i] != w && s->stem[i].count == 1 && has_bias(s->stem[i].stem);
+    if (w->count <= 1 && !clash) return owner;
     return arena_printf(s->arena, "%s.%s%d", owner, stem, ++w->seen);
 }
 
