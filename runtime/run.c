@@ -444,6 +444,50 @@ static int write_predictions(const char *path, const float *y, int64_t n, int pe
     return 0;
 }
 
+/* predict's inputs: one file for a model with one input (data_load_inputs), or --input
+ * NAME=FILE.npy for each of several.  -1 with the reason in err. */
+static int load_inputs(const RunOptions *o, const Graph *g, const DataExpect *ex, Dataset *d, char *err, size_t nerr) {
+    int ni = 0;
+    for (int i = 0; i < g->ninput; i++) ni += !g->input[i].is_target;
+    bool named = strchr(o->inputs[0], '=') != NULL;
+    if (ni == 1 && o->ninputs == 1 && !named) return data_load_inputs(o->input, ex, d, err, nerr);
+    char names[512] = "";
+    for (int i = 0, at = 0; i < g->ninput; i++)
+        if (!g->input[i].is_target && at < (int)sizeof names)
+            at += snprintf(names + at, sizeof names - (size_t)at, "%s%s", at ? ", " : "", g->input[i].name);
+    NpyArray arr[16];
+    char name[16][128];
+    for (int k = 0; k < o->ninputs; k++) {
+        const char *eq = strchr(o->inputs[k], '=');
+        if (!eq) {
+            memset(d, 0, sizeof *d);
+            return util_fail(err, nerr, "--input %s: the model has %d inputs (%s): give each as --input NAME=FILE.npy", o->inputs[k],
+                             ni, names);
+        }
+        snprintf(name[k], sizeof name[k], "%.*s", (int)(eq - o->inputs[k]), o->inputs[k]);
+        bool known = false;
+        for (int i = 0; i < g->ninput; i++) known |= !g->input[i].is_target && !strcmp(g->input[i].name, name[k]);
+        for (int j = 0; j < k; j++) known &= strcmp(name[j], name[k]) != 0;
+        if (!known) {
+            memset(d, 0, sizeof *d);
+            return util_fail(err, nerr, "--input %s: '%s' is not an input of the model, or is given twice (its inputs: %s)",
+                             o->inputs[k], name[k], names);
+        }
+        arr[k] = (NpyArray){name[k], eq + 1};
+    }
+    for (int i = 0; i < g->ninput; i++) {
+        bool given = g->input[i].is_target;
+        for (int k = 0; k < o->ninputs; k++) given |= !strcmp(name[k], g->input[i].name);
+        if (!given) {
+            memset(d, 0, sizeof *d);
+            return util_fail(err, nerr, "predict has no array for input '%s'; add --input %s=FILE.npy", g->input[i].name, g->input[i].name);
+        }
+    }
+    int rc = data_load_npy(arr, o->ninputs, ex, true, d, err, nerr);
+    if (rc) memset(d, 0, sizeof *d);
+    return rc;
+}
+
 int run_predict(const RunOptions *o) {
     if (!util_ends_with(o->output, ".npy") && !util_ends_with(o->output, ".csv")) {
         fprintf(stderr, "nnc: error: --output %s: name it .npy or .csv, the format to write\n", o->output);
@@ -463,7 +507,7 @@ int run_predict(const RunOptions *o) {
     Dataset d;
     char err[1024];
     int rc = 0;
-    if (data_load_inputs(o->input, &ex, &d, err, sizeof err)) {
+    if (load_inputs(o, g, &ex, &d, err, sizeof err)) {
         fprintf(stderr, "nnc: error: %s\n", err);
         rc = 1;
     } else {

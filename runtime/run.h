@@ -26,7 +26,9 @@ typedef struct {
     int64_t checkpoint_every; /* epochs between checkpoints; 0: at the end only */
     const char *checkpoint; /* eval, predict: the checkpoint to load */
     const char *draws;      /* eval, predict of a sampled model: its run directory or a draws file */
-    const char *input, *output; /* predict */
+    const char *input, *output; /* predict: X (a model with one input), Y */
+    const char *inputs[16];     /* predict, a model with several inputs: NAME=FILE.npy each */
+    int ninputs;
     const char *built;    /* a trainer: how it was built, for the training header; NULL in nnc */
 } RunOptions;
 

@@ -38,7 +38,8 @@ static const char usage[] =
     "  train                   train the model\n"
     "  eval --checkpoint C     evaluate the weights in checkpoint C on the model's validation and test data\n"
     "  predict --checkpoint C --input X --output Y\n"
-    "                          the model's outputs for the inputs in X (NPY, CSV or IDX), written to Y\n"
+    "                          the model's outputs for the inputs in X (NPY, CSV or IDX), written to Y;\n"
+    "                          a model with several inputs: --input NAME=FILE.npy for each\n"
     "                          (.npy or .csv)\n"
     "  eval --draws D, predict --draws D --input X --output Y\n"
     "                          the same for a sampled model, over the posterior: D is the sampling run's\n"
@@ -102,8 +103,14 @@ int main(int argc, char **argv) {
                    !strcmp(s, "--output") || !strcmp(s, "--draws")) {
             if (!next) return bad_usage(prog, s, " needs a value");
             i++;
-            if (!strcmp(s, "--checkpoint") || !strcmp(s, "--input") || !strcmp(s, "--output") || !strcmp(s, "--draws")) {
-                *(s[2] == 'c' ? &o.checkpoint : s[2] == 'i' ? &o.input : s[2] == 'd' ? &o.draws : &o.output) = next;
+            if (!strcmp(s, "--input")) { /* X, or NAME=FILE.npy once per input */
+                if (o.ninputs == (int)(sizeof o.inputs / sizeof *o.inputs)) return bad_usage(prog, "too many --input options", NULL);
+                if (!o.input) o.input = next;
+                o.inputs[o.ninputs++] = next;
+                continue;
+            }
+            if (!strcmp(s, "--checkpoint") || !strcmp(s, "--output") || !strcmp(s, "--draws")) {
+                *(s[2] == 'c' ? &o.checkpoint : s[2] == 'd' ? &o.draws : &o.output) = next;
                 continue;
             }
             char set[128]; /* --epochs N, --seed N: --set epochs=N, --set seed=N */

@@ -295,6 +295,10 @@ bayes_vi)
   # variational dense layers: the posterior mean's test loss against NumPy's cross-entropy plus
   # the closed-form KL / N (tests/train/bayes_vi.py says how)
   numpy_test tests/train/bayes_vi.py "$nnc" "$out" ;;
+several_inputs)
+  # two inputs meet by tensor arithmetic; predict takes --input NAME=FILE.npy for each
+  # (tests/train/several_inputs.py says how)
+  numpy_test tests/train/several_inputs.py "$nnc" "$out" ;;
 csv_targets)
   # a CSV file with several named target columns trains as its npy twin, line for line
   # (tests/train/csv_targets.py says how)
