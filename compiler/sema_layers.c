@@ -113,7 +113,10 @@ static SVal *check_bayes_dense(Sema *s, const LayerDef *ld, const Ast *e, const 
     if (!sema_eval_int(s, a[0], "the number of units", 1, 1 << 24, &units)) return NULL;
     if (!sema_args_bool(s, a[3], true, &v->bias) || !sema_args_bool(s, a[4], false, &v->local)) return NULL;
     if (!variational_args(s, ld, a[1], a[2], 2, v)) return NULL;
-    v->units = v->declared = units;
+    v->declared = units;
+    for (int i = 0; i < s->nwidth; i++) /* pruned: the surviving neurons */
+        if (!strcmp(s->width[i].layer, v->wname)) units = s->width[i].units;
+    v->units = units;
     v->shape = shape_vec(units, true);
     int64_t np = 2 * units * x->shape.dim[0] + (v->bias ? units : 0);
     add_row(s, arena_printf(s->arena, "bayes_dense(%lld%s)", (long long)units, v->local ? ", local" : ""), v, np);

@@ -40,11 +40,48 @@ static Weight *weight_of(Graph *g, int node, int64_t *inner) {
     return g->node[node].op == OP_WEIGHT ? &g->weight[g->node[node].ref] : NULL;
 }
 
+/* The trained weight behind node through a softplus (a variational layer's rho), or NULL. */
+static Weight *softplus_of(Graph *g, int node) {
+    const Node *n = &g->node[node];
+    return n->op == OP_SOFTPLUS ? weight_of(g, n->in[0], NULL) : NULL;
+}
+
+/* The weights a GEMM operand is made of, seen through views and a transpose as weight_of sees
+ * them: a weight; a variational layer's w = mu + softplus(rho) eps (mu and rho, which its
+ * neurons index alike); the local reparameterisation's softplus(rho)^2 (rho).  Their number. */
+static int weights_of(Graph *g, int node, int64_t *inner, Weight *out[2]) {
+    for (;;) {
+        const Node *n = &g->node[node];
+        if (n->op == OP_TRANSPOSE) {
+            if (inner && *inner != 1) return 0;
+            if (inner) *inner = n->shape.dim[1];
+        } else if (n->op != OP_RESHAPE) {
+            break;
+        }
+        node = n->in[0];
+    }
+    const Node *n = &g->node[node];
+    if (n->op == OP_WEIGHT) return out[0] = &g->weight[n->ref], 1;
+    if (n->op == OP_ADD) { /* mu + softplus(rho) eps */
+        const Node *m = &g->node[n->in[1]];
+        Weight *mu = weight_of(g, n->in[0], NULL), *rho = m->op == OP_MUL ? softplus_of(g, m->in[0]) : NULL;
+        if (mu && rho && mu->variational && rho->variational && g->node[m->in[1]].op == OP_NORMAL_NOISE)
+            return out[0] = mu, out[1] = rho, 2;
+    }
+    if (n->op == OP_MUL && n->in[0] == n->in[1]) { /* softplus(rho)^2 */
+        Weight *rho = softplus_of(g, n->in[0]);
+        if (rho && rho->variational) return out[0] = rho, 1;
+    }
+    return 0;
+}
+
 static void set_space(Graph *g, int node, int dim, int space, int64_t inner) {
-    Weight *w = weight_of(g, node, dim == 1 ? &inner : NULL);
-    if (!w) return;
-    w->space[dim] = space;
-    w->space_inner[dim] = inner;
+    Weight *w[2];
+    int n = weights_of(g, node, dim == 1 ? &inner : NULL, w);
+    for (int i = 0; i < n; i++) {
+        w[i]->space[dim] = space;
+        w[i]->space_inner[dim] = inner;
+    }
 }
 
 /* The gated layer whose gate node is id, or NULL. */
@@ -100,7 +137,9 @@ static bool map_per_entry(Graph *g, int id, int *sp, int64_t *inner, bool *gated
     }
     sp[id] = s;
     inner[id] = q;
-    gated[id] = nfull > 0 && all_gated && op_has(nd->op, OF_KEEPS0); /* not sigmoid(0) = 1/2 */
+    /* not sigmoid(0) = 1/2; a product is 0 where any factor is (x^2 of a gated x: the local
+     * reparameterisation's variance) */
+    gated[id] = nfull > 0 && (nd->op == OP_MUL ? any_gated : all_gated && op_has(nd->op, OF_KEEPS0));
     lost[id] = any_gated && !gated[id] ? nd->op : was;
     return true;
 }
@@ -135,13 +174,13 @@ void spaces_analyse(Graph *g) {
             sp[id] = s;
             set_space(g, nd->in[1], 0, s, 1);
             set_space(g, nd->in[1], 1, along_last ? in_space : -1, in_inner);
-            const Weight *wt = weight_of(g, nd->in[1], NULL);
-            bool drawn = !wt || wt->variational; /* a variational layer's weight, mu + sigma eps (or its mean, local) */
-            if (drawn)
-                g->space[s].fixed = arena_printf(g->arena, "variational layer '%s' does not shrink yet", nd->name);
+            Weight *wt[2];
+            bool known = weights_of(g, nd->in[1], NULL, wt) > 0; /* a weight, or a variational layer's */
+            if (!known)
+                g->space[s].fixed = arena_printf(g->arena, "layer '%s' multiplies by a computed matrix", nd->name);
             if (in_space >= 0 && !g->space[in_space].fixed) {
-                if (drawn)
-                    g->space[in_space].fixed = arena_printf(g->arena, "variational layer '%s' reads them", nd->name);
+                if (!known)
+                    g->space[in_space].fixed = arena_printf(g->arena, "layer '%s' multiplies them by a computed matrix", nd->name);
                 else if (!along_last)
                     g->space[in_space].fixed = arena_printf(g->arena, "%s layer '%s' reads its neurons across positions",
                                                             conv ? "convolution" : "dense", nd->name);

@@ -7,7 +7,8 @@
  *     min_width), and no open gate was dropped;
  *   - the pruned model computes the same loss and metrics on the batch (to TOLERANCE relative,
  *     1e-5 by default: an L1 gate's removed neurons are exactly 0; a size gate's are below
- *     its threshold, so its models need a looser bound);
+ *     its threshold, so its models need a looser bound; a variational model's loss without its
+ *     KL term, whose removed weights' share goes with them);
  *   - every surviving weight and optimiser-state entry moved to the right place;
  *   - the pruned model trains on (20 more steps, finite losses).
  * With DEVICE cuda and no GPU it exits 77 (CTest's skip). */
@@ -66,11 +67,22 @@ static void eval_batch(Batches *b, Exec *e, double *out, int *nout) {
         exit(1);
     }
     *nout = 0;
-    for (int o = 0; o < e->g->noutput && output_is_scalar(&e->g->output[o]); o++) {
+    const Graph *g = e->g;
+    for (int o = 0; o < g->noutput && output_is_scalar(&g->output[o]); o++) {
         float v;
-        exec_read(e, e->g->output[o].node, &v, sizeof v);
+        exec_read(e, g->output[o].node, &v, sizeof v);
         out[(*nout)++] = v;
     }
+    /* a variational model's loss holds the KL of its weights, which pruning removes some of:
+     * the loss compared is the rest, loss - kl / N */
+    for (int o = 0; o < g->noutput; o++)
+        if (g->output[o].agg == AGG_WEIGHTS && !strcmp(g->output[o].name, "kl"))
+            for (int i = 0; i < g->nscalar; i++)
+                if (g->scalar[i].kind == SC_DATA_INV_N) {
+                    float kl;
+                    exec_read(e, g->output[o].node, &kl, sizeof kl);
+                    out[0] -= (double)kl * e->scalars[i];
+                }
 }
 
 int main(int argc, char **argv) {
@@ -97,6 +109,7 @@ int main(int argc, char **argv) {
     }
     b.idx = calloc((size_t)b.B, sizeof(int64_t));
     int64_t spe = (b.data.train.n + b.B - 1) / b.B;
+    exec_set_scalars(&e, SC_DATA_INV_N, 1.0 / (double)b.data.train.n); /* a KL term's 1 / N, as training sets it */
     train_init_weights(&e, c.model->train.seed);
     for (int s = 1; s <= steps; s++) {
         put_batch(&b, &e, (int64_t)(s - 1) * b.B);
@@ -134,6 +147,7 @@ int main(int argc, char **argv) {
         printf("FAIL: recompiling: %s\n", err);
         return 1;
     }
+    exec_set_scalars(&e2, SC_DATA_INV_N, 1.0 / (double)b.data.train.n);
     if (prune_transfer(&e, &e2, &d, err, sizeof err)) {
         printf("FAIL: transfer: %s\n", err);
         return 1;
