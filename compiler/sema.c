@@ -715,10 +715,7 @@ static void finish_eval_samples(Sema *s, SVal *loss) {
             err(s, at, "with `evaluate samples`, a metric measures the predictive mean of a head, but this one measures "
                 "another value than the prediction the loss compares with '%s'", target);
             if (head) diag_note(s->diag, head->loc, "the loss on '%s' is here", target);
-        } else if (s->m->metric[i].kind == METRIC_NLL && !v->b->is_class) {
-            err(s, at, "the predictive nll over draws of a real-valued target is not implemented yet; with `evaluate "
-                "samples`, use it on class targets");
-        }
+        } /* (an nll metric is its head's likelihood, finish_nll: gaussian_nll for a real-valued target) */
     }
 }
 

@@ -519,7 +519,7 @@ int run_predict(const RunOptions *o) {
             cols = head[nh - 1].from + head[nh - 1].cols;
             int64_t *idx = train_iota(d.n);
             y = util_calloc((size_t)(d.n * cols * 2) + 1, sizeof(float));
-            if (vi_predict(&b->e, S, &d, idx, d.n, y, NULL)) {
+            if (vi_predict(&b->e, S, &d, idx, d.n, y, NULL, NULL)) {
                 fprintf(stderr, "nnc: error: %s: %s\n", b->e.dev->name, b->e.dev->err);
                 free(y);
                 y = NULL;

@@ -47,17 +47,30 @@ static void draw_step(Exec *e, int64_t s) {
     exec_set_scalars(e, SC_STEP_HI, (double)((t >> 24) & 0xFFFFFF));
 }
 
-int vi_predict(Exec *e, int64_t S, const Dataset *d, const int64_t *idx, int64_t n, float *stats, double *loss) {
+/* Adds log p to the running log-sum-exp (top, sum) of one sample's draws; the first draw starts it. */
+static void lse_add(double *top, double *sum, double lp, bool first) {
+    if (first || lp > *top) {
+        *sum = first ? 1 : *sum * exp(*top - lp) + 1;
+        *top = lp;
+    } else {
+        *sum += exp(lp - *top);
+    }
+}
+
+int vi_predict(Exec *e, int64_t S, const Dataset *d, const int64_t *idx, int64_t n, float *stats, double *loss, double *nll) {
     const Graph *g = e->g;
     ViHead h[VI_MAX_HEADS];
     int nh = vi_heads(g, h, VI_MAX_HEADS);
     int64_t cols = nh ? h[nh - 1].from + h[nh - 1].cols : 0, batch = e->plan->max_batch, most = 0;
     for (int k = 0; k < nh; k++) most = h[k].cols > most ? h[k].cols : most;
     float *saved = util_calloc((size_t)g->nscalar + 1, sizeof(float)), *y = util_calloc((size_t)(batch * most) + 1, sizeof(float));
+    float *t = util_calloc((size_t)(batch * cols) + 1, sizeof(float)); /* the heads' targets, for nll: a block each */
     memcpy(saved, e->scalars, sizeof(float) * (size_t)g->nscalar);
     double *mean = util_calloc((size_t)(batch * cols) + 1, sizeof(double)), *m2 = util_calloc((size_t)(batch * cols) + 1, sizeof(double));
-    double loss_sum = 0;
+    double *top = util_calloc((size_t)(batch * nh) + 1, sizeof(double)), *lsum = util_calloc((size_t)(batch * nh) + 1, sizeof(double));
+    double loss_sum = 0, sigma[VI_MAX_HEADS];
     int rc = 0;
+    for (int k = 0; k < nh && nll; k++) nll[k] = 0;
     e->draw_in_eval = true;
     for (int64_t at = 0; at < n && rc == 0; at += batch) {
         int64_t rows = n - at < batch ? n - at : batch;
@@ -72,17 +85,35 @@ int vi_predict(Exec *e, int64_t S, const Dataset *d, const int64_t *idx, int64_t
             loss_sum += (double)l * (double)rows;
             for (int k = 0; k < nh && rc == 0; k++) {
                 rc = exec_read(e, g->output[h[k].output].node, y, sizeof(float) * (size_t)(rows * h[k].cols));
+                /* a gaussian head's log density of its targets at this draw, for the predictive nll */
+                bool dens = nll && !h[k].classes && h[k].sigma_output >= 0 && h[k].target >= 0;
+                if (dens && s == 0) {
+                    float v = NAN;
+                    rc = rc || exec_read(e, g->output[h[k].sigma_output].node, &v, sizeof v);
+                    sigma[k] = v;
+                }
+                float *tk = t + batch * h[k].from;
+                if (dens && s == 0) data_gather(d, h[k].target, idx + at, rows, tk);
                 for (int64_t r = 0; r < rows && rc == 0; r++) {
                     if (h[k].classes) softmax_row(y + r * h[k].cols, h[k].cols);
+                    double lp = 0;
                     for (int64_t j = 0; j < h[k].cols; j++) {
                         int64_t i = r * cols + h[k].from + j;
                         double v = y[r * h[k].cols + j], before = mean[i];
                         mean[i] += (v - before) / (double)(s + 1);
                         m2[i] += (v - before) * (v - mean[i]);
+                        if (dens) {
+                            double z = ((double)tk[r * h[k].cols + j] - v) / sigma[k];
+                            lp += -0.5 * z * z - log(sigma[k]) - 0.5 * log(2 * M_PI);
+                        }
                     }
+                    if (dens) lse_add(&top[r * nh + k], &lsum[r * nh + k], lp, s == 0);
                 }
             }
         }
+        for (int k = 0; k < nh && nll && rc == 0; k++) /* -log (1/S sum_s p_s), per sample */
+            if (!h[k].classes && h[k].sigma_output >= 0 && h[k].target >= 0)
+                for (int64_t r = 0; r < rows; r++) nll[k] += log((double)S) - (top[r * nh + k] + log(lsum[r * nh + k]));
         for (int64_t i = 0; i < rows * cols && rc == 0; i++) {
             stats[(at * cols + i) * 2] = (float)mean[i];
             stats[(at * cols + i) * 2 + 1] = (float)sqrt(m2[i] / (double)(S - 1));
@@ -91,6 +122,10 @@ int vi_predict(Exec *e, int64_t S, const Dataset *d, const int64_t *idx, int64_t
     e->draw_in_eval = false;
     memcpy(e->scalars, saved, sizeof(float) * (size_t)g->nscalar);
     if (loss) *loss = loss_sum / (double)(S * n);
+    for (int k = 0; k < nh && nll; k++) nll[k] /= (double)n;
+    free(t);
+    free(top);
+    free(lsum);
     free(saved);
     free(y);
     free(mean);
@@ -112,7 +147,8 @@ int vi_evaluate(Exec *e, const Model *m, int64_t S, const Dataset *d, const int6
     int64_t cols = nh ? h[nh - 1].from + h[nh - 1].cols : 0;
     float *stats = util_calloc((size_t)(n * cols * 2) + 1, sizeof(float));
     memset(out, 0, sizeof *out);
-    int rc = vi_predict(e, S, d, idx, n, stats, &out->loss);
+    double nll[VI_MAX_HEADS] = {0};
+    int rc = vi_predict(e, S, d, idx, n, stats, &out->loss, nll);
     out->nhead = nh;
     /* per head: squared error, relative error, right answers, log probability of the label,
      * targets inside the interval */
@@ -157,7 +193,7 @@ int vi_evaluate(Exec *e, const Model *m, int64_t S, const Dataset *d, const int6
         case METRIC_RELATIVE_ERROR: out->metric[i] = rel[at] / values; break;
         case METRIC_ACCURACY: out->metric[i] = (double)right[at] / (double)n; break;
         case METRIC_ERROR: out->metric[i] = 1.0 - (double)right[at] / (double)n; break;
-        case METRIC_NLL: out->metric[i] = -logp[at] / (double)n; break;
+        case METRIC_NLL: out->metric[i] = k->classes ? -logp[at] / (double)n : nll[at]; break;
         }
     }
     for (int k = 0; k < nh; k++) {

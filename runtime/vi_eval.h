@@ -7,7 +7,8 @@
  * the same draws.  Per sample and output of each head: the mean and standard deviation (over
  * S - 1) of the draws' predictions, of the softmax probabilities for a class head.  From them:
  * rmse and relative_error of the mean; accuracy and error of the mean probability's top class;
- * nll, -log of the mean probability of the label (class heads); and per real-valued head whose
+ * nll, -log of the mean probability of the label (class heads) or of the mean density of the
+ * targets over the draws (gaussian_nll heads); and per real-valued head whose
  * loss is a gaussian_nll, coverage95: the fraction of targets inside mean +- 1.96 sd_total,
  * sd_total^2 = sd^2 + sigma^2 (the draws' spread and the likelihood's noise).  The loss is the
  * mean over the draws of the eval program's loss, the negative ELBO per sample. */
@@ -34,9 +35,11 @@ typedef struct {
 int vi_heads(const Graph *g, ViHead *h, int cap);
 
 /* The S draws on samples idx[0..n) of d: stats (n x cols x 2, cols all heads' columns side by
- * side) gets each output's mean and sd; *loss (or NULL) the draws' mean loss.  0, or -1 after
- * a device error (in e->dev->err). */
-int vi_predict(Exec *e, int64_t S, const Dataset *d, const int64_t *idx, int64_t n, float *stats, double *loss);
+ * side) gets each output's mean and sd; *loss (or NULL) the draws' mean loss; nll (per head, or
+ * NULL) a gaussian head's predictive negative log likelihood, -log (1/S sum_s N(y; pred_s,
+ * sigma^2)) per sample (summed over its outputs), averaged.  0, or -1 after a device error (in
+ * e->dev->err). */
+int vi_predict(Exec *e, int64_t S, const Dataset *d, const int64_t *idx, int64_t n, float *stats, double *loss, double *nll);
 
 typedef struct {
     double loss;

@@ -8,7 +8,8 @@ standard deviation sqrt(sum_j x_j^2 softplus(rho_j)^2), in closed form.  Checks:
     errors and its sd within 10 % (the sd of an sd estimate over 2000 draws is 1.6 %);
   - the test metrics that training reported (rmse and relative_error of the predictive mean,
     coverage95: the fraction of targets inside mean +- 1.96 sqrt(sd^2 + sigma^2), sigma the
-    likelihood's learned noise) equal NumPy's over those predictions;
+    likelihood's learned noise) equal NumPy's over those predictions; the nll over the draws is
+    the closed-form predictive density's, N(mean, sd^2 + sigma^2);
   - metrics.jsonl reports the KL apart: kl equals the closed form KL(q || normal(0, 1)) of the
     checkpoint's weights, loss_kl is kl / N, and loss_nll + loss_kl is the loss;
   - the same draws every time: predict twice gives the same bytes;
@@ -43,7 +44,7 @@ input  x : f32[4]
 target y : f32[1]
 pred = x -> bayes_dense(1, rho = -1.5)
 loss   gaussian_nll(pred, y, sigma = learned)
-metric rmse(pred, y), relative_error(pred, y)
+metric rmse(pred, y), relative_error(pred, y), nll(pred, y)
 train {
   data      npy(x = "train_x.npy", y = "train_y.npy")
   test      npy(x = "test_x.npy", y = "test_y.npy")
@@ -125,6 +126,11 @@ cover = np.mean(np.abs(p[:, 0] - y) <= 1.96 * np.sqrt(p[:, 1] ** 2 + noise ** 2)
 for key, mine in (("rmse", rmse), ("relative_error", rel)):
     check(abs(last[key] - mine) <= 1e-5 * max(1, abs(mine)), f"test {key} {last[key]:.7f} equals NumPy's {mine:.7f}")
 check(abs(last["coverage95"] - cover) <= 1.5 / len(y), f"test coverage95 {last['coverage95']:.4f} equals NumPy's {cover:.4f}")
+# the predictive nll over the draws: y's density under N(x . w + b, sigma^2), w drawn, is
+# N(mean, sd^2 + sigma^2) in closed form; 2000 draws estimate it to about 1e-3 here
+var = sd_cf ** 2 + noise ** 2
+nll_cf = float(np.mean(0.5 * (y - mean_cf) ** 2 / var + 0.5 * np.log(2 * np.pi * var)))
+check(abs(last["nll"] - nll_cf) <= 5e-3 * abs(nll_cf), f"test nll over the draws {last['nll']:.6f}, closed form {nll_cf:.6f}")
 check(0.8 <= last["coverage95"] <= 0.99, f"coverage95 {last['coverage95']:.4f} is in [0.80, 0.99] (sigma {noise:.4f})")
 
 r2 = predict(f"{out}/pred2.csv")
