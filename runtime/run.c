@@ -110,12 +110,44 @@ int run_parse_option(RunOptions *o, int argc, char **argv, int i, char *why, siz
     return 0;
 }
 
-/* --data: a directory of the four standard IDX files, or a CSV file (target in the last columns). */
-static int apply_data(const RunOptions *o, Model *m) {
+/* --data DIR for a model whose data is npy(...): each array from DIR, under its file's own name
+ * (DIR/ringdown_train_x.npy) or else its input's or target's (DIR/x.npy).  1 after reporting. */
+static int apply_npy_dir(const RunOptions *o, Model *m, Arena *arena) {
+    DataSpec *d = &m->train.data;
+    DataArray *moved = arena_alloc(arena, sizeof(DataArray) * (size_t)d->narray);
+    for (int i = 0; i < d->narray; i++) {
+        const char *base = strrchr(d->array[i].path, '/');
+        base = base ? base + 1 : d->array[i].path;
+        char *same = arena_printf(arena, "%s/%s", o->data, base), *named = arena_printf(arena, "%s/%s.npy", o->data, d->array[i].name);
+        struct stat st;
+        moved[i] = d->array[i];
+        moved[i].path = stat(same, &st) == 0 ? same : stat(named, &st) == 0 ? named : NULL;
+        if (!moved[i].path && !strcmp(same, named)) {
+            fprintf(stderr, "nnc: error: --data %s: no array for '%s': %s does not exist\n", o->data, d->array[i].name, same);
+            return 1;
+        }
+        if (!moved[i].path) {
+            fprintf(stderr, "nnc: error: --data %s: no array for '%s': neither %s nor %s exists\n", o->data, d->array[i].name, same,
+                    named);
+            return 1;
+        }
+    }
+    d->array = moved;
+    return 0;
+}
+
+/* --data: a directory of the four standard IDX files, or a CSV file (target in the last columns);
+ * for a model whose data is npy(...), a directory of its arrays. */
+static int apply_data(const RunOptions *o, Model *m, Arena *arena) {
     if (!o->data) return 0;
     struct stat st;
     if (stat(o->data, &st)) {
         fprintf(stderr, "nnc: error: --data %s: %s\n", o->data, strerror(errno));
+        return 1;
+    }
+    if (m->train.data.kind == DATA_NPY) {
+        if (S_ISDIR(st.st_mode)) return apply_npy_dir(o, m, arena);
+        fprintf(stderr, "nnc: error: --data %s: the model reads npy arrays; give a directory holding them\n", o->data);
         return 1;
     }
     DataSpec *d = &m->train.data;
@@ -214,7 +246,7 @@ int run_train(const RunOptions *o) {
     double t0 = util_now();
     Built *b = run_build(o, NULL, 0, 0);
     if (!b) return 1;
-    if (apply_data(o, b->c.model)) {
+    if (apply_data(o, b->c.model, b->c.arena)) {
         run_free(b);
         return 1;
     }
@@ -360,7 +392,7 @@ static int eval_draws(const RunOptions *o) {
     Model *m = b->c.model;
     ModelData data;
     char err[1024];
-    int rc = apply_data(o, m);
+    int rc = apply_data(o, m, b->c.arena);
     if (rc == 0 && train_load_data(m, b->c.graph, &data, err, sizeof err)) {
         fprintf(stderr, "nnc: error: %s\n", err);
         rc = 1;
@@ -381,7 +413,7 @@ int run_eval(const RunOptions *o) {
     Checkpoint ck;
     Built *b = from_checkpoint(o, &ck);
     if (!b) return 1;
-    int rc = apply_data(o, b->c.model);
+    int rc = apply_data(o, b->c.model, b->c.arena);
     if (rc == 0) {
         printf("checkpoint %s: after epoch %lld, step %lld\n", o->checkpoint, (long long)ck.state.epoch - 1,
                (long long)ck.state.step);

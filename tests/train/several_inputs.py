@@ -5,7 +5,8 @@ comes from npy(a = ..., b = ..., y = ...).  Checks: it trains (test RMSE below 0
 0.1); a built trainer's `predict --input a=A.npy --input b=B.npy` writes predictions whose RMSE
 NumPy computes equal to training's test RMSE; the arrays reach their inputs by name (a and b
 swapped predict otherwise); a plain --input, a name the model lacks, a name given twice and an
-input left out are refused, naming the inputs."""
+input left out are refused, naming the inputs; `--data DIR` reads the arrays from another
+directory by name, to the same metrics."""
 import json
 import os
 import subprocess
@@ -70,6 +71,19 @@ check(r.returncode != 0 and "'c' is not an input of the model, or is given twice
       f"an unknown input: {r.stderr.strip()}")
 r = predict(f"a={out}/ta.npy", f"a={out}/tb.npy")
 check(r.returncode != 0 and "'a' is not an input of the model, or is given twice" in r.stderr, f"an input twice: {r.stderr.strip()}")
+# --data DIR: the same arrays from another directory, by their inputs' and target's names
+os.makedirs(f"{out}/other", exist_ok=True)
+for name in ("a", "b", "y"):
+    np.save(f"{out}/other/{name}.npy", np.load(f"{out}/{name}.npy"))
+r = subprocess.run([nnc, "train", f"{out}/two.nn", "--data", f"{out}/other", "--out", f"{out}/other_run", "--no-progress"],
+                   capture_output=True, text=True)
+other = [json.loads(l) for l in open(f"{out}/other_run/metrics.jsonl") if '"test"' in l] if r.returncode == 0 else []
+check(r.returncode == 0 and [t["rmse"] for t in other] == [t["rmse"] for t in test],
+      f"--data DIR reads a.npy, b.npy and y.npy there: the same test metrics {r.stderr[-200:]}")
+os.remove(f"{out}/other/b.npy")
+r = subprocess.run([nnc, "train", f"{out}/two.nn", "--data", f"{out}/other", "--out", f"{out}/other_run2"], capture_output=True,
+                   text=True)
+check(r.returncode != 0 and f"--data {out}/other: no array for 'b': {out}/other/b.npy does not exist" in r.stderr, f"--data DIR without one of the arrays: {r.stderr.strip()}")
 r = predict(f"a={out}/ta.npy")
 check(r.returncode != 0 and "predict has no array for input 'b'; add --input b=FILE.npy" in r.stderr,
       f"an input missing: {r.stderr.strip()}")
