@@ -888,73 +888,62 @@ static void apply_overrides(Sema *s) {
     }
 }
 
-/* An npy source names every input and target of the model, and nothing else. */
-static void finish_arrays(Sema *s, const DataSpec *d) {
-    if (d->kind == DATA_NONE) return;
-    const char *suggested = NULL; /* a misspelt name's suggestion: not reported missing as well */
-    int ni = 0, nt = 0;
-    for (int i = 0; i < s->m->nio; i++) *(s->m->io[i].is_target ? &nt : &ni) += 1;
-    if (d->kind == DATA_CSV && (d->narray || nt > 1)) { /* several targets: each named, the rest is the one input */
-        if (ni > 1) {
-            err(s, d->loc, "csv gives one input (the columns its targets leave), but the model has %d inputs; give each its own "
-                "file with npy(NAME = \"FILE.npy\", ...)", ni);
-            return;
-        }
-        for (int k = 0; k < d->narray; k++) {
-            const IoDef *io = NULL;
-            const char *cand[32];
-            int nc = 0;
-            for (int i = 0; i < s->m->nio; i++) {
-                if (!strcmp(s->m->io[i].name, d->array[k].name)) io = &s->m->io[i];
-                if (s->m->io[i].is_target && nc < 32) cand[nc++] = s->m->io[i].name;
-            }
-            if (io && io->is_target) continue;
-            const char *near = io ? NULL : diag_suggest(d->array[k].name, cand, nc);
-            if (near) suggested = near;
-            err(s, d->array[k].loc, "csv names '%s' as a target, but %s%s%s%s", diag_name(d->array[k].name),
-                io ? "it is an input: the input is the columns the targets leave" : "the model has no target of that name",
-                near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
-        }
-        for (int i = 0; i < s->m->nio; i++) {
-            const IoDef *io = &s->m->io[i];
-            bool given = false;
-            for (int k = 0; k < d->narray; k++) given |= !strcmp(io->name, d->array[k].name);
-            if (!io->is_target || given || (suggested && !strcmp(suggested, io->name))) continue;
-            err(s, d->loc, "this csv source gives no column for target '%s'; add %s = \"COLUMN\" (a header name) or an index",
-                diag_name(io->name), io->name);
-            diag_note(s->diag, io->loc, "'%s' is declared here", io->name);
-        }
-        return;
-    }
-    if (d->kind != DATA_NPY) {
-        if (ni > 1 || nt > 1)
-            err(s, d->loc, "this data source gives one input and one target, but the model has %d input%s and %d target%s; "
-                "give each its own file with npy(NAME = \"FILE.npy\", ...)", ni, ni == 1 ? "" : "s", nt, nt == 1 ? "" : "s");
-        return;
-    }
+/* The names a source gives, npy's arrays or csv's target columns, against the model's inputs
+ * and targets (csv: its targets alone, the input being the columns they leave): a name the model
+ * lacks (with did-you-mean) or, for csv, names as an input; then each one not given, with a note
+ * at its declaration (not the one a misspelling was taken for). */
+static void check_names(Sema *s, const DataSpec *d, bool csv) {
+    const char *suggested = NULL;
     for (int k = 0; k < d->narray; k++) {
-        bool known = false;
+        const IoDef *io = NULL;
         const char *cand[32];
         int nc = 0;
         for (int i = 0; i < s->m->nio; i++) {
-            known |= !strcmp(s->m->io[i].name, d->array[k].name);
-            if (nc < 32) cand[nc++] = s->m->io[i].name;
+            if (!strcmp(s->m->io[i].name, d->array[k].name)) io = &s->m->io[i];
+            if ((!csv || s->m->io[i].is_target) && nc < 32) cand[nc++] = s->m->io[i].name;
         }
-        if (known) continue;
-        const char *near = diag_suggest(d->array[k].name, cand, nc);
+        if (io && (!csv || io->is_target)) continue;
+        const char *near = io ? NULL : diag_suggest(d->array[k].name, cand, nc);
         if (near) suggested = near;
-        err(s, d->array[k].loc, "npy gives '%s', but the model has no input or target of that name%s%s%s", diag_name(d->array[k].name),
-            near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+        const char *what = csv ? io ? "it is an input: the input is the columns the targets leave" : "the model has no target of that name"
+                               : "the model has no input or target of that name";
+        err(s, d->array[k].loc, csv ? "csv names '%s' as a target, but %s%s%s%s" : "npy gives '%s', but %s%s%s%s",
+            diag_name(d->array[k].name), what, near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
     }
     for (int i = 0; i < s->m->nio; i++) {
         const IoDef *io = &s->m->io[i];
         bool given = false;
         for (int k = 0; k < d->narray; k++) given |= !strcmp(io->name, d->array[k].name);
-        if (given || (suggested && !strcmp(suggested, io->name))) continue;
-        err(s, d->loc, "this data source gives no array for %s '%s'; add %s = \"FILE.npy\"", io->is_target ? "target" : "input",
-            diag_name(io->name), io->name);
+        if ((csv && !io->is_target) || given || (suggested && !strcmp(suggested, io->name))) continue;
+        if (csv)
+            err(s, d->loc, "this csv source gives no column for target '%s'; add %s = \"COLUMN\" (a header name) or an index",
+                diag_name(io->name), io->name);
+        else
+            err(s, d->loc, "this data source gives no array for %s '%s'; add %s = \"FILE.npy\"", io->is_target ? "target" : "input",
+                diag_name(io->name), io->name);
         diag_note(s->diag, io->loc, "'%s' is declared here", io->name);
     }
+}
+
+/* A source names every input and target of the model it must (npy: all; csv with several
+ * targets: each target), and nothing else; the others give one input and one target. */
+static void finish_arrays(Sema *s, const DataSpec *d) {
+    if (d->kind == DATA_NONE) return;
+    int ni = 0, nt = 0;
+    for (int i = 0; i < s->m->nio; i++) *(s->m->io[i].is_target ? &nt : &ni) += 1;
+    bool csv = d->kind == DATA_CSV && (d->narray || nt > 1); /* several targets: each named, the rest is the one input */
+    if (csv && ni > 1) {
+        err(s, d->loc, "csv gives one input (the columns its targets leave), but the model has %d inputs; give each its own "
+            "file with npy(NAME = \"FILE.npy\", ...)", ni);
+        return;
+    }
+    if (csv || d->kind == DATA_NPY) {
+        check_names(s, d, csv);
+        return;
+    }
+    if (ni > 1 || nt > 1)
+        err(s, d->loc, "this data source gives one input and one target, but the model has %d input%s and %d target%s; "
+            "give each its own file with npy(NAME = \"FILE.npy\", ...)", ni, ni == 1 ? "" : "s", nt, nt == 1 ? "" : "s");
 }
 
 void sema_train_finish(Sema *s) {
