@@ -87,7 +87,7 @@ static void accumulate(Graph *g, int *grad, int target, int d, const Node *n) {
     grad[target] = grad[target] < 0 ? d : E2(OP_ADD, g->node[target].shape, grad[target], d);
 }
 
-/* A window op like n (the same window attributes). */
+/* An op like n: the same attributes (a window's geometry, a finite difference's eps and method). */
 static int window(Graph *g, Op op, Shape s, int a, int b, const Node *n) {
     int id = b < 0 ? E1(op, s, a) : E2(op, s, a, b);
     memcpy(g->node[id].attr, n->attr, sizeof n->attr);
@@ -229,6 +229,18 @@ static void sweep(Graph *g, int root, int seed, const bool *needs, int nremat, i
         case OP_MAXPOOL_PICK:
             if (na) accumulate(g, grad, a, window(g, OP_MAXPOOL_GRAD, sa, dy, V(b), n), n);
             break;
+
+        /* indexed ops: each linear, its adjoint its rule (fd_perturb's shifts are constants) */
+        case OP_FD_PERTURB: {
+            d = E1(OP_AXIS_SUM, sa, dy);
+            g->node[d].attr[0] = 0; /* over the points */
+            accumulate(g, grad, a, d, n);
+            break;
+        }
+        case OP_FD_DIFF: accumulate(g, grad, a, window(g, OP_FD_DIFF_T, sa, dy, -1, n), n); break;
+        case OP_FD_DIFF_T: accumulate(g, grad, a, window(g, OP_FD_DIFF, sa, dy, -1, n), n); break;
+        case OP_AXIS_SUM: accumulate(g, grad, a, window(g, OP_AXIS_BROADCAST, sa, dy, -1, n), n); break;
+        case OP_AXIS_BROADCAST: accumulate(g, grad, a, window(g, OP_AXIS_SUM, sa, dy, -1, n), n); break;
 
         /* ---- the ops of a backward pass: second-order rules ---- */
         /* an activation's derivative dy f'(x) is linear in dy; by x it is dy f''(x) */

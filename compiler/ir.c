@@ -292,6 +292,28 @@ void ir_verify(const Graph *g, const char *pass) {
                 n->shape.dim[0] != a->shape.dim[0] || n->shape.dim[1] != a->shape.dim[2] || n->shape.dim[2] != a->shape.dim[1])
                 fail(g, id, pass, "transpose swaps the last two dims of an unbatched [A,M,N]");
             break;
+        case OC_INDEXED: {
+            Shape as = a->shape, ns = n->shape;
+            if (as.batched != ns.batched) fail(g, id, pass, "an indexed op keeps the batch");
+            if (n->op == OP_AXIS_SUM || n->op == OP_AXIS_BROADCAST) {
+                Shape full = n->op == OP_AXIS_SUM ? as : ns, part = n->op == OP_AXIS_SUM ? ns : as;
+                int axis = (int)n->attr[0];
+                bool ok = axis >= 0 && axis < full.rank && part.rank == full.rank - 1;
+                for (int d = 0; ok && d < part.rank; d++) ok = part.dim[d] == full.dim[d < axis ? d : d + 1];
+                if (!ok) fail(g, id, pass, "axis_sum and axis_broadcast remove or insert one axis");
+                break;
+            }
+            /* fd_perturb [D] -> [K, D]; fd_diff [K, M] -> [M, D]; fd_diff_t [M, D] -> [K, M] */
+            int method = (int)n->attr[1];
+            Shape pts = n->op == OP_FD_PERTURB || n->op == OP_FD_DIFF_T ? ns : as; /* [K, .] */
+            Shape grad = n->op == OP_FD_DIFF ? ns : as;                            /* [M, D] or [D] */
+            int64_t D = n->op == OP_FD_PERTURB ? as.dim[0] : grad.dim[1];
+            bool ok = n->attr[0] > 0 && method >= 0 && method <= 2 && pts.rank == 2 && (n->op == OP_FD_PERTURB ? as.rank == 1 : grad.rank == 2) &&
+                      pts.dim[0] == (method == 0 ? 2 * D : D + 1) &&
+                      (n->op == OP_FD_PERTURB ? pts.dim[1] == D : pts.dim[1] == grad.dim[0]);
+            if (!ok) fail(g, id, pass, "finite-difference shapes");
+            break;
+        }
         case OC_UPDATE:
             for (int i = 1; i < n->nin; i++)
                 if (!shape_eq(g->node[n->in[i]].shape, shape_scalar()) && !shape_eq(g->node[n->in[i]].shape, a->shape))

@@ -17,7 +17,7 @@ typedef enum {
     OP_COUNT
 } Op;
 
-typedef enum { OC_LEAF, OC_VIEW, OC_GEMM, OC_MAP, OC_COLSUM, OC_SUM, OC_ROW, OC_UPDATE, OC_WINDOW, OC_PERMUTE, OC_COUNT } OpClass;
+typedef enum { OC_LEAF, OC_VIEW, OC_GEMM, OC_MAP, OC_COLSUM, OC_SUM, OC_ROW, OC_UPDATE, OC_WINDOW, OC_PERMUTE, OC_INDEXED, OC_COUNT } OpClass;
 
 /* Facts about an op (see ops.def for their meaning). */
 enum { OF_KEEPS0 = 1, OF_KINKED = 2, OF_RECOMPUTE = 4, OF_NOGRAD = 8 };

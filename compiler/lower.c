@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fd_grad.h"
 #include "lower.h"
 
 typedef struct {
@@ -29,6 +30,7 @@ typedef struct {
     const SVal *gnll;     /* the first gaussian_nll lowered: its per-sample log densities [B, D] */
     int gnll_lp, gnll_norm; /* and D log sigma, for nll_rows */
     int *sigma_of;          /* per input: the sigma of the gaussian_nll of that target, or -1 */
+    bool failed;            /* an error was reported (fd_grad through a layer it cannot take) */
 } Lower;
 
 static int lower_val(Lower *L, const SVal *v);
@@ -577,6 +579,10 @@ static int lower_val(Lower *L, const SVal *v) {
     }
     case SV_LAYER: id = lower_layer(L, v); break;
     case SV_LOSS: {
+        if (v->op == LOSS_COSINE_DIVERSITY) {
+            id = cosine_diversity_lower(g, lower_val(L, v->a), v->num, v->loc);
+            break;
+        }
         int a = lower_val(L, v->a), b = lower_val(L, v->b);
         if (v->op == LOSS_GAUSSIAN_NLL)
             id = gaussian_nll(L, v, a, b);
@@ -599,6 +605,13 @@ static int lower_val(Lower *L, const SVal *v) {
         break;
     }
     case SV_NEG: id = ir_add1(g, OP_NEG, v->shape, lower_val(L, v->a), v->loc); break;
+    case SV_FD_GRAD:
+        id = fd_grad_lower(g, lower_val(L, v->a), lower_val(L, v->b), v->num, v->op, v->loc, L->diag);
+        if (id < 0) { /* reported; a stand-in of the gradient's shape */
+            L->failed = true;
+            id = ir_add1(g, OP_BROADCAST, v->shape, ir_const(g, 0, v->loc), v->loc);
+        }
+        break;
     }
     memo_put(L, v, id);
     return id;
@@ -609,7 +622,7 @@ static void add_predictions(Lower *L, const SVal *v, int ntarget) {
         add_predictions(L, v->a, ntarget);
         if (v->kind == SV_BINARY) add_predictions(L, v->b, ntarget);
     }
-    if (v->kind != SV_LOSS) return;
+    if (v->kind != SV_LOSS || !v->b) return; /* (cosine_diversity has no prediction) */
     const char *name = ntarget > 1 ? L->m->io[v->b->index].name : "prediction";
     for (int o = 0; o < L->g->noutput; o++)
         if (L->g->output[o].agg == AGG_PREDICT && !strcmp(L->g->output[o].name, name)) return;
@@ -687,7 +700,7 @@ Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
     free(L.memo);
     free(L.penalty);
     free(L.kl);
-    if (!ok) return NULL;
+    if (!ok || L.failed) return NULL;
     for (int i = 0; i < g->nweight; i++) /* checkpoints and --init find weights by name */
         for (int k = 0; k < i; k++)
             if (!strcmp(g->weight[i].name, g->weight[k].name)) NNC_BUG("two weights are named '%s'", g->weight[i].name);

@@ -133,9 +133,11 @@ typedef struct {
     SrcLoc eval_loc;
 } TrainSpec;
 
-typedef enum { SV_INPUT, SV_CONST, SV_PARAM, SV_LAYER, SV_LOSS, SV_METRIC, SV_BINARY, SV_NEG } SValKind;
+/* SV_FD_GRAD: fd_grad(a, b, eps = num, method = op), the gradient [M, D] of heads a [M] by input b [D] */
+typedef enum { SV_INPUT, SV_CONST, SV_PARAM, SV_LAYER, SV_LOSS, SV_METRIC, SV_BINARY, SV_NEG, SV_FD_GRAD } SValKind;
 typedef enum { L_DENSE, L_FLATTEN, L_ACT, L_PRELU, L_GATE, L_CONV, L_POOL, L_DROPOUT, L_BATCH_NORM, L_LAYER_NORM, L_BAYES_DENSE } LayerKind;
-typedef enum { LOSS_CROSS_ENTROPY, LOSS_MSE, LOSS_GAUSSIAN_NLL } LossKind;
+/* LOSS_COSINE_DIVERSITY: cosine_diversity(a, eps = num), of gradients, with no target (b NULL) */
+typedef enum { LOSS_CROSS_ENTROPY, LOSS_MSE, LOSS_GAUSSIAN_NLL, LOSS_COSINE_DIVERSITY } LossKind;
 typedef enum { METRIC_ACCURACY, METRIC_ERROR, METRIC_RMSE, METRIC_NLL, METRIC_RELATIVE_ERROR } MetricKind;
 
 typedef struct SVal SVal;

@@ -307,6 +307,115 @@ static void build_transpose(KBuilder *kb, const Node *n, int node) {
     kb_out_at(kb, KO_STORE, kb_std_access(kb, out_arg(kb, node), IX_ELEM), kb_load(kb, kb_access(kb, &ac)));
 }
 
+/* ---- per-sample tensors through their own index maps (OC_INDEXED) ---- */
+
+/* Domain dim 0: the batch rows (or the one row of an unbatched value). */
+static KIdx row_axis(bool batched) {
+    KIdx x = {.div = 1, .ext = {1, batched, false}};
+    x.coef[0] = 1;
+    return x;
+}
+
+/* An access of `arg`, a per-sample [d0, d1, ...] tensor: row, then one index per dim. */
+static int access_rows(KBuilder *kb, int arg, bool batched, const KIdx *idx, int rank) {
+    KAccess ac = {.arg = arg, .rank = rank + 1};
+    ac.idx[0] = row_axis(batched);
+    for (int d = 0; d < rank; d++) ac.idx[d + 1] = idx[d];
+    return kb_access(kb, &ac);
+}
+
+static void build_indexed(KBuilder *kb, const Node *n, int node) {
+    const Plan *p = kb->plan;
+    const Shape is = p->g->node[n->in[0]].shape, s = n->shape;
+    bool batched = s.batched;
+    int x = kb_arg(kb, p->node_buf[n->in[0]], true, false), out = out_arg(kb, node);
+    double eps = n->attr[0];
+    int method = (int)n->attr[1];
+    KIdx idx[K_MAX_DIMS];
+    switch (n->op) {
+    case OP_AXIS_SUM: { /* [B | the other dims | the axis]: a sum per outer point */
+        int axis = (int)n->attr[0], r = is.rank;
+        int64_t inner[K_MAX_DIMS];
+        for (int d = 0, o = 0; d < r; d++)
+            if (d != axis) inner[o++] = is.dim[d];
+        inner[r - 1] = is.dim[axis];
+        const_domain(kb, batched, inner, r, r);
+        for (int d = 0; d < r; d++) idx[d] = dim_axis(d < axis ? 1 + d : d == axis ? r : d, is.dim[d]);
+        int sum = kb_red(kb, KR_SUM, kb_load(kb, access_rows(kb, x, batched, idx, r)));
+        for (int d = 0; d < r - 1; d++) idx[d] = dim_axis(1 + d, s.dim[d]);
+        kb_out_at(kb, KO_STORE_ROW, access_rows(kb, out, batched, idx, r - 1), sum);
+        return;
+    }
+    case OP_AXIS_BROADCAST: { /* over the output, reading x without the axis */
+        int axis = (int)n->attr[0];
+        const_domain(kb, batched, s.dim, s.rank, 1);
+        for (int d = 0; d < is.rank; d++) idx[d] = dim_axis(1 + (d < axis ? d : d + 1), is.dim[d]);
+        kb_out_at(kb, KO_STORE, kb_std_access(kb, out, IX_ELEM), kb_load(kb, access_rows(kb, x, batched, idx, is.rank)));
+        return;
+    }
+    case OP_FD_PERTURB: { /* [B, K, D]: x[b, j] plus the point's shift */
+        int64_t K = s.dim[0], D = s.dim[1];
+        const_domain(kb, batched, s.dim, 2, 1);
+        idx[0] = dim_axis(2, D);
+        int xv = kb_load(kb, access_rows(kb, x, batched, idx, 1));
+        int k = kb_index(kb, 1), j = kb_index(kb, 2), shift;
+        if (method == 0) /* row 2j: +eps, row 2j + 1: -eps */
+            shift = SEL(B(EQ, k, B(MUL, C(2), j)), C(eps), SEL(B(EQ, k, B(ADD, B(MUL, C(2), j), C(1))), C(-eps), C(0)));
+        else
+            shift = SEL(B(EQ, k, B(ADD, j, C(1))), C(method == 1 ? eps : -eps), C(0));
+        (void)K;
+        kb_out_at(kb, KO_STORE, kb_std_access(kb, out, IX_ELEM), B(ADD, xv, shift));
+        return;
+    }
+    case OP_FD_DIFF: { /* [B, M, D]: two rows of h[B, K, M] */
+        int64_t M = s.dim[0], D = s.dim[1], K = is.dim[0];
+        const_domain(kb, batched, s.dim, 2, 1);
+        KIdx hi = axis(K), lo = axis(K);
+        if (method == 0) hi.coef[2] = 2, lo.coef[2] = 2, lo.off = 1; /* rows 2d and 2d + 1 */
+        else hi.coef[2] = 1, hi.off = 1;                               /* rows 1 + d and 0 */
+        idx[1] = dim_axis(1, M);
+        idx[0] = hi;
+        int vh = kb_load(kb, access_rows(kb, x, batched, idx, 2));
+        idx[0] = lo;
+        int vl = kb_load(kb, access_rows(kb, x, batched, idx, 2));
+        int diff = method == 2 ? B(SUB, vl, vh) : B(SUB, vh, vl);
+        (void)D;
+        kb_out_at(kb, KO_STORE, kb_std_access(kb, out, IX_ELEM), B(DIV, diff, C(method == 0 ? 2 * eps : eps)));
+        return;
+    }
+    case OP_FD_DIFF_T: { /* fd_diff's adjoint: [B, K, M] from dg[B, M, D] */
+        int64_t M = is.dim[0], D = is.dim[1], K = s.dim[0];
+        if (method == 0) { /* over [B, D, 2, M]: row 2d + s of the output gets +-dg[m, d] / (2 eps) */
+            int64_t inner[3] = {D, 2, M};
+            const_domain(kb, batched, inner, 3, 1);
+            idx[0] = dim_axis(3, M), idx[1] = dim_axis(1, D);
+            int v = kb_load(kb, access_rows(kb, x, batched, idx, 2));
+            KIdx k = axis(K);
+            k.coef[1] = 2, k.coef[2] = 1;
+            idx[0] = k, idx[1] = dim_axis(3, M);
+            int val = B(DIV, SEL(B(EQ, kb_index(kb, 2), C(0)), v, U(NEG, v)), C(2 * eps));
+            kb_out_at(kb, KO_STORE, access_rows(kb, out, batched, idx, 2), val);
+            return;
+        }
+        /* forward, backward: over [B, K, M | D]; row 0 is minus the sum over d, row 1 + d is dg[m, d] */
+        int64_t inner[3] = {K, M, D};
+        const_domain(kb, batched, inner, 3, 3);
+        idx[0] = dim_axis(2, M), idx[1] = dim_axis(3, D);
+        int sum = kb_red(kb, KR_SUM, kb_load(kb, access_rows(kb, x, batched, idx, 2)));
+        KIdx d = axis(D);
+        d.coef[1] = 1, d.off = -1, d.bounded = true; /* k - 1: row 0 reads nothing (0) */
+        idx[1] = d;
+        int direct = kb_load(kb, access_rows(kb, x, batched, idx, 2));
+        int val = SEL(B(EQ, kb_index(kb, 1), C(0)), U(NEG, sum), direct);
+        val = B(DIV, val, C(method == 1 ? eps : -eps));
+        idx[0] = dim_axis(1, K), idx[1] = dim_axis(2, M);
+        kb_out_at(kb, KO_STORE_ROW, access_rows(kb, out, batched, idx, 2), val);
+        return;
+    }
+    default: NNC_BUG("indexed op '%s'", op_info[n->op].name);
+    }
+}
+
 void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *stored) {
     const Graph *g = kb->plan->g;
     kb_domain_of(kb, ir_domain(g, &g->node[member[0]]));
@@ -323,6 +432,11 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
         if (op_info[n->op].cls == OC_PERMUTE) {
             NNC_ASSERT(nmember == 1);
             build_transpose(kb, n, node);
+            break;
+        }
+        if (op_info[n->op].cls == OC_INDEXED) {
+            NNC_ASSERT(nmember == 1);
+            build_indexed(kb, n, node);
             break;
         }
         int in[IR_MAX_IN] = {0};

@@ -180,7 +180,7 @@ static const FuncDef losses[] = {
     {"mse", LOSS_MSE, NULL},
     {"gaussian_nll", LOSS_GAUSSIAN_NLL, NULL},
     {"kl", 0, "the kl term of variational layers"},
-    {"cosine_diversity", 0, "the cosine_diversity loss"},
+    {"cosine_diversity", LOSS_COSINE_DIVERSITY, NULL},
 };
 static const FuncDef metrics[] = {
     {"accuracy", METRIC_ACCURACY, NULL},
@@ -374,7 +374,9 @@ static SVal *apply_layer(Sema *s, SVal *x, const Ast *e, int skip) {
     if (blk) return sema_block_apply(s, blk, x, e, skip);
     if (!ld && !strcmp(name, "repeat")) return apply_repeat(s, x, e, skip);
     if (!ld) {
-        if (find_func(losses, NLOSSES, name))
+        if (!strcmp(name, "fd_grad"))
+            err(s, e->loc, "fd_grad is not a layer: it takes the heads and the input they depend on, as in `g = fd_grad(aux, x)`");
+        else if (find_func(losses, NLOSSES, name))
             err(s, e->loc, "'%s' is a loss, not a layer; use it in a `loss` statement", name);
         else if (find_func(metrics, NMETRICS, name))
             err(s, e->loc, "'%s' is a metric, not a layer; use it in a `metric` statement", name);
@@ -497,6 +499,7 @@ SVal *sema_eval_tensor(Sema *s, const Ast *e) {
     case AST_CALL: {
         const Stmt *blk = sema_layers_find(e->text) ? NULL : sema_block_find(s, e->text);
         if (blk) return sema_block_apply(s, blk, NULL, e, 0);
+        if (!strcmp(e->text, "fd_grad")) return sema_fd_grad(s, e);
         if (!strcmp(e->text, "repeat") && e->narg == 3 && !e->arg[0].name) { /* repeat(x, n, L) */
             SVal *x = sema_eval_tensor(s, e->arg[0].value);
             return x ? apply_repeat(s, x, e, 1) : NULL;
@@ -583,6 +586,7 @@ static SVal *eval_loss_call(Sema *s, const Ast *e) {
         err(s, e->loc, "loss '%s' is not implemented yet", fd->name);
         return NULL;
     }
+    if (fd->kind == LOSS_COSINE_DIVERSITY) return sema_cosine_diversity(s, e);
     static const ArgSpec spec[] = {{"prediction", A_TENSOR, true, 0}, {"target", A_TENSOR, true, 0}, {"sigma", A_ANY, true, 0}};
     bool nll = fd->kind == LOSS_GAUSSIAN_NLL;
     const Ast **a = sema_args_bind(s, e->text, e->loc, spec, nll ? 3 : 2, e->arg, e->narg);
@@ -648,11 +652,12 @@ static void finish_nll(Sema *s, SVal *loss) {
     }
 }
 
-/* The loss functions of the loss, in the order they are written. */
+/* The loss functions of the loss that compare a prediction with a target, in the order they are
+ * written (not cosine_diversity, which has no target). */
 static void loss_terms(SVal *v, SVal **term, int *n, int cap) {
     if (!v) return;
     if (v->kind == SV_LOSS) {
-        if (*n < cap) term[(*n)++] = v;
+        if (*n < cap && v->b) term[(*n)++] = v;
         return;
     }
     if (v->kind == SV_BINARY || v->kind == SV_NEG) {

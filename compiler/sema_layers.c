@@ -450,7 +450,6 @@ static const LayerDef layers[] = {
      SEMA_ARGS({"filters", A_INT, true, 0}, {"kernel", A_INT, true, 0}, {"stride", A_INT, false, 1},
                {"padding", A_ANY, false, 0}, {"dilation", A_INT, false, 1}, {"bias", A_BOOL, false, 1},
                {"prior", A_ANY, false, 0}, {"rho", A_NUM, false, -5})},
-    {"fd_grad", .todo = "finite-difference input gradients"},
 };
 enum { NLAYERS = sizeof layers / sizeof *layers };
 

@@ -277,6 +277,80 @@ static void window_op(RefState *r, const Node *n, double *out) {
                 }
 }
 
+/* A per-sample shape seen around one axis: the elements before it, its extent, those after. */
+static void around_axis(const Shape *s, int axis, int64_t *outer, int64_t *ext, int64_t *inner) {
+    *outer = *inner = 1;
+    for (int d = 0; d < s->rank; d++) {
+        if (d < axis) *outer *= s->dim[d];
+        if (d > axis) *inner *= s->dim[d];
+    }
+    *ext = s->dim[axis];
+}
+
+/* Axis sums and broadcasts, and fd_grad's finite differences, written plainly per sample. */
+static void indexed_op(RefState *r, const Node *n, double *out) {
+    const Shape is = r->g->node[n->in[0]].shape, s = n->shape;
+    const double *x = r->val[n->in[0]];
+    int64_t B = s.batched ? r->rows : 1, nin = shape_numel(is), nout = shape_numel(s);
+    double eps = n->attr[0];
+    int method = (int)n->attr[1];
+    for (int64_t e = 0; e < B * nout; e++) out[e] = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const double *xb = x + b * nin;
+        double *ob = out + b * nout;
+        switch (n->op) {
+        case OP_AXIS_SUM: case OP_AXIS_BROADCAST: {
+            int64_t outer, ext, inner;
+            around_axis(n->op == OP_AXIS_SUM ? &is : &s, (int)n->attr[0], &outer, &ext, &inner);
+            for (int64_t o = 0; o < outer; o++)
+                for (int64_t k = 0; k < ext; k++)
+                    for (int64_t i = 0; i < inner; i++) {
+                        int64_t full = (o * ext + k) * inner + i, part = o * inner + i;
+                        if (n->op == OP_AXIS_SUM) ob[part] += xb[full];
+                        else ob[full] = xb[part];
+                    }
+            break;
+        }
+        case OP_FD_PERTURB: { /* [D] -> [K, D] */
+            int64_t D = s.dim[1], K = s.dim[0];
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t j = 0; j < D; j++) {
+                    double shift = method == 0 ? (k == 2 * j ? eps : k == 2 * j + 1 ? -eps : 0)
+                                               : (k == j + 1 ? (method == 1 ? eps : -eps) : 0);
+                    ob[k * D + j] = xb[j] + shift;
+                }
+            break;
+        }
+        case OP_FD_DIFF: { /* [K, M] -> [M, D] */
+            int64_t M = s.dim[0], D = s.dim[1];
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t d = 0; d < D; d++)
+                    ob[m * D + d] = method == 0 ? (xb[2 * d * M + m] - xb[(2 * d + 1) * M + m]) / (2 * eps)
+                                    : method == 1 ? (xb[(1 + d) * M + m] - xb[m]) / eps
+                                                  : (xb[m] - xb[(1 + d) * M + m]) / eps;
+            break;
+        }
+        case OP_FD_DIFF_T: { /* [M, D] -> [K, M], fd_diff's adjoint */
+            int64_t M = is.dim[0], D = is.dim[1];
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t d = 0; d < D; d++) {
+                    double v = xb[m * D + d];
+                    if (method == 0) {
+                        ob[2 * d * M + m] += v / (2 * eps);
+                        ob[(2 * d + 1) * M + m] -= v / (2 * eps);
+                    } else {
+                        double sgn = method == 1 ? 1 : -1;
+                        ob[(1 + d) * M + m] += sgn * v / eps;
+                        ob[m] -= sgn * v / eps;
+                    }
+                }
+            break;
+        }
+        default: NNC_BUG("indexed op");
+        }
+    }
+}
+
 static void run_node(RefState *r, int id) {
     const Graph *g = r->g;
     const Node *n = &g->node[id];
@@ -380,6 +454,7 @@ static void run_node(RefState *r, int id) {
                 for (int64_t i = 0; i < M; i++) out[(a * N + j) * M + i] = x[(a * M + i) * N + j];
         return;
     }
+    case OC_INDEXED: indexed_op(r, n, out); return;
     case OC_COUNT: break;
     }
 }

@@ -7,7 +7,7 @@
 #include "ir.h"
 
 int main(void) {
-    static const char *const cls[] = {"leaf", "view", "gemm", "map", "colsum", "sum", "row", "update", "window", "permute"};
+    static const char *const cls[] = {"leaf", "view", "gemm", "map", "colsum", "sum", "row", "update", "window", "permute", "indexed"};
     _Static_assert(sizeof cls / sizeof *cls == OC_COUNT, "a name per op class");
     static const char *const what[] = {
         "no computation: data, weights, run-time scalars, constants",
@@ -20,6 +20,7 @@ int main(void) {
         "an optimiser step, in place on the parameter and its state",
         "sliding windows over [B, H, W, C] feature maps (channels last): convolution patches, pooling, their adjoints",
         "the elements of an unbatched tensor in another order (a transpose)",
+        "per-sample tensors read and written through affine index maps of the op's own domain: axis sums and broadcasts, fd_grad's finite differences",
     };
     _Static_assert(sizeof what / sizeof *what == OC_COUNT, "a description per op class");
     printf("# Ops\n\n");

@@ -306,6 +306,45 @@ static int c_conv_net(Graph *g) {
     return op2(g, OP_CROSS_ENTROPY, shape_scalar(), matmul(g, h, w_mat(g, "w2", C, 9 * F), false, true), lab);
 }
 
+/* per-sample tensors through their own index maps: axis sums and broadcasts, and fd_grad's
+ * finite differences (3 inputs, 2 heads; central K = 6 points, forward and backward K = 4) */
+static Shape per2(int64_t a, int64_t b) { return (Shape){.rank = 2, .dim = {a, b}, .batched = true}; }
+static int in2(Graph *g, const char *name, int64_t a, int64_t b) { return ir_input(g, name, false, false, 0, per2(a, b), NOLOC); }
+static int indexed(Graph *g, Op op, Shape s, int x, double a0, double a1) {
+    int id = ir_add1(g, op, s, x, NOLOC);
+    g->node[id].attr[0] = a0;
+    g->node[id].attr[1] = a1;
+    return id;
+}
+static int c_axis_sum0(Graph *g) { return indexed(g, OP_AXIS_SUM, shape_vec(4, true), in2(g, "x", 3, 4), 0, 0); }
+static int c_axis_sum1(Graph *g) { return indexed(g, OP_AXIS_SUM, shape_vec(3, true), in2(g, "x", 3, 4), 1, 0); }
+static int c_axis_broadcast0(Graph *g) { return indexed(g, OP_AXIS_BROADCAST, per2(3, 4), X(4), 0, 0); }
+static int c_axis_broadcast1(Graph *g) { return indexed(g, OP_AXIS_BROADCAST, per2(3, 4), X(3), 1, 0); }
+static int64_t fd_points(int method, int64_t D) { return method == 0 ? 2 * D : D + 1; }
+static int fd_perturb_case(Graph *g, int method) { return indexed(g, OP_FD_PERTURB, per2(fd_points(method, 3), 3), X(3), 0.25, method); }
+static int fd_diff_case(Graph *g, int method) { return indexed(g, OP_FD_DIFF, per2(2, 3), in2(g, "h", fd_points(method, 3), 2), 0.25, method); }
+static int fd_diff_t_case(Graph *g, int method) { return indexed(g, OP_FD_DIFF_T, per2(fd_points(method, 3), 2), in2(g, "dg", 2, 3), 0.25, method); }
+static int c_fd_perturb_central(Graph *g) { return fd_perturb_case(g, 0); }
+static int c_fd_perturb_forward(Graph *g) { return fd_perturb_case(g, 1); }
+static int c_fd_perturb_backward(Graph *g) { return fd_perturb_case(g, 2); }
+static int c_fd_diff_central(Graph *g) { return fd_diff_case(g, 0); }
+static int c_fd_diff_forward(Graph *g) { return fd_diff_case(g, 1); }
+static int c_fd_diff_backward(Graph *g) { return fd_diff_case(g, 2); }
+static int c_fd_diff_t_central(Graph *g) { return fd_diff_t_case(g, 0); }
+static int c_fd_diff_t_forward(Graph *g) { return fd_diff_t_case(g, 1); }
+static int c_fd_diff_t_backward(Graph *g) { return fd_diff_t_case(g, 2); }
+/* A network's input-gradients by finite differences, as fd_grad lowers them: x [B, 3] at 6
+ * points, tanh(x W1^T + b) W2^T for 2 heads, differenced to [B, 2, 3]; weights differentiated
+ * through it all */
+static int c_fd_net(Graph *g) {
+    int x = X(3);
+    int pts = indexed(g, OP_FD_PERTURB, per2(6, 3), x, 0.25, 0);
+    int h = matmul(g, pts, w_mat(g, "w1", 4, 3), false, true);
+    h = op1(g, OP_TANH, op2(g, OP_BIAS_ADD, per2(6, 4), h, w_vec(g, "b1", 4)), 0);
+    h = matmul(g, h, w_mat(g, "w2", 2, 4), false, true);
+    return indexed(g, OP_FD_DIFF, per2(2, 3), h, 0.25, 0);
+}
+
 #define FWD(name, f) {name, f, (OptKind)-1, 0, 0, false}
 /* the same network whose gate is shrunk by a proximal L1 step after each update (the penalty
  * itself is left out of the loss, so finite differences see what autodiff differentiates) */
@@ -352,6 +391,12 @@ static const Case cases[] = {
     FWD("transpose", c_transpose), FWD("col2im_wide", c_col2im_wide), FWD("maxpool_wide", c_maxpool_wide), FWD("avgpool_wide", c_avgpool_wide),
     FWD("avgpool_grad_wide", c_avgpool_grad_wide), FWD("maxpool_grad_wide", c_maxpool_grad_wide),
     FWD("maxpool_pick_wide", c_maxpool_pick_wide), FWD("relative_error", c_relative_error), FWD("bayes_dense", c_bayes_dense),
+    FWD("axis_sum0", c_axis_sum0), FWD("axis_sum1", c_axis_sum1), FWD("axis_broadcast0", c_axis_broadcast0),
+    FWD("axis_broadcast1", c_axis_broadcast1), FWD("fd_perturb_central", c_fd_perturb_central),
+    FWD("fd_perturb_forward", c_fd_perturb_forward), FWD("fd_perturb_backward", c_fd_perturb_backward),
+    FWD("fd_diff_central", c_fd_diff_central), FWD("fd_diff_forward", c_fd_diff_forward), FWD("fd_diff_backward", c_fd_diff_backward),
+    FWD("fd_diff_t_central", c_fd_diff_t_central), FWD("fd_diff_t_forward", c_fd_diff_t_forward),
+    FWD("fd_diff_t_backward", c_fd_diff_t_backward), FWD("fd_net", c_fd_net),
 };
 
 /* ---- values ---- */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fd_grad.h"
 #include "lower.h"
 #include "ref.h"
 #include "rng.h"
@@ -50,7 +51,8 @@ typedef struct {
     double alpha; /* its attribute */
     int loss;     /* 0 cross entropy + L1 penalty on the gate, 1 mse, 2 mse against one value per row,
                      3 a convolutional network pooled by `act`, 4 normalisations, 5 priors and a
-                     learned noise scale */
+                     learned noise scale, 6 LUNA: heads fitted, their input-gradients by finite
+                     differences made diverse */
 } Case;
 
 static int build(Graph *g, const Case *cs) {
@@ -158,12 +160,22 @@ static int build_conv(Graph *g, const Case *cs) {
     return bin(g, OP_CROSS_ENTROPY, shape_scalar(), dense(g, h, 12, C, "w2", "b2"), labels(g));
 }
 
+/* LUNA's loss as lower.c writes it: every head's mse against one target value per row, plus
+ * the cosine diversity of the heads' input-gradients by central differences (fd_grad.c) */
+static int build_luna(Graph *g, const Case *cs) {
+    int x = input(g, "x", N);
+    int heads = dense(g, un(g, cs->act, dense(g, x, N, H, "w1", "b1"), 0), H, C, "w2", "b2");
+    int fit = bin(g, OP_MSE, shape_scalar(), heads, input(g, "t", 1));
+    int div = cosine_diversity_lower(g, fd_grad_lower(g, heads, x, 0.05, 0, NOLOC, NULL), 1e-3, NOLOC);
+    return bin(g, OP_ADD, shape_scalar(), fit, bin(g, OP_MUL, shape_scalar(), ir_const(g, 0.5, NOLOC), div));
+}
+
 static const Case cases[] = {
     {"relu_ce", OP_RELU, 0, 0},         {"leaky_relu_ce", OP_LEAKY_RELU, 0.1, 0}, {"elu_ce", OP_ELU, 0.7, 0},
     {"tanh_ce", OP_TANH, 0, 0},         {"sigmoid_mse", OP_SIGMOID, 0, 1},       {"softplus_mse", OP_SOFTPLUS, 0, 1},
     {"gelu_ce", OP_GELU, 0, 0},         {"prelu_mse_heads", OP_PRELU, 0, 2},     {"tanh_mse_heads", OP_TANH, 0, 2},
     {"misc", OP_COUNT, 0, 0},           {"conv_maxpool", OP_MAXPOOL, 0, 3},      {"conv_avgpool", OP_AVGPOOL, 0, 3},
-    {"norms", OP_RSQRT, 0, 4},          {"priors", OP_LOGP_STUDENT_T, 0, 5},
+    {"norms", OP_RSQRT, 0, 4},          {"priors", OP_LOGP_STUDENT_T, 0, 5},     {"luna", OP_TANH, 0, 6},
 };
 
 /* ---- values ---- */
@@ -182,7 +194,7 @@ static void evaluate(RefState *ref, double **out, const int *gk, const int *wnod
 static void run_case(const Case *cs) {
     Arena *arena = arena_new();
     Graph *g = ir_new(arena);
-    g->loss = cs->act == OP_COUNT ? build_misc(g, cs) : cs->loss == 3 ? build_conv(g, cs) : cs->loss == 4 ? build_norms(g, cs) : cs->loss == 5 ? build_priors(g, cs) : build(g, cs);
+    g->loss = cs->act == OP_COUNT ? build_misc(g, cs) : cs->loss == 3 ? build_conv(g, cs) : cs->loss == 4 ? build_norms(g, cs) : cs->loss == 5 ? build_priors(g, cs) : cs->loss == 6 ? build_luna(g, cs) : build(g, cs);
     int nfwd = g->nnode;
     autodiff_graph(g);
     for (int id = nfwd; id < g->nnode; id++) emitted[g->node[id].op] = true;
