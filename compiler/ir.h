@@ -130,7 +130,7 @@ typedef struct {
     SrcLoc loc;
 } Input;
 
-typedef enum { AGG_MEAN, AGG_FRACTION, AGG_ONE_MINUS_FRACTION, AGG_RMS, AGG_VECTOR, AGG_PREDICT, AGG_ROWS, AGG_WEIGHTS } Aggregate;
+typedef enum { AGG_MEAN, AGG_FRACTION, AGG_ONE_MINUS_FRACTION, AGG_RMS, AGG_VECTOR, AGG_PREDICT, AGG_ROWS, AGG_WEIGHTS, AGG_FEATURES } Aggregate;
 typedef struct {
     const char *name; /* "loss", "accuracy" */
     int node;
@@ -143,7 +143,9 @@ typedef struct {
                       sample, which a sampler's predictive NLL needs per draw);
                       WEIGHTS: a scalar of the weights alone, the same for every batch, read once
                       per evaluation (kl: the variational layers' KL(q || prior); a head's
-                      gaussian_nll sigma, T.sigma) */
+                      gaussian_nll sigma, T.sigma);
+                      FEATURES: a post-training head's features per sample, not aggregated
+                      (head.features: bayes_linear's fit and predictions read them) */
 } Output;
 /* A scalar output (the loss, a metric); the graph lists them first. */
 static inline bool output_is_scalar(const Output *o) { return o->agg < AGG_VECTOR; }

@@ -675,6 +675,8 @@ Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
     int ntarget = 0;
     for (int i = 0; i < m->nio; i++) ntarget += m->io[i].is_target;
     add_predictions(&L, m->loss, ntarget);
+    /* a post-training head's features, which its fit and its predictions read */
+    if (m->head.on) ir_add_output(g, "head.features", lower_val(&L, m->head.features), AGG_FEATURES);
     /* the nll metric per sample, D log sigma - sum_D logp_normal(z), for a sampler's posterior
      * predictive (runtime/posterior.c), which needs it per sample and draw */
     for (int i = 0; i < m->nmetric; i++)

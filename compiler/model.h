@@ -216,6 +216,19 @@ typedef struct PriorDef {
     const char *text;   /* the distribution for messages and `nnc check`: cauchy(0, 1) */
 } PriorDef;
 
+/* `head bayes_linear(features, y, alpha = 1, beta = 100)`: Bayesian linear regression fitted in
+ * closed form on a feature layer's values after training (runtime/bayes_linear.c); alpha and
+ * beta are the prior's and the noise's precisions, or chosen by the evidence. */
+typedef struct {
+    bool on;
+    SrcLoc loc;
+    SVal *features;
+    const char *features_name; /* as written, for messages */
+    int target;                /* the target's io index */
+    double alpha, beta;
+    bool alpha_evidence, beta_evidence;
+} HeadSpec;
+
 /* One row of `nnc check`'s layer table. */
 typedef struct {
     const char *owner; /* binding */
@@ -241,6 +254,7 @@ typedef struct {
     LayerRow *row;
     int nrow;
     int nvariational; /* variational layers (bayes_dense, bayes_conv*), every block instance counted */
+    HeadSpec head;
     TrainSpec train;
 } Model;
 

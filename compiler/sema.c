@@ -960,7 +960,7 @@ Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *pat
             sema_train_check(&s, st);
             break;
         case ST_PRIOR: sema_prior_check(&s, st); break;
-        case ST_HEAD: err(&s, st->loc, "post-training heads are not implemented yet"); break;
+        case ST_HEAD: sema_head_check(&s, st); break;
         case ST_BLOCK: sema_block_check(&s, st); break;
         case ST_RETURN: err(&s, st->loc, "'return' is only allowed inside a block"); break;
         }
@@ -974,6 +974,8 @@ Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *pat
         if (!mentioned(&s, m->io[i].name))
             err(&s, m->io[i].loc, "%s '%s' is never used", m->io[i].is_target ? "target" : "input",
                 diag_name(m->io[i].name));
+    if (m->head.on && m->train.sampler.kind != SAMPLER_NONE)
+        err(&s, m->head.loc, "a head is fitted after an optimizer's training, but this model samples its weights");
     finish_nll(&s, loss);
     finish_heads(&s, loss);
     sema_train_finish(&s);

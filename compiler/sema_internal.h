@@ -7,7 +7,8 @@
  *   sema_train.c   the train block: one row per setting; schedules, stopping rules, --set
  *   sema_priors.c  prior statements: one row per distribution
  *   sema_blocks.c  blocks: their definitions, and each call expanded in a scope of its own
- *   sema_fd.c      fd_grad and cosine_diversity: input-gradients by finite differences
+ *   sema_luna.c    fd_grad and cosine_diversity (input-gradients by finite differences), and
+ *                  post-training heads (head bayes_linear)
  * Every function here reports its errors (located) and returns false, NULL or -1 after one. */
 #ifndef NNC_SEMA_INTERNAL_H
 #define NNC_SEMA_INTERNAL_H
@@ -108,12 +109,14 @@ SVal *sema_eval_tensor(Sema *s, const Ast *e);
  * a number. */
 bool sema_is_tensor(Sema *s, const Ast *e);
 
-/* ---- sema_fd.c ---- */
+/* ---- sema_luna.c ---- */
 
 /* fd_grad(heads, x, eps, method): an SV_FD_GRAD, with its `nnc check` row. */
 SVal *sema_fd_grad(Sema *s, const Ast *e);
 /* The loss cosine_diversity(g, eps) of fd_grad's gradients. */
 SVal *sema_cosine_diversity(Sema *s, const Ast *e);
+/* `head bayes_linear(features, y, alpha, beta)` into Model.head. */
+void sema_head_check(Sema *s, const Stmt *st);
 
 /* ---- sema_blocks.c ---- */
 

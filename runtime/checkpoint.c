@@ -4,6 +4,8 @@
  * one timing value (a partial epoch's training time) is decimal and only in mid-epoch ones. */
 #include "checkpoint.h"
 
+#include "bayes_linear.h"
+
 #include <cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -15,11 +17,17 @@ static bool stored(const Buffer *b) { return b->kind == BUF_WEIGHT || b->kind ==
 
 /* ---- writing ---- */
 
+static void *doubles(const double *v, int64_t n) {
+    double *c = util_calloc((size_t)n + 1, sizeof(double));
+    memcpy(c, v, sizeof(double) * (size_t)n);
+    return c;
+}
+
 int checkpoint_write(const char *path, const Exec *e, const TrainState *s, const RunIdentity *id, char *err,
                      size_t nerr) {
     const Plan *p = e->plan;
     const Graph *g = e->g;
-    StTensor *t = util_calloc((size_t)p->nbuf + 1, sizeof(StTensor));
+    StTensor *t = util_calloc((size_t)p->nbuf + 3, sizeof(StTensor));
     int n = 0;
     for (int i = 0; i < p->nbuf; i++) {
         const Buffer *b = &p->buf[i];
@@ -34,6 +42,16 @@ int checkpoint_write(const char *path, const Exec *e, const TrainState *s, const
         void *data = util_calloc((size_t)b->elems + 1, sizeof(float));
         exec_read(e, b->node, data, x->bytes);
         x->data = data;
+    }
+    /* a fitted post-training head: its posterior mean and Cholesky factor, in double */
+    const BayesLinear *h = e->head;
+    char head[256] = "";
+    if (h) {
+        t[n++] = (StTensor){.name = "head.mean", .dtype = ST_F64, .rank = 2, .shape = {h->P, h->T},
+                            .data = doubles(h->mean, h->P * h->T), .bytes = sizeof(double) * (size_t)(h->P * h->T)};
+        t[n++] = (StTensor){.name = "head.chol", .dtype = ST_F64, .rank = 2, .shape = {h->P, h->P},
+                            .data = doubles(h->chol, h->P * h->P), .bytes = sizeof(double) * (size_t)(h->P * h->P)};
+        snprintf(head, sizeof head, "%a %a %a %lld %d", h->alpha, h->beta, h->log_evidence, (long long)h->n, h->iterations);
     }
     /* the metadata, as strings */
     char epoch[32], epoch_step[32], step[32], shuffle[80], loss[64], train_s[64], finished[8], minimum[CKPT_MAX_GATES + 1];
@@ -54,11 +72,13 @@ int checkpoint_write(const char *path, const Exec *e, const TrainState *s, const
     for (int i = 0; i < g->nspace; i++) cJSON_AddNumberToObject(wj, g->space[i].layer, (double)g->space[i].width);
     char *wtext = cJSON_PrintUnformatted(wj);
     cJSON_Delete(wj);
-    const char *keys[] = {"format", "nnc", "model", "model_hash", "settings", "epoch", "epoch_step", "step",
-                          "shuffle", "loss_sum", "stop", "finished", "min_width_reported", "widths", "epoch_train_s"};
-    const char *vals[] = {"nnc-checkpoint-1", NNC_VERSION, id->model, id->hash, id->settings, epoch, epoch_step, step,
-                          shuffle, loss, sb_str(&stop), finished, minimum, wtext, train_s};
-    int nkeys = (int)(sizeof keys / sizeof *keys) - (s->epoch_step > 0 ? 0 : 1); /* a time only mid-epoch */
+    const char *keys[16] = {"format", "nnc", "model", "model_hash", "settings", "epoch", "epoch_step", "step",
+                            "shuffle", "loss_sum", "stop", "finished", "min_width_reported", "widths"};
+    const char *vals[16] = {"nnc-checkpoint-1", NNC_VERSION, id->model, id->hash, id->settings, epoch, epoch_step, step,
+                            shuffle, loss, sb_str(&stop), finished, minimum, wtext};
+    int nkeys = 14;
+    if (s->epoch_step > 0) keys[nkeys] = "epoch_train_s", vals[nkeys++] = train_s; /* a time only mid-epoch */
+    if (h) keys[nkeys] = "head", vals[nkeys++] = head; /* alpha beta log_evidence n iterations */
     int rc = st_write_atomic(path, t, n, keys, vals, nkeys, err, nerr);
     for (int i = 0; i < n; i++) free((void *)t[i].data);
     free(t);
@@ -251,6 +271,27 @@ int checkpoint_load(const Checkpoint *c, Exec *e, bool params_only, char *err, s
     return 0;
 }
 
+int checkpoint_load_head(const Checkpoint *c, const char *path, BayesLinear *h, char *err, size_t nerr) {
+    const char *meta = st_meta(c->st, "head");
+    const StTensor *mean = st_find(c->st, "head.mean"), *chol = st_find(c->st, "head.chol");
+    if (!meta && !mean && !chol) return 0;
+    memset(h, 0, sizeof *h);
+    long long n = 0;
+    if (!meta || !mean || !chol || sscanf(meta, "%la %la %la %lld %d", &h->alpha, &h->beta, &h->log_evidence, &n, &h->iterations) != 5)
+        return util_fail(err, nerr, "%s: its head is incomplete: it needs head.mean, head.chol and the metadata 'head'", path);
+    h->n = n;
+    h->P = chol->rank == 2 ? chol->shape[0] : 0;
+    h->T = mean->rank == 2 ? mean->shape[1] : 0;
+    if (mean->dtype != ST_F64 || chol->dtype != ST_F64 || h->P < 1 || chol->shape[1] != h->P || mean->shape[0] != h->P ||
+        h->T < 1 || !(h->alpha > 0) || !(h->beta > 0))
+        return util_fail(err, nerr, "%s: head.mean must be F64 [P, T] and head.chol F64 [P, P], with positive alpha and beta", path);
+    h->mean = util_calloc((size_t)(h->P * h->T), sizeof(double));
+    h->chol = util_calloc((size_t)(h->P * h->P), sizeof(double));
+    memcpy(h->mean, mean->data, mean->bytes);
+    memcpy(h->chol, chol->data, chol->bytes);
+    return 1;
+}
+
 void checkpoint_close(Checkpoint *c) {
     st_close(c->st);
     c->st = NULL;
@@ -274,7 +315,7 @@ int weights_load(const char *path, Exec *e, FILE *report) {
     }
     for (int i = 0; i < st_count(st); i++) { /* tensors the model does not have */
         const StTensor *t = st_get(st, i);
-        bool known = false;
+        bool known = !strncmp(t->name, "head.", 5); /* a fitted head: not a weight, refitted after training */
         for (int k = 0; k < p->nbuf && !known; k++) known = stored(&p->buf[k]) && !strcmp(p->buf[k].name, t->name);
         if (!known) {
             fprintf(report, "nnc: error: %s: tensor '%s' is not a weight of this model\n", path, t->name);

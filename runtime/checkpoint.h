@@ -54,6 +54,10 @@ int checkpoint_open(const char *path, const RunIdentity *expect, Checkpoint *c, 
  * weights and statistics, not the optimiser's state (eval, predict). */
 int checkpoint_load(const Checkpoint *c, Exec *e, bool params_only, char *err, size_t nerr);
 void checkpoint_close(Checkpoint *c);
+/* The fitted post-training head the checkpoint holds (tensors head.mean, head.chol and the
+ * metadata 'head'): 1 and *h filled, 0 when it has none, -1 with the reason when it is broken. */
+struct BayesLinear;
+int checkpoint_load_head(const Checkpoint *c, const char *path, struct BayesLinear *h, char *err, size_t nerr);
 
 /* `--init FILE`: the model's trained weights by name from a safetensors file (float32 or
  * float64, the model's shapes); optimiser state tensors in it are ignored.  Every mismatch is

@@ -30,6 +30,8 @@ typedef struct {
     size_t staging_bytes;
     bool draw_in_eval;    /* the eval program draws variational weights (SC_NOISE 1) instead of
                              using their means: an evaluation over draws (vi_eval.c) sets it */
+    struct BayesLinear *head; /* the model's post-training head once fitted (bayes_linear.c), or
+                                 NULL; checkpoints keep it */
 } Exec;
 
 /* Compiles for `device` ("cpu", "cuda", "cuda-emu", "auto"; NULL is "cpu") and allocates a

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bayes_linear.h"
 #include "checkpoint.h"
 #include "npy.h"
 #include "posterior.h"
@@ -51,6 +52,10 @@ Built *run_build(const RunOptions *o, const WidthOverride *width, int nwidth, in
 
 void run_free(Built *b) {
     if (!b) return;
+    if (b->e.head) {
+        blr_free(b->e.head);
+        free(b->e.head);
+    }
     if (b->e.dev) exec_free(&b->e);
     driver_free(&b->c);
     free(b);
@@ -358,6 +363,18 @@ static Built *from_checkpoint(const RunOptions *o, Checkpoint *ck) {
         b = NULL;
     }
     if (b) scalars_at_checkpoint(ck, b->c.model, &b->e);
+    if (b && b->c.model->head.on) { /* the head fitted after training, when the run got that far */
+        BayesLinear h;
+        int got = checkpoint_load_head(ck, o->checkpoint, &h, err, sizeof err);
+        if (got < 0) {
+            fprintf(stderr, "nnc: error: %s\n", err);
+            run_free(b);
+            b = NULL;
+        } else if (got > 0) {
+            b->e.head = util_calloc(1, sizeof h);
+            *b->e.head = h;
+        }
+    }
     if (!b) checkpoint_close(ck);
     return b;
 }
@@ -547,7 +564,24 @@ int run_predict(const RunOptions *o) {
         int64_t cols = 0;
         float *y = NULL;
         int64_t S = b->c.model->train.eval_samples;
-        if (!o->draws && S > 0) { /* `evaluate samples = S`: mean and sd over S draws of the variational weights */
+        bool fitted = !o->draws && b->e.head;
+        if (!o->draws && b->c.model->head.on && !fitted) {
+            fprintf(stderr, "nnc: error: %s has no fitted head: bayes_linear is fitted after the last epoch, and this run had not "
+                    "finished (resume it to the end first)\n", o->checkpoint);
+        } else if (fitted) { /* the head's predictive mean and sd per output */
+            const BayesLinear *h = b->e.head;
+            nh = 1;
+            head[0] = (ViHead){.name = "prediction", .from = 0, .cols = h->T};
+            cols = h->T;
+            int64_t *idx = train_iota(d.n);
+            y = util_calloc((size_t)(d.n * cols * 2) + 1, sizeof(float));
+            if (blr_predict_all(&b->e, h, &d, idx, d.n, y)) {
+                fprintf(stderr, "nnc: error: %s: %s\n", b->e.dev->name, b->e.dev->err);
+                free(y);
+                y = NULL;
+            }
+            free(idx);
+        } else if (!o->draws && S > 0) { /* `evaluate samples = S`: mean and sd over S draws of the variational weights */
             cols = head[nh - 1].from + head[nh - 1].cols;
             int64_t *idx = train_iota(d.n);
             y = util_calloc((size_t)(d.n * cols * 2) + 1, sizeof(float));
@@ -570,9 +604,13 @@ int run_predict(const RunOptions *o) {
         } else {
             y = train_predict(&cfg, &d, &cols);
         }
-        int per = o->draws ? 4 : S > 0 ? 2 : 1;
+        int per = o->draws ? 4 : S > 0 || fitted ? 2 : 1;
         rc = !y || write_predictions(o->output, y, d.n, per, head, nh);
-        if (rc == 0 && per == 2)
+        if (rc == 0 && fitted)
+            printf("predictions of the head bayes_linear(%s) for %lld samples of %s (%lld output%s, each as the predictive mean and "
+                   "sd) written to %s\n", b->c.model->head.features_name, (long long)d.n, o->input, (long long)cols,
+                   cols == 1 ? "" : "s", o->output);
+        else if (rc == 0 && per == 2)
             printf("predictions for %lld samples of %s over %lld draws of the variational weights (%lld output%s, each as mean "
                    "and sd%s%s) written to %s\n", (long long)d.n, o->input, (long long)S, (long long)cols, cols == 1 ? "" : "s",
                    classes ? " of its probability" : "", classes && util_ends_with(o->output, ".csv") ? ", after the most probable class" : "",

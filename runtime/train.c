@@ -6,6 +6,7 @@
  * comes from rng.h streams of the model's seed, so a seed fixes the initialisation, the
  * validation split and every epoch's order. */
 #include "train.h"
+#include "bayes_linear.h"
 #include "vi_eval.h"
 
 #include <cJSON.h>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bayes_linear.h"
 #include "checkpoint.h"
 #include "prune.h"
 #include "rng.h"
@@ -1135,6 +1137,67 @@ static int train_epoch(TrainSession *ts) {
     return rc;
 }
 
+/* A post-training head (`head bayes_linear`): fitted on the training samples (not the
+ * validation ones) with the trained network's features, measured on the validation and test
+ * splits, reported, and saved in the checkpoint beside the weights. */
+static int fit_head(TrainSession *ts) {
+    const HeadSpec *hs = &ts->m->head;
+    Exec *e = ts->s.exec;
+    char err[512];
+    double t0 = util_now();
+    BlrStats stats;
+    BayesLinear *h = util_calloc(1, sizeof *h);
+    int rc = blr_collect(e, ts->m, &ts->data.train, ts->perm, ts->n_train, &stats);
+    if (rc == 0 && blr_fit(h, &stats, hs->alpha, hs->beta, hs->alpha_evidence, hs->beta_evidence, err, sizeof err)) {
+        fprintf(ts->cfg->diag->out, "nnc: error: fitting the head bayes_linear(%s): %s\n", hs->features_name, err);
+        rc = 1;
+    } else if (rc) {
+        fprintf(ts->cfg->diag->out, "nnc: error: %s: %s\n", e->dev->name, e->dev->err);
+    }
+    blr_stats_free(&stats);
+    if (rc) {
+        blr_free(h);
+        free(h);
+        return 1;
+    }
+    e->head = h;
+    double fit_s = util_now() - t0;
+    FILE *out = ts->out;
+    fprintf(out, "head bayes_linear(%s): %lld features and a bias, fitted on %lld samples in %.3f s: alpha %.6g, beta %.6g%s, "
+            "log evidence %.6g\n", hs->features_name, (long long)h->P - 1, (long long)h->n, fit_s, h->alpha, h->beta,
+            h->iterations ? " (by the evidence)" : "", h->log_evidence);
+    cJSON *line = line_begin(ts->st.epoch - 1, ts->st.step, NULL);
+    cJSON_AddStringToObject(line, "event", "head");
+    cJSON_AddNumberToObject(line, "alpha", h->alpha);
+    cJSON_AddNumberToObject(line, "beta", h->beta);
+    cJSON_AddNumberToObject(line, "log_evidence", h->log_evidence);
+    cJSON_AddNumberToObject(line, "evidence_iterations", h->iterations);
+    struct { const char *name; const Dataset *d; const int64_t *idx; int64_t n; } split[3] = {
+        {"train", &ts->data.train, ts->perm, ts->n_train},
+        {"valid", &ts->data.train, ts->perm + ts->n_train, ts->n_valid},
+        {"test", &ts->data.test, ts->test_idx, ts->data.has_test ? ts->data.test.n : 0}};
+    for (int k = 0; k < 3 && rc == 0; k++) {
+        if (split[k].n == 0) continue;
+        double rmse, nll;
+        rc = blr_evaluate(e, ts->m, h, split[k].d, split[k].idx, split[k].n, &rmse, &nll);
+        if (rc) break;
+        fprintf(out, "  %s  head rmse %.6g  nll %.6g\n", split[k].name, rmse, nll);
+        char key[64];
+        snprintf(key, sizeof key, "%s_rmse", split[k].name);
+        cJSON_AddNumberToObject(line, key, rmse);
+        snprintf(key, sizeof key, "%s_nll", split[k].name);
+        cJSON_AddNumberToObject(line, key, nll);
+    }
+    cJSON_AddNumberToObject(line, "fit_s", fit_s);
+    line_end(ts->metrics, line);
+    if (rc) fprintf(ts->cfg->diag->out, "nnc: error: %s: %s\n", e->dev->name, e->dev->err);
+    if (rc == 0) rc = save_checkpoint(ts->cfg, &ts->s, &ts->st);
+    e->head = NULL; /* (the checkpoint has it; eval and predict load it from there) */
+    blr_free(h);
+    free(h);
+    return rc ? 1 : 0;
+}
+
 /* The memory account and result.json (after a successful run), and everything freed. */
 static int train_end(TrainSession *ts, int rc) {
     const TrainConfig *cfg = ts->cfg;
@@ -1185,6 +1248,7 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     if (train_open(&ts, cfg, res)) return 1;
     int rc = train_begin(&ts);
     while (rc == 0 && !ts.st.finished && ts.st.epoch <= ts.epochs) rc = train_epoch(&ts);
+    if (rc == 0 && ts.m->head.on) rc = fit_head(&ts);
     return train_end(&ts, rc);
 }
 
@@ -1221,6 +1285,22 @@ int train_eval(const TrainConfig *cfg) {
     else if (n_valid > 0 || data.has_test)
         print_gates(out, s.g, n_valid > 0 ? &valid : &test, n_valid > 0 ? "valid" : "test");
     if (rc == 0 && n_valid == 0 && !data.has_test) fprintf(out, "nothing to evaluate: the model has no validation or test data\n");
+    if (rc == 0 && m->head.on && !s.exec->head)
+        fprintf(out, "head bayes_linear(%s): not fitted in this checkpoint (it is fitted after the last epoch)\n", m->head.features_name);
+    if (rc == 0 && s.exec->head) { /* the head's predictions on the splits; on the training part too, where it was fitted */
+        struct { const char *name; const Dataset *d; const int64_t *idx; int64_t n; } split[3] = {
+            {"train", &data.train, perm, n_all - n_valid}, {"valid", &data.train, perm + n_all - n_valid, n_valid},
+            {"test", &data.test, test_idx, data.has_test ? data.test.n : 0}};
+        fprintf(out, "head bayes_linear(%s), alpha %.6g, beta %.6g:", m->head.features_name, s.exec->head->alpha, s.exec->head->beta);
+        for (int k = 0; k < 3 && rc == 0; k++) {
+            double rmse, nll;
+            if (split[k].n == 0) continue;
+            rc = blr_evaluate(s.exec, m, s.exec->head, split[k].d, split[k].idx, split[k].n, &rmse, &nll);
+            if (rc == 0) fprintf(out, "  %s rmse %.6g nll %.6g", split[k].name, rmse, nll);
+        }
+        fputc('\n', out);
+        if (rc) fprintf(cfg->diag->out, "nnc: error: %s: %s\n", s.exec->dev->name, s.exec->dev->err);
+    }
     free(valid.gate);
     free(test.gate);
     free(perm);

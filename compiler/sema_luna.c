@@ -1,7 +1,8 @@
-/* sema_fd.c: checks `fd_grad(heads, x, eps = 1e-3, method = central)`, the input-gradients of
- * M heads by finite differences, and the loss `cosine_diversity(g, eps = 1e-6)` on them
- * (workload 4, LUNA).  Part of the checking pass (sema_internal.h); lower.c builds both through
- * fd_grad.c.  The shapes are the point: the heads are [M] per sample, the input [D], the
+/* sema_luna.c: checks `fd_grad(heads, x, eps = 1e-3, method = central)`, the input-gradients of
+ * M heads by finite differences, the loss `cosine_diversity(g, eps = 1e-6)` on them, and the
+ * post-training head `head bayes_linear(features, y, alpha, beta)` (workload 4: LUNA and the
+ * neural linear model).  Part of the checking pass (sema_internal.h); lower.c builds the first
+ * two through fd_grad.c, runtime/bayes_linear.c fits the head.  The shapes are the point: the heads are [M] per sample, the input [D], the
  * gradient [M, D], and a scalar-per-sample function where M heads were meant is an error here,
  * not a silently wrong gradient. */
 #include <string.h>
@@ -106,4 +107,63 @@ SVal *sema_cosine_diversity(Sema *s, const Ast *e) {
     v->a = g;
     v->num = eps;
     return v;
+}
+
+/* alpha or beta: a positive number, or the word `evidence`. */
+static bool precision_arg(Sema *s, const Ast *e, const char *what, const char *meaning, double def, double *out, bool *evidence) {
+    *evidence = false;
+    *out = def;
+    if (!e) return true;
+    if (e->kind == AST_NAME && !strcmp(e->text, "evidence") && !sema_lookup(s, "evidence")) {
+        *evidence = true;
+        return true;
+    }
+    if (!sema_eval_const(s, e, out)) return false;
+    if (!(*out > 0)) {
+        err(s, e->loc, "bayes_linear's %s is %s and must be positive (or `evidence`), got %g", what, meaning, *out);
+        return false;
+    }
+    return true;
+}
+
+void sema_head_check(Sema *s, const Stmt *st) {
+    const Ast *e = st->expr;
+    if (s->m->head.on) {
+        err(s, st->loc, "a model has one post-training head; this is a second");
+        diag_note(s->diag, s->m->head.loc, "the first is here");
+        return;
+    }
+    if (e->kind != AST_CALL || strcmp(e->text, "bayes_linear")) {
+        err(s, e->loc, "a head is fitted after training: `head bayes_linear(features, y, alpha = 1, beta = 100)` is the one there is");
+        return;
+    }
+    static const ArgSpec spec[] = {
+        {"features", A_TENSOR, true, 0}, {"target", A_TENSOR, true, 0}, {"alpha", A_ANY, false, 1}, {"beta", A_ANY, false, 100}};
+    const Ast **a = sema_args_bind(s, "bayes_linear", e->loc, spec, 4, e->arg, e->narg);
+    if (!a) return;
+    HeadSpec h = {.loc = e->loc, .target = -1};
+    bool ok = precision_arg(s, a[2], "alpha", "the prior's precision on the weights", 1, &h.alpha, &h.alpha_evidence);
+    ok &= precision_arg(s, a[3], "beta", "the noise's precision", 100, &h.beta, &h.beta_evidence);
+    SVal *f = sema_eval_tensor(s, a[0]);
+    Sym *t = a[1]->kind == AST_NAME ? sema_lookup(s, a[1]->text) : NULL;
+    if (!f || !ok) return;
+    char bf[96];
+    h.features_name = a[0]->kind == AST_NAME ? a[0]->text : "this value";
+    if (f->kind != SV_LAYER || f->is_class || !f->shape.batched || f->shape.rank != 1) {
+        const char *what = f->kind == SV_INPUT ? (s->m->io[f->index].is_target ? "a target" : "a model input")
+                           : f->kind == SV_FD_GRAD ? "gradients" : f->shape.rank != 1 ? "a feature map" : "not a layer's output";
+        err(s, a[0]->loc, "bayes_linear fits on a feature layer's values, f32[B,F] from a layer, but '%s' is %s (%s)%s",
+            h.features_name, sema_type_str(bf, sizeof bf, f), what,
+            f->shape.rank > 1 ? "; flatten it first" : "");
+        return;
+    }
+    if (!t || t->kind != SYM_IO || !s->m->io[t->index].is_target || s->m->io[t->index].is_class) {
+        err(s, a[1]->loc, "bayes_linear's second argument is the real-valued target it regresses on%s",
+            t && t->kind == SYM_IO && s->m->io[t->index].is_class ? "; a class target needs a classifier, not a linear regression" : "");
+        return;
+    }
+    h.on = true;
+    h.features = f;
+    h.target = t->index;
+    s->m->head = h;
 }
