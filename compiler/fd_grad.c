@@ -95,23 +95,56 @@ done:
     return result;
 }
 
-int cosine_diversity_lower(Graph *g, int grads, double eps, SrcLoc loc) {
-    Shape gs = g->node[grads].shape, heads = shape_vec(gs.dim[0], true), point = shape_vec(gs.dim[1], true);
-    int64_t M = gs.dim[0];
+/* Per-sample helpers over [B, M, ...] values. */
+static int axis_op(Graph *g, Op op, Shape s, int x, int axis, SrcLoc loc) {
+    int id = ir_add1(g, op, s, x, loc);
+    g->node[id].attr[0] = axis;
+    return id;
+}
+/* sum over the batch of x, over B: a scalar */
+static int batch_total(Graph *g, int x, SrcLoc loc) {
+    return ir_add1(g, OP_SUM, shape_scalar(), ir_add1(g, OP_BATCH_MEAN, g->node[x].shape, x, loc), loc);
+}
+static int square(Graph *g, int x, SrcLoc loc) { return ir_add2(g, OP_MUL, g->node[x].shape, x, x, loc); }
+
+int cosine_diversity_lower(Graph *g, int grads, double eps, bool graph, bool squared, SrcLoc loc) {
+    Shape gs = g->node[grads].shape;
+    int64_t M = gs.dim[0], D = gs.dim[1];
+    Shape heads = shape_vec(M, true), point = shape_vec(D, true), row = {.rank = 0, .batched = true};
+    Shape outer = {.rank = 3, .dim = {M, D, D}, .batched = true}, dd = {.rank = 2, .dim = {D, D}, .batched = true};
     NNC_ASSERT(gs.batched && gs.rank == 2 && M >= 2);
-    /* n_m = g_m / sqrt(|g_m|^2 + eps^2), per sample and head */
-    int sq = ir_add2(g, OP_MUL, gs, grads, grads, loc);
-    int norm2 = ir_add1(g, OP_AXIS_SUM, heads, sq, loc);
-    g->node[norm2].attr[0] = 1;
-    int inv = ir_add1(g, OP_RSQRT, heads, ir_add2(g, OP_ADD, heads, norm2, ir_const(g, eps * eps, loc), loc), loc);
-    int spread = ir_add1(g, OP_AXIS_BROADCAST, gs, inv, loc);
-    g->node[spread].attr[0] = 1;
-    int unit = ir_add2(g, OP_MUL, gs, grads, spread, loc);
-    /* sum over pairs m != m' of n_m . n_m' = |sum_m n_m|^2 - sum_m |n_m|^2, per sample */
-    int total = ir_add1(g, OP_AXIS_SUM, point, unit, loc);
-    g->node[total].attr[0] = 0;
-    int all = ir_add1(g, OP_SUM, shape_scalar(), ir_add1(g, OP_BATCH_MEAN, point, ir_add2(g, OP_MUL, point, total, total, loc), loc), loc);
-    int self = ir_add1(g, OP_SUM, shape_scalar(), ir_add1(g, OP_BATCH_MEAN, gs, ir_add2(g, OP_MUL, gs, unit, unit, loc), loc), loc);
+    /* each head's unit vector n_m: u_m = g_m r_m, r_m = 1 / sqrt(|g_m|^2 + c), and with `graph` the
+     * extra coordinate r_m (the normal (g_m, 1) of the head's graph, c = 1); else c = eps^2 */
+    int norm2 = axis_op(g, OP_AXIS_SUM, heads, square(g, grads, loc), 1, loc);
+    int r = ir_add1(g, OP_RSQRT, heads, ir_add2(g, OP_ADD, heads, norm2, ir_const(g, graph ? 1 : eps * eps, loc), loc), loc);
+    int unit = ir_add2(g, OP_MUL, gs, grads, axis_op(g, OP_AXIS_BROADCAST, gs, r, 1, loc), loc);
+    int all, self;
+    if (!squared) {
+        /* sum over pairs m != m' of n_m . n_m' = |sum_m n_m|^2 - sum_m |n_m|^2 */
+        all = batch_total(g, square(g, axis_op(g, OP_AXIS_SUM, point, unit, 0, loc), loc), loc);
+        self = batch_total(g, square(g, unit, loc), loc);
+        if (graph) {
+            all = ir_add2(g, OP_ADD, shape_scalar(), all, batch_total(g, square(g, axis_op(g, OP_AXIS_SUM, row, r, 0, loc), loc), loc), loc);
+            self = ir_add2(g, OP_ADD, shape_scalar(), self, batch_total(g, square(g, r, loc), loc), loc);
+        }
+    } else {
+        /* sum over pairs of (n_m . n_m')^2 = |C|_F^2 - sum_m |n_m|^4, C = sum_m n_m n_m^T: its [D, D]
+         * block of u u^T, with `graph` the column sum_m u_m r_m (twice) and the corner sum_m r_m^2 */
+        int left = axis_op(g, OP_AXIS_BROADCAST, outer, unit, 2, loc), right = axis_op(g, OP_AXIS_BROADCAST, outer, unit, 1, loc);
+        int c = axis_op(g, OP_AXIS_SUM, dd, ir_add2(g, OP_MUL, outer, left, right, loc), 0, loc);
+        all = batch_total(g, square(g, c, loc), loc);
+        int len2 = axis_op(g, OP_AXIS_SUM, heads, square(g, unit, loc), 1, loc); /* |u_m|^2 */
+        if (graph) {
+            int r2 = square(g, r, loc);
+            int side = axis_op(g, OP_AXIS_SUM, point, ir_add2(g, OP_MUL, gs, unit, axis_op(g, OP_AXIS_BROADCAST, gs, r, 1, loc), loc), 0, loc);
+            int corner = axis_op(g, OP_AXIS_SUM, row, r2, 0, loc);
+            all = ir_add2(g, OP_ADD, shape_scalar(), all,
+                          ir_add2(g, OP_ADD, shape_scalar(), ir_add2(g, OP_MUL, shape_scalar(), ir_const(g, 2, loc), batch_total(g, square(g, side, loc), loc), loc),
+                                  batch_total(g, square(g, corner, loc), loc), loc), loc);
+            len2 = ir_add2(g, OP_ADD, heads, len2, r2, loc);
+        }
+        self = batch_total(g, square(g, len2, loc), loc);
+    }
     int pairs = ir_add2(g, OP_SUB, shape_scalar(), all, self, loc);
     return ir_add2(g, OP_MUL, shape_scalar(), pairs, ir_const(g, 1.0 / (double)(M * (M - 1)), loc), loc);
 }

@@ -12,7 +12,10 @@
 int fd_grad_lower(Graph *g, int heads, int x, double eps, int method, SrcLoc loc, Diag *diag);
 
 /* The mean over the batch of the mean pairwise cosine similarity between the M >= 2 rows of
- * grads [B, M, D], each row normalised by sqrt(|g|^2 + eps^2) (finite at g = 0): a scalar. */
-int cosine_diversity_lower(Graph *g, int grads, double eps, SrcLoc loc);
+ * grads [B, M, D], each row normalised by sqrt(|g|^2 + eps^2) (finite at g = 0): a scalar.
+ * With `graph`, the cosine between the normals (g_m, -1) of the heads' graphs instead,
+ * (g_m . g_m' + 1) / sqrt((|g_m|^2 + 1)(|g_m'|^2 + 1)), which in one dimension is the cosine of
+ * the angle between the heads' tangents; with `squared`, the mean of the squared cosines. */
+int cosine_diversity_lower(Graph *g, int grads, double eps, bool graph, bool squared, SrcLoc loc);
 
 #endif

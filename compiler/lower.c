@@ -580,7 +580,7 @@ static int lower_val(Lower *L, const SVal *v) {
     case SV_LAYER: id = lower_layer(L, v); break;
     case SV_LOSS: {
         if (v->op == LOSS_COSINE_DIVERSITY) {
-            id = cosine_diversity_lower(g, lower_val(L, v->a), v->num, v->loc);
+            id = cosine_diversity_lower(g, lower_val(L, v->a), v->num, v->graph, v->squared, v->loc);
             break;
         }
         int a = lower_val(L, v->a), b = lower_val(L, v->b);

@@ -176,6 +176,7 @@ struct SVal {
     const struct PriorDef *mc_prior; /* variational, a non-normal prior: its KL estimated at the draw */
     double eps, momentum; /* L_BATCH_NORM, L_LAYER_NORM: added to the variance; the running
                              averages' weight on each batch (batch_norm) */
+    bool graph, squared;  /* cosine_diversity: of the graphs' normals (g, -1); of squared cosines */
 };
 
 typedef struct {

@@ -81,12 +81,16 @@ SVal *sema_fd_grad(Sema *s, const Ast *e) {
 }
 
 SVal *sema_cosine_diversity(Sema *s, const Ast *e) {
-    static const ArgSpec spec[] = {{"gradients", A_TENSOR, true, 0}, {"eps", A_NUM, false, 1e-6}};
-    const Ast **a = sema_args_bind(s, "cosine_diversity", e->loc, spec, 2, e->arg, e->narg);
+    static const ArgSpec spec[] = {
+        {"gradients", A_TENSOR, true, 0}, {"eps", A_NUM, false, 1e-6}, {"graph", A_BOOL, false, 0}, {"squared", A_BOOL, false, 0}};
+    const Ast **a = sema_args_bind(s, "cosine_diversity", e->loc, spec, 4, e->arg, e->narg);
     if (!a) return NULL;
     SVal *g = sema_eval_tensor(s, a[0]);
     double eps;
-    if (!g || !sema_args_num(s, a[1], &spec[1], &eps)) return NULL;
+    bool graph, squared;
+    if (!g || !sema_args_num(s, a[1], &spec[1], &eps) || !sema_args_bool(s, a[2], false, &graph) ||
+        !sema_args_bool(s, a[3], false, &squared))
+        return NULL;
     char bg[96];
     if (eps <= 0) {
         err(s, a[1]->loc, "cosine_diversity's eps keeps a zero gradient's norm finite and must be positive, got %g", eps);
@@ -106,6 +110,8 @@ SVal *sema_cosine_diversity(Sema *s, const Ast *e) {
     v->op = LOSS_COSINE_DIVERSITY;
     v->a = g;
     v->num = eps;
+    v->graph = graph;
+    v->squared = squared;
     return v;
 }
 

@@ -5,9 +5,10 @@
  *     input-gradient of sum(r * heads), for eps = 1e-2 and 1e-3 and each method.  The error
  *     is the differences' truncation error: it must be small and shrink as eps^2 (central)
  *     or eps (forward, backward) from one eps to the other.
- *  2. cosine_diversity's gradient by its input against central finite differences, with a
- *     head whose gradient is near 0 (norm 3e-5, against eps = 1e-4), where it must stay
- *     finite and right.
+ *  2. cosine_diversity, plain and of the graphs' normals, of cosines and of their squares: its
+ *     value against the pairwise cosines written out, and its gradient by its input against
+ *     central finite differences, with a head whose gradient is near 0 (norm 3e-5, against
+ *     eps = 1e-4), where it must stay finite and right.
  * (The float kernels are compared with the reference op by op in ops.gradients_and_llvm.) */
 #include <math.h>
 #include <stdio.h>
@@ -81,12 +82,28 @@ static void check_fd(void) {
     }
 }
 
-static void check_cosine(void) {
+/* The mean over samples and pairs of heads of cos (or cos^2), written out. */
+static double cosine_direct(const double *v, bool graph, bool squared) {
+    double total = 0, eps = 1e-4;
+    for (int b = 0; b < ROWS; b++)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < M; j++) {
+                if (i == j) continue;
+                const double *gi = v + (b * M + i) * D, *gj = v + (b * M + j) * D;
+                double dot = graph ? 1 : 0, ni = graph ? 1 : eps * eps, nj = ni;
+                for (int d = 0; d < D; d++) dot += gi[d] * gj[d], ni += gi[d] * gi[d], nj += gj[d] * gj[d];
+                double c = dot / sqrt(ni * nj);
+                total += squared ? c * c : c;
+            }
+    return total / (ROWS * M * (M - 1));
+}
+
+static void check_cosine(bool graph, bool squared) {
     Arena *arena = arena_new();
     Graph *g = ir_new(arena);
     Shape gs = {.rank = 2, .dim = {M, D}, .batched = true};
     int x = ir_input(g, "g", false, false, 0, gs, NOLOC);
-    g->loss = cosine_diversity_lower(g, x, 1e-4, NOLOC);
+    g->loss = cosine_diversity_lower(g, x, 1e-4, graph, squared, NOLOC);
     g->input_grads = true;
     autodiff_graph(g);
     ir_verify(g, "fd_grad_test");
@@ -96,6 +113,7 @@ static void check_cosine(void) {
     for (int b = 0; b < ROWS; b++) /* head 1 of every sample: a gradient of norm about 3e-5 */
         for (int d = 0; d < D; d++) v[(b * M + 1) * D + d] = (d == 0 ? 2e-5 : -1.5e-5) * (b + 1);
     ref_run(ref, NULL);
+    double direct = cosine_direct(v, graph, squared), value = ref->val[g->loss][0];
     int dx = g->input[0].grad;
     double worst = 0, scale = 0, h = 1e-9;
     for (int64_t i = 0; i < ROWS * M * D; i++) {
@@ -113,9 +131,10 @@ static void check_cosine(void) {
         worst = fmax(worst, fabs(fd - an));
         scale = fmax(scale, fabs(an));
     }
-    bool ok = isfinite(scale) && worst / scale < 1e-5;
-    printf("%s cosine_diversity gradient with a near-zero head: worst |autodiff - finite differences| %.3e of %.3e\n",
-           ok ? "ok  " : "FAIL", worst, scale);
+    bool ok = isfinite(scale) && worst / scale < 1e-5 && fabs(value - direct) < 1e-12;
+    printf("%s cosine_diversity%s%s: value %.12f (written out %.12f); gradient with a near-zero head: worst |autodiff - "
+           "finite differences| %.3e of %.3e\n", ok ? "ok  " : "FAIL", graph ? ", graph" : "", squared ? ", squared" : "", value,
+           direct, worst, scale);
     failures += !ok;
     ref_free(ref);
     arena_free(arena);
@@ -123,7 +142,7 @@ static void check_cosine(void) {
 
 int main(void) {
     check_fd();
-    check_cosine();
+    for (int k = 0; k < 4; k++) check_cosine(k & 1, k & 2);
     printf("%d failures\n", failures);
     return failures != 0;
 }

@@ -166,7 +166,9 @@ static int build_luna(Graph *g, const Case *cs) {
     int x = input(g, "x", N);
     int heads = dense(g, un(g, cs->act, dense(g, x, N, H, "w1", "b1"), 0), H, C, "w2", "b2");
     int fit = bin(g, OP_MSE, shape_scalar(), heads, input(g, "t", 1));
-    int div = cosine_diversity_lower(g, fd_grad_lower(g, heads, x, 0.05, 0, NOLOC, NULL), 1e-3, NOLOC);
+    int grads = fd_grad_lower(g, heads, x, 0.05, 0, NOLOC, NULL);
+    int div = cosine_diversity_lower(g, grads, 1e-3, false, false, NOLOC); /* plain, and of the graphs' normals squared */
+    div = bin(g, OP_ADD, shape_scalar(), div, cosine_diversity_lower(g, grads, 1e-3, true, true, NOLOC));
     return bin(g, OP_ADD, shape_scalar(), fit, bin(g, OP_MUL, shape_scalar(), ir_const(g, 0.5, NOLOC), div));
 }
 
