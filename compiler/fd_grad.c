@@ -117,7 +117,7 @@ int cosine_diversity_lower(Graph *g, int grads, double eps, bool graph, bool squ
      * extra coordinate r_m (the normal (g_m, 1) of the head's graph, c = 1); else c = eps^2 */
     int norm2 = axis_op(g, OP_AXIS_SUM, heads, square(g, grads, loc), 1, loc);
     int r = ir_add1(g, OP_RSQRT, heads, ir_add2(g, OP_ADD, heads, norm2, ir_const(g, graph ? 1 : eps * eps, loc), loc), loc);
-    int unit = ir_add2(g, OP_MUL, gs, grads, axis_op(g, OP_AXIS_BROADCAST, gs, r, 1, loc), loc);
+    int spread = axis_op(g, OP_AXIS_BROADCAST, gs, r, 1, loc), unit = ir_add2(g, OP_MUL, gs, grads, spread, loc);
     int all, self;
     if (!squared) {
         /* sum over pairs m != m' of n_m . n_m' = |sum_m n_m|^2 - sum_m |n_m|^2 */
@@ -136,7 +136,7 @@ int cosine_diversity_lower(Graph *g, int grads, double eps, bool graph, bool squ
         int len2 = axis_op(g, OP_AXIS_SUM, heads, square(g, unit, loc), 1, loc); /* |u_m|^2 */
         if (graph) {
             int r2 = square(g, r, loc);
-            int side = axis_op(g, OP_AXIS_SUM, point, ir_add2(g, OP_MUL, gs, unit, axis_op(g, OP_AXIS_BROADCAST, gs, r, 1, loc), loc), 0, loc);
+            int side = axis_op(g, OP_AXIS_SUM, point, ir_add2(g, OP_MUL, gs, unit, spread, loc), 0, loc);
             int corner = axis_op(g, OP_AXIS_SUM, row, r2, 0, loc);
             all = ir_add2(g, OP_ADD, shape_scalar(), all,
                           ir_add2(g, OP_ADD, shape_scalar(), ir_add2(g, OP_MUL, shape_scalar(), ir_const(g, 2, loc), batch_total(g, square(g, side, loc), loc), loc),

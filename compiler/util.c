@@ -1,4 +1,7 @@
 /* util.c: arena, growable arrays, string builder and small helpers (see util.h). */
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 #include "util.h"
 
 #include <errno.h>
@@ -204,6 +207,12 @@ int64_t util_peak_rss_bytes(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (int64_t)ru.ru_maxrss * 1024;
+}
+
+void util_flush_denormals(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ (bit 15) and DAZ (bit 6) */
+#endif
 }
 
 double util_now(void) {

@@ -84,6 +84,10 @@ char *util_read_file(const char *path, size_t *len);
 
 /* Monotonic clock in seconds. */
 double util_now(void);
+/* Subnormal floats flushed to zero in this thread's arithmetic (x86-64: MXCSR's FTZ and DAZ),
+ * as deep-learning runtimes do: weights that weight decay drives toward 0 become subnormal and
+ * slow every product they enter by tens of times.  Threads started later inherit it. */
+void util_flush_denormals(void);
 
 /* This process's resident memory now, and its peak so far, in bytes. */
 int64_t util_rss_bytes(void);

@@ -119,6 +119,7 @@ static void *worker_main(void *arg) {
     Worker *w = arg;
     CpuDevice *c = w->c;
     uint64_t seen = 0;
+    util_flush_denormals();
     for (;;) {
         pthread_mutex_lock(&c->mu);
         while (!c->stop && c->generation == seen) pthread_cond_wait(&c->go, &c->mu);
@@ -247,6 +248,7 @@ typedef struct {
 
 static void *gemm_part(void *arg) {
     const GemmPart *p = arg;
+    util_flush_denormals();
     const GemmShape *s = &p->s;
     if (p->small)
         gemm_small(s->ta, s->tb, s->m, s->n, s->k, p->A, s->lda, p->B, s->ldb, p->C, s->ldc);

@@ -10,6 +10,7 @@
 
 int exec_new(Exec *e, const Plan *plan, const char *device, FILE *note, char *err, size_t nerr) {
     memset(e, 0, sizeof *e);
+    util_flush_denormals(); /* the caller's thread; the CPU device's workers set it too */
     e->plan = plan;
     e->g = plan->g;
     double t0 = util_now();

@@ -90,7 +90,7 @@ int nvrtc_compile(Nvrtc *n, const char *src, const char *arch, bool cubin, char 
     char archopt[64];
     snprintf(archopt, sizeof archopt, "--gpu-architecture=%s", arch);
     /* no FMA contraction: the same float operations as the CPU backend, the same bits */
-    const char *opts[] = {archopt, "--std=c++17", "--fmad=false"};
+    const char *opts[] = {archopt, "--std=c++17", "--fmad=false", "--ftz=true"}; /* subnormals flushed, as on the CPU */
     r = n->CompileProgram(prog, 3, opts);
     size_t loglen = 0;
     if (!n->GetProgramLogSize(prog, &loglen) && loglen > 1) {

@@ -303,6 +303,14 @@ csv_targets)
   # a CSV file with several named target columns trains as its npy twin, line for line
   # (tests/train/csv_targets.py says how)
   numpy_test tests/train/csv_targets.py "$nnc" "$out" ;;
+blr_exact)
+  # the head bayes_linear against NumPy's closed form on exact features: posterior, predict,
+  # eval, the evidence's alpha and beta (tests/train/blr_exact.py says how)
+  numpy_test tests/train/blr_exact.py "$nnc" "$out" ;;
+luna_toy)
+  # workload 4: LUNA and the neural linear model trained, their heads' uncertainty in the gap
+  # and on the data compared (tests/train/luna_toy.py says how)
+  numpy_test tests/train/luna_toy.py "$nnc" "$out" ;;
 vi_draws)
   # `evaluate samples = S`: a variational layer's predictive mean and sd over S draws against
   # the closed form, coverage and the KL apart (tests/train/vi_draws.py says how)
