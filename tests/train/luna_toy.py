@@ -7,7 +7,10 @@ over [-5, 5] (models/data/luna_toy_grid.csv).  Checks: each head fits the data (
 below 4, the noise's sd being 3); the head's own uncertainty, sqrt(sd^2 - 1 / beta) (the
 predictive sd less the noise), is at least twice NLM's inside the gap (-2, 2) and at most 1.5
 times NLM's on the data; the run's metrics.jsonl holds the head's line.  (bench/luna_toy.py
-reports the same figures, with the predictive sd and a plot.)"""
+reports the same figures, with the predictive sd and a plot.)  Then, on a run of 300 steps:
+stopped by a signal after step 150, its checkpoint has no head yet and `predict` says so;
+resumed, it ends as the run never stopped, line for line and with the same head, bit for bit.
+And the language sketch's LUNA model (../shared/docs/language-sketch.md) checks as written."""
 import json
 import os
 import subprocess
@@ -44,4 +47,54 @@ if len(result) == 2:
     check(lg >= 2 * ng, f"inside the gap LUNA's head is at least twice as uncertain as NLM's: {lg:.3f} against {ng:.3f} "
           f"({lg / ng:.2f}x; with the noise, sd {lsg:.3f} against {nsg:.3f})")
     check(ld <= 1.5 * nd, f"on the data at most 1.5 times: {ld:.3f} against {nd:.3f} ({ld / nd:.2f}x; sd {lsd:.3f} against {nsd:.3f})")
+
+# a run stopped before its head was fitted, then resumed to the end
+sys.path.insert(0, os.path.join(root, "tests", "checkpoint"))
+import st_numpy  # noqa: E402
+
+model, short = f"{root}/models/luna_toy.nn", ["--set", "iterations=300", "--no-progress"]
+whole = subprocess.run([nnc, "train", model, "--out", f"{out}/whole", *short], capture_output=True, text=True)
+cut = subprocess.run([nnc, "train", model, "--out", f"{out}/cut", *short], capture_output=True, text=True,
+                     env=dict(os.environ, NNC_TEST_SIGNAL_AT="150:1"))
+check(whole.returncode == 0 and cut.returncode != 0 and "head bayes_linear" not in cut.stdout,
+      f"a run stopped at step 150 has not fitted its head (exits {whole.returncode}, {cut.returncode})")
+trainer = f"{out}/luna_toy.tr"
+if os.path.exists(trainer):
+    p = subprocess.run([trainer, "predict", "--checkpoint", f"{out}/cut/checkpoint.safetensors", "--input",
+                        f"{root}/models/data/luna_toy_grid.csv", "--output", f"{out}/cut.csv"], capture_output=True, text=True)
+    check(p.returncode != 0 and "has no fitted head" in p.stderr, f"predict on that checkpoint says why it cannot: {p.stderr.strip()}")
+res = subprocess.run([nnc, "train", model, "--out", f"{out}/cut", "--resume", *short], capture_output=True, text=True)
+check(res.returncode == 0 and "head bayes_linear(f)" in res.stdout, f"resumed, it fits the head at the end {res.stderr[-300:]}")
+
+
+def lines(run):
+    keep = []
+    for line in open(f"{run}/metrics.jsonl"):
+        o = json.loads(line)
+        keep.append({k: v for k, v in o.items() if k not in ("samples_per_s", "time_s", "fit_s")})
+    return keep
+
+
+if res.returncode == 0 and whole.returncode == 0:
+    check(lines(f"{out}/cut") == lines(f"{out}/whole"), "the resumed run's metrics.jsonl is the uninterrupted run's")
+    a, _ = st_numpy.read(f"{out}/cut/checkpoint.safetensors")
+    b, _ = st_numpy.read(f"{out}/whole/checkpoint.safetensors")
+    check(set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a), "and its checkpoint, head included, bit for bit")
+
+# the language sketch's model, as written there
+SKETCH = """model luna
+input  x : f32[1]
+target y : f32[1]
+param  lambda = 0.5
+f   = x -> dense(50) -> tanh -> dense(50) -> tanh
+aux = f -> dense(30)                                  # 30 auxiliary heads
+loss mse(aux, y) - lambda * cosine_diversity(fd_grad(aux, x, eps = 1e-3))
+head bayes_linear(f, y, alpha = 1.0, beta = 100.0)
+train { data csv("toy.csv", target = last)  batch 64  epochs 2000  optimizer adam(lr = 1e-3) }
+"""
+with open(f"{out}/sketch.nn", "w") as f:
+    f.write(SKETCH)
+c = subprocess.run([nnc, "check", f"{out}/sketch.nn"], capture_output=True, text=True)
+check(c.returncode == 0 and "fd_grad(central, eps 0.001, 2 points) f32[B,30,1]" in c.stdout,
+      f"the sketch's LUNA model checks, fd_grad's shape printed {c.stderr[-300:]}")
 finish()
