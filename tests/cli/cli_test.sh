@@ -97,7 +97,12 @@ set_sampler)
   run 1 check models/xsec_bnn.nn --set step=0; has "$err" "--set step=0: the step must be positive"
   sed 's/sampler hmc(.*)/sampler sgld(lr = 1e-5)/' models/xsec_bnn.nn | sed 's|"data/|"models/data/|' > "$tmp/sgld.nn"
   run 0 check "$tmp/sgld.nn" --set parallel=0; has "$out" "parallel = false)"
-  run 1 check "$tmp/sgld.nn" --set step=0.1; has "$err" "--set step=0.1: sgld has no step (its step size is lr)" ;;
+  run 1 check "$tmp/sgld.nn" --set step=0.1; has "$err" "--set step=0.1: sgld has no step (its step size is lr)"
+  # `evaluate samples = S` and `evaluate every N steps` of a variational model
+  run 0 check models/ringdown_vi.nn --set samples=8 --set eval_every=100
+  has "$out" "evaluation: every 100 steps and after the last"
+  run 1 check models/ringdown_vi.nn --set samples=1; has "$err" "--set samples=1: the draws an evaluation averages, a whole number in [2, 100000]"
+  run 1 check models/ringdown_vi.nn --set eval_every=-5; has "$err" "--set eval_every=-5: a whole number of steps (0: after every epoch)" ;;
 emit_unknown)    run 2 emit --cobol models/fashion_mlp.nn; has "$err" "emit needs one of" ;;
 emit_cuda)
   run 0 emit --cuda models/fashion_gated.nn
@@ -130,7 +135,10 @@ train_bad_data)
   printf '1,2,3,0\n4,x,6,1\n' > "$tmp/bad.csv"
   printf 'model m\ninput x : f32[3]\ntarget y : class[2]\nh = x -> dense(2)\nloss cross_entropy(h, y)\ntrain { data csv("bad.csv") }\n' > "$tmp/m.nn"
   run 1 train "$tmp/m.nn" --out "$tmp/run"
-  has "$err" "$tmp/bad.csv:2: record 2: field 2 ('x') is not a finite number" ;;
+  has "$err" "$tmp/bad.csv:2: record 2: field 2 ('x') is not a finite number"
+  # --data names a directory of arrays for a model whose data is npy(...), not one file
+  run 1 train models/ringdown_vi.nn --data models/data/ringdown_test_mass.npy --out "$tmp/run2"
+  has "$err" "--data models/data/ringdown_test_mass.npy: the model reads npy arrays; give a directory holding them" ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
 echo "ok"
