@@ -137,8 +137,8 @@ train_bad_data)
   run 1 train "$tmp/m.nn" --out "$tmp/run"
   has "$err" "$tmp/bad.csv:2: record 2: field 2 ('x') is not a finite number"
   # --data names a directory of arrays for a model whose data is npy(...), not one file
-  run 1 train models/ringdown_vi.nn --data models/data/ringdown_test_mass.npy --out "$tmp/run2"
-  has "$err" "--data models/data/ringdown_test_mass.npy: the model reads npy arrays; give a directory holding them" ;;
+  run 1 train models/ringdown_vi.nn --data models/data/make_ringdown.py --out "$tmp/run2"
+  has "$err" "--data models/data/make_ringdown.py: the model reads npy arrays; give a directory holding them" ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
 echo "ok"
