@@ -4,9 +4,11 @@ Trains models/luna_toy.nn (50 auxiliary heads, the diversity of their finite-dif
 input-gradients) and models/nlm_toy.nn (one head) for their 10,000 iterations, each then fitting
 its bayes_linear head; a trainer built from each predicts the head's mean and sd on the test grid
 over [-5, 5] (models/data/luna_toy_grid.csv).  Checks: each head fits the data (training RMSE
-below 4, the noise's sd being 3); the head's own uncertainty, sqrt(sd^2 - 1 / beta) (the
-predictive sd less the noise), is at least twice NLM's inside the gap (-2, 2) and at most 1.5
-times NLM's on the data; the run's metrics.jsonl holds the head's line.  (bench/luna_toy.py
+below 4, the noise's sd being 3); inside the gap (-2, 2) LUNA's predictive sd is at least 1.4
+times NLM's and the head's own uncertainty, sqrt(sd^2 - 1 / beta) (the predictive sd less the
+noise), at least 3 times; on the data the latter is at most 1.5 times NLM's (bench/README.md
+has the seeds' spread: 1.62x to 2.03x and 8x to 10x in the gap, 1.0x and 1.1x on the data);
+the run's metrics.jsonl holds the head's line.  (bench/luna_toy.py
 reports the same figures, with the predictive sd and a plot.)  Then, on a run of 300 steps:
 stopped by a signal after step 150, its checkpoint has no head yet and `predict` says so;
 resumed, it ends as the run never stopped, line for line and with the same head, bit for bit.
@@ -44,8 +46,8 @@ for name in ("luna_toy", "nlm_toy"):
         result[name] = (epistemic[gap].mean(), epistemic[data].mean(), sd[gap].mean(), sd[data].mean())
 if len(result) == 2:
     (lg, ld, lsg, lsd), (ng, nd, nsg, nsd) = result["luna_toy"], result["nlm_toy"]
-    check(lg >= 2 * ng, f"inside the gap LUNA's head is at least twice as uncertain as NLM's: {lg:.3f} against {ng:.3f} "
-          f"({lg / ng:.2f}x; with the noise, sd {lsg:.3f} against {nsg:.3f})")
+    check(lsg >= 1.4 * nsg and lg >= 3 * ng, f"inside the gap LUNA is more uncertain than NLM: predictive sd {lsg:.3f} against "
+          f"{nsg:.3f} ({lsg / nsg:.2f}x), the head's own {lg:.3f} against {ng:.3f} ({lg / ng:.2f}x)")
     check(ld <= 1.5 * nd, f"on the data at most 1.5 times: {ld:.3f} against {nd:.3f} ({ld / nd:.2f}x; sd {lsd:.3f} against {nsd:.3f})")
 
 # a run stopped before its head was fitted, then resumed to the end
