@@ -6,9 +6,9 @@ its bayes_linear head; a trainer built from each predicts the head's mean and sd
 over [-5, 5] (models/data/luna_toy_grid.csv).  Checks: each head fits the data (training RMSE
 below 4, the noise's sd being 3); inside the gap (-2, 2) LUNA's predictive sd is at least 1.4
 times NLM's and the head's own uncertainty, sqrt(sd^2 - 1 / beta) (the predictive sd less the
-noise), at least 3 times; on the data the latter is at most 1.5 times NLM's (bench/README.md
-has the seeds' spread: 1.62x to 2.03x and 8x to 10x in the gap, 1.0x and 1.1x on the data);
-the run's metrics.jsonl holds the head's line.  (bench/luna_toy.py
+noise), at least 3 times; on the data its predictive sd is at most 1.3 times NLM's (the issue's
+bound; bench/README.md has five seeds: 1.6x to 3.5x in the gap, 1.02x on the data); the run's
+metrics.jsonl holds the head's line.  (bench/luna_toy.py
 reports the same figures, with the predictive sd and a plot.)  Then, on a run of 300 steps:
 stopped by a signal after step 150, its checkpoint has no head yet and `predict` says so;
 resumed, it ends as the run never stopped, line for line and with the same head, bit for bit.
@@ -48,7 +48,8 @@ if len(result) == 2:
     (lg, ld, lsg, lsd), (ng, nd, nsg, nsd) = result["luna_toy"], result["nlm_toy"]
     check(lsg >= 1.4 * nsg and lg >= 3 * ng, f"inside the gap LUNA is more uncertain than NLM: predictive sd {lsg:.3f} against "
           f"{nsg:.3f} ({lsg / nsg:.2f}x), the head's own {lg:.3f} against {ng:.3f} ({lg / ng:.2f}x)")
-    check(ld <= 1.5 * nd, f"on the data at most 1.5 times: {ld:.3f} against {nd:.3f} ({ld / nd:.2f}x; sd {lsd:.3f} against {nsd:.3f})")
+    check(lsd <= 1.3 * nsd, f"on the data at most 1.3 times: predictive sd {lsd:.3f} against {nsd:.3f} ({lsd / nsd:.2f}x; the "
+          f"head's own {ld:.3f} against {nd:.3f})")
 
 # a run stopped before its head was fitted, then resumed to the end
 sys.path.insert(0, os.path.join(root, "tests", "checkpoint"))
