@@ -185,6 +185,15 @@ void summary_print(StrBuf *b, const Compilation *c) {
     if (t->sampler.kind == SAMPLER_NONE)
         sb_printf(b, t->eval_every ? "evaluation: every %lld steps and after the last\n" : "evaluation: after every epoch\n",
                   (long long)t->eval_every);
+    if (m->head.on) { /* fitted after training (runtime/bayes_linear.c) */
+        const HeadSpec *h = &m->head;
+        char alpha[48], beta[48];
+        snprintf(alpha, sizeof alpha, h->alpha_evidence ? "by the evidence" : "%g", h->alpha);
+        snprintf(beta, sizeof beta, h->beta_evidence ? "by the evidence" : "%g", h->beta);
+        sb_printf(b, "head: bayes_linear on %s's %lld features and a bias, fitted after training on the training split; "
+                     "alpha (the prior's precision) %s, beta (the noise's) %s\n",
+                  h->features_name, (long long)shape_numel(h->features->shape), alpha, beta);
+    }
     const OptSpec *o = &t->opt;
     const SamplerSpec *sp = &t->sampler;
     if (sp->kind == SAMPLER_HMC)

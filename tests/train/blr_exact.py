@@ -115,6 +115,9 @@ check(got and abs(float(got.group(1)) / rmse - 1) < 1e-5 and abs(float(got.group
 
 # alpha and beta by the evidence
 run("evidence", "evidence", "evidence")
+c = subprocess.run([nnc, "check", f"{out}/evidence.nn"], capture_output=True, text=True)
+check("head: bayes_linear on f's 6 features and a bias, fitted after training on the training split; alpha (the prior's "
+      "precision) by the evidence, beta (the noise's) by the evidence" in c.stdout, "nnc check describes the head")
 tensors, meta = st_numpy.read(f"{out}/evidence/checkpoint.safetensors")
 alpha_nnc, beta_nnc, logev_nnc = (float.fromhex(v) for v in meta["head"].split()[:3])
 alpha, beta = 1.0, 100.0  # where nnc starts: bayes_linear's defaults
