@@ -402,6 +402,8 @@ void plan_print(StrBuf *b, const Plan *p, const char *path) {
               gemm + loop, gemm, loop, gemm + loop + sums, evalk);
     sb_printf(b, "; memory: arena %.2f MiB = ", (double)p->arena_bytes / (1 << 20));
     plan_print_memory(b, p, ", ");
+    sb_printf(b, "\n; gradient block (what a data-parallel all-reduce sums): @%lld +%lld", (long long)p->grad_offset,
+              (long long)p->grad_bytes);
     sb_puts(b, "\n; buffers (offset +bytes; live: the kernels between which it is used)\n");
     static const char *const kindn[BUF_KINDS] = {"weight", "state", "input", "grad", "saved", "work"};
     for (int i = 0; i < p->nbuf; i++) {

@@ -169,6 +169,7 @@ typedef struct {
     int node;   /* the node that owns it */
     int weight; /* BUF_WEIGHT / BUF_STATE: index in the graph's weight table */
     int first, last; /* live range in node order */
+    bool grad_block; /* a weight's gradient, in the plan's gradient block */
 } Buffer;
 
 /* A program's kernels, in order (Program, ir.h: a training step runs grad then update; the
@@ -193,6 +194,10 @@ typedef struct Plan {
     ProgramPlan *prog; /* one per Graph.prog, same indices */
     int nprog;
     int64_t arena_bytes, persistent_bytes;
+    /* The weights' gradients lie side by side in [grad_offset, grad_offset + grad_bytes) of the
+     * arena (alignment gaps zero), live for the whole step: one block that a data-parallel
+     * all-reduce sums in one call (dist.h). */
+    int64_t grad_offset, grad_bytes;
     int64_t cuda_workspace; /* floats of per-block partial sums the CUDA device needs */
     int64_t bytes_by_kind[BUF_KINDS];  /* the sum of the buffers of each kind */
     int64_t peak_by_kind[BUF_KINDS];   /* at most this much of each is live at once */

@@ -1,6 +1,7 @@
 /* plan.c: graph IR -> kernel plan (kernel.h).  Gives every value that a kernel stores a
  * buffer (views share their source's), computes live ranges in kernel order, places weights,
- * optimiser state and inputs first in one arena and the rest after them by first fit over
+ * optimiser state and inputs first in one arena, then the weights' gradients side by side
+ * (the block a data-parallel all-reduce sums), and the rest after them by first fit over
  * live ranges, accounts memory by kind, lists per program (grad, update, eval) the kernels it
  * needs, and builds one kernel per fusion group (fuse.c), in its order.  Runs after autodiff,
  * update and fusion; its output is what renderers consume. */
@@ -35,18 +36,32 @@ static int new_buffer(Plan *p, int node, BufKind kind) {
     return p->nbuf - 1;
 }
 
-static void place_temporaries(Plan *p) {
-    /* first fit in order of first use: a buffer may reuse bytes of buffers dead before it */
-    int64_t top = p->persistent_bytes;
+/* The weights' gradients side by side after the persistent buffers, live for the whole step. */
+static void place_gradient_block(Plan *p) {
+    int64_t off = p->persistent_bytes;
+    p->grad_offset = off;
     for (int i = 0; i < p->nbuf; i++) {
         Buffer *b = &p->buf[i];
-        if (b->kind < BUF_GRAD) continue;
-        int64_t off = p->persistent_bytes;
+        if (!b->grad_block) continue;
+        b->offset = off;
+        b->first = 0;
+        off += align_up(b->bytes);
+    }
+    p->grad_bytes = off - p->grad_offset;
+}
+
+static void place_temporaries(Plan *p) {
+    /* first fit in order of first use: a buffer may reuse bytes of buffers dead before it */
+    int64_t start = p->grad_offset + p->grad_bytes, top = start;
+    for (int i = 0; i < p->nbuf; i++) {
+        Buffer *b = &p->buf[i];
+        if (b->kind < BUF_GRAD || b->grad_block) continue;
+        int64_t off = start;
         for (bool moved = true; moved;) {
             moved = false;
             for (int j = 0; j < i; j++) {
                 const Buffer *o = &p->buf[j];
-                if (o->kind < BUF_GRAD || o->last < b->first || b->last < o->first) continue;
+                if (o->kind < BUF_GRAD || o->grad_block || o->last < b->first || b->last < o->first) continue;
                 if (off < o->offset + align_up(o->bytes) && o->offset < off + align_up(b->bytes)) {
                     off = o->offset + align_up(o->bytes);
                     moved = true;
@@ -160,6 +175,12 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
     }
     for (int id = 0; id < g->nnode; id++)
         if (op_info[g->node[id].op].cls == OC_VIEW) p->node_buf[id] = p->node_buf[g->node[id].in[0]];
+    for (int i = 0; i < g->nweight; i++) /* a weight's gradient, or the value it is a view of */
+        if (g->weight[i].grad >= 0 && p->node_buf[g->weight[i].grad] >= 0) {
+            Buffer *b = &p->buf[p->node_buf[g->weight[i].grad]];
+            b->kind = BUF_GRAD;
+            b->grad_block = true;
+        }
     /* live ranges, in positions of the kernel order: from the producing kernel to the last
      * reader; outputs, gradients and update flags live to the end */
     for (int i = 0; i < p->nbuf; i++) {
@@ -193,6 +214,7 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
         p->peak_by_kind[b->kind] += b->bytes;
     }
     p->persistent_bytes = off;
+    place_gradient_block(p);
     place_temporaries(p);
     for (int t = 0; t <= end; t++) { /* the most of each kind live at once */
         int64_t live[BUF_KINDS] = {0};

@@ -11,7 +11,9 @@
  *     persistent buffers (weights, optimiser state, inputs) or ones a kernel before it wrote,
  *     in kernel order and in each program's run (update runs after grad);
  *   - no two buffers live at the same time share bytes (persistent ones are always live), so
- *     every saved activation and temporary survives until its last reader.
+ *     every saved activation and temporary survives until its last reader;
+ *   - the gradient block holds every weight's gradient and nothing else, and the grad program
+ *     writes each of them (a data-parallel all-reduce sums the block between grad and update).
  * It costs O(kernels * args^2 + buffers^2). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +105,34 @@ static void check_order(const Plan *p, const int *ks, int n, bool *done, const c
     }
 }
 
+static void check_gradient_block(const Plan *p) {
+    const Graph *g = p->g;
+    int64_t lo = p->grad_offset, hi = p->grad_offset + p->grad_bytes;
+    for (int i = 0; i < p->nbuf; i++) {
+        const Buffer *b = &p->buf[i];
+        bool inside = b->bytes > 0 && b->offset < hi && lo < b->offset + b->bytes;
+        if (b->grad_block != inside || (inside && (b->offset < lo || b->offset + b->bytes > hi)))
+            NNC_BUG("plan_verify: buffer '%s' [%lld, %lld) is %sa weight's gradient but lies %s the gradient block [%lld, %lld)",
+                    b->name, lo_of(b), hi_of(b), b->grad_block ? "" : "not ", inside ? "in" : "outside", (long long)lo,
+                    (long long)hi);
+    }
+    bool *written = util_calloc((size_t)p->nbuf + 1, sizeof(bool));
+    const ProgramPlan *gp = &p->prog[PROG_GRAD];
+    for (int i = 0; i < gp->nkernel; i++)
+        for (int a = 0; a < p->kernel[gp->kernel[i]].narg; a++)
+            if (p->kernel[gp->kernel[i]].arg[a].write) written[p->kernel[gp->kernel[i]].arg[a].buf] = true;
+    for (int w = 0; w < g->nweight; w++) {
+        int id = g->weight[w].grad, b = id >= 0 ? p->node_buf[id] : -1;
+        if (id < 0) continue;
+        if (b < 0 || !p->buf[b].grad_block || !written[b])
+            NNC_BUG("plan_verify: the gradient of weight '%s' is %s", g->weight[w].name,
+                    b < 0 ? "not stored" : !p->buf[b].grad_block ? "not in the gradient block" : "not written by the grad program");
+    }
+    free(written);
+}
+
 void plan_verify(const Plan *p) {
+    check_gradient_block(p);
     check_structure(p);
     for (int k = 0; k < p->nkernel; k++) check_kernel(p, k);
     bool *done = util_calloc((size_t)p->nbuf + 1, sizeof(bool));
