@@ -11,6 +11,7 @@
 
 #include "bayes_linear.h"
 #include "checkpoint.h"
+#include "dist.h"
 #include "npy.h"
 #include "posterior.h"
 #include "train.h"
@@ -39,7 +40,7 @@ Built *run_build(const RunOptions *o, const WidthOverride *width, int nwidth, in
     int rc = compile(o, &co, STAGE_PLAN, &b->c);
     char err[1024];
     if (rc == 0 && exec_new(&b->e, b->c.plan, o->device, stderr, err, sizeof err)) {
-        fprintf(stderr, "nnc: error: %s\n", err);
+        fprintf(stderr, "nnc: error: %s%s\n", dist_who(), err);
         rc = 1;
     }
     if (rc) {
@@ -64,7 +65,7 @@ void run_free(Built *b) {
 int run_parse_option(RunOptions *o, int argc, char **argv, int i, char *why, size_t nwhy) {
     const char *s = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
     bool takes_value = !strcmp(s, "--set") || !strcmp(s, "--out") || !strcmp(s, "--device") || !strcmp(s, "--data") ||
-                       !strcmp(s, "--init") || !strcmp(s, "--checkpoint-every");
+                       !strcmp(s, "--init") || !strcmp(s, "--checkpoint-every") || !strcmp(s, "--collective-timeout");
     if (takes_value && !value) {
         snprintf(why, nwhy, "%s", !strcmp(s, "--set") ? "--set needs NAME=VALUE"
                                   : !strcmp(s, "--out") ? "--out needs a directory" : "");
@@ -96,6 +97,26 @@ int run_parse_option(RunOptions *o, int argc, char **argv, int i, char *why, siz
             return -1;
         }
         o->checkpoint_every = n;
+        return 2;
+    }
+    if (!strcmp(s, "--deterministic-reduce") || !strncmp(s, "--deterministic-reduce=", 23)) {
+        char *end;
+        long long n = s[22] == '=' ? strtoll(s + 23, &end, 10) : 4;
+        if ((s[22] == '=' && (*end || end == s + 23)) || n < 1 || n > 1024) {
+            snprintf(why, nwhy, "--deterministic-reduce=S needs a number of shards from 1 to 1024, not '%s'", s + 23);
+            return -1;
+        }
+        o->shards = n;
+        return 1;
+    }
+    if (!strcmp(s, "--collective-timeout")) {
+        char *end;
+        double t = strtod(value, &end);
+        if (*end || end == value || !(t > 0)) {
+            snprintf(why, nwhy, "--collective-timeout needs a number of seconds > 0, not '%s'", value);
+            return -1;
+        }
+        o->collective_timeout = t;
         return 2;
     }
     const char **dst = !strcmp(s, "--out") ? &o->out_dir : !strcmp(s, "--data") ? &o->data
@@ -183,6 +204,7 @@ typedef struct {
     Built *first;
     Built *rebuilt[64];
     int n;
+    int64_t max_batch; /* what the first was planned for (a part of the batch, data parallel) */
 } Rebuilds;
 
 static Exec *rebuild_model(void *ctx, const WidthOverride *width, int nwidth) {
@@ -191,7 +213,7 @@ static Exec *rebuild_model(void *ctx, const WidthOverride *width, int nwidth) {
         fprintf(stderr, "nnc: error: too many recompilations\n");
         return NULL;
     }
-    Built *b = run_build(r->o, width, nwidth, 0);
+    Built *b = run_build(r->o, width, nwidth, r->max_batch);
     if (!b) return NULL;
     r->rebuilt[r->n++] = b;
     return &b->e;
@@ -247,27 +269,106 @@ static void remove_stale(const char *dir) {
     closedir(d);
 }
 
+/* Data parallel (dist.h): every rank compiled the same model with the same settings, on the
+ * same kind of device, and the batch divides into the ranks' parts.  Checked before any step;
+ * 0, or 1 after rank 0 said why (every rank returns the same). */
+static int check_ranks(const RunOptions *o, const Built *b, const char *hash_text) {
+    const Model *m = b ? b->c.model : NULL;
+    int bad = dist_first_failed(b != NULL, "the start");
+    if (bad >= 0) {
+        if (dist.rank == 0 && bad > 0)
+            fprintf(stderr, "nnc: error: rank %d cannot compile the model or open its device%s (its message says why); no rank "
+                    "trains\n", bad, o->device && strcmp(o->device, "cpu") ? " (does every rank have a GPU?)" : "");
+        return 1;
+    }
+    uint64_t mine = util_hash(hash_text, strlen(hash_text), 0), *all = util_calloc((size_t)dist.size, sizeof(uint64_t));
+    int differs = -1;
+    if (dist_allgather(&mine, all, sizeof mine, "the model's hash")) differs = 0;
+    for (int r = 1; r < dist.size && differs < 0; r++)
+        if (all[r] != all[0]) differs = r;
+    free(all);
+    if (differs >= 0) {
+        dist.failed = true;
+        if (dist.rank == 0)
+            fprintf(stderr, "nnc: error: rank %d has another model file or other settings than rank 0 (the hash of the source, "
+                    "the --set values and the device differ); every rank must train the same model\n", differs);
+        return 1;
+    }
+    int64_t parts = o->shards > 0 ? o->shards : dist.size, batch = m->train.batch;
+    const char *why = NULL;
+    char msg[512];
+    if (m->train.sampler.kind != SAMPLER_NONE)
+        why = "a sampler runs in one process: give it `chains N` instead of ranks (one chain per rank is not built yet)";
+    else if (parts % dist.size) {
+        snprintf(msg, sizeof msg, "--deterministic-reduce=%lld cannot be shared by %d ranks: give a number of shards that %d divides",
+                 (long long)parts, dist.size, dist.size);
+        why = msg;
+    } else if (batch % parts) {
+        snprintf(msg, sizeof msg, "the batch of %lld does not divide into %lld %s: give a batch that %lld divides (--set batch=N), "
+                 "or %s", (long long)batch, (long long)parts, o->shards ? "shards" : "ranks' equal shares", (long long)parts,
+                 o->shards ? "another number of shards" : "another number of ranks");
+        why = msg;
+    }
+    if (why) {
+        dist.failed = true;
+        if (dist.rank == 0) fprintf(stderr, "nnc: error: %s\n", why);
+        return 1;
+    }
+    return 0;
+}
+
 int run_train(const RunOptions *o) {
     double t0 = util_now();
-    Built *b = run_build(o, NULL, 0, 0);
-    if (!b) return 1;
+    char err[1024];
+    int env_rank, env_size;
+    dist_launched(&env_rank, &env_size);
+    if (dist_init(o->collective_timeout, err, sizeof err)) {
+        fprintf(stderr, "nnc: error: rank %d: %s\n", env_rank, err);
+        return 1;
+    }
+    if (dist.rank > 0) /* rank 0 alone prints progress, metrics, checkpoints and result.json */
+        if (!freopen("/dev/null", "w", stdout)) return dist_end(1);
+    int64_t parts = o->shards > 0 ? o->shards : dist.size;
+    int64_t batch = 0;
+    if (parts > 1) { /* the batch the model gives, to plan for one part of it */
+        Compilation c;
+        CompileOptions co = {.ov = o->ov, .nov = o->nov, .err = fopen("/dev/null", "w")};
+        if (compile(o, &co, STAGE_CHECK, &c) == 0) batch = c.model->train.batch;
+        if (co.err) fclose(co.err);
+        driver_free(&c);
+    }
+    Built *b = run_build(o, NULL, 0, batch > 0 && batch % parts == 0 ? batch / parts : 0);
+    if (dist.on) {
+        StrBuf h = {0};
+        if (b) sb_printf(&h, "%016llx", (unsigned long long)driver_source_hash(&b->c));
+        for (int i = 0; i < o->nov; i++) sb_printf(&h, " %s=%.17g", o->ov[i].key, o->ov[i].value);
+        sb_printf(&h, " device=%s fuse=%d data=%s shards=%lld", o->device ? o->device : "cpu", !o->no_fuse, o->data ? o->data : "",
+                  (long long)o->shards);
+        int rc = check_ranks(o, b, sb_str(&h));
+        sb_free(&h);
+        if (rc) {
+            run_free(b);
+            return dist_end(1);
+        }
+    }
+    if (!b) return dist_end(1);
     if (apply_data(o, b->c.model, b->c.arena)) {
         run_free(b);
-        return 1;
+        return dist_end(1);
     }
     Identity idn = {0};
     identify(o, &b->c, &idn);
-    char outdir[1024], ckpt[1200], err[1024];
+    char outdir[1024], ckpt[1200];
     snprintf(outdir, sizeof outdir, "runs/%s", b->c.model->name);
     const char *dir = o->out_dir ? o->out_dir : outdir;
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", dir);
-    Rebuilds rb = {.o = o, .first = b};
+    Rebuilds rb = {.o = o, .first = b, .max_batch = b->c.plan->max_batch};
     TrainConfig cfg = {.model = b->c.model, .exec = &b->e, .out = stdout, .diag = &b->c.diag, .progress = o->progress,
-                       .rebuild = rebuild_model, .retire = retire_model, .rebuild_ctx = &rb, .out_dir = dir,
-                       .identity = &idn.id, .checkpoint_every = o->checkpoint_every, .init = o->init};
+                       .rebuild = rebuild_model, .retire = retire_model, .rebuild_ctx = &rb, .out_dir = dist.rank ? NULL : dir,
+                       .identity = &idn.id, .checkpoint_every = o->checkpoint_every, .init = o->init, .shards = o->shards};
     Checkpoint ck = {0};
     int rc = 0;
-    remove_stale(dir);
+    if (dist.rank == 0) remove_stale(dir);
     if (o->resume && b->c.model->train.sampler.kind != SAMPLER_NONE) {
         cfg.resume_sampling = true; /* its checkpoint is the sampler's own (sample.c) */
     } else if (o->resume) {
@@ -275,18 +376,31 @@ int run_train(const RunOptions *o) {
         if (stat(ckpt, &st) && errno == ENOENT) {
             printf("no checkpoint in %s: starting from the beginning\n", dir);
         } else if (checkpoint_open(ckpt, &idn.id, &ck, err, sizeof err)) {
-            fprintf(stderr, "nnc: error: cannot resume: %s\n", err);
+            fprintf(stderr, "nnc: error: %scannot resume: %s\n", dist_who(), err);
             rc = 1;
         } else { /* the checkpoint's widths, its weights and optimiser state */
             Exec *e = rebuild_model(&rb, ck.width, ck.nwidth);
             if (!e || checkpoint_load(&ck, e, false, err, sizeof err)) {
-                if (e) fprintf(stderr, "nnc: error: cannot resume: %s\n", err);
+                if (e) fprintf(stderr, "nnc: error: %scannot resume: %s\n", dist_who(), err);
                 rc = 1;
             } else {
                 exec_free(&b->e);
                 cfg.exec = e;
                 cfg.resume = &ck.state;
             }
+        }
+    }
+    if (dist.size > 1) { /* every rank resumes from the same step, or none resumes */
+        double at[2] = {rc ? -2 : cfg.resume ? (double)cfg.resume->step : -1, 0};
+        at[1] = -at[0];
+        int bad = dist_first_failed(rc == 0, "resuming");
+        if (bad < 0 && dist_max_f64(at, 2, "resuming")) bad = dist.rank;
+        if (bad >= 0 || at[0] != -at[1]) {
+            dist.failed = true;
+            if (dist.rank == 0)
+                fprintf(stderr, "nnc: error: %s: every rank must read the same checkpoint\n",
+                        bad >= 0 ? "a rank cannot resume (its message says why)" : "the ranks found different checkpoints in the run's directory");
+            rc = 1;
         }
     }
     if (rc == 0) {
@@ -302,7 +416,7 @@ int run_train(const RunOptions *o) {
     sb_free(&idn.settings);
     for (int i = 0; i < rb.n; i++) run_free(rb.rebuilt[i]);
     run_free(b);
-    return rc;
+    return dist_end(rc);
 }
 
 int run_info(const RunOptions *o, const char *build_info, const char *cuda_source) {

@@ -30,10 +30,13 @@ typedef struct {
     const char *inputs[16];     /* predict, a model with several inputs: NAME=FILE.npy each */
     int ninputs;
     const char *built;    /* a trainer: how it was built, for the training header; NULL in nnc */
+    int64_t shards;       /* --deterministic-reduce[=S]: the batch in S shards (4 when not given); 0: off */
+    double collective_timeout; /* --collective-timeout S: seconds a rank waits for the others; 0: dist.h's default */
 } RunOptions;
 
 /* The options `nnc train` and a trainer's `train` share: --set NAME=VALUE (or --set=NAME=VALUE),
- * --data, --device, --out, --init, --resume, --checkpoint-every N, --progress, --no-progress.
+ * --data, --device, --out, --init, --resume, --checkpoint-every N, --progress, --no-progress,
+ * --deterministic-reduce[=S], --collective-timeout S.
  * o->ov must have room for RUN_MAX_SETS overrides.  Returns how many arguments argv[i] and its
  * value took (1 or 2), 0 when argv[i] is none of these, or -1 with a usage message in why. */
 enum { RUN_MAX_SETS = 64 };

@@ -18,8 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bayes_linear.h"
 #include "checkpoint.h"
+#include "dist.h"
 #include "prune.h"
 #include "rng.h"
 #include "sample.h"
@@ -327,9 +327,17 @@ static int evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n,
         most = m > most ? m : most;
     }
     tmp = util_calloc((size_t)most + 1, sizeof(float));
+    /* Each batch's tallies (the scalar outputs, then the vector ones) in a row of its own; the
+     * ranks share the batches out, a sum over the ranks fills every row (each from one rank,
+     * exactly), and the rows add up in batch order: the same sums however many ranks ran. */
+    int64_t nb = (n + s->batch - 1) / s->batch, width = nscalar;
+    for (int o = nscalar; o < g->noutput; o++)
+        if (g->output[o].agg == AGG_VECTOR) width += shape_numel(g->node[g->output[o].node].shape);
+    double *tally = util_calloc((size_t)(nb * width) + 1, sizeof(double));
     int rc = 0;
-    for (int64_t at = 0; at < n && rc == 0; at += s->batch) {
-        int64_t rows = n - at < s->batch ? n - at : s->batch;
+    for (int64_t k = dist.rank; k < nb && rc == 0; k += dist.size) {
+        int64_t at = k * s->batch, rows = n - at < s->batch ? n - at : s->batch;
+        double *row = tally + k * width;
         load_batch(s, d, idx + at, rows);
         if (exec_run(s->exec, PROG_EVAL, rows)) {
             rc = -1;
@@ -337,15 +345,34 @@ static int evaluate(Session *s, const Dataset *d, const int64_t *idx, int64_t n,
         }
         for (int o = 0; o < nscalar; o++) {
             double v = read1(s, g->output[o].node);
-            sums[o] += g->output[o].agg == AGG_MEAN || g->output[o].agg == AGG_RMS ? v * (double)rows : v;
+            row[o] = g->output[o].agg == AGG_MEAN || g->output[o].agg == AGG_RMS ? v * (double)rows : v;
         }
+        double *at_vec = row + nscalar;
         for (int o = nscalar; o < g->noutput; o++) {
             if (g->output[o].agg != AGG_VECTOR) continue;
             int64_t m = shape_numel(g->node[g->output[o].node].shape);
             exec_read(s->exec, g->output[o].node, tmp, sizeof(float) * (size_t)m);
-            for (int64_t j = 0; j < m; j++) vec[o][j] += tmp[j];
+            for (int64_t j = 0; j < m; j++) at_vec[j] = tmp[j];
+            at_vec += m;
         }
     }
+    if (dist.size > 1) {
+        if (rc) fprintf(stderr, "nnc: error: %s%s: %s\n", dist_who(), s->exec->dev->name, s->exec->dev->err);
+        int bad = dist_first_failed(rc == 0, "the evaluation's check");
+        rc = bad >= 0 || dist_sum_f64(tally, nb * width, "the evaluation's sums") ? -1 : 0;
+        if (bad >= 0) snprintf(s->exec->dev->err, sizeof s->exec->dev->err, "evaluation failed on rank %d", bad);
+    }
+    for (int64_t k = 0; k < nb && rc == 0; k++) {
+        const double *row = tally + k * width, *at_vec = row + nscalar;
+        for (int o = 0; o < nscalar; o++) sums[o] += row[o];
+        for (int o = nscalar; o < g->noutput; o++) {
+            if (g->output[o].agg != AGG_VECTOR) continue;
+            int64_t m = shape_numel(g->node[g->output[o].node].shape);
+            for (int64_t j = 0; j < m; j++) vec[o][j] += at_vec[j];
+            at_vec += m;
+        }
+    }
+    free(tally);
     for (int o = nscalar; o < g->noutput && rc == 0; o++) /* the KL term: of the weights alone */
         if (g->output[o].agg == AGG_WEIGHTS && !strcmp(g->output[o].name, "kl")) {
             e->has_kl = true;
@@ -556,7 +583,8 @@ static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t s
 /* ---- checkpoints, signals, the results file ---- */
 
 static volatile sig_atomic_t interrupted; /* the signal that asked training to stop, or 0 */
-static void on_signal(int sig) { interrupted = sig; }
+static volatile sig_atomic_t caught;      /* the same, before ranks agree on it (parts_gradient) */
+static void on_signal(int sig) { interrupted = caught = sig; }
 
 void train_signals_catch(struct sigaction old[2]) {
     struct sigaction sa = {.sa_handler = on_signal};
@@ -701,7 +729,7 @@ static void write_results(const TrainConfig *cfg) {
 
 typedef struct TrainSession TrainSession;
 
-/* One batch of an epoch, loaded on the device with its step's scalars set. */
+/* One batch of an epoch (the step loads its samples), its step's scalars set. */
 typedef struct {
     const int64_t *idx; /* its samples: indices into the training set */
     int64_t rows;       /* the batch size; less for the epoch's last */
@@ -763,6 +791,18 @@ struct TrainSession {
     TrainStep step;
     TrainHook hook[NHOOK][MAX_HOOKS];
     int nhook[NHOOK];
+    /* the batch in parts (data parallel, or a deterministic reduce): a step computes parts
+     * [part_lo, part_hi) of `parts` here; each part's gradient goes to slot[p] when the parts
+     * are gathered (shards), else the ranks sum the gradient block */
+    int64_t batch;   /* the global batch: the model's */
+    int64_t parts, part_lo, part_hi;
+    float *block;    /* the gradient block in host memory (the arena's, on a host-memory device) */
+    float *slot, *slot_all; /* shards: this rank's parts' blocks, and every part's (parts x block floats) */
+    double *record;  /* per rank: its parts' weighted losses, a failed part's rank, a signal */
+    int64_t block_floats;
+    double step_s, reduce_s; /* seconds in steps, and in their collectives */
+    int agreed_signal;       /* a signal some rank caught, as the ranks agreed at the last step */
+    FILE *step_log;          /* NNC_STEP_LOSSES: every step's loss, a line each (rank 0) */
 };
 
 static void hook_add(TrainSession *ts, HookPoint at, TrainHook fn) {
@@ -785,31 +825,182 @@ static int device_error(const TrainSession *ts) {
     return 1;
 }
 
-/* The optimiser's step: the gradient program; a look at the loss (a non-finite one is traced to
- * its op before any weight changes); the after-gradient hooks; the update program; a look at
- * the update's flags (a non-finite gradient). */
+/* The optimiser's step: the gradient program (over the batch's parts, see parts_gradient);
+ * a look at the loss (a non-finite one is traced to its op before any weight changes); the
+ * after-gradient hooks; the update program; a look at the update's flags (a non-finite
+ * gradient). */
+static int parts_gradient(TrainSession *ts, const Batch *b, float *loss);
+
 static int optimizer_step(TrainSession *ts, const Batch *b, StepResult *r) {
     Session *s = &ts->s;
     Exec *ex = s->exec;
     const Graph *g = s->g;
-    s->rows = b->rows;
-    if (exec_run(ex, PROG_GRAD, b->rows)) return device_error(ts);
-    float loss = read1(s, g->loss);
-    if (!isfinite(loss)) {
-        report_nonfinite(s, ts->st.epoch, b->step, loss);
-        return 1;
+    double t0 = util_now();
+    float loss;
+    if (ts->parts > 1) {
+        int rc = parts_gradient(ts, b, &loss);
+        if (rc) return rc;
+    } else {
+        s->rows = b->rows;
+        load_batch(s, &ts->data.train, b->idx, b->rows);
+        if (exec_run(ex, PROG_GRAD, b->rows)) return device_error(ts);
+        loss = read1(s, g->loss);
+        if (!isfinite(loss)) {
+            report_nonfinite(s, ts->st.epoch, b->step, loss);
+            return 1;
+        }
     }
     int rc = run_hooks(ts, AFTER_GRAD);
     if (rc) return rc;
-    if (exec_run(ex, PROG_UPDATE, b->rows)) return device_error(ts);
+    if (exec_run(ex, PROG_UPDATE, s->rows)) return device_error(ts); /* (its kernels are not batched) */
     for (int id = train_bad_update(ex, 0); id >= 0; id = train_bad_update(ex, id + 1)) {
         const Weight *w = &g->weight[g->node[g->node[id].in[0]].ref];
         diag_error(ts->cfg->diag, w->loc, "training stopped at epoch %lld, step %lld: the gradient of '%s' holds NaN or an infinity",
                    (long long)ts->st.epoch, (long long)b->step, w->name);
         rc = 1;
     }
+    if (ts->parts > 1 && dist_first_failed(rc == 0, "the update's check") >= 0) rc = 1; /* the same weights everywhere */
     r->loss = loss;
+    ts->step_s += util_now() - t0;
     return rc;
+}
+
+/* ---- the batch in parts ---- */
+
+/* The gradient block to host memory (a copy on a device with memory of its own), and back. */
+static float *block_get(TrainSession *ts) {
+    Exec *e = ts->s.exec;
+    const Plan *p = ts->s.plan;
+    if (e->dev->host_memory) return (float *)(e->arena + p->grad_offset);
+    e->dev->download(e->dev, ts->block, e->arena + p->grad_offset, (size_t)p->grad_bytes);
+    return ts->block;
+}
+static void block_put(TrainSession *ts, const float *v) {
+    Exec *e = ts->s.exec;
+    const Plan *p = ts->s.plan;
+    if (e->dev->host_memory) {
+        if (v != (const float *)(e->arena + p->grad_offset)) memcpy(e->arena + p->grad_offset, v, (size_t)p->grad_bytes);
+    } else {
+        e->dev->upload(e->dev, e->arena + p->grad_offset, v, (size_t)p->grad_bytes);
+    }
+}
+
+/* The running averages of batch statistics (batch_norm's), which each rank updates from its own
+ * rows: averaged over the ranks, so that every rank keeps the same model. */
+static int average_statistics(TrainSession *ts) {
+    Exec *e = ts->s.exec;
+    const Plan *p = ts->s.plan;
+    for (int i = 0; i < p->nbuf; i++) {
+        const Buffer *b = &p->buf[i];
+        if (b->kind != BUF_WEIGHT || ts->s.g->weight[b->weight].kind != W_STAT) continue;
+        float *v = util_calloc((size_t)b->elems, sizeof(float));
+        exec_read(e, b->node, v, sizeof(float) * (size_t)b->elems);
+        int rc = dist_sum_f32(v, b->elems, "the batch statistics' average");
+        for (int64_t k = 0; k < b->elems; k++) v[k] /= (float)dist.size;
+        if (rc == 0) exec_write(e, b->node, v, sizeof(float) * (size_t)b->elems);
+        free(v);
+        if (rc) return 1;
+    }
+    return 0;
+}
+
+/* The random generator's key for part p: the seed's for part 0 (a run in one part draws what
+ * it always drew), another for each other part, so that parts draw independently. */
+static double part_key(const TrainSpec *t, int64_t p) { return (double)((t->seed + (uint64_t)p * 0x9E3779u) & 0xFFFFFF); }
+
+/* The batch's gradient and loss from its parts: this rank computes its parts (each the gradient
+ * program on its rows, the block scaled by the part's share of the rows), then every rank
+ * gets the same sum: the ranks' blocks summed (an all-reduce), or (shards) every part's block
+ * gathered and added in part order.  The parts' losses add up the same way, from one record
+ * per rank that also says whether a part's loss was not finite (the rank that saw it traces
+ * it to its op) and whether a signal came (every rank then stops at this step). */
+static int parts_gradient(TrainSession *ts, const Batch *b, float *loss) {
+    Session *s = &ts->s;
+    Exec *ex = s->exec;
+    const Graph *g = s->g;
+    int64_t mine = ts->part_hi - ts->part_lo, nf = ts->s.plan->grad_bytes / (int64_t)sizeof(float), width = 2 + mine;
+    if (nf != ts->block_floats) { /* the first step, or a pruned model's */
+        free(ts->block);
+        free(ts->slot);
+        free(ts->slot_all);
+        ts->block_floats = nf;
+        ts->block = util_calloc((size_t)nf + 1, sizeof(float));
+        ts->slot = ts->cfg->shards ? util_calloc((size_t)(nf * mine) + 1, sizeof(float)) : NULL;
+        ts->slot_all = ts->cfg->shards ? util_calloc((size_t)(nf * ts->parts) + 1, sizeof(float)) : NULL;
+    }
+    if (!ts->record) ts->record = util_calloc((size_t)(dist.size * width), sizeof(double));
+    double *rec = ts->record + (int64_t)dist.rank * width;
+    memset(rec, 0, sizeof(double) * (size_t)width);
+    float bad_loss = 0;
+    for (int64_t p = ts->part_lo; p < ts->part_hi; p++) {
+        int64_t lo, hi;
+        dist_share(b->rows, (int)p, (int)ts->parts, &lo, &hi);
+        float *dst = ts->slot ? ts->slot + (p - ts->part_lo) * nf : NULL;
+        if (hi == lo) { /* a last batch with fewer rows than parts */
+            if (dst) memset(dst, 0, sizeof(float) * (size_t)nf);
+            else block_put(ts, memset(ts->block, 0, sizeof(float) * (size_t)nf));
+            continue;
+        }
+        s->rows = hi - lo;
+        load_batch(s, &ts->data.train, b->idx + lo, hi - lo);
+        exec_set_scalars(ex, SC_SEED, part_key(ts->t, p));
+        if (exec_run(ex, PROG_GRAD, hi - lo)) return device_error(ts); /* (the others time out) */
+        float l = read1(s, g->loss);
+        if (!isfinite(l)) {
+            rec[0] = 1;
+            bad_loss = l;
+            break;
+        }
+        double w = (double)(hi - lo) / (double)b->rows;
+        rec[2 + p - ts->part_lo] = w * l;
+        float *v = block_get(ts), fw = (float)w;
+        if (!dst) dst = v;
+        for (int64_t i = 0; i < nf; i++) dst[i] = v[i] * fw;
+        if (!ts->slot) block_put(ts, dst);
+    }
+    rec[1] = caught;
+    double t0 = util_now();
+    double *mine_rec = util_calloc((size_t)width, sizeof(double));
+    memcpy(mine_rec, rec, sizeof(double) * (size_t)width);
+    int rc = dist_allgather(mine_rec, ts->record, (int64_t)sizeof(double) * width, "the step's losses");
+    free(mine_rec);
+    if (rc) return 1;
+    double sum = 0;
+    int bad_rank = -1, sig = 0;
+    for (int r = 0; r < dist.size; r++) {
+        const double *q = ts->record + (int64_t)r * width;
+        if (q[0] && bad_rank < 0) bad_rank = r;
+        if (q[1] && !sig) sig = (int)q[1];
+        for (int64_t i = 0; i < mine; i++) sum += q[2 + i];
+    }
+    if (bad_rank >= 0) {
+        dist.failed = true;
+        if (bad_rank == dist.rank) report_nonfinite(s, ts->st.epoch, b->step, bad_loss);
+        else if (dist.rank == 0)
+            fprintf(stderr, "nnc: error: training stopped at epoch %lld, step %lld: the loss on rank %d is not finite (its "
+                    "message above says where)\n", (long long)ts->st.epoch, (long long)b->step, bad_rank);
+        return 1;
+    }
+    ts->agreed_signal = sig; /* every rank stops at this step boundary */
+    if (ts->slot) { /* every part's block, then their sum in part order */
+        if (dist_allgather(ts->slot + 0, ts->slot_all, (int64_t)sizeof(float) * nf * mine, "the gradient parts")) return 1;
+        float *acc = ts->block;
+        memcpy(acc, ts->slot_all, sizeof(float) * (size_t)nf);
+        for (int64_t p = 1; p < ts->parts; p++) {
+            const float *v = ts->slot_all + p * nf;
+            for (int64_t i = 0; i < nf; i++) acc[i] += v[i];
+        }
+        block_put(ts, acc);
+    } else {
+        float *v = block_get(ts);
+        if (dist_sum_f32(v, nf, "the gradient all-reduce")) return 1;
+        block_put(ts, v);
+    }
+    if (dist.size > 1 && average_statistics(ts)) return 1;
+    exec_set_scalars(ex, SC_SEED, part_key(ts->t, 0));
+    ts->reduce_s += util_now() - t0;
+    *loss = (float)sum;
+    return 0;
 }
 
 /* The position at the start of the epoch after st's. */
@@ -829,6 +1020,20 @@ static int test_signal_step(TrainSession *ts) {
     if (ts->st.epoch == ts->signal_epoch && ts->st.epoch_step == ts->signal_step) raise(SIGTERM);
     return 0;
 }
+/* Test only (tests/mpi): NNC_TEST_RANK_SIGNAL="R:E:S:KILL" (or STOP) kills (or stops) rank R
+ * right after step S of epoch E: a rank that dies, or hangs, mid-epoch. */
+static int test_rank_signal(TrainSession *ts) {
+    int r, n = 0;
+    long long e, st;
+    char what[8] = "";
+    const char *v = getenv("NNC_TEST_RANK_SIGNAL");
+    if (v && sscanf(v, "%d:%lld:%lld:%7s%n", &r, &e, &st, what, &n) == 4 && r == dist.rank && e == ts->st.epoch && st == ts->st.epoch_step) {
+        fprintf(stderr, "rank %d: test: SIG%s at epoch %lld, step %lld\n", r, what, e, st);
+        fflush(stderr);
+        raise(!strcmp(what, "STOP") ? SIGSTOP : SIGKILL);
+    }
+    return 0;
+}
 static int test_signal_eval(TrainSession *ts) {
     if (ts->st.epoch == ts->signal_epoch && ts->signal_step == 0) raise(SIGTERM);
     return 0;
@@ -836,6 +1041,7 @@ static int test_signal_eval(TrainSession *ts) {
 
 /* After SIGINT or SIGTERM: a checkpoint at this step boundary, then the run ends. */
 static int interrupt_hook(TrainSession *ts) {
+    if (ts->parts > 1) interrupted = ts->agreed_signal; /* the same step on every rank */
     if (!interrupted) return 0;
     if (ts->tty) fprintf(ts->out, "\r\033[K");
     TrainState now = ts->st;
@@ -850,13 +1056,13 @@ static int interrupt_hook(TrainSession *ts) {
 /* The training samples this epoch's steps so far took (all of them after its last step, fewer
  * when an iterations budget ends it early). */
 static int64_t samples_done(const TrainSession *ts) {
-    int64_t done = ts->st.epoch_step * ts->s.batch;
+    int64_t done = ts->st.epoch_step * ts->batch;
     return done < ts->n_train ? done : ts->n_train;
 }
 
 /* On a terminal: the progress bar, at most 5 times a second and after the epoch's last step. */
 static int progress_hook(TrainSession *ts) {
-    int64_t batch = ts->s.batch, done = samples_done(ts);
+    int64_t batch = ts->batch, done = samples_done(ts);
     double now = util_now();
     if (now - ts->last_print > 0.2 || done >= ts->n_train) {
         double el = now - ts->e0, sps = (double)(done - ts->first_step * batch) / el;
@@ -980,6 +1186,16 @@ static int eval_every_hook(TrainSession *ts) {
 static int prune_hook(TrainSession *ts) {
     int64_t epoch = ts->st.epoch;
     if (ts->st.finished || epoch % ts->t->prune_every || epoch >= ts->epochs) return 0;
+    if (dist.size > 1) { /* every rank decides on rank 0's gates: its weights and state, broadcast */
+        Exec *e = ts->s.exec;
+        size_t n = (size_t)ts->s.plan->persistent_bytes;
+        char *v = util_calloc(n + 1, 1);
+        e->dev->download(e->dev, v, e->arena, n);
+        int rc = dist_bcast(v, (int64_t)n, 0, "rank 0's weights before pruning");
+        if (rc == 0) e->dev->upload(e->dev, e->arena, v, n);
+        free(v);
+        if (rc) return 1;
+    }
     return prune_now(&ts->s, ts->widths, epoch, ts->st.step, ts->metrics, ts->st.reported_min, &ts->arena_peak);
 }
 
@@ -993,11 +1209,12 @@ static int checkpoint_hook(TrainSession *ts) {
     return save_checkpoint(ts->cfg, &ts->s, &next);
 }
 
-/* The step and the hooks of a run of this model.  A sampler would set ts->step; a gradient
- * all-reduce would be hook_add(ts, AFTER_GRAD, ...). */
+/* The step and the hooks of a run of this model.  (A step in parts, data parallel, reduces its
+ * gradient itself, before its loss is looked at: parts_gradient.) */
 static void install(TrainSession *ts) {
     ts->step = optimizer_step;
     if (ts->signal_epoch) hook_add(ts, AFTER_STEP, test_signal_step);
+    if (getenv("NNC_TEST_RANK_SIGNAL")) hook_add(ts, AFTER_STEP, test_rank_signal);
     if (ts->t->eval_every) hook_add(ts, AFTER_STEP, eval_every_hook);
     hook_add(ts, AFTER_STEP, interrupt_hook);
     if (ts->tty) hook_add(ts, AFTER_STEP, progress_hook);
@@ -1017,7 +1234,7 @@ static int train_open(TrainSession *ts, const TrainConfig *cfg, TrainResult *res
                          .out = cfg->out ? cfg->out : stdout};
     char err[1024];
     if (train_load_data(ts->m, cfg->exec->g, &ts->data, err, sizeof err)) {
-        fprintf(cfg->diag->out, "nnc: error: %s\n", err);
+        fprintf(cfg->diag->out, "nnc: error: %s%s\n", dist_who(), err);
         return 1;
     }
     NNC_ASSERT(!ts->t->prune_every || (cfg->rebuild && cfg->retire)); /* pruning rebuilds the model */
@@ -1052,6 +1269,10 @@ static int train_begin(TrainSession *ts) {
         if (cfg->init && weights_load(cfg->init, s->exec, cfg->diag->out)) rc = 1;
     }
     ts->arena_peak = s->plan->arena_bytes;
+    ts->batch = t->batch;
+    ts->parts = cfg->shards > 0 ? cfg->shards : dist.size;
+    NNC_ASSERT(ts->batch % ts->parts == 0 && ts->parts % dist.size == 0); /* (run.c checked) */
+    dist_share(ts->parts, dist.rank, dist.size, &ts->part_lo, &ts->part_hi);
     ts->perm = train_split_order(t, ts->data.train.n, &ts->n_valid);
     ts->n_train = ts->data.train.n - ts->n_valid;
     if (ts->n_train <= 0) {
@@ -1060,7 +1281,7 @@ static int train_begin(TrainSession *ts) {
     }
     ts->order = util_calloc((size_t)ts->n_train + 1, sizeof(int64_t));
     ts->test_idx = train_iota(ts->data.test.n);
-    ts->steps_per_epoch = (ts->n_train + s->batch - 1) / s->batch;
+    ts->steps_per_epoch = (ts->n_train + ts->batch - 1) / ts->batch;
     if (ts->n_train > 0) exec_set_scalars(s->exec, SC_DATA_INV_N, 1.0 / (double)ts->n_train);
     if (rc == 0) {
         fprintf(out, "training %s: %lld training samples%s", m->name, (long long)ts->n_train, "");
@@ -1068,7 +1289,15 @@ static int train_begin(TrainSession *ts) {
         if (ts->data.has_test) fprintf(out, ", %lld test", (long long)ts->data.test.n);
         char budget[64] = "";
         if (t->iterations) snprintf(budget, sizeof budget, "%lld iterations: ", (long long)t->iterations);
-        fprintf(out, "; batch %lld, %lld steps per epoch, %s%lld epochs (%s)\n", (long long)s->batch,
+        char parts[256] = "";
+        if (cfg->shards > 0)
+            snprintf(parts, sizeof parts, " in %lld shards of %lld, gathered and added in a fixed order (--deterministic-reduce), "
+                     "%lld per rank on %d rank%s", (long long)ts->parts, (long long)(ts->batch / ts->parts),
+                     (long long)(ts->parts / dist.size), dist.size, dist.size > 1 ? "s" : "");
+        else if (dist.on)
+            snprintf(parts, sizeof parts, " (%lld per rank on %d rank%s, %s)", (long long)(ts->batch / dist.size), dist.size,
+                     dist.size > 1 ? "s" : "", dist.library);
+        fprintf(out, "; batch %lld%s, %lld steps per epoch, %s%lld epochs (%s)\n", (long long)ts->batch, parts,
                 (long long)ts->steps_per_epoch, budget, (long long)train_epochs(t, ts->steps_per_epoch),
                 cfg->backend ? cfg->backend : "cpu");
         if (resume)
@@ -1100,6 +1329,9 @@ static int train_begin(TrainSession *ts) {
     /* SIGINT and SIGTERM stop training at the next step boundary, with a checkpoint */
     train_signals_catch(ts->old_sig);
     train_test_signal_at(&ts->signal_epoch, &ts->signal_step);
+    const char *log = getenv("NNC_STEP_LOSSES");
+    if (log && *log && dist.rank == 0 && !(ts->step_log = fopen(log, "w")))
+        fprintf(cfg->diag->out, "nnc: error: NNC_STEP_LOSSES: cannot write %s: %s\n", log, strerror(errno));
     install(ts);
     return rc;
 }
@@ -1108,7 +1340,7 @@ static int train_begin(TrainSession *ts) {
  * it), each the step and then the after-step hooks; then the end-of-epoch hooks. */
 static int train_epoch(TrainSession *ts) {
     TrainState *st = &ts->st;
-    int64_t batch = ts->s.batch;
+    int64_t batch = ts->batch;
     memcpy(st->shuffle, ts->shuffle.s, sizeof st->shuffle); /* what a checkpoint in this epoch restores */
     memcpy(ts->order, ts->perm, sizeof(int64_t) * (size_t)ts->n_train);
     rng_shuffle(&ts->shuffle, ts->order, ts->n_train);
@@ -1119,12 +1351,12 @@ static int train_epoch(TrainSession *ts) {
     for (int64_t at = st->epoch_step * batch; at < ts->n_train && st->step < ts->total_steps && !st->finished;
          at = st->epoch_step * batch) {
         Batch b = {.idx = ts->order + at, .rows = ts->n_train - at < batch ? ts->n_train - at : batch, .step = st->step + 1};
-        load_batch(&ts->s, &ts->data.train, b.idx, b.rows);
         train_step_scalars(ts->m, ts->s.exec, b.step, ts->steps_per_epoch, ts->total_steps, &ts->lr_used, ts->param_used);
         StepResult r;
         int rc = ts->step(ts, &b, &r);
         if (rc) return rc;
         st->loss_sum += r.loss * (double)b.rows;
+        if (ts->step_log) fprintf(ts->step_log, "%lld %.9g\n", (long long)b.step, (double)r.loss);
         st->step = b.step;
         st->epoch_step++;
         ts->samples_trained += b.rows;
@@ -1198,6 +1430,24 @@ static int fit_head(TrainSession *ts) {
     return rc ? 1 : 0;
 }
 
+/* Every rank ends with the weights and optimiser state of rank 0 (each step's sum is the same
+ * on every rank): checked by a hash of the persistent part of the arena. */
+static int check_same_weights(TrainSession *ts) {
+    Exec *e = ts->s.exec;
+    const Plan *p = ts->s.plan;
+    char *v = util_calloc((size_t)p->persistent_bytes + 1, 1);
+    e->dev->download(e->dev, v, e->arena, (size_t)p->persistent_bytes);
+    for (int i = 0; i < p->nbuf; i++) /* the inputs hold each rank's own last batch */
+        if (p->buf[i].kind == BUF_INPUT) memset(v + p->buf[i].offset, 0, (size_t)p->buf[i].bytes);
+    uint64_t h = util_hash(v, (size_t)p->persistent_bytes, 0), h0 = h;
+    free(v);
+    if (dist_bcast(&h0, sizeof h0, 0, "the weights' check")) return 1;
+    int bad = dist_first_failed(h == h0, "the weights' check");
+    if (bad >= 0 && dist.rank == 0)
+        fprintf(stderr, "nnc: error: rank %d ended training with other weights than rank 0's (an nnc bug: please report it)\n", bad);
+    return bad >= 0;
+}
+
 /* The memory account and result.json (after a successful run), and everything freed. */
 static int train_end(TrainSession *ts, int rc) {
     const TrainConfig *cfg = ts->cfg;
@@ -1220,6 +1470,17 @@ static int train_end(TrainSession *ts, int rc) {
                 peak / mib, peak / expected, (double)ts->arena_peak / mib, data_bytes / mib, (double)ts->baseline_rss / mib);
     }
     res->samples_per_s = ts->train_time > 0 ? (double)ts->samples_trained / ts->train_time : 0;
+    if (rc == 0 && dist.size > 1) rc = check_same_weights(ts);
+    if (rc == 0 && ts->parts > 1 && ts->step_s > 0)
+        fprintf(ts->out, "%s: %.2f s of the steps' %.2f s (%.1f %%) in the gradient's %s (%.2f MiB a step)\n",
+                dist.size > 1 ? "data parallel" : "deterministic reduce", ts->reduce_s, ts->step_s, 100 * ts->reduce_s / ts->step_s,
+                ts->cfg->shards ? "gathers and ordered sums" : "all-reduce",
+                (double)ts->block_floats * sizeof(float) * (ts->cfg->shards ? (double)ts->parts : 1.0) / (1 << 20));
+    free(ts->block);
+    free(ts->slot);
+    free(ts->slot_all);
+    free(ts->record);
+    if (ts->step_log) fclose(ts->step_log);
     if (ts->metrics) fclose(ts->metrics);
     if (rc == 0) write_results(cfg);
     free(ts->order);
@@ -1245,8 +1506,17 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     }
     if (cfg->model->train.sampler.kind != SAMPLER_NONE) return sample_run(cfg, res);
     TrainSession ts;
-    if (train_open(&ts, cfg, res)) return 1;
-    int rc = train_begin(&ts);
+    int rc = train_open(&ts, cfg, res);
+    int bad = dist.size > 1 ? dist_first_failed(rc == 0, "loading the data") : -1;
+    if (bad >= 0 && rc == 0) { /* another rank could not: none trains */
+        if (dist.rank == 0)
+            fprintf(stderr, "nnc: error: rank %d cannot load its data (its message says why); no rank trains\n", bad);
+        if (ts.metrics) fclose(ts.metrics);
+        train_free_data(&ts.data);
+        rc = 1;
+    }
+    if (rc) return 1;
+    rc = train_begin(&ts);
     while (rc == 0 && !ts.st.finished && ts.st.epoch <= ts.epochs) rc = train_epoch(&ts);
     if (rc == 0 && ts.m->head.on) rc = fit_head(&ts);
     return train_end(&ts, rc);

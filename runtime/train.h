@@ -38,6 +38,11 @@ typedef struct {
     const TrainState *resume; /* continue from here; `exec` already holds the checkpoint's weights */
     bool resume_sampling;     /* a sampler: continue from out_dir's checkpoint, when there is one */
     const char *init;         /* initial weights (a safetensors file) replacing the seeded ones */
+    /* Data parallel (dist.h): each rank takes its share of every batch; the exec was planned
+     * for a part of the batch.  shards > 0 (--deterministic-reduce): the batch is cut into that
+     * many parts however many ranks there are, each part's gradient is gathered and they add
+     * up in part order, so that 1, 2 or 4 ranks give the same bits. */
+    int64_t shards;
 } TrainConfig;
 
 typedef struct {
