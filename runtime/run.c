@@ -294,12 +294,15 @@ static int check_ranks(const RunOptions *o, const Built *b, const char *hash_tex
                     "the --set values and the device differ); every rank must train the same model\n", differs);
         return 1;
     }
-    int64_t parts = o->shards > 0 ? o->shards : dist.size, batch = m->train.batch;
+    bool sampler = m->train.sampler.kind != SAMPLER_NONE; /* chains on ranks: the batch stays whole */
+    int64_t parts = sampler ? 1 : o->shards > 0 ? o->shards : dist.size, batch = m->train.batch;
     const char *why = NULL;
     char msg[512];
-    if (m->train.sampler.kind != SAMPLER_NONE)
-        why = "a sampler runs in one process: give it `chains N` instead of ranks (one chain per rank is not built yet)";
-    else if (parts % dist.size) {
+    if (m->train.sampler.kind != SAMPLER_NONE && o->resume)
+        why = "a sampling run on several ranks keeps no checkpoint: --resume a sampling run on one process";
+    else if (m->train.sampler.kind != SAMPLER_NONE && o->shards)
+        why = "--deterministic-reduce is for optimisers: a sampler's chains run one per rank";
+    else if (!sampler && parts % dist.size) {
         snprintf(msg, sizeof msg, "--deterministic-reduce=%lld cannot be shared by %d ranks: give a number of shards that %d divides",
                  (long long)parts, dist.size, dist.size);
         why = msg;
@@ -330,10 +333,10 @@ int run_train(const RunOptions *o) {
         if (!freopen("/dev/null", "w", stdout)) return dist_end(1);
     int64_t parts = o->shards > 0 ? o->shards : dist.size;
     int64_t batch = 0;
-    if (parts > 1) { /* the batch the model gives, to plan for one part of it */
+    if (parts > 1) { /* the batch the model gives, to plan for one part of it (a sampler's: whole) */
         Compilation c;
         CompileOptions co = {.ov = o->ov, .nov = o->nov, .err = fopen("/dev/null", "w")};
-        if (compile(o, &co, STAGE_CHECK, &c) == 0) batch = c.model->train.batch;
+        if (compile(o, &co, STAGE_CHECK, &c) == 0) batch = c.model->train.sampler.kind != SAMPLER_NONE ? 0 : c.model->train.batch;
         if (co.err) fclose(co.err);
         driver_free(&c);
     }

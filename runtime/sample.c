@@ -46,6 +46,7 @@
 #include "nuts.h"
 #include "posterior.h"
 #include "rng.h"
+#include "dist.h"
 #include "safetensors.h"
 #include "sample_internal.h"
 
@@ -309,6 +310,7 @@ static void line(Hmc *h, cJSON *o) {
 
 /* draws_chain<c>.safetensors: each weight [kept, shape...], then the potential per draw. */
 static int write_draws(Hmc *h, const Chain *ch, int c) {
+    if (!h->cfg->out_dir) return 0; /* a rank other than 0: rank 0 writes it (run_ranks) */
     StTensor *t = util_calloc((size_t)h->npar + 1, sizeof(StTensor));
     float *cols = util_calloc((size_t)(ch->kept * h->dim) + 1, sizeof(float));
     double *pot = util_calloc((size_t)ch->kept + 1, sizeof(double)); /* in double, as summarised */
@@ -873,6 +875,86 @@ static int run_parallel(Hmc *h, Chain *ch, int c0, int nw) {
     return rc;
 }
 
+/* ---- chains on ranks ---- */
+
+/* Sends chain c (its counts, draws and held lines) from the rank that ran it to every rank. */
+static int share_chain(Hmc *h, Chain *ch, int c, char **obuf, size_t *olen, char **mbuf, size_t *mlen) {
+    int owner = c % dist.size;
+    Chain mine = ch[c];
+    if (dist_bcast(&ch[c], sizeof ch[c], owner, "a chain's results")) return -1;
+    if (dist.rank != owner) {
+        ch[c].mean = ch[c].m2 = NULL; /* (the owner's pointers) */
+        ch[c].q = util_calloc((size_t)(ch[c].kept * h->dim) + 1, sizeof(float));
+        ch[c].potential = util_calloc((size_t)ch[c].kept + 1, sizeof(double));
+    } else {
+        ch[c] = mine;
+    }
+    int64_t len[2] = {(int64_t)olen[c], (int64_t)mlen[c]};
+    if (dist_bcast(ch[c].q, (int64_t)sizeof(float) * ch[c].kept * h->dim, owner, "a chain's draws") ||
+        dist_bcast(ch[c].potential, (int64_t)sizeof(double) * ch[c].kept, owner, "a chain's draws") ||
+        dist_bcast(len, sizeof len, owner, "a chain's lines"))
+        return -1;
+    if (dist.rank != owner) {
+        free(obuf[c]);
+        free(mbuf[c]);
+        obuf[c] = util_calloc((size_t)len[0] + 1, 1);
+        mbuf[c] = util_calloc((size_t)len[1] + 1, 1);
+        olen[c] = (size_t)len[0], mlen[c] = (size_t)len[1];
+    }
+    return dist_bcast(obuf[c], len[0], owner, "a chain's lines") || dist_bcast(mbuf[c], len[1], owner, "a chain's lines") ? -1 : 0;
+}
+
+/* Data parallel (dist.h) with a sampler: chain c runs on rank c % ranks, the chains of a rank one
+ * after another, their lines held per chain.  Then each chain's counts, draws and lines go to
+ * every rank, and rank 0 writes them in chain order (lines, draws files): the output of one
+ * process running the chains one after another, since chain c's randomness is its own (seed +
+ * c).  No checkpoint is kept (a chain's position is on its rank alone). */
+static int run_ranks(Hmc *h, Chain *ch) {
+    int C = (int)h->sp->chains, rc = 0;
+    FILE *out0 = h->out, *met0 = h->metrics;
+    char **obuf = util_calloc((size_t)C, sizeof(char *)), **mbuf = util_calloc((size_t)C, sizeof(char *));
+    size_t *olen = util_calloc((size_t)C, sizeof(size_t)), *mlen = util_calloc((size_t)C, sizeof(size_t));
+    struct ChainProgress *prog = util_calloc((size_t)C, sizeof(struct ChainProgress));
+    h->progress = prog; /* as in a worker: no checkpoint, a signal ends the chain */
+    int64_t grads0 = h->grads;
+    for (int c = dist.rank; c < C && rc == 0; c += dist.size) {
+        FILE *o = open_memstream(&obuf[c], &olen[c]), *m = open_memstream(&mbuf[c], &mlen[c]);
+        if (!o || !m) NNC_BUG("open_memstream: %s", strerror(errno));
+        h->out = o, h->metrics = m;
+        rc = start_chain(h, c, &ch[c]) ? 1 : 0;
+        if (rc == 0) rc = run_chain(h, ch, c);
+        fclose(o);
+        fclose(m);
+    }
+    h->out = out0, h->metrics = met0, h->progress = NULL;
+    int bad = dist_first_failed(rc == 0, "the chains' end");
+    if (bad >= 0 && dist.rank == 0 && rc == 0)
+        fprintf(stderr, "nnc: error: rank %d could not finish its chains (its message says why); sampling on several ranks keeps "
+                "no checkpoint\n", bad);
+    h->grads = grads0;
+    for (int c = 0; c < C && bad < 0; c++) {
+        if (share_chain(h, ch, c, obuf, olen, mbuf, mlen)) {
+            bad = dist.rank;
+            break;
+        }
+        ch[c].grads_start = h->grads; /* as if one after another */
+        h->grads += ch[c].grads;
+        h->divergences += ch[c].divergences;
+        if (dist.rank == 0) {
+            fwrite(obuf[c], 1, olen[c], h->out);
+            if (h->metrics) fwrite(mbuf[c], 1, mlen[c], h->metrics);
+            if (c % dist.size && write_draws(h, &ch[c], c)) bad = 0; /* rank 0 ran its own chains' */
+        }
+    }
+    if (h->metrics) fflush(h->metrics);
+    for (int c = 0; c < C; c++) {
+        free(obuf[c]);
+        free(mbuf[c]);
+    }
+    free(obuf), free(mbuf), free(olen), free(mlen), free(prog);
+    return bad >= 0 ? (rc ? rc : 1) : 0;
+}
+
 /* ---- the run ---- */
 
 static int setup(Hmc *h, const TrainConfig *cfg) {
@@ -925,17 +1007,18 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
     memset(res, 0, sizeof *res);
     const SamplerSpec *sp = &cfg->model->train.sampler;
     Hmc h = {.cfg = cfg, .sp = sp, .e = cfg->exec, .g = cfg->exec->g, .out = cfg->out ? cfg->out : stdout, .t0 = util_now()};
-    if (!cfg->out_dir) {
+    if (!cfg->out_dir && dist.rank == 0) {
         fprintf(cfg->diag->out, "nnc: error: sampling needs an output directory for its draws\n");
         return 1;
     }
     int rc = setup(&h, cfg), c0 = 0;
+    if (dist.size > 1 && dist_first_failed(rc == 0, "loading the data") >= 0) rc = 1;
     bool started = false; /* chain c0 is under way (a checkpoint's) */
     Chain *ch = util_calloc((size_t)sp->chains, sizeof(Chain));
     if (rc == 0 && cfg->resume_sampling && sample_resume(&h, ch, &c0, &started)) rc = 1;
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
-    if (rc == 0 && (train_make_dirs(cfg->out_dir) || (started && sample_trim_metrics(path, c0 + 1, ch[c0].it)) ||
+    if (rc == 0 && cfg->out_dir && (train_make_dirs(cfg->out_dir) || (started && sample_trim_metrics(path, c0 + 1, ch[c0].it)) ||
                     !(h.metrics = fopen(path, started ? "a" : "w")))) {
         fprintf(cfg->diag->out, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
         rc = 1;
@@ -963,7 +1046,11 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
         rc = run_chain(&h, ch, c0);                                   /* lines and draws again, then the others */
         c0++, started = false;
     }
-    int nw = rc == 0 ? chain_workers(&h, c0, started) : 1;
+    int nw = rc == 0 && dist.size == 1 ? chain_workers(&h, c0, started) : 1;
+    if (rc == 0 && dist.size > 1) {
+        rc = run_ranks(&h, ch);
+        nw = 0;
+    }
     if (nw > 1) rc = run_parallel(&h, ch, c0, nw);
     for (int c = c0; nw == 1 && rc == 0 && c < sp->chains; c++) {
         if (!(started && c == c0)) rc = start_chain(&h, c, &ch[c]) ? 1 : 0;
@@ -971,7 +1058,7 @@ int sample_run(const TrainConfig *cfg, TrainResult *res) {
         if (rc == 0) rc = sample_checkpoint(&h, ch, c) ? 1 : 0; /* chain c done: --resume goes on with the next */
     }
     train_signals_restore(old_sig);
-    if (rc == 0) rc = report(&h, ch, (int)sp->chains);
+    if (rc == 0 && dist.rank == 0) rc = report(&h, ch, (int)sp->chains);
     res->seconds = util_now() - h.t0;
     if (rc == 0) {
         double mib = 1 << 20, peak = (double)util_peak_rss_bytes();

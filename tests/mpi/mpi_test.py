@@ -16,9 +16,11 @@ differ only in how the batch was split and summed.  Cases:
   faults         a rank killed mid-epoch: the job exits non-zero, mpirun names the rank, and the
                  last checkpoint resumes on one process; a rank that stops: the others end the
                  job after --collective-timeout, naming the collective.
+  samplers       hmc with 3 chains on 2 ranks (chain c on rank c % 2): the draws files of one
+                 process bit for bit, its summary and metrics but for times.
   bad_input      each refused before any step, with its reason: a batch that 2 ranks cannot share,
                  shards that the ranks cannot share, ranks with different model files, a rank
-                 whose data is missing, --device cuda without a GPU, a sampler; an MPI plug-in that
+                 whose data is missing, --device cuda without a GPU, --resume of a sampler; an MPI plug-in that
                  is not one; without mpirun nothing loads MPI.
 Exits 77 (skipped) when mpirun or the plug-in is missing."""
 import os
@@ -160,6 +162,26 @@ elif case == "faults":
     took = time.time() - t0
     check(rc != 0 and re.search(r"rank 0: the (gradient all-reduce|step's losses): no answer from the other ranks in 3 s", text)
           is not None and took < 60, f"rank 1 stopped: rank 0 ends the job after the 3 s timeout (exit {rc}, {took:.1f} s)")
+elif case == "samplers":
+    train = [nnc, "train", os.path.join(root, "models", "xsec_bnn.nn"), "--set", "samples=100", "--set", "burnin=100",
+             "--set", "chains=3", "--set", "parallel=0"]
+    import json  # noqa: E402
+    rc1, one = run(0, train, "chains1")
+    rc2, two = run(2, train, "chains2")
+    check(rc1 == 0 and rc2 == 0, "hmc, 3 chains: one process, and 2 ranks (chains 1 and 3 on rank 0, chain 2 on rank 1)")
+    for c in (1, 2, 3):
+        check(same_file(f"{out}/chains1/draws_chain{c}.safetensors", f"{out}/chains2/draws_chain{c}.safetensors"),
+              f"chain {c}'s draws bit-identical (rank 0 writes every chain's file)")
+
+    def untimed(path):
+        text = open(path).read()
+        return re.sub(r'"(seconds|time_s)":\s*[0-9.e+-]+', "", text)
+    check(untimed(f"{out}/chains1/summary.json") == untimed(f"{out}/chains2/summary.json"), "summary.json the same but for times")
+    check(untimed(f"{out}/chains1/metrics.jsonl") == untimed(f"{out}/chains2/metrics.jsonl"),
+          "metrics.jsonl: every chain's lines, in chain order, the same but for times")
+    table = [line for line in one.splitlines() if line.startswith("  ")]
+    check(len(table) > 4 and table == [line for line in two.splitlines() if line.startswith("  ")], "the printed summary table the same")
+    json.loads(open(f"{out}/chains2/summary.json").read())
 elif case == "bad_input":
     def refused(n, args, pattern, what, tag, extra=None):
         rc, text = run(n, args, tag, extra, timeout=300)
@@ -194,8 +216,8 @@ elif case == "bad_input":
     if p.returncode == 0 or "rank 1 cannot load" not in p.stdout:
         print(p.stdout[-3000:])
     refused(2, [nnc, "train", MLP, "--device", "cuda"], r"error: .*(cuda|CUDA|GPU)", "--device cuda on ranks without a GPU", "cuda")
-    refused(2, [nnc, "train", os.path.join(root, "models", "xsec_bnn.nn")], r"a sampler runs in one process",
-            "a sampler on 2 ranks", "sampler")
+    refused(2, [nnc, "train", os.path.join(root, "models", "xsec_bnn.nn"), "--resume"], r"keeps no checkpoint: --resume a sampling run on one process",
+            "--resume of a sampler on 2 ranks", "sampler")
     refused(2, [nnc, "train", MLP], r"is not an MPI plug-in of this nnc", "NNC_MPI_PLUGIN naming another library", "plugin",
             {"NNC_MPI_PLUGIN": "/lib/x86_64-linux-gnu/libz.so.1"})
     rc, text = run(0, [nnc, "train", MLP, "--set", "iterations=2"], "alone", {"NNC_MPI_PLUGIN": "/nonexistent.so"})
