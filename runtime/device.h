@@ -59,5 +59,8 @@ bool device_gemm_small(int64_t m, int64_t n, int64_t k);
 bool device_tall_in_gemm_small(void);
 /* The threads the CPU device uses (NNC_THREADS, else OpenBLAS's count: the cores by default). */
 int device_cpu_threads(void);
+/* Sets the CPU device's threads (loop kernels and matrix products) to n before any device
+ * exists, as if OPENBLAS_NUM_THREADS=n: several ranks on one machine share its cores. */
+void device_cpu_set_threads(int n);
 
 #endif

@@ -201,6 +201,8 @@ bool device_gemm_small(int64_t m, int64_t n, int64_t k) { return (double)m * (do
 
 int device_cpu_threads(void) { return thread_count(); }
 
+void device_cpu_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
 /* Splitting a GEMM over threads.  OpenBLAS runs on one thread in every call (set once, by
  * blas_all_threads): the threads of its own pool spin after each call, and on 2 cores they held the
  * second one while the loop kernels ran (fashion_2c2d on a Zen 3: loop kernels split over 2

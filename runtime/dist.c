@@ -122,6 +122,16 @@ int dist_init(double timeout_s, char *err, size_t nerr) {
     return 0;
 }
 
+int dist_threads_per_rank(void) {
+    int local = 0;
+    if (!dist.on || getenv("NNC_THREADS") || getenv("OPENBLAS_NUM_THREADS") || getenv("OMP_NUM_THREADS")) return 0;
+    if (!env_int("OMPI_COMM_WORLD_LOCAL_SIZE", &local) && !env_int("MPI_LOCALNRANKS", &local) &&
+        !env_int("SLURM_NTASKS_PER_NODE", &local))
+        return 0;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return local > 0 && cores > 0 ? (int)(cores / local > 0 ? cores / local : 1) : 0;
+}
+
 int dist_end(int rc) {
     if (!dist.on) return rc;
     if (rc == 0 || dist.failed) {
@@ -184,6 +194,25 @@ int dist_bcast(void *v, int64_t bytes, int root, const char *what) {
     if (!dist.on) return 0;
     double t0 = enter(what);
     return leave(t0, plug->bcast(v, bytes, root), what);
+}
+
+void *dist_isum_f32(float *v, int64_t n, const char *what) {
+    static char token;
+    if (!dist.on) return &token;
+    void *req = NULL;
+    double t0 = enter(what);
+    leave(t0, plug->isum_f32(v, n, &req), what);
+    return req;
+}
+void dist_progress(void *req) {
+    int done;
+    if (dist.on && req) plug->test(req, &done);
+}
+int dist_wait(void *req, const char *what) {
+    if (!dist.on) return 0;
+    if (!req) return -1;
+    double t0 = enter(what);
+    return leave(t0, plug->wait(req), what);
 }
 
 int dist_first_failed(bool ok, const char *what) {

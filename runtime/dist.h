@@ -14,7 +14,7 @@
 #include <stdio.h>
 
 /* What the plug-in gives (mpi_plugin.c); every call 0 or -1. */
-enum { DIST_PLUGIN_ABI = 1 };
+enum { DIST_PLUGIN_ABI = 2 };
 typedef struct {
     int abi;
     int (*init)(int *rank, int *size, char *err, int nerr);
@@ -27,6 +27,10 @@ typedef struct {
     void (*abort_job)(int code);
     void (*finalize)(void);
     void (*library)(char *out, int n); /* "Open MPI v4.1.4" */
+    /* a sum started now and finished by wait (test: whether it has, driving it on) */
+    int (*isum_f32)(float *v, int64_t n, void **req);
+    int (*test)(void *req, int *done);
+    int (*wait)(void *req); /* frees req */
 } DistPlugin;
 
 typedef struct {
@@ -47,6 +51,10 @@ bool dist_launched(int *rank, int *size);
 /* Joins the job when a launcher started this process (loads the plug-in, MPI_Init); nothing
  * otherwise.  0, or -1 with the reason (the plug-in not found, MPI failing). */
 int dist_init(double timeout_s, char *err, size_t nerr);
+/* The threads each rank should use when nothing says (no NNC_THREADS, OPENBLAS_NUM_THREADS or
+ * OMP_NUM_THREADS): the machine's cores shared by the ranks the launcher put on it; 0 when it
+ * does not say how many, or when something else says. */
+int dist_threads_per_rank(void);
 /* At the end of the run: MPI_Finalize when every rank ends the same way (rc 0, or a failure
  * the ranks agreed on), else MPI_Abort, which ends the others too.  Returns rc. */
 int dist_end(int rc);
@@ -58,6 +66,12 @@ int dist_sum_f64(double *v, int64_t n, const char *what);
 int dist_max_f64(double *v, int64_t n, const char *what);
 int dist_allgather(const void *mine, void *all, int64_t bytes, const char *what);
 int dist_bcast(void *v, int64_t bytes, int root, const char *what);
+/* A sum of v over the ranks started now (a bucket of the gradient block, while the backward
+ * pass goes on), driven on by dist_progress and finished by dist_wait.  NULL after a message;
+ * with one rank it does nothing but return a token. */
+void *dist_isum_f32(float *v, int64_t n, const char *what);
+void dist_progress(void *req);
+int dist_wait(void *req, const char *what);
 /* Every rank says whether it is fine: -1 when all are, else the lowest rank that is not (and
  * dist.failed is set). */
 int dist_first_failed(bool ok, const char *what);

@@ -5,6 +5,7 @@
  * (dist.h's DistPlugin), so that the rest of nnc never sees an MPI type. */
 #include <mpi.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dist.h"
@@ -51,6 +52,24 @@ static int bcast(void *v, int64_t bytes, int root) {
     return 0;
 }
 
+/* Non-blocking sums: at most 1 GiB (one piece), the request in malloc'd memory. */
+static int isum_f32(float *v, int64_t n, void **req) {
+    if (n > PIECE) return -1;
+    MPI_Request *r = malloc(sizeof *r);
+    if (!r || MPI_Iallreduce(MPI_IN_PLACE, v, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r) != MPI_SUCCESS) {
+        free(r);
+        return -1;
+    }
+    *req = r;
+    return 0;
+}
+static int test(void *req, int *done) { return MPI_Test(req, done, MPI_STATUS_IGNORE) == MPI_SUCCESS ? 0 : -1; }
+static int wait(void *req) {
+    int rc = MPI_Wait(req, MPI_STATUS_IGNORE) == MPI_SUCCESS ? 0 : -1;
+    free(req);
+    return rc;
+}
+
 static int barrier(void) { return MPI_Barrier(MPI_COMM_WORLD) == MPI_SUCCESS ? 0 : -1; }
 static void abort_job(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 static void finalize(void) { MPI_Finalize(); }
@@ -69,7 +88,7 @@ static void library(char *out, int n) {
 static const DistPlugin plugin = {
     .abi = DIST_PLUGIN_ABI, .init = init, .sum_f32 = sum_f32, .sum_f64 = sum_f64, .max_f64 = max_f64,
     .allgather = allgather, .bcast = bcast, .barrier = barrier, .abort_job = abort_job, .finalize = finalize,
-    .library = library};
+    .library = library, .isum_f32 = isum_f32, .test = test, .wait = wait};
 
 const DistPlugin *nnc_mpi_plugin(void);
 const DistPlugin *nnc_mpi_plugin(void) { return &plugin; }

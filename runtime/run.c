@@ -329,6 +329,8 @@ int run_train(const RunOptions *o) {
         fprintf(stderr, "nnc: error: rank %d: %s\n", env_rank, err);
         return 1;
     }
+    int per_rank = dist_threads_per_rank();
+    if (per_rank > 0) device_cpu_set_threads(per_rank); /* not every rank on every core */
     if (dist.rank > 0) /* rank 0 alone prints progress, metrics, checkpoints and result.json */
         if (!freopen("/dev/null", "w", stdout)) return dist_end(1);
     int64_t parts = o->shards > 0 ? o->shards : dist.size;

@@ -4,7 +4,9 @@
  * optimiser's step is the gradient program, a look at the loss, then the update program and a
  * look at the gradient flags; evaluation runs the eval program over fixed batches.  Randomness
  * comes from rng.h streams of the model's seed, so a seed fixes the initialisation, the
- * validation split and every epoch's order. */
+ * validation split and every epoch's order.  Data parallel (dist.h, docs/parallel.md), each rank
+ * takes its part of every batch and the parts' gradients are summed before the update
+ * ("the batch in parts"); evaluation shares its batches out. */
 #include "train.h"
 #include "bayes_linear.h"
 #include "vi_eval.h"
@@ -729,6 +731,14 @@ static void write_results(const TrainConfig *cfg) {
 
 typedef struct TrainSession TrainSession;
 
+/* A bucket of the gradient block: floats [lo, hi) of it, all written once kernel `ready` of
+ * the gradient program has run; `req` its sum under way. */
+typedef struct {
+    int64_t lo, hi;
+    int ready;
+    void *req;
+} Bucket;
+
 /* One batch of an epoch (the step loads its samples), its step's scalars set. */
 typedef struct {
     const int64_t *idx; /* its samples: indices into the training set */
@@ -748,8 +758,8 @@ typedef int (*TrainStep)(TrainSession *ts, const Batch *b, StepResult *out);
 typedef int (*TrainHook)(TrainSession *ts);
 
 typedef enum {
-    AFTER_GRAD,   /* inside a step, when the gradients are there and no weight has changed yet:
-                     where a data-parallel all-reduce of the gradients goes */
+    AFTER_GRAD,   /* inside a step, when the gradients are there (summed over the ranks, when
+                     the batch is in parts) and no weight has changed yet */
     AFTER_STEP,   /* after each step, its batch counted in the position: signals, progress */
     END_OF_EPOCH, /* after the epoch's last step: evaluation, stopping, pruning, checkpoint */
     NHOOK
@@ -803,6 +813,12 @@ struct TrainSession {
     double step_s, reduce_s; /* seconds in steps, and in their collectives */
     int agreed_signal;       /* a signal some rank caught, as the ranks agreed at the last step */
     FILE *step_log;          /* NNC_STEP_LOSSES: every step's loss, a line each (rank 0) */
+    /* The gradient block in buckets, each summed as soon as the gradient program has written
+     * it (while the rest of the backward pass runs): the plain all-reduce in host memory. */
+    Bucket *bucket;
+    int nbucket;
+    const Plan *bucket_plan; /* the plan they were cut for (pruning replans) */
+    float bucket_weight;     /* this rank's share of the batch, which scales each bucket */
 };
 
 static void hook_add(TrainSession *ts, HookPoint at, TrainHook fn) {
@@ -904,6 +920,52 @@ static int average_statistics(TrainSession *ts) {
     return 0;
 }
 
+/* Cuts the plan's gradient block into buckets of about NNC_ALLREDUCE_BUCKET MiB:
+ * the block's buffers lie in the order the gradient program writes them (plan.c), so a bucket
+ * is ready after the last kernel of that program that writes or reads one of its buffers. */
+static void cut_buckets(TrainSession *ts, double mib) {
+    const Plan *p = ts->s.plan;
+    const ProgramPlan *gp = &p->prog[PROG_GRAD];
+    int64_t target = (int64_t)(mib * (1 << 20) / sizeof(float)), base = p->grad_offset / (int64_t)sizeof(float);
+    free(ts->bucket);
+    ts->bucket = util_calloc((size_t)p->nbuf + 1, sizeof(Bucket));
+    ts->nbucket = 0;
+    ts->bucket_plan = p;
+    for (int i = 0; i < p->nbuf; i++) { /* (in offset order: place_gradient_block's) */
+        const Buffer *b = &p->buf[i];
+        if (!b->grad_block) continue;
+        int writer = -1;
+        for (int j = 0; j < gp->nkernel; j++)
+            for (int a = 0; a < p->kernel[gp->kernel[j]].narg; a++)
+                if (p->kernel[gp->kernel[j]].arg[a].buf == i) writer = gp->kernel[j]; /* its last writer or reader */
+        int64_t lo = b->offset / (int64_t)sizeof(float) - base;
+        Bucket *last = ts->nbucket ? &ts->bucket[ts->nbucket - 1] : NULL;
+        if (!last || last->hi - last->lo >= target) {
+            ts->bucket[ts->nbucket++] = (Bucket){.lo = last ? last->hi : 0, .hi = lo, .ready = writer};
+            last = &ts->bucket[ts->nbucket - 1];
+        }
+        last->hi = lo + (b->bytes + 63) / 64 * 64 / (int64_t)sizeof(float);
+        if (writer > last->ready) last->ready = writer;
+    }
+    if (ts->nbucket) ts->bucket[ts->nbucket - 1].hi = p->grad_bytes / (int64_t)sizeof(float);
+}
+
+/* Starts the sum of bucket b: scaled by this rank's share first. */
+static void start_bucket(TrainSession *ts, Bucket *b) {
+    float *v = (float *)(ts->s.exec->arena + ts->s.plan->grad_offset), w = ts->bucket_weight;
+    for (int64_t i = b->lo; i < b->hi; i++) v[i] *= w;
+    b->req = dist_isum_f32(v + b->lo, b->hi - b->lo, "a gradient bucket's all-reduce");
+}
+
+/* After kernel k of the gradient program: the buckets it completed are summed from now on;
+ * those under way are driven on. */
+static void bucket_hook(void *ctx, int k) {
+    TrainSession *ts = ctx;
+    for (int i = 0; i < ts->nbucket; i++)
+        if (ts->bucket[i].ready == k && !ts->bucket[i].req) start_bucket(ts, &ts->bucket[i]);
+        else if (ts->bucket[i].req) dist_progress(ts->bucket[i].req);
+}
+
 /* The random generator's key for part p: the seed's for part 0 (a run in one part draws what
  * it always drew), another for each other part, so that parts draw independently. */
 static double part_key(const TrainSpec *t, int64_t p) { return (double)((t->seed + (uint64_t)p * 0x9E3779u) & 0xFFFFFF); }
@@ -932,6 +994,13 @@ static int parts_gradient(TrainSession *ts, const Batch *b, float *loss) {
     double *rec = ts->record + (int64_t)dist.rank * width;
     memset(rec, 0, sizeof(double) * (size_t)width);
     float bad_loss = 0;
+    /* Buckets when asked for (NNC_ALLREDUCE_BUCKET=MiB), else one blocking sum after the program:
+     * Open MPI's non-blocking sum is slower than its blocking one, which the overlap did not make
+     * up for on the machines measured (bench/README.md, "Data-parallel training"). */
+    const char *env = getenv("NNC_ALLREDUCE_BUCKET");
+    double mib = env ? atof(env) : 0;
+    bool bucketed = mib > 0 && !ts->slot && dist.size > 1 && ex->dev->host_memory;
+    if (bucketed && ts->bucket_plan != s->plan) cut_buckets(ts, mib);
     for (int64_t p = ts->part_lo; p < ts->part_hi; p++) {
         int64_t lo, hi;
         dist_share(b->rows, (int)p, (int)ts->parts, &lo, &hi);
@@ -939,20 +1008,27 @@ static int parts_gradient(TrainSession *ts, const Batch *b, float *loss) {
         if (hi == lo) { /* a last batch with fewer rows than parts */
             if (dst) memset(dst, 0, sizeof(float) * (size_t)nf);
             else block_put(ts, memset(ts->block, 0, sizeof(float) * (size_t)nf));
+            ts->bucket_weight = 1;
+            for (int i = 0; bucketed && i < ts->nbucket; i++) start_bucket(ts, &ts->bucket[i]);
             continue;
         }
+        double w = (double)(hi - lo) / (double)b->rows;
         s->rows = hi - lo;
+        ts->bucket_weight = (float)w;
         load_batch(s, &ts->data.train, b->idx + lo, hi - lo);
         exec_set_scalars(ex, SC_SEED, part_key(ts->t, p));
-        if (exec_run(ex, PROG_GRAD, hi - lo)) return device_error(ts); /* (the others time out) */
+        if (exec_run_checked(ex, PROG_GRAD, hi - lo, bucketed ? bucket_hook : NULL, ts))
+            return device_error(ts); /* (the others time out) */
+        for (int i = 0; bucketed && i < ts->nbucket; i++) /* (none is left, as plan_verify holds) */
+            if (!ts->bucket[i].req) start_bucket(ts, &ts->bucket[i]);
         float l = read1(s, g->loss);
         if (!isfinite(l)) {
             rec[0] = 1;
             bad_loss = l;
             break;
         }
-        double w = (double)(hi - lo) / (double)b->rows;
         rec[2 + p - ts->part_lo] = w * l;
+        if (bucketed) continue; /* (scaled and under way) */
         float *v = block_get(ts), fw = (float)w;
         if (!dst) dst = v;
         for (int64_t i = 0; i < nf; i++) dst[i] = v[i] * fw;
@@ -973,6 +1049,11 @@ static int parts_gradient(TrainSession *ts, const Batch *b, float *loss) {
         if (q[1] && !sig) sig = (int)q[1];
         for (int64_t i = 0; i < mine; i++) sum += q[2 + i];
     }
+    for (int i = 0; bucketed && i < ts->nbucket; i++) { /* the buckets' sums, finished */
+        int rc_b = dist_wait(ts->bucket[i].req, "a gradient bucket's all-reduce");
+        ts->bucket[i].req = NULL;
+        if (rc_b) return 1;
+    }
     if (bad_rank >= 0) {
         dist.failed = true;
         if (bad_rank == dist.rank) report_nonfinite(s, ts->st.epoch, b->step, bad_loss);
@@ -991,7 +1072,7 @@ static int parts_gradient(TrainSession *ts, const Batch *b, float *loss) {
             for (int64_t i = 0; i < nf; i++) acc[i] += v[i];
         }
         block_put(ts, acc);
-    } else {
+    } else if (!bucketed) {
         float *v = block_get(ts);
         if (dist_sum_f32(v, nf, "the gradient all-reduce")) return 1;
         block_put(ts, v);
@@ -1294,9 +1375,13 @@ static int train_begin(TrainSession *ts) {
             snprintf(parts, sizeof parts, " in %lld shards of %lld, gathered and added in a fixed order (--deterministic-reduce), "
                      "%lld per rank on %d rank%s", (long long)ts->parts, (long long)(ts->batch / ts->parts),
                      (long long)(ts->parts / dist.size), dist.size, dist.size > 1 ? "s" : "");
-        else if (dist.on)
-            snprintf(parts, sizeof parts, " (%lld per rank on %d rank%s, %s)", (long long)(ts->batch / dist.size), dist.size,
-                     dist.size > 1 ? "s" : "", dist.library);
+        else if (dist.on) {
+            char threads[48] = "";
+            if (!strcmp(s->exec->dev->name, "cpu"))
+                snprintf(threads, sizeof threads, ", %d thread%s each", device_cpu_threads(), device_cpu_threads() > 1 ? "s" : "");
+            snprintf(parts, sizeof parts, " (%lld per rank on %d rank%s%s, %s)", (long long)(ts->batch / dist.size), dist.size,
+                     dist.size > 1 ? "s" : "", threads, dist.library);
+        }
         fprintf(out, "; batch %lld%s, %lld steps per epoch, %s%lld epochs (%s)\n", (long long)ts->batch, parts,
                 (long long)ts->steps_per_epoch, budget, (long long)train_epochs(t, ts->steps_per_epoch),
                 cfg->backend ? cfg->backend : "cpu");
@@ -1472,14 +1557,16 @@ static int train_end(TrainSession *ts, int rc) {
     res->samples_per_s = ts->train_time > 0 ? (double)ts->samples_trained / ts->train_time : 0;
     if (rc == 0 && dist.size > 1) rc = check_same_weights(ts);
     if (rc == 0 && ts->parts > 1 && ts->step_s > 0)
-        fprintf(ts->out, "%s: %.2f s of the steps' %.2f s (%.1f %%) in the gradient's %s (%.2f MiB a step)\n",
+        fprintf(ts->out, "%s: %.2f s of the steps' %.2f s (%.1f %%) waiting for the gradient's %s (%.2f MiB a step%s)\n",
                 dist.size > 1 ? "data parallel" : "deterministic reduce", ts->reduce_s, ts->step_s, 100 * ts->reduce_s / ts->step_s,
                 ts->cfg->shards ? "gathers and ordered sums" : "all-reduce",
-                (double)ts->block_floats * sizeof(float) * (ts->cfg->shards ? (double)ts->parts : 1.0) / (1 << 20));
+                (double)ts->block_floats * sizeof(float) * (ts->cfg->shards ? (double)ts->parts : 1.0) / (1 << 20),
+                ts->nbucket > 1 ? ", in buckets summed during the backward pass" : "");
     free(ts->block);
     free(ts->slot);
     free(ts->slot_all);
     free(ts->record);
+    free(ts->bucket);
     if (ts->step_log) fclose(ts->step_log);
     if (ts->metrics) fclose(ts->metrics);
     if (rc == 0) write_results(cfg);

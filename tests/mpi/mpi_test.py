@@ -6,11 +6,13 @@ differ only in how the batch was split and summed.  Cases:
                  (relative) of one process's over the first 20 steps (reordered float sums then
                  grow through training, as they do in one process that splits its batch: the
                  200-step maxima are printed); 2 ranks' all-reduce gives the bits of one process
-                 that sums two half batches (--deterministic-reduce=2); a trainer built by
+                 that sums two half batches (--deterministic-reduce=2), also in buckets of
+                 0.5 MiB summed during the backward pass; a trainer built by
                  `nnc build` under mpirun gives the bits of nnc.
   deterministic  --deterministic-reduce=4 on 1, 2 and 4 ranks: bit-identical checkpoints and
                  losses; a checkpoint of 2 ranks resumed by 4 and by 1 ends bit-identical to
-                 the run of one process straight through.
+                 the run of one process straight through; with the plain all-reduce, 2
+                 ranks resumed end bit-identical to 2 ranks straight through.
   prune          fashion_sparse, 2 epochs, pruning after each: 2 ranks prune to exactly the widths
                  of 1 process (deterministic reduce, bit-identical checkpoints).
   faults         a rank killed mid-epoch: the job exits non-zero, mpirun names the rank, and the
@@ -23,12 +25,15 @@ differ only in how the batch was split and summed.  Cases:
                  whose data is missing, --device cuda without a GPU, --resume of a sampler; an MPI plug-in that
                  is not one; without mpirun nothing loads MPI.
 Exits 77 (skipped) when mpirun or the plug-in is missing."""
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+
+import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "train"))
 from checks import check, finish  # noqa: E402  (tests/train/checks.py)
@@ -94,7 +99,7 @@ if case == "identity":
         rc, text = run(n, train, f"ranks{n}")
         check(rc == 0 and f"64 per rank on 2 ranks" in text if n == 2 else rc == 0 and "32 per rank on 4 ranks" in text,
               f"{n} ranks train, and the start line says how many")
-        check(re.search(r"data parallel: [0-9.]+ s of the steps' [0-9.]+ s \([0-9.]+ %\) in the gradient's all-reduce", text)
+        check(re.search(r"data parallel: [0-9.]+ s of the steps' [0-9.]+ s \([0-9.]+ %\) waiting for the gradient's all-reduce", text)
               is not None, f"{n} ranks report the all-reduce's share of the step")
         mine = losses(f"ranks{n}")
         check(len(mine) == 200, f"{n} ranks: 200 step losses, from rank 0 alone")
@@ -102,6 +107,9 @@ if case == "identity":
         check(first <= 1e-5, f"{n} ranks: steps 1-20 within {first:.2e} of one process (bound 1e-5); "
               f"all 200 steps within {rel(one, mine):.2e} (reordered sums, grown by training)")
     check(losses("ranks2") == losses("halves"), "2 ranks' all-reduce: the bits of one process summing two half batches")
+    rc, text = run(2, train, "buckets2", {"NNC_ALLREDUCE_BUCKET": "0.5"})
+    check(rc == 0 and losses("buckets2") == losses("ranks2") and same_file(ckpt("buckets2"), ckpt("ranks2")),
+          "buckets of 0.5 MiB summed during the backward pass: the same bits as one all-reduce after it")
     with open(f"{out}/one/metrics.jsonl") as f, open(f"{out}/ranks2/metrics.jsonl") as g:
         check(len(f.readlines()) == len(g.readlines()) and os.path.exists(f"{out}/ranks2/result.json"),
               "rank 0 alone writes metrics.jsonl (as many lines as one process's) and result.json")
@@ -122,7 +130,6 @@ elif case == "deterministic":
         check(same_file(ckpt(f"det{n}"), ckpt("det0")), f"{n} ranks: the checkpoint bit-identical to one process's")
     # 2 epochs of a subset: a checkpoint after epoch 1 by 2 ranks, resumed by 4 and by 1
     two = [nnc, "train", MLP, "--set", "epochs=2", "--deterministic-reduce", "--data", f"{out}/small.csv"]
-    import numpy as np  # noqa: E402
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, size=(1024, 784)) / 255
     np.savetxt(f"{out}/small.csv", np.c_[x, rng.integers(0, 10, size=1024)], delimiter=",", fmt="%.4g")
@@ -134,6 +141,12 @@ elif case == "deterministic":
         rc2, text = run(m if m > 1 else 0, two + ["--resume"], tag)
         check(rc == 0 and rc2 == 0 and "resuming from" in text and same_file(ckpt(tag), ckpt("straight")),
               f"a checkpoint of {n} ranks resumed by {m}: bit-identical to one process straight through")
+    plain = [arg for arg in two if arg != "--deterministic-reduce"]
+    rc, _ = run(2, plain, "plain_straight")
+    rc1, _ = run(2, plain[:4] + ["epochs=1"] + plain[5:], "plain_resumed")
+    rc2, text = run(2, plain + ["--resume"], "plain_resumed")
+    check(rc == 0 and rc1 == 0 and rc2 == 0 and "resuming from" in text and same_file(ckpt("plain_resumed"), ckpt("plain_straight")),
+          "the plain all-reduce: 2 ranks resumed after epoch 1 end bit-identical to 2 ranks straight through")
 elif case == "prune":
     train = [nnc, "train", os.path.join(root, "models", "fashion_sparse.nn"), "--set", "epochs=2", "--deterministic-reduce=2"]
     widths = {}
@@ -165,7 +178,6 @@ elif case == "faults":
 elif case == "samplers":
     train = [nnc, "train", os.path.join(root, "models", "xsec_bnn.nn"), "--set", "samples=100", "--set", "burnin=100",
              "--set", "chains=3", "--set", "parallel=0"]
-    import json  # noqa: E402
     rc1, one = run(0, train, "chains1")
     rc2, two = run(2, train, "chains2")
     check(rc1 == 0 and rc2 == 0, "hmc, 3 chains: one process, and 2 ranks (chains 1 and 3 on rank 0, chain 2 on rank 1)")
