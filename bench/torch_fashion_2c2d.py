@@ -42,16 +42,18 @@ def main():
     threads = int(os.environ.get("BENCH_THREADS", "2"))
     torch.set_num_threads(threads)
     torch.manual_seed(1)
-    x, y, xt, yt = fashion_data.load()
+    dev = torch.device(os.environ.get("BENCH_DEVICE", "cpu"))  # cuda: on the GPU, data too
+    x, y, xt, yt = (t.to(dev) for t in fashion_data.load())
     x, xt = x.view(-1, 1, 28, 28), xt.view(-1, 1, 28, 28)
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
-    model = net().to(memory_format=fmt)
+    model = net().to(dev).to(memory_format=fmt)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     fwd = torch.compile(model) if a.compile else model
     step = 0
     for epoch in range(1, a.epochs + 1):
-        order = torch.randperm(x.shape[0])
+        order = torch.randperm(x.shape[0], device=dev)
         steps = 0
         t0 = time.perf_counter()
         for i in range(0, x.shape[0], 128):
@@ -62,6 +64,7 @@ def main():
             loss.backward()
             opt.step()
             steps += 1
+        sync()
         train_s = time.perf_counter() - t0
         step += steps
         with torch.no_grad():
