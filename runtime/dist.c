@@ -167,6 +167,11 @@ static int leave(double t0, int rc, const char *what) {
     return rc;
 }
 
+double dist_watch(const char *what) { return dist.on ? enter(what) : 0; }
+void dist_unwatch(double t0) {
+    if (dist.on) leave(t0, 0, "");
+}
+
 int dist_sum_f32(float *v, int64_t n, const char *what) {
     if (!dist.on) return 0;
     double t0 = enter(what);

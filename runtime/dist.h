@@ -72,6 +72,9 @@ int dist_bcast(void *v, int64_t bytes, int root, const char *what);
 void *dist_isum_f32(float *v, int64_t n, const char *what);
 void dist_progress(void *req);
 int dist_wait(void *req, const char *what);
+/* Something else that waits for the other ranks (NCCL's set-up), under the same timeout. */
+double dist_watch(const char *what);
+void dist_unwatch(double t0);
 /* Every rank says whether it is fine: -1 when all are, else the lowest rank that is not (and
  * dist.failed is set). */
 int dist_first_failed(bool ok, const char *what);

@@ -22,6 +22,7 @@
 
 #include "checkpoint.h"
 #include "dist.h"
+#include "nccl.h"
 #include "prune.h"
 #include "rng.h"
 #include "sample.h"
@@ -819,6 +820,7 @@ struct TrainSession {
     int nbucket;
     const Plan *bucket_plan; /* the plan they were cut for (pruning replans) */
     float bucket_weight;     /* this rank's share of the batch, which scales each bucket */
+    Nccl *nccl;              /* a GPU's gradient sum in device memory, or NULL (MPI, through host memory) */
 };
 
 static void hook_add(TrainSession *ts, HookPoint at, TrainHook fn) {
@@ -1028,7 +1030,7 @@ static int parts_gradient(TrainSession *ts, const Batch *b, float *loss) {
             break;
         }
         rec[2 + p - ts->part_lo] = w * l;
-        if (bucketed) continue; /* (scaled and under way) */
+        if (bucketed || ts->nccl) continue; /* (scaled and under way; NCCL scales as it sums) */
         float *v = block_get(ts), fw = (float)w;
         if (!dst) dst = v;
         for (int64_t i = 0; i < nf; i++) dst[i] = v[i] * fw;
@@ -1072,6 +1074,12 @@ static int parts_gradient(TrainSession *ts, const Batch *b, float *loss) {
             for (int64_t i = 0; i < nf; i++) acc[i] += v[i];
         }
         block_put(ts, acc);
+    } else if (ts->nccl) {
+        char err[512];
+        if (nccl_sum(ts->nccl, ex->arena + s->plan->grad_offset, nf, ts->bucket_weight, err, sizeof err)) {
+            fprintf(stderr, "nnc: error: %s%s\n", dist_who(), err);
+            return 1;
+        }
     } else if (!bucketed) {
         float *v = block_get(ts);
         if (dist_sum_f32(v, nf, "the gradient all-reduce")) return 1;
@@ -1332,6 +1340,34 @@ static int train_open(TrainSession *ts, const TrainConfig *cfg, TrainResult *res
     return 0;
 }
 
+/* On GPUs (not with shards, which gather on the host): NCCL's sum of the gradient block in device
+ * memory when every rank can open it (NNC_NCCL=0: never), else MPI's through host memory, with
+ * a note saying why. */
+static void open_nccl(TrainSession *ts) {
+    char err[512] = "", version[32] = "";
+    const char *env = getenv("NNC_NCCL");
+    bool off = env && !strcmp(env, "0");
+    Nccl *n = off ? NULL : nccl_load(version, sizeof version, err, sizeof err);
+    if (off) snprintf(err, sizeof err, "NNC_NCCL=0");
+    int bad = dist_first_failed(n != NULL, "loading NCCL");
+    if (bad < 0) bad = dist_first_failed(nccl_join(n, err, sizeof err) == 0, "joining NCCL");
+    dist.failed = false; /* (not a failure of the run) */
+    if (bad < 0) {
+        ts->nccl = n;
+        fprintf(ts->out, "data parallel: the gradient summed by NCCL %s in device memory\n", version);
+        return;
+    }
+    if (off) {
+        if (dist.rank == 0) fprintf(ts->out, "data parallel: NCCL off (NNC_NCCL=0): the gradient is summed by MPI through host memory\n");
+    } else {
+        if (err[0]) fprintf(stderr, "nnc: note: %sNCCL: %s\n", dist_who(), err);
+        if (dist.rank == 0)
+            fprintf(ts->out, "data parallel: not NCCL (rank %d could not use it; its note says why): the gradient is summed by MPI "
+                    "through host memory\n", bad);
+    }
+    nccl_close(n);
+}
+
 /* The weights (seeded, --init, or the checkpoint's), the split, the header line, the position
  * (fresh or the checkpoint's), the step and hooks, the signal handlers.  0, or 1 after
  * reporting an error (the run then ends at once). */
@@ -1354,6 +1390,7 @@ static int train_begin(TrainSession *ts) {
     ts->parts = cfg->shards > 0 ? cfg->shards : dist.size;
     NNC_ASSERT(ts->batch % ts->parts == 0 && ts->parts % dist.size == 0); /* (run.c checked) */
     dist_share(ts->parts, dist.rank, dist.size, &ts->part_lo, &ts->part_hi);
+    if (dist.size > 1 && !cfg->shards && !s->exec->dev->host_memory) open_nccl(ts);
     ts->perm = train_split_order(t, ts->data.train.n, &ts->n_valid);
     ts->n_train = ts->data.train.n - ts->n_valid;
     if (ts->n_train <= 0) {
@@ -1567,6 +1604,7 @@ static int train_end(TrainSession *ts, int rc) {
     free(ts->slot_all);
     free(ts->record);
     free(ts->bucket);
+    nccl_close(ts->nccl);
     if (ts->step_log) fclose(ts->step_log);
     if (ts->metrics) fclose(ts->metrics);
     if (rc == 0) write_results(cfg);
