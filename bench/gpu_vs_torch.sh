@@ -10,10 +10,8 @@ set -u
 case "${1:-}" in
 prepare)
   nnc=$2 D=$3
-  mkdir -p $D/lib $D/bin $D/data/fmnist_full
-  cp -L /usr/lib/x86_64-linux-gnu/libopenblas.so.0 /lib/x86_64-linux-gnu/libgfortran.so.5 /lib/x86_64-linux-gnu/libquadmath.so.0 \
-     /lib/x86_64-linux-gnu/libcjson.so.1 $D/lib/
-  (cd $D && tar cJf lib.tar.xz lib && rm -rf lib)
+  "$(dirname "$0")/../tests/cuda/gpu_trainers.sh" libs $D || exit 1
+  mkdir -p $D/bin $D/data/fmnist_full
   cp ${NNC_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}/*-ubyte.gz $D/data/fmnist_full/
   for m in fashion_mlp fashion_2c2d; do $nnc build models/$m.nn -o $D/bin/$m --target-cpu x86-64-v3 || exit 1; done
   exit 0 ;;

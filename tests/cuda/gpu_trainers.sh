@@ -1,5 +1,5 @@
 #!/bin/bash
-# gpu_trainers.sh prepare NNC DIR | run DIR: the CUDA backend on a real GPU, checked from
+# gpu_trainers.sh prepare NNC DIR | run DIR | libs DIR: the CUDA backend on a real GPU, checked from
 # standalone trainers, for a GPU machine that has a driver and CUDA but not nnc's build
 # dependencies (LLVM, flex, bison).  Not a CTest test (the suite's cuda.gpu_* tests need libnnc
 # on the GPU machine); docs/cuda.md gives what it measured.
@@ -11,13 +11,18 @@
 #     under mpirun when there is one); the logs and every step's loss in $OUT (default /tmp/gpu_out).
 set -u
 case "${1:-}" in
-prepare)
-  nnc=$2 D=$3
-  mkdir -p $D/lib $D/bin $D/data/fmnist
+libs) # the shared libraries a trainer needs beyond libc and libz, as DIR/lib.tar.xz
+  D=$2
+  mkdir -p $D/lib
   cp -L /usr/lib/x86_64-linux-gnu/libopenblas.so.0 /lib/x86_64-linux-gnu/libgfortran.so.5 /lib/x86_64-linux-gnu/libquadmath.so.0 \
      /lib/x86_64-linux-gnu/libcjson.so.1 $D/lib/
   (cd $D && tar cJf lib.tar.xz lib && rm -rf lib)
-  f=${NNC_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
+  exit 0 ;;
+prepare)
+  nnc=$2 D=$3
+  "$0" libs $D || exit 1
+  mkdir -p $D/bin $D/data/fmnist
+  f=${NNC_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
   for k in images-idx3 labels-idx1; do
     cp $f/t10k-$k-ubyte.gz $D/data/fmnist/ && cp $f/t10k-$k-ubyte.gz $D/data/fmnist/train-$k-ubyte.gz
   done
@@ -25,7 +30,7 @@ prepare)
   cp "$(dirname $nnc)/libnnc_mpi.so" $D/bin/ 2> /dev/null
   exit 0 ;;
 run) D=$(cd "$2" && pwd) ;;
-*) echo "usage: $0 prepare NNC DIR | run DIR" >&2; exit 2 ;;
+*) echo "usage: $0 prepare NNC DIR | run DIR | libs DIR" >&2; exit 2 ;;
 esac
 T=$D/bin F=$D/data/fmnist DEV=${DEV:-cuda} OUT=${OUT:-/tmp/gpu_out} L=/tmp/gpu_losses R=/tmp/gpu_runs
 rm -rf $L $R && mkdir -p $OUT /tmp/gpu_lib $L $R && tar xJf $D/lib.tar.xz -C /tmp/gpu_lib
