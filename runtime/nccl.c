@@ -95,9 +95,10 @@ int nccl_sum(Nccl *n, void *v, int64_t count, float share, char *err, size_t ner
     return rc2 ? fail(n, rc2, "ncclRedOpDestroy", err, nerr) : 0;
 }
 
+/* The library stays loaded: NCCL's own threads (ncclGetUniqueId starts one) outlive every call,
+ * and would run unmapped code after a dlclose. */
 void nccl_close(Nccl *n) {
     if (!n) return;
     if (n->comm) n->CommDestroy(n->comm);
-    dlclose(n->lib);
     free(n);
 }
