@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hvp.h"
 #include "lower.h"
 
 bool driver_parse_override(const char *text, Override *ov, char *why, size_t nwhy) {
@@ -214,6 +215,10 @@ int driver_compile_text(Compilation *c, const char *path, const char *text, size
     else
         update_graph(c->graph, &c->model->train.opt);
     programs_build(c->graph);
+    if (opt->hvp) {
+        if (!hvp_check(c->graph, &c->diag, "a Hessian-vector product")) return 1;
+        hvp_graph(c->graph);
+    }
     if (upto == STAGE_IR) return 0;
     int64_t mb = opt->max_batch > 0 ? opt->max_batch : c->model->train.batch;
     c->plan = plan_graph(c->arena, c->graph, mb, !opt->no_fuse);

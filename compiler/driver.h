@@ -18,6 +18,7 @@ typedef struct {
     int nov;
     int64_t max_batch; /* 0: the model's batch size */
     bool no_fuse;      /* --fuse=none: a kernel per op */
+    bool hvp;          /* also the `hvp` program: exact Hessian-vector products (hvp.c) */
     const WidthOverride *width; /* dense layers at other widths (pruning) */
     int nwidth;
     FILE *err;         /* diagnostics; stderr when NULL */

@@ -188,6 +188,8 @@ Fusion *fuse_graph(Arena *arena, const Graph *g, bool enabled) {
         }
     free(fill);
     for (int i = 0; i < g->noutput; i++) f.output[g->output[i].node] = true;
+    for (int p = 0; p < g->nprog; p++) /* what a program leaves for the runtime */
+        for (int r = 0; r < g->prog[p].nroot; r++) f.output[g->prog[p].root[r]] = true;
     for (int i = 0; i < g->nweight; i++)
         if (g->weight[i].grad >= 0) f.output[g->weight[i].grad] = true;
     for (int i = 0; i < g->ninput; i++)

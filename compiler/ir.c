@@ -119,7 +119,7 @@ int ir_input(Graph *g, const char *name, bool is_target, bool is_class, int64_t 
 }
 
 int ir_weight(Graph *g, const char *name, WeightKind kind, Shape shape, InitKind init, SrcLoc loc) {
-    Weight w = {.name = name, .kind = kind, .shape = shape, .init = init, .grad = -1, .of = -1, .prox = -1, .stat = -1, .prior = -1,
+    Weight w = {.name = name, .kind = kind, .shape = shape, .init = init, .grad = -1, .of = -1, .dir = -1, .hvp = -1, .prox = -1, .stat = -1, .prior = -1,
                 .space = {-1, -1}, .space_inner = {1, 1}, .loc = loc};
     int id = ir_add(g, OP_WEIGHT, DT_F32, shape, NULL, 0, loc);
     g->node[id].ref = g->nweight;

@@ -96,6 +96,9 @@ typedef struct {
                           prior was made with it */
     bool variational;  /* mu or rho of a variational layer's weight: its prior is the layer's (a KL term) */
     int of;            /* W_STATE: the weight it belongs to */
+    int dir, hvp;      /* W_PARAM in a graph with an `hvp` program (hvp.c): the node of its part of
+                          the direction v (a scratch W_STATE weight) and of its part of H v, or -1 */
+    bool scratch;      /* W_STATE: set by the runtime before each use, never saved (a direction) */
     int stat;          /* W_STAT: the node of the batch statistic it averages (running_avg) */
     double momentum;   /* W_STAT: the running average's weight on the batch's value */
     SrcLoc loc;

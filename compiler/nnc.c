@@ -1,4 +1,4 @@
-/* nnc.c: the command line tool.  Subcommands check, train, emit, gradcheck; exit status 0 on
+/* nnc.c: the command line tool.  Subcommands check, train, emit, gradcheck, hvp, build; exit status 0 on
  * success, 1 for an error in the user's model or data, 2 for bad usage.  Everything it does
  * is a call into libnnc (driver.h, the backends, the runtime). */
 #include <stdio.h>
@@ -23,6 +23,8 @@ static const char usage[] =
     "  gradcheck FILE          check the model's gradients: finite differences, LLVM vs reference\n"
     "  emit WHAT FILE          print generated code: --ast, --ir, --plan, --llvm, --asm, --cuda, --ptx\n"
     "  build FILE -o NAME      a standalone trainer executable for the model (NAME --help says how to use it)\n"
+    "  hvp FILE                the Hessian of the training loss: its extreme eigenvalues by Lanczos over\n"
+    "                          Hessian-vector products, and a condition-number estimate\n"
     "  --help                  this text\n"
     "  --version               the version of nnc and of LLVM it uses\n"
     "\n"
@@ -44,6 +46,14 @@ static const char usage[] =
     "  --collective-timeout S  train under mpirun: a rank that waits S s for the others ends the job (300)\n"
     "  --device DEV            train, gradcheck: cpu (default), cuda, cuda-emu (the CUDA code run on\n"
     "                          the host, for testing), or auto (CUDA when available, else the CPU)\n"
+    "  --checkpoint C          hvp: the weights of checkpoint C (default: the seeded initial weights)\n"
+    "  --method M              hvp: exact (reverse over reverse, default) or fd (differences of gradients)\n"
+    "  --batches N             hvp: the Hessian on the first N batches of the training data (default 8; all)\n"
+    "  --iterations N          hvp: Lanczos iterations (default 30)\n"
+    "  --top K                 hvp: the K largest eigenvalues printed (default 5)\n"
+    "  --fd-step H             hvp --method fd: the RMS per element of the step h v (default 1e-3)\n"
+    "  --dense FILE.npy        hvp: also the dense Hessian, column by column (at most 20000 weights)\n"
+    "  --hvp                   emit: with the program of exact Hessian-vector products (hvp)\n"
     "  --arch SM               emit --ptx: the GPU architecture (default sm_90)\n"
     "  --fuse=none             a kernel per op, no fusion (the same results, for checking; default --fuse=all)\n"
     "  -o NAME                 build: the executable to write\n"
@@ -60,6 +70,7 @@ typedef struct {
     const char *arch;
     const char *output, *target_cpu, *keep;
     RunOptions run; /* --set, --device, --fuse and the train options */
+    HvpOptions hvp;
     Override ov[RUN_MAX_SETS];
 } Args;
 
@@ -70,8 +81,37 @@ static int usage_error(const char *fmt, const char *arg) {
     return 2;
 }
 
+/* hvp's options; -1 with the reason in why. */
+static int parse_hvp_option(Args *a, const char *opt, const char *val, char *why, size_t nwhy) {
+    HvpOptions *h = &a->hvp;
+    char *end = NULL;
+    if (!strcmp(opt, "--checkpoint")) {
+        a->run.checkpoint = val;
+    } else if (!strcmp(opt, "--dense")) {
+        h->dense = val;
+    } else if (!strcmp(opt, "--method")) {
+        if (strcmp(val, "exact") && strcmp(val, "fd")) return util_fail(why, nwhy, "--method must be exact or fd, not '%s'", val);
+        h->method = val[0] == 'f' ? HVP_FD : HVP_EXACT;
+    } else if (!strcmp(opt, "--fd-step")) {
+        h->fd_step = strtod(val, &end);
+        if (*end || !(h->fd_step > 0)) return util_fail(why, nwhy, "--fd-step needs a positive number, not '%s'", val);
+    } else if (!strcmp(opt, "--batches") && !strcmp(val, "all")) {
+        h->batches = 0;
+    } else {
+        long long n = strtoll(val, &end, 10);
+        if (*end || n < 1 || n > 1000000000)
+            return util_fail(why, nwhy, "%s needs a positive whole number%s, not '%s'", opt,
+                             !strcmp(opt, "--batches") ? " or all" : "", val);
+        if (opt[2] == 'b') h->batches = n;
+        if (opt[2] == 'i') h->iterations = (int)n;
+        if (opt[2] == 't') h->top = (int)n;
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, Args *a) {
     memset(a, 0, sizeof *a);
+    a->hvp = (HvpOptions){.method = HVP_EXACT, .batches = 8};
     a->run = (RunOptions){.ov = a->ov, .progress = -1, .checkpoint_every = 1};
     if (argc < 2) return usage_error("%s", "no command given");
     a->cmd = argv[1];
@@ -85,6 +125,12 @@ static int parse_args(int argc, char **argv, Args *a) {
         } else if (!strcmp(s, "--arch") || !strcmp(s, "-o") || !strcmp(s, "--target-cpu") || !strcmp(s, "--keep-kernels")) {
             if (i + 1 >= argc) return usage_error("%s needs a value", s);
             *(s[1] == 'o' ? &a->output : s[2] == 'a' ? &a->arch : s[2] == 't' ? &a->target_cpu : &a->keep) = argv[++i];
+        } else if (!strcmp(s, "--checkpoint") || !strcmp(s, "--method") || !strcmp(s, "--batches") ||
+                   !strcmp(s, "--iterations") || !strcmp(s, "--top") || !strcmp(s, "--fd-step") || !strcmp(s, "--dense")) {
+            if (i + 1 >= argc) return usage_error("%s needs a value", s);
+            if (parse_hvp_option(a, s, argv[++i], why, sizeof why)) return usage_error("%s", why);
+        } else if (!strcmp(s, "--hvp")) {
+            a->run.hvp = true;
         } else if (!strcmp(s, "--fuse=none") || !strcmp(s, "--fuse=all")) {
             a->run.no_fuse = s[7] == 'n';
         } else if (!strcmp(a->cmd, "emit") && !a->emit && s[0] == '-' && s[1] == '-') {
@@ -125,7 +171,7 @@ static int cmd_emit(Args *a) {
         if (a->emit && !strcmp(a->emit, what[i])) w = i;
     if (w < 0) return usage_error("emit needs one of --ast, --ir, --plan, --llvm, --asm, --cuda, --ptx%s", "");
     Compilation c;
-    CompileOptions o = {.ov = a->ov, .nov = a->run.nov, .no_fuse = a->run.no_fuse};
+    CompileOptions o = {.ov = a->ov, .nov = a->run.nov, .no_fuse = a->run.no_fuse, .hvp = a->run.hvp};
     int rc = driver_compile(&c, a->file, &o, w == 0 ? STAGE_PARSE : w == 1 ? STAGE_IR : STAGE_PLAN);
     if (rc == 0) {
         StrBuf b = {0};
@@ -229,7 +275,10 @@ int main(int argc, char **argv) {
         rc = cmd_train(&a);
     else if (!strcmp(a.cmd, "gradcheck"))
         rc = cmd_gradcheck(&a);
-    else if (!strcmp(a.cmd, "emit"))
+    else if (!strcmp(a.cmd, "hvp")) {
+        a.run.path = a.file;
+        rc = run_hvp(&a.run, &a.hvp);
+    } else if (!strcmp(a.cmd, "emit"))
         rc = cmd_emit(&a);
     else if (!strcmp(a.cmd, "build"))
         rc = a.output ? build_trainer(&(BuildOptions){.file = a.file, .out = a.output, .cpu = a.target_cpu, .keep = a.keep,

@@ -204,6 +204,19 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
     for (int i = 0; i < g->noutput; i++) p->buf[p->node_buf[g->output[i].node]].last = end;
     for (int id = 0; id < g->nnode; id++)
         if (is_grad[id] || op_info[g->node[id].op].cls == OC_UPDATE) p->buf[p->node_buf[id]].last = end;
+    for (int pr = 0; pr < g->nprog; pr++) /* what a program leaves for the runtime to read */
+        for (int r = 0; r < g->prog[pr].nroot; r++) p->buf[p->node_buf[g->prog[pr].root[r]]].last = end;
+    /* A value that a program reads from the one it runs after lives to the end, so that the
+     * later program may run again (hvp, once per direction) on what the earlier one left. */
+    uint32_t *progs = util_calloc((size_t)g->nnode + 1, sizeof(uint32_t));
+    fuse_program_masks(g, progs);
+    for (int id = 0; id < g->nnode; id++) {
+        if (fu->group[id] < 0) continue;
+        for (int i = 0; i < g->node[id].nin; i++) {
+            int in = g->node[id].in[i], b = p->node_buf[in];
+            if (b >= 0 && p->buf[b].kind >= BUF_GRAD && (progs[id] & ~progs[p->buf[b].node])) p->buf[b].last = end;
+        }
+    }
     int64_t off = 0;
     for (int i = 0; i < p->nbuf; i++) {
         Buffer *b = &p->buf[i];
@@ -224,8 +237,6 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
             if (live[kd] > p->peak_by_kind[kd]) p->peak_by_kind[kd] = live[kd];
     }
     /* kernels, one per group, in order */
-    uint32_t *progs = util_calloc((size_t)g->nnode + 1, sizeof(uint32_t));
-    fuse_program_masks(g, progs);
     p->nprog = g->nprog;
     p->prog = arena_alloc(arena, sizeof(ProgramPlan) * (size_t)(g->nprog + 1));
     for (int pr = 0; pr < p->nprog; pr++)

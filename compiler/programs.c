@@ -8,8 +8,8 @@
  * trained weight and differentiated input), `update` (the optimiser's update nodes and the
  * running averages, after `grad`), and `eval` (the loss, metrics and statistics outputs, in
  * evaluation mode).  With a sampler, `update` holds its momentum steps (hmc_kick) and a fourth
- * program, `drift`, its position steps (hmc_drift).  A Hessian-vector product would be another
- * program, added here with its roots. */
+ * program, `drift`, its position steps (hmc_drift).  When asked for, hvp.c adds `hvp` (exact
+ * Hessian-vector products, after `grad`). */
 #include "lower.h"
 
 int programs_add(Graph *g, const char *name, bool train, int after) {

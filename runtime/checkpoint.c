@@ -13,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool stored(const Buffer *b) { return b->kind == BUF_WEIGHT || b->kind == BUF_STATE; }
+/* Parameters and optimiser state; not a scratch state (a Hessian-vector product's direction). */
+static bool stored(const Plan *p, const Buffer *b) {
+    return b->kind == BUF_WEIGHT || (b->kind == BUF_STATE && !p->g->weight[b->weight].scratch);
+}
 
 /* ---- writing ---- */
 
@@ -31,7 +34,7 @@ int checkpoint_write(const char *path, const Exec *e, const TrainState *s, const
     int n = 0;
     for (int i = 0; i < p->nbuf; i++) {
         const Buffer *b = &p->buf[i];
-        if (!stored(b)) continue;
+        if (!stored(p, b)) continue;
         const Weight *w = &g->weight[b->weight];
         StTensor *x = &t[n++];
         x->name = b->name;
@@ -262,7 +265,7 @@ int checkpoint_load(const Checkpoint *c, Exec *e, bool params_only, char *err, s
     const Plan *p = e->plan;
     for (int i = 0; i < p->nbuf; i++) {
         const Buffer *b = &p->buf[i];
-        if (!stored(b) || (params_only && b->kind != BUF_WEIGHT)) continue;
+        if (!stored(p, b) || (params_only && b->kind != BUF_WEIGHT)) continue;
         const StTensor *t = matching(c->st, e, b, "the checkpoint", err, nerr);
         if (!t) return -1;
         if (t->dtype != ST_F32) return util_fail(err, nerr, "the checkpoint: tensor '%s' is not F32", b->name);
@@ -316,7 +319,7 @@ int weights_load(const char *path, Exec *e, FILE *report) {
     for (int i = 0; i < st_count(st); i++) { /* tensors the model does not have */
         const StTensor *t = st_get(st, i);
         bool known = !strncmp(t->name, "head.", 5); /* a fitted head: not a weight, refitted after training */
-        for (int k = 0; k < p->nbuf && !known; k++) known = stored(&p->buf[k]) && !strcmp(p->buf[k].name, t->name);
+        for (int k = 0; k < p->nbuf && !known; k++) known = stored(p, &p->buf[k]) && !strcmp(p->buf[k].name, t->name);
         if (!known) {
             fprintf(report, "nnc: error: %s: tensor '%s' is not a weight of this model\n", path, t->name);
             problems++;

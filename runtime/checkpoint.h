@@ -38,7 +38,7 @@ typedef struct {
 int checkpoint_write(const char *path, const Exec *e, const TrainState *s, const RunIdentity *id, char *err,
                      size_t nerr);
 
-typedef struct {
+typedef struct Checkpoint {
     SafeTensors *st;
     TrainState state;
     WidthOverride width[64]; /* the layers' widths when it was written */

@@ -11,7 +11,7 @@ typedef struct {
     uint64_t s[4];
 } Rng;
 
-enum { RNG_INIT = 1, RNG_SPLIT = 2, RNG_SHUFFLE = 3, RNG_SAMPLE = 4 };
+enum { RNG_INIT = 1, RNG_SPLIT = 2, RNG_SHUFFLE = 3, RNG_SAMPLE = 4, RNG_HESSIAN = 5 };
 
 void rng_seed(Rng *r, uint64_t seed, uint64_t stream);
 uint64_t rng_next(Rng *r);

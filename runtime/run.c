@@ -36,7 +36,7 @@ static void source_hash(const Compilation *c, char out[17]) {
 Built *run_build(const RunOptions *o, const WidthOverride *width, int nwidth, int64_t max_batch) {
     Built *b = util_calloc(1, sizeof *b);
     CompileOptions co = {.ov = o->ov, .nov = o->nov, .max_batch = max_batch, .no_fuse = o->no_fuse, .width = width,
-                         .nwidth = nwidth};
+                         .nwidth = nwidth, .hvp = o->hvp};
     int rc = compile(o, &co, STAGE_PLAN, &b->c);
     char err[1024];
     if (rc == 0 && exec_new(&b->e, b->c.plan, o->device, stderr, err, sizeof err)) {
@@ -451,11 +451,7 @@ static void scalars_at_checkpoint(const Checkpoint *ck, const Model *m, Exec *e)
     if (st->step > 0) train_step_scalars(m, e, st->step, spe, train_total_steps(&m->train, spe), NULL, NULL);
 }
 
-/* eval, predict: the model at the checkpoint's widths, with its trained weights (and model
- * statistics: batch_norm's running averages) and the scalars of its last step.  The
- * checkpoint must be of this model (name and source hash; its settings may differ); NULL after
- * printing why. */
-static Built *from_checkpoint(const RunOptions *o, Checkpoint *ck) {
+Built *run_from_checkpoint(const RunOptions *o, Checkpoint *ck) {
     Compilation c;
     CompileOptions co = {.ov = o->ov, .nov = o->nov};
     int rc = compile(o, &co, STAGE_CHECK, &c);
@@ -547,7 +543,7 @@ static int eval_draws(const RunOptions *o) {
 int run_eval(const RunOptions *o) {
     if (o->draws) return eval_draws(o);
     Checkpoint ck;
-    Built *b = from_checkpoint(o, &ck);
+    Built *b = run_from_checkpoint(o, &ck);
     if (!b) return 1;
     int rc = apply_data(o, b->c.model, b->c.arena);
     if (rc == 0) {
@@ -663,7 +659,7 @@ int run_predict(const RunOptions *o) {
     }
     Checkpoint ck = {0};
     Draws draws = {0};
-    Built *b = o->draws ? from_draws(o, &draws) : from_checkpoint(o, &ck);
+    Built *b = o->draws ? from_draws(o, &draws) : run_from_checkpoint(o, &ck);
     if (!b) return 1;
     const Graph *g = b->c.graph;
     enum { MAX_HEADS = 64 };

@@ -8,6 +8,7 @@
 
 #include "driver.h"
 #include "exec.h"
+#include "hessian.h"
 
 typedef struct {
     const char *path;   /* the model file: messages, and the directory relative data paths use */
@@ -32,6 +33,7 @@ typedef struct {
     const char *built;    /* a trainer: how it was built, for the training header; NULL in nnc */
     int64_t shards;       /* --deterministic-reduce[=S]: the batch in S shards (4 when not given); 0: off */
     double collective_timeout; /* --collective-timeout S: seconds a rank waits for the others; 0: dist.h's default */
+    bool hvp;             /* compile the hvp program too (compiler/hvp.c) */
 } RunOptions;
 
 /* The options `nnc train` and a trainer's `train` share: --set NAME=VALUE (or --set=NAME=VALUE),
@@ -49,6 +51,17 @@ int run_predict(const RunOptions *o);
  * size of its CUDA C. */
 int run_info(const RunOptions *o, const char *build_info, const char *cuda_source);
 
+/* `nnc hvp`: the Hessian's extreme eigenvalues at o->checkpoint (or the initial weights). */
+typedef struct {
+    HvpMethod method;
+    int64_t batches;  /* the first N batches of the training data; <= 0: all */
+    int iterations;   /* Lanczos steps (30) */
+    int top;          /* eigenvalues printed (5) */
+    double fd_step;   /* HVP_FD: the RMS of h v per element; 0: hessian.c's default */
+    const char *dense; /* also the dense Hessian, to this .npy file */
+} HvpOptions;
+int run_hvp(const RunOptions *o, const HvpOptions *h);
+
 /* A compiled model on a device. */
 typedef struct {
     Compilation c;
@@ -59,5 +72,11 @@ typedef struct {
  * `max_batch` 0 is the model's batch size. */
 Built *run_build(const RunOptions *o, const WidthOverride *width, int nwidth, int64_t max_batch);
 void run_free(Built *b);
+/* eval, predict, hvp: the model at the checkpoint's widths, with its trained weights (and model
+ * statistics: batch_norm's running averages) and the scalars of its last step.  The
+ * checkpoint must be of this model (name and source hash; its settings may differ); NULL after
+ * printing why.  checkpoint_close(ck) once done. */
+struct Checkpoint;
+Built *run_from_checkpoint(const RunOptions *o, struct Checkpoint *ck);
 
 #endif

@@ -1,0 +1,104 @@
+/* hvp_command.c: `nnc hvp FILE`, the curvature of a model's training loss at a checkpoint (or
+ * at its seeded initial weights): the extreme eigenvalues of the Hessian by Lanczos over
+ * Hessian-vector products (hessian.c), a condition-number estimate, the cost of a product
+ * against a gradient, and on request the dense Hessian as a .npy file. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "hessian.h"
+#include "npy.h"
+#include "run.h"
+#include "train.h"
+
+enum { DENSE_MAX = 20000 };
+
+static int report(const RunOptions *o, const HvpOptions *ho, Built *b) {
+    Exec *e = &b->e;
+    const Model *m = b->c.model;
+    char err[1024];
+    ModelData data;
+    if (train_load_data(m, e->g, &data, err, sizeof err)) {
+        fprintf(stderr, "nnc: error: %s\n", err);
+        return 1;
+    }
+    exec_set_scalars(e, SC_DATA_INV_N, 1.0 / (double)data.train.n);
+    Hessian h;
+    int rc = hessian_open(&h, e, ho->method, &data.train, ho->batches, e->plan->max_batch, err, sizeof err);
+    if (rc == 0 && ho->fd_step > 0) h.fd_step = ho->fd_step;
+    if (rc == 0 && ho->dense && h.n > DENSE_MAX)
+        rc = util_fail(err, sizeof err, "--dense: the model has %lld trained weights; a dense Hessian is written for at most %d",
+                       (long long)h.n, DENSE_MAX);
+    if (rc == 0) {
+        printf("Hessian of %s's training loss at %s: %lld weights, %lld samples (%lld batch%s of %lld) of %s\n", m->name,
+               o->checkpoint ? o->checkpoint : "its initial weights", (long long)h.n, (long long)h.nsamples,
+               (long long)h.nbatch, h.nbatch == 1 ? "" : "es", (long long)h.rows, data.train.name);
+        double *gr = util_calloc((size_t)h.n, sizeof(double)), gn = 0;
+        rc = hessian_gradient(&h, gr, err, sizeof err);
+        for (int64_t i = 0; i < h.n && rc == 0; i++) gn += gr[i] * gr[i];
+        if (rc == 0) printf("gradient norm %.6g\n", sqrt(gn));
+        free(gr);
+    }
+    int iters = ho->iterations > 0 ? ho->iterations : 30, nritz = 0;
+    double *ritz = util_calloc((size_t)iters + 1, sizeof(double)), *resid = util_calloc((size_t)iters + 1, sizeof(double));
+    double t0 = util_now();
+    if (rc == 0) rc = hessian_lanczos(&h, iters, m->train.seed, ritz, resid, &nritz, err, sizeof err);
+    if (rc == 0) {
+        double hvp_each = h.hvp_s / (double)(h.products ? h.products : 1), grad_each = h.grad_s / (double)(h.grads ? h.grads : 1);
+        printf("%s Hessian-vector products (%s): %lld in %.2f s; each %.3f ms%s, a gradient %.3f ms (per batch of %lld)\n",
+               ho->method == HVP_EXACT ? "exact" : "finite-difference",
+               ho->method == HVP_EXACT ? "reverse over reverse" : "central differences of two gradients",
+               (long long)h.products, util_now() - t0, 1e3 * hvp_each / (double)h.nbatch,
+               ho->method == HVP_EXACT ? " past its gradient" : "", 1e3 * grad_each, (long long)h.rows);
+        int top = ho->top > 0 ? ho->top : 5;
+        if (top > nritz) top = nritz;
+        printf("Lanczos, %d iterations: the top eigenvalues (Ritz values, with a bound on each one's residual)\n", nritz);
+        for (int i = 0; i < top; i++) printf("  %2d  %14.6g  +- %.2g\n", i + 1, ritz[nritz - 1 - i], resid[nritz - 1 - i]);
+        double lmax = ritz[nritz - 1], lmin = ritz[0];
+        printf("  smallest Ritz value %.6g  +- %.2g\n", lmin, resid[0]);
+        if (lmin > 0)
+            printf("condition number estimate lambda_max / lambda_min: %.6g\n", lmax / lmin);
+        else
+            printf("condition number estimate |lambda_max / lambda_min|: %.6g (not positive definite here: lambda_min <= 0)\n",
+                   lmin != 0 ? fabs(lmax / lmin) : INFINITY);
+    }
+    free(ritz);
+    free(resid);
+    if (rc == 0 && ho->dense) {
+        double *H = hessian_dense(&h, err, sizeof err);
+        if (!H) rc = -1;
+        float *f = H ? util_calloc((size_t)h.n * (size_t)h.n, sizeof(float)) : NULL;
+        for (int64_t i = 0; H && i < h.n * h.n; i++) f[i] = (float)H[i];
+        int64_t shape[2] = {h.n, h.n};
+        if (H && npy_write_f32(ho->dense, f, 2, shape, err, sizeof err)) rc = -1;
+        if (rc == 0) printf("dense Hessian %lld x %lld (column by column, symmetrised) written to %s\n", (long long)h.n, (long long)h.n, ho->dense);
+        free(f);
+        free(H);
+    }
+    if (rc) fprintf(stderr, "nnc: error: %s\n", err);
+    hessian_close(&h);
+    train_free_data(&data);
+    return rc ? 1 : 0;
+}
+
+int run_hvp(const RunOptions *o, const HvpOptions *ho) {
+    RunOptions ro = *o;
+    ro.hvp = true; /* for HVP_FD too: the loss is checked the same way */
+    Checkpoint ck;
+    Built *b;
+    if (o->checkpoint) {
+        b = run_from_checkpoint(&ro, &ck);
+    } else {
+        b = run_build(&ro, NULL, 0, 0);
+        if (b) {
+            train_init_weights(&b->e, b->c.model->train.seed);
+            exec_reset_scalars(&b->e);
+        }
+    }
+    if (!b) return 1;
+    int rc = report(o, ho, b);
+    if (o->checkpoint) checkpoint_close(&ck);
+    run_free(b);
+    return rc;
+}
