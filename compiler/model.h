@@ -30,14 +30,20 @@ typedef struct {
     int narray;
 } DataSpec;
 
-typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } OptKind;
+typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_ADAGRAD } OptKind;
 
 typedef struct {
     OptKind kind;
     SrcLoc loc;
     double lr, momentum, weight_decay, beta1, beta2, eps;
+    double alpha;               /* rmsprop: the decay of the average of squared gradients */
+    double initial_accumulator; /* adagrad: where the sum of squared gradients starts */
     bool nesterov;
 } OptSpec;
+/* The optimizer's name as a model writes it: sgd, momentum (sgd with momentum), adam, adamw,
+ * rmsprop, adagrad; and its hyperparameters, "name = value" joined by ", " into buf. */
+const char *opt_name(const OptSpec *o);
+const char *opt_hyperparams(const OptSpec *o, char *buf, size_t n);
 
 /* A schedule: a value computed before every optimiser step from the step and epoch counts.
  * Nodes form a tree (root last).  Quantities are in steps or in epochs (resolved at run time,

@@ -151,6 +151,23 @@ static void build_update(KBuilder *kb, const Node *n, int node) {
         kb_out(kb, KO_STORE, pa, shrink(kb, n, B(SUB, p0, B(DIV, B(MUL, step, m), den)), den));
         break;
     }
+    case OP_RMSPROP: case OP_RMSPROP_MOMENTUM: case OP_ADAGRAD: {
+        bool ada = n->op == OP_ADAGRAD;
+        double eps = n->attr[ada ? 0 : 1], wd = n->attr[ada ? 1 : 2], alpha = n->attr[0];
+        int d = wd != 0 ? B(ADD, gr, B(MUL, C(wd), p)) : gr;
+        int va = kb_arg(kb, kb->plan->node_buf[n->in[2]], true, true), v0 = kb_load_arg(kb, va, IX_ELEM);
+        int v = ada ? B(ADD, v0, B(MUL, d, d)) : B(ADD, B(MUL, C(alpha), v0), B(MUL, C(1 - alpha), B(MUL, d, d)));
+        int den = B(ADD, U(SQRT, v), C(eps)), lr = kb_node(kb, n->in[n->nin - 2]);
+        int step = B(DIV, d, den);
+        kb_out(kb, KO_STORE, va, v);
+        if (n->op == OP_RMSPROP_MOMENTUM) {
+            int ba = kb_arg(kb, kb->plan->node_buf[n->in[3]], true, true);
+            step = B(ADD, B(MUL, C(n->attr[3]), kb_load_arg(kb, ba, IX_ELEM)), step);
+            kb_out(kb, KO_STORE, ba, step);
+        }
+        kb_out(kb, KO_STORE, pa, shrink(kb, n, B(SUB, p, B(MUL, lr, step)), den));
+        break;
+    }
     case OP_HMC_KICK: /* p is the momentum r */
         kb_out(kb, KO_STORE, pa, B(SUB, p, B(MUL, kb_node(kb, n->in[2]), gr)));
         break;

@@ -187,6 +187,39 @@ static bool check_data(Sema *s, const Ast *e, DataSpec *d, bool is_test) {
     return false;
 }
 
+const char *opt_name(const OptSpec *o) {
+    switch (o->kind) {
+    case OPT_SGD: return o->momentum > 0 ? "momentum" : "sgd";
+    case OPT_ADAM: return "adam";
+    case OPT_ADAMW: return "adamw";
+    case OPT_RMSPROP: return "rmsprop";
+    case OPT_ADAGRAD: return "adagrad";
+    }
+    return "?";
+}
+
+const char *opt_hyperparams(const OptSpec *o, char *buf, size_t n) {
+    switch (o->kind) {
+    case OPT_SGD:
+        snprintf(buf, n, "lr = %g, momentum = %g, nesterov = %s, weight_decay = %g", o->lr, o->momentum,
+                 o->nesterov ? "true" : "false", o->weight_decay);
+        break;
+    case OPT_ADAM: case OPT_ADAMW:
+        snprintf(buf, n, "lr = %g, beta1 = %g, beta2 = %g, eps = %g, weight_decay = %g", o->lr, o->beta1, o->beta2, o->eps,
+                 o->weight_decay);
+        break;
+    case OPT_RMSPROP:
+        snprintf(buf, n, "lr = %g, alpha = %g, eps = %g, momentum = %g, weight_decay = %g", o->lr, o->alpha, o->eps,
+                 o->momentum, o->weight_decay);
+        break;
+    case OPT_ADAGRAD:
+        snprintf(buf, n, "lr = %g, eps = %g, initial_accumulator = %g, weight_decay = %g", o->lr, o->eps,
+                 o->initial_accumulator, o->weight_decay);
+        break;
+    }
+    return buf;
+}
+
 static bool check_optimizer(Sema *s, const Ast *e, OptSpec *o) {
     static const char *const names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad", "momentum", "nesterov"};
     if (e->kind != AST_CALL && e->kind != AST_NAME) {
@@ -199,9 +232,12 @@ static bool check_optimizer(Sema *s, const Ast *e, OptSpec *o) {
     const Ast **a;
     memset(o, 0, sizeof *o);
     o->loc = e->loc;
-    if (!strcmp(name, "sgd")) {
-        static const ArgSpec spec[] = {{"lr", A_NUM, true, 0}, {"momentum", A_NUM, false, 0},
-                                       {"nesterov", A_BOOL, false, 0}, {"weight_decay", A_NUM, false, 0}};
+    if (!strcmp(name, "sgd") || !strcmp(name, "momentum")) { /* momentum(...): sgd whose momentum defaults to 0.9 */
+        static const ArgSpec sgd[] = {{"lr", A_NUM, true, 0}, {"momentum", A_NUM, false, 0},
+                                      {"nesterov", A_BOOL, false, 0}, {"weight_decay", A_NUM, false, 0}};
+        ArgSpec spec[4];
+        memcpy(spec, sgd, sizeof spec);
+        if (name[0] == 'm') spec[1].def = 0.9;
         if (!(a = sema_args_bind(s, name, e->loc, spec, 4, args, nargs))) return false;
         o->kind = OPT_SGD;
         if (!sema_args_num(s, a[0], &spec[0], &o->lr) || !sema_args_num(s, a[1], &spec[1], &o->momentum) ||
@@ -237,19 +273,52 @@ static bool check_optimizer(Sema *s, const Ast *e, OptSpec *o) {
             err(s, a[3] ? a[3]->loc : e->loc, "eps must be positive");
             return false;
         }
-    } else if (!strcmp(name, "rmsprop") || !strcmp(name, "adagrad")) {
-        err(s, e->loc, "the %s optimizer is not implemented yet", name);
-        return false;
-    } else if (!strcmp(name, "momentum") || !strcmp(name, "nesterov")) {
-        err(s, e->loc, "'%s' is an option of sgd: sgd(lr = 0.1, momentum = 0.9%s)", name,
-            name[0] == 'n' ? ", nesterov = true" : "");
+    } else if (!strcmp(name, "rmsprop")) { /* PyTorch's defaults */
+        static const ArgSpec spec[] = {{"lr", A_NUM, false, 1e-2}, {"alpha", A_NUM, false, 0.99}, {"eps", A_NUM, false, 1e-8},
+                                       {"momentum", A_NUM, false, 0}, {"weight_decay", A_NUM, false, 0}};
+        if (!(a = sema_args_bind(s, name, e->loc, spec, 5, args, nargs))) return false;
+        o->kind = OPT_RMSPROP;
+        if (!sema_args_num(s, a[0], &spec[0], &o->lr) || !sema_args_num(s, a[1], &spec[1], &o->alpha) ||
+            !sema_args_num(s, a[2], &spec[2], &o->eps) || !sema_args_num(s, a[3], &spec[3], &o->momentum) ||
+            !sema_args_num(s, a[4], &spec[4], &o->weight_decay))
+            return false;
+        if (o->alpha < 0 || o->alpha >= 1) {
+            err(s, a[1] ? a[1]->loc : e->loc, "alpha must be in [0, 1), got %g", o->alpha);
+            return false;
+        }
+        if (o->momentum < 0 || o->momentum >= 1) {
+            err(s, a[3] ? a[3]->loc : e->loc, "momentum must be in [0, 1), got %g", o->momentum);
+            return false;
+        }
+        if (o->eps <= 0) {
+            err(s, a[2] ? a[2]->loc : e->loc, "eps must be positive");
+            return false;
+        }
+    } else if (!strcmp(name, "adagrad")) { /* PyTorch's defaults */
+        static const ArgSpec spec[] = {{"lr", A_NUM, false, 1e-2}, {"eps", A_NUM, false, 1e-10},
+                                       {"initial_accumulator", A_NUM, false, 0}, {"weight_decay", A_NUM, false, 0}};
+        if (!(a = sema_args_bind(s, name, e->loc, spec, 4, args, nargs))) return false;
+        o->kind = OPT_ADAGRAD;
+        if (!sema_args_num(s, a[0], &spec[0], &o->lr) || !sema_args_num(s, a[1], &spec[1], &o->eps) ||
+            !sema_args_num(s, a[2], &spec[2], &o->initial_accumulator) || !sema_args_num(s, a[3], &spec[3], &o->weight_decay))
+            return false;
+        if (o->eps <= 0) {
+            err(s, a[1] ? a[1]->loc : e->loc, "eps must be positive");
+            return false;
+        }
+        if (o->initial_accumulator < 0) {
+            err(s, a[2]->loc, "initial_accumulator must not be negative");
+            return false;
+        }
+    } else if (!strcmp(name, "nesterov")) {
+        err(s, e->loc, "'nesterov' is an option of sgd and momentum: momentum(lr = 0.1, nesterov = true)");
         return false;
     } else {
         const char *near = diag_suggest(name, names, 7);
         if (near)
             err(s, e->loc, "unknown optimizer '%s'; did you mean '%s'?", diag_name(name), near);
         else
-            err(s, e->loc, "unknown optimizer '%s'; use sgd, adam or adamw", diag_name(name));
+            err(s, e->loc, "unknown optimizer '%s'; use sgd, momentum, adam, adamw, rmsprop or adagrad", diag_name(name));
         return false;
     }
     if (o->lr <= 0) {

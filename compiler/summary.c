@@ -213,12 +213,10 @@ void summary_print(StrBuf *b, const Compilation *c) {
                      "lambda = %g, parallel = %s)\n",
                   sp->lr, (long long)sp->samples, (long long)sp->burnin, (long long)sp->thin, (long long)sp->chains,
                   sp->precondition ? "true" : "false", sp->alpha, sp->lambda, sp->parallel ? "true" : "false");
-    else if (o->kind == OPT_SGD)
-        sb_printf(b, "optimizer: sgd(lr = %g, momentum = %g, nesterov = %s, weight_decay = %g)\n", o->lr,
-                  o->momentum, o->nesterov ? "true" : "false", o->weight_decay);
-    else
-        sb_printf(b, "optimizer: %s(lr = %g, beta1 = %g, beta2 = %g, eps = %g, weight_decay = %g)\n",
-                  o->kind == OPT_ADAMW ? "adamw" : "adam", o->lr, o->beta1, o->beta2, o->eps, o->weight_decay);
+    else {
+        char hp[256];
+        sb_printf(b, "optimizer: %s(%s)\n", o->kind == OPT_SGD ? "sgd" : opt_name(o), opt_hyperparams(o, hp, sizeof hp));
+    }
     if (m->nmetric) {
         sb_puts(b, "metrics:");
         for (int i = 0; i < m->nmetric; i++) sb_printf(b, " %s", m->metric[i].name);

@@ -1,6 +1,6 @@
 /* update.c: appends the optimiser step (or a sampler's leapfrog ops) to a differentiated graph: one update node per trained
  * weight (sgd, sgd_momentum, adam), with optimiser state weights named after the weight
- * (h1.weight.momentum, h1.weight.adam_m, h1.weight.adam_v) and run-time scalar slots for the
+ * (h1.weight.momentum, h1.weight.adam_m, h1.weight.adam_v, h1.weight.rmsprop_v, h1.weight.adagrad_sum) and run-time scalar slots for the
  * learning rate and Adam's bias corrections, which the runtime sets before every step.  A
  * weight with an L1 penalty applied proximally (a gate) gets the threshold lr * lambda.  Each
  * model statistic (W_STAT, batch_norm's running mean and variance) gets a running_avg node
@@ -27,7 +27,7 @@ void update_graph(Graph *g, const OptSpec *opt) {
         if (w.kind != W_PARAM || w.grad < 0) continue;
         if (lr < 0) {
             lr = ir_scalar(g, "lr", SC_LR, opt->lr, opt->loc);
-            if (opt->kind != OPT_SGD) {
+            if (opt->kind == OPT_ADAM || opt->kind == OPT_ADAMW) {
                 step = ir_scalar(g, "adam_step", SC_ADAM_STEP, opt->lr, opt->loc);
                 bc2 = ir_scalar(g, "adam_bc2_sqrt", SC_ADAM_BC2_SQRT, 1.0, opt->loc);
             }
@@ -44,6 +44,28 @@ void update_graph(Graph *g, const OptSpec *opt) {
             in[2] = state(g, &w, wi, "momentum");
             in[3] = lr;
             nin = 5;
+        } else if (opt->kind == OPT_RMSPROP) {
+            in[2] = state(g, &w, wi, "rmsprop_v");
+            if (opt->momentum > 0) {
+                op = OP_RMSPROP_MOMENTUM;
+                in[3] = state(g, &w, wi, "momentum");
+                in[4] = lr;
+                nin = 6;
+            } else {
+                op = OP_RMSPROP;
+                in[3] = lr;
+                nin = 5;
+            }
+        } else if (opt->kind == OPT_ADAGRAD) {
+            op = OP_ADAGRAD;
+            in[2] = state(g, &w, wi, "adagrad_sum");
+            if (opt->initial_accumulator != 0) {
+                Weight *sw = &g->weight[g->node[in[2]].ref];
+                sw->init = INIT_CONST;
+                sw->init_value = opt->initial_accumulator;
+            }
+            in[3] = lr;
+            nin = 5;
         } else {
             op = OP_ADAM;
             in[2] = state(g, &w, wi, "adam_m");
@@ -57,7 +79,15 @@ void update_graph(Graph *g, const OptSpec *opt) {
         int id = ir_add(g, op, DT_F32, shape_scalar(), in, nin, w.loc);
         Node *n = &g->node[id];
         n->name = w.name;
-        if (op == OP_ADAM) {
+        if (op == OP_RMSPROP || op == OP_RMSPROP_MOMENTUM) {
+            n->attr[0] = opt->alpha;
+            n->attr[1] = opt->eps;
+            n->attr[2] = opt->weight_decay;
+            n->attr[3] = opt->momentum;
+        } else if (op == OP_ADAGRAD) {
+            n->attr[0] = opt->eps;
+            n->attr[1] = opt->weight_decay;
+        } else if (op == OP_ADAM) {
             n->attr[0] = opt->beta1;
             n->attr[1] = opt->beta2;
             n->attr[2] = opt->eps;

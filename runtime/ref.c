@@ -217,6 +217,21 @@ static void update(RefState *r, const Node *n, double *flag) {
         }
         return;
     }
+    if (n->op == OP_RMSPROP || n->op == OP_RMSPROP_MOMENTUM || n->op == OP_ADAGRAD) {
+        bool ada = n->op == OP_ADAGRAD;
+        double eps = n->attr[ada ? 0 : 1], wd = n->attr[ada ? 1 : 2], alpha = n->attr[0], mom = n->attr[3];
+        double *v = r->val[n->in[2]], *buf = n->op == OP_RMSPROP_MOMENTUM ? r->val[n->in[3]] : NULL;
+        double lr = r->val[n->in[n->nin - 2]][0];
+        for (int64_t i = 0; i < N; i++) {
+            double d = gr[i] + wd * p[i];
+            v[i] = ada ? v[i] + d * d : alpha * v[i] + (1 - alpha) * d * d;
+            double den = sqrt(v[i]) + eps, step = d / den;
+            if (buf) step = buf[i] = mom * buf[i] + step;
+            p[i] -= lr * step;
+            if (prox) p[i] = shrink(p[i], t / den);
+        }
+        return;
+    }
     NNC_ASSERT(n->op == OP_ADAM);
     double b1 = n->attr[0], b2 = n->attr[1], eps = n->attr[2], wd = n->attr[4];
     bool decoupled = n->attr[3] != 0;

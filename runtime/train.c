@@ -692,18 +692,18 @@ static void write_results(const TrainConfig *cfg) {
     }
     free(text);
     const OptSpec *o = &t->opt;
-    cJSON_AddStringToObject(r, "optimizer_name", o->kind == OPT_SGD ? (o->momentum > 0 ? "momentum" : "sgd")
-                                                 : o->kind == OPT_ADAM ? "adam" : "adamw");
+    cJSON_AddStringToObject(r, "optimizer_name", opt_name(o));
     cJSON *hp = cJSON_AddObjectToObject(r, "optimizer_hyperparams");
     cJSON_AddNumberToObject(hp, "lr", o->lr);
-    if (o->kind == OPT_SGD) {
-        cJSON_AddNumberToObject(hp, "momentum", o->momentum);
-        cJSON_AddBoolToObject(hp, "nesterov", o->nesterov);
-    } else {
+    if (o->kind == OPT_SGD || (o->kind == OPT_RMSPROP && o->momentum > 0)) cJSON_AddNumberToObject(hp, "momentum", o->momentum);
+    if (o->kind == OPT_SGD) cJSON_AddBoolToObject(hp, "nesterov", o->nesterov);
+    if (o->kind == OPT_ADAM || o->kind == OPT_ADAMW) {
         cJSON_AddNumberToObject(hp, "beta1", o->beta1);
         cJSON_AddNumberToObject(hp, "beta2", o->beta2);
-        cJSON_AddNumberToObject(hp, "eps", o->eps);
     }
+    if (o->kind == OPT_RMSPROP) cJSON_AddNumberToObject(hp, "alpha", o->alpha);
+    if (o->kind == OPT_ADAGRAD) cJSON_AddNumberToObject(hp, "initial_accumulator", o->initial_accumulator);
+    if (o->kind != OPT_SGD) cJSON_AddNumberToObject(hp, "eps", o->eps);
     cJSON_AddNumberToObject(hp, "weight_decay", o->weight_decay);
     cJSON_AddStringToObject(r, "testproblem", m->name);
     cJSON_AddNumberToObject(r, "batch_size", (double)t->batch);

@@ -397,6 +397,9 @@ static const Case cases[] = {
     FWD("fd_diff_central", c_fd_diff_central), FWD("fd_diff_forward", c_fd_diff_forward), FWD("fd_diff_backward", c_fd_diff_backward),
     FWD("fd_diff_t_central", c_fd_diff_t_central), FWD("fd_diff_t_forward", c_fd_diff_t_forward),
     FWD("fd_diff_t_backward", c_fd_diff_t_backward), FWD("fd_net", c_fd_net),
+    {"net_rmsprop", c_net, OPT_RMSPROP, 0, 0, false}, {"net_rmsprop_momentum_wd", c_net, OPT_RMSPROP, 0.9, 0.01, false},
+    {"net_adagrad_wd", c_net, OPT_ADAGRAD, 0, 0.01, false}, {"net_prox_rmsprop", c_net_prox, OPT_RMSPROP, 0, 0, false},
+    {"net_prox_adagrad", c_net_prox, OPT_ADAGRAD, 0, 0, false},
 };
 
 /* ---- values ---- */
@@ -681,7 +684,8 @@ static void run_case(const Case *cs, uint64_t seed) {
         sampler_graph(g, &sp);
     } else if ((int)cs->opt >= 0) {
         OptSpec o = {.kind = cs->opt, .lr = 0.05, .momentum = cs->momentum, .nesterov = cs->nesterov,
-                     .weight_decay = cs->wd, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+                     .weight_decay = cs->wd, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .alpha = 0.9,
+                     .initial_accumulator = 0.1};
         update_graph(g, &o);
     }
     programs_build(g);

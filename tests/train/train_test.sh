@@ -278,6 +278,10 @@ bayes_linear_map)
   # the posterior mode of Bayesian linear regression (normal prior, known noise) in closed
   # form against what training reaches; needs Debian's python3-numpy (skipped without it)
   numpy_test tests/train/bayes_map.py "$nnc" "$out" ;;
+optimizers_numpy)
+  # momentum, rmsprop and adagrad over 10 steps against NumPy transcriptions of their
+  # definitions, and bit-exact resume of their state (tests/train/optimizers_np.py says how)
+  numpy_test tests/train/optimizers_np.py "$nnc" "$out" ;;
 bayes_hmc_exact)
   # HMC against the closed-form posterior of Bayesian linear regression, priors alone against
   # their distributions, R-hat and ESS against NumPy (tests/train/bayes_hmc.py says how)
