@@ -215,8 +215,9 @@ int driver_compile_text(Compilation *c, const char *path, const char *text, size
     else
         update_graph(c->graph, &c->model->train.opt);
     programs_build(c->graph);
-    if (opt->hvp) {
-        if (!hvp_check(c->graph, &c->diag, "a Hessian-vector product")) return 1;
+    bool pre = c->model->train.sampler.kind == SAMPLER_NONE && c->model->train.opt.kind == OPT_PRE_SGD;
+    if (opt->hvp || pre) { /* pre_sgd estimates the Hessian from its products */
+        if (!hvp_check(c->graph, &c->diag, pre ? "pre_sgd" : "a Hessian-vector product")) return 1;
         hvp_graph(c->graph);
     }
     if (upto == STAGE_IR) return 0;

@@ -30,7 +30,11 @@ typedef struct {
     int narray;
 } DataSpec;
 
-typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_ADAGRAD } OptKind;
+typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_ADAGRAD, OPT_PRE_SGD } OptKind;
+/* OPT_PRE_SGD's variants (docs/optimizers.md): the low-rank preconditioner and its learning rate
+ * estimated every `every` epochs; the learning rate alone, every `every` epochs; or once. */
+typedef enum { PRE_FULL, PRE_ADAPTIVE, PRE_ONLY_ADAPTIVE } PreVariant;
+enum { PRE_MAX_RANK = 4, PRE_MAX_HVPS = 8 };
 
 typedef struct {
     OptKind kind;
@@ -38,6 +42,11 @@ typedef struct {
     double lr, momentum, weight_decay, beta1, beta2, eps;
     double alpha;               /* rmsprop: the decay of the average of squared gradients */
     double initial_accumulator; /* adagrad: where the sum of squared gradients starts */
+    PreVariant pre;             /* pre_sgd: which of the three */
+    int rank, hvps, estimate;   /* pre_sgd: eigenpairs kept, active HVP observations, gradient-HVP
+                                   pairs that set the prior */
+    int64_t every;              /* pre_sgd: epochs between estimates */
+    double scale;               /* pre_sgd: the step is scale / alpha (times a `schedule lr`) */
     bool nesterov;
 } OptSpec;
 /* The optimizer's name as a model writes it: sgd, momentum (sgd with momentum), adam, adamw,

@@ -194,6 +194,7 @@ const char *opt_name(const OptSpec *o) {
     case OPT_ADAMW: return "adamw";
     case OPT_RMSPROP: return "rmsprop";
     case OPT_ADAGRAD: return "adagrad";
+    case OPT_PRE_SGD: return o->pre == PRE_FULL ? "pre_sgd" : o->pre == PRE_ADAPTIVE ? "adaptive_sgd" : "only_adaptive_sgd";
     }
     return "?";
 }
@@ -216,12 +217,17 @@ const char *opt_hyperparams(const OptSpec *o, char *buf, size_t n) {
         snprintf(buf, n, "lr = %g, eps = %g, initial_accumulator = %g, weight_decay = %g", o->lr, o->eps,
                  o->initial_accumulator, o->weight_decay);
         break;
+    case OPT_PRE_SGD:
+        snprintf(buf, n, "rank = %d, hvps = %d, estimate = %d, every = %lld, scale = %g, weight_decay = %g", o->rank, o->hvps,
+                 o->estimate, (long long)o->every, o->scale, o->weight_decay);
+        break;
     }
     return buf;
 }
 
 static bool check_optimizer(Sema *s, const Ast *e, OptSpec *o) {
-    static const char *const names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad", "momentum", "nesterov"};
+    static const char *const names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad", "momentum", "nesterov", "pre_sgd",
+                                        "adaptive_sgd", "only_adaptive_sgd"};
     if (e->kind != AST_CALL && e->kind != AST_NAME) {
         err(s, e->loc, "expected an optimizer such as adam(lr = 1e-3)");
         return false;
@@ -310,15 +316,48 @@ static bool check_optimizer(Sema *s, const Ast *e, OptSpec *o) {
             err(s, a[2]->loc, "initial_accumulator must not be negative");
             return false;
         }
+    } else if (!strcmp(name, "pre_sgd") || !strcmp(name, "adaptive_sgd") || !strcmp(name, "only_adaptive_sgd")) {
+        static const ArgSpec spec[] = {{"rank", A_NUM, false, 1}, {"hvps", A_NUM, false, 3}, {"estimate", A_NUM, false, 4},
+                                       {"every", A_NUM, false, 1}, {"scale", A_NUM, false, 1}, {"weight_decay", A_NUM, false, 0}};
+        if (!(a = sema_args_bind(s, name, e->loc, spec, 6, args, nargs))) return false;
+        o->kind = OPT_PRE_SGD;
+        o->pre = name[0] == 'p' ? PRE_FULL : name[0] == 'a' ? PRE_ADAPTIVE : PRE_ONLY_ADAPTIVE;
+        o->lr = 1; /* the rate is scale / alpha; a `schedule lr` multiplies it */
+        double v[5];
+        for (int k = 0; k < 5; k++)
+            if (!sema_args_num(s, a[k], &spec[k], &v[k])) return false;
+        if (!sema_args_num(s, a[5], &spec[5], &o->weight_decay)) return false;
+        static const double lo[5] = {1, 1, 2, 1, 0}, hi[5] = {PRE_MAX_RANK, PRE_MAX_HVPS, 64, 1e9, 1e9};
+        for (int k = 0; k < 5; k++)
+            if ((k < 4 && v[k] != floor(v[k])) || v[k] < lo[k] || v[k] > hi[k] || (k == 4 && v[k] <= 0)) {
+                if (k == 4)
+                    err(s, a[k]->loc, "scale must be positive, got %g", v[k]);
+                else
+                    err(s, a[k]->loc, "%s must be a whole number from %g to %g, got %g", spec[k].name, lo[k], hi[k], v[k]);
+                return false;
+            }
+        o->rank = (int)v[0];
+        o->hvps = (int)v[1];
+        o->estimate = (int)v[2];
+        o->every = (int64_t)v[3];
+        o->scale = v[4];
+        if (o->pre != PRE_FULL && (a[0] || a[1])) {
+            err(s, a[0] ? a[0]->loc : a[1]->loc, "%s sets the learning rate alone: it has no rank or hvps (pre_sgd has)", name);
+            return false;
+        }
+        if (o->pre == PRE_ONLY_ADAPTIVE && a[3]) {
+            err(s, a[3]->loc, "only_adaptive_sgd estimates its learning rate once; adaptive_sgd re-estimates it every N epochs");
+            return false;
+        }
     } else if (!strcmp(name, "nesterov")) {
         err(s, e->loc, "'nesterov' is an option of sgd and momentum: momentum(lr = 0.1, nesterov = true)");
         return false;
     } else {
-        const char *near = diag_suggest(name, names, 7);
+        const char *near = diag_suggest(name, names, 10);
         if (near)
             err(s, e->loc, "unknown optimizer '%s'; did you mean '%s'?", diag_name(name), near);
         else
-            err(s, e->loc, "unknown optimizer '%s'; use sgd, momentum, adam, adamw, rmsprop or adagrad", diag_name(name));
+            err(s, e->loc, "unknown optimizer '%s'; use sgd, momentum, adam, adamw, rmsprop, adagrad or pre_sgd", diag_name(name));
         return false;
     }
     if (o->lr <= 0) {
@@ -1021,6 +1060,9 @@ void sema_train_finish(Sema *s) {
     finish_arrays(s, &m->train.data);
     finish_arrays(s, &m->train.test);
     if (m->train.stop.nnode) finish_stop(s);
+    if (m->train.sampler.kind == SAMPLER_NONE && m->train.opt.kind == OPT_PRE_SGD && m->train.prune_every)
+        err(s, m->train.prune_loc, "%s keeps a Hessian estimate of the weights it trains; it cannot prune them as it goes "
+                                   "(train with another optimizer to prune)", opt_name(&m->train.opt));
     for (int i = 0; i < m->train.nsched; i++) {
         const ScheduleSpec *sp = &m->train.sched[i];
         if (m->train.sampler.kind != SAMPLER_NONE) {

@@ -35,7 +35,7 @@ void update_graph(Graph *g, const OptSpec *opt) {
         int in[8] = {w.node, w.grad};
         Op op;
         int nin;
-        if (opt->kind == OPT_SGD && opt->momentum == 0) {
+        if ((opt->kind == OPT_SGD && opt->momentum == 0) || opt->kind == OPT_PRE_SGD) {
             op = OP_SGD;
             in[2] = lr;
             nin = 4;
@@ -77,6 +77,8 @@ void update_graph(Graph *g, const OptSpec *opt) {
         }
         in[nin - 1] = w.prox >= 0 ? ir_add2(g, OP_MUL, shape_scalar(), lr, w.prox, w.loc) : ir_const(g, 0, w.loc);
         int id = ir_add(g, op, DT_F32, shape_scalar(), in, nin, w.loc);
+        if (opt->kind == OPT_PRE_SGD && opt->pre == PRE_FULL) /* the preconditioner's eigenvectors (runtime/precondition.c) */
+            for (int k = 1; k <= opt->rank; k++) state(g, &w, wi, arena_printf(g->arena, "pre_q%d", k));
         Node *n = &g->node[id];
         n->name = w.name;
         if (op == OP_RMSPROP || op == OP_RMSPROP_MOMENTUM) {

@@ -82,6 +82,7 @@ int checkpoint_write(const char *path, const Exec *e, const TrainState *s, const
     int nkeys = 14;
     if (s->epoch_step > 0) keys[nkeys] = "epoch_train_s", vals[nkeys++] = train_s; /* a time only mid-epoch */
     if (h) keys[nkeys] = "head", vals[nkeys++] = head; /* alpha beta log_evidence n iterations */
+    if (s->pre[0]) keys[nkeys] = "pre_sgd", vals[nkeys++] = s->pre; /* alpha prior_w noise estimates lambda.. */
     int rc = st_write_atomic(path, t, n, keys, vals, nkeys, err, nerr);
     for (int i = 0; i < n; i++) free((void *)t[i].data);
     free(t);
@@ -181,6 +182,7 @@ int checkpoint_open(const char *path, const RunIdentity *expect, Checkpoint *c, 
             q = end;
         }
     }
+    if ((v = st_meta(c->st, "pre_sgd"))) snprintf(s->pre, sizeof s->pre, "%s", v); /* optional: pre_sgd's estimate */
     if (!(v = need_meta(c, path, "finished", err, nerr))) goto bad;
     s->finished = !strcmp(v, "true");
     if (!(v = need_meta(c, path, "min_width_reported", err, nerr))) goto bad;

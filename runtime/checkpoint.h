@@ -25,6 +25,7 @@ typedef struct {
     StopState stop;
     bool finished;        /* a stopping rule ended the run */
     bool reported_min[CKPT_MAX_GATES]; /* gates whose minimum width was reported */
+    char pre[512];        /* pre_sgd's estimate (precond_format), or "" */
 } TrainState;
 
 /* What a checkpoint belongs to; resuming refuses a checkpoint of anything else. */

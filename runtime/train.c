@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "precondition.h"
 #include "dist.h"
 #include "nccl.h"
 #include "prune.h"
@@ -821,6 +822,9 @@ struct TrainSession {
     const Plan *bucket_plan; /* the plan they were cut for (pruning replans) */
     float bucket_weight;     /* this rank's share of the batch, which scales each bucket */
     Nccl *nccl;              /* a GPU's gradient sum in device memory, or NULL (MPI, through host memory) */
+    const Batch *now;        /* the batch of the step under way */
+    Precond *pre;            /* pre_sgd's estimate, or NULL */
+    int64_t *pre_idx;        /* the samples of its batches */
 };
 
 static void hook_add(TrainSession *ts, HookPoint at, TrainHook fn) {
@@ -868,6 +872,7 @@ static int optimizer_step(TrainSession *ts, const Batch *b, StepResult *r) {
             return 1;
         }
     }
+    ts->now = b;
     int rc = run_hooks(ts, AFTER_GRAD);
     if (rc) return rc;
     if (exec_run(ex, PROG_UPDATE, s->rows)) return device_error(ts); /* (its kernels are not batched) */
@@ -1290,6 +1295,74 @@ static int prune_hook(TrainSession *ts) {
 
 /* A checkpoint every checkpoint_every epochs, after the last and when stopping: the position at
  * the next epoch's start. */
+/* ---- pre_sgd (runtime/precondition.c) ---- */
+
+static int64_t pre_feed(void *ctx, int j) {
+    TrainSession *ts = ctx;
+    int64_t rows = ts->batch < ts->n_train ? ts->batch : ts->n_train;
+    return exec_feed(ts->s.exec, &ts->data.train, ts->pre_idx + (size_t)j * (size_t)rows, rows) ? -1 : rows;
+}
+
+/* After the gradient: at the first step of an epoch when one is due, a new estimate from
+ * batches of its own (drawn from the seed and the epoch), and the step's gradient again; then
+ * the learning rate scale / alpha (times a `schedule lr`) and the gradient preconditioned. */
+static int pre_hook(TrainSession *ts) {
+    Precond *p = ts->pre;
+    const OptSpec *o = &ts->t->opt;
+    Exec *ex = ts->s.exec;
+    char err[1024];
+    bool due = p->estimates == 0 ||
+               (ts->st.epoch_step == 0 && o->pre != PRE_ONLY_ADAPTIVE && (ts->st.epoch - 1) % o->every == 0);
+    if (due) {
+        int64_t rows = ts->batch < ts->n_train ? ts->batch : ts->n_train, nb = o->estimate + (o->pre == PRE_FULL ? o->hvps : 0);
+        Rng r;
+        rng_seed(&r, ts->t->seed + (uint64_t)ts->st.epoch * 0x9E3779B97F4A7C15ull, RNG_HESSIAN);
+        for (int64_t i = 0; i < nb * rows; i++) ts->pre_idx[i] = ts->perm[rng_below(&r, (uint64_t)ts->n_train)];
+        double t0 = util_now();
+        if (precond_estimate(p, pre_feed, ts, err, sizeof err)) {
+            fprintf(ts->cfg->diag->out, "nnc: error: %s\n", err);
+            return 1;
+        }
+        precond_format(p, ts->st.pre, sizeof ts->st.pre);
+        load_batch(&ts->s, &ts->data.train, ts->now->idx, ts->now->rows); /* the step's own gradient again */
+        if (exec_run(ex, PROG_GRAD, ts->now->rows)) return device_error(ts);
+        StrBuf line = {0};
+        sb_printf(&line, "%s: epoch %lld: learning rate %.6g (scale / alpha, alpha %.6g)", opt_name(o), (long long)ts->st.epoch,
+                  o->scale / p->alpha, p->alpha);
+        for (int k = 0; k < p->rank; k++) sb_printf(&line, "%s%.6g", k ? ", " : "; top eigenvalues ", p->lambda[k]);
+        if (o->pre == PRE_FULL && p->rank == 0) sb_puts(&line, "; no eigenvalue above alpha");
+        sb_printf(&line, " (%.2f s)\n", util_now() - t0);
+        fputs(sb_str(&line), ts->out);
+        sb_free(&line);
+    }
+    double lr = o->scale / p->alpha * ts->lr_used / o->lr;
+    for (int i = 0; i < ex->g->nscalar; i++)
+        if (ex->g->scalar[i].kind == SC_LR) ex->scalars[i] = (float)lr;
+    ts->lr_used = lr;
+    if (precond_apply(p, err, sizeof err)) {
+        fprintf(ts->cfg->diag->out, "nnc: error: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+static int pre_open(TrainSession *ts) {
+    const OptSpec *o = &ts->t->opt;
+    char err[1024];
+    if (ts->parts > 1) {
+        fprintf(ts->cfg->diag->out, "nnc: error: %s runs in one process: its Hessian estimate is not shared over ranks or shards\n",
+                opt_name(o));
+        return 1;
+    }
+    ts->pre = util_calloc(1, sizeof *ts->pre);
+    int64_t rows = ts->batch < ts->n_train ? ts->batch : ts->n_train;
+    ts->pre_idx = util_calloc((size_t)(o->estimate + o->hvps) * (size_t)rows + 1, sizeof(int64_t));
+    int rc = precond_open(ts->pre, ts->s.exec, o, rows, err, sizeof err);
+    if (rc == 0 && ts->st.pre[0]) rc = precond_restore(ts->pre, ts->st.pre, err, sizeof err);
+    if (rc) fprintf(ts->cfg->diag->out, "nnc: error: %s\n", err);
+    return rc ? 1 : 0;
+}
+
 static int checkpoint_hook(TrainSession *ts) {
     int64_t epoch = ts->st.epoch, every = ts->cfg->checkpoint_every;
     if (!ts->st.finished && epoch != ts->epochs && !(every > 0 && epoch % every == 0)) return 0;
@@ -1455,6 +1528,10 @@ static int train_begin(TrainSession *ts) {
     if (log && *log && dist.rank == 0 && !(ts->step_log = fopen(log, "w")))
         fprintf(cfg->diag->out, "nnc: error: NNC_STEP_LOSSES: cannot write %s: %s\n", log, strerror(errno));
     install(ts);
+    if (rc == 0 && t->sampler.kind == SAMPLER_NONE && t->opt.kind == OPT_PRE_SGD) {
+        rc = pre_open(ts);
+        hook_add(ts, AFTER_GRAD, pre_hook);
+    }
     return rc;
 }
 
@@ -1608,6 +1685,11 @@ static int train_end(TrainSession *ts, int rc) {
     if (ts->step_log) fclose(ts->step_log);
     if (ts->metrics) fclose(ts->metrics);
     if (rc == 0) write_results(cfg);
+    if (ts->pre) {
+        precond_close(ts->pre);
+        free(ts->pre);
+    }
+    free(ts->pre_idx);
     free(ts->order);
     free(ts->perm);
     free(ts->test_idx);

@@ -282,6 +282,10 @@ optimizers_numpy)
   # momentum, rmsprop and adagrad over 10 steps against NumPy transcriptions of their
   # definitions, and bit-exact resume of their state (tests/train/optimizers_np.py says how)
   numpy_test tests/train/optimizers_np.py "$nnc" "$out" ;;
+pre_sgd_numpy)
+  # pre_sgd's Hessian inference redone by NumPy with full matrices from the observations nnc
+  # dumps, its variants, and its resume (tests/train/pre_sgd_np.py says how)
+  numpy_test tests/train/pre_sgd_np.py "$nnc" "$out" ;;
 bayes_hmc_exact)
   # HMC against the closed-form posterior of Bayesian linear regression, priors alone against
   # their distributions, R-hat and ESS against NumPy (tests/train/bayes_hmc.py says how)
