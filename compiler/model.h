@@ -146,6 +146,9 @@ typedef struct {
     int64_t eval_every;   /* `evaluate every N steps`: the valid and test splits after every N-th
                              step and the last (stopping rules then); 0: after every epoch */
     SrcLoc eval_loc;
+    bool eval_initial;    /* `evaluate initial = true`: every split evaluated before the first step (epoch 0) */
+    bool eval_train;      /* `evaluate train_eval = true`: also a fixed subset of the training split, as
+                             large as the test split, evaluated like the others (DeepOBS's train eval) */
 } TrainSpec;
 
 /* SV_FD_GRAD: fd_grad(a, b, eps = num, method = op), the gradient [M, D] of heads a [M] by input b [D] */

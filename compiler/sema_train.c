@@ -814,7 +814,8 @@ static void check_prune(Sema *s, const TrainItem *it) {
 }
 
 /* `evaluate samples = S`: evaluation and predict average S draws of the variational weights
- * (runtime/vi_eval.c); without it they use the weights' means.  `evaluate every N steps`: the
+ * (runtime/vi_eval.c); without it they use the weights' means.  `evaluate initial = true`: an
+ * evaluation at epoch 0, before training; `train_eval = true`: a training subset evaluated too.  `evaluate every N steps`: the
  * validation and test splits after every N-th optimiser step (and the last) instead of after
  * every epoch. */
 static void item_evaluate(Sema *s, const TrainItem *it) {
@@ -830,10 +831,14 @@ static void item_evaluate(Sema *s, const TrainItem *it) {
         else
             s->m->train.eval_every = (int64_t)q->num;
     }
-    static const ArgSpec spec[] = {{"samples", A_INT, false, 0}};
+    static const ArgSpec spec[] = {{"samples", A_INT, false, 0}, {"initial", A_BOOL, false, 0}, {"train_eval", A_BOOL, false, 0}};
     const Ast *e = it->expr;
-    const Ast **a = sema_args_bind(s, "evaluate", e->loc, spec, 1, e->arg, e->narg);
-    if (!a || !a[0]) return;
+    const Ast **a = sema_args_bind(s, "evaluate", e->loc, spec, 3, e->arg, e->narg);
+    if (!a) return;
+    if ((a[1] && !sema_args_bool(s, a[1], false, &s->m->train.eval_initial)) ||
+        (a[2] && !sema_args_bool(s, a[2], false, &s->m->train.eval_train)))
+        return;
+    if (!a[0]) return;
     int64_t v;
     if (!sema_eval_int(s, a[0], "the number of samples", 2, 100000, &v)) return;
     s->m->train.eval_samples = v;

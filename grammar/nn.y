@@ -80,7 +80,7 @@ static int starts_statement(int t);
 %type <type> type
 %type <stmt> stmt
 %type <item> item
-%type <args> args opt_args params opt_params
+%type <args> args opt_args params opt_params named
 %type <list> exprs opt_exprs
 %type <stmts> stmts
 %type <items> items
@@ -152,13 +152,16 @@ item: DATA expr                      { $$ = ast_item(p, TI_DATA, L(@1), $2); }
     | SCHEDULE IDENT '=' expr        { $$ = ast_item_named(p, TI_SCHEDULE, L(@1), $2, L(@2), $4, NULL); }
     | PRUNE IDENT EVERY quantity     { $$ = ast_item_named(p, TI_PRUNE, L(@1), $2, L(@2), NULL, $4); }
     | STOP WHEN expr                 { $$ = ast_item(p, TI_STOP, L(@1), $3); }
-    | EVALUATE IDENT '=' expr        { AstArgList a = ast_args_add(p, (AstArgList){0}, $2, L(@2), $4);
-                                       $$ = ast_item(p, TI_EVALUATE, L(@1), ast_call(p, L(@1), "evaluate", a.arg, a.narg)); }
+    | EVALUATE named                 { $$ = ast_item(p, TI_EVALUATE, L(@1), ast_call(p, L(@1), "evaluate", $2.arg, $2.narg)); }
     | EVALUATE EVERY quantity        { $$ = ast_item_named(p, TI_EVALUATE, L(@1), NULL, L(@1), ast_call(p, L(@1), "evaluate", NULL, 0), $3); }
-    | EVALUATE EVERY quantity ',' IDENT '=' expr
-                                     { AstArgList a = ast_args_add(p, (AstArgList){0}, $5, L(@5), $7);
-                                       $$ = ast_item_named(p, TI_EVALUATE, L(@1), NULL, L(@1), ast_call(p, L(@1), "evaluate", a.arg, a.narg), $3); }
+    | EVALUATE EVERY quantity ',' named
+                                     { $$ = ast_item_named(p, TI_EVALUATE, L(@1), NULL, L(@1), ast_call(p, L(@1), "evaluate", $5.arg, $5.narg), $3); }
     ;
+
+/* name = value, ... (evaluate's settings) */
+named: IDENT '=' expr                { $$ = ast_args_add(p, (AstArgList){0}, $1, L(@1), $3); }
+     | named ',' IDENT '=' expr      { $$ = ast_args_add(p, $1, $3, L(@3), $5); }
+     ;
 
 unit: IDENT                          { $$ = $1; }
     | EPOCHS                         { $$ = "epochs"; }

@@ -671,8 +671,9 @@ static void write_results(const TrainConfig *cfg) {
     char *text = util_read_file(path, &len);
     if (!text) return;
     cJSON *r = cJSON_CreateObject();
-    static const char *const split[] = {"train", "valid", "test"};
-    cJSON *loss[3], *acc[3];
+    static const char *const split[] = {"train", "valid", "test", "train_eval"};
+    cJSON *loss[4], *acc[4];
+    cJSON *eval_loss = cJSON_CreateArray(), *eval_acc = cJSON_CreateArray(); /* train_eval's, not in the file as such */
     for (int k = 0; k < 3; k++) {
         char key[32];
         snprintf(key, sizeof key, "%s_losses", split[k]);
@@ -680,10 +681,12 @@ static void write_results(const TrainConfig *cfg) {
         snprintf(key, sizeof key, "%s_accuracies", split[k]);
         acc[k] = cJSON_AddArrayToObject(r, key);
     }
+    loss[3] = eval_loss;
+    acc[3] = eval_acc;
     for (char *line = text, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
         cJSON *o = cJSON_ParseWithLength(line, (size_t)(nl - line));
         const char *sp = cJSON_GetStringValue(cJSON_GetObjectItem(o, "split"));
-        for (int k = 0; sp && k < 3; k++) {
+        for (int k = 0; sp && k < 4; k++) {
             if (strcmp(sp, split[k])) continue;
             cJSON *l = cJSON_GetObjectItem(o, "loss"), *a = cJSON_GetObjectItem(o, "accuracy");
             if (cJSON_IsNumber(l)) cJSON_AddItemToArray(loss[k], cJSON_CreateNumber(l->valuedouble));
@@ -692,6 +695,13 @@ static void write_results(const TrainConfig *cfg) {
         cJSON_Delete(o);
     }
     free(text);
+    if (cJSON_GetArraySize(eval_loss) > 0) { /* DeepOBS's train losses are its train eval's, epoch 0 and each epoch */
+        cJSON_ReplaceItemInObject(r, "train_losses", eval_loss);
+        cJSON_ReplaceItemInObject(r, "train_accuracies", eval_acc);
+    } else {
+        cJSON_Delete(eval_loss);
+        cJSON_Delete(eval_acc);
+    }
     const OptSpec *o = &t->opt;
     cJSON_AddStringToObject(r, "optimizer_name", opt_name(o));
     cJSON *hp = cJSON_AddObjectToObject(r, "optimizer_hyperparams");
@@ -822,6 +832,7 @@ struct TrainSession {
     const Plan *bucket_plan; /* the plan they were cut for (pruning replans) */
     float bucket_weight;     /* this rank's share of the batch, which scales each bucket */
     Nccl *nccl;              /* a GPU's gradient sum in device memory, or NULL (MPI, through host memory) */
+    int64_t *train_eval_idx, train_eval_n; /* `evaluate train_eval = true`: the training subset */
     const Batch *now;        /* the batch of the step under way */
     Precond *pre;            /* pre_sgd's estimate, or NULL */
     int64_t *pre_idx;        /* the samples of its batches */
@@ -1167,7 +1178,7 @@ static int progress_hook(TrainSession *ts) {
     return 0;
 }
 
-static void eval_splits(TrainSession *ts);
+static void eval_splits(TrainSession *ts, int64_t epoch);
 
 /* The epoch's line and metrics: its training loss and the schedule's values, then (unless the
  * run evaluates every N steps) an evaluation on the validation and test splits. */
@@ -1196,7 +1207,7 @@ static int report_hook(TrainSession *ts) {
     add_timing(line, sps, util_now() - ts->t0);
     line_end(ts->metrics, line);
     res->train_loss = latest->train_loss = train_loss;
-    if (!ts->t->eval_every) eval_splits(ts);
+    if (!ts->t->eval_every) eval_splits(ts, ts->st.epoch);
     fprintf(out, " | %.1f s, %.0f samples/s\n", epoch_s, sps);
     if (!ts->t->eval_every && (latest->has_valid || latest->has_test))
         print_gates(out, g, latest->has_valid ? &latest->valid : &latest->test, latest->has_valid ? "valid" : "test");
@@ -1204,15 +1215,29 @@ static int report_hook(TrainSession *ts) {
     return 0;
 }
 
-/* The validation and test splits evaluated at the run's position: printed on the current line,
- * a line each in metrics.jsonl, and kept for the stopping rule. */
-static void eval_splits(TrainSession *ts) {
+/* The validation and test splits evaluated at the run's position (`epoch`: 0 before training):
+ * printed on the current line, a line each in metrics.jsonl, and kept for the stopping rule;
+ * with `evaluate train_eval = true` first the training subset, split "train_eval". */
+static void eval_splits(TrainSession *ts, int64_t epoch) {
     const Graph *g = ts->s.g;
     FILE *out = ts->out;
     TrainResult *res = ts->res;
     Latest *latest = &ts->latest;
-    int64_t epoch = ts->st.epoch, step = ts->st.step;
+    int64_t step = ts->st.step;
     cJSON *line;
+    if (ts->train_eval_n > 0) {
+        Eval te;
+        memset(&te, 0, sizeof te);
+        te.gate = util_calloc((size_t)g->ngate + 1, sizeof(GateStat));
+        if (evaluate(&ts->s, &ts->data.train, ts->train_eval_idx, ts->train_eval_n, &te) == 0) {
+            print_eval(out, g, "train_eval", &te);
+            line = line_begin(epoch, step, "train_eval");
+            add_eval(line, g, &te);
+            add_timing(line, 0, util_now() - ts->t0);
+            line_end(ts->metrics, line);
+        }
+        free(te.gate);
+    }
     latest->g = g;
     latest->has_valid = ts->n_valid && evaluate(&ts->s, &ts->data.train, ts->perm + ts->n_train, ts->n_valid, &latest->valid) == 0;
     if (latest->has_valid) {
@@ -1266,7 +1291,7 @@ static int eval_every_hook(TrainSession *ts) {
     if (ts->tty) fprintf(ts->out, "\r\033[K");
     fprintf(ts->out, "step %lld/%lld (epoch %lld)", (long long)step, (long long)ts->total_steps, (long long)ts->st.epoch);
     double t0 = util_now();
-    eval_splits(ts);
+    eval_splits(ts, ts->st.epoch);
     double took = util_now() - t0;
     ts->e0 += took; /* the epoch's step time (samples_per_s, a checkpoint's epoch_train_s) leaves it out */
     fprintf(ts->out, " | evaluated in %.1f s\n", took);
@@ -1528,6 +1553,12 @@ static int train_begin(TrainSession *ts) {
     if (log && *log && dist.rank == 0 && !(ts->step_log = fopen(log, "w")))
         fprintf(cfg->diag->out, "nnc: error: NNC_STEP_LOSSES: cannot write %s: %s\n", log, strerror(errno));
     install(ts);
+    if (t->eval_train && ts->n_train > 0) { /* as many as the test split has (or the validation split, or all), evenly spread */
+        int64_t want = ts->data.has_test ? ts->data.test.n : ts->n_valid ? ts->n_valid : ts->n_train;
+        ts->train_eval_n = want < ts->n_train ? want : ts->n_train;
+        ts->train_eval_idx = util_calloc((size_t)ts->train_eval_n + 1, sizeof(int64_t));
+        for (int64_t k = 0; k < ts->train_eval_n; k++) ts->train_eval_idx[k] = ts->perm[k * ts->n_train / ts->train_eval_n];
+    }
     if (rc == 0 && t->sampler.kind == SAMPLER_NONE && t->opt.kind == OPT_PRE_SGD) {
         rc = pre_open(ts);
         hook_add(ts, AFTER_GRAD, pre_hook);
@@ -1690,6 +1721,7 @@ static int train_end(TrainSession *ts, int rc) {
         free(ts->pre);
     }
     free(ts->pre_idx);
+    free(ts->train_eval_idx);
     free(ts->order);
     free(ts->perm);
     free(ts->test_idx);
@@ -1724,6 +1756,11 @@ int train_run(const TrainConfig *cfg, TrainResult *res) {
     }
     if (rc) return 1;
     rc = train_begin(&ts);
+    if (rc == 0 && t->eval_initial && ts.st.step == 0 && ts.st.epoch == 1 && ts.st.epoch_step == 0) {
+        fprintf(ts.out, "epoch 0/%lld  before training", (long long)ts.epochs); /* DeepOBS's epoch 0 */
+        eval_splits(&ts, 0);
+        fputc('\n', ts.out);
+    }
     while (rc == 0 && !ts.st.finished && ts.st.epoch <= ts.epochs) rc = train_epoch(&ts);
     if (rc == 0 && ts.m->head.on) rc = fit_head(&ts);
     return train_end(&ts, rc);

@@ -282,6 +282,44 @@ optimizers_numpy)
   # momentum, rmsprop and adagrad over 10 steps against NumPy transcriptions of their
   # definitions, and bit-exact resume of their state (tests/train/optimizers_np.py says how)
   numpy_test tests/train/optimizers_np.py "$nnc" "$out" ;;
+deepobs_protocol)
+  # `evaluate initial = true, train_eval = true`: DeepOBS's protocol: every split at epoch 0 and
+  # after every epoch, and a training subset as large as the test split; result.json's train
+  # losses and accuracies are that subset's, num_epochs + 1 values each
+  make_csv "$out/blobs.csv" class
+  head -n 200 "$out/blobs.csv" > "$out/blobs_test.csv"
+  cat > "$out/blobs.nn" <<'NN'
+model blobs
+input  x : f32[3]
+target y : class[2]
+logits = x -> dense(16) -> tanh -> dense(2)
+loss   cross_entropy(logits, y)
+metric accuracy(logits, y)
+train {
+  data csv("blobs.csv", target = last)
+  test csv("blobs_test.csv", target = last)
+  batch 32
+  epochs 3
+  optimizer rmsprop(lr = 0.01)
+  evaluate initial = true, train_eval = true
+  seed 3
+}
+NN
+  "$nnc" train "$out/blobs.nn" --out "$out/run" --no-progress
+  numpy_test - "$out/run" <<'PY'
+import json, sys
+run = sys.argv[1]
+r = json.load(open(f"{run}/result.json"))
+lines = [json.loads(l) for l in open(f"{run}/metrics.jsonl")]
+ev = [l for l in lines if l.get("split") == "train_eval"]
+ok = all(len(r[k]) == 4 for k in ("train_losses", "train_accuracies", "test_losses", "test_accuracies"))
+ok &= [l["epoch"] for l in ev] == [0, 1, 2, 3] and [l["loss"] for l in ev] == r["train_losses"]
+ok &= [l["epoch"] for l in lines if l.get("split") == "test"] == [0, 1, 2, 3]
+ok &= r["train_losses"][-1] < 0.5 * r["train_losses"][0] and r["optimizer_name"] == "rmsprop"
+print(json.dumps(r, indent=1)[:600])
+sys.exit(0 if ok else 1)
+PY
+  ;;
 pre_sgd_numpy)
   # pre_sgd's Hessian inference redone by NumPy with full matrices from the observations nnc
   # dumps, its variants, and its resume (tests/train/pre_sgd_np.py says how)
