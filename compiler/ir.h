@@ -75,14 +75,15 @@ typedef struct {
  * model statistic (batch_norm's running averages: not trained, but part of the model, saved
  * and loaded with its parameters and used in evaluation). */
 typedef enum { W_PARAM, W_STATE, W_STAT } WeightKind;
-typedef enum { INIT_ZERO, INIT_ONE, INIT_CONST, INIT_UNIFORM_FANIN } InitKind;
+typedef enum { INIT_ZERO, INIT_ONE, INIT_CONST, INIT_UNIFORM_FANIN, INIT_NORMAL, INIT_TRUNC_NORMAL } InitKind;
 
 typedef struct {
     const char *name; /* h1.weight, h1.bias, h1.gate, h1.weight.adam_m ... */
     WeightKind kind;
     Shape shape;
     InitKind init;
-    double init_value; /* INIT_CONST */
+    double init_value; /* INIT_CONST: the value; INIT_NORMAL, INIT_TRUNC_NORMAL: the standard deviation
+                          (truncated: redrawn beyond 2 of them, as TensorFlow and DeepOBS do) */
     int64_t fan_in;    /* INIT_UNIFORM_FANIN: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
     int node;          /* the WEIGHT node */
     int grad;          /* node holding d loss / d weight, or -1 */

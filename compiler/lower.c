@@ -62,7 +62,17 @@ static int layer_weight(Lower *L, const SVal *v, const char *role, Shape s, int6
     int p = best_prior(L->m, name);
     if (p < 0 || !L->m->prior[p].noncentred) {
         int w = ir_weight(g, name, W_PARAM, s, INIT_UNIFORM_FANIN, v->loc);
-        g->weight[g->node[w].ref].fan_in = fan_in;
+        Weight *wt = &g->weight[g->node[w].ref];
+        wt->fan_in = fan_in;
+        bool bias = !strcmp(role, "bias");
+        if (!bias && (v->kind == SV_LAYER && (v->layer == L_DENSE || v->layer == L_CONV))) { /* `init =` (sema_layers.c) */
+            wt->init = v->winit;
+            wt->init_value = v->winit_std;
+        }
+        if (bias && v->bias_init_set) { /* `bias_init =` */
+            wt->init = v->bias_init == 0 ? INIT_ZERO : INIT_CONST;
+            wt->init_value = v->bias_init;
+        }
         return w;
     }
     const PriorDef *pd = &L->m->prior[p];

@@ -175,6 +175,10 @@ struct SVal {
     Op act;       /* L_ACT: the activation op (OP_RELU, ...); OP_COUNT for identity */
     double alpha; /* leaky_relu slope, elu alpha, prelu initial slope */
     bool bias;
+    InitKind winit;   /* L_DENSE, L_CONV: how the weight starts (`init =`); INIT_UNIFORM_FANIN by default */
+    double winit_std; /* its standard deviation */
+    double bias_init; /* `bias_init = c` (bias_init_set): the bias starts at c; else like the weight's default */
+    bool bias_init_set;
     SVal *coef;   /* L_GATE: the l1 coefficient / size_gate's penalty, a run-time scalar expression;
                      SV_LOSS gaussian_nll: the noise sigma (NULL: learned) */
     bool size_gate;   /* L_GATE: a size gate, factor_j = 1 - sigmoid(slope (j - x0)), x0 learned */

@@ -45,12 +45,42 @@ static double scalar_value(const Sema *s, const SVal *v) {
 
 /* ---- the rows' checks ---- */
 
+/* `init = truncated_normal(std)`, `normal(std)` or `zeros` (the weight), `bias_init = c`; false after
+ * an error. */
+static bool init_args(Sema *s, const LayerDef *ld, const Ast *init, const Ast *bias_init, int bias_arg, SVal *v) {
+    v->winit = INIT_UNIFORM_FANIN;
+    if (init && init->kind == AST_NAME && !strcmp(init->text, "zeros")) {
+        v->winit = INIT_ZERO;
+    } else if (init) {
+        bool tn = init->kind == AST_CALL && !strcmp(init->text, "truncated_normal"), nm = init->kind == AST_CALL && !strcmp(init->text, "normal");
+        if (!(tn || nm) || init->narg != 1 || (init->arg[0].name && strcmp(init->arg[0].name, "std"))) {
+            err(s, init->loc, "%s's init is truncated_normal(std), normal(std) or zeros (default: uniform in +-1/sqrt(fan_in))", ld->name);
+            return false;
+        }
+        if (!sema_eval_const(s, init->arg[0].value, &v->winit_std)) return false;
+        if (!(v->winit_std > 0)) {
+            err(s, init->arg[0].value->loc, "the standard deviation must be positive, got %g", v->winit_std);
+            return false;
+        }
+        v->winit = tn ? INIT_TRUNC_NORMAL : INIT_NORMAL;
+    }
+    if (bias_init) {
+        if (!sema_args_num(s, bias_init, &ld->args[bias_arg], &v->bias_init)) return false;
+        v->bias_init_set = true;
+        if (!v->bias) {
+            err(s, bias_init->loc, "bias_init with bias = false: the layer has no bias");
+            return false;
+        }
+    }
+    return true;
+}
+
 static SVal *check_dense(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
     SVal *x = v->a;
     int64_t units;
     if (!need_flat(s, ld->name, x, e->loc)) return NULL;
     if (!sema_eval_int(s, a[0], "the number of units", 1, 1 << 24, &units)) return NULL;
-    if (!sema_args_bool(s, a[1], true, &v->bias)) return NULL;
+    if (!sema_args_bool(s, a[1], true, &v->bias) || !init_args(s, ld, a[2], a[3], 3, v)) return NULL;
     v->declared = units;
     for (int i = 0; i < s->nwidth; i++) /* pruned: the surviving width */
         if (!strcmp(s->width[i].layer, v->wname)) units = s->width[i].units;
@@ -270,7 +300,7 @@ static SVal *check_conv(Sema *s, const LayerDef *ld, const Ast *e, const Ast *co
     if (!sema_eval_int(s, a[1], "the kernel size", 1, 1 << 12, &k)) return NULL;
     if (a[2] && !sema_eval_int(s, a[2], "the stride", 1, 1 << 12, &stride)) return NULL;
     if (a[4] && !sema_eval_int(s, a[4], "the dilation", 1, 1 << 12, &dil)) return NULL;
-    if (!sema_args_bool(s, a[5], true, &v->bias)) return NULL;
+    if (!sema_args_bool(s, a[5], true, &v->bias) || !init_args(s, ld, a[6], a[7], 7, v)) return NULL;
     int64_t total = 0; /* padding along each axis, split top/bottom (left/right) */
     const Ast *p = a[3];
     bool word = p && p->kind == AST_NAME && !sema_lookup(s, p->text); /* (a name that is a number: a param) */
@@ -409,7 +439,7 @@ static SVal *check_dropout(Sema *s, const LayerDef *ld, const Ast *e, const Ast 
 
 static const LayerDef layers[] = {
     {"dense", L_DENSE, .check = check_dense, .stem = "dense",
-     SEMA_ARGS({"units", A_INT, true, 0}, {"bias", A_BOOL, false, 1})},
+     SEMA_ARGS({"units", A_INT, true, 0}, {"bias", A_BOOL, false, 1}, {"init", A_ANY, false, 0}, {"bias_init", A_NUM, false, 0})},
     {"flatten", L_FLATTEN, .check = check_flatten},
     {"relu", L_ACT, .check = check_act, .act = OP_RELU},
     {"leaky_relu", L_ACT, .check = check_act, .act = OP_LEAKY_RELU, SEMA_ARGS({"slope", A_NUM, false, 0.01})},
@@ -427,10 +457,12 @@ static const LayerDef layers[] = {
                {"init", A_NUM, false, 0}, {"min_width", A_INT, false, 1})},
     {"conv2d", L_CONV, .check = check_conv, .stem = "conv",
      SEMA_ARGS({"filters", A_INT, true, 0}, {"kernel", A_INT, true, 0}, {"stride", A_INT, false, 1},
-               {"padding", A_ANY, false, 0}, {"dilation", A_INT, false, 1}, {"bias", A_BOOL, false, 1})},
+               {"padding", A_ANY, false, 0}, {"dilation", A_INT, false, 1}, {"bias", A_BOOL, false, 1},
+               {"init", A_ANY, false, 0}, {"bias_init", A_NUM, false, 0})},
     {"conv1d", L_CONV, .check = check_conv, .stem = "conv",
      SEMA_ARGS({"filters", A_INT, true, 0}, {"kernel", A_INT, true, 0}, {"stride", A_INT, false, 1},
-               {"padding", A_ANY, false, 0}, {"dilation", A_INT, false, 1}, {"bias", A_BOOL, false, 1})},
+               {"padding", A_ANY, false, 0}, {"dilation", A_INT, false, 1}, {"bias", A_BOOL, false, 1},
+               {"init", A_ANY, false, 0}, {"bias_init", A_NUM, false, 0})},
     {"maxpool", L_POOL, .check = check_pool, .act = OP_MAXPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},
     {"avgpool", L_POOL, .check = check_pool, .act = OP_AVGPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},
     {"maxpool1d", L_POOL, .check = check_pool, .act = OP_MAXPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},

@@ -182,9 +182,14 @@ void summary_print(StrBuf *b, const Compilation *c) {
     else
         sb_printf(b, ", batch %lld, %lld epochs, seed %llu\n", (long long)t->batch, (long long)t->epochs,
                   (unsigned long long)t->seed);
-    if (t->sampler.kind == SAMPLER_NONE)
-        sb_printf(b, t->eval_every ? "evaluation: every %lld steps and after the last\n" : "evaluation: after every epoch\n",
-                  (long long)t->eval_every);
+    if (t->sampler.kind == SAMPLER_NONE) {
+        if (t->eval_every)
+            sb_printf(b, "evaluation: every %lld steps and after the last", (long long)t->eval_every);
+        else
+            sb_puts(b, "evaluation: after every epoch");
+        sb_printf(b, "%s%s\n", t->eval_initial ? ", and before training (epoch 0)" : "",
+                  t->eval_train ? "; also a training subset as large as the test split (train_eval)" : "");
+    }
     if (m->head.on) { /* fitted after training (runtime/bayes_linear.c) */
         const HeadSpec *h = &m->head;
         char alpha[48], beta[48];

@@ -124,6 +124,14 @@ void train_init_weights(Exec *e, uint64_t seed) {
             case INIT_ZERO: v[k] = 0; break;
             case INIT_ONE: v[k] = 1; break;
             case INIT_CONST: v[k] = (float)w->init_value; break;
+            case INIT_NORMAL: v[k] = (float)(w->init_value * rng_normal(&rng)); break;
+            case INIT_TRUNC_NORMAL: {
+                double z;
+                do z = rng_normal(&rng);
+                while (fabs(z) > 2);
+                v[k] = (float)(w->init_value * z);
+                break;
+            }
             case INIT_UNIFORM_FANIN: {
                 double bound = 1.0 / sqrt((double)w->fan_in);
                 v[k] = (float)((2 * rng_uniform(&rng) - 1) * bound);

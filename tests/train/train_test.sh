@@ -320,6 +320,23 @@ print(json.dumps(r, indent=1)[:600])
 sys.exit(0 if ok else 1)
 PY
   ;;
+fmnist_mlp_deepobs)
+  # DeepOBS's fmnist_mlp test problem for one epoch: its initialisation (normal of sd 0.03
+  # truncated at 2 sd, zero biases; checked in the checkpoint) and its protocol (epoch 0, then
+  # epoch 1: two values per list in result.json)
+  "$nnc" train models/fmnist_mlp.nn --set epochs=1 --out "$out"
+  "$check" "$out/metrics.jsonl" test accuracy 0.68 # (0.72 here: small weights learn slowly at first)
+  numpy_test - "$out" <<'PY'
+import json, os, sys
+sys.path.insert(0, "tests/checkpoint")
+from st_numpy import read
+r = json.load(open(f"{sys.argv[1]}/result.json"))
+ok = all(len(r[k]) == 2 for k in ("train_losses", "train_accuracies", "test_losses", "test_accuracies"))
+ok &= r["train_accuracies"][0] < 0.3 < 0.68 < r["train_accuracies"][1] and r["testproblem"] == "fmnist_mlp"
+print(r["train_accuracies"], r["test_accuracies"])
+sys.exit(0 if ok else 1)
+PY
+  ;;
 pre_sgd_numpy)
   # pre_sgd's Hessian inference redone by NumPy with full matrices from the observations nnc
   # dumps, its variants, and its resume (tests/train/pre_sgd_np.py says how)
