@@ -29,25 +29,28 @@ bool driver_parse_override(const char *text, Override *ov, char *why, size_t nwh
 }
 
 /* Every --set key must name a param of the model or a train setting. */
+bool driver_key_known(const Compilation *c, const char *key, const char **near) {
+    const char *cand[256];
+    int ncand = 0;
+    for (int k = 0; k < sema_ntrain_keys; k++) {
+        cand[ncand++] = sema_train_keys[k];
+        if (!strcmp(key, sema_train_keys[k])) return true;
+    }
+    for (int s = 0; s < c->prog->nstmt; s++) {
+        const Stmt *st = c->prog->stmt[s];
+        if (st->kind != ST_PARAM) continue;
+        if (ncand < 256) cand[ncand++] = st->name;
+        if (!strcmp(key, st->name)) return true;
+    }
+    *near = diag_suggest(key, cand, ncand);
+    return false;
+}
+
 static int check_overrides(Compilation *c, const CompileOptions *opt) {
     int rc = 0;
     for (int i = 0; i < opt->nov; i++) {
-        const char *key = opt->ov[i].key;
-        bool found = false;
-        const char *cand[256];
-        int ncand = 0;
-        for (int k = 0; k < sema_ntrain_keys; k++) {
-            cand[ncand++] = sema_train_keys[k];
-            if (!strcmp(key, sema_train_keys[k])) found = true;
-        }
-        for (int s = 0; s < c->prog->nstmt; s++) {
-            const Stmt *st = c->prog->stmt[s];
-            if (st->kind != ST_PARAM) continue;
-            if (ncand < 256) cand[ncand++] = st->name;
-            if (!strcmp(key, st->name)) found = true;
-        }
-        if (found) continue;
-        const char *near = diag_suggest(key, cand, ncand);
+        const char *key = opt->ov[i].key, *near = NULL;
+        if (driver_key_known(c, key, &near)) continue;
         fprintf(c->diag.out, "nnc: error: --set %s: the model has no param or train setting '%s'%s%s%s\n",
                 diag_name(key), diag_name(key), near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
         rc = 2;

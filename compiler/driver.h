@@ -61,6 +61,10 @@ uint64_t driver_source_hash(const Compilation *c);
 /* `nnc check`'s report: layer table, parameter counts, training setup, memory plan. */
 void summary_print(StrBuf *b, const Compilation *c);
 
+/* Whether --set KEY names a param of the parsed model or a train setting; if not, the nearest
+ * name in *near (or NULL). */
+bool driver_key_known(const Compilation *c, const char *key, const char **near);
+
 /* Parses "name=value" for --set; returns false with a message in `why`. */
 bool driver_parse_override(const char *text, Override *ov, char *why, size_t nwhy);
 

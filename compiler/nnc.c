@@ -1,4 +1,4 @@
-/* nnc.c: the command line tool.  Subcommands check, train, emit, gradcheck, hvp, build; exit status 0 on
+/* nnc.c: the command line tool.  Subcommands check, train, emit, gradcheck, hvp, sweep, build; exit status 0 on
  * success, 1 for an error in the user's model or data, 2 for bad usage.  Everything it does
  * is a call into libnnc (driver.h, the backends, the runtime). */
 #include <stdio.h>
@@ -23,6 +23,7 @@ static const char usage[] =
     "  gradcheck FILE          check the model's gradients: finite differences, LLVM vs reference\n"
     "  emit WHAT FILE          print generated code: --ast, --ir, --plan, --llvm, --asm, --cuda, --ptx\n"
     "  build FILE -o NAME      a standalone trainer executable for the model (NAME --help says how to use it)\n"
+    "  sweep FILE --grid K=V   train a grid of hyperparameters (and --seeds N) in DeepOBS's layout; resumes\n"
     "  hvp FILE                the Hessian of the training loss: its extreme eigenvalues by Lanczos over\n"
     "                          Hessian-vector products, and a condition-number estimate\n"
     "  --help                  this text\n"
@@ -33,7 +34,7 @@ static const char usage[] =
     "                          eval_every; samples: a sampler's or `evaluate samples`; a sampler's\n"
     "                          burnin, thin, chains, step, max_depth, parallel)\n"
     "  --out DIR               train: where metrics.jsonl, checkpoint.safetensors and result.json go\n"
-    "                          (default runs/MODEL)\n"
+    "                          (default runs/MODEL); sweep: the sweep's directory (default sweeps/MODEL)\n"
     "  --resume                train: continue from DIR's checkpoint (bit for bit)\n"
     "  --init FILE             train: start from the weights in a safetensors file (matched by name)\n"
     "  --checkpoint-every N    train: a checkpoint every N epochs (default 1; always at the end and on\n"
@@ -46,6 +47,9 @@ static const char usage[] =
     "  --collective-timeout S  train under mpirun: a rank that waits S s for the others ends the job (300)\n"
     "  --device DEV            train, gradcheck: cpu (default), cuda, cuda-emu (the CUDA code run on\n"
     "                          the host, for testing), or auto (CUDA when available, else the CPU)\n"
+    "  --grid KEY=VALUES       sweep: logspace(FROM,TO,N), linspace(FROM,TO,N) or a list 1e-3,1e-2 of a --set\n"
+    "                          key (lr, momentum, weight_decay, beta1, a param ...); repeat for a product\n"
+    "  --seeds N               sweep: N seeds per setting, the model's seed and the next N - 1 (default 1)\n"
     "  --checkpoint C          hvp: the weights of checkpoint C (default: the seeded initial weights)\n"
     "  --method M              hvp: exact (reverse over reverse, default) or fd (differences of gradients)\n"
     "  --batches N             hvp: the Hessian on the first N batches of the training data (default 8; all)\n"
@@ -71,6 +75,7 @@ typedef struct {
     const char *output, *target_cpu, *keep;
     RunOptions run; /* --set, --device, --fuse and the train options */
     HvpOptions hvp;
+    SweepOptions sweep;
     Override ov[RUN_MAX_SETS];
 } Args;
 
@@ -129,6 +134,18 @@ static int parse_args(int argc, char **argv, Args *a) {
                    !strcmp(s, "--iterations") || !strcmp(s, "--top") || !strcmp(s, "--fd-step") || !strcmp(s, "--dense")) {
             if (i + 1 >= argc) return usage_error("%s needs a value", s);
             if (parse_hvp_option(a, s, argv[++i], why, sizeof why)) return usage_error("%s", why);
+        } else if (!strcmp(s, "--grid") || !strcmp(s, "--seeds")) {
+            if (i + 1 >= argc) return usage_error("%s needs a value", s);
+            const char *v = argv[++i];
+            if (s[2] == 's') {
+                char *end;
+                long n = strtol(v, &end, 10);
+                if (*end || n < 1 || n > 10000) return usage_error("--seeds needs a whole number from 1 to 10000, not '%s'", v);
+                a->sweep.seeds = (int)n;
+            } else {
+                if (a->sweep.ngrid == SWEEP_MAX_GRIDS) return usage_error("at most %s grids", "8");
+                a->sweep.grid[a->sweep.ngrid++] = v;
+            }
         } else if (!strcmp(s, "--hvp")) {
             a->run.hvp = true;
         } else if (!strcmp(s, "--fuse=none") || !strcmp(s, "--fuse=all")) {
@@ -275,7 +292,11 @@ int main(int argc, char **argv) {
         rc = cmd_train(&a);
     else if (!strcmp(a.cmd, "gradcheck"))
         rc = cmd_gradcheck(&a);
-    else if (!strcmp(a.cmd, "hvp")) {
+    else if (!strcmp(a.cmd, "sweep")) {
+        a.run.path = a.file;
+        a.sweep.out = a.run.out_dir;
+        rc = a.sweep.ngrid ? run_sweep(&a.run, &a.sweep) : usage_error("%s", "sweep needs at least one --grid KEY=VALUES");
+    } else if (!strcmp(a.cmd, "hvp")) {
         a.run.path = a.file;
         rc = run_hvp(&a.run, &a.hvp);
     } else if (!strcmp(a.cmd, "emit"))

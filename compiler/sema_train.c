@@ -12,7 +12,9 @@
 
 /* Train settings that --set may override (apply_overrides), for driver.c's messages. */
 const char *const sema_train_keys[] = {"epochs", "iterations", "batch", "seed", "lr", "valid", "samples",
-                                       "burnin", "thin",  "chains", "step", "max_depth", "parallel", "eval_every"};
+                                       "burnin", "thin",  "chains", "step", "max_depth", "parallel", "eval_every",
+                                       "momentum", "weight_decay", "beta1", "beta2", "eps", "alpha", "scale",
+                                       "eval_initial", "train_eval"};
 const int sema_ntrain_keys = (int)(sizeof sema_train_keys / sizeof *sema_train_keys);
 
 /* ---- data sources and optimisers ---- */
@@ -920,6 +922,35 @@ static bool is_sampler_key(const char *key) {
     return false;
 }
 
+/* --set of an optimizer hyperparameter: checked as the optimizer's own argument would be. */
+static void override_optimizer(Sema *s, const char *key, double v) {
+    OptSpec *o = &s->m->train.opt;
+    const char *name = opt_name(o);
+    bool sgd = o->kind == OPT_SGD, adam = o->kind == OPT_ADAM || o->kind == OPT_ADAMW, rms = o->kind == OPT_RMSPROP;
+    bool applies = !strcmp(key, "weight_decay") || (!strcmp(key, "momentum") && (sgd || rms)) ||
+                   ((!strcmp(key, "beta1") || !strcmp(key, "beta2")) && adam) ||
+                   (!strcmp(key, "eps") && (adam || rms || o->kind == OPT_ADAGRAD)) || (!strcmp(key, "alpha") && rms) ||
+                   (!strcmp(key, "scale") && o->kind == OPT_PRE_SGD);
+    if (s->m->train.sampler.kind != SAMPLER_NONE || !applies) {
+        err(s, (SrcLoc){0}, "--set %s=%g: %s has no %s", key, v, s->m->train.sampler.kind != SAMPLER_NONE ? "a sampler" : name,
+            key);
+        return;
+    }
+    bool unit = !strcmp(key, "momentum") || key[0] == 'b' || !strcmp(key, "alpha"); /* in [0, 1) */
+    if (unit ? !(v >= 0 && v < 1) : !strcmp(key, "weight_decay") ? !(v >= 0) : !(v > 0)) {
+        err(s, (SrcLoc){0}, "--set %s=%g: %s must be %s", key, v, key, unit ? "in [0, 1)" : key[0] == 'w' ? "0 or more" : "positive");
+        return;
+    }
+    if (!strcmp(key, "momentum")) o->momentum = v;
+    if (!strcmp(key, "weight_decay")) o->weight_decay = v;
+    if (!strcmp(key, "beta1")) o->beta1 = v;
+    if (!strcmp(key, "beta2")) o->beta2 = v;
+    if (!strcmp(key, "eps")) o->eps = v;
+    if (!strcmp(key, "alpha")) o->alpha = v;
+    if (!strcmp(key, "scale")) o->scale = v;
+    if (sgd && o->momentum == 0) o->nesterov = false;
+}
+
 static void apply_overrides(Sema *s) {
     TrainSpec *t = &s->m->train;
     for (int i = 0; i < s->nov; i++) {
@@ -941,6 +972,16 @@ static void apply_overrides(Sema *s) {
                 continue;
             }
             t->opt.lr = v;
+        } else if (!strcmp(o->key, "momentum") || !strcmp(o->key, "weight_decay") || !strcmp(o->key, "beta1") ||
+                   !strcmp(o->key, "beta2") || !strcmp(o->key, "eps") || !strcmp(o->key, "alpha") || !strcmp(o->key, "scale")) {
+            override_optimizer(s, o->key, v); /* an optimizer hyperparameter (nnc sweep's grids) */
+        } else if (!strcmp(o->key, "eval_initial") || !strcmp(o->key, "train_eval")) { /* `evaluate initial/train_eval` */
+            if ((v != 0 && v != 1) || t->sampler.kind != SAMPLER_NONE) {
+                err(s, (SrcLoc){0}, "--set %s=%g: %s", o->key, v, t->sampler.kind != SAMPLER_NONE ? "a sampler evaluates once, over its draws"
+                                                                                                : "1 (on) or 0 (off)");
+                continue;
+            }
+            *(o->key[0] == 'e' ? &t->eval_initial : &t->eval_train) = v == 1;
         } else if (!strcmp(o->key, "valid")) {
             if (!(v >= 0 && v < 1)) {
                 err(s, (SrcLoc){0}, "--set valid=%g: the validation fraction must be in [0, 1)", v);

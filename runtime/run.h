@@ -62,6 +62,16 @@ typedef struct {
 } HvpOptions;
 int run_hvp(const RunOptions *o, const HvpOptions *h);
 
+/* `nnc sweep`: a grid of hyperparameters and seeds in DeepOBS's layout (sweep.c). */
+enum { SWEEP_MAX_GRIDS = 8 };
+typedef struct {
+    const char *grid[SWEEP_MAX_GRIDS]; /* KEY=logspace(a,b,n) | linspace(a,b,n) | v1,v2,... */
+    int ngrid;
+    int seeds;       /* seeds per setting: the model's seed, +1, ...  (1) */
+    const char *out; /* DIR (default sweeps/MODEL) */
+} SweepOptions;
+int run_sweep(const RunOptions *o, const SweepOptions *so);
+
 /* A compiled model on a device. */
 typedef struct {
     Compilation c;

@@ -667,6 +667,24 @@ static int truncate_metrics(const char *path, const TrainState *at, bool mid_epo
     return truncate(path, (off_t)keep);
 }
 
+void train_opt_json(cJSON *hp, const OptSpec *o) {
+    cJSON_AddNumberToObject(hp, "lr", o->lr);
+    if (o->kind == OPT_SGD || (o->kind == OPT_RMSPROP && o->momentum > 0)) cJSON_AddNumberToObject(hp, "momentum", o->momentum);
+    if (o->kind == OPT_SGD) cJSON_AddBoolToObject(hp, "nesterov", o->nesterov);
+    if (o->kind == OPT_ADAM || o->kind == OPT_ADAMW) {
+        cJSON_AddNumberToObject(hp, "beta1", o->beta1);
+        cJSON_AddNumberToObject(hp, "beta2", o->beta2);
+    }
+    if (o->kind == OPT_RMSPROP) cJSON_AddNumberToObject(hp, "alpha", o->alpha);
+    if (o->kind == OPT_ADAGRAD) cJSON_AddNumberToObject(hp, "initial_accumulator", o->initial_accumulator);
+    if (o->kind == OPT_PRE_SGD) {
+        cJSON_AddNumberToObject(hp, "scale", o->scale);
+        if (o->pre == PRE_FULL) cJSON_AddNumberToObject(hp, "rank", o->rank);
+    }
+    if (o->kind != OPT_SGD && o->kind != OPT_PRE_SGD) cJSON_AddNumberToObject(hp, "eps", o->eps);
+    cJSON_AddNumberToObject(hp, "weight_decay", o->weight_decay);
+}
+
 /* result.json, in the layout DeepOBS uses for optimizer benchmarks: per-epoch losses and
  * accuracies of each split, from metrics.jsonl, and the optimizer, test problem and seed. */
 static void write_results(const TrainConfig *cfg) {
@@ -712,18 +730,7 @@ static void write_results(const TrainConfig *cfg) {
     }
     const OptSpec *o = &t->opt;
     cJSON_AddStringToObject(r, "optimizer_name", opt_name(o));
-    cJSON *hp = cJSON_AddObjectToObject(r, "optimizer_hyperparams");
-    cJSON_AddNumberToObject(hp, "lr", o->lr);
-    if (o->kind == OPT_SGD || (o->kind == OPT_RMSPROP && o->momentum > 0)) cJSON_AddNumberToObject(hp, "momentum", o->momentum);
-    if (o->kind == OPT_SGD) cJSON_AddBoolToObject(hp, "nesterov", o->nesterov);
-    if (o->kind == OPT_ADAM || o->kind == OPT_ADAMW) {
-        cJSON_AddNumberToObject(hp, "beta1", o->beta1);
-        cJSON_AddNumberToObject(hp, "beta2", o->beta2);
-    }
-    if (o->kind == OPT_RMSPROP) cJSON_AddNumberToObject(hp, "alpha", o->alpha);
-    if (o->kind == OPT_ADAGRAD) cJSON_AddNumberToObject(hp, "initial_accumulator", o->initial_accumulator);
-    if (o->kind != OPT_SGD) cJSON_AddNumberToObject(hp, "eps", o->eps);
-    cJSON_AddNumberToObject(hp, "weight_decay", o->weight_decay);
+    train_opt_json(cJSON_AddObjectToObject(r, "optimizer_hyperparams"), o);
     cJSON_AddStringToObject(r, "testproblem", m->name);
     cJSON_AddNumberToObject(r, "batch_size", (double)t->batch);
     cJSON_AddNumberToObject(r, "num_epochs", (double)t->epochs);

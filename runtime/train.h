@@ -58,6 +58,10 @@ typedef struct {
  * after SIGINT or SIGTERM.  Also writes out_dir/result.json (DeepOBS's layout) at the end. */
 int train_run(const TrainConfig *cfg, TrainResult *res);
 
+/* The optimizer's hyperparameters into a JSON object, as result.json's optimizer_hyperparams. */
+struct cJSON;
+void train_opt_json(struct cJSON *hp, const OptSpec *o);
+
 /* The model's data sets, as the train block says (used by train_run and gradcheck). */
 typedef struct {
     Dataset train, test;

@@ -337,6 +337,10 @@ print(r["train_accuracies"], r["test_accuracies"])
 sys.exit(0 if ok else 1)
 PY
   ;;
+sweep_deepobs_layout)
+  # nnc sweep: DeepOBS's layout and fields (against tests/train/deepobs_schema.json), resuming,
+  # and bad grids refused (tests/train/sweep_test.py says how)
+  numpy_test tests/train/sweep_test.py "$nnc" "$out" ;;
 pre_sgd_numpy)
   # pre_sgd's Hessian inference redone by NumPy with full matrices from the observations nnc
   # dumps, its variants, and its resume (tests/train/pre_sgd_np.py says how)
