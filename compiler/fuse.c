@@ -55,36 +55,36 @@ static int producer(Fuser *f, int x) {
     return f->parent[x] < 0 ? -1 : find(f, x);
 }
 
+/* Pushes the groups that read node x (through views, which are their source's memory) other than
+ * `skip` and those already marked; true when one of them is `to` (and stop_at_to). */
+static bool push_readers(Fuser *f, int x, int skip, int to, bool stop_at_to, int *stack, int *sp) {
+    for (int u = f->useoff[x]; u < f->useoff[x + 1]; u++) {
+        int y = f->users[u];
+        if (op_info[f->g->node[y].op].cls == OC_VIEW) {
+            if (push_readers(f, y, skip, to, stop_at_to, stack, sp)) return true;
+            continue;
+        }
+        int gu = f->parent[y] < 0 ? -1 : find(f, y);
+        if (gu == to && stop_at_to) return true;
+        if (gu >= 0 && gu != skip && gu != to && f->mark[gu] != f->stamp) {
+            f->mark[gu] = f->stamp;
+            stack[(*sp)++] = gu;
+        }
+    }
+    return false;
+}
+
 /* Is group `to` reachable from group `from` through at least one other group? */
 static bool reaches(Fuser *f, int from, int to) {
     int *stack = util_calloc((size_t)f->n + 1, sizeof(int)), sp = 0;
     f->stamp++;
     bool found = false;
     for (int x = 0; x < f->n; x++) /* the groups `from` feeds, other than `to` */
-        if (f->parent[x] >= 0 && find(f, x) == from)
-            for (int u = f->useoff[x]; u < f->useoff[x + 1]; u++) {
-                int gu = producer(f, f->users[u]);
-                if (gu >= 0 && gu != from && gu != to && f->mark[gu] != f->stamp) {
-                    f->mark[gu] = f->stamp;
-                    stack[sp++] = gu;
-                }
-            }
+        if (f->parent[x] >= 0 && find(f, x) == from) push_readers(f, x, from, to, false, stack, &sp);
     while (sp > 0 && !found) {
         int gr = stack[--sp];
-        for (int x = 0; x < f->n && !found; x++) {
-            if (f->parent[x] < 0 || find(f, x) != gr) continue;
-            for (int u = f->useoff[x]; u < f->useoff[x + 1]; u++) {
-                int gu = producer(f, f->users[u]);
-                if (gu == to) {
-                    found = true;
-                    break;
-                }
-                if (gu >= 0 && gu != gr && f->mark[gu] != f->stamp) {
-                    f->mark[gu] = f->stamp;
-                    stack[sp++] = gu;
-                }
-            }
-        }
+        for (int x = 0; x < f->n && !found; x++)
+            if (f->parent[x] >= 0 && find(f, x) == gr) found = push_readers(f, x, gr, to, true, stack, &sp);
     }
     free(stack);
     return found;

@@ -300,7 +300,8 @@ static SVal *check_conv(Sema *s, const LayerDef *ld, const Ast *e, const Ast *co
     if (!sema_eval_int(s, a[1], "the kernel size", 1, 1 << 12, &k)) return NULL;
     if (a[2] && !sema_eval_int(s, a[2], "the stride", 1, 1 << 12, &stride)) return NULL;
     if (a[4] && !sema_eval_int(s, a[4], "the dilation", 1, 1 << 12, &dil)) return NULL;
-    if (!sema_args_bool(s, a[5], true, &v->bias) || !init_args(s, ld, a[6], a[7], 7, v)) return NULL;
+    bool own = !v->variational; /* bayes_conv's arguments 6 and 7 are its prior and rho */
+    if (!sema_args_bool(s, a[5], true, &v->bias) || !init_args(s, ld, own ? a[6] : NULL, own ? a[7] : NULL, 7, v)) return NULL;
     int64_t total = 0; /* padding along each axis, split top/bottom (left/right) */
     const Ast *p = a[3];
     bool word = p && p->kind == AST_NAME && !sema_lookup(s, p->text); /* (a name that is a number: a param) */
