@@ -94,6 +94,11 @@ def plot_problem(problem_dir, mark, title):
         groups.setdefault(key, []).append((lr, np.mean(finals), np.std(finals), what))
     for (opt, rest), pts in sorted(groups.items()):
         pts.sort()
+        if opt in ("pre_sgd", "adaptive_sgd", "only_adaptive_sgd"):  # picks its own rate: its result as a band
+            m, sd = pts[0][1], pts[0][2]
+            line = ax.axhline(m, ls=":", lw=1.5, label=f"{opt} (chooses its learning rate): {m:.4f}")
+            ax.axhspan(m - sd, m + sd, color=line.get_color(), alpha=0.15)
+            continue
         lab = opt + "".join(f" {k}={v}" for k, v in rest if k not in ("nesterov", "weight_decay"))
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3, label=lab)
         ax.set_ylabel("final " + pts[0][3])

@@ -46,11 +46,17 @@ static int report(const RunOptions *o, const HvpOptions *ho, Built *b) {
     if (rc == 0) rc = hessian_lanczos(&h, iters, m->train.seed, ritz, resid, &nritz, err, sizeof err);
     if (rc == 0) {
         double hvp_each = h.hvp_s / (double)(h.products ? h.products : 1), grad_each = h.grad_s / (double)(h.grads ? h.grads : 1);
-        printf("%s Hessian-vector products (%s): %lld in %.2f s; each %.3f ms%s, a gradient %.3f ms (per batch of %lld)\n",
-               ho->method == HVP_EXACT ? "exact" : "finite-difference",
-               ho->method == HVP_EXACT ? "reverse over reverse" : "central differences of two gradients",
-               (long long)h.products, util_now() - t0, 1e3 * hvp_each / (double)h.nbatch,
-               ho->method == HVP_EXACT ? " past its gradient" : "", 1e3 * grad_each, (long long)h.rows);
+        double each = 1e3 * hvp_each / (double)h.nbatch, grad = 1e3 * grad_each;
+        if (ho->method == HVP_EXACT)
+            printf("exact Hessian-vector products (reverse over reverse): %lld in %.2f s; per batch of %lld, %.3f ms each on top "
+                   "of the gradient pass it reads (%.3f ms): %.2f gradients for a product alone, %.2f where the gradient is "
+                   "taken anyway\n",
+                   (long long)h.products, util_now() - t0, (long long)h.rows, each, grad, grad > 0 ? (each + grad) / grad : 0,
+                   grad > 0 ? each / grad : 0);
+        else
+            printf("finite-difference Hessian-vector products (central differences of two gradients): %lld in %.2f s; per batch "
+                   "of %lld, %.3f ms each against a gradient's %.3f ms: %.2f gradients\n",
+                   (long long)h.products, util_now() - t0, (long long)h.rows, each, grad, grad > 0 ? each / grad : 0);
         int top = ho->top > 0 ? ho->top : 5;
         if (top > nritz) top = nritz;
         printf("Lanczos, %d iterations: the top eigenvalues (Ritz values, with a bound on each one's residual)\n", nritz);

@@ -5,6 +5,8 @@
  * and gradients come from the generated kernels (hessian.c). */
 #include "precondition.h"
 
+#include <cblas.h>
+
 #include "npy.h"
 
 #include <math.h>
@@ -306,6 +308,23 @@ int precond_estimate(Precond *p, PrecondFeed feed, void *ctx, char *err, size_t 
 int precond_apply(Precond *p, char *err, size_t nerr) {
     if (p->rank == 0) return 0;
     int64_t n = p->n;
+    const Graph *gw = p->e->g;
+    if (p->e->dev->host_memory) { /* in place on the arena's gradients: two passes of BLAS per eigenvector */
+        for (int k = 0; k < p->rank; k++) {
+            const float *q = p->q + (size_t)k * (size_t)n;
+            double c = 0;
+            for (int i = 0; i < p->h.nw; i++) {
+                const Weight *w = &gw->weight[p->h.weight[i]];
+                c += cblas_dsdot((int)exec_numel(p->e, w->node, 1), q + p->h.off[i], 1, exec_buf(p->e, w->grad), 1);
+            }
+            c *= p->alpha / p->lambda[k] - 1;
+            for (int i = 0; i < p->h.nw; i++) {
+                const Weight *w = &gw->weight[p->h.weight[i]];
+                cblas_saxpy((int)exec_numel(p->e, w->node, 1), (float)c, q + p->h.off[i], 1, exec_buf(p->e, w->grad), 1);
+            }
+        }
+        return 0;
+    }
     float *g = p->h.tmp;
     const Graph *gr = p->e->g;
     for (int i = 0; i < p->h.nw; i++) {

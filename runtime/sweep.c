@@ -290,7 +290,7 @@ int run_sweep(const RunOptions *o, const SweepOptions *so) {
         for (size_t l = strlen(defout); l > 1 && defout[l - 1] == '/'; l--) defout[l - 1] = 0;
         out = defout;
     }
-    int64_t total = ncomb * seeds, done = 0, skipped = 0;
+    int64_t total = ncomb * seeds, done = 0, skipped = 0, failed = 0;
     double spent = 0;
     double *acc = util_calloc((size_t)total + 1, sizeof(double));
     if (rc == 0)
@@ -312,6 +312,15 @@ int run_sweep(const RunOptions *o, const SweepOptions *so) {
             acc[run] = NAN;
             if (finished(dir, seed)) {
                 skipped++;
+                continue;
+            }
+            char failed_mark[4400];
+            snprintf(failed_mark, sizeof failed_mark, "%s/FAILED", work);
+            struct stat fb;
+            if (stat(failed_mark, &fb) == 0) { /* failed in an earlier sweep: the same seed fails the same way */
+                printf("sweep: run %lld of %lld failed before (%s); delete that file to try it again\n", (long long)run + 1,
+                       (long long)total, failed_mark);
+                failed++;
                 continue;
             }
             if (mkdirs(dir) || mkdirs(work)) {
@@ -345,10 +354,21 @@ int run_sweep(const RunOptions *o, const SweepOptions *so) {
             ro.resume = resume;
             double t0 = util_now();
             int trc = run_train(&ro);
-            if (trc) {
+            if (trc > 1) { /* a signal: the sweep stops, and resumes this run when started again */
                 fprintf(stderr, "nnc: error: sweep: the run in %s ended with status %d; run the sweep again to resume it\n", work, trc);
                 rc = trc;
                 break;
+            }
+            if (trc) { /* an error in the run (a non-finite loss: the learning rate too large): noted, and the sweep goes on */
+                FILE *f = fopen(failed_mark, "w");
+                if (f) {
+                    fprintf(f, "status %d: see the run's messages above it in the sweep's output\n", trc);
+                    fclose(f);
+                }
+                printf("sweep: run %lld of %lld failed (status %d, its error above); no result for it; the sweep goes on\n",
+                       (long long)run + 1, (long long)total, trc);
+                failed++;
+                continue;
             }
             if (publish(work, dir, seed, &acc[run], why, sizeof why)) {
                 fprintf(stderr, "nnc: error: %s\n", why);
@@ -378,6 +398,11 @@ int run_sweep(const RunOptions *o, const SweepOptions *so) {
             if (n) printf("  %-72s %.4f +- %.4f (%d seed%s)\n", setting[i], sum / n, n > 1 ? sqrt(fmax(0, sq / n - (sum / n) * (sum / n))) : 0, n, n == 1 ? "" : "s");
         }
         printf("figures: /usr/bin/python3 bench/plot_sweep.py %s (learning curves, learning-rate sensitivity)\n", out);
+        if (failed) {
+            printf("sweep %s: %lld run%s failed (marked FAILED in %s.runs); exit status 1\n", testproblem, (long long)failed,
+                   failed == 1 ? "" : "s", out);
+            rc = 1;
+        }
     }
     for (int64_t i = 0; setting && i < ncomb; i++) free(setting[i]);
     free(setting);

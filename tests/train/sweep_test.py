@@ -5,7 +5,8 @@ is checked against tests/train/deepobs_schema.json (written from DeepOBS's sourc
 their types, num_epochs + 1 values per list, the setting folder's and the file's names, nothing
 else in the tree.  Then: a second sweep skips every run; a sweep stopped by SIGTERM in its first
 run resumes it and ends with the same losses as the uninterrupted sweep; an unknown key (with the
-nearest name), an empty grid and a non-positive learning rate are refused before anything runs.
+nearest name), an empty grid and a non-positive learning rate are refused before anything runs; a
+run that diverges is marked FAILED and the sweep goes on.
 Standard library only."""
 import json
 import os
@@ -109,6 +110,15 @@ def losses(where):
 
 
 check(losses(f"{out}/full") == losses(f"{out}/part"), "the resumed sweep's losses and accuracies equal the uninterrupted one's")
+
+# a run that diverges is noted (FAILED) and the sweep goes on; started again, it is not retried
+div = [nnc, "sweep", f"{out}/blobs.nn", "--grid", "lr=0.01,1e37", "--out", f"{out}/div"]
+r1 = subprocess.run(div, capture_output=True, text=True)
+r2 = subprocess.run(div, capture_output=True, text=True)
+jsons = [n for _, _, names in os.walk(f"{out}/div") for n in names]
+check(r1.returncode == 1 and "failed (status 1" in r1.stdout and "NaN" in r1.stderr and len(jsons) == 1 and
+      r2.returncode == 1 and "failed before" in r2.stdout,
+      f"lr=1e37 diverges: noted, the other run published, not retried ({r1.returncode}, {r2.returncode}, {len(jsons)} file)")
 
 for grid, msg in (("momentm=0.5", "did you mean 'momentum'?"), ("lr=", "the grid is empty"),
                   ("lr=logspace(1e-3,1,0)", "the grid is empty"), ("lr=0,0.1", "the learning rate must be positive, got 0")):
