@@ -211,6 +211,19 @@ static int publish(const char *work, const char *dir, uint64_t seed, double *fin
     return rc ? util_fail(why, nwhy, "cannot write %s: %s", path, strerror(errno)) : 0;
 }
 
+/* Combination i of the grids (the last grid fastest): each grid's value index into at[], their
+ * overrides into ov[0 .. nax), then DeepOBS's protocol (epoch 0, a training subset) at ov[nax],
+ * ov[nax + 1]. */
+static void combination(const Axis *ax, int nax, int64_t i, int *at, Override *ov) {
+    for (int k = nax - 1; k >= 0; k--) {
+        at[k] = (int)(i % ax[k].n);
+        i /= ax[k].n;
+        ov[k] = (Override){ax[k].key, ax[k].v[at[k]]};
+    }
+    ov[nax] = (Override){"eval_initial", 1};
+    ov[nax + 1] = (Override){"train_eval", 1};
+}
+
 int run_sweep(const RunOptions *o, const SweepOptions *so) {
     char why[1024];
     Axis ax[SWEEP_MAX_GRIDS];
@@ -255,14 +268,7 @@ int run_sweep(const RunOptions *o, const SweepOptions *so) {
     uint64_t seed0 = 0;
     char *testproblem = NULL;
     for (int64_t i = 0; i < ncomb && rc == 0; i++) {
-        int64_t r = i;
-        for (int k = nax - 1; k >= 0; k--) {
-            at[k] = (int)(r % ax[k].n);
-            r /= ax[k].n;
-            ov[o->nov + k] = (Override){ax[k].key, ax[k].v[at[k]]};
-        }
-        ov[o->nov + nax] = (Override){"eval_initial", 1}; /* DeepOBS's protocol: epoch 0, and a training subset */
-        ov[o->nov + nax + 1] = (Override){"train_eval", 1};
+        combination(ax, nax, i, at, ov + o->nov);
         co = (CompileOptions){.ov = ov, .nov = o->nov + nax + 2};
         if (driver_compile(&c, o->path, &co, STAGE_CHECK)) {
             fprintf(stderr, "nnc: error: the grid's setting %lld of %lld (above) does not compile; nothing was run\n", (long long)i + 1,
@@ -297,12 +303,7 @@ int run_sweep(const RunOptions *o, const SweepOptions *so) {
         printf("sweep %s: %lld setting%s x %d seed%s = %lld runs into %s\n", testproblem, (long long)ncomb, ncomb == 1 ? "" : "s",
                seeds, seeds == 1 ? "" : "s", (long long)total, out);
     for (int64_t i = 0; i < ncomb && rc == 0; i++) {
-        int64_t r = i;
-        for (int k = nax - 1; k >= 0; k--) {
-            at[k] = (int)(r % ax[k].n);
-            r /= ax[k].n;
-            ov[o->nov + k] = (Override){ax[k].key, ax[k].v[at[k]]};
-        }
+        combination(ax, nax, i, at, ov + o->nov);
         for (int s = 0; s < seeds && rc == 0; s++) {
             int64_t run = i * seeds + s;
             uint64_t seed = seed0 + (uint64_t)s;
@@ -344,8 +345,6 @@ int run_sweep(const RunOptions *o, const SweepOptions *so) {
             printf("\n");
             fflush(stdout);
             sb_free(&what);
-            ov[o->nov + nax] = (Override){"eval_initial", 1};
-            ov[o->nov + nax + 1] = (Override){"train_eval", 1};
             ov[o->nov + nax + 2] = (Override){"seed", (double)seed};
             RunOptions ro = *o;
             ro.ov = ov;
