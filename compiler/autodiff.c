@@ -401,3 +401,41 @@ void autodiff_vjp(Graph *g, int root, const int *wrt, int nwrt, int *grad_out) {
     free(grad);
     ir_verify(g, "autodiff_vjp");
 }
+
+void autodiff_vjp_seeded(Graph *g, const int *root, const int *seed, int nroot, const int *wrt, int nwrt, int *grad_out) {
+    int top = -1;
+    for (int k = 0; k < nroot; k++)
+        if (root[k] > top) top = root[k];
+    NNC_ASSERT(top >= 0 && top < g->nnode);
+    bool *mark = util_calloc((size_t)top + 1, sizeof(bool));
+    for (int k = 0; k < nwrt; k++) mark[wrt[k]] = wrt[k] <= top;
+    bool *needs = dependents(g, top, mark);
+    int *grad = util_calloc((size_t)top + 1, sizeof(int));
+    for (int id = 0; id <= top; id++) grad[id] = -1;
+    Phase was = g->phase;
+    g->phase = PH_BACKWARD;
+    int top_seed = -1;
+    for (int k = 0; k < nroot; k++) { /* each root starts with its own cotangent (summed if a node is given twice) */
+        if (root[k] == top && top_seed < 0) {
+            top_seed = seed[k];
+            continue;
+        }
+        const Node nd = g->node[root[k]]; /* copy: g->node moves as nodes are added */
+        accumulate(g, grad, root[k], seed[k], &nd);
+    }
+    if (top_seed < 0) top_seed = grad[top];
+    else if (grad[top] >= 0) top_seed = ir_add2(g, OP_ADD, g->node[top].shape, grad[top], top_seed, g->node[top].loc);
+    if (needs[top] && top_seed >= 0) sweep(g, top, top_seed, needs, 0, grad);
+    else /* the top root does not depend on wrt: sweep from the highest that does */
+        for (int id = top - 1; id >= 0; id--)
+            if (grad[id] >= 0 && needs[id]) {
+                sweep(g, id, grad[id], needs, 0, grad);
+                break;
+            }
+    g->phase = was;
+    for (int k = 0; k < nwrt; k++) grad_out[k] = wrt[k] <= top ? grad[wrt[k]] : -1;
+    free(mark);
+    free(needs);
+    free(grad);
+    ir_verify(g, "autodiff_vjp_seeded");
+}

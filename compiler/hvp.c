@@ -3,9 +3,10 @@
  *
  * Reverse over reverse: the grad program already computes G_w = dL/dw for every trained
  * weight w.  This pass adds, per trained weight, a direction v_w (a scratch state weight,
- * `<w>.hvp_dir`, that the runtime writes before each product and checkpoints never keep),
- * the scalar s = sum_w <G_w, v_w>, and, by autodiff_vjp (autodiff.c is closed: every op it
- * emits has a rule), ds/dw = H v.  The program `hvp` runs right after `grad` on the same batch
+ * `<w>.hvp_dir`, that the runtime writes before each product and checkpoints never keep) and,
+ * by autodiff_vjp_seeded with the gradients as roots and the directions as their cotangents
+ * (autodiff.c is closed: every op it emits has a rule), d/dw sum_w <G_w, v_w> = H v, without
+ * forming the sum or copying the directions.  The program `hvp` runs right after `grad` on the same batch
  * and reads its values instead of computing them again, so one product costs about one more
  * backward pass of the backward pass; it may run several times after one `grad` (plan.c keeps
  * what it reads alive), which Lanczos and pre_sgd's several directions rely on.
@@ -47,10 +48,9 @@ bool hvp_check(const Graph *g, Diag *diag, const char *why) {
 
 void hvp_graph(Graph *g) {
     NNC_ASSERT(g->has_backward && programs_find(g, "grad") == PROG_GRAD && programs_find(g, "hvp") < 0);
-    int nw = g->nweight, total = -1;
-    int *wnode = util_calloc((size_t)nw + 1, sizeof(int)), *hv = util_calloc((size_t)nw + 1, sizeof(int)), nwrt = 0;
-    Phase was = g->phase;
-    g->phase = PH_BACKWARD;
+    int nw = g->nweight, n = 0;
+    int *wnode = util_calloc((size_t)nw + 1, sizeof(int)), *hv = util_calloc((size_t)nw + 1, sizeof(int));
+    int *gnode = util_calloc((size_t)nw + 1, sizeof(int)), *dnode = util_calloc((size_t)nw + 1, sizeof(int));
     for (int wi = 0; wi < nw; wi++) {
         Weight w = g->weight[wi];
         if (w.kind != W_PARAM || w.grad < 0) continue;
@@ -61,12 +61,12 @@ void hvp_graph(Graph *g) {
         memcpy(d->space, w.space, sizeof w.space);
         memcpy(d->space_inner, w.space_inner, sizeof w.space_inner);
         g->weight[wi].dir = dir;
-        int dot = ir_add1(g, OP_SUM, shape_scalar(), ir_add2(g, OP_MUL, w.shape, w.grad, dir, w.loc), w.loc);
-        total = total < 0 ? dot : ir_add2(g, OP_ADD, shape_scalar(), total, dot, w.loc);
-        wnode[nwrt++] = w.node;
+        wnode[n] = w.node;
+        gnode[n] = w.grad;
+        dnode[n++] = dir;
     }
-    g->phase = was;
-    if (total >= 0) autodiff_vjp(g, total, wnode, nwrt, hv);
+    /* d/dw of sum_w <G_w, v_w>: the gradients' vjp with the directions as their cotangents */
+    if (n > 0) autodiff_vjp_seeded(g, gnode, dnode, n, wnode, n, hv);
     int prog = programs_add(g, "hvp", true, PROG_GRAD);
     for (int wi = 0, k = 0; wi < nw; wi++) {
         if (g->weight[wi].dir < 0) continue;
@@ -75,5 +75,7 @@ void hvp_graph(Graph *g) {
     }
     free(wnode);
     free(hv);
+    free(gnode);
+    free(dnode);
     ir_verify(g, "hvp");
 }

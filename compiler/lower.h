@@ -22,6 +22,10 @@ void autodiff_graph(Graph *g);
  * computed from a backward pass: the gradient of a gradient) and stores them in grad_out[k]
  * (-1 when root does not depend on wrt[k]).  Nothing is recomputed instead of read. */
 void autodiff_vjp(Graph *g, int root, const int *wrt, int nwrt, int *grad_out);
+/* The same for several roots of any shape, each with its cotangent seed[k] (a node of its
+ * shape): grad_out[k] = sum over roots of seed' d root / d wrt[k].  With the gradients as roots
+ * and a direction as seeds this is a Hessian-vector product without forming sum(<G, v>). */
+void autodiff_vjp_seeded(Graph *g, const int *root, const int *seed, int nroot, const int *wrt, int nwrt, int *grad_out);
 
 /* Appends one update node per trained weight, with its optimiser state weights. */
 void update_graph(Graph *g, const OptSpec *opt);
