@@ -132,13 +132,42 @@ int hessian_apply(Hessian *h, const double *v, double *hv, char *err, size_t ner
     double t0 = util_now(), g0 = h->grad_s;
     if (h->method == HVP_EXACT) {
         int prog = programs_find(h->e->g, "hvp");
-        for (int64_t i = 0; i < h->n; i++) h->tmp[i] = (float)v[i];
-        if (move(h, h->tmp, 1)) return device_fail(h, err, nerr);
+        const Graph *g = h->e->g;
+        bool direct = h->e->dev->host_memory; /* the arena is host memory: no staging copies */
+        if (direct)
+            for (int k = 0; k < h->nw; k++) {
+                const Weight *w = &g->weight[h->weight[k]];
+                float *d = exec_buf(h->e, w->dir);
+                const double *src = v + h->off[k];
+                for (int64_t i = 0, m = exec_numel(h->e, w->node, 1); i < m; i++) d[i] = (float)src[i];
+            }
+        else {
+            for (int64_t i = 0; i < h->n; i++) h->tmp[i] = (float)v[i];
+            if (move(h, h->tmp, 1)) return device_fail(h, err, nerr);
+        }
         for (int64_t b = 0; b < h->nbatch; b++) {
             if (!(h->current && h->nbatch == 1) && run_grad(h, b, err, nerr)) return -1;
-            if (exec_run(h->e, prog, batch_rows(h, b)) || move(h, h->tmp, 3)) return device_fail(h, err, nerr);
+            if (exec_run(h->e, prog, batch_rows(h, b))) return device_fail(h, err, nerr);
             double wt = (double)batch_rows(h, b) / (double)h->nsamples;
-            for (int64_t i = 0; i < h->n; i++) hv[i] += wt * h->tmp[i];
+            bool staged = true;
+            if (direct) { /* H v straight from the arena, unless a weight's part is a constant */
+                staged = false;
+                for (int k = 0; k < h->nw && !staged; k++) {
+                    int node = g->weight[h->weight[k]].hvp;
+                    staged = node < 0 || g->node[node].op == OP_CONST;
+                }
+            }
+            if (staged) {
+                if (move(h, h->tmp, 3)) return device_fail(h, err, nerr);
+                for (int64_t i = 0; i < h->n; i++) hv[i] += wt * h->tmp[i];
+                continue;
+            }
+            for (int k = 0; k < h->nw; k++) {
+                const Weight *w = &g->weight[h->weight[k]];
+                const float *r = exec_buf(h->e, w->hvp);
+                double *dst = hv + h->off[k];
+                for (int64_t i = 0, m = exec_numel(h->e, w->node, 1); i < m; i++) dst[i] += wt * r[i];
+            }
         }
         h->current = h->nbatch == 1;
     } else {
