@@ -386,20 +386,11 @@ void autodiff_graph(Graph *g) {
 
 void autodiff_vjp(Graph *g, int root, const int *wrt, int nwrt, int *grad_out) {
     NNC_ASSERT(root >= 0 && root < g->nnode && g->node[root].shape.rank == 0 && !g->node[root].shape.batched);
-    bool *mark = util_calloc((size_t)root + 1, sizeof(bool));
-    for (int k = 0; k < nwrt; k++) mark[wrt[k]] = wrt[k] <= root;
-    bool *needs = dependents(g, root, mark);
-    int *grad = util_calloc((size_t)root + 1, sizeof(int));
-    for (int id = 0; id <= root; id++) grad[id] = -1;
     Phase was = g->phase;
     g->phase = PH_BACKWARD;
-    if (needs[root]) sweep(g, root, ir_const(g, 1.0, g->node[root].loc), needs, 0, grad);
+    int one = ir_const(g, 1.0, g->node[root].loc);
     g->phase = was;
-    for (int k = 0; k < nwrt; k++) grad_out[k] = wrt[k] <= root ? grad[wrt[k]] : -1;
-    free(mark);
-    free(needs);
-    free(grad);
-    ir_verify(g, "autodiff_vjp");
+    autodiff_vjp_seeded(g, &root, &one, 1, wrt, nwrt, grad_out);
 }
 
 void autodiff_vjp_seeded(Graph *g, const int *root, const int *seed, int nroot, const int *wrt, int nwrt, int *grad_out) {
@@ -414,24 +405,11 @@ void autodiff_vjp_seeded(Graph *g, const int *root, const int *seed, int nroot, 
     for (int id = 0; id <= top; id++) grad[id] = -1;
     Phase was = g->phase;
     g->phase = PH_BACKWARD;
-    int top_seed = -1;
-    for (int k = 0; k < nroot; k++) { /* each root starts with its own cotangent (summed if a node is given twice) */
-        if (root[k] == top && top_seed < 0) {
-            top_seed = seed[k];
-            continue;
-        }
+    for (int k = 0; k < nroot; k++) { /* each root starts with its cotangent (summed if a node is given twice) */
         const Node nd = g->node[root[k]]; /* copy: g->node moves as nodes are added */
         accumulate(g, grad, root[k], seed[k], &nd);
     }
-    if (top_seed < 0) top_seed = grad[top];
-    else if (grad[top] >= 0) top_seed = ir_add2(g, OP_ADD, g->node[top].shape, grad[top], top_seed, g->node[top].loc);
-    if (needs[top] && top_seed >= 0) sweep(g, top, top_seed, needs, 0, grad);
-    else /* the top root does not depend on wrt: sweep from the highest that does */
-        for (int id = top - 1; id >= 0; id--)
-            if (grad[id] >= 0 && needs[id]) {
-                sweep(g, id, grad[id], needs, 0, grad);
-                break;
-            }
+    sweep(g, top, grad[top], needs, 0, grad); /* (it skips the nodes that do not depend on wrt) */
     g->phase = was;
     for (int k = 0; k < nwrt; k++) grad_out[k] = wrt[k] <= top ? grad[wrt[k]] : -1;
     free(mark);

@@ -96,22 +96,43 @@ static int run_grad(Hessian *h, int64_t b, char *err, size_t nerr) {
     return 0;
 }
 
-/* Writes the flat float vector x into the nodes of each trained weight picked by `which`
- * (0 the weight, 1 its direction), or reads their gradient (2) or H v (3) into x. */
+/* Writes the flat float vector x into each trained weight (which 0), or reads their gradients
+ * into it (which 2). */
 static int move(Hessian *h, float *x, int which) {
     const Graph *g = h->e->g;
     for (int k = 0; k < h->nw; k++) {
         const Weight *w = &g->weight[h->weight[k]];
-        int node = which == 0 ? w->node : which == 1 ? w->dir : which == 2 ? w->grad : w->hvp;
-        int64_t n = exec_numel(h->e, w->node, 1);
+        size_t bytes = sizeof(float) * (size_t)exec_numel(h->e, w->node, 1);
         float *seg = x + h->off[k];
-        if (which == 3 && (node < 0 || g->node[node].op == OP_CONST)) { /* H v does not depend on it */
-            for (int64_t i = 0; i < n; i++) seg[i] = node < 0 ? 0.0f : (float)g->node[node].attr[0];
-            continue;
-        }
-        size_t bytes = sizeof(float) * (size_t)n;
-        if (which <= 1 ? exec_write(h->e, node, seg, bytes) : exec_read(h->e, node, seg, bytes)) return -1;
+        if (which == 0 ? exec_write(h->e, w->node, seg, bytes) : exec_read(h->e, w->grad, seg, bytes)) return -1;
     }
+    return 0;
+}
+
+/* Trained weight k's part of `node` (its direction, gradient or H v) as float32 on the host: the
+ * arena's own memory on a host-memory device, else k's segment of h->tmp, read from the device
+ * when `fetch`.  NULL after a device error. */
+static float *host_seg(Hessian *h, int k, int node, bool fetch) {
+    if (h->e->dev->host_memory) return exec_buf(h->e, node);
+    float *seg = h->tmp + h->off[k];
+    size_t bytes = sizeof(float) * (size_t)exec_numel(h->e, h->e->g->weight[h->weight[k]].node, 1);
+    return fetch && exec_read(h->e, node, seg, bytes) ? NULL : seg;
+}
+
+/* acc += wt * (weight k's part of `node`); a part that is a constant, or absent (-1: it does
+ * not depend on the weights), adds that constant, or nothing.  -1 after a device error. */
+static int add_seg(Hessian *h, int k, int node, double wt, double *acc) {
+    const Graph *g = h->e->g;
+    int64_t n = exec_numel(h->e, g->weight[h->weight[k]].node, 1);
+    double *dst = acc + h->off[k];
+    if (node < 0 || g->node[node].op == OP_CONST) {
+        double c = node < 0 ? 0 : g->node[node].attr[0];
+        for (int64_t i = 0; i < n; i++) dst[i] += wt * c;
+        return 0;
+    }
+    const float *r = host_seg(h, k, node, true);
+    if (!r) return -1;
+    for (int64_t i = 0; i < n; i++) dst[i] += wt * r[i];
     return 0;
 }
 
@@ -119,9 +140,9 @@ int hessian_gradient(Hessian *h, double *gr, char *err, size_t nerr) {
     memset(gr, 0, sizeof(double) * (size_t)h->n);
     for (int64_t b = 0; b < h->nbatch; b++) {
         if (!(h->current && h->nbatch == 1) && run_grad(h, b, err, nerr)) return -1;
-        if (move(h, h->tmp, 2)) return device_fail(h, err, nerr);
         double wt = (double)batch_rows(h, b) / (double)h->nsamples;
-        for (int64_t i = 0; i < h->n; i++) gr[i] += wt * h->tmp[i];
+        for (int k = 0; k < h->nw; k++)
+            if (add_seg(h, k, h->e->g->weight[h->weight[k]].grad, wt, gr)) return device_fail(h, err, nerr);
     }
     h->current = h->nbatch == 1 && h->method == HVP_EXACT;
     return 0;
@@ -133,41 +154,20 @@ int hessian_apply(Hessian *h, const double *v, double *hv, char *err, size_t ner
     if (h->method == HVP_EXACT) {
         int prog = programs_find(h->e->g, "hvp");
         const Graph *g = h->e->g;
-        bool direct = h->e->dev->host_memory; /* the arena is host memory: no staging copies */
-        if (direct)
-            for (int k = 0; k < h->nw; k++) {
-                const Weight *w = &g->weight[h->weight[k]];
-                float *d = exec_buf(h->e, w->dir);
-                const double *src = v + h->off[k];
-                for (int64_t i = 0, m = exec_numel(h->e, w->node, 1); i < m; i++) d[i] = (float)src[i];
-            }
-        else {
-            for (int64_t i = 0; i < h->n; i++) h->tmp[i] = (float)v[i];
-            if (move(h, h->tmp, 1)) return device_fail(h, err, nerr);
+        for (int k = 0; k < h->nw; k++) { /* the direction, into the <w>.hvp_dir weights */
+            const Weight *w = &g->weight[h->weight[k]];
+            float *d = host_seg(h, k, w->dir, false);
+            const double *src = v + h->off[k];
+            int64_t m = exec_numel(h->e, w->node, 1);
+            for (int64_t i = 0; i < m; i++) d[i] = (float)src[i];
+            if (!h->e->dev->host_memory && exec_write(h->e, w->dir, d, sizeof(float) * (size_t)m)) return device_fail(h, err, nerr);
         }
         for (int64_t b = 0; b < h->nbatch; b++) {
             if (!(h->current && h->nbatch == 1) && run_grad(h, b, err, nerr)) return -1;
             if (exec_run(h->e, prog, batch_rows(h, b))) return device_fail(h, err, nerr);
             double wt = (double)batch_rows(h, b) / (double)h->nsamples;
-            bool staged = true;
-            if (direct) { /* H v straight from the arena, unless a weight's part is a constant */
-                staged = false;
-                for (int k = 0; k < h->nw && !staged; k++) {
-                    int node = g->weight[h->weight[k]].hvp;
-                    staged = node < 0 || g->node[node].op == OP_CONST;
-                }
-            }
-            if (staged) {
-                if (move(h, h->tmp, 3)) return device_fail(h, err, nerr);
-                for (int64_t i = 0; i < h->n; i++) hv[i] += wt * h->tmp[i];
-                continue;
-            }
-            for (int k = 0; k < h->nw; k++) {
-                const Weight *w = &g->weight[h->weight[k]];
-                const float *r = exec_buf(h->e, w->hvp);
-                double *dst = hv + h->off[k];
-                for (int64_t i = 0, m = exec_numel(h->e, w->node, 1); i < m; i++) dst[i] += wt * r[i];
-            }
+            for (int k = 0; k < h->nw; k++)
+                if (add_seg(h, k, g->weight[h->weight[k]].hvp, wt, hv)) return device_fail(h, err, nerr);
         }
         h->current = h->nbatch == 1;
     } else {

@@ -40,8 +40,7 @@ int precond_open(Precond *p, Exec *e, const OptSpec *o, int64_t rows, char *err,
     p->o = o;
     p->e = e;
     if (hessian_open(&p->h, e, HVP_EXACT, NULL, 1, rows, err, nerr)) return -1;
-    p->n = p->h.n;
-    p->q = util_calloc((size_t)(o->rank > 0 ? o->rank : 1) * (size_t)p->n, sizeof(float));
+    p->q = util_calloc((size_t)(o->rank > 0 ? o->rank : 1) * (size_t)p->h.n, sizeof(float));
     return 0;
 }
 
@@ -56,7 +55,7 @@ static int descent(Precond *p, PrecondFeed feed, void *ctx, int j, double *g, ch
     if (feed(ctx, j) < 0) return util_fail(err, nerr, "%s: %s", p->e->dev->name, p->e->dev->err);
     p->h.current = false;
     if (hessian_gradient(&p->h, g, err, nerr)) return -1;
-    for (int64_t i = 0; i < p->n; i++) g[i] = -g[i];
+    for (int64_t i = 0; i < p->h.n; i++) g[i] = -g[i];
     return 0;
 }
 
@@ -84,7 +83,7 @@ static int by_value(const void *a, const void *b) {
  * (Rayleigh-like, weighted to the large eigenvalues); the prior's width |sum g'H g / sum g'g|;
  * the noise, the median over elements of the gradients' variance, over their RMS norm. */
 static int prior_scalars(Precond *p, PrecondFeed feed, void *ctx, double *g, char *err, size_t nerr) {
-    int64_t n = p->n;
+    int64_t n = p->h.n;
     int E = p->o->estimate;
     double *hv = util_calloc((size_t)n, sizeof(double)), *sum = util_calloc((size_t)n, sizeof(double));
     double *sq = util_calloc((size_t)n, sizeof(double));
@@ -138,7 +137,7 @@ static int prior_scalars(Precond *p, PrecondFeed feed, void *ctx, double *g, cha
  * its own; the posterior mean B = alpha I + w Delta C S' (Delta = Y - alpha S) and, from its
  * symmetric part, the top eigenpairs above alpha. */
 static int infer(Precond *p, PrecondFeed feed, void *ctx, double *g, char *err, size_t nerr) {
-    int64_t n = p->n;
+    int64_t n = p->h.n;
     int M = p->o->hvps, E = p->o->estimate;
     double a = p->alpha, w = p->prior_w, lam = p->noise > 0 ? p->noise : 1e-12 * (w > 0 ? w : 1);
     double *S = util_calloc((size_t)M * (size_t)n, sizeof(double)), *D = util_calloc((size_t)M * (size_t)n, sizeof(double));
@@ -284,7 +283,7 @@ static int move_q(Precond *p, int which) {
                 if (g->weight[j].kind == W_STATE && g->weight[j].of == p->h.weight[i] && !strcmp(g->weight[j].name, name))
                     node = g->weight[j].node;
             if (node < 0) return -1;
-            float *seg = p->q + (size_t)k * (size_t)p->n + (size_t)p->h.off[i];
+            float *seg = p->q + (size_t)k * (size_t)p->h.n + (size_t)p->h.off[i];
             size_t bytes = sizeof(float) * (size_t)exec_numel(p->e, w->node, 1);
             if (k >= p->rank && which == 0) memset(seg, 0, bytes);
             if (which == 0 ? exec_write(p->e, node, seg, bytes) : exec_read(p->e, node, seg, bytes)) return -1;
@@ -294,7 +293,7 @@ static int move_q(Precond *p, int which) {
 
 int precond_estimate(Precond *p, PrecondFeed feed, void *ctx, char *err, size_t nerr) {
     double t0 = util_now();
-    double *g = util_calloc((size_t)p->n, sizeof(double));
+    double *g = util_calloc((size_t)p->h.n, sizeof(double));
     int rc = prior_scalars(p, feed, ctx, g, err, nerr);
     if (!rc && p->o->pre == PRE_FULL) rc = infer(p, feed, ctx, g, err, nerr);
     if (!rc && p->o->pre == PRE_FULL && move_q(p, 0))
@@ -305,43 +304,34 @@ int precond_estimate(Precond *p, PrecondFeed feed, void *ctx, char *err, size_t 
     return rc;
 }
 
+/* Trained weight i's gradient as float32 on the host: the arena's own memory on a host-memory
+ * device, else its segment of the staging vector (precond_apply moves it there and back). */
+static float *grad_seg(Precond *p, int i) {
+    const Weight *w = &p->e->g->weight[p->h.weight[i]];
+    return p->e->dev->host_memory ? exec_buf(p->e, w->grad) : p->h.tmp + p->h.off[i];
+}
+
 int precond_apply(Precond *p, char *err, size_t nerr) {
     if (p->rank == 0) return 0;
-    int64_t n = p->n;
-    const Graph *gw = p->e->g;
-    if (p->e->dev->host_memory) { /* in place on the arena's gradients: two passes of BLAS per eigenvector */
-        for (int k = 0; k < p->rank; k++) {
-            const float *q = p->q + (size_t)k * (size_t)n;
-            double c = 0;
-            for (int i = 0; i < p->h.nw; i++) {
-                const Weight *w = &gw->weight[p->h.weight[i]];
-                c += cblas_dsdot((int)exec_numel(p->e, w->node, 1), q + p->h.off[i], 1, exec_buf(p->e, w->grad), 1);
-            }
-            c *= p->alpha / p->lambda[k] - 1;
-            for (int i = 0; i < p->h.nw; i++) {
-                const Weight *w = &gw->weight[p->h.weight[i]];
-                cblas_saxpy((int)exec_numel(p->e, w->node, 1), (float)c, q + p->h.off[i], 1, exec_buf(p->e, w->grad), 1);
-            }
-        }
-        return 0;
-    }
-    float *g = p->h.tmp;
-    const Graph *gr = p->e->g;
-    for (int i = 0; i < p->h.nw; i++) {
-        const Weight *w = &gr->weight[p->h.weight[i]];
-        if (exec_read(p->e, w->grad, g + p->h.off[i], sizeof(float) * (size_t)exec_numel(p->e, w->node, 1)))
+    const Graph *g = p->e->g;
+    bool staged = !p->e->dev->host_memory;
+    for (int i = 0; i < p->h.nw && staged; i++) {
+        const Weight *w = &g->weight[p->h.weight[i]];
+        if (exec_read(p->e, w->grad, grad_seg(p, i), sizeof(float) * (size_t)exec_numel(p->e, w->node, 1)))
             return util_fail(err, nerr, "%s: %s", p->e->dev->name, p->e->dev->err);
     }
-    for (int k = 0; k < p->rank; k++) {
-        const float *q = p->q + (size_t)k * (size_t)n;
+    for (int k = 0; k < p->rank; k++) { /* two passes of BLAS per eigenvector: q'g, then g += c q */
+        const float *q = p->q + (size_t)k * (size_t)p->h.n;
         double c = 0;
-        for (int64_t i = 0; i < n; i++) c += (double)q[i] * g[i];
+        for (int i = 0; i < p->h.nw; i++)
+            c += cblas_dsdot((int)exec_numel(p->e, g->weight[p->h.weight[i]].node, 1), q + p->h.off[i], 1, grad_seg(p, i), 1);
         c *= p->alpha / p->lambda[k] - 1;
-        for (int64_t i = 0; i < n; i++) g[i] += (float)(c * q[i]);
+        for (int i = 0; i < p->h.nw; i++)
+            cblas_saxpy((int)exec_numel(p->e, g->weight[p->h.weight[i]].node, 1), (float)c, q + p->h.off[i], 1, grad_seg(p, i), 1);
     }
-    for (int i = 0; i < p->h.nw; i++) {
-        const Weight *w = &gr->weight[p->h.weight[i]];
-        if (exec_write(p->e, w->grad, g + p->h.off[i], sizeof(float) * (size_t)exec_numel(p->e, w->node, 1)))
+    for (int i = 0; i < p->h.nw && staged; i++) {
+        const Weight *w = &g->weight[p->h.weight[i]];
+        if (exec_write(p->e, w->grad, grad_seg(p, i), sizeof(float) * (size_t)exec_numel(p->e, w->node, 1)))
             return util_fail(err, nerr, "%s: %s", p->e->dev->name, p->e->dev->err);
     }
     return 0;

@@ -13,8 +13,7 @@
 typedef struct {
     const OptSpec *o;
     Exec *e;
-    Hessian h;       /* products on the batch in the arena */
-    int64_t n;       /* trained weights' elements */
+    Hessian h;       /* products on the batch in the arena (h.n: the trained weights' elements) */
     /* the estimate */
     double alpha;    /* the prior's mean scale: B0 = alpha I; the learning rate is scale / alpha */
     double prior_w, noise; /* the prior's width and the gradients' noise, both scalar */

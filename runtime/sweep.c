@@ -65,18 +65,18 @@ static int parse_axis(const char *spec, Axis *ax, char *why, size_t nwhy) {
     ax->n = 0;
     double a, b;
     int cnt = 0, used = 0;
-    bool log = !strncmp(v, "logspace(", 9), lin = !strncmp(v, "linspace(", 9);
-    if (log || lin) {
+    bool logspace = !strncmp(v, "logspace(", 9), linspace = !strncmp(v, "linspace(", 9);
+    if (logspace || linspace) {
         if (sscanf(v + 9, "%lf , %lf , %d )%n", &a, &b, &cnt, &used) != 3 || v[9 + used] != 0)
-            return util_fail(why, nwhy, "--grid %s: %s(FROM,TO,N) takes two numbers and a count", spec, log ? "logspace" : "linspace");
+            return util_fail(why, nwhy, "--grid %s: %s(FROM,TO,N) takes two numbers and a count", spec, logspace ? "logspace" : "linspace");
         if (cnt < 1 || cnt > MAX_VALUES)
             return util_fail(why, nwhy, "--grid %s: the grid is empty; N must be from 1 to %d", spec, MAX_VALUES);
-        if (log && !(a > 0 && b > 0))
+        if (logspace && !(a > 0 && b > 0))
             return util_fail(why, nwhy, "--grid %s: logspace's ends must be positive", spec);
+        double la = logspace ? log10(a) : 0, lb = logspace ? log10(b) : 0; /* logspace: evenly spaced exponents, the ends as given */
         for (int i = 0; i < cnt; i++) {
             double t = cnt == 1 ? 0 : (double)i / (cnt - 1);
-            double la = log10(a), lb = log10(b); /* logspace: evenly spaced exponents, the ends as given */
-            ax->v[ax->n++] = log ? (i == 0 ? a : i == cnt - 1 ? b : pow(10, la + t * (lb - la))) : a + t * (b - a);
+            ax->v[ax->n++] = logspace ? (i == 0 ? a : i == cnt - 1 ? b : pow(10, la + t * (lb - la))) : a + t * (b - a);
         }
     } else {
         const char *p = v;

@@ -1333,13 +1333,11 @@ static int prune_hook(TrainSession *ts) {
     return prune_now(&ts->s, ts->widths, epoch, ts->st.step, ts->metrics, ts->st.reported_min, &ts->arena_peak);
 }
 
-/* A checkpoint every checkpoint_every epochs, after the last and when stopping: the position at
- * the next epoch's start. */
 /* ---- pre_sgd (runtime/precondition.c) ---- */
 
 static int64_t pre_feed(void *ctx, int j) {
     TrainSession *ts = ctx;
-    int64_t rows = ts->batch < ts->n_train ? ts->batch : ts->n_train;
+    int64_t rows = ts->pre->h.rows;
     return exec_feed(ts->s.exec, &ts->data.train, ts->pre_idx + (size_t)j * (size_t)rows, rows) ? -1 : rows;
 }
 
@@ -1354,7 +1352,7 @@ static int pre_hook(TrainSession *ts) {
     bool due = p->estimates == 0 ||
                (ts->st.epoch_step == 0 && o->pre != PRE_ONLY_ADAPTIVE && (ts->st.epoch - 1) % o->every == 0);
     if (due) {
-        int64_t rows = ts->batch < ts->n_train ? ts->batch : ts->n_train, nb = o->estimate + (o->pre == PRE_FULL ? o->hvps : 0);
+        int64_t rows = p->h.rows, nb = o->estimate + (o->pre == PRE_FULL ? o->hvps : 0);
         Rng r;
         rng_seed(&r, ts->t->seed + (uint64_t)ts->st.epoch * 0x9E3779B97F4A7C15ull, RNG_HESSIAN);
         for (int64_t i = 0; i < nb * rows; i++) ts->pre_idx[i] = ts->perm[rng_below(&r, (uint64_t)ts->n_train)];
@@ -1403,6 +1401,8 @@ static int pre_open(TrainSession *ts) {
     return rc ? 1 : 0;
 }
 
+/* A checkpoint every checkpoint_every epochs, after the last and when stopping: the position at
+ * the next epoch's start. */
 static int checkpoint_hook(TrainSession *ts) {
     int64_t epoch = ts->st.epoch, every = ts->cfg->checkpoint_every;
     if (!ts->st.finished && epoch != ts->epochs && !(every > 0 && epoch % every == 0)) return 0;

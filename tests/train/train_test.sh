@@ -29,6 +29,12 @@ make_csv() { # file kind
   }' > "$1"
 }
 
+# blobs_classifier FILE TRAIN: the 3-16-2 tanh classifier of make_csv's blobs, with the train block TRAIN
+blobs_classifier() {
+  printf '%s\n' "model blobs" "input  x : f32[3]" "target y : class[2]" "logits = x -> dense(16) -> tanh -> dense(2)" \
+    "loss   cross_entropy(logits, y)" "metric accuracy(logits, y)" "$2" > "$1"
+}
+
 case $case_name in
 fashion_mlp_2_epochs)
   "$nnc" train models/fashion_mlp.nn --set epochs=2 --out "$out"
@@ -51,15 +57,7 @@ fashion_gated_1_epoch)
   "$check" "$out/metrics.jsonl" test error 0 0.17 ;;
 csv_classifier)
   make_csv "$out/blobs.csv" class
-  cat > "$out/blobs.nn" <<'NN'
-model blobs
-input  x : f32[3]
-target y : class[2]
-logits = x -> dense(16) -> tanh -> dense(2)
-loss   cross_entropy(logits, y)
-metric accuracy(logits, y)
-train { data csv("blobs.csv", target = last) test csv("blobs.csv") batch 32 epochs 5 optimizer sgd(lr = 0.1, momentum = 0.9) seed 3 }
-NN
+  blobs_classifier "$out/blobs.nn" 'train { data csv("blobs.csv", target = last) test csv("blobs.csv") batch 32 epochs 5 optimizer sgd(lr = 0.1, momentum = 0.9) seed 3 }'
   "$nnc" train "$out/blobs.nn" --out "$out"
   "$check" "$out/metrics.jsonl" test accuracy 0.97 ;;
 csv_regression)
@@ -288,23 +286,8 @@ deepobs_protocol)
   # losses and accuracies are that subset's, num_epochs + 1 values each
   make_csv "$out/blobs.csv" class
   head -n 200 "$out/blobs.csv" > "$out/blobs_test.csv"
-  cat > "$out/blobs.nn" <<'NN'
-model blobs
-input  x : f32[3]
-target y : class[2]
-logits = x -> dense(16) -> tanh -> dense(2)
-loss   cross_entropy(logits, y)
-metric accuracy(logits, y)
-train {
-  data csv("blobs.csv", target = last)
-  test csv("blobs_test.csv", target = last)
-  batch 32
-  epochs 3
-  optimizer rmsprop(lr = 0.01)
-  evaluate initial = true, train_eval = true
-  seed 3
-}
-NN
+  blobs_classifier "$out/blobs.nn" 'train { data csv("blobs.csv", target = last) test csv("blobs_test.csv", target = last) batch 32 epochs 3
+  optimizer rmsprop(lr = 0.01) evaluate initial = true, train_eval = true seed 3 }'
   "$nnc" train "$out/blobs.nn" --out "$out/run" --no-progress
   numpy_test - "$out/run" <<'PY'
 import json, sys
