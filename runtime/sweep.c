@@ -239,7 +239,13 @@ int run_sweep(const RunOptions *o, const SweepOptions *so) {
     Compilation c;
     memset(&c, 0, sizeof c);
     CompileOptions co = {.ov = o->ov, .nov = o->nov};
-    if (rc == 0) rc = driver_compile(&c, o->path, &co, STAGE_PARSE) ? 1 : 0;
+    if (rc == 0) rc = driver_compile(&c, o->path, &co, STAGE_CHECK) ? 1 : 0;
+    if (rc == 0 && (!has_test(&c.model->train) || c.model->train.sampler.kind != SAMPLER_NONE)) {
+        fprintf(stderr, "nnc: error: %s: %s\n", o->path, c.model->train.sampler.kind != SAMPLER_NONE
+                ? "a sweep trains optimizers; this model samples its posterior"
+                : "a sweep's runs are measured on the test split (DeepOBS's test losses), and the model has no `test` data");
+        rc = 1;
+    }
     for (int k = 0; k < nax && rc == 0; k++) {
         const char *near = NULL;
         if (!strcmp(ax[k].key, "seed")) {
@@ -273,11 +279,6 @@ int run_sweep(const RunOptions *o, const SweepOptions *so) {
         if (driver_compile(&c, o->path, &co, STAGE_CHECK)) {
             fprintf(stderr, "nnc: error: the grid's setting %lld of %lld (above) does not compile; nothing was run\n", (long long)i + 1,
                     (long long)ncomb);
-            rc = 1;
-        } else if (!has_test(&c.model->train) || c.model->train.sampler.kind != SAMPLER_NONE) {
-            fprintf(stderr, "nnc: error: %s: %s\n", o->path, c.model->train.sampler.kind != SAMPLER_NONE
-                    ? "a sweep trains optimizers; this model samples its posterior"
-                    : "a sweep's runs are measured on the test split (DeepOBS's test losses), and the model has no `test` data");
             rc = 1;
         } else {
             setting[i] = setting_path(&c, ax, nax, at);

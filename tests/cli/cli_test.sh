@@ -130,6 +130,31 @@ device_auto)
   run 0 train "$tmp/m.nn" --device auto --out "$tmp/run"
   has "$out" "epoch 2/2"
   grep -q "using the CPU" "$err" || grep -q "CUDA GPU" "$out" || { echo "auto said nothing about its device"; cat "$err"; exit 1; } ;;
+set_optimizer)   # --set of an optimizer hyperparameter is checked against the model's optimizer
+  run 1 check models/fmnist_logreg.nn --set beta1=0.5; has "$err" "models/fmnist_logreg.nn: error: --set beta1=0.5: sgd has no beta1"
+  run 1 check models/fmnist_logreg.nn --set momentum=1; has "$err" "--set momentum=1: momentum must be in [0, 1)"
+  run 1 check models/fmnist_logreg.nn --set train_eval=2; has "$err" "--set train_eval=2: 1 (on) or 0 (off)"
+  run 0 check models/fmnist_logreg.nn --set momentum=0.9 --set weight_decay=1e-4
+  has "$out" "optimizer: sgd(lr = 0.1, momentum = 0.9, nesterov = false, weight_decay = 0.0001)" ;;
+hvp_usage)       # nnc hvp's options, and a model it cannot differentiate twice
+  run 2 hvp models/fmnist_logreg.nn --method newton; has "$err" "nnc: error: --method must be exact or fd, not 'newton'"
+  run 2 hvp models/fmnist_logreg.nn --batches 0; has "$err" "nnc: error: --batches needs a positive whole number or all, not '0'"
+  run 2 hvp models/fmnist_logreg.nn --fd-step -1; has "$err" "nnc: error: --fd-step needs a positive number, not '-1'"
+  run 1 hvp models/fmnist_mlp.nn --dense "$tmp/H.npy" --batches 1 --iterations 2
+  has "$err" "nnc: error: --dense: the model has 1336610 trained weights; a dense Hessian is written for at most 20000"
+  run 1 hvp models/fashion_sparse.nn --batches 1
+  has "$err" "error: a Hessian-vector product needs a loss that is twice differentiable at the weights, but this L1 penalty is not differentiable at 0"
+  run 0 hvp models/fmnist_logreg.nn --batches 1 --iterations 5 --top 2
+  has "$out" "Lanczos, 5 iterations: the top eigenvalues" ;;
+sweep_usage)     # nnc sweep's own errors (the grid's: tests/train/sweep_test.py)
+  run 2 sweep models/fmnist_logreg.nn; has "$err" "nnc: error: sweep needs at least one --grid KEY=VALUES"
+  run 2 sweep models/fmnist_logreg.nn --grid seed=1,2 --out "$tmp/s"; has "$err" "nnc: error: --grid seed=...: give the number of seeds with --seeds N"
+  run 2 sweep models/fmnist_logreg.nn --grid lr=0.1 --seeds 0; has "$err" "nnc: error: --seeds needs a whole number from 1 to 10000, not '0'"
+  run 1 sweep models/diabetes_bnn.nn --grid lr=0.1 --out "$tmp/s"; has "$err" "nnc: error: models/diabetes_bnn.nn: a sweep trains optimizers; this model samples its posterior"
+  sed 's|^  test .*||; s|"data/|"'"$PWD"'/models/data/|' models/nlm_toy.nn > "$tmp/notest.nn"
+  run 1 sweep "$tmp/notest.nn" --grid lr=0.1 --out "$tmp/s"
+  has "$err" "a sweep's runs are measured on the test split (DeepOBS's test losses), and the model has no \`test\` data"
+  [ ! -e "$tmp/s" ] || { echo "a refused sweep made its directory"; exit 1; } ;;
 device_unknown)  run 2 train models/fashion_mlp.nn --device tpu; has "$err" "unknown device 'tpu': use cpu, cuda, cuda-emu or auto" ;;
 train_bad_data)
   printf '1,2,3,0\n4,x,6,1\n' > "$tmp/bad.csv"
