@@ -71,11 +71,13 @@ typedef struct {
     int remat_of;     /* a backward recomputation of this forward node, or -1 */
 } Node;
 
-/* How a weight is initialised and what it is: a trained parameter, an optimiser's state, or a
+/* How a weight is initialised and what it is: a trained parameter, an optimiser's state, a
  * model statistic (batch_norm's running averages: not trained, but part of the model, saved
- * and loaded with its parameters and used in evaluation). */
-typedef enum { W_PARAM, W_STATE, W_STAT } WeightKind;
-typedef enum { INIT_ZERO, INIT_ONE, INIT_CONST, INIT_UNIFORM_FANIN, INIT_NORMAL, INIT_TRUNC_NORMAL } InitKind;
+ * and loaded with its parameters and used in evaluation), or a fixed weight (`trainable =
+ * false`: never trained nor updated, saved with the model). */
+typedef enum { W_PARAM, W_STATE, W_STAT, W_FIXED } WeightKind;
+/* INIT_FILE: read from the NPY file init_path (`init = npy("...")`) */
+typedef enum { INIT_ZERO, INIT_ONE, INIT_CONST, INIT_UNIFORM_FANIN, INIT_NORMAL, INIT_TRUNC_NORMAL, INIT_FILE } InitKind;
 
 typedef struct {
     const char *name; /* h1.weight, h1.bias, h1.gate, h1.weight.adam_m ... */
@@ -85,6 +87,7 @@ typedef struct {
     double init_value; /* INIT_CONST: the value; INIT_NORMAL, INIT_TRUNC_NORMAL: the standard deviation
                           (truncated: redrawn beyond 2 of them, as TensorFlow and DeepOBS do) */
     int64_t fan_in;    /* INIT_UNIFORM_FANIN: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+    const char *init_path; /* INIT_FILE: the NPY file (resolved against the model's directory) */
     int node;          /* the WEIGHT node */
     int grad;          /* node holding d loss / d weight, or -1 */
     int prox;          /* an L1 penalty coefficient (scalar node) applied by a proximal step, or -1 */

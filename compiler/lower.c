@@ -59,15 +59,16 @@ static int best_prior(const Model *m, const char *name) {
 static int layer_weight(Lower *L, const SVal *v, const char *role, Shape s, int64_t fan_in) {
     Graph *g = L->g;
     const char *name = wname(L, v, role);
-    int p = best_prior(L->m, name);
+    int p = v->fixed ? -1 : best_prior(L->m, name); /* (a fixed weight has no prior: never trained nor sampled) */
     if (p < 0 || !L->m->prior[p].noncentred) {
-        int w = ir_weight(g, name, W_PARAM, s, INIT_UNIFORM_FANIN, v->loc);
+        int w = ir_weight(g, name, v->fixed ? W_FIXED : W_PARAM, s, INIT_UNIFORM_FANIN, v->loc);
         Weight *wt = &g->weight[g->node[w].ref];
         wt->fan_in = fan_in;
         bool bias = !strcmp(role, "bias");
         if (!bias && (v->kind == SV_LAYER && (v->layer == L_DENSE || v->layer == L_CONV))) { /* `init =` (sema_layers.c) */
             wt->init = v->winit;
             wt->init_value = v->winit_std;
+            wt->init_path = v->winit_path;
         }
         if (bias && v->bias_init_set) { /* `bias_init =` */
             wt->init = v->bias_init == 0 ? INIT_ZERO : INIT_CONST;
@@ -348,6 +349,13 @@ static int lower_layer(Lower *L, const SVal *v) {
         g->node[y].attr[0] = v->alpha;
         return y;
     }
+    case L_SHIFT: { /* x + b over the last dimension, b trained */
+        int b = ir_weight(g, wname(L, v, "shift"), W_PARAM, shape_vec(in.dim[in.rank - 1], false), INIT_CONST, v->loc);
+        g->weight[g->node[b].ref].init_value = v->init;
+        int y = ir_add2(g, OP_BIAS_ADD, v->shape, x, b, v->loc);
+        g->node[y].name = v->wname;
+        return y;
+    }
     case L_PRELU: { /* (flat inputs only: sema) */
         int a = ir_weight(g, wname(L, v, "slope"), W_PARAM, shape_vec(in.dim[0], false), INIT_CONST, v->loc);
         g->weight[g->node[a].ref].init_value = v->alpha;
@@ -594,10 +602,13 @@ static int lower_val(Lower *L, const SVal *v) {
             break;
         }
         int a = lower_val(L, v->a), b = lower_val(L, v->b);
+        if (v->b->kind == SV_CONST) b = ir_add1(g, OP_BROADCAST, g->node[a].shape, b, v->loc); /* mse(p, 0) */
         if (v->op == LOSS_GAUSSIAN_NLL)
             id = gaussian_nll(L, v, a, b);
         else
             id = ir_add2(g, v->op == LOSS_CROSS_ENTROPY ? OP_CROSS_ENTROPY : OP_MSE, shape_scalar(), a, b, v->loc);
+        if (v->op == LOSS_SSE) /* the mean over the batch of each sample's sum */
+            id = ir_add2(g, OP_MUL, shape_scalar(), id, ir_const(g, (double)shape_numel(g->node[a].shape), v->loc), v->loc);
         break;
     }
     case SV_METRIC: { /* accuracy and error share one count; rmse is the root of an mse */
@@ -633,7 +644,7 @@ static void add_predictions(Lower *L, const SVal *v, int ntarget) {
         if (v->kind == SV_BINARY) add_predictions(L, v->b, ntarget);
     }
     if (v->kind != SV_LOSS || !v->b) return; /* (cosine_diversity has no prediction) */
-    const char *name = ntarget > 1 ? L->m->io[v->b->index].name : "prediction";
+    const char *name = ntarget > 1 && v->b->kind != SV_CONST ? L->m->io[v->b->index].name : "prediction";
     for (int o = 0; o < L->g->noutput; o++)
         if (L->g->output[o].agg == AGG_PREDICT && !strcmp(L->g->output[o].name, name)) return;
     ir_add_output(L->g, name, lower_val(L, v->a), AGG_PREDICT);

@@ -153,9 +153,10 @@ typedef struct {
 
 /* SV_FD_GRAD: fd_grad(a, b, eps = num, method = op), the gradient [M, D] of heads a [M] by input b [D] */
 typedef enum { SV_INPUT, SV_CONST, SV_PARAM, SV_LAYER, SV_LOSS, SV_METRIC, SV_BINARY, SV_NEG, SV_FD_GRAD } SValKind;
-typedef enum { L_DENSE, L_FLATTEN, L_ACT, L_PRELU, L_GATE, L_CONV, L_POOL, L_DROPOUT, L_BATCH_NORM, L_LAYER_NORM, L_BAYES_DENSE } LayerKind;
+typedef enum { L_DENSE, L_FLATTEN, L_ACT, L_PRELU, L_GATE, L_CONV, L_POOL, L_DROPOUT, L_BATCH_NORM, L_LAYER_NORM, L_BAYES_DENSE, L_SHIFT } LayerKind;
 /* LOSS_COSINE_DIVERSITY: cosine_diversity(a, eps = num), of gradients, with no target (b NULL) */
-typedef enum { LOSS_CROSS_ENTROPY, LOSS_MSE, LOSS_GAUSSIAN_NLL, LOSS_COSINE_DIVERSITY } LossKind;
+/* LOSS_SSE: sse(p, t), mse's per-sample sum; mse and sse compare with a number (b SV_CONST) too */
+typedef enum { LOSS_CROSS_ENTROPY, LOSS_MSE, LOSS_GAUSSIAN_NLL, LOSS_COSINE_DIVERSITY, LOSS_SSE } LossKind;
 typedef enum { METRIC_ACCURACY, METRIC_ERROR, METRIC_RMSE, METRIC_NLL, METRIC_RELATIVE_ERROR } MetricKind;
 
 typedef struct SVal SVal;
@@ -177,6 +178,8 @@ struct SVal {
     bool bias;
     InitKind winit;   /* L_DENSE, L_CONV: how the weight starts (`init =`); INIT_UNIFORM_FANIN by default */
     double winit_std; /* its standard deviation */
+    const char *winit_path; /* INIT_FILE: `init = npy("...")`, resolved against the model's directory */
+    bool fixed;       /* L_DENSE, L_CONV: `trainable = false`: its weight and bias are W_FIXED */
     double bias_init; /* `bias_init = c` (bias_init_set): the bias starts at c; else like the weight's default */
     bool bias_init_set;
     SVal *coef;   /* L_GATE: the l1 coefficient / size_gate's penalty, a run-time scalar expression;
@@ -258,6 +261,7 @@ typedef struct {
     const char *desc;  /* dense(1024) */
     Shape shape;
     int64_t nparams;
+    bool fixed; /* its weights are not trained (`trainable = false`) */
     SrcLoc loc;
 } LayerRow;
 

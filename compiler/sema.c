@@ -178,6 +178,7 @@ typedef struct {
 static const FuncDef losses[] = {
     {"cross_entropy", LOSS_CROSS_ENTROPY, NULL},
     {"mse", LOSS_MSE, NULL},
+    {"sse", LOSS_SSE, NULL},
     {"gaussian_nll", LOSS_GAUSSIAN_NLL, NULL},
     {"kl", 0, "the kl term of variational layers"},
     {"cosine_diversity", LOSS_COSINE_DIVERSITY, NULL},
@@ -592,7 +593,10 @@ static SVal *eval_loss_call(Sema *s, const Ast *e) {
     const Ast **a = sema_args_bind(s, e->text, e->loc, spec, nll ? 3 : 2, e->arg, e->narg);
     if (!a) return NULL;
     SVal *x = sema_eval_tensor(s, a[0]);
-    SVal *t = need_target(s, a[1], e->text);
+    bool squares = fd->kind == LOSS_MSE || fd->kind == LOSS_SSE;
+    bool number = squares && (a[1]->kind == AST_NUM || (a[1]->kind == AST_UNARY && a[1]->lhs->kind == AST_NUM));
+    SVal *t = number ? sema_sval(s, SV_CONST, a[1]->loc) : need_target(s, a[1], e->text);
+    if (number && !sema_eval_const(s, a[1], &t->num)) return NULL;
     SVal *sigma = NULL; /* learned */
     bool learned = nll && a[2]->kind == AST_NAME && !strcmp(a[2]->text, "learned") && !sema_lookup(s, "learned");
     if (nll && !learned && !(sigma = sema_positive_scalar(s, a[2], "gaussian_nll's sigma"))) return NULL;
@@ -606,16 +610,21 @@ static SVal *eval_loss_call(Sema *s, const Ast *e) {
         }
     } else if (fd->kind == LOSS_CROSS_ENTROPY) {
         if (!check_class_pair(s, e->text, a[0], x, a[1], t)) return NULL;
+    } else if (number) { /* every prediction compared with the number */
+        if (x->is_class || !x->shape.batched) {
+            err(s, a[0]->loc, "'%s' needs a batched real-valued prediction, but this is %s", fd->name, sema_type_str(bx, sizeof bx, x));
+            return NULL;
+        }
     } else {
         if (t->is_class) {
-            err(s, a[1]->loc, "'mse' needs a real-valued target, but '%s' is %s; use cross_entropy for class targets",
+            err(s, a[1]->loc, "'%s' needs a real-valued target, but '%s' is %s; use cross_entropy for class targets", fd->name,
                 diag_name(a[1]->text), sema_type_str(bt, sizeof bt, t));
             return NULL;
         }
         /* a one-value target is compared with every prediction of its row (several heads) */
         bool one = t->shape.batched && shape_numel(t->shape) == 1 && x->shape.batched;
         if (!shape_eq(x->shape, t->shape) && !one) {
-            err(s, a[0]->loc, "'mse': the prediction is %s but target '%s' is %s",
+            err(s, a[0]->loc, "'%s': the prediction is %s but target '%s' is %s", fd->name,
                 sema_type_str(bx, sizeof bx, x), diag_name(a[1]->text), sema_type_str(bt, sizeof bt, t));
             return NULL;
         }
@@ -632,7 +641,7 @@ static SVal *eval_loss_call(Sema *s, const Ast *e) {
 static SVal *find_likelihood(SVal *loss, const SVal *x, const SVal *t) {
     if (!loss) return NULL;
     if (loss->kind == SV_LOSS)
-        return loss->a == x && loss->b == t && loss->op != LOSS_MSE ? loss : NULL;
+        return loss->a == x && loss->b == t && loss->op != LOSS_MSE && loss->op != LOSS_SSE ? loss : NULL;
     SVal *l = find_likelihood(loss->a, x, t);
     return l ? l : loss->kind == SV_BINARY ? find_likelihood(loss->b, x, t) : NULL;
 }
@@ -657,7 +666,7 @@ static void finish_nll(Sema *s, SVal *loss) {
 static void loss_terms(SVal *v, SVal **term, int *n, int cap) {
     if (!v) return;
     if (v->kind == SV_LOSS) {
-        if (*n < cap && v->b) term[(*n)++] = v;
+        if (*n < cap && v->b && v->b->kind != SV_CONST) term[(*n)++] = v; /* (not mse(p, 0)) */
         return;
     }
     if (v->kind == SV_BINARY || v->kind == SV_NEG) {

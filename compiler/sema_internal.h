@@ -92,6 +92,7 @@ static inline void err(Sema *s, SrcLoc loc, const char *fmt, ...) {
 
 SVal *sema_sval(Sema *s, SValKind kind, SrcLoc loc);
 const char *sema_type_str(char *buf, size_t n, const SVal *v); /* f32[B,10], class[10] */
+const char *sema_resolve_path(Sema *s, const char *p); /* a file name, against the model's directory */
 Sym *sema_lookup(Sema *s, const char *name);
 /* Compile-time numbers: numbers and params with + - * / ^. */
 bool sema_eval_const(Sema *s, const Ast *e, double *out);

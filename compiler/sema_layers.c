@@ -11,7 +11,8 @@
 /* ---- what the rows share ---- */
 
 static void add_row(Sema *s, const char *desc, SVal *v, int64_t nparams) {
-    LayerRow r = {s->owner ? s->owner : "(loss)", desc, v->shape, nparams, v->loc};
+    if (v->fixed) desc = arena_printf(s->arena, "%s fixed", desc);
+    LayerRow r = {s->owner ? s->owner : "(loss)", desc, v->shape, nparams, v->fixed, v->loc};
     ARENA_PUSH(s->arena, s->m->row, s->m->nrow, s->caprow, r);
 }
 
@@ -45,16 +46,26 @@ static double scalar_value(const Sema *s, const SVal *v) {
 
 /* ---- the rows' checks ---- */
 
-/* `init = truncated_normal(std)`, `normal(std)` or `zeros` (the weight), `bias_init = c`; false after
- * an error. */
-static bool init_args(Sema *s, const LayerDef *ld, const Ast *init, const Ast *bias_init, int bias_arg, SVal *v) {
+/* `init = truncated_normal(std)`, `normal(std)`, `zeros` or `npy("file")` (the weight),
+ * `bias_init = c`, `trainable = false` (weight and bias fixed); false after an error. */
+static bool init_args(Sema *s, const LayerDef *ld, const Ast *init, const Ast *bias_init, int bias_arg, const Ast *trainable,
+                      SVal *v) {
     v->winit = INIT_UNIFORM_FANIN;
+    bool file = init && init->kind == AST_CALL && !strcmp(init->text, "npy");
     if (init && init->kind == AST_NAME && !strcmp(init->text, "zeros")) {
         v->winit = INIT_ZERO;
+    } else if (file) {
+        if (init->narg != 1 || init->arg[0].value->kind != AST_STR || (init->arg[0].name && strcmp(init->arg[0].name, "path"))) {
+            err(s, init->loc, "npy(\"file\") takes one file name, a string");
+            return false;
+        }
+        v->winit = INIT_FILE;
+        v->winit_path = sema_resolve_path(s, init->arg[0].value->text);
     } else if (init) {
         bool tn = init->kind == AST_CALL && !strcmp(init->text, "truncated_normal"), nm = init->kind == AST_CALL && !strcmp(init->text, "normal");
         if (!(tn || nm) || init->narg != 1 || (init->arg[0].name && strcmp(init->arg[0].name, "std"))) {
-            err(s, init->loc, "%s's init is truncated_normal(std), normal(std) or zeros (default: uniform in +-1/sqrt(fan_in))", ld->name);
+            err(s, init->loc, "%s's init is truncated_normal(std), normal(std), zeros or npy(\"file\") (default: uniform in "
+                "+-1/sqrt(fan_in))", ld->name);
             return false;
         }
         if (!sema_eval_const(s, init->arg[0].value, &v->winit_std)) return false;
@@ -72,6 +83,9 @@ static bool init_args(Sema *s, const LayerDef *ld, const Ast *init, const Ast *b
             return false;
         }
     }
+    bool trained = true;
+    if (!sema_args_bool(s, trainable, true, &trained)) return false;
+    v->fixed = !trained;
     return true;
 }
 
@@ -80,7 +94,7 @@ static SVal *check_dense(Sema *s, const LayerDef *ld, const Ast *e, const Ast *c
     int64_t units;
     if (!need_flat(s, ld->name, x, e->loc)) return NULL;
     if (!sema_eval_int(s, a[0], "the number of units", 1, 1 << 24, &units)) return NULL;
-    if (!sema_args_bool(s, a[1], true, &v->bias) || !init_args(s, ld, a[2], a[3], 3, v)) return NULL;
+    if (!sema_args_bool(s, a[1], true, &v->bias) || !init_args(s, ld, a[2], a[3], 3, a[4], v)) return NULL;
     v->declared = units;
     for (int i = 0; i < s->nwidth; i++) /* pruned: the surviving width */
         if (!strcmp(s->width[i].layer, v->wname)) units = s->width[i].units;
@@ -197,6 +211,25 @@ static SVal *check_prelu(Sema *s, const LayerDef *ld, const Ast *e, const Ast *c
     return v;
 }
 
+/* shift(init = 0): a trained vector added over the last dimension (per feature, or per
+ * channel of a feature map). */
+static SVal *check_shift(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
+    SVal *x = v->a;
+    char buf[96];
+    if (x->is_class) {
+        err(s, e->loc, "'%s' cannot take a class target as input", ld->name);
+        return NULL;
+    }
+    if (!x->shape.batched || x->shape.rank < 1) {
+        err(s, e->loc, "'%s' needs a batched tensor f32[B,n] (or a feature map, shifted per channel), but its input is %s", ld->name,
+            sema_type_str(buf, sizeof buf, x));
+        return NULL;
+    }
+    if (!sema_args_num(s, a[0], &ld->args[0], &v->init)) return NULL;
+    add_row(s, "shift", v, x->shape.dim[x->shape.rank - 1]);
+    return v;
+}
+
 /* What gate and size_gate share: a flat input, whose neurons' dense layer gives the declared
  * width; the penalty coefficient (coef, a run-time scalar) and min_width. */
 static bool check_gate_common(Sema *s, const LayerDef *ld, const Ast *e, const Ast *coef, const Ast *minw, SVal *v) {
@@ -215,7 +248,7 @@ static bool check_gate_common(Sema *s, const LayerDef *ld, const Ast *e, const A
         if (l->layer == L_DENSE || l->layer == L_CONV) {
             v->declared = l->declared;
             break;
-        } else if (l->layer != L_ACT && l->layer != L_PRELU && l->layer != L_GATE) {
+        } else if (l->layer != L_ACT && l->layer != L_PRELU && l->layer != L_GATE && l->layer != L_SHIFT) {
             break;
         }
     if (coef) {
@@ -301,7 +334,8 @@ static SVal *check_conv(Sema *s, const LayerDef *ld, const Ast *e, const Ast *co
     if (a[2] && !sema_eval_int(s, a[2], "the stride", 1, 1 << 12, &stride)) return NULL;
     if (a[4] && !sema_eval_int(s, a[4], "the dilation", 1, 1 << 12, &dil)) return NULL;
     bool own = !v->variational; /* bayes_conv's arguments 6 and 7 are its prior and rho */
-    if (!sema_args_bool(s, a[5], true, &v->bias) || !init_args(s, ld, own ? a[6] : NULL, own ? a[7] : NULL, 7, v)) return NULL;
+    if (!sema_args_bool(s, a[5], true, &v->bias) || !init_args(s, ld, own ? a[6] : NULL, own ? a[7] : NULL, 7, own ? a[8] : NULL, v))
+        return NULL;
     int64_t total = 0; /* padding along each axis, split top/bottom (left/right) */
     const Ast *p = a[3];
     bool word = p && p->kind == AST_NAME && !sema_lookup(s, p->text); /* (a name that is a number: a param) */
@@ -440,7 +474,8 @@ static SVal *check_dropout(Sema *s, const LayerDef *ld, const Ast *e, const Ast 
 
 static const LayerDef layers[] = {
     {"dense", L_DENSE, .check = check_dense, .stem = "dense",
-     SEMA_ARGS({"units", A_INT, true, 0}, {"bias", A_BOOL, false, 1}, {"init", A_ANY, false, 0}, {"bias_init", A_NUM, false, 0})},
+     SEMA_ARGS({"units", A_INT, true, 0}, {"bias", A_BOOL, false, 1}, {"init", A_ANY, false, 0}, {"bias_init", A_NUM, false, 0},
+               {"trainable", A_BOOL, false, 1})},
     {"flatten", L_FLATTEN, .check = check_flatten},
     {"relu", L_ACT, .check = check_act, .act = OP_RELU},
     {"leaky_relu", L_ACT, .check = check_act, .act = OP_LEAKY_RELU, SEMA_ARGS({"slope", A_NUM, false, 0.01})},
@@ -450,6 +485,7 @@ static const LayerDef layers[] = {
     {"softplus", L_ACT, .check = check_act, .act = OP_SOFTPLUS},
     {"gelu", L_ACT, .check = check_act, .act = OP_GELU},
     {"identity", L_ACT, .check = check_act, .act = OP_COUNT},
+    {"shift", L_SHIFT, .check = check_shift, .stem = "shift", SEMA_ARGS({"init", A_NUM, false, 0})},
     {"prelu", L_PRELU, .check = check_prelu, .stem = "prelu", SEMA_ARGS({"init", A_NUM, false, 0.25})},
     {"gate", L_GATE, .check = check_gate, .stem = "gate",
      SEMA_ARGS({"l1", A_SCALAR, false, 0}, {"min_width", A_INT, false, 1})},
@@ -459,11 +495,11 @@ static const LayerDef layers[] = {
     {"conv2d", L_CONV, .check = check_conv, .stem = "conv",
      SEMA_ARGS({"filters", A_INT, true, 0}, {"kernel", A_INT, true, 0}, {"stride", A_INT, false, 1},
                {"padding", A_ANY, false, 0}, {"dilation", A_INT, false, 1}, {"bias", A_BOOL, false, 1},
-               {"init", A_ANY, false, 0}, {"bias_init", A_NUM, false, 0})},
+               {"init", A_ANY, false, 0}, {"bias_init", A_NUM, false, 0}, {"trainable", A_BOOL, false, 1})},
     {"conv1d", L_CONV, .check = check_conv, .stem = "conv",
      SEMA_ARGS({"filters", A_INT, true, 0}, {"kernel", A_INT, true, 0}, {"stride", A_INT, false, 1},
                {"padding", A_ANY, false, 0}, {"dilation", A_INT, false, 1}, {"bias", A_BOOL, false, 1},
-               {"init", A_ANY, false, 0}, {"bias_init", A_NUM, false, 0})},
+               {"init", A_ANY, false, 0}, {"bias_init", A_NUM, false, 0}, {"trainable", A_BOOL, false, 1})},
     {"maxpool", L_POOL, .check = check_pool, .act = OP_MAXPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},
     {"avgpool", L_POOL, .check = check_pool, .act = OP_AVGPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},
     {"maxpool1d", L_POOL, .check = check_pool, .act = OP_MAXPOOL, SEMA_ARGS({"size", A_INT, true, 0}, {"stride", A_INT, false, 0})},

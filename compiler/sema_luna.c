@@ -75,7 +75,7 @@ SVal *sema_fd_grad(Sema *s, const Ast *e) {
     LayerRow r = {s->owner ? s->owner : "(loss)",
                   arena_printf(s->arena, "fd_grad(%s, eps %g, %lld points)", methods[method], eps,
                                (long long)(method == 0 ? 2 * x->shape.dim[0] : x->shape.dim[0] + 1)),
-                  v->shape, 0, e->loc};
+                  v->shape, 0, false, e->loc};
     ARENA_PUSH(s->arena, s->m->row, s->m->nrow, s->caprow, r);
     return v;
 }

@@ -19,7 +19,7 @@ const int sema_ntrain_keys = (int)(sizeof sema_train_keys / sizeof *sema_train_k
 
 /* ---- data sources and optimisers ---- */
 
-static const char *resolve_path(Sema *s, const char *p) {
+const char *sema_resolve_path(Sema *s, const char *p) {
     if (p[0] == '/' || !s->m->dir[0]) return p;
     return arena_printf(s->arena, "%s/%s", s->m->dir, p);
 }
@@ -58,7 +58,7 @@ static bool check_data(Sema *s, const Ast *e, DataSpec *d, bool is_test) {
                     diag_note(s->diag, d->array[k].loc, "first given here");
                     return false;
                 }
-            DataArray da = {a->name, resolve_path(s, a->value->text), a->name_loc, -1};
+            DataArray da = {a->name, sema_resolve_path(s, a->value->text), a->name_loc, -1};
             ARENA_PUSH(s->arena, d->array, d->narray, cap, da);
         }
         if (d->narray == 0) {
@@ -87,9 +87,9 @@ static bool check_data(Sema *s, const Ast *e, DataSpec *d, bool is_test) {
             return false;
         }
         d->kind = DATA_IDX;
-        if (a[0]) d->dir = resolve_path(s, a[0]->text);
-        if (a[1]) d->images = resolve_path(s, a[1]->text);
-        if (a[2]) d->labels = resolve_path(s, a[2]->text);
+        if (a[0]) d->dir = sema_resolve_path(s, a[0]->text);
+        if (a[1]) d->images = sema_resolve_path(s, a[1]->text);
+        if (a[2]) d->labels = sema_resolve_path(s, a[2]->text);
         (void)is_test;
         return true;
     }
@@ -137,7 +137,7 @@ static bool check_data(Sema *s, const Ast *e, DataSpec *d, bool is_test) {
             return false;
         }
         d->kind = DATA_CSV;
-        d->path = resolve_path(s, a[0]->text);
+        d->path = sema_resolve_path(s, a[0]->text);
         if (a[1]) {
             const Ast *t = a[1];
             if (t->kind == AST_NAME && !strcmp(t->text, "last"))

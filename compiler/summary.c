@@ -144,10 +144,11 @@ void summary_print(StrBuf *b, const Compilation *c) {
             shape_str(sh, sizeof sh, DT_F32, io->shape);
         sb_printf(b, "  %-*s %-*s %-*s %12s %12s\n", wn, io->name, wl, io->is_target ? "target" : "input", wo, sh, "", "");
     }
-    int64_t total = 0;
+    int64_t total = 0, fixed = 0;
     for (int i = 0; i < m->nrow; i++) {
         const LayerRow *r = &m->row[i];
         total += r->nparams;
+        if (r->fixed) fixed += r->nparams;
         human_bytes(by, sizeof by, (double)r->nparams * 4);
         char np[32] = "";
         if (r->nparams) snprintf(np, sizeof np, "%lld", (long long)r->nparams);
@@ -155,7 +156,9 @@ void summary_print(StrBuf *b, const Compilation *c) {
                   np, r->nparams ? by : "");
     }
     human_bytes(by, sizeof by, (double)total * 4);
-    sb_printf(b, "  %-*s %-*s %-*s %12lld %12s\n\n", wn, "total", wl, "", wo, "", (long long)total, by);
+    sb_printf(b, "  %-*s %-*s %-*s %12lld %12s\n", wn, "total", wl, "", wo, "", (long long)total, by);
+    if (fixed) sb_printf(b, "  %lld trained, %lld fixed (trainable = false)\n", (long long)(total - fixed), (long long)fixed);
+    sb_putc(b, '\n');
     if (m->nparam) {
         sb_puts(b, "params:");
         for (int i = 0; i < m->nparam; i++)

@@ -73,7 +73,11 @@ int gradcheck_run(const Model *m, Exec *ex, const GradcheckOptions *o) {
     int64_t *idx = util_calloc((size_t)rows, sizeof(int64_t));
     for (int64_t i = 0; i < rows; i++) idx[i] = i;
     exec_feed(ex, &data.train, idx, rows);
-    train_init_weights(ex, m->train.seed);
+    if (train_init_weights(ex, m->train.seed)) {
+        free(idx);
+        train_free_data(&data);
+        return -1;
+    }
     exec_reset_scalars(ex);
     exec_set_scalars(ex, SC_DATA_INV_N, 1.0 / (double)data.train.n); /* the whole file as the training set */
     for (int s = 0; s < g->nscalar; s++) { /* the first optimiser step */

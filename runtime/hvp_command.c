@@ -97,10 +97,11 @@ int run_hvp(const RunOptions *o, const HvpOptions *ho) {
         b = run_from_checkpoint(&ro, &ck);
     } else {
         b = run_build(&ro, NULL, 0, 0);
-        if (b) {
-            train_init_weights(&b->e, b->c.model->train.seed);
-            exec_reset_scalars(&b->e);
+        if (b && train_init_weights(&b->e, b->c.model->train.seed)) {
+            run_free(b);
+            b = NULL;
         }
+        if (b) exec_reset_scalars(&b->e);
     }
     if (!b) return 1;
     int rc = report(o, ho, b);

@@ -483,7 +483,7 @@ static int report(Hmc *h, const Chain *ch, int m) {
 static int start_chain(Hmc *h, int c, Chain *ch) {
     const SamplerSpec *sp = h->sp;
     const TrainSpec *t = &h->cfg->model->train;
-    train_init_weights(h->e, t->seed + (uint64_t)c); /* the weights, and minv = 1 */
+    if (train_init_weights(h->e, t->seed + (uint64_t)c)) return -1; /* the weights, and minv = 1 */
     rng_seed(&h->rng, t->seed + (uint64_t)c, RNG_SAMPLE);
     if (sample_flat_io(h, WHICH_Q, h->q, false)) return -1;
     h->sgld_step = h->sgld_batch = h->sgld_skips = 0;

@@ -24,6 +24,7 @@
 #include "precondition.h"
 #include "dist.h"
 #include "nccl.h"
+#include "npy.h"
 #include "prune.h"
 #include "rng.h"
 #include "sample.h"
@@ -109,7 +110,29 @@ void train_expect(const Graph *g, DataExpect *ex) {
 
 /* ---- weights ---- */
 
-void train_init_weights(Exec *e, uint64_t seed) {
+/* A weight's values from its NPY file (`init = npy("...")`): the file holds the weight's shape,
+ * as f32 or f64.  1 after printing which file and what was expected. */
+static int init_from_file(const Weight *w, float **out) {
+    char err[256], want[96], got[96];
+    int rank;
+    int64_t shape[NPY_MAX_RANK];
+    if (npy_read_f32(w->init_path, out, &rank, shape, err, sizeof err)) {
+        fprintf(stderr, "%s: cannot read the init of weight '%s': %s\n", w->init_path, w->name, err);
+        return 1;
+    }
+    Shape s = {.rank = rank};
+    memcpy(s.dim, shape, sizeof(int64_t) * (size_t)rank);
+    if (!shape_eq(s, w->shape)) {
+        fprintf(stderr, "%s: the init of weight '%s' must be %s, but the file holds %s\n", w->init_path, w->name,
+                shape_str(want, sizeof want, DT_F32, w->shape), shape_str(got, sizeof got, DT_F32, s));
+        free(*out);
+        *out = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+int train_init_weights(Exec *e, uint64_t seed) {
     const Plan *plan = e->plan;
     const Graph *g = e->g;
     Rng rng;
@@ -118,7 +141,14 @@ void train_init_weights(Exec *e, uint64_t seed) {
         const Buffer *b = &plan->buf[i];
         if (b->kind != BUF_WEIGHT && b->kind != BUF_STATE) continue;
         const Weight *w = &g->weight[b->weight];
-        float *v = util_calloc((size_t)b->elems, sizeof(float));
+        float *v = NULL;
+        if (w->init == INIT_FILE) {
+            if (init_from_file(w, &v)) return 1;
+            exec_write(e, b->node, v, sizeof(float) * (size_t)b->elems);
+            free(v);
+            continue;
+        }
+        v = util_calloc((size_t)b->elems, sizeof(float));
         for (int64_t k = 0; k < b->elems; k++) {
             switch (w->init) {
             case INIT_ZERO: v[k] = 0; break;
@@ -137,11 +167,13 @@ void train_init_weights(Exec *e, uint64_t seed) {
                 v[k] = (float)((2 * rng_uniform(&rng) - 1) * bound);
                 break;
             }
+            case INIT_FILE: NNC_BUG("read above");
             }
         }
         exec_write(e, b->node, v, sizeof(float) * (size_t)b->elems);
         free(v);
     }
+    return 0;
 }
 
 /* ---- the session: batches in, values out ---- */
@@ -1495,8 +1527,7 @@ static int train_begin(TrainSession *ts) {
     ts->baseline_rss = cfg->exec->baseline_rss;
     int rc = 0;
     if (!resume) { /* resuming, the weights came from the checkpoint */
-        train_init_weights(s->exec, t->seed);
-        if (cfg->init && weights_load(cfg->init, s->exec, cfg->diag->out)) rc = 1;
+        if (train_init_weights(s->exec, t->seed) || (cfg->init && weights_load(cfg->init, s->exec, cfg->diag->out))) rc = 1;
     }
     ts->arena_peak = s->plan->arena_bytes;
     ts->batch = t->batch;

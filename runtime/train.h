@@ -117,6 +117,6 @@ int train_signal(void);
 void train_test_signal_at(int64_t *epoch, int64_t *step);
 
 /* Weight initialisation (deterministic in the seed), written to the device. */
-void train_init_weights(Exec *e, uint64_t seed);
+int train_init_weights(Exec *e, uint64_t seed); /* 1 after printing why (an init file) */
 
 #endif

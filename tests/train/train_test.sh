@@ -280,6 +280,11 @@ optimizers_numpy)
   # momentum, rmsprop and adagrad over 10 steps against NumPy transcriptions of their
   # definitions, and bit-exact resume of their state (tests/train/optimizers_np.py says how)
   numpy_test tests/train/optimizers_np.py "$nnc" "$out" ;;
+quadratic_deep)
+  # DeepOBS's quadratic_deep (models/quadratic_deep.nn: a trained shift and a fixed layer from an
+  # NPY file) against its closed form: gradient descent, losses, its Hessian by Lanczos, the
+  # emulated CUDA device (tests/train/quadratic_deep.py says how)
+  numpy_test tests/train/quadratic_deep.py "$nnc" "$out" ;;
 deepobs_protocol)
   # `evaluate initial = true, train_eval = true`: DeepOBS's protocol: every split at epoch 0 and
   # after every epoch, and a training subset as large as the test split; result.json's train
