@@ -29,4 +29,4 @@ print("pre_sgd's learning rate by epoch (mean over seeds):",
       ", ".join(f"{e}: {statistics.mean(v):.4g}" for e, v in sorted(lrs.items())))
 open(f"{out}.pre_sgd_lr", "w").write(f"{statistics.mean(lrs[min(lrs)]):.6g}\n")
 PY
-/usr/bin/python3 bench/plot_sweep.py "$out" --mark "$(cat "$out.pre_sgd_lr")" --title "fmnist_mlp, $epochs epochs, $seeds seeds"
+/usr/bin/python3 runtime/plot_sweep.py "$out" --mark "$(cat "$out.pre_sgd_lr")" --title "fmnist_mlp, $epochs epochs, $seeds seeds"

@@ -11,11 +11,15 @@
 #include <cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "run.h"
 #include "train.h"
@@ -224,6 +228,44 @@ static void combination(const Axis *ax, int nax, int64_t i, int *at, Override *o
     ov[nax + 1] = (Override){"train_eval", 1};
 }
 
+extern char **environ;
+
+/* Runs argv[0] with argv, its output to the terminal (quiet: to /dev/null); true when it exits 0. */
+static bool run_quietly(char *const argv[], bool quiet) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    if (quiet) {
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    }
+    pid_t pid;
+    int status = 1;
+    bool ok = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) == 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 0;
+    posix_spawn_file_actions_destroy(&fa);
+    return ok;
+}
+
+/* The sweep's figures as PNG in OUT (learning curves with the seeds' spread, learning-rate
+ * sensitivity), drawn by runtime/plot_sweep.py with matplotlib: NNC_PLOT_SWEEP names the script
+ * (default: the source tree's), NNC_PYTHON the interpreter (default Debian's /usr/bin/python3,
+ * whose python3-matplotlib the README installs).  Without matplotlib, says how to draw them. */
+static void draw_figures(const char *out) {
+    const char *script = getenv("NNC_PLOT_SWEEP"), *python = getenv("NNC_PYTHON");
+    if (!script) script = NNC_SOURCE_DIR "/runtime/plot_sweep.py";
+    if (!python) python = "/usr/bin/python3";
+    fflush(stdout);
+    char *probe[] = {(char *)python, "-c", "import matplotlib, numpy", NULL};
+    char *plot[] = {(char *)python, (char *)script, (char *)out, NULL};
+    if (access(script, R_OK) == 0 && run_quietly(probe, true)) {
+        if (run_quietly(plot, false)) return;
+        printf("figures: %s %s %s failed (above)\n", python, script, out);
+        return;
+    }
+    printf("figures: not drawn: they need %s with matplotlib and numpy (apt install python3-matplotlib) and %s; then run: "
+           "%s %s %s\n", python, script, python, script, out);
+}
+
 int run_sweep(const RunOptions *o, const SweepOptions *so) {
     char why[1024];
     Axis ax[SWEEP_MAX_GRIDS];
@@ -397,7 +439,7 @@ int run_sweep(const RunOptions *o, const SweepOptions *so) {
                 }
             if (n) printf("  %-72s %.4f +- %.4f (%d seed%s)\n", setting[i], sum / n, n > 1 ? sqrt(fmax(0, sq / n - (sum / n) * (sum / n))) : 0, n, n == 1 ? "" : "s");
         }
-        printf("figures: /usr/bin/python3 bench/plot_sweep.py %s (learning curves, learning-rate sensitivity)\n", out);
+        draw_figures(out);
         if (failed) {
             printf("sweep %s: %lld run%s failed (marked FAILED in %s.runs); exit status 1\n", testproblem, (long long)failed,
                    failed == 1 ? "" : "s", out);

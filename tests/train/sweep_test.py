@@ -6,7 +6,8 @@ their types, num_epochs + 1 values per list, the setting folder's and the file's
 else in the tree.  Then: a second sweep skips every run; a sweep stopped by SIGTERM in its first
 run resumes it and ends with the same losses as the uninterrupted sweep; an unknown key (with the
 nearest name), an empty grid and a non-positive learning rate are refused before anything runs; a
-run that diverges is marked FAILED and the sweep goes on.
+run that diverges is marked FAILED and the sweep goes on.  The sweep draws its two figures as PNG
+when /usr/bin/python3 has matplotlib, and otherwise says how.
 Standard library only."""
 import json
 import os
@@ -72,6 +73,8 @@ files, stray = [], []
 for root, dirs, names in os.walk(f"{out}/full"):
     depth = os.path.relpath(root, f"{out}/full").count(os.sep) + (root != f"{out}/full")
     for n in names:
+        if depth == 0 and n in ("blobs_learning_curves.png", "blobs_lr_sensitivity.png"):
+            continue  # the figures (below)
         (files if depth == 3 else stray).append(os.path.join(root, n))
     if depth == 3:
         stray += [os.path.join(root, d) for d in dirs]
@@ -91,6 +94,18 @@ for f in files:
           and name.startswith(f"random_seed__{d['random_seed']}__") and d["random_seed"] in (42, 43))
     check(ok, f"{os.path.relpath(f, out)}: the schema's keys and types, {lengths}, its names ({bad})")
 
+plotting = subprocess.run(["/usr/bin/python3", "-c", "import matplotlib, numpy"], capture_output=True).returncode == 0
+pngs = [f"{out}/full/blobs_{k}.png" for k in ("learning_curves", "lr_sensitivity")]
+if plotting:
+    check(all(os.path.exists(p) and open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for p in pngs) and "wrote " in r.stdout,
+          "the sweep draws its figures: learning curves and learning-rate sensitivity, as PNG")
+else:
+    check(not any(os.path.exists(p) for p in pngs) and "figures: not drawn: they need /usr/bin/python3 with matplotlib" in r.stdout,
+          "without matplotlib the sweep says how to draw its figures")
+r = sweep(f"{out}/nofig", env={**os.environ, "NNC_PYTHON": "/nonexistent/python3"})
+check(r.returncode == 0 and "figures: not drawn: they need /nonexistent/python3 with matplotlib" in r.stdout
+      and not os.path.exists(f"{out}/nofig/blobs_lr_sensitivity.png"), "an interpreter that is missing: a note, not a failure")
+
 r = sweep(f"{out}/full")
 check(r.returncode == 0 and "0 runs done now, 4 done before" in r.stdout, "a second sweep skips every finished run")
 
@@ -103,7 +118,7 @@ check(r.returncode == 143 and "(resuming)" in again.stdout and again.returncode 
 def losses(where):
     res = {}
     for root, _, names in os.walk(where):
-        for n in names:
+        for n in (n for n in names if n.endswith(".json")):
             d = json.load(open(os.path.join(root, n)))
             res[(os.path.basename(root), d["random_seed"])] = (d["train_losses"], d["test_losses"], d["test_accuracies"])
     return res
@@ -115,7 +130,7 @@ check(losses(f"{out}/full") == losses(f"{out}/part"), "the resumed sweep's losse
 div = [nnc, "sweep", f"{out}/blobs.nn", "--grid", "lr=0.01,1e37", "--out", f"{out}/div"]
 r1 = subprocess.run(div, capture_output=True, text=True)
 r2 = subprocess.run(div, capture_output=True, text=True)
-jsons = [n for _, _, names in os.walk(f"{out}/div") for n in names]
+jsons = [n for _, _, names in os.walk(f"{out}/div") for n in names if n.endswith(".json")]
 check(r1.returncode == 1 and "failed (status 1" in r1.stdout and "NaN" in r1.stderr and len(jsons) == 1 and
       r2.returncode == 1 and "failed before" in r2.stdout,
       f"lr=1e37 diverges: noted, the other run published, not retried ({r1.returncode}, {r2.returncode}, {len(jsons)} file)")

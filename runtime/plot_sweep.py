@@ -1,4 +1,5 @@
-"""plot_sweep.py: the figures of an `nnc sweep` directory (DeepOBS's layout), as PNG.
+"""plot_sweep.py: the figures of an `nnc sweep` directory (DeepOBS's layout), as PNG.  `nnc sweep`
+runs it when a sweep ends (runtime/sweep.c); it also runs by hand, on any sweep directory.
 
 For each test problem DIR/<testproblem>/, two figures in DIR (not inside the problem's folder,
 where DeepOBS's analyzer takes every entry for an optimizer):
@@ -10,7 +11,7 @@ where DeepOBS's analyzer takes every entry for an optimizer):
                        the seeds' standard deviation as error bars; `--mark LR` draws a vertical
                        line there (pre_sgd's chosen rate, say).
 Run with Debian's interpreter and python3-matplotlib:
-    /usr/bin/python3 bench/plot_sweep.py DIR [--mark LR] [--title TEXT]
+    /usr/bin/python3 runtime/plot_sweep.py DIR [--mark LR] [--title TEXT]
 """
 import argparse
 import glob
