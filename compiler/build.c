@@ -63,6 +63,7 @@ static char *build_info(const BuildOptions *o, const Compilation *c, uint64_t si
     cJSON_AddStringToObject(j, "llvm", NNC_LLVM_VERSION);
     cJSON_AddStringToObject(j, "target_cpu", o->cpu ? o->cpu : "host");
     cJSON_AddBoolToObject(j, "fuse", !o->no_fuse);
+    cJSON_AddBoolToObject(j, "hvp", o->hvp);
     cJSON *sets = cJSON_AddObjectToObject(j, "set");
     for (int i = 0; i < o->nov; i++) cJSON_AddNumberToObject(sets, o->ov[i].key, o->ov[i].value);
     char hex[32];
@@ -74,11 +75,12 @@ static char *build_info(const BuildOptions *o, const Compilation *c, uint64_t si
     return text;
 }
 
-/* The options the trainer applies before its own: `set KEY=VALUE` and `fuse none` lines. */
+/* The options the trainer applies before its own: `set KEY=VALUE`, `fuse none` and `hvp` lines. */
 static char *build_args(const BuildOptions *o) {
     StrBuf b = {0};
     for (int i = 0; i < o->nov; i++) sb_printf(&b, "set %s=%.17g\n", o->ov[i].key, o->ov[i].value);
     if (o->no_fuse) sb_puts(&b, "fuse none\n");
+    if (o->hvp) sb_puts(&b, "hvp\n");
     char *r = util_strdup(sb_str(&b));
     sb_free(&b);
     return r;
@@ -91,7 +93,7 @@ int build_trainer(const BuildOptions *o) {
         return 2;
     }
     Compilation c;
-    CompileOptions co = {.ov = o->ov, .nov = o->nov, .no_fuse = o->no_fuse};
+    CompileOptions co = {.ov = o->ov, .nov = o->nov, .no_fuse = o->no_fuse, .hvp = o->hvp};
     int rc = driver_compile(&c, o->file, &co, STAGE_PLAN);
     if (rc) {
         driver_free(&c);

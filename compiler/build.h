@@ -12,6 +12,7 @@ typedef struct {
     Override *ov;      /* --set, baked in: the trainer applies them before its own */
     int nov;
     bool no_fuse;
+    bool hvp; /* with the program of exact Hessian-vector products: the trainer's `hvp` command */
 } BuildOptions;
 
 /* 0 built; 1 an error in the model or the build (reported); 2 bad usage. */

@@ -57,7 +57,8 @@ static const char usage[] =
     "  --top K                 hvp: the K largest eigenvalues printed (default 5)\n"
     "  --fd-step H             hvp --method fd: the RMS per element of the step h v (default 1e-3)\n"
     "  --dense FILE.npy        hvp: also the dense Hessian, column by column (at most 20000 weights)\n"
-    "  --hvp                   emit: with the program of exact Hessian-vector products (hvp)\n"
+    "  --hvp                   emit: with the program of exact Hessian-vector products (hvp); build: and the\n"
+    "                          trainer's hvp command\n"
     "  --arch SM               emit --ptx: the GPU architecture (default sm_90)\n"
     "  --fuse=none             a kernel per op, no fusion (the same results, for checking; default --fuse=all)\n"
     "  -o NAME                 build: the executable to write\n"
@@ -86,34 +87,6 @@ static int usage_error(const char *fmt, const char *arg) {
     return 2;
 }
 
-/* hvp's options; -1 with the reason in why. */
-static int parse_hvp_option(Args *a, const char *opt, const char *val, char *why, size_t nwhy) {
-    HvpOptions *h = &a->hvp;
-    char *end = NULL;
-    if (!strcmp(opt, "--checkpoint")) {
-        a->run.checkpoint = val;
-    } else if (!strcmp(opt, "--dense")) {
-        h->dense = val;
-    } else if (!strcmp(opt, "--method")) {
-        if (strcmp(val, "exact") && strcmp(val, "fd")) return util_fail(why, nwhy, "--method must be exact or fd, not '%s'", val);
-        h->method = val[0] == 'f' ? HVP_FD : HVP_EXACT;
-    } else if (!strcmp(opt, "--fd-step")) {
-        h->fd_step = strtod(val, &end);
-        if (*end || !(h->fd_step > 0)) return util_fail(why, nwhy, "--fd-step needs a positive number, not '%s'", val);
-    } else if (!strcmp(opt, "--batches") && !strcmp(val, "all")) {
-        h->batches = 0;
-    } else {
-        long long n = strtoll(val, &end, 10);
-        if (*end || n < 1 || n > 1000000000)
-            return util_fail(why, nwhy, "%s needs a positive whole number%s, not '%s'", opt,
-                             !strcmp(opt, "--batches") ? " or all" : "", val);
-        if (opt[2] == 'b') h->batches = n;
-        if (opt[2] == 'i') h->iterations = (int)n;
-        if (opt[2] == 't') h->top = (int)n;
-    }
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, Args *a) {
     memset(a, 0, sizeof *a);
     a->hvp = (HvpOptions){.method = HVP_EXACT, .batches = 8};
@@ -130,10 +103,12 @@ static int parse_args(int argc, char **argv, Args *a) {
         } else if (!strcmp(s, "--arch") || !strcmp(s, "-o") || !strcmp(s, "--target-cpu") || !strcmp(s, "--keep-kernels")) {
             if (i + 1 >= argc) return usage_error("%s needs a value", s);
             *(s[1] == 'o' ? &a->output : s[2] == 'a' ? &a->arch : s[2] == 't' ? &a->target_cpu : &a->keep) = argv[++i];
-        } else if (!strcmp(s, "--checkpoint") || !strcmp(s, "--method") || !strcmp(s, "--batches") ||
-                   !strcmp(s, "--iterations") || !strcmp(s, "--top") || !strcmp(s, "--fd-step") || !strcmp(s, "--dense")) {
+        } else if ((used = run_parse_hvp_option(&a->hvp, argc, argv, i, why, sizeof why)) != 0) {
+            if (used < 0) return usage_error("%s", why);
+            i += used - 1;
+        } else if (!strcmp(s, "--checkpoint")) {
             if (i + 1 >= argc) return usage_error("%s needs a value", s);
-            if (parse_hvp_option(a, s, argv[++i], why, sizeof why)) return usage_error("%s", why);
+            a->run.checkpoint = argv[++i];
         } else if (!strcmp(s, "--grid") || !strcmp(s, "--seeds")) {
             if (i + 1 >= argc) return usage_error("%s needs a value", s);
             const char *v = argv[++i];
@@ -303,7 +278,8 @@ int main(int argc, char **argv) {
         rc = cmd_emit(&a);
     else if (!strcmp(a.cmd, "build"))
         rc = a.output ? build_trainer(&(BuildOptions){.file = a.file, .out = a.output, .cpu = a.target_cpu, .keep = a.keep,
-                                                      .ov = a.ov, .nov = a.run.nov, .no_fuse = a.run.no_fuse})
+                                                      .ov = a.ov, .nov = a.run.nov, .no_fuse = a.run.no_fuse,
+                                                      .hvp = a.run.hvp})
                       : usage_error("%s", "build needs -o NAME, the executable to write");
     else
         rc = usage_error("unknown command '%s'", a.cmd);

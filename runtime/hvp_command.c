@@ -1,4 +1,4 @@
-/* hvp_command.c: `nnc hvp FILE`, the curvature of a model's training loss at a checkpoint (or
+/* hvp_command.c: `nnc hvp FILE` (and a trainer's `hvp`, built with --hvp), the curvature of a model's training loss at a checkpoint (or
  * at its seeded initial weights): the extreme eigenvalues of the Hessian by Lanczos over
  * Hessian-vector products (hessian.c), a condition-number estimate, the cost of a product
  * against a gradient, and on request the dense Hessian as a .npy file. */
@@ -13,6 +13,36 @@
 #include "train.h"
 
 enum { DENSE_MAX = 20000 };
+
+int run_parse_hvp_option(HvpOptions *h, int argc, char **argv, int i, char *why, size_t nwhy) {
+    static const char *const opts[] = {"--method", "--batches", "--iterations", "--top", "--fd-step", "--dense"};
+    const char *opt = argv[i];
+    int k = 0;
+    while (k < 6 && strcmp(opt, opts[k])) k++;
+    if (k == 6) return 0;
+    if (i + 1 >= argc) return util_fail(why, nwhy, "%s needs a value", opt);
+    const char *val = argv[i + 1];
+    char *end = NULL;
+    if (k == 5) {
+        h->dense = val;
+    } else if (k == 0) {
+        if (strcmp(val, "exact") && strcmp(val, "fd")) return util_fail(why, nwhy, "--method must be exact or fd, not '%s'", val);
+        h->method = val[0] == 'f' ? HVP_FD : HVP_EXACT;
+    } else if (k == 4) {
+        h->fd_step = strtod(val, &end);
+        if (*end || !(h->fd_step > 0)) return util_fail(why, nwhy, "--fd-step needs a positive number, not '%s'", val);
+    } else if (k == 1 && !strcmp(val, "all")) {
+        h->batches = 0;
+    } else {
+        long long n = strtoll(val, &end, 10);
+        if (*end || n < 1 || n > 1000000000)
+            return util_fail(why, nwhy, "%s needs a positive whole number%s, not '%s'", opt, k == 1 ? " or all" : "", val);
+        if (k == 1) h->batches = n;
+        if (k == 2) h->iterations = (int)n;
+        if (k == 3) h->top = (int)n;
+    }
+    return 2;
+}
 
 static int report(const RunOptions *o, const HvpOptions *ho, Built *b) {
     Exec *e = &b->e;

@@ -61,6 +61,10 @@ typedef struct {
     const char *dense; /* also the dense Hessian, to this .npy file */
 } HvpOptions;
 int run_hvp(const RunOptions *o, const HvpOptions *h);
+/* hvp's own options (--method, --batches, --iterations, --top, --fd-step, --dense) into h, as
+ * run_parse_option: how many arguments argv[i] took (2), 0 when it is none of these, -1 with
+ * the reason in why. */
+int run_parse_hvp_option(HvpOptions *h, int argc, char **argv, int i, char *why, size_t nwhy);
 
 /* `nnc sweep`: a grid of hyperparameters and seeds in DeepOBS's layout (sweep.c). */
 enum { SWEEP_MAX_GRIDS = 8 };

@@ -1,7 +1,8 @@
 /* trainer_main.c: main() of the standalone trainers `nnc build` makes (linked with libnnc_rt,
  * which has no LLVM).  The model's source, its CPU kernels (compiled ahead of time), the plan
  * signature they were compiled for, its CUDA C and a description of the build are linked in
- * by `nnc build` as the symbols declared below.  Commands: train, eval, predict, info. */
+ * by `nnc build` as the symbols declared below.  Commands: train, eval, predict, info, and hvp
+ * when built with --hvp (or for a model whose optimizer takes Hessian-vector products). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +19,14 @@ extern const char nnc_library_source[]; /* the library files the model calls blo
 extern const uint64_t nnc_plan_signature;
 extern const KernelEntry nnc_kernels[];
 
+static bool hvp_unbuilt; /* the hvp command, nnc build without --hvp */
+
 const KernelEntry *cpu_kernels_open(const Plan *plan, void **handle, char *err, size_t nerr) {
     *handle = NULL;
+    if (plan_signature(plan) != nnc_plan_signature && hvp_unbuilt) {
+        snprintf(err, nerr, "this trainer has no kernels for Hessian-vector products; build it with nnc build --hvp");
+        return NULL;
+    }
     if (plan_signature(plan) != nnc_plan_signature) {
         snprintf(err, nerr,
                  "this trainer's kernels were compiled for another plan (a --set that changes the model's code, "
@@ -45,6 +52,10 @@ static const char usage[] =
     "                          the same for a sampled model, over the posterior: D is the sampling run's\n"
     "                          directory (every chain's draws) or one draws_chain<c>.safetensors file;\n"
     "                          predict writes the mean, sd, 5 %% and 95 %% quantile of each output\n"
+    "  hvp [--checkpoint C]    the Hessian of the training loss at C (default: the initial weights): its top\n"
+    "                          eigenvalues by Lanczos, the smallest and the condition number (a trainer\n"
+    "                          built with nnc build --hvp, or for pre_sgd); --method exact|fd, --batches N|all,\n"
+    "                          --iterations N (30), --top K (5), --fd-step H, --dense H.npy, as nnc hvp's\n"
     "  info                    the model, its layers, memory plan and kernels, and how this trainer was built\n"
     "\n"
     "options:\n"
@@ -81,6 +92,7 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     static Override ov[RUN_MAX_SETS];
+    HvpOptions hvp = {.method = HVP_EXACT, .batches = 8};
     RunOptions o = {.path = nnc_model_file, .text = nnc_model_source, .len = strlen(nnc_model_source),
                     .library = nnc_library_source, .ov = ov,
                     .progress = -1, .checkpoint_every = 1, .built = "compiled ahead of time by nnc build"};
@@ -90,6 +102,8 @@ int main(int argc, char **argv) {
         char why[256];
         if (!strcmp(line, "fuse none"))
             o.no_fuse = true;
+        else if (!strcmp(line, "hvp"))
+            o.hvp = true;
         else if (!strncmp(line, "set ", 4) && o.nov < RUN_MAX_SETS && driver_parse_override(line + 4, &ov[o.nov], why, sizeof why))
             o.nov++;
     }
@@ -97,6 +111,7 @@ int main(int argc, char **argv) {
         const char *s = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         char why[256];
         int used = run_parse_option(&o, argc, argv, i, why, sizeof why);
+        if (used == 0 && !strcmp(cmd, "hvp")) used = run_parse_hvp_option(&hvp, argc, argv, i, why, sizeof why);
         if (used < 0) return bad_usage(prog, why, NULL);
         if (used > 0) {
             i += used - 1;
@@ -133,5 +148,9 @@ int main(int argc, char **argv) {
         return cmd[0] == 'e' ? run_eval(&o) : run_predict(&o);
     }
     if (!strcmp(cmd, "info")) return run_info(&o, nnc_build_info, nnc_cuda_source);
+    if (!strcmp(cmd, "hvp")) {
+        hvp_unbuilt = !o.hvp;
+        return run_hvp(&o, &hvp);
+    }
     return bad_usage(prog, "unknown command ", cmd);
 }

@@ -35,6 +35,32 @@ pruning_without_llvm)
   grep -q "^pruned after epoch 1: h1 96 -> " "$out/stdout"
   "$nnc" train tests/train/models/prune_small.nn --set epochs=2 --out "$out/b" --no-progress
   "$check" --same "$out/a/metrics.jsonl" "$out/b/metrics.jsonl" ;;
+hvp_trainer)
+  # a trainer built with --hvp has nnc hvp's command, on its ahead-of-time kernels: the same
+  # eigenvalues as nnc hvp (which compiles them now); without --hvp it says how to get one
+  "$nnc" build models/nlm_toy.nn -o "$out/nlm" --hvp
+  "$nnc" build models/nlm_toy.nn -o "$out/plain"
+  # (a trainer's data paths are relative to the current directory)
+  (cd models && "$out/nlm" train --epochs 2 --out "$out/run" --no-progress > /dev/null)
+  (cd models && "$out/nlm" hvp --checkpoint "$out/run/checkpoint.safetensors" --iterations 20 --top 3 > "$out/trainer.txt")
+  "$nnc" hvp models/nlm_toy.nn --checkpoint "$out/run/checkpoint.safetensors" --iterations 20 --top 3 > "$out/nnc.txt"
+  cat "$out/trainer.txt"
+  grep -v "^exact Hessian-vector products" "$out/trainer.txt" | tail -n +2 > "$out/a" # (the data path: relative to the model for nnc)
+  grep -v "^exact Hessian-vector products" "$out/nnc.txt" | tail -n +2 > "$out/b"
+  diff "$out/a" "$out/b"
+  grep -q "^condition number estimate" "$out/a"
+  (cd models && "$out/nlm" train --epochs 2 --out "$out/run2" --no-progress > /dev/null)
+  "$check" --same "$out/run/metrics.jsonl" "$out/run2/metrics.jsonl"
+  "$nnc" train models/nlm_toy.nn --set epochs=2 --out "$out/run3" --no-progress > /dev/null
+  "$check" --same "$out/run/metrics.jsonl" "$out/run3/metrics.jsonl"
+  status=0
+  (cd models && "$out/plain" hvp --top 3) 2> "$out/err" || status=$?
+  [ $status = 1 ] && grep -q "this trainer has no kernels for Hessian-vector products; build it with nnc build --hvp" "$out/err" || {
+    echo "FAIL: a trainer without --hvp (status $status):"; cat "$out/err"; exit 1; }
+  status=0
+  "$out/nlm" hvp --method newton 2> "$out/err" || status=$?
+  [ $status = 2 ] && grep -q "error: --method must be exact or fd, not 'newton'" "$out/err" || {
+    echo "FAIL: a bad --method (status $status):"; cat "$out/err"; exit 1; } ;;
 usage_errors)
   "$nnc" build models/fashion_mlp.nn -o "$out/t"
   # each usage error: exit status 2 and its exact message
