@@ -367,7 +367,8 @@ int run_sweep(const RunOptions *o, const SweepOptions *so) {
                 failed++;
                 continue;
             }
-            if (mkdirs(dir) || mkdirs(work)) {
+            if (mkdirs(work)) { /* (the setting's folder: with its first result, so that a setting whose runs all fail
+                                  leaves no empty folder, which DeepOBS's analyzer cannot read) */
                 fprintf(stderr, "nnc: error: cannot make %s: %s\n", work, strerror(errno));
                 rc = 1;
                 break;
@@ -412,6 +413,11 @@ int run_sweep(const RunOptions *o, const SweepOptions *so) {
                 failed++;
                 continue;
             }
+            if (mkdirs(dir)) {
+                fprintf(stderr, "nnc: error: cannot make %s: %s\n", dir, strerror(errno));
+                rc = 1;
+                break;
+            }
             if (publish(work, dir, seed, &acc[run], why, sizeof why)) {
                 fprintf(stderr, "nnc: error: %s\n", why);
                 rc = 1;
@@ -425,8 +431,9 @@ int run_sweep(const RunOptions *o, const SweepOptions *so) {
         bool accuracy = true; /* publish: a loss L is stored as -L - 1 (below -1) */
         for (int64_t i = 0; i < total; i++)
             if (acc[i] < -0.5) accuracy = false;
-        printf("sweep %s: %lld runs done now, %lld done before; the final %s by setting (this session's runs):\n",
-               testproblem, (long long)done, (long long)skipped, accuracy ? "test accuracy" : "loss (test, else training)");
+        printf("sweep %s: %lld runs done now, %lld done before%s%s%s\n", testproblem, (long long)done, (long long)skipped,
+               done ? "; the final " : "", done ? (accuracy ? "test accuracy" : "loss (test, else training)") : "",
+               done ? " by setting (this session's runs):" : "");
         for (int64_t i = 0; i < ncomb; i++) {
             double sum = 0, sq = 0;
             int n = 0;
