@@ -6,7 +6,7 @@
 # metrics.  The figure marks the rate pre_sgd chose first on SGD's curve.  Runs that diverge are
 # marked FAILED by the sweep (large learning rates do) and left out.  Results: bench/README.md.
 #   sh bench/seed_experiment.sh [OUT]
-#   (NNC=build/nnc, MODEL=models/fmnist_mlp.nn, EPOCHS=5, SEEDS=3, GRID='logspace(1e-3,1,7)')
+#   (NNC=build/nnc, MODEL=models/fmnist_mlp.nn, EPOCHS=5, SEEDS=3, GRID='logspace(1e-3,1,7)', PRE=pre_sgd)
 set -eu
 nnc=${NNC:-build/nnc}
 model=${MODEL:-models/fmnist_mlp.nn}
@@ -15,11 +15,12 @@ out=${1:-bench/out/seed_experiment}
 epochs=${EPOCHS:-5}
 seeds=${SEEDS:-3}
 grid=${GRID:-logspace(1e-3,1,7)}
+pre=${PRE:-pre_sgd}
 mkdir -p "$(dirname "$out")"
 # (status 1: some runs diverged, marked FAILED; the others are published)
 "$nnc" sweep "$model" --grid "lr=$grid" --seeds "$seeds" --set epochs="$epochs" --out "$out" --no-progress || [ $? = 1 ]
 # the same test problem with pre_sgd in place of sgd (the model's name, and so its folder, stays)
-sed 's/^  optimizer .*/  optimizer pre_sgd/' "$model" > "$(dirname "$model")/.$name.pre_sgd.nn"
+sed "s/^  optimizer .*/  optimizer $pre/" "$model" > "$(dirname "$model")/.$name.pre_sgd.nn"
 "$nnc" sweep "$(dirname "$model")/.$name.pre_sgd.nn" --grid scale=1 --seeds "$seeds" --set epochs="$epochs" --out "$out" \
   --no-progress || [ $? = 1 ]
 rm -f "$(dirname "$model")/.$name.pre_sgd.nn"

@@ -34,7 +34,7 @@ typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_ADAGRAD, OPT_PRE_S
 /* OPT_PRE_SGD's variants (docs/optimizers.md): the low-rank preconditioner and its learning rate
  * estimated every `every` epochs; the learning rate alone, every `every` epochs; or once. */
 typedef enum { PRE_FULL, PRE_ADAPTIVE, PRE_ONLY_ADAPTIVE } PreVariant;
-enum { PRE_MAX_RANK = 4, PRE_MAX_HVPS = 8 };
+enum { PRE_MAX_RANK = 16, PRE_MAX_HVPS = 16 };
 
 typedef struct {
     OptKind kind;

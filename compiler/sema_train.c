@@ -347,6 +347,11 @@ static bool check_optimizer(Sema *s, const Ast *e, OptSpec *o) {
             err(s, a[0] ? a[0]->loc : a[1]->loc, "%s sets the learning rate alone: it has no rank or hvps (pre_sgd has)", name);
             return false;
         }
+        if (o->pre == PRE_FULL && o->rank > o->hvps) {
+            err(s, a[0]->loc, "rank %d is more than hvps %d: the estimate has at most one eigenpair per observation; raise hvps",
+                o->rank, o->hvps);
+            return false;
+        }
         if (o->pre == PRE_ONLY_ADAPTIVE && a[3]) {
             err(s, a[3]->loc, "only_adaptive_sgd estimates its learning rate once; adaptive_sgd re-estimates it every N epochs");
             return false;
