@@ -37,6 +37,9 @@ static const char usage[] =
     "                          (default runs/MODEL); sweep: the sweep's directory (default sweeps/MODEL)\n"
     "  --resume                train: continue from DIR's checkpoint (bit for bit)\n"
     "  --init FILE             train: start from the weights in a safetensors file (matched by name)\n"
+    "  --tensorboard DIR       train: the TensorBoard event file's directory (default: the run's, --out)\n"
+    "  --no-tensorboard        train: no event file\n"
+    "  --histograms N          train: the weights' histograms in it every N epochs (default 1; 0: none)\n"
     "  --checkpoint-every N    train: a checkpoint every N epochs (default 1; always at the end and on\n"
     "                          SIGINT/SIGTERM)\n"
     "  --data PATH             train: this data instead of the train block's (an IDX directory or a CSV file;\n"
@@ -90,7 +93,7 @@ static int usage_error(const char *fmt, const char *arg) {
 static int parse_args(int argc, char **argv, Args *a) {
     memset(a, 0, sizeof *a);
     a->hvp = (HvpOptions){.method = HVP_EXACT, .batches = 8};
-    a->run = (RunOptions){.ov = a->ov, .progress = -1, .checkpoint_every = 1};
+    a->run = (RunOptions){.ov = a->ov, .progress = -1, .checkpoint_every = 1, .histogram_every = -1};
     if (argc < 2) return usage_error("%s", "no command given");
     a->cmd = argv[1];
     for (int i = 2; i < argc; i++) {

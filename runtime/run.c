@@ -65,7 +65,8 @@ void run_free(Built *b) {
 int run_parse_option(RunOptions *o, int argc, char **argv, int i, char *why, size_t nwhy) {
     const char *s = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
     bool takes_value = !strcmp(s, "--set") || !strcmp(s, "--out") || !strcmp(s, "--device") || !strcmp(s, "--data") ||
-                       !strcmp(s, "--init") || !strcmp(s, "--checkpoint-every") || !strcmp(s, "--collective-timeout");
+                       !strcmp(s, "--init") || !strcmp(s, "--checkpoint-every") || !strcmp(s, "--collective-timeout") ||
+                       !strcmp(s, "--tensorboard") || !strcmp(s, "--histograms");
     if (takes_value && !value) {
         snprintf(why, nwhy, "%s", !strcmp(s, "--set") ? "--set needs NAME=VALUE"
                                   : !strcmp(s, "--out") ? "--out needs a directory" : "");
@@ -89,15 +90,19 @@ int run_parse_option(RunOptions *o, int argc, char **argv, int i, char *why, siz
         o->device = value;
         return 2;
     }
-    if (!strcmp(s, "--checkpoint-every")) {
+    if (!strcmp(s, "--checkpoint-every") || !strcmp(s, "--histograms")) {
         char *end;
         long long n = strtoll(value, &end, 10);
         if (*end || end == value || n < 0) {
-            snprintf(why, nwhy, "--checkpoint-every needs a whole number of epochs >= 0, not '%s'", value);
+            snprintf(why, nwhy, "%s needs a whole number of epochs >= 0, not '%s'", s, value);
             return -1;
         }
-        o->checkpoint_every = n;
+        *(s[2] == 'c' ? &o->checkpoint_every : &o->histogram_every) = n;
         return 2;
+    }
+    if (!strcmp(s, "--no-tensorboard")) {
+        o->no_tensorboard = true;
+        return 1;
     }
     if (!strcmp(s, "--deterministic-reduce") || !strncmp(s, "--deterministic-reduce=", 23)) {
         char *end;
@@ -120,7 +125,7 @@ int run_parse_option(RunOptions *o, int argc, char **argv, int i, char *why, siz
         return 2;
     }
     const char **dst = !strcmp(s, "--out") ? &o->out_dir : !strcmp(s, "--data") ? &o->data
-                     : !strcmp(s, "--init") ? &o->init : NULL;
+                     : !strcmp(s, "--init") ? &o->init : !strcmp(s, "--tensorboard") ? &o->tensorboard : NULL;
     if (dst) {
         *dst = value;
         return 2;
@@ -370,7 +375,9 @@ int run_train(const RunOptions *o) {
     Rebuilds rb = {.o = o, .first = b, .max_batch = b->c.plan->max_batch};
     TrainConfig cfg = {.model = b->c.model, .exec = &b->e, .out = stdout, .diag = &b->c.diag, .progress = o->progress,
                        .rebuild = rebuild_model, .retire = retire_model, .rebuild_ctx = &rb, .out_dir = dist.rank ? NULL : dir,
-                       .identity = &idn.id, .checkpoint_every = o->checkpoint_every, .init = o->init, .shards = o->shards};
+                       .identity = &idn.id, .checkpoint_every = o->checkpoint_every, .init = o->init, .shards = o->shards,
+                       .tensorboard = o->no_tensorboard ? NULL : o->tensorboard ? o->tensorboard : dir,
+                       .histogram_every = o->histogram_every < 0 ? 1 : o->histogram_every};
     Checkpoint ck = {0};
     int rc = 0;
     if (dist.rank == 0) remove_stale(dir);

@@ -34,11 +34,14 @@ typedef struct {
     int64_t shards;       /* --deterministic-reduce[=S]: the batch in S shards (4 when not given); 0: off */
     double collective_timeout; /* --collective-timeout S: seconds a rank waits for the others; 0: dist.h's default */
     bool hvp;             /* compile the hvp program too (compiler/hvp.c) */
+    const char *tensorboard; /* train: the event file's directory (--tensorboard DIR); NULL: out_dir */
+    bool no_tensorboard;     /* --no-tensorboard */
+    int64_t histogram_every; /* --histograms N: the weights' histograms every N epochs; 0: never; -1: 1 */
 } RunOptions;
 
 /* The options `nnc train` and a trainer's `train` share: --set NAME=VALUE (or --set=NAME=VALUE),
  * --data, --device, --out, --init, --resume, --checkpoint-every N, --progress, --no-progress,
- * --deterministic-reduce[=S], --collective-timeout S.
+ * --deterministic-reduce[=S], --collective-timeout S, --tensorboard DIR, --no-tensorboard, --histograms N.
  * o->ov must have room for RUN_MAX_SETS overrides.  Returns how many arguments argv[i] and its
  * value took (1 or 2), 0 when argv[i] is none of these, or -1 with a usage message in why. */
 enum { RUN_MAX_SETS = 64 };

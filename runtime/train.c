@@ -29,6 +29,7 @@
 #include "rng.h"
 #include "sample.h"
 #include "schedule.h"
+#include "tensorboard.h"
 
 /* ---- data ---- */
 
@@ -464,6 +465,23 @@ int train_make_dirs(const char *path) {
     return 0;
 }
 
+/* TensorBoard's histograms of the model's weights (its parameters, statistics and fixed
+ * weights; not an optimizer's state), "weights/<name>", at `step`. */
+static void weight_histograms_of(Tensorboard *tb, Exec *e, int64_t step) {
+    const Plan *p = e->plan;
+    for (int i = 0; i < p->nbuf; i++) {
+        const Buffer *b = &p->buf[i];
+        if (b->kind != BUF_WEIGHT) continue;
+        float *v = util_calloc((size_t)b->elems, sizeof(float));
+        char tag[512];
+        if (exec_read(e, b->node, v, sizeof(float) * (size_t)b->elems) == 0) {
+            snprintf(tag, sizeof tag, "weights/%s", e->g->weight[b->weight].name);
+            tensorboard_histogram(tb, tag, step, v, b->elems);
+        }
+        free(v);
+    }
+}
+
 /* One line of metrics.jsonl: begun with its position, ended (written, flushed) by line_end. */
 static cJSON *line_begin(int64_t epoch, int64_t step, const char *split) {
     cJSON *o = cJSON_CreateObject();
@@ -473,7 +491,8 @@ static cJSON *line_begin(int64_t epoch, int64_t step, const char *split) {
     return o;
 }
 
-static void line_end(FILE *f, cJSON *o) {
+static void line_end(FILE *f, Tensorboard *tb, cJSON *o) {
+    if (tb) tensorboard_line(tb, o);
     if (f) {
         char *text = cJSON_PrintUnformatted(o);
         fprintf(f, "%s\n", text);
@@ -563,7 +582,7 @@ static void print_gates(FILE *out, const Graph *g, const Eval *e, const char *sp
 
 /* Physical pruning between epochs: decide, recompile at the new widths, move the weights and
  * optimiser state, and switch the session over.  0, or 1 after reporting an error. */
-static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t step, FILE *metrics, bool *reported_min,
+static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t step, FILE *metrics, Tensorboard *tb, bool *reported_min,
                      int64_t *arena_peak) {
     const TrainConfig *cfg = s->cfg;
     FILE *out = cfg->out ? cfg->out : stdout;
@@ -616,7 +635,7 @@ static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t s
             cJSON_AddStringToObject(line, "at_minimum", g->gate[i].layer);
             reported_min[i] = true;
         }
-    line_end(metrics, line);
+    line_end(metrics, tb, line);
     fflush(out);
     cfg->retire(cfg->rebuild_ctx, s->exec);
     session_bind(s, next);
@@ -830,6 +849,7 @@ struct TrainSession {
     const Model *m;
     const TrainSpec *t;
     FILE *out, *metrics;
+    Tensorboard tb; /* its file NULL: none */
     TrainResult *res;
     Session s; /* batches in, values out, on the current (possibly pruned) model */
     ModelData data;
@@ -1252,7 +1272,8 @@ static int report_hook(TrainSession *ts) {
         cJSON_AddNumberToObject(line, key, (double)gate_width(g, &g->gate[i]));
     }
     add_timing(line, sps, util_now() - ts->t0);
-    line_end(ts->metrics, line);
+    line_end(ts->metrics, &ts->tb, line);
+    if (ts->tb.f && ts->cfg->histogram_every && epoch % ts->cfg->histogram_every == 0) weight_histograms_of(&ts->tb, ts->s.exec, step);
     res->train_loss = latest->train_loss = train_loss;
     if (!ts->t->eval_every) eval_splits(ts, ts->st.epoch);
     fprintf(out, " | %.1f s, %.0f samples/s\n", epoch_s, sps);
@@ -1281,7 +1302,7 @@ static void eval_splits(TrainSession *ts, int64_t epoch) {
             line = line_begin(epoch, step, "train_eval");
             add_eval(line, g, &te);
             add_timing(line, 0, util_now() - ts->t0);
-            line_end(ts->metrics, line);
+            line_end(ts->metrics, &ts->tb, line);
         }
         free(te.gate);
     }
@@ -1292,7 +1313,7 @@ static void eval_splits(TrainSession *ts, int64_t epoch) {
         line = line_begin(epoch, step, "valid");
         add_eval(line, g, &latest->valid);
         add_timing(line, 0, util_now() - ts->t0);
-        line_end(ts->metrics, line);
+        line_end(ts->metrics, &ts->tb, line);
         res->valid_loss = latest->valid.loss;
     }
     const Dataset *test = &ts->data.test;
@@ -1303,7 +1324,7 @@ static void eval_splits(TrainSession *ts, int64_t epoch) {
         line = line_begin(epoch, step, "test");
         add_eval(line, g, &latest->test);
         add_timing(line, (double)test->n / (util_now() - v0), util_now() - ts->t0);
-        line_end(ts->metrics, line);
+        line_end(ts->metrics, &ts->tb, line);
         res->test_loss = latest->test.loss;
         memcpy(res->test_metric, latest->test.metric, sizeof res->test_metric);
     }
@@ -1322,7 +1343,7 @@ static int stop_hook(TrainSession *ts) {
         cJSON *line = line_begin(ts->st.epoch, ts->st.step, NULL);
         cJSON_AddStringToObject(line, "event", "stop");
         cJSON_AddStringToObject(line, "reason", why);
-        line_end(ts->metrics, line);
+        line_end(ts->metrics, &ts->tb, line);
         ts->st.finished = true;
     }
     fflush(ts->out);
@@ -1362,7 +1383,7 @@ static int prune_hook(TrainSession *ts) {
         free(v);
         if (rc) return 1;
     }
-    return prune_now(&ts->s, ts->widths, epoch, ts->st.step, ts->metrics, ts->st.reported_min, &ts->arena_peak);
+    return prune_now(&ts->s, ts->widths, epoch, ts->st.step, ts->metrics, &ts->tb, ts->st.reported_min, &ts->arena_peak);
 }
 
 /* ---- pre_sgd (runtime/precondition.c) ---- */
@@ -1478,6 +1499,13 @@ static int train_open(TrainSession *ts, const TrainConfig *cfg, TrainResult *res
         if (train_make_dirs(cfg->out_dir) || (cfg->resume && truncate_metrics(path, cfg->resume, ts->t->eval_every > 0)) ||
             !(ts->metrics = fopen(path, cfg->resume ? "a" : "w"))) {
             fprintf(cfg->diag->out, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
+            train_free_data(&ts->data);
+            return 1;
+        }
+        if (cfg->tensorboard && (train_make_dirs(cfg->tensorboard) || tensorboard_open(&ts->tb, cfg->tensorboard, err, sizeof err))) {
+            if (!ts->tb.path[0]) snprintf(err, sizeof err, "%s: cannot make the directory: %s", cfg->tensorboard, strerror(errno));
+            fprintf(cfg->diag->out, "nnc: error: %s\n", err);
+            fclose(ts->metrics);
             train_free_data(&ts->data);
             return 1;
         }
@@ -1697,7 +1725,7 @@ static int fit_head(TrainSession *ts) {
         cJSON_AddNumberToObject(line, key, nll);
     }
     cJSON_AddNumberToObject(line, "fit_s", fit_s);
-    line_end(ts->metrics, line);
+    line_end(ts->metrics, &ts->tb, line);
     if (rc) fprintf(ts->cfg->diag->out, "nnc: error: %s: %s\n", e->dev->name, e->dev->err);
     if (rc == 0) rc = save_checkpoint(ts->cfg, &ts->s, &ts->st);
     e->head = NULL; /* (the checkpoint has it; eval and predict load it from there) */
@@ -1761,6 +1789,7 @@ static int train_end(TrainSession *ts, int rc) {
     nccl_close(ts->nccl);
     if (ts->step_log) fclose(ts->step_log);
     if (ts->metrics) fclose(ts->metrics);
+    tensorboard_close(&ts->tb);
     if (rc == 0) write_results(cfg);
     if (ts->pre) {
         precond_close(ts->pre);

@@ -43,6 +43,11 @@ typedef struct {
      * many parts however many ranks there are, each part's gradient is gathered and they add
      * up in part order, so that 1, 2 or 4 ranks give the same bits. */
     int64_t shards;
+    /* TensorBoard (tensorboard.h): an event file in this directory (NULL: none; only where
+     * out_dir is set) with every metrics line's numbers, and the weights' histograms every
+     * histogram_every epochs (0: never). */
+    const char *tensorboard;
+    int64_t histogram_every;
 } TrainConfig;
 
 typedef struct {

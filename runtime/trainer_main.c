@@ -69,6 +69,9 @@ static const char usage[] =
     "  --out DIR               train: metrics, checkpoints and result.json (default runs/MODEL)\n"
     "  --resume                train: continue from DIR's checkpoint\n"
     "  --init C                train: start from the weights in safetensors file C\n"
+    "  --tensorboard DIR       train: the TensorBoard event file's directory (default: --out's)\n"
+    "  --no-tensorboard        train: no event file\n"
+    "  --histograms N          train: the weights' histograms every N epochs (default 1; 0: none)\n"
     "  --checkpoint-every N    train: a checkpoint every N epochs (default 1; and always at the end)\n"
     "  --deterministic-reduce[=S]  train: the batch in S shards (default 4), added in a fixed order:\n"
     "                          the same bits on 1, 2 or 4 ranks (mpirun -np N ./trainer train)\n"
@@ -95,7 +98,7 @@ int main(int argc, char **argv) {
     HvpOptions hvp = {.method = HVP_EXACT, .batches = 8};
     RunOptions o = {.path = nnc_model_file, .text = nnc_model_source, .len = strlen(nnc_model_source),
                     .library = nnc_library_source, .ov = ov,
-                    .progress = -1, .checkpoint_every = 1, .built = "compiled ahead of time by nnc build"};
+                    .progress = -1, .checkpoint_every = 1, .histogram_every = -1, .built = "compiled ahead of time by nnc build"};
     static char baked[4096];
     snprintf(baked, sizeof baked, "%s", nnc_build_args);
     for (char *line = strtok(baked, "\n"); line; line = strtok(NULL, "\n")) { /* nnc build's options come first */

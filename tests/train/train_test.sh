@@ -280,6 +280,11 @@ optimizers_numpy)
   # momentum, rmsprop and adagrad over 10 steps against NumPy transcriptions of their
   # definitions, and bit-exact resume of their state (tests/train/optimizers_np.py says how)
   numpy_test tests/train/optimizers_np.py "$nnc" "$out" ;;
+tensorboard_events)
+  # the TensorBoard event file beside metrics.jsonl, parsed from the format's definition: its
+  # checksums, its scalars (metrics.jsonl's numbers) and its weight histograms
+  # (tests/train/tensorboard_events.py says how; TB_PYTHON: also TensorBoard's own reader)
+  numpy_test tests/train/tensorboard_events.py "$nnc" "$out" ;;
 quadratic_deep)
   # DeepOBS's quadratic_deep (models/quadratic_deep.nn: a trained shift and a fixed layer from an
   # NPY file) against its closed form: gradient descent, losses, its Hessian by Lanczos, the

@@ -1,0 +1,201 @@
+/* tensorboard.c: TensorBoard event files, which `train` writes beside metrics.jsonl (train.c):
+ * every number of every metrics line as a scalar (losses, metrics, the learning rate and other
+ * scheduled values, gated layers' live widths, pruning events) and histograms of the weights.
+ *
+ * The file is what TensorFlow's summary writer makes: a sequence of TFRecords (the payload's
+ * length as uint64, its masked CRC-32C, the payload, its masked CRC-32C; little-endian), each
+ * payload a serialized `Event` protocol buffer.  The first event carries the file version
+ * "brain.Event:2"; the others a wall time, a step and a `Summary` of one `Value` (a tag and a
+ * `simple_value`, or a `HistogramProto`).  Those few messages are encoded here directly: the
+ * field numbers are those of TensorFlow's event.proto and summary.proto. */
+#include "tensorboard.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* ---- checksums ---- */
+
+uint32_t tensorboard_crc32c(const void *data, size_t n) {
+    static uint32_t table[256];
+    if (!table[1])
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1; /* the reflected polynomial */
+            table[i] = c;
+        }
+    const unsigned char *p = data;
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+uint32_t tensorboard_masked_crc(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xA282EAD8u; }
+
+/* ---- protocol buffer wire format ---- */
+
+enum { WIRE_VARINT = 0, WIRE_64 = 1, WIRE_BYTES = 2, WIRE_32 = 5 };
+
+static void put_varint(StrBuf *b, uint64_t v) {
+    while (v >= 0x80) {
+        sb_putc(b, (char)(v | 0x80));
+        v >>= 7;
+    }
+    sb_putc(b, (char)v);
+}
+
+static void put_key(StrBuf *b, int field, int wire) { put_varint(b, (uint64_t)field << 3 | (uint64_t)wire); }
+
+static void put_le(StrBuf *b, uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; i++) sb_putc(b, (char)(v >> (8 * i)));
+}
+
+static void put_double(StrBuf *b, int field, double x) {
+    uint64_t u;
+    memcpy(&u, &x, 8);
+    put_key(b, field, WIRE_64);
+    put_le(b, u, 8);
+}
+
+static void put_float(StrBuf *b, int field, float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    put_key(b, field, WIRE_32);
+    put_le(b, u, 4);
+}
+
+static void put_bytes(StrBuf *b, int field, const char *s, size_t n) {
+    put_key(b, field, WIRE_BYTES);
+    put_varint(b, n);
+    sb_putn(b, s, n);
+}
+
+/* ---- records ---- */
+
+static double wall_time(void) { /* seconds since the epoch, as TensorBoard shows them */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void write_record(Tensorboard *tb, StrBuf *event) {
+    if (!tb->f) return;
+    StrBuf head = {0};
+    put_le(&head, event->len, 8);
+    uint32_t crc_len = tensorboard_masked_crc(tensorboard_crc32c(head.s, 8));
+    put_le(&head, crc_len, 4);
+    uint32_t crc_data = tensorboard_masked_crc(tensorboard_crc32c(event->s, event->len));
+    fwrite(head.s, 1, head.len, tb->f);
+    fwrite(event->s, 1, event->len, tb->f);
+    StrBuf tail = {0};
+    put_le(&tail, crc_data, 4);
+    fwrite(tail.s, 1, tail.len, tb->f);
+    fflush(tb->f);
+    sb_free(&head);
+    sb_free(&tail);
+}
+
+/* An Event {wall_time, step, summary {value}} from one serialized Summary.Value. */
+static void write_value(Tensorboard *tb, int64_t step, StrBuf *value) {
+    StrBuf summary = {0}, event = {0};
+    put_bytes(&summary, 1, value->s, value->len);   /* Summary.value */
+    put_double(&event, 1, wall_time());        /* Event.wall_time */
+    put_key(&event, 2, WIRE_VARINT);                /* Event.step */
+    put_varint(&event, (uint64_t)step);
+    put_bytes(&event, 5, summary.s, summary.len);   /* Event.summary */
+    write_record(tb, &event);
+    sb_free(&summary);
+    sb_free(&event);
+}
+
+int tensorboard_open(Tensorboard *tb, const char *dir, char *err, size_t nerr) {
+    memset(tb, 0, sizeof *tb);
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(tb->path, sizeof tb->path, "%s/events.out.tfevents.%lld.%s.%ld", dir, (long long)wall_time(), host, (long)getpid());
+    if (!(tb->f = fopen(tb->path, "wb"))) return util_fail(err, nerr, "%s: cannot create: %s", tb->path, strerror(errno));
+    StrBuf event = {0};
+    put_double(&event, 1, wall_time());
+    static const char version[] = "brain.Event:2";
+    put_bytes(&event, 3, version, sizeof version - 1); /* Event.file_version */
+    write_record(tb, &event);
+    sb_free(&event);
+    return 0;
+}
+
+void tensorboard_scalar(Tensorboard *tb, const char *tag, int64_t step, double value) {
+    StrBuf v = {0};
+    put_bytes(&v, 1, tag, strlen(tag)); /* Value.tag */
+    put_float(&v, 2, (float)value);     /* Value.simple_value */
+    write_value(tb, step, &v);
+    sb_free(&v);
+}
+
+static void line_numbers(Tensorboard *tb, const cJSON *o, const char *prefix, int64_t step) {
+    for (const cJSON *c = o->child; c; c = c->next) {
+        if (!c->string) continue;
+        char tag[512];
+        snprintf(tag, sizeof tag, "%s%s%s", prefix, prefix[0] ? "/" : "", c->string);
+        if (cJSON_IsNumber(c) && strcmp(c->string, "epoch") && strcmp(c->string, "step"))
+            tensorboard_scalar(tb, tag, step, c->valuedouble);
+        else if (cJSON_IsObject(c))
+            line_numbers(tb, c, tag, step);
+    }
+}
+
+void tensorboard_line(Tensorboard *tb, const cJSON *line) {
+    if (!tb->f) return;
+    const char *split = cJSON_GetStringValue(cJSON_GetObjectItem(line, "split"));
+    const char *event = cJSON_GetStringValue(cJSON_GetObjectItem(line, "event"));
+    const cJSON *step = cJSON_GetObjectItem(line, "step");
+    line_numbers(tb, line, split ? split : event ? event : "", cJSON_IsNumber(step) ? (int64_t)step->valuedouble : 0);
+}
+
+void tensorboard_histogram(Tensorboard *tb, const char *tag, int64_t step, const float *v, int64_t n) {
+    enum { BUCKETS = 30 };
+    if (!tb->f || n <= 0) return;
+    double lo = v[0], hi = v[0], sum = 0, sumsq = 0;
+    for (int64_t i = 0; i < n; i++) {
+        lo = fmin(lo, v[i]);
+        hi = fmax(hi, v[i]);
+        sum += v[i];
+        sumsq += (double)v[i] * v[i];
+    }
+    int nb = hi > lo ? BUCKETS : 1;
+    double width = (hi - lo) / nb, count[BUCKETS] = {0}, limit[BUCKETS];
+    for (int k = 0; k < nb; k++) limit[k] = k == nb - 1 ? hi : lo + width * (k + 1); /* right edges; the last is the maximum */
+    for (int64_t i = 0; i < n; i++) {
+        int k = nb == 1 ? 0 : (int)((v[i] - lo) / width);
+        count[k < 0 ? 0 : k >= nb ? nb - 1 : k]++;
+    }
+    StrBuf h = {0}, v2 = {0};
+    put_double(&h, 1, lo);
+    put_double(&h, 2, hi);
+    put_double(&h, 3, (double)n);
+    put_double(&h, 4, sum);
+    put_double(&h, 5, sumsq);
+    for (int field = 6; field <= 7; field++) { /* bucket_limit, bucket: packed */
+        StrBuf packed = {0};
+        for (int k = 0; k < nb; k++) {
+            uint64_t u;
+            memcpy(&u, field == 6 ? &limit[k] : &count[k], 8);
+            put_le(&packed, u, 8);
+        }
+        put_bytes(&h, field, packed.s, packed.len);
+        sb_free(&packed);
+    }
+    put_bytes(&v2, 1, tag, strlen(tag)); /* Value.tag */
+    put_bytes(&v2, 5, h.s, h.len);       /* Value.histo */
+    write_value(tb, step, &v2);
+    sb_free(&h);
+    sb_free(&v2);
+}
+
+void tensorboard_close(Tensorboard *tb) {
+    if (tb->f) fclose(tb->f);
+    tb->f = NULL;
+}
