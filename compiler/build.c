@@ -86,6 +86,11 @@ static char *build_args(const BuildOptions *o) {
     return r;
 }
 
+const char *build_runtime_library(void) {
+    static char installed[4096];
+    return util_installed(installed, sizeof installed, "../lib/nnc/libnnc_rt.a") ? installed : NNC_RT_LIB;
+}
+
 int build_trainer(const BuildOptions *o) {
     double t0 = util_now();
     if (o->cpu && !llvm_known_cpu(o->cpu)) {
@@ -149,7 +154,7 @@ int build_trainer(const BuildOptions *o) {
     }
     if (rc == 0) {
         const char *cc = getenv("NNC_CC") ? getenv("NNC_CC") : "cc";
-        const char *argv[] = {cc, "-o", o->out, kobj, dobj, NNC_RT_LIB, NNC_TRAINER_LINK, NULL};
+        const char *argv[] = {cc, "-o", o->out, kobj, dobj, build_runtime_library(), NNC_TRAINER_LINK, NULL};
         rc = spawn_wait((char *const *)argv) ? 1 : 0;
     }
     unlink(kobj);

@@ -18,4 +18,7 @@ typedef struct {
 /* 0 built; 1 an error in the model or the build (reported); 2 bad usage. */
 int build_trainer(const BuildOptions *o);
 
+/* The trainers' runtime library nnc links: an installed nnc's lib/nnc/libnnc_rt.a, else the build's. */
+const char *build_runtime_library(void);
+
 #endif

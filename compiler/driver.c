@@ -106,11 +106,19 @@ static bool check_sampler(Compilation *c) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-/* The library's directory: NNC_STDLIB, else the source tree's stdlib/; *own says which. */
+/* The library's directory: NNC_STDLIB, else an installed nnc's share/nnc/stdlib, else the source
+ * tree's stdlib/; *own says whether it is nnc's own. */
 static const char *stdlib_dir(bool *own) {
+    static char installed[4096];
     const char *env = getenv("NNC_STDLIB");
     *own = !(env && *env);
-    return *own ? NNC_STDLIB_DIR : env;
+    if (!*own) return env;
+    return util_installed(installed, sizeof installed, "../share/nnc/stdlib") ? installed : NNC_STDLIB_DIR;
+}
+
+const char *driver_stdlib_dir(void) {
+    bool own;
+    return stdlib_dir(&own);
 }
 
 /* The next record of a trainer's bundle (driver_library_bundle) at *at: its block's name (n

@@ -68,4 +68,7 @@ bool driver_key_known(const Compilation *c, const char *key, const char **near);
 /* Parses "name=value" for --set; returns false with a message in `why`. */
 bool driver_parse_override(const char *text, Override *ov, char *why, size_t nwhy);
 
+/* The block library's directory this nnc reads (NNC_STDLIB, an installed one, or the source tree's). */
+const char *driver_stdlib_dir(void);
+
 #endif

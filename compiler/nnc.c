@@ -27,7 +27,8 @@ static const char usage[] =
     "  hvp FILE                the Hessian of the training loss: its extreme eigenvalues by Lanczos over\n"
     "                          Hessian-vector products, and a condition-number estimate\n"
     "  --help                  this text\n"
-    "  --version               the version of nnc and of LLVM it uses\n"
+    "  --version               the version of nnc and of LLVM it uses, and where its block library and\n"
+    "                          trainers' runtime are\n"
     "\n"
     "options:\n"
     "  --set NAME=VALUE        override a param or a train setting (epochs, batch, seed, lr, valid,\n"
@@ -254,7 +255,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc >= 2 && !strcmp(argv[1], "--version")) {
-        printf("nnc %s (LLVM %s)\n", NNC_VERSION, NNC_LLVM_VERSION);
+        printf("nnc %s (LLVM %s)\nblock library: %s\ntrainers' runtime: %s\n", NNC_VERSION, NNC_LLVM_VERSION, driver_stdlib_dir(),
+               build_runtime_library());
         return 0;
     }
     Args a;

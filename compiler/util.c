@@ -233,3 +233,15 @@ bool util_ends_with(const char *s, const char *tail) {
     size_t n = strlen(s), k = strlen(tail);
     return n >= k && !strcmp(s + n - k, tail);
 }
+
+bool util_installed(char *out, size_t n, const char *rel) {
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return false;
+    exe[len] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return false;
+    *slash = 0;
+    if ((size_t)snprintf(out, n, "%s/%s", exe, rel) >= n) return false;
+    return access(out, F_OK) == 0;
+}

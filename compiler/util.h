@@ -79,6 +79,12 @@ bool util_ends_with(const char *s, const char *tail);
 /* Formats a one-line error message into err and returns -1: `return util_fail(err, nerr, ...)`. */
 int util_fail(char *err, size_t nerr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* An installed file beside the running executable: out = <its directory>/rel (rel such as
+ * "../share/nnc/stdlib"); true when that exists.  How an installed nnc finds its library, its
+ * trainers' runtime and its scripts (`cmake --install`); a build tree's nnc falls back to the
+ * paths it was built with. */
+bool util_installed(char *out, size_t n, const char *rel);
+
 /* Read a whole file; NULL with errno set on failure. Adds a NUL after the data. */
 char *util_read_file(const char *path, size_t *len);
 

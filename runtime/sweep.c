@@ -252,7 +252,9 @@ static bool run_quietly(char *const argv[], bool quiet) {
  * whose python3-matplotlib the README installs).  Without matplotlib, says how to draw them. */
 static void draw_figures(const char *out) {
     const char *script = getenv("NNC_PLOT_SWEEP"), *python = getenv("NNC_PYTHON");
-    if (!script) script = NNC_SOURCE_DIR "/runtime/plot_sweep.py";
+    static char installed[4096];
+    if (!script)
+        script = util_installed(installed, sizeof installed, "../share/nnc/plot_sweep.py") ? installed : NNC_SOURCE_DIR "/runtime/plot_sweep.py";
     if (!python) python = "/usr/bin/python3";
     fflush(stdout);
     char *probe[] = {(char *)python, "-c", "import matplotlib, numpy", NULL};

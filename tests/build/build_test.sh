@@ -61,6 +61,47 @@ hvp_trainer)
   "$out/nlm" hvp --method newton 2> "$out/err" || status=$?
   [ $status = 2 ] && grep -q "error: --method must be exact or fd, not 'newton'" "$out/err" || {
     echo "FAIL: a bad --method (status $status):"; cat "$out/err"; exit 1; } ;;
+installed)
+  # `cmake --install` into a fresh prefix: the installed nnc finds its block library and the
+  # trainers' runtime there (not in the build tree), builds a trainer of a model that calls a
+  # library block, outside the source tree, and the trainer trains; pkg-config describes the
+  # runtime and its headers, and a program compiles against them; the manual page is in place
+  build=$(dirname "$nnc")
+  cmake --install "$build" --prefix "$out/prefix" > "$out/install.log"
+  prefix=$(cd "$out/prefix" && pwd)
+  for f in bin/nnc lib/nnc/libnnc_rt.a lib/pkgconfig/nnc.pc share/nnc/stdlib/mlp.nn share/nnc/plot_sweep.py \
+           share/man/man1/nnc.1 include/nnc/util.h include/nnc/run.h; do
+    test -s "$prefix/$f" || { echo "FAIL: not installed: $f"; exit 1; }
+  done
+  grep -q '^\.TH NNC 1' "$prefix/share/man/man1/nnc.1"
+  "$prefix/bin/nnc" --version > "$out/version"
+  cat "$out/version"
+  grep -q "^block library: $prefix/bin/../share/nnc/stdlib\$" "$out/version"
+  grep -q "^trainers' runtime: $prefix/bin/../lib/nnc/libnnc_rt.a\$" "$out/version"
+  mkdir -p "$out/work"
+  awk 'BEGIN { srand(3); for (i = 0; i < 400; i++) { c = i % 2; printf "%.4f,%.4f,%d\n", (c ? 1 : -1) + rand() - 0.5, rand() - 0.5, c } }' \
+    > "$out/work/blobs.csv"
+  cat > "$out/work/m.nn" <<'NN'
+model installed
+input  x : f32[2]
+target y : class[2]
+logits = x -> mlp(16, 2)
+loss   cross_entropy(logits, y)
+metric accuracy(logits, y)
+train  { data csv("blobs.csv") valid 0.25 of train batch 32 epochs 3 optimizer adam(lr = 0.01) }
+NN
+  (cd "$out/work" && env -u NNC_STDLIB "$prefix/bin/nnc" build m.nn -o trainer && ./trainer train --out run --no-progress)
+  "$check" "$out/work/run/metrics.jsonl" valid accuracy 0.9
+  cat > "$out/work/uses.c" <<'C'
+#include <stdio.h>
+#include "util.h"
+int main(void) { printf("%d\n", util_edit_distance("dense", "dens", 3)); return 0; }
+C
+  flags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs --static nnc)
+  echo "pkg-config: $flags"
+  echo "$flags" | grep -q -- "-I$prefix/include/nnc" && echo "$flags" | grep -q -- "-lnnc_rt"
+  cc -o "$out/work/uses" "$out/work/uses.c" $flags ${NNC_SANITIZED:+-fsanitize=address,undefined}
+  [ "$("$out/work/uses")" = 1 ] ;;
 usage_errors)
   "$nnc" build models/fashion_mlp.nn -o "$out/t"
   # each usage error: exit status 2 and its exact message
