@@ -23,6 +23,13 @@ static const char usage[] =
     "  gradcheck FILE          check the model's gradients: finite differences, LLVM vs reference\n"
     "  emit WHAT FILE          print generated code: --ast, --ir, --plan, --llvm, --asm, --cuda, --ptx\n"
     "  build FILE -o NAME      a standalone trainer executable for the model (NAME --help says how to use it)\n"
+    "  eval FILE --checkpoint C  the loss and metrics of checkpoint C's weights on the validation and test data\n"
+    "  predict FILE --checkpoint C --input X --output Y\n"
+    "                          the model's outputs for the inputs in X (NPY, CSV or IDX; several inputs:\n"
+    "                          --input NAME=FILE.npy each), written to Y (.npy or .csv); a sampled model:\n"
+    "                          --draws D in place of --checkpoint, over its posterior\n"
+    "  export --onnx FILE --checkpoint C -o OUT.onnx\n"
+    "                          the inference graph of the trained model at C, as an ONNX model\n"
     "  sweep FILE --grid K=V   train a grid of hyperparameters (and --seeds N) in DeepOBS's layout; resumes\n"
     "  hvp FILE                the Hessian of the training loss: its extreme eigenvalues by Lanczos over\n"
     "                          Hessian-vector products, and a condition-number estimate\n"
@@ -65,7 +72,7 @@ static const char usage[] =
     "                          trainer's hvp command\n"
     "  --arch SM               emit --ptx: the GPU architecture (default sm_90)\n"
     "  --fuse=none             a kernel per op, no fusion (the same results, for checking; default --fuse=all)\n"
-    "  -o NAME                 build: the executable to write\n"
+    "  -o NAME                 build: the executable to write; export: the file\n"
     "  --target-cpu CPU        build, emit --llvm/--asm: host (default) or a baseline: x86-64, x86-64-v2,\n"
     "                          x86-64-v3, x86-64-v4\n"
     "  --keep-kernels DIR      build: also write the IR, plan, LLVM IR, assembly and CUDA C into DIR\n"
@@ -78,6 +85,7 @@ typedef struct {
     const char *emit;
     const char *arch;
     const char *output, *target_cpu, *keep;
+    bool onnx; /* export --onnx */
     RunOptions run; /* --set, --device, --fuse and the train options */
     HvpOptions hvp;
     SweepOptions sweep;
@@ -110,9 +118,16 @@ static int parse_args(int argc, char **argv, Args *a) {
         } else if ((used = run_parse_hvp_option(&a->hvp, argc, argv, i, why, sizeof why)) != 0) {
             if (used < 0) return usage_error("%s", why);
             i += used - 1;
-        } else if (!strcmp(s, "--checkpoint")) {
+        } else if (!strcmp(s, "--checkpoint") || !strcmp(s, "--draws") || !strcmp(s, "--output") || !strcmp(s, "--input")) {
             if (i + 1 >= argc) return usage_error("%s needs a value", s);
-            a->run.checkpoint = argv[++i];
+            const char *v = argv[++i];
+            if (s[2] == 'i') { /* X, or NAME=FILE.npy once per input */
+                if (a->run.ninputs == (int)(sizeof a->run.inputs / sizeof *a->run.inputs)) return usage_error("%s", "too many --input options");
+                if (!a->run.input) a->run.input = v;
+                a->run.inputs[a->run.ninputs++] = v;
+            } else {
+                *(s[2] == 'c' ? &a->run.checkpoint : s[2] == 'd' ? &a->run.draws : &a->run.output) = v;
+            }
         } else if (!strcmp(s, "--grid") || !strcmp(s, "--seeds")) {
             if (i + 1 >= argc) return usage_error("%s needs a value", s);
             const char *v = argv[++i];
@@ -127,6 +142,8 @@ static int parse_args(int argc, char **argv, Args *a) {
             }
         } else if (!strcmp(s, "--hvp")) {
             a->run.hvp = true;
+        } else if (!strcmp(s, "--onnx") && !strcmp(a->cmd, "export")) {
+            a->onnx = true;
         } else if (!strcmp(s, "--fuse=none") || !strcmp(s, "--fuse=all")) {
             a->run.no_fuse = s[7] == 'n';
         } else if (!strcmp(a->cmd, "emit") && !a->emit && s[0] == '-' && s[1] == '-') {
@@ -281,7 +298,21 @@ int main(int argc, char **argv) {
         rc = run_hvp(&a.run, &a.hvp);
     } else if (!strcmp(a.cmd, "emit"))
         rc = cmd_emit(&a);
-    else if (!strcmp(a.cmd, "build"))
+    else if (!strcmp(a.cmd, "eval") || !strcmp(a.cmd, "predict")) {
+        a.run.path = a.file;
+        if (!a.run.checkpoint == !a.run.draws)
+            rc = usage_error("%s needs --checkpoint C (a trained model) or --draws D (a sampled one)", a.cmd);
+        else if (a.cmd[0] == 'p' && (!a.run.input || !a.run.output))
+            rc = usage_error("%s", "predict needs --input X and --output Y");
+        else
+            rc = a.cmd[0] == 'e' ? run_eval(&a.run) : run_predict(&a.run);
+    } else if (!strcmp(a.cmd, "export")) {
+        a.run.path = a.file;
+        rc = !a.onnx              ? usage_error("%s", "export needs a format: --onnx")
+             : !a.run.checkpoint ? usage_error("%s", "export --onnx needs --checkpoint C, the trained weights")
+             : !a.output         ? usage_error("%s", "export --onnx needs -o FILE.onnx, the file to write")
+                                 : run_export_onnx(&a.run, a.output);
+    } else if (!strcmp(a.cmd, "build"))
         rc = a.output ? build_trainer(&(BuildOptions){.file = a.file, .out = a.output, .cpu = a.target_cpu, .keep = a.keep,
                                                       .ov = a.ov, .nov = a.run.nov, .no_fuse = a.run.no_fuse,
                                                       .hvp = a.run.hvp})

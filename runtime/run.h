@@ -69,6 +69,10 @@ int run_hvp(const RunOptions *o, const HvpOptions *h);
  * the reason in why. */
 int run_parse_hvp_option(HvpOptions *h, int argc, char **argv, int i, char *why, size_t nwhy);
 
+/* `nnc export --onnx FILE --checkpoint C -o OUT` (onnx_export.c): the inference graph of the model
+ * at checkpoint C as an ONNX model in OUT. */
+int run_export_onnx(const RunOptions *o, const char *out);
+
 /* `nnc sweep`: a grid of hyperparameters and seeds in DeepOBS's layout (sweep.c). */
 enum { SWEEP_MAX_GRIDS = 8 };
 typedef struct {

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "protobuf.h"
 #include "util.h"
 
 /* ---- checksums ---- */
@@ -36,44 +37,6 @@ uint32_t tensorboard_crc32c(const void *data, size_t n) {
 
 uint32_t tensorboard_masked_crc(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xA282EAD8u; }
 
-/* ---- protocol buffer wire format ---- */
-
-enum { WIRE_VARINT = 0, WIRE_64 = 1, WIRE_BYTES = 2, WIRE_32 = 5 };
-
-static void put_varint(StrBuf *b, uint64_t v) {
-    while (v >= 0x80) {
-        sb_putc(b, (char)(v | 0x80));
-        v >>= 7;
-    }
-    sb_putc(b, (char)v);
-}
-
-static void put_key(StrBuf *b, int field, int wire) { put_varint(b, (uint64_t)field << 3 | (uint64_t)wire); }
-
-static void put_le(StrBuf *b, uint64_t v, int bytes) {
-    for (int i = 0; i < bytes; i++) sb_putc(b, (char)(v >> (8 * i)));
-}
-
-static void put_double(StrBuf *b, int field, double x) {
-    uint64_t u;
-    memcpy(&u, &x, 8);
-    put_key(b, field, WIRE_64);
-    put_le(b, u, 8);
-}
-
-static void put_float(StrBuf *b, int field, float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    put_key(b, field, WIRE_32);
-    put_le(b, u, 4);
-}
-
-static void put_bytes(StrBuf *b, int field, const char *s, size_t n) {
-    put_key(b, field, WIRE_BYTES);
-    put_varint(b, n);
-    sb_putn(b, s, n);
-}
-
 /* ---- records ---- */
 
 static double wall_time(void) { /* seconds since the epoch, as TensorBoard shows them */
@@ -85,14 +48,14 @@ static double wall_time(void) { /* seconds since the epoch, as TensorBoard shows
 static void write_record(Tensorboard *tb, StrBuf *event) {
     if (!tb->f) return;
     StrBuf head = {0};
-    put_le(&head, event->len, 8);
+    pb_le(&head, event->len, 8);
     uint32_t crc_len = tensorboard_masked_crc(tensorboard_crc32c(head.s, 8));
-    put_le(&head, crc_len, 4);
+    pb_le(&head, crc_len, 4);
     uint32_t crc_data = tensorboard_masked_crc(tensorboard_crc32c(event->s, event->len));
     fwrite(head.s, 1, head.len, tb->f);
     fwrite(event->s, 1, event->len, tb->f);
     StrBuf tail = {0};
-    put_le(&tail, crc_data, 4);
+    pb_le(&tail, crc_data, 4);
     fwrite(tail.s, 1, tail.len, tb->f);
     fflush(tb->f);
     sb_free(&head);
@@ -102,11 +65,10 @@ static void write_record(Tensorboard *tb, StrBuf *event) {
 /* An Event {wall_time, step, summary {value}} from one serialized Summary.Value. */
 static void write_value(Tensorboard *tb, int64_t step, StrBuf *value) {
     StrBuf summary = {0}, event = {0};
-    put_bytes(&summary, 1, value->s, value->len);   /* Summary.value */
-    put_double(&event, 1, wall_time());        /* Event.wall_time */
-    put_key(&event, 2, WIRE_VARINT);                /* Event.step */
-    put_varint(&event, (uint64_t)step);
-    put_bytes(&event, 5, summary.s, summary.len);   /* Event.summary */
+    pb_bytes(&summary, 1, value->s, value->len);   /* Summary.value */
+    pb_double(&event, 1, wall_time());        /* Event.wall_time */
+    pb_int(&event, 2, step);                        /* Event.step */
+    pb_bytes(&event, 5, summary.s, summary.len);   /* Event.summary */
     write_record(tb, &event);
     sb_free(&summary);
     sb_free(&event);
@@ -119,9 +81,9 @@ int tensorboard_open(Tensorboard *tb, const char *dir, char *err, size_t nerr) {
     snprintf(tb->path, sizeof tb->path, "%s/events.out.tfevents.%lld.%s.%ld", dir, (long long)wall_time(), host, (long)getpid());
     if (!(tb->f = fopen(tb->path, "wb"))) return util_fail(err, nerr, "%s: cannot create: %s", tb->path, strerror(errno));
     StrBuf event = {0};
-    put_double(&event, 1, wall_time());
+    pb_double(&event, 1, wall_time());
     static const char version[] = "brain.Event:2";
-    put_bytes(&event, 3, version, sizeof version - 1); /* Event.file_version */
+    pb_bytes(&event, 3, version, sizeof version - 1); /* Event.file_version */
     write_record(tb, &event);
     sb_free(&event);
     return 0;
@@ -129,8 +91,8 @@ int tensorboard_open(Tensorboard *tb, const char *dir, char *err, size_t nerr) {
 
 void tensorboard_scalar(Tensorboard *tb, const char *tag, int64_t step, double value) {
     StrBuf v = {0};
-    put_bytes(&v, 1, tag, strlen(tag)); /* Value.tag */
-    put_float(&v, 2, (float)value);     /* Value.simple_value */
+    pb_bytes(&v, 1, tag, strlen(tag)); /* Value.tag */
+    pb_float(&v, 2, (float)value);     /* Value.simple_value */
     write_value(tb, step, &v);
     sb_free(&v);
 }
@@ -173,23 +135,23 @@ void tensorboard_histogram(Tensorboard *tb, const char *tag, int64_t step, const
         count[k < 0 ? 0 : k >= nb ? nb - 1 : k]++;
     }
     StrBuf h = {0}, v2 = {0};
-    put_double(&h, 1, lo);
-    put_double(&h, 2, hi);
-    put_double(&h, 3, (double)n);
-    put_double(&h, 4, sum);
-    put_double(&h, 5, sumsq);
+    pb_double(&h, 1, lo);
+    pb_double(&h, 2, hi);
+    pb_double(&h, 3, (double)n);
+    pb_double(&h, 4, sum);
+    pb_double(&h, 5, sumsq);
     for (int field = 6; field <= 7; field++) { /* bucket_limit, bucket: packed */
         StrBuf packed = {0};
         for (int k = 0; k < nb; k++) {
             uint64_t u;
             memcpy(&u, field == 6 ? &limit[k] : &count[k], 8);
-            put_le(&packed, u, 8);
+            pb_le(&packed, u, 8);
         }
-        put_bytes(&h, field, packed.s, packed.len);
+        pb_bytes(&h, field, packed.s, packed.len);
         sb_free(&packed);
     }
-    put_bytes(&v2, 1, tag, strlen(tag)); /* Value.tag */
-    put_bytes(&v2, 5, h.s, h.len);       /* Value.histo */
+    pb_bytes(&v2, 1, tag, strlen(tag)); /* Value.tag */
+    pb_bytes(&v2, 5, h.s, h.len);       /* Value.histo */
     write_value(tb, step, &v2);
     sb_free(&h);
     sb_free(&v2);

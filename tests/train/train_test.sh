@@ -280,6 +280,11 @@ optimizers_numpy)
   # momentum, rmsprop and adagrad over 10 steps against NumPy transcriptions of their
   # definitions, and bit-exact resume of their state (tests/train/optimizers_np.py says how)
   numpy_test tests/train/optimizers_np.py "$nnc" "$out" ;;
+onnx_export)
+  # nnc export --onnx on Fashion models (pruned, convolutional) and a model of the other layers,
+  # run by a NumPy interpreter of the ONNX graph against nnc predict (tests/train/onnx_export.py
+  # says how; ONNX_PYTHON: also onnx.checker and onnxruntime)
+  numpy_test tests/train/onnx_export.py "$nnc" "$out" ;;
 tensorboard_events)
   # the TensorBoard event file beside metrics.jsonl, parsed from the format's definition: its
   # checksums, its scalars (metrics.jsonl's numbers) and its weight histograms
