@@ -309,7 +309,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a.cmd, "export")) {
         a.run.path = a.file;
         rc = !a.onnx              ? usage_error("%s", "export needs a format: --onnx")
-             : !a.run.checkpoint ? usage_error("%s", "export --onnx needs --checkpoint C, the trained weights")
+             : !a.run.checkpoint == !a.run.draws ? usage_error("%s", "export --onnx needs --checkpoint C, the trained weights (or --draws D, a sampled model's run)")
              : !a.output         ? usage_error("%s", "export --onnx needs -o FILE.onnx, the file to write")
                                  : run_export_onnx(&a.run, a.output);
     } else if (!strcmp(a.cmd, "build"))

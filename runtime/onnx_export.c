@@ -1,5 +1,5 @@
-/* onnx_export.c: `nnc export --onnx FILE --checkpoint C -o model.onnx`, the inference graph of a
- * trained model as an ONNX model (opset 17, IR version 8) that any ONNX runtime runs.
+/* onnx_export.c: `nnc export --onnx FILE --checkpoint C -o model.onnx` (or `--draws RUN`), the
+ * inference graph of a trained (or sampled) model as an ONNX model (opset 17, IR version 8) that any ONNX runtime runs.
  *
  * The graph is written from the model's layers as the checker made them (compiler/model.h's
  * SVals, blocks expanded, at the checkpoint's widths after pruning), from each prediction that
@@ -8,7 +8,7 @@
  * Conv and pooling take channels first, so each is wrapped in two Transposes.  Evaluation
  * semantics: dropout is the identity, batch_norm uses its running averages (folded into one
  * scale and shift per channel), a variational layer its posterior mean (the metadata says so),
- * a gate multiplies its layer's outputs (a pruned gate's neurons are gone from the weights
+ * a sampled model (`--draws RUN`) the mean of its draws, a gate multiplies its layer's outputs (a pruned gate's neurons are gone from the weights
  * already), a size gate by its factors computed here.
  *
  * The protocol buffers are encoded by protobuf.c: the export writes eight message types and
@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "posterior.h"
 #include "protobuf.h"
 #include "run.h"
 
@@ -409,10 +410,47 @@ static void meta(StrBuf *model, const char *key, const char *value) {
     pb_message(model, 14, &e); /* ModelProto.metadata_props */
 }
 
+/* A sampled model's weights set to their posterior mean over all draws of all chains; its
+ * description for the metadata, or NULL after an error. */
+static const char *posterior_mean(Built *b, const Draws *d, char *desc, size_t n) {
+    const Graph *g = b->c.graph;
+    const Plan *p = b->e.plan;
+    for (int k = 0; k < d->npar; k++) {
+        const Weight *w = &g->weight[d->weight[k]];
+        if (w->mixture_part) {
+            fprintf(stderr, "nnc: error: '%s' is part of a non-centred prior: the posterior mean of the weight it makes is not "
+                    "the weight its parts' means make, and is not exported\n", w->name);
+            return NULL;
+        }
+        double *sum = util_calloc((size_t)d->n[k], sizeof(double));
+        for (int c = 0; c < d->nchain; c++)
+            for (int64_t t = 0; t < d->kept[c]; t++)
+                for (int64_t i = 0; i < d->n[k]; i++) sum[i] += d->q[c][t * d->dim + d->off[k] + i];
+        float *mean = util_calloc((size_t)d->n[k], sizeof(float));
+        for (int64_t i = 0; i < d->n[k]; i++) mean[i] = (float)(sum[i] / (double)d->ndraw);
+        for (int i = 0; i < p->nbuf; i++)
+            if (p->buf[i].kind == BUF_WEIGHT && p->buf[i].weight == d->weight[k])
+                exec_write(&b->e, p->buf[i].node, mean, sizeof(float) * (size_t)d->n[k]);
+        free(sum);
+        free(mean);
+    }
+    snprintf(desc, n, "the posterior mean of the weights over %lld draws of %d chain%s", (long long)d->ndraw, d->nchain,
+             d->nchain == 1 ? "" : "s");
+    return desc;
+}
+
 int run_export_onnx(const RunOptions *o, const char *out) {
     Checkpoint ck = {0};
-    Built *b = run_from_checkpoint(o, &ck);
+    Draws draws = {0};
+    char sampled[256];
+    Built *b = o->draws ? run_from_draws(o, &draws) : run_from_checkpoint(o, &ck);
     if (!b) return 1;
+    const char *mean = o->draws ? posterior_mean(b, &draws, sampled, sizeof sampled) : NULL;
+    if (o->draws && !mean) {
+        draws_free(&draws);
+        run_free(b);
+        return 1;
+    }
     const Model *m = b->c.model;
     Export x = {.b = b};
     enum { MAX_OUT = 64 };
@@ -460,8 +498,8 @@ int run_export_onnx(const RunOptions *o, const char *out) {
         pb_string(&model, 3, NNC_VERSION);
         pb_message(&model, 7, &graph);
         meta(&model, "nnc.model", o->path);
-        meta(&model, "nnc.checkpoint", o->checkpoint);
-        meta(&model, "nnc.weights", x.variational ? "the posterior mean of the variational layers' weights" : "trained");
+        meta(&model, o->draws ? "nnc.draws" : "nnc.checkpoint", o->draws ? o->draws : o->checkpoint);
+        meta(&model, "nnc.weights", mean ? mean : x.variational ? "the posterior mean of the variational layers' weights" : "trained");
         char tmp[4200];
         snprintf(tmp, sizeof tmp, "%s.tmp", out);
         FILE *f = fopen(tmp, "wb");
@@ -478,7 +516,10 @@ int run_export_onnx(const RunOptions *o, const char *out) {
     sb_free(&x.inits);
     free(x.done);
     free(x.name);
-    checkpoint_close(&ck);
+    if (o->draws)
+        draws_free(&draws);
+    else
+        checkpoint_close(&ck);
     run_free(b);
     return rc;
 }

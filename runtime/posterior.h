@@ -20,7 +20,7 @@ enum { DRAWS_MAX_CHAINS = 256 };
 
 /* Draws of every trained weight (those with a gradient), in the graph's weight order, each
  * draw one flat vector of `dim` floats: weight p at off[p], n[p] values. */
-typedef struct {
+typedef struct Draws {
     const Graph *g;
     int npar;
     int *weight;  /* index into g->weight */

@@ -503,7 +503,7 @@ Built *run_from_checkpoint(const RunOptions *o, Checkpoint *ck) {
 
 /* eval, predict of a sampled model: the model as its source says, and its run's draws (d is
  * emptied on failure). */
-static Built *from_draws(const RunOptions *o, Draws *d) {
+Built *run_from_draws(const RunOptions *o, Draws *d) {
     memset(d, 0, sizeof *d);
     Built *b = run_build(o, NULL, 0, 0);
     if (!b) return NULL;
@@ -526,7 +526,7 @@ static Built *from_draws(const RunOptions *o, Draws *d) {
 
 static int eval_draws(const RunOptions *o) {
     Draws d;
-    Built *b = from_draws(o, &d);
+    Built *b = run_from_draws(o, &d);
     if (!b) return 1;
     Model *m = b->c.model;
     ModelData data;
@@ -666,7 +666,7 @@ int run_predict(const RunOptions *o) {
     }
     Checkpoint ck = {0};
     Draws draws = {0};
-    Built *b = o->draws ? from_draws(o, &draws) : run_from_checkpoint(o, &ck);
+    Built *b = o->draws ? run_from_draws(o, &draws) : run_from_checkpoint(o, &ck);
     if (!b) return 1;
     const Graph *g = b->c.graph;
     enum { MAX_HEADS = 64 };

@@ -99,5 +99,9 @@ void run_free(Built *b);
  * printing why.  checkpoint_close(ck) once done. */
 struct Checkpoint;
 Built *run_from_checkpoint(const RunOptions *o, struct Checkpoint *ck);
+/* eval, predict, export of a sampled model: the model and the draws of the run o->draws (a run
+ * directory or one chain's file) of this model; NULL after printing why.  draws_free(d) once done. */
+struct Draws;
+Built *run_from_draws(const RunOptions *o, struct Draws *d);
 
 #endif

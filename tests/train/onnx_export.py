@@ -11,7 +11,8 @@ its first epoch (the pruned widths); fashion_2c2d (conv2d, max pooling, flatten 
 maps); fashion_sparse_cnn (channel gates, pruned); and a model of the other layers (conv1d,
 average pooling, batch_norm in evaluation, layer_norm, prelu, elu, leaky_relu, gelu, softplus,
 sigmoid, size_gate, shift, dropout, a skip connection, a scaled tensor, a variational layer's
-posterior mean, a fixed layer) with two heads.  A model whose prediction takes input-gradients
+posterior mean, a fixed layer) with two heads; and a sampled model (--draws), whose initializers
+must be the mean of its draws.  A model whose prediction takes input-gradients
 (fd_grad) is refused with the reason; a missing --checkpoint and -o are usage errors."""
 import json
 import math
@@ -291,9 +292,26 @@ export_and_compare("layers", f"{out}/layers.nn", 3, [], ["--input", f"seq={out}/
 meta = open(f"{out}/layers.onnx", "rb").read() if os.path.exists(f"{out}/layers.onnx") else b""
 check(b"posterior mean" in meta, "a variational layer's posterior mean is exported, and the metadata says so")
 
+# ---- a sampled model: the posterior mean of its draws ----
+sys.path.insert(0, os.path.join(HERE, "..", "checkpoint"))
+from st_numpy import read  # noqa: E402
+r = run(nnc, "train", "models/xsec_bnn.nn", "--set", "samples=20", "--set", "burnin=20", "--set", "chains=2", "--out", f"{out}/xsec",
+        "--no-progress")
+r = r if r.returncode else run(nnc, "export", "--onnx", "models/xsec_bnn.nn", "--draws", f"{out}/xsec", "-o", f"{out}/xsec.onnx")
+if r.returncode == 0:
+    draws = [read(f"{out}/xsec/draws_chain{c}.safetensors")[0] for c in (1, 2)]
+    _, inits, _, _ = load(f"{out}/xsec.onnx")
+    names = [k for k in inits if k in draws[0]]
+    worst = max(np.abs(inits[k] - np.concatenate([d[k] for d in draws]).astype(np.float64).mean(0)).max() for k in names)
+    nd = sum(len(d[names[0]]) for d in draws)
+    check(len(names) >= 5 and worst < 1e-6 and f"posterior mean of the weights over {nd} draws of 2 chains".encode() in open(f"{out}/xsec.onnx", "rb").read(),
+          f"a sampled model (--draws): its initializers are the mean of its {nd} draws ({len(names)} weights, {worst:.1e}), and the metadata says so")
+else:
+    check(False, "xsec_bnn samples and exports with --draws")
+
 # ---- refusals ----
 r = run(nnc, "export", "--onnx", "models/luna_toy.nn", "-o", f"{out}/x.onnx")
-check(r.returncode == 2 and "export --onnx needs --checkpoint C" in r.stderr, f"no --checkpoint: a usage error ({r.stderr.strip()[:120]})")
+check(r.returncode == 2 and "export --onnx needs --checkpoint C, the trained weights (or --draws D" in r.stderr, f"no --checkpoint: a usage error ({r.stderr.strip()[:120]})")
 r = run(nnc, "export", "--onnx", "models/luna_toy.nn", "--checkpoint", "c.safetensors")
 check(r.returncode == 2 and "export --onnx needs -o FILE.onnx" in r.stderr, "no -o: a usage error")
 open(f"{out}/fd.nn", "w").write("""model fd
