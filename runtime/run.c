@@ -219,6 +219,10 @@ static Exec *rebuild_model(void *ctx, const WidthOverride *width, int nwidth) {
         return NULL;
     }
     Built *b = run_build(r->o, width, nwidth, r->max_batch);
+    if (!b && r->o->built) /* a trainer: its kernels were compiled for the declared widths */
+        fprintf(stderr, "nnc: error: this trainer cannot run the pruned model: a pruned convolution's channel count is part of "
+                "its kernels' code (a dense layer's width is not); prune this model with nnc train, or train without pruning "
+                "here\n");
     if (!b) return NULL;
     r->rebuilt[r->n++] = b;
     return &b->e;
