@@ -27,6 +27,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from checks import check, finish  # noqa: E402
+from pb_read import fields as pb_fields  # noqa: E402
 
 nnc, out = sys.argv[1], sys.argv[2]
 shutil.rmtree(out, ignore_errors=True)
@@ -43,35 +44,8 @@ def run(*args, **kw):
 
 # ---- a reader of the ONNX protocol buffers and a NumPy interpreter of the graph ----
 
-def varint(b, i):
-    v = s = 0
-    while True:
-        c = b[i]
-        i += 1
-        v |= (c & 0x7F) << s
-        s += 7
-        if c < 0x80:
-            return v, i
-
-
 def fields(b):
-    i, res = 0, []
-    while i < len(b):
-        k, i = varint(b, i)
-        f, w = k >> 3, k & 7
-        if w == 0:
-            v, i = varint(b, i)
-            if v >= 1 << 63:
-                v -= 1 << 64
-        elif w == 1:
-            v, i = b[i:i + 8], i + 8
-        elif w == 5:
-            v, i = b[i:i + 4], i + 4
-        else:
-            n, i = varint(b, i)
-            v, i = b[i:i + n], i + n
-        res.append((f, v))
-    return res
+    return [(f, v) for f, _, v in pb_fields(b)]
 
 
 def tensor(b):

@@ -25,6 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "checkpoint"))
 from st_numpy import read  # noqa: E402
 from checks import check, finish  # noqa: E402
+from pb_read import fields  # noqa: E402
 
 nnc, out = sys.argv[1], sys.argv[2]
 shutil.rmtree(out, ignore_errors=True)
@@ -60,38 +61,6 @@ def crc32c(data):
 
 def masked(c):
     return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def fields(buf):
-    """A protocol buffer message's (field, wire type, value) triples."""
-    i, res = 0, []
-    while i < len(buf):
-        key, i = varint(buf, i)
-        f, w = key >> 3, key & 7
-        if w == 0:
-            v, i = varint(buf, i)
-        elif w == 1:
-            v, i = buf[i:i + 8], i + 8
-        elif w == 5:
-            v, i = buf[i:i + 4], i + 4
-        elif w == 2:
-            n, i = varint(buf, i)
-            v, i = buf[i:i + n], i + n
-        else:
-            raise ValueError(f"wire type {w}")
-        res.append((f, w, v))
-    return res
-
-
-def varint(buf, i):
-    v = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        v |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return v, i
 
 
 def events(path):
