@@ -125,6 +125,8 @@ typedef struct Parser {
 } Parser;
 
 Program *parse_source(Arena *arena, Diag *diag, const Source *src, int file);
+/* A hash of the source's tokens, their spacing and comments left out (nn.y). */
+uint64_t parse_token_hash(const Source *src, uint64_t h);
 
 /* constructors used by grammar actions */
 SrcLoc ast_span(SrcLoc a, SrcLoc b);

@@ -195,6 +195,12 @@ void driver_library_bundle(const Compilation *c, StrBuf *b) {
 }
 
 uint64_t driver_source_hash(const Compilation *c) {
+    uint64_t h = parse_token_hash(&c->src, 0);
+    for (int i = 0; i < c->nlib; i++) h = parse_token_hash(&c->lib[i], h);
+    return h;
+}
+
+uint64_t driver_text_hash(const Compilation *c) {
     uint64_t h = util_hash(c->src.text, c->src.len, 0);
     for (int i = 0; i < c->nlib; i++) h = util_hash(c->lib[i].text, c->lib[i].len, h);
     return h;

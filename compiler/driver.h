@@ -55,8 +55,11 @@ void driver_free(Compilation *c);
 /* The library files the compilation read, as one text a trainer carries (CompileOptions.library):
  * for each, its block's name, a newline, its length in bytes, a newline, its text. */
 void driver_library_bundle(const Compilation *c, StrBuf *b);
-/* The model's identity in checkpoints: a hash of its text and of the library files it read. */
+/* The model's identity in checkpoints: a hash of its tokens and of the library files' (its
+ * meaning: spacing and comments left out, so a reformatted model resumes its runs). */
 uint64_t driver_source_hash(const Compilation *c);
+/* The hash of the same texts' bytes, which checkpoints of nnc before 2026-12-04 hold. */
+uint64_t driver_text_hash(const Compilation *c);
 
 /* `nnc check`'s report: layer table, parameter counts, training setup, memory plan. */
 void summary_print(StrBuf *b, const Compilation *c);

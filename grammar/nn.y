@@ -392,3 +392,34 @@ Program *parse_source(Arena *arena, Diag *diag, const Source *src, int file) {
     *prog = p->prog;
     return prog;
 }
+
+/* A hash of the source's tokens: each token's kind and text (a number's value), without its
+ * spacing, line breaks or comments, so that a reformatted model hashes the same
+ * (driver_source_hash).  The source is one that parsed without error. */
+#undef yylex
+uint64_t parse_token_hash(const Source *src, uint64_t h) {
+    Arena *arena = arena_new();
+    Diag quiet;
+    diag_init(&quiet, src, stderr);
+    Parser *p = arena_alloc(arena, sizeof *p);
+    p->arena = arena;
+    p->diag = &quiet;
+    p->src = src;
+    p->line = p->col = 1;
+    yyscan_t scanner;
+    if (yylex_init_extra(p, &scanner)) NNC_BUG("cannot create scanner");
+    YY_BUFFER_STATE buf = yy_scan_bytes(src->text, (int)src->len, scanner);
+    YYSTYPE lval;
+    YYLTYPE lloc;
+    for (int t; (t = yylex(&lval, &lloc, scanner)) != END && !p->fatal;) {
+        h = util_hash(&t, sizeof t, h);
+        if (t == NUMBER)
+            h = util_hash(&lval.num.value, sizeof lval.num.value, h);
+        else
+            h = util_hash(p->tok_text, (size_t)p->tok_len, h);
+    }
+    yy_delete_buffer(buf, scanner);
+    yylex_destroy(scanner);
+    arena_free(arena);
+    return h;
+}

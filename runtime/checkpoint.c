@@ -115,6 +115,10 @@ static int parse_double(const char *path, const char *key, const char *v, double
     return 0;
 }
 
+bool checkpoint_hash_matches(const RunIdentity *id, const char *hash) {
+    return !strcmp(hash, id->hash) || (id->text_hash && !strcmp(hash, id->text_hash));
+}
+
 int checkpoint_open(const char *path, const RunIdentity *expect, Checkpoint *c, char *err, size_t nerr) {
     memset(c, 0, sizeof *c);
     c->st = st_open(path, err, nerr);
@@ -132,7 +136,7 @@ int checkpoint_open(const char *path, const RunIdentity *expect, Checkpoint *c, 
         util_fail(err, nerr, "%s is a checkpoint of model '%s', not '%s'", path, model, expect->model);
         goto bad;
     }
-    if (expect && strcmp(hash, expect->hash)) {
+    if (expect && !checkpoint_hash_matches(expect, hash)) {
         util_fail(err, nerr, "%s was written by another version of model '%s' (source hash %s, this one %s)", path, model, hash,
              expect->hash);
         goto bad;

@@ -31,10 +31,13 @@ typedef struct {
 /* What a checkpoint belongs to; resuming refuses a checkpoint of anything else. */
 typedef struct {
     const char *model;    /* its name */
-    const char *hash;     /* of the model's source text, 16 hex digits */
+    const char *hash;     /* of the model's source tokens (driver_source_hash), 16 hex digits */
     const char *settings; /* the --set values other than epochs, canonical: "a=1,b=2"; NULL: any
                              (eval and predict load weights whatever the run's settings were) */
+    const char *text_hash; /* of its bytes (driver_text_hash), which older checkpoints hold; NULL: none */
 } RunIdentity;
+/* Whether a checkpoint's model_hash is the model's (by tokens, or by bytes as older ones are). */
+bool checkpoint_hash_matches(const RunIdentity *id, const char *hash);
 
 int checkpoint_write(const char *path, const Exec *e, const TrainState *s, const RunIdentity *id, char *err,
                      size_t nerr);

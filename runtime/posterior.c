@@ -57,7 +57,7 @@ static int load_chain(const char *path, const RunIdentity *id, Draws *d, char *e
         rc = util_fail(err, nerr, "%s has no model name and source hash in its metadata: it is not a draws file of nnc's sampler", path);
     else if (strcmp(model, id->model))
         rc = util_fail(err, nerr, "%s holds draws of model '%s', not '%s'", path, model, id->model);
-    else if (strcmp(hash, id->hash))
+    else if (!checkpoint_hash_matches(id, hash))
         rc = util_fail(err, nerr, "%s was written by another version of model '%s' (source hash %s, this one %s)", path, model,
                        hash, id->hash);
     for (int p = 0; p < d->npar && rc == 0; p++) {

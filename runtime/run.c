@@ -29,8 +29,10 @@ static int compile(const RunOptions *o, const CompileOptions *opt, Stage upto, C
 
 /* The model's identity in checkpoints: a hash of its source text and the library files it
  * read, 16 hex digits. */
-static void source_hash(const Compilation *c, char out[17]) {
+/* The model's identity hashes (checkpoint.h's RunIdentity): by tokens, and by bytes. */
+static void source_hash(const Compilation *c, char out[17], char text[17]) {
     snprintf(out, 17, "%016llx", (unsigned long long)driver_source_hash(c));
+    snprintf(text, 17, "%016llx", (unsigned long long)driver_text_hash(c));
 }
 
 Built *run_build(const RunOptions *o, const WidthOverride *width, int nwidth, int64_t max_batch) {
@@ -243,7 +245,7 @@ static void retire_model(void *ctx, Exec *e) {
  * change its results (--set values other than epochs, --fuse=none, --data). */
 typedef struct {
     RunIdentity id;
-    char hash[17];
+    char hash[17], text_hash[17];
     StrBuf settings;
 } Identity;
 
@@ -252,7 +254,7 @@ static int cmp_override(const void *a, const void *b) {
 }
 
 static void identify(const RunOptions *o, const Compilation *c, Identity *idn) {
-    source_hash(c, idn->hash);
+    source_hash(c, idn->hash, idn->text_hash);
     Override *ov = util_calloc((size_t)o->nov + 1, sizeof(Override));
     if (o->nov) memcpy(ov, o->ov, sizeof(Override) * (size_t)o->nov);
     qsort(ov, (size_t)o->nov, sizeof *ov, cmp_override);
@@ -262,7 +264,7 @@ static void identify(const RunOptions *o, const Compilation *c, Identity *idn) {
     free(ov);
     if (o->no_fuse) sb_printf(&idn->settings, "%sfuse=none", idn->settings.len ? "," : "");
     if (o->data) sb_printf(&idn->settings, "%sdata=%s", idn->settings.len ? "," : "", o->data);
-    idn->id = (RunIdentity){c->model->name, idn->hash, sb_str(&idn->settings)};
+    idn->id = (RunIdentity){c->model->name, idn->hash, sb_str(&idn->settings), idn->text_hash};
 }
 
 /* Temporary files of checkpoint writes a killed run left behind: never read, removed. */
@@ -466,15 +468,15 @@ Built *run_from_checkpoint(const RunOptions *o, Checkpoint *ck) {
     Compilation c;
     CompileOptions co = {.ov = o->ov, .nov = o->nov};
     int rc = compile(o, &co, STAGE_CHECK, &c);
-    char err[1024], hash[17];
+    char err[1024], hash[17], text_hash[17];
     if (rc == 0 && c.model->train.sampler.kind != SAMPLER_NONE) {
         fprintf(stderr, "nnc: error: model '%s' is sampled, not trained: give --draws D, the sampling run's directory, instead of "
                 "--checkpoint\n", c.model->name);
         rc = 1;
     }
     if (rc == 0) {
-        source_hash(&c, hash);
-        RunIdentity id = {c.model->name, hash, NULL};
+        source_hash(&c, hash, text_hash);
+        RunIdentity id = {c.model->name, hash, NULL, text_hash};
         if (checkpoint_open(o->checkpoint, &id, ck, err, sizeof err)) {
             fprintf(stderr, "nnc: error: %s\n", err);
             rc = 1;
@@ -511,9 +513,9 @@ Built *run_from_draws(const RunOptions *o, Draws *d) {
     memset(d, 0, sizeof *d);
     Built *b = run_build(o, NULL, 0, 0);
     if (!b) return NULL;
-    char hash[17], err[1024];
-    source_hash(&b->c, hash);
-    RunIdentity id = {b->c.model->name, hash, NULL};
+    char hash[17], text_hash[17], err[1024];
+    source_hash(&b->c, hash, text_hash);
+    RunIdentity id = {b->c.model->name, hash, NULL, text_hash};
     if (b->c.model->train.sampler.kind == SAMPLER_NONE) {
         fprintf(stderr, "nnc: error: --draws: model '%s' is trained by an optimizer, not sampled: give its --checkpoint instead\n",
                 b->c.model->name);

@@ -148,7 +148,7 @@ static int resume_from(Hmc *h, SafeTensors *st, const char *path, Chain *ch, int
     if (!format || strcmp(format, "nnc-sampler-checkpoint-1"))
         return util_fail(err, nerr, "%s is not a sampling run's checkpoint (format %s)", path, format ? format : "missing");
     if (!model || strcmp(model, id->model)) return util_fail(err, nerr, "%s is a checkpoint of model '%s', not '%s'", path, model ? model : "?", id->model);
-    if (!hash || strcmp(hash, id->hash))
+    if (!hash || !checkpoint_hash_matches(id, hash))
         return util_fail(err, nerr, "%s was written by another version of model '%s' (source hash %s, this one %s)", path, model,
                          hash ? hash : "missing", id->hash);
     if (!settings || strcmp(settings, id->settings))

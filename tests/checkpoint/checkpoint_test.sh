@@ -152,8 +152,14 @@ refuses_bad_checkpoints)
   # other settings
   if ./blobs train --out a --resume --set lambda=0.5 2> err; then echo "FAIL: resumed with other settings"; exit 1; fi
   cat err; grep -q "was written with --set (none), this run has --set lambda=0.5" err
-  # a checkpoint of an edited model
-  { cat blobs.nn; echo "# edited"; } > edited.nn
+  # a reformatted model (comments, spacing, line breaks, 1e-3 written 0.001) still resumes its
+  # run: checkpoints name a model by its tokens
+  { echo "# reformatted"; sed 's/  */ /g; s/1e-3/0.001/; s/^train {$/train\n{/' blobs.nn; echo "# the end"; } > spaced.nn
+  "$nnc" build spaced.nn -o spaced > /dev/null
+  ./spaced train --out a --epochs 3 --resume --no-progress > spaced.log
+  cat spaced.log | head -3; grep -q "^resuming" spaced.log
+  # a checkpoint of an edited model (a width changed)
+  sed 's/dense(384)/dense(320)/' blobs.nn > edited.nn
   "$nnc" build edited.nn -o edited > /dev/null
   if ./edited train --out a --resume 2> err; then echo "FAIL: resumed from an edited model's checkpoint"; exit 1; fi
   cat err; grep -q "^nnc: error: cannot resume: a/checkpoint.safetensors was written by another version of model 'blobs' (source hash [0-9a-f]\{16\}, this one [0-9a-f]\{16\})$" err

@@ -1,0 +1,36 @@
+#!/bin/sh
+# bench/valgrind.sh: memcheck on a short training run of every model in models/ (two steps, or a
+# few sampler iterations, on a 512-image subset of Fashion-MNIST where the model reads it) and on
+# a trainer's predict.  A model's run is clean when valgrind reports no error and no definite
+# leak (exit status 0 with --error-exitcode).  Results: the issue's notes and bench/README.md.
+#   sh bench/valgrind.sh [OUT]   (NNC=build/nnc; needs valgrind and the models' data:
+#   /usr/bin/python3 models/data/make_ringdown.py and make_quadratic_deep.py first)
+set -u
+nnc=${NNC:-build/nnc}
+out=${1:-bench/out/valgrind}
+mkdir -p "$out"
+vg="valgrind --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite -q"
+/usr/bin/python3 tests/train/idx_subset.py /usr/share/datasets/fashion-mnist "$out/fm" 512 128
+fail=0
+for m in models/*.nn; do
+  name=$(basename "$m" .nn)
+  set -- --set iterations=2
+  grep -q "fashion_mnist" "$m" && set -- "$@" --data "$out/fm"
+  grep -q "sampler" "$m" && set -- --set samples=4 --set burnin=4 --set chains=1
+  start=$(date +%s)
+  $vg "$nnc" train "$m" "$@" --out "$out/$name" --no-progress > "$out/$name.log" 2>&1
+  rc=$?
+  echo "$name: status $rc in $(( $(date +%s) - start )) s"
+  [ $rc = 0 ] || { fail=1; tail -30 "$out/$name.log"; }
+done
+"$nnc" build models/fashion_mlp.nn -o "$out/fmlp" > /dev/null
+"$out/fmlp" train --set iterations=2 --data "$out/fm" --out "$out/fmlp_run" --no-progress > /dev/null
+/usr/bin/python3 -c "
+import gzip, numpy as np
+x = np.frombuffer(gzip.open('$out/fm/t10k-images-idx3-ubyte.gz').read()[16:], np.uint8).reshape(-1, 28, 28)
+np.save('$out/x.npy', (x / 255).astype(np.float32))"
+$vg "$out/fmlp" predict --checkpoint "$out/fmlp_run/checkpoint.safetensors" --input "$out/x.npy" --output "$out/p.npy" > "$out/predict.log" 2>&1
+rc=$?
+echo "trainer predict: status $rc"
+[ $rc = 0 ] || { fail=1; tail -30 "$out/predict.log"; }
+exit $fail
