@@ -203,7 +203,7 @@ SVal *sema_block_apply(Sema *s, const Stmt *def, SVal *x, const Ast *e, int skip
     }
     ArgSpec *spec = arena_alloc(s->arena, sizeof *spec * ((size_t)def->nparams + 1));
     for (int i = 0; i < def->nparams; i++) spec[i] = (ArgSpec){def->params[i].name, A_ANY, !def->params[i].value, 0};
-    const AstArg *args = e->kind == AST_CALL ? e->arg + skip : NULL;
+    const AstArg *args = e->kind == AST_CALL && e->arg ? e->arg + skip : NULL;
     int nargs = e->kind == AST_CALL ? e->narg - skip : 0;
     const Ast **a = sema_args_bind(s, def->name, e->loc, spec + given, def->nparams - given, args, nargs);
     if (!a) return NULL;

@@ -612,7 +612,7 @@ SVal *sema_layers_apply(Sema *s, const LayerDef *ld, SVal *x, const Ast *e, int 
             name);
         return NULL;
     }
-    const Ast **a = sema_args_bind(s, name, e->loc, ld->args, ld->nargs, e->kind == AST_CALL ? e->arg + skip : NULL,
+    const Ast **a = sema_args_bind(s, name, e->loc, ld->args, ld->nargs, e->kind == AST_CALL && e->arg ? e->arg + skip : NULL,
                                    e->kind == AST_CALL ? e->narg - skip : 0);
     if (!a) return NULL;
     SVal *v = sema_sval(s, SV_LAYER, e->loc);

@@ -92,15 +92,20 @@ static int idx_open(const char *path, const char *what, int want_dims, Idx *x, c
     size_t header = 4 + 4 * (size_t)x->ndim;
     if (len < header) return util_fail(err, nerr, "%s: truncated: the file ends inside its header", path);
     x->recsize = 1;
+    size_t have = len - header;
     for (int i = 0; i < x->ndim; i++) {
         x->dim[i] = be32(p + 4 + 4 * i);
+        if (i > 0 && x->dim[i] > 0 && (size_t)x->recsize > have / (size_t)x->dim[i]) /* (no overflow: larger than the file) */
+            return util_fail(err, nerr, "%s: truncated: the header announces records larger than the %zu bytes of data", path, have);
         if (i > 0) x->recsize *= x->dim[i];
     }
     x->count = x->dim[0];
     if (x->count == 0) return util_fail(err, nerr, "%s: the file holds no records", path);
     if (x->recsize == 0) return util_fail(err, nerr, "%s: records of size 0", path);
+    if ((size_t)x->count > have / (size_t)x->recsize)
+        return util_fail(err, nerr, "%s: truncated: the header announces %lld records of %lld bytes, but the data ends in record %lld",
+                         path, (long long)x->count, (long long)x->recsize, (long long)(have / (size_t)x->recsize + 1));
     size_t need = (size_t)x->count * (size_t)x->recsize;
-    size_t have = len - header;
     if (have < need)
         return util_fail(err, nerr, "%s: truncated: the header announces %lld records of %lld bytes, but the data ends in record %lld",
                     path, (long long)x->count, (long long)x->recsize, (long long)(have / (size_t)x->recsize + 1));
