@@ -3,7 +3,8 @@
 # few sampler iterations, on a 512-image subset of Fashion-MNIST where the model reads it) and on
 # a trainer's predict.  A model's run is clean when valgrind reports no error and no definite
 # leak (exit status 0 with --error-exitcode).  Results: the issue's notes and bench/README.md.
-#   sh bench/valgrind.sh [OUT]   (NNC=build/nnc; needs valgrind and the models' data:
+#   sh bench/valgrind.sh [OUT]   (NNC=build/nnc, MODELS='models/a.nn ...' (default every model);
+#   needs valgrind and the models' data:
 #   /usr/bin/python3 models/data/make_ringdown.py and make_quadratic_deep.py first)
 set -u
 nnc=${NNC:-build/nnc}
@@ -12,7 +13,7 @@ mkdir -p "$out"
 vg="valgrind --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite -q"
 /usr/bin/python3 tests/train/idx_subset.py /usr/share/datasets/fashion-mnist "$out/fm" 512 128
 fail=0
-for m in models/*.nn; do
+for m in ${MODELS:-models/*.nn}; do
   name=$(basename "$m" .nn)
   set -- --set iterations=2
   grep -q "fashion_mnist" "$m" && set -- "$@" --data "$out/fm"

@@ -200,8 +200,8 @@ int checkpoint_open(const char *path, const RunIdentity *expect, Checkpoint *c, 
     }
     for (cJSON *it = wj->child; it && c->nwidth < 64; it = it->next) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 1 || it->valuedouble != floor(it->valuedouble)) {
+            util_fail(err, nerr, "%s: metadata 'widths': '%s' is not a width", path, it->string); /* (before the delete) */
             cJSON_Delete(wj);
-            util_fail(err, nerr, "%s: metadata 'widths': '%s' is not a width", path, it->string);
             goto bad;
         }
         snprintf(c->layer[c->nwidth], sizeof c->layer[c->nwidth], "%s", it->string);
