@@ -255,7 +255,7 @@ c      = seq -> conv1d(4, 3, padding = same) -> batch_norm -> elu -> avgpool1d(2
 f      = flatten(c) -> dense(8) -> layer_norm -> gelu -> gate(l1 = 0.001)
 u      = vec -> dense(6, bias = false, init = npy("fixed.npy"), trainable = false) -> shift(init = 0.5) -> softplus
 w      = u -> dense(8) -> prelu -> size_gate(slope = 2, init = 6) -> dropout(0.1)
-h      = f + 0.5 * (w -> dense(8) -> sigmoid) - f * 0.25
+h      = f + 0.5 * (w -> dense(8) -> sigmoid) - f * (0.5 / 2)
 ha     = h -> dense(8) -> tanh -> dense(1)
 hb     = -h -> bayes_dense(1)
 loss   mse(ha, a) + gaussian_nll(hb, b, sigma = 0.5)
