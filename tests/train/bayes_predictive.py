@@ -172,7 +172,7 @@ def fails_with(args, message):
 
 fails_with([trainer, "eval", "--checkpoint", f"{run}/draws_chain1.safetensors"], "is sampled, not trained: give --draws D")
 with open(f"{out}/diabetes_other.nn", "w") as f:
-    f.write(text + "# another version\n")
+    f.write(text.replace("cauchy(0, 1)", "cauchy(0, 2)", 1) + "# another version (a comment alone would not be one)\n")
 subprocess.run([nnc, "build", f"{out}/diabetes_other.nn", "-o", f"{out}/other_trainer"], check=True)
 fails_with([f"{out}/other_trainer", "eval", "--draws", run], "was written by another version of model 'diabetes_bnn'")
 os.makedirs(f"{out}/empty", exist_ok=True)
