@@ -638,18 +638,6 @@ static int lower_val(Lower *L, const SVal *v) {
     return id;
 }
 
-static void add_predictions(Lower *L, const SVal *v, int ntarget) {
-    if (v->kind == SV_BINARY || v->kind == SV_NEG) {
-        add_predictions(L, v->a, ntarget);
-        if (v->kind == SV_BINARY) add_predictions(L, v->b, ntarget);
-    }
-    if (v->kind != SV_LOSS || !v->b) return; /* (cosine_diversity has no prediction) */
-    const char *name = ntarget > 1 && v->b->kind != SV_CONST ? L->m->io[v->b->index].name : "prediction";
-    for (int o = 0; o < L->g->noutput; o++)
-        if (L->g->output[o].agg == AGG_PREDICT && !strcmp(L->g->output[o].name, name)) return;
-    ir_add_output(L->g, name, lower_val(L, v->a), AGG_PREDICT);
-}
-
 Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
     Graph *g = ir_new(arena);
     Lower L = {.g = g, .m = m, .diag = diag, .sigma_of = util_calloc((size_t)m->nio + 1, sizeof(int))};
@@ -693,9 +681,12 @@ Graph *lower_model(Arena *arena, const Model *m, Diag *diag) {
     spaces_analyse(g);
     /* each head's prediction, the first argument of its target's loss function, in the order
      * the loss names them: "prediction" for a model with one target, else the target's name */
-    int ntarget = 0;
+    enum { MAX_PREDICTIONS = 64 };
+    const SVal *pred[MAX_PREDICTIONS];
+    const char *pname[MAX_PREDICTIONS];
+    int npred = sema_predictions(m, pred, pname, MAX_PREDICTIONS), ntarget = 0;
+    for (int i = 0; i < npred; i++) ir_add_output(g, pname[i], lower_val(&L, pred[i]), AGG_PREDICT);
     for (int i = 0; i < m->nio; i++) ntarget += m->io[i].is_target;
-    add_predictions(&L, m->loss, ntarget);
     /* a post-training head's features, which its fit and its predictions read */
     if (m->head.on) ir_add_output(g, "head.features", lower_val(&L, m->head.features), AGG_FEATURES);
     /* the nll metric per sample, D log sigma - sum_D logp_normal(z), for a sampler's posterior

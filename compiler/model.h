@@ -314,6 +314,12 @@ typedef struct {
  * key names neither a param nor a train setting are reported by driver.c, not here. */
 Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *path, const SemaOptions *opt);
 
+/* The model's predictions, what `predict` writes: the first argument of each loss function that
+ * compares one with a target or a number, in the order the loss names them, once per name:
+ * "prediction" with one target, else the target's name.  Fills pred[] and name[] (at most cap);
+ * returns how many. */
+int sema_predictions(const Model *m, const SVal **pred, const char **name, int cap);
+
 /* Train settings that --set may override, for usage messages. */
 extern const char *const sema_train_keys[];
 extern const int sema_ntrain_keys;

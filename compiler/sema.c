@@ -675,6 +675,26 @@ static void loss_terms(SVal *v, SVal **term, int *n, int cap) {
     }
 }
 
+static void collect_predictions(const Model *m, const SVal *v, int ntarget, const SVal **pred, const char **name, int *n,
+                                int cap) {
+    if (v->kind == SV_BINARY || v->kind == SV_NEG) {
+        collect_predictions(m, v->a, ntarget, pred, name, n, cap);
+        if (v->kind == SV_BINARY) collect_predictions(m, v->b, ntarget, pred, name, n, cap);
+    }
+    if (v->kind != SV_LOSS || !v->b) return; /* (cosine_diversity has no prediction) */
+    const char *nm = ntarget > 1 && v->b->kind != SV_CONST ? m->io[v->b->index].name : "prediction";
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(name[i], nm)) return;
+    if (*n < cap) pred[*n] = v->a, name[(*n)++] = nm;
+}
+
+int sema_predictions(const Model *m, const SVal **pred, const char **name, int cap) {
+    int n = 0, ntarget = 0;
+    for (int i = 0; i < m->nio; i++) ntarget += m->io[i].is_target;
+    if (m->loss) collect_predictions(m, m->loss, ntarget, pred, name, &n, cap);
+    return n;
+}
+
 /* With several targets, each target is one head's: compared with one prediction, which
  * `predict` writes under its name; metrics are named after their target (mass.rmse); and a
  * sampler, whose posterior predictive follows one prediction, is refused.  (With one target,

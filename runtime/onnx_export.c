@@ -85,20 +85,19 @@ static const char *init_scalar(Export *x, double v) {
     return name;
 }
 
-/* The checkpoint's values of weight `wname` (n of them, shape *s), or NULL after an error. */
+/* The checkpoint's values of weight `wname` (shape *s), or NULL after an error. */
 static float *weight(Export *x, const char *wname, Shape *s) {
     const Graph *g = x->b->c.graph;
-    const Plan *p = x->b->e.plan;
-    for (int i = 0; i < p->nbuf; i++) {
-        const Buffer *b = &p->buf[i];
-        if (b->kind != BUF_WEIGHT || strcmp(g->weight[b->weight].name, wname)) continue;
-        float *v = util_calloc((size_t)b->elems, sizeof(float));
-        if (exec_read(&x->b->e, b->node, v, sizeof(float) * (size_t)b->elems)) {
+    for (int w = 0; w < g->nweight; w++) {
+        if (strcmp(g->weight[w].name, wname)) continue;
+        int64_t n = exec_numel(&x->b->e, g->weight[w].node, 1);
+        float *v = util_calloc((size_t)n, sizeof(float));
+        if (exec_read(&x->b->e, g->weight[w].node, v, sizeof(float) * (size_t)n)) {
             free(v);
             snprintf(x->err, sizeof x->err, "cannot read weight '%s' from the device", wname);
             return NULL;
         }
-        *s = g->weight[b->weight].shape;
+        *s = g->weight[w].shape;
         return v;
     }
     snprintf(x->err, sizeof x->err, "the model has no weight '%s'", wname);
@@ -398,20 +397,6 @@ static void value_info(StrBuf *graph, int field, const char *name, Shape s) {
     pb_message(graph, field, &vi);
 }
 
-/* The predictions `predict` writes: the first argument of each loss term (per target's head with
- * several targets, else "prediction"), once each. */
-static void predictions(const Model *m, const SVal *v, int ntarget, const SVal **pred, const char **name, int *n, int cap) {
-    if (v->kind == SV_BINARY || v->kind == SV_NEG) {
-        predictions(m, v->a, ntarget, pred, name, n, cap);
-        if (v->kind == SV_BINARY) predictions(m, v->b, ntarget, pred, name, n, cap);
-    }
-    if (v->kind != SV_LOSS || !v->b) return;
-    const char *nm = ntarget > 1 && v->b->kind != SV_CONST ? m->io[v->b->index].name : "prediction";
-    for (int i = 0; i < *n; i++)
-        if (!strcmp(name[i], nm)) return;
-    if (*n < cap) pred[*n] = v->a, name[(*n)++] = nm;
-}
-
 static void meta(StrBuf *model, const char *key, const char *value) {
     StrBuf e = {0};
     pb_string(&e, 1, key);
@@ -423,7 +408,6 @@ static void meta(StrBuf *model, const char *key, const char *value) {
  * description for the metadata, or NULL after an error. */
 static const char *posterior_mean(Built *b, const Draws *d, char *desc, size_t n) {
     const Graph *g = b->c.graph;
-    const Plan *p = b->e.plan;
     for (int k = 0; k < d->npar; k++) {
         const Weight *w = &g->weight[d->weight[k]];
         if (w->mixture_part) {
@@ -437,9 +421,7 @@ static const char *posterior_mean(Built *b, const Draws *d, char *desc, size_t n
                 for (int64_t i = 0; i < d->n[k]; i++) sum[i] += d->q[c][t * d->dim + d->off[k] + i];
         float *mean = util_calloc((size_t)d->n[k], sizeof(float));
         for (int64_t i = 0; i < d->n[k]; i++) mean[i] = (float)(sum[i] / (double)d->ndraw);
-        for (int i = 0; i < p->nbuf; i++)
-            if (p->buf[i].kind == BUF_WEIGHT && p->buf[i].weight == d->weight[k])
-                exec_write(&b->e, p->buf[i].node, mean, sizeof(float) * (size_t)d->n[k]);
+        exec_write(&b->e, w->node, mean, sizeof(float) * (size_t)d->n[k]);
         free(sum);
         free(mean);
     }
@@ -465,9 +447,7 @@ int run_export_onnx(const RunOptions *o, const char *out) {
     enum { MAX_OUT = 64 };
     const SVal *pred[MAX_OUT];
     const char *pname[MAX_OUT];
-    int np = 0, ntarget = 0;
-    for (int i = 0; i < m->nio; i++) ntarget += m->io[i].is_target;
-    predictions(m, m->loss, ntarget, pred, pname, &np, MAX_OUT);
+    int np = sema_predictions(m, pred, pname, MAX_OUT);
     int rc = 0;
     StrBuf graph = {0};
     for (int i = 0; i < np && rc == 0; i++) {

@@ -45,32 +45,27 @@ static double wall_time(void) { /* seconds since the epoch, as TensorBoard shows
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void write_record(Tensorboard *tb, StrBuf *event) {
+/* One TFRecord: the event's length, its masked CRC, the event, its masked CRC. */
+static void write_record(Tensorboard *tb, const StrBuf *event) {
     if (!tb->f) return;
-    StrBuf head = {0};
-    pb_le(&head, event->len, 8);
-    uint32_t crc_len = tensorboard_masked_crc(tensorboard_crc32c(head.s, 8));
-    pb_le(&head, crc_len, 4);
-    uint32_t crc_data = tensorboard_masked_crc(tensorboard_crc32c(event->s, event->len));
-    fwrite(head.s, 1, head.len, tb->f);
-    fwrite(event->s, 1, event->len, tb->f);
-    StrBuf tail = {0};
-    pb_le(&tail, crc_data, 4);
-    fwrite(tail.s, 1, tail.len, tb->f);
+    StrBuf r = {0};
+    pb_le(&r, event->len, 8);
+    pb_le(&r, tensorboard_masked_crc(tensorboard_crc32c(r.s, 8)), 4);
+    sb_putn(&r, event->s, event->len);
+    pb_le(&r, tensorboard_masked_crc(tensorboard_crc32c(event->s, event->len)), 4);
+    fwrite(r.s, 1, r.len, tb->f);
     fflush(tb->f);
-    sb_free(&head);
-    sb_free(&tail);
+    sb_free(&r);
 }
 
-/* An Event {wall_time, step, summary {value}} from one serialized Summary.Value. */
+/* An Event {wall_time, step, summary {value}} from one serialized Summary.Value (freed). */
 static void write_value(Tensorboard *tb, int64_t step, StrBuf *value) {
     StrBuf summary = {0}, event = {0};
-    pb_bytes(&summary, 1, value->s, value->len);   /* Summary.value */
-    pb_double(&event, 1, wall_time());        /* Event.wall_time */
-    pb_int(&event, 2, step);                        /* Event.step */
-    pb_bytes(&event, 5, summary.s, summary.len);   /* Event.summary */
+    pb_message(&summary, 1, value);   /* Summary.value */
+    pb_double(&event, 1, wall_time()); /* Event.wall_time */
+    pb_int(&event, 2, step);           /* Event.step */
+    pb_message(&event, 5, &summary);   /* Event.summary */
     write_record(tb, &event);
-    sb_free(&summary);
     sb_free(&event);
 }
 
@@ -82,8 +77,7 @@ int tensorboard_open(Tensorboard *tb, const char *dir, char *err, size_t nerr) {
     if (!(tb->f = fopen(tb->path, "wb"))) return util_fail(err, nerr, "%s: cannot create: %s", tb->path, strerror(errno));
     StrBuf event = {0};
     pb_double(&event, 1, wall_time());
-    static const char version[] = "brain.Event:2";
-    pb_bytes(&event, 3, version, sizeof version - 1); /* Event.file_version */
+    pb_string(&event, 3, "brain.Event:2"); /* Event.file_version */
     write_record(tb, &event);
     sb_free(&event);
     return 0;
@@ -91,10 +85,9 @@ int tensorboard_open(Tensorboard *tb, const char *dir, char *err, size_t nerr) {
 
 void tensorboard_scalar(Tensorboard *tb, const char *tag, int64_t step, double value) {
     StrBuf v = {0};
-    pb_bytes(&v, 1, tag, strlen(tag)); /* Value.tag */
-    pb_float(&v, 2, (float)value);     /* Value.simple_value */
+    pb_string(&v, 1, tag);         /* Value.tag */
+    pb_float(&v, 2, (float)value); /* Value.simple_value */
     write_value(tb, step, &v);
-    sb_free(&v);
 }
 
 static void line_numbers(Tensorboard *tb, const cJSON *o, const char *prefix, int64_t step) {
@@ -147,14 +140,11 @@ void tensorboard_histogram(Tensorboard *tb, const char *tag, int64_t step, const
             memcpy(&u, field == 6 ? &limit[k] : &count[k], 8);
             pb_le(&packed, u, 8);
         }
-        pb_bytes(&h, field, packed.s, packed.len);
-        sb_free(&packed);
+        pb_message(&h, field, &packed);
     }
-    pb_bytes(&v2, 1, tag, strlen(tag)); /* Value.tag */
-    pb_bytes(&v2, 5, h.s, h.len);       /* Value.histo */
+    pb_string(&v2, 1, tag);     /* Value.tag */
+    pb_message(&v2, 5, &h);     /* Value.histo */
     write_value(tb, step, &v2);
-    sb_free(&h);
-    sb_free(&v2);
 }
 
 void tensorboard_close(Tensorboard *tb) {
