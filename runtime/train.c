@@ -118,13 +118,13 @@ static int init_from_file(const Weight *w, float **out) {
     int rank;
     int64_t shape[NPY_MAX_RANK];
     if (npy_read_f32(w->init_path, out, &rank, shape, err, sizeof err)) {
-        fprintf(stderr, "%s: cannot read the init of weight '%s': %s\n", w->init_path, w->name, err);
+        fprintf(stderr, "nnc: error: the init of weight '%s': %s\n", w->name, err); /* (err names the file) */
         return 1;
     }
     Shape s = {.rank = rank};
     memcpy(s.dim, shape, sizeof(int64_t) * (size_t)rank);
     if (!shape_eq(s, w->shape)) {
-        fprintf(stderr, "%s: the init of weight '%s' must be %s, but the file holds %s\n", w->init_path, w->name,
+        fprintf(stderr, "nnc: error: %s: the init of weight '%s' must be %s, but the file holds %s\n", w->init_path, w->name,
                 shape_str(want, sizeof want, DT_F32, w->shape), shape_str(got, sizeof got, DT_F32, s));
         free(*out);
         *out = NULL;

@@ -61,6 +61,16 @@ hvp_trainer)
   "$out/nlm" hvp --method newton 2> "$out/err" || status=$?
   [ $status = 2 ] && grep -q "error: --method must be exact or fd, not 'newton'" "$out/err" || {
     echo "FAIL: a bad --method (status $status):"; cat "$out/err"; exit 1; } ;;
+pruned_conv_refused)
+  # a trainer's kernels fix a convolution's channel count: pruning gated channels stops the run
+  # with the reason (nnc train prunes them)
+  /usr/bin/python3 tests/train/idx_subset.py /usr/share/datasets/fashion-mnist "$out/fm" 512 128
+  "$nnc" build models/fashion_sparse_cnn.nn -o "$out/cnn" > /dev/null
+  status=0
+  "$out/cnn" train --epochs 2 --data "$out/fm" --out "$out/run" --no-progress > /dev/null 2> "$out/err" || status=$?
+  cat "$out/err"
+  [ $status = 1 ] && grep -qF "nnc: error: this trainer cannot run the pruned model: a pruned convolution's channel count is part of its kernels' code (a dense layer's width is not); prune this model with nnc train, or train without pruning here" "$out/err" || {
+    echo "FAIL: status $status"; exit 1; } ;;
 installed)
   # `cmake --install` into a fresh prefix: the installed nnc finds its block library and the
   # trainers' runtime there (not in the build tree), builds a trainer of a model that calls a

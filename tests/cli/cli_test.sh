@@ -155,6 +155,20 @@ sweep_usage)     # nnc sweep's own errors (the grid's: tests/train/sweep_test.py
   run 1 sweep "$tmp/notest.nn" --grid lr=0.1 --out "$tmp/s"
   has "$err" "a sweep's runs are measured on the test split (DeepOBS's test losses), and the model has no \`test\` data"
   [ ! -e "$tmp/s" ] || { echo "a refused sweep made its directory"; exit 1; } ;;
+predict_export_usage) # nnc eval, predict and export's usage, the train options of this session, a missing init file
+  run 2 predict models/fmnist_logreg.nn --input "$tmp/x.npy" --output "$tmp/y.npy"
+  has "$err" "nnc: error: predict needs --checkpoint C (a trained model) or --draws D (a sampled one)"
+  run 2 predict models/fmnist_logreg.nn --checkpoint "$tmp/c.safetensors"; has "$err" "nnc: error: predict needs --input X and --output Y"
+  run 2 eval models/fmnist_logreg.nn; has "$err" "nnc: error: eval needs --checkpoint C (a trained model) or --draws D (a sampled one)"
+  run 2 export models/fmnist_logreg.nn --checkpoint "$tmp/c.safetensors" -o "$tmp/m.onnx"; has "$err" "nnc: error: export needs a format: --onnx"
+  run 2 export --onnx models/fmnist_logreg.nn --checkpoint "$tmp/c.safetensors"; has "$err" "nnc: error: export --onnx needs -o FILE.onnx, the file to write"
+  run 2 train models/fmnist_logreg.nn --histograms x; has "$err" "nnc: error: --histograms needs a whole number of epochs >= 0, not 'x'"
+  printf 'model m\ninput x : f32[3]\ntarget y : class[2]\nh = x -> dense(2, init = npy("none.npy"))\nloss cross_entropy(h, y)\ntrain { data csv("d.csv") }\n' > "$tmp/m.nn"
+  printf '1,2,3,0\n4,5,6,1\n' > "$tmp/d.csv"
+  run 1 train "$tmp/m.nn" --out "$tmp/run"
+  has "$err" "nnc: error: the init of weight 'h.weight': $tmp/none.npy: cannot open: No such file or directory"
+  run 1 train "$tmp/m.nn" --out "$tmp/run2" --tensorboard "$tmp/d.csv/tb"
+  has "$err" "nnc: error: $tmp/d.csv/tb: cannot make the directory: Not a directory" ;;
 device_unknown)  run 2 train models/fashion_mlp.nn --device tpu; has "$err" "unknown device 'tpu': use cpu, cuda, cuda-emu or auto" ;;
 train_bad_data)
   printf '1,2,3,0\n4,x,6,1\n' > "$tmp/bad.csv"

@@ -283,6 +283,23 @@ if r.returncode == 0:
 else:
     check(False, "xsec_bnn samples and exports with --draws")
 
+# a non-centred prior's parts (z, log_tau) are refused: their means do not make the weight's mean
+open(f"{out}/nc.nn", "w").write("""model nc
+input  x : f32[4]
+target y : f32[1]
+prior  d.weight ~ cauchy(0, 1, noncentred = true)
+prior  biases ~ normal(0, 1)
+d      = x -> dense(1)
+loss   gaussian_nll(d, y, sigma = 1)
+train  { data csv("nc.csv") batch 50 seed 2 sampler hmc(step = 0.01, leapfrog = 5, samples = 10, burnin = 10) }
+""")
+np.savetxt(f"{out}/nc.csv", rng.normal(size=(50, 5)), delimiter=",", fmt="%.5f")
+r = run(nnc, "train", f"{out}/nc.nn", "--out", f"{out}/ncrun", "--no-progress")
+r = r if r.returncode else run(nnc, "export", "--onnx", f"{out}/nc.nn", "--draws", f"{out}/ncrun", "-o", f"{out}/nc.onnx")
+check(r.returncode == 1 and "nnc: error: 'd.weight.z' is part of a non-centred prior: the posterior mean of the weight it makes "
+      "is not the weight its parts' means make, and is not exported" in r.stderr and not os.path.exists(f"{out}/nc.onnx"),
+      f"a non-centred prior's parts are refused with the reason ({r.stderr.strip()[-200:]})")
+
 # ---- refusals ----
 r = run(nnc, "export", "--onnx", "models/luna_toy.nn", "-o", f"{out}/x.onnx")
 check(r.returncode == 2 and "export --onnx needs --checkpoint C, the trained weights (or --draws D" in r.stderr, f"no --checkpoint: a usage error ({r.stderr.strip()[:120]})")

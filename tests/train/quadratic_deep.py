@@ -114,7 +114,7 @@ check(first > 3 * floor and floor < last < 1.3 * floor, f"3 epochs of SGD (batch
 # ---- an init file of the wrong shape ----
 np.save(f"{out}/data/quadratic_deep_sqrt_q.npy", np.zeros((100, 99), np.float32))
 bad = subprocess.run([nnc, "train", model, "--out", f"{out}/bad", "--no-progress"], capture_output=True, text=True)
-want = (f"{out}/data/quadratic_deep_sqrt_q.npy: the init of weight 'z.weight' must be f32[100,100], "
+want = (f"nnc: error: {out}/data/quadratic_deep_sqrt_q.npy: the init of weight 'z.weight' must be f32[100,100], "
         "but the file holds f32[100,99]")
 print(bad.stderr.strip())
 check(bad.returncode != 0 and want in bad.stderr and "Sanitizer" not in bad.stderr, "a wrong-shaped init file is refused")
