@@ -108,6 +108,8 @@ typedef struct Parser {
     int capstmt;
     /* scanner state */
     int line, col;       /* position of the next byte */
+    size_t off;          /* its byte offset */
+    size_t tok_off;      /* byte offset of the last match */
     int prev_line;       /* line of the previous token */
     int tok_at_bol;      /* the current token is the first on its line */
     int nest;            /* open ( [ { */
@@ -127,6 +129,17 @@ typedef struct Parser {
 Program *parse_source(Arena *arena, Diag *diag, const Source *src, int file);
 /* A hash of the source's tokens, their spacing and comments left out (nn.y). */
 uint64_t parse_token_hash(const Source *src, uint64_t h);
+
+/* A token as written: what kind it is and where its bytes are.  Keywords are the words the
+ * scanner reserves where they stand (`epochs` is one inside a train block, a name outside). */
+typedef enum { TOKEN_NAME, TOKEN_KEYWORD, TOKEN_NUMBER, TOKEN_STRING, TOKEN_PUNCT } SrcTokenKind;
+typedef struct {
+    SrcTokenKind kind;
+    int line, col; /* of its first byte, 1-based */
+    size_t off, len;
+} SrcToken;
+/* The tokens of a source that parses without error, in order, in the arena (nn.y). */
+SrcToken *parse_tokens(Arena *arena, const Source *src, int *ntok);
 
 /* constructors used by grammar actions */
 SrcLoc ast_span(SrcLoc a, SrcLoc b);

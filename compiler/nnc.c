@@ -1,12 +1,15 @@
-/* nnc.c: the command line tool.  Subcommands check, train, emit, gradcheck, hvp, sweep, build; exit status 0 on
+/* nnc.c: the command line tool.  Subcommands check, train, emit, gradcheck, hvp, sweep, build, eval, predict, export, fmt; exit status 0 on
  * success, 1 for an error in the user's model or data, 2 for bad usage.  Everything it does
  * is a call into libnnc (driver.h, the backends, the runtime). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "build.h"
 #include "driver.h"
+#include "format.h"
 #include "nvrtc.h"
 #include "render_cuda.h"
 #include "render_llvm.h"
@@ -31,6 +34,8 @@ static const char usage[] =
     "  export --onnx FILE --checkpoint C -o OUT.onnx\n"
     "                          the inference graph of the trained model at C, as an ONNX model\n"
     "  sweep FILE --grid K=V   train a grid of hyperparameters (and --seeds N) in DeepOBS's layout; resumes\n"
+    "  fmt FILE...             the model file in the canonical layout, on stdout (--write: in place;\n"
+    "                          --check: name the files not in it, exit status 1 if any)\n"
     "  hvp FILE                the Hessian of the training loss: its extreme eigenvalues by Lanczos over\n"
     "                          Hessian-vector products, and a condition-number estimate\n"
     "  --help                  this text\n"
@@ -266,6 +271,72 @@ static int cmd_gradcheck(Args *a) {
     return rc < 0 ? 1 : rc;
 }
 
+/* Writes `text` over `path` through a temporary file beside it, keeping the file's mode. */
+static int replace_file(const char *path, const char *text) {
+    char tmp[4096];
+    struct stat st;
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.fmt-tmp", path) >= sizeof tmp) return errno = ENAMETOOLONG, -1;
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    int rc = fputs(text, f) < 0;
+    if (!stat(path, &st)) rc |= fchmod(fileno(f), st.st_mode & 07777);
+    rc |= fclose(f);
+    if (rc || rename(tmp, path)) {
+        int e = errno;
+        remove(tmp);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* nnc fmt [--check | --write] FILE...: each file in the canonical layout (format.c). */
+static int cmd_fmt(int argc, char **argv) {
+    const char *mode = NULL;
+    int nfile = 0, rc = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--check") || !strcmp(argv[i], "--write")) {
+            if (mode && strcmp(mode, argv[i])) return usage_error("%s", "fmt takes --check or --write, not both");
+            mode = argv[i];
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return usage_error("unknown option '%s' (fmt takes --check or --write)", argv[i]);
+        } else {
+            nfile++;
+        }
+    }
+    if (!nfile) return usage_error("%s", "'fmt' needs a model file");
+    for (int i = 2; i < argc; i++) {
+        const char *path = argv[i];
+        if (path[0] == '-' && path[1]) continue;
+        size_t len;
+        char *text = util_read_file(path, &len);
+        if (!text) {
+            fprintf(stderr, "nnc: error: cannot read '%s': %s\n", path, strerror(errno));
+            rc = 1;
+            continue;
+        }
+        Source src = {path, text, len};
+        Diag d;
+        diag_init(&d, &src, stderr);
+        char *out = format_source(&src, &d);
+        bool same = out && strlen(out) == len && !memcmp(out, text, len);
+        if (!out) {
+            rc = 1;
+        } else if (!mode) {
+            fputs(out, stdout);
+        } else if (!same && mode[2] == 'c') {
+            printf("%s\n", path);
+            rc = 1;
+        } else if (!same && replace_file(path, out)) {
+            fprintf(stderr, "nnc: error: cannot write '%s': %s\n", path, strerror(errno));
+            rc = 1;
+        }
+        free(out);
+        free(text);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
         fputs(usage, stdout);
@@ -276,6 +347,7 @@ int main(int argc, char **argv) {
                build_runtime_library());
         return 0;
     }
+    if (argc >= 2 && !strcmp(argv[1], "fmt")) return cmd_fmt(argc, argv);
     Args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc;

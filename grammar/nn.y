@@ -393,11 +393,10 @@ Program *parse_source(Arena *arena, Diag *diag, const Source *src, int file) {
     return prog;
 }
 
-/* A hash of the source's tokens: each token's kind and text (a number's value), without its
- * spacing, line breaks or comments, so that a reformatted model hashes the same
- * (driver_source_hash).  The source is one that parsed without error. */
+/* Runs the scanner alone over a source that parsed without error, calling `each` per token. */
 #undef yylex
-uint64_t parse_token_hash(const Source *src, uint64_t h) {
+typedef void TokenFn(void *ctx, int t, const YYSTYPE *lval, const Parser *p);
+static void scan_tokens(const Source *src, TokenFn *each, void *ctx) {
     Arena *arena = arena_new();
     Diag quiet;
     diag_init(&quiet, src, stderr);
@@ -411,15 +410,60 @@ uint64_t parse_token_hash(const Source *src, uint64_t h) {
     YY_BUFFER_STATE buf = yy_scan_bytes(src->text, (int)src->len, scanner);
     YYSTYPE lval;
     YYLTYPE lloc;
-    for (int t; (t = yylex(&lval, &lloc, scanner)) != END && !p->fatal;) {
-        h = util_hash(&t, sizeof t, h);
-        if (t == NUMBER)
-            h = util_hash(&lval.num.value, sizeof lval.num.value, h);
-        else
-            h = util_hash(p->tok_text, (size_t)p->tok_len, h);
-    }
+    for (int t; (t = yylex(&lval, &lloc, scanner)) != END && !p->fatal;) each(ctx, t, &lval, p);
     yy_delete_buffer(buf, scanner);
     yylex_destroy(scanner);
     arena_free(arena);
+}
+
+/* A hash of the source's tokens: each token's kind and text (a number's value), without its
+ * spacing, line breaks or comments, so that a reformatted model hashes the same
+ * (driver_source_hash). */
+static void hash_token(void *ctx, int t, const YYSTYPE *lval, const Parser *p) {
+    uint64_t *h = ctx;
+    *h = util_hash(&t, sizeof t, *h);
+    if (t == NUMBER)
+        *h = util_hash(&lval->num.value, sizeof lval->num.value, *h);
+    else
+        *h = util_hash(p->tok_text, (size_t)p->tok_len, *h);
+}
+
+uint64_t parse_token_hash(const Source *src, uint64_t h) {
+    scan_tokens(src, hash_token, &h);
     return h;
+}
+
+typedef struct {
+    Arena *arena;
+    SrcToken *tok;
+    int n, cap;
+} TokenList;
+
+static void list_token(void *ctx, int t, const YYSTYPE *lval, const Parser *p) {
+    (void)lval;
+    TokenList *l = ctx;
+    if (l->n == l->cap) {
+        SrcToken *grown = arena_alloc(l->arena, sizeof *grown * (size_t)(l->cap = l->cap ? 2 * l->cap : 256));
+        if (l->n) memcpy(grown, l->tok, sizeof *grown * (size_t)l->n);
+        l->tok = grown;
+    }
+    SrcTokenKind k = t == IDENT ? TOKEN_NAME : t == NUMBER ? TOKEN_NUMBER : t == STRING ? TOKEN_STRING
+                   : t < 256 || t == ARROW || t == LE || t == GE || t == EQ || t == NE ? TOKEN_PUNCT : TOKEN_KEYWORD;
+    l->tok[l->n++] = (SrcToken){k, p->line, 0, p->tok_off, (size_t)p->tok_len};
+}
+
+SrcToken *parse_tokens(Arena *arena, const Source *src, int *ntok) {
+    TokenList l = {arena, NULL, 0, 0};
+    scan_tokens(src, list_token, &l);
+    /* columns from the offsets: the scanner's line is already past a token that ends a line */
+    int line = 1;
+    size_t bol = 0, at = 0;
+    for (int i = 0; i < l.n; i++) {
+        for (; at < l.tok[i].off; at++)
+            if (src->text[at] == '\n') line++, bol = at + 1;
+        l.tok[i].line = line;
+        l.tok[i].col = (int)(l.tok[i].off - bol) + 1;
+    }
+    *ntok = l.n;
+    return l.tok;
 }

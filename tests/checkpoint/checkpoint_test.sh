@@ -158,6 +158,12 @@ refuses_bad_checkpoints)
   "$nnc" build spaced.nn -o spaced > /dev/null
   ./spaced train --out a --epochs 3 --resume --no-progress > spaced.log
   cat spaced.log | head -3; grep -q "^resuming" spaced.log
+  # and so does the model as `nnc fmt` lays it out
+  "$nnc" fmt spaced.nn > tidy.nn
+  cmp -s tidy.nn spaced.nn && { echo "FAIL: nnc fmt changed nothing"; exit 1; }
+  "$nnc" build tidy.nn -o tidy > /dev/null
+  ./tidy train --out a --epochs 4 --resume --no-progress > tidy.log
+  cat tidy.log | head -3; grep -q "^resuming" tidy.log
   # a checkpoint of an edited model (a width changed)
   sed 's/dense(384)/dense(320)/' blobs.nn > edited.nn
   "$nnc" build edited.nn -o edited > /dev/null
