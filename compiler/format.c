@@ -179,6 +179,7 @@ static bool unary_minus(const Fmt *f, int i, int first) { return is(f, i, "-") &
 /* Whether a space goes between tokens i - 1 and i of a statement that starts at `first`. */
 static bool spaced(const Fmt *f, int i, int first) {
     static const char *const tight_after[] = {"(", "[", ".", NULL}, *const tight_before[] = {",", ")", "]", ".", NULL};
+    if (is(f, i, ".") && f->tok[i - 1].kind == TOKEN_NUMBER) return true; /* `2 .x`: `2.x` would be one (bad) number */
     if (is_any(f, i, tight_before) || is_any(f, i - 1, tight_after) || unary_minus(f, i - 1, first)) return false;
     if ((is(f, i, "(") || is(f, i, "[")) && f->tok[i - 1].kind == TOKEN_NAME) return false;
     return true;
@@ -347,7 +348,7 @@ static int first_difference(const Source *a, const SrcToken *ta, int na, const S
     return at;
 }
 
-char *format_source(const Source *src, Diag *diag) {
+char *format_source(const Source *src, Diag *diag, size_t *len) {
     Arena *arena = arena_new();
     const Program *prog = parse_source(arena, diag, src, 0);
     if (diag->nerror) {
@@ -392,10 +393,11 @@ char *format_source(const Source *src, Diag *diag) {
     free(u);
     free(w0);
     free(w1);
-    char *text = util_strdup(sb_str(&out));
-    sb_free(&out);
+    sb_putc(&out, 0); /* a terminator; a comment may hold a NUL of its own */
+    char *text = out.s;
+    *len = out.len - 1;
     /* the layout must scan to the same tokens */
-    Source formatted = {src->path, text, strlen(text)};
+    Source formatted = {src->path, text, *len};
     int bad = first_difference(src, f.tok, f.ntok, &formatted);
     if (bad >= 0) {
         const SrcToken *t = &f.tok[bad];

@@ -6,8 +6,8 @@
 
 #include "diag.h"
 
-/* The source laid out canonically (malloc'd, ends in one newline), or NULL when it does not
- * parse: the errors are then reported through diag. */
-char *format_source(const Source *src, Diag *diag);
+/* The source laid out canonically (malloc'd, *len bytes, ends in one newline; a comment may hold
+ * a NUL byte), or NULL when it does not parse: the errors are then reported through diag. */
+char *format_source(const Source *src, Diag *diag, size_t *len);
 
 #endif

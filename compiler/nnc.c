@@ -271,14 +271,14 @@ static int cmd_gradcheck(Args *a) {
     return rc < 0 ? 1 : rc;
 }
 
-/* Writes `text` over `path` through a temporary file beside it, keeping the file's mode. */
-static int replace_file(const char *path, const char *text) {
+/* Writes `len` bytes of `text` over `path` through a temporary file beside it, keeping the file's mode. */
+static int replace_file(const char *path, const char *text, size_t len) {
     char tmp[4096];
     struct stat st;
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.fmt-tmp", path) >= sizeof tmp) return errno = ENAMETOOLONG, -1;
     FILE *f = fopen(tmp, "w");
     if (!f) return -1;
-    int rc = fputs(text, f) < 0;
+    int rc = fwrite(text, 1, len, f) != len;
     if (!stat(path, &st)) rc |= fchmod(fileno(f), st.st_mode & 07777);
     rc |= fclose(f);
     if (rc || rename(tmp, path)) {
@@ -318,16 +318,17 @@ static int cmd_fmt(int argc, char **argv) {
         Source src = {path, text, len};
         Diag d;
         diag_init(&d, &src, stderr);
-        char *out = format_source(&src, &d);
-        bool same = out && strlen(out) == len && !memcmp(out, text, len);
+        size_t n;
+        char *out = format_source(&src, &d, &n);
+        bool same = out && n == len && !memcmp(out, text, len);
         if (!out) {
             rc = 1;
         } else if (!mode) {
-            fputs(out, stdout);
+            fwrite(out, 1, n, stdout);
         } else if (!same && mode[2] == 'c') {
             printf("%s\n", path);
             rc = 1;
-        } else if (!same && replace_file(path, out)) {
+        } else if (!same && replace_file(path, out, n)) {
             fprintf(stderr, "nnc: error: cannot write '%s': %s\n", path, strerror(errno));
             rc = 1;
         }

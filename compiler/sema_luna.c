@@ -62,6 +62,11 @@ SVal *sema_fd_grad(Sema *s, const Ast *e) {
                   "outputs, such as dense(30)" : "");
         return NULL;
     }
+    if (h == x) {
+        err(s, a[0]->loc, "fd_grad's heads are input '%s' itself, whose gradient by it is the identity; compute the heads "
+            "from it, as in `fd_grad(%s -> dense(30), %s)`", s->m->io[x->index].name, s->m->io[x->index].name, s->m->io[x->index].name);
+        return NULL;
+    }
     if (!depends_on(h, x)) {
         err(s, a[0]->loc, "fd_grad's heads do not depend on input '%s', so their gradient by it is 0", s->m->io[x->index].name);
         return NULL;

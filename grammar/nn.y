@@ -397,9 +397,11 @@ Program *parse_source(Arena *arena, Diag *diag, const Source *src, int file) {
 #undef yylex
 typedef void TokenFn(void *ctx, int t, const YYSTYPE *lval, const Parser *p);
 static void scan_tokens(const Source *src, TokenFn *each, void *ctx) {
+    static FILE *null_out; /* silent: the sources parsed already, or are compared token by token (fmt) */
+    if (!null_out) null_out = fopen("/dev/null", "w");
     Arena *arena = arena_new();
     Diag quiet;
-    diag_init(&quiet, src, stderr);
+    diag_init(&quiet, src, null_out ? null_out : stderr);
     Parser *p = arena_alloc(arena, sizeof *p);
     p->arena = arena;
     p->diag = &quiet;

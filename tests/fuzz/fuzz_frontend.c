@@ -21,7 +21,8 @@ static void check_format(const char *text, size_t size, FILE *quiet) {
     Source src = {"fuzz.nn", text, size};
     Diag d;
     diag_init(&d, &src, quiet);
-    char *once = format_source(&src, &d);
+    size_t n1, n2;
+    char *once = format_source(&src, &d, &n1);
     if (!once) {
         Arena *arena = arena_new();
         diag_init(&d, &src, quiet);
@@ -33,10 +34,10 @@ static void check_format(const char *text, size_t size, FILE *quiet) {
         arena_free(arena);
         return;
     }
-    Source again = {"fuzz.nn", once, strlen(once)};
+    Source again = {"fuzz.nn", once, n1};
     diag_init(&d, &again, quiet);
-    char *twice = format_source(&again, &d);
-    if (!twice || strcmp(once, twice)) {
+    char *twice = format_source(&again, &d, &n2);
+    if (!twice || n1 != n2 || memcmp(once, twice, n1)) {
         fprintf(stderr, "fmt is not idempotent on this input; once:\n%s\ntwice:\n%s\n", once, twice ? twice : "(refused)");
         abort();
     }
