@@ -4,12 +4,8 @@
 # error.  Keeps the language reference and the compiler in step.
 set -u
 nnc=$1 dir=$2/doc_examples
-rm -rf "$dir"; mkdir -p "$dir"
-awk -v dir="$dir" '
-  /^```nn(-todo)?$/ { n++; kind = ($0 ~ /todo/) ? "todo" : "ok"; file = sprintf("%s/%02d-%s.nn", dir, n, kind); inblock = 1; next }
-  /^```$/ && inblock { inblock = 0; close(file); next }
-  inblock { print > file }
-' docs/language.md
+rm -rf "$dir"
+sh tests/docs/language_examples.sh "$dir" || exit 1
 fail=0 count=0
 for f in "$dir"/*.nn; do
   count=$((count + 1))

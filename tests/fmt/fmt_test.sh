@@ -17,10 +17,7 @@ no_pos='s/^( *)[0-9]+:[0-9]+ /\1/; s/# ([^ ]*):[0-9]+:[0-9]+/# \1/g'
 
 case $case in
 every_file)
-  awk -v dir="$dir/docs" 'BEGIN { system("mkdir -p " dir) }
-    /^```nn(-todo)?$/ { n++; file = sprintf("%s/language_%02d.nn", dir, n); inblock = 1; next }
-    /^```$/ && inblock { inblock = 0; close(file); next }
-    inblock { print > file }' docs/language.md
+  sh tests/docs/language_examples.sh "$dir/docs" || exit 1
   count=0 compiled=0 refused=0
   for f in models/*.nn stdlib/*.nn tests/train/models/*.nn tests/diag/*.nn "$dir"/docs/*.nn; do
     name=$(echo "$f" | tr / _)
