@@ -34,8 +34,8 @@ static const char usage[] =
     "  export --onnx FILE --checkpoint C -o OUT.onnx\n"
     "                          the inference graph of the trained model at C, as an ONNX model\n"
     "  sweep FILE --grid K=V   train a grid of hyperparameters (and --seeds N) in DeepOBS's layout; resumes\n"
-    "  fmt FILE...             the model file in the canonical layout, on stdout (--write: in place;\n"
-    "                          --check: name the files not in it, exit status 1 if any)\n"
+    "  fmt FILE...             the model file in the canonical layout, on stdout (- reads stdin; --write:\n"
+    "                          in place; --check: name the files not in it, exit status 1 if any)\n"
     "  hvp FILE                the Hessian of the training loss: its extreme eigenvalues by Lanczos over\n"
     "                          Hessian-vector products, and a condition-number estimate\n"
     "  --help                  this text\n"
@@ -308,8 +308,20 @@ static int cmd_fmt(int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         const char *path = argv[i];
         if (path[0] == '-' && path[1]) continue;
-        size_t len;
-        char *text = util_read_file(path, &len);
+        size_t len = 0;
+        char *text = NULL;
+        if (!strcmp(path, "-")) { /* standard input, as editors pipe a buffer through a formatter */
+            if (mode) {
+                usage_error("fmt %s needs files, not '-'", mode);
+                return 2;
+            }
+            path = "<stdin>";
+            text = util_realloc(NULL, 1);
+            for (size_t got, cap = 1; (got = fread(text + len, 1, cap - len, stdin)) > 0;)
+                if ((len += got) == cap) text = util_realloc(text, cap *= 2);
+        } else {
+            text = util_read_file(path, &len);
+        }
         if (!text) {
             fprintf(stderr, "nnc: error: cannot read '%s': %s\n", path, strerror(errno));
             rc = 1;
@@ -323,6 +335,7 @@ static int cmd_fmt(int argc, char **argv) {
         bool same = out && n == len && !memcmp(out, text, len);
         if (!out) {
             rc = 1;
+            if (!strcmp(path, "<stdin>")) fwrite(text, 1, len, stdout); /* an editor's buffer stays as it was */
         } else if (!mode) {
             fwrite(out, 1, n, stdout);
         } else if (!same && mode[2] == 'c') {

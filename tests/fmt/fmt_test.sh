@@ -7,7 +7,7 @@
 #               positions aside; a file that does not parse gets located errors and no output
 #   layout      tests/fmt/layout_in.nn formats to exactly tests/fmt/layout_out.nn; CRLF line
 #               endings and tabs
-#   cli         --check and --write, errors and usage
+#   cli         --check, --write and standard input; errors and usage
 # Run from the source tree.
 set -u
 case=$1 nnc=$2 dir=$3/fmt_$1
@@ -91,6 +91,14 @@ cli)
   cmp -s bad.nn bad_before.nn || { echo "FAIL: a file that does not parse was changed"; fail=1; }
   "$nnc" fmt missing.nn 2> err; rc=$?
   [ $rc = 1 ] && grep -qx "nnc: error: cannot read 'missing.nn': No such file or directory" err || { echo "FAIL: a missing file (exit $rc)"; cat err; fail=1; }
+  # standard input, as an editor pipes its buffer
+  printf 'model m input x:f32[1]\n# end' | "$nnc" fmt - > out || { echo "FAIL: fmt -"; fail=1; }
+  printf 'model m\ninput x : f32[1]\n# end\n' | cmp -s - out || { echo "FAIL: fmt - printed:"; cat out; fail=1; }
+  printf 'y =' | "$nnc" fmt - > out 2> err; rc=$?
+  [ $rc = 1 ] && grep -q "^<stdin>:1:4: error: unexpected end of file" err || { echo "FAIL: fmt - of a bad file (exit $rc)"; cat err; fail=1; }
+  [ "$(cat out)" = "y =" ] || { echo "FAIL: fmt - of a bad file must give the text back, not:"; cat out; fail=1; }
+  "$nnc" fmt --write - 2> err < /dev/null; rc=$?
+  [ $rc = 2 ] && grep -qx "nnc: error: fmt --write needs files, not '-'" err || { echo "FAIL: fmt --write - (exit $rc)"; cat err; fail=1; }
   # usage
   "$nnc" fmt 2> err; rc=$?
   [ $rc = 2 ] && grep -qx "nnc: error: 'fmt' needs a model file" err || { echo "FAIL: no file (exit $rc)"; cat err; fail=1; }
