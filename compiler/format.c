@@ -122,9 +122,9 @@ static void add_pending(Fmt *f, const char *s, size_t n) {
 
 /* The bytes between two tokens are spaces and comments.  The part on the first token's line
  * can hold its trailing comment; each whole line after it is blank or a comment line.  With
- * `record` they are handed on (trailing comments attached, the rest left pending); either
- * way the answer is whether there is a blank line. */
-static bool scan_gap(Fmt *f, size_t from, size_t to, bool after_token, bool record) {
+ * `record` they are handed on (trailing comments attached, the rest left pending; blank lines
+ * only between statements, `between`); either way the answer is whether there is a blank line. */
+static bool scan_gap(Fmt *f, size_t from, size_t to, bool after_token, bool record, bool between) {
     const char *t = f->src->text;
     bool blank = false, first = after_token;
     for (size_t i = from; i < to;) {
@@ -141,7 +141,7 @@ static bool scan_gap(Fmt *f, size_t from, size_t to, bool after_token, bool reco
                 add_pending(f, t + c, end - c);
         } else if (!first && e < to) {
             blank = true;
-            if (record) add_pending(f, NULL, 0);
+            if (record && between) add_pending(f, NULL, 0);
         }
         first = false;
         i = e + 1;
@@ -199,7 +199,7 @@ static void render_unit(Fmt *f, const Unit *u, const int *w0, const int *w1) {
     Bracket br[300];
     int nbr = 0, value_col = ind, line_indent = ind;
     for (int i = u->first; i < u->end; i++) {
-        if (i > u->first) scan_gap(f, tok_end(f, i - 1), tk[i].off, true, true);
+        if (i > u->first) scan_gap(f, tok_end(f, i - 1), tk[i].off, true, true, false);
         l = &f->line[f->nline - 1];
         int cell = i - u->first;
         bool broken = i > u->value && tk[i].line != tk[i - 1].line && !is(f, i, "{");
@@ -301,7 +301,7 @@ static int group_units(Fmt *f, Unit *u, int n) {
     int ngroup = 0;
     for (int k = 0; k < n; k++) {
         const Unit *p = k > 0 ? &u[k - 1] : NULL;
-        bool blank = k > 0 && scan_gap(f, tok_end(f, u[k].first - 1), f->tok[u[k].first].off, true, false);
+        bool blank = k > 0 && scan_gap(f, tok_end(f, u[k].first - 1), f->tok[u[k].first].off, true, false, true);
         bool joined = p && !p->close && !u[k].close && p->depth == u[k].depth && p->align == u[k].align &&
                       u[k].align != AL_NONE && !blank && !is(f, p->end - 1, "{");
         u[k].group = joined ? p->group : ngroup++;
@@ -370,7 +370,7 @@ char *format_source(const Source *src, Diag *diag, size_t *len) {
     }
     for (int k = 0; k < nunit; k++) {
         const Unit *x = &u[k];
-        scan_gap(&f, x->first > 0 ? tok_end(&f, x->first - 1) : 0, f.tok[x->first].off, x->first > 0, true);
+        scan_gap(&f, x->first > 0 ? tok_end(&f, x->first - 1) : 0, f.tok[x->first].off, x->first > 0, true, true);
         if (x->close) {
             flush_pending(&f, 2 * (x->depth + 1), x->depth + 1, true, false);
             Line *l = add_line(&f, LN_CODE, x->depth);
@@ -383,7 +383,7 @@ char *format_source(const Source *src, Diag *diag, size_t *len) {
         render_unit(&f, x, w0, w1);
         if (is(&f, x->end - 1, "{")) f.body_start = true;
     }
-    scan_gap(&f, f.ntok ? tok_end(&f, f.ntok - 1) : 0, src->len, f.ntok > 0, true);
+    scan_gap(&f, f.ntok ? tok_end(&f, f.ntok - 1) : 0, src->len, f.ntok > 0, true, true);
     flush_pending(&f, 0, 0, true, false);
     StrBuf out = {0};
     write_lines(&f, &out);
