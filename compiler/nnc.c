@@ -294,6 +294,7 @@ static int replace_file(const char *path, const char *text, size_t len) {
 static int cmd_fmt(int argc, char **argv) {
     const char *mode = NULL;
     int nfile = 0, rc = 0;
+    bool has_stdin = false;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--check") || !strcmp(argv[i], "--write")) {
             if (mode && strcmp(mode, argv[i])) return usage_error("%s", "fmt takes --check or --write, not both");
@@ -302,19 +303,17 @@ static int cmd_fmt(int argc, char **argv) {
             return usage_error("unknown option '%s' (fmt takes --check or --write)", argv[i]);
         } else {
             nfile++;
+            has_stdin |= !strcmp(argv[i], "-");
         }
     }
     if (!nfile) return usage_error("%s", "'fmt' needs a model file");
+    if (mode && has_stdin) return usage_error("fmt %s needs files, not '-'", mode); /* before any file is touched */
     for (int i = 2; i < argc; i++) {
         const char *path = argv[i];
         if (path[0] == '-' && path[1]) continue;
         size_t len = 0;
         char *text = NULL;
         if (!strcmp(path, "-")) { /* standard input, as editors pipe a buffer through a formatter */
-            if (mode) {
-                usage_error("fmt %s needs files, not '-'", mode);
-                return 2;
-            }
             path = "<stdin>";
             text = util_realloc(NULL, 1);
             for (size_t got, cap = 1; (got = fread(text + len, 1, cap - len, stdin)) > 0;)

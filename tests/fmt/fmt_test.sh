@@ -99,6 +99,9 @@ cli)
   [ "$(cat out)" = "y =" ] || { echo "FAIL: fmt - of a bad file must give the text back, not:"; cat out; fail=1; }
   "$nnc" fmt --write - 2> err < /dev/null; rc=$?
   [ $rc = 2 ] && grep -qx "nnc: error: fmt --write needs files, not '-'" err || { echo "FAIL: fmt --write - (exit $rc)"; cat err; fail=1; }
+  printf 'model   m\n' > untidy.nn && cp untidy.nn untidy_before.nn
+  "$nnc" fmt --write untidy.nn - 2> err < /dev/null; rc=$?  # refused before any file is written
+  [ $rc = 2 ] && cmp -s untidy.nn untidy_before.nn || { echo "FAIL: fmt --write FILE - wrote FILE (exit $rc)"; fail=1; }
   # usage
   "$nnc" fmt 2> err; rc=$?
   [ $rc = 2 ] && grep -qx "nnc: error: 'fmt' needs a model file" err || { echo "FAIL: no file (exit $rc)"; cat err; fail=1; }
