@@ -3,7 +3,8 @@
 
   torch    the same gated network in PyTorch with the same proximal L1 steps and masks in
            place of removal (bench/torch_fashion_sparse_cnn.py): time from the start of
-           training to the first epoch whose test accuracy is >= --target (0.90), and peak RSS.
+           training to the first epoch whose test accuracy is >= --target (0.90), where it
+           stops, and peak RSS.
   static   the network at the widths fashion_sparse_cnn ended with, trained by nnc as long
            from the same seed with no penalty (its gates stay open and nothing is removed):
            the test accuracy pruning should match.
@@ -59,7 +60,7 @@ def main():
           f"reaches {a.target} after epoch {t_nnc[1]}, {t_nnc[0]} s")
 
     if "torch" not in skip:
-        tout, trss = child([a.python, "bench/torch_fashion_sparse_cnn.py", str(a.epochs)], ENV)
+        tout, trss = child([a.python, "bench/torch_fashion_sparse_cnn.py", str(a.epochs), str(a.target)], ENV)
         rows = [json.loads(l) for l in tout.splitlines()]
         print(f"\nPyTorch (masked): peak RSS {trss:.0f} MiB")
         print("| epoch | c1 live | c2 live | h live | samples/s | test accuracy | time since start (s) |")

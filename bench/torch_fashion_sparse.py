@@ -64,10 +64,12 @@ def accuracy(model, x, y):
     return correct / x.shape[0]
 
 
-def train_masked(model, epochs, penalties):
+def train_masked(model, epochs, penalties, stop_at=None):
     """Adam lr 1e-3, batch 128, 10 % held out for validation; after each step the proximal step
     with penalties(epoch) (one for all gates, or one per gate); after each epoch but the last
-    the dead gates' neurons are masked for good.  Prints one JSON line per epoch."""
+    the dead gates' neurons are masked for good.  Prints one JSON line per epoch.  With stop_at,
+    training ends after the first epoch whose test accuracy reaches it (a time-to-accuracy run
+    need not train on)."""
     threads = int(os.environ.get("BENCH_THREADS", "2"))
     torch.set_num_threads(threads)
     x, y, xt, yt = fashion_data.load()
@@ -100,6 +102,8 @@ def train_masked(model, epochs, penalties):
         print(json.dumps({"epoch": epoch + 1, "live": live, "samples_per_s": x.shape[0] / train_s,
                           "valid_accuracy": valid_acc, "test_accuracy": test_acc,
                           "time_s": time.perf_counter() - t0, "threads": threads}), flush=True)
+        if stop_at is not None and test_acc >= stop_at:
+            break
 
 
 def main():

@@ -12,7 +12,8 @@ tensors, where nnc removes them.
 
 Prints one JSON line per epoch (live widths, training samples/s, test accuracy, time since
 training started).  Threads: torch.set_num_threads from BENCH_THREADS (default 2); the caller
-sets OMP_WAIT_POLICY.  Usage: torch_fashion_sparse_cnn.py [EPOCHS]
+sets OMP_WAIT_POLICY.  Usage: torch_fashion_sparse_cnn.py [EPOCHS [STOP_AT]]: with STOP_AT, it stops
+after the first epoch whose test accuracy reaches it.
 """
 import sys
 
@@ -44,8 +45,9 @@ class GatedCNN(torch.nn.Module):
 
 def main():
     epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    stop_at = float(sys.argv[2]) if len(sys.argv) > 2 else None
     torch.manual_seed(1)
-    train_masked(GatedCNN(), epochs, lambda epoch: [5e-3 * 0.7 ** epoch, 5e-3 * 0.7 ** epoch, 2e-3 * 0.7 ** epoch])
+    train_masked(GatedCNN(), epochs, lambda epoch: [5e-3 * 0.7 ** epoch, 5e-3 * 0.7 ** epoch, 2e-3 * 0.7 ** epoch], stop_at)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@
  * which builds one kernel per group in the order chosen here.
  *
  * Two merges, applied greedily in a fixed order so that the result is deterministic:
- *   producer into consumer  an elementwise node joins the group that reads it: elementwise
- *                           chains, bias + activation + gate, the elementwise work that feeds
- *                           a column sum or a row reduction (its value is stored as well when
- *                           other kernels need it too);
+ *   producer into consumer  an elementwise node joins the group that reads it, directly or
+ *                           through a reshape (a view: the same elements in the same order):
+ *                           elementwise chains, bias + activation + gate, the elementwise work
+ *                           that feeds a column sum or a row reduction (its value is stored as
+ *                           well when other kernels need it too);
  *   siblings                two groups over the same domain that read a common buffer, such as
  *                           a layer's backward kernel and the recomputation of its output.
  * A merge is allowed only when both sides have the same domain and are needed by the same
@@ -49,9 +50,15 @@ static int find(Fuser *f, int x) {
     return x;
 }
 
+/* Node x seen through its views: the node whose buffer, or register value, it is. */
+static int through_views(const Graph *g, int x) {
+    while (op_info[g->node[x].op].cls == OC_VIEW) x = g->node[x].in[0];
+    return x;
+}
+
 /* The group that produces node x's value (views are their source), or -1. */
 static int producer(Fuser *f, int x) {
-    while (op_info[f->g->node[x].op].cls == OC_VIEW) x = f->g->node[x].in[0];
+    x = through_views(f->g, x);
     return f->parent[x] < 0 ? -1 : find(f, x);
 }
 
@@ -90,6 +97,20 @@ static bool reaches(Fuser *f, int from, int to) {
     return found;
 }
 
+/* Does a node outside groups a and b read node x (directly or through views)? */
+static bool reader_outside(Fuser *f, int x, int a, int b) {
+    for (int u = f->useoff[x]; u < f->useoff[x + 1]; u++) {
+        int y = f->users[u];
+        if (op_info[f->g->node[y].op].cls == OC_VIEW) {
+            if (f->output[y] || reader_outside(f, y, a, b)) return true;
+            continue;
+        }
+        int gy = f->parent[y] < 0 ? -1 : find(f, y);
+        if (gy != a && gy != b) return true;
+    }
+    return false;
+}
+
 /* May groups a and b become one kernel? */
 static bool can_merge(Fuser *f, int a, int b) {
     const Graph *g = f->g;
@@ -110,21 +131,15 @@ static bool can_merge(Fuser *f, int a, int b) {
         row |= op_info[n->op].cls == OC_ROW;
         colsum |= op_info[n->op].cls == OC_COLSUM;
         for (int i = 0; i < n->nin && ok; i++) {
-            int in = n->in[i], pin = producer(f, in);
-            if ((pin == a || pin == b) && op_info[g->node[in].op].cls != OC_MAP) ok = false; /* a reduction of its own group */
+            int in = n->in[i], root = through_views(g, in), pin = producer(f, in);
+            if ((pin == a || pin == b) && op_info[g->node[root].op].cls != OC_MAP) ok = false; /* a reduction of its own group */
             const Node *src = &g->node[in];
             if (src->op == OP_CONST || src->op == OP_PARAM || pin == a || pin == b) continue;
-            int root = in;
-            while (op_info[g->node[root].op].cls == OC_VIEW) root = g->node[root].in[0];
             bool seen = false;
             for (int k = 0; k < nbuf; k++) seen |= bufs[k] == root;
             if (!seen) bufs[nbuf++] = root;
         }
-        bool stored = f->output[x] || op_info[n->op].cls != OC_MAP;
-        for (int u = f->useoff[x]; u < f->useoff[x + 1] && !stored; u++) {
-            int gu = producer(f, f->users[u]);
-            stored = gu != a && gu != b;
-        }
+        bool stored = f->output[x] || op_info[n->op].cls != OC_MAP || reader_outside(f, x, a, b);
         if (stored) bufs[nbuf++] = -1 - x;
     }
     free(bufs);
@@ -200,7 +215,7 @@ Fusion *fuse_graph(Arena *arena, const Graph *g, bool enabled) {
         for (int c = f.n - 1; c >= 0; c--) {
             if (f.parent[c] < 0 || !fusable(op_info[g->node[c].op].cls)) continue;
             for (int i = 0; i < g->node[c].nin; i++) {
-                int p = g->node[c].in[i];
+                int p = through_views(g, g->node[c].in[i]); /* a reshape is the same elements in the same order */
                 if (f.parent[p] < 0 || op_info[g->node[p].op].cls != OC_MAP) continue;
                 int gp = find(&f, p), gc = find(&f, c);
                 if (gp != gc && can_merge(&f, gp, gc)) merge(&f, gp, gc);
@@ -243,12 +258,8 @@ Fusion *fuse_graph(Arena *arena, const Graph *g, bool enabled) {
     fu->stored = arena_alloc(arena, sizeof(bool) * (size_t)(f.n + 1));
     for (int x = 0; x < f.n; x++) {
         if (fu->group[x] < 0) continue;
-        bool stored = f.output[x] || op_info[g->node[x].op].cls != OC_MAP;
-        for (int u = f.useoff[x]; u < f.useoff[x + 1] && !stored; u++) {
-            int y = f.users[u]; /* a view's reader reads memory */
-            stored = op_info[g->node[y].op].cls == OC_VIEW || fu->group[y] != fu->group[x];
-        }
-        fu->stored[x] = stored;
+        int r = find(&f, x);
+        fu->stored[x] = f.output[x] || op_info[g->node[x].op].cls != OC_MAP || reader_outside(&f, x, r, r);
     }
     /* execution order: a topological order of the groups, earliest first member first */
     fu->order = arena_alloc(arena, sizeof(int) * (size_t)(fu->ngroup + 1));

@@ -25,8 +25,8 @@ check models/diabetes_bnn.nn "; kernels per training step: 21 (5 GEMMs, 16 loop 
 # seven conv1d layers (im2col + GEMM each) and two heads; a variational layer's weights are drawn
 # each step (noise, softplus, multiply-add) and its KL summed, kernels over the weights alone;
 # evaluation also gives the KL of both heads summed (the output kl)
-check models/ringdown_vi.nn "; kernels per training step: 173 (38 GEMMs, 135 loop kernels); CUDA launches per step: 211; kernels per evaluation batch: 61"
-check models/ringdown_dense.nn "; kernels per training step: 165 (38 GEMMs, 127 loop kernels); CUDA launches per step: 197; kernels per evaluation batch: 58"
+check models/ringdown_vi.nn "; kernels per training step: 159 (38 GEMMs, 121 loop kernels); CUDA launches per step: 197; kernels per evaluation batch: 54"
+check models/ringdown_dense.nn "; kernels per training step: 151 (38 GEMMs, 113 loop kernels); CUDA launches per step: 183; kernels per evaluation batch: 51"
 # LUNA: the forward pass again at the 2 points per sample (2 GEMMs more per layer, forward and
 # backward), the finite differences and their adjoint, the graphs' normals' squared cosines as
 # axis sums and broadcasts (its own kernels: indexed ops do not fuse); evaluation computes the loss
