@@ -50,15 +50,9 @@ static int find(Fuser *f, int x) {
     return x;
 }
 
-/* Node x seen through its views: the node whose buffer, or register value, it is. */
-static int through_views(const Graph *g, int x) {
-    while (op_info[g->node[x].op].cls == OC_VIEW) x = g->node[x].in[0];
-    return x;
-}
-
 /* The group that produces node x's value (views are their source), or -1. */
 static int producer(Fuser *f, int x) {
-    x = through_views(f->g, x);
+    x = ir_view_source(f->g, x);
     return f->parent[x] < 0 ? -1 : find(f, x);
 }
 
@@ -131,7 +125,7 @@ static bool can_merge(Fuser *f, int a, int b) {
         row |= op_info[n->op].cls == OC_ROW;
         colsum |= op_info[n->op].cls == OC_COLSUM;
         for (int i = 0; i < n->nin && ok; i++) {
-            int in = n->in[i], root = through_views(g, in), pin = producer(f, in);
+            int in = n->in[i], root = ir_view_source(g, in), pin = producer(f, in);
             if ((pin == a || pin == b) && op_info[g->node[root].op].cls != OC_MAP) ok = false; /* a reduction of its own group */
             const Node *src = &g->node[in];
             if (src->op == OP_CONST || src->op == OP_PARAM || pin == a || pin == b) continue;
@@ -215,7 +209,7 @@ Fusion *fuse_graph(Arena *arena, const Graph *g, bool enabled) {
         for (int c = f.n - 1; c >= 0; c--) {
             if (f.parent[c] < 0 || !fusable(op_info[g->node[c].op].cls)) continue;
             for (int i = 0; i < g->node[c].nin; i++) {
-                int p = through_views(g, g->node[c].in[i]); /* a reshape is the same elements in the same order */
+                int p = ir_view_source(g, g->node[c].in[i]); /* a reshape is the same elements in the same order */
                 if (f.parent[p] < 0 || op_info[g->node[p].op].cls != OC_MAP) continue;
                 int gp = find(&f, p), gc = find(&f, c);
                 if (gp != gc && can_merge(&f, gp, gc)) merge(&f, gp, gc);

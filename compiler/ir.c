@@ -27,6 +27,11 @@ Shape ir_domain(const Graph *g, const Node *n) {
     return d < 0 ? n->shape : g->node[n->in[d]].shape;
 }
 
+int ir_view_source(const Graph *g, int x) {
+    while (op_info[g->node[x].op].cls == OC_VIEW) x = g->node[x].in[0];
+    return x;
+}
+
 bool op_operand_is_runtime(Op op, int i) {
     const char *s = op_info[op].operands;
     for (int k = 0; *s; k++) {

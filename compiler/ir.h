@@ -255,6 +255,8 @@ Window ir_window(const Graph *g, const Node *n);
 
 /* The shape a node's loop kernel iterates over: its own, or its domain operand's (ops.def). */
 Shape ir_domain(const Graph *g, const Node *n);
+/* Node x seen through its views (reshapes): the node whose buffer, or register value, it is. */
+int ir_view_source(const Graph *g, int x);
 
 /* Checks every invariant; on failure prints what broke and aborts (an internal bug). */
 void ir_verify(const Graph *g, const char *after_pass);

@@ -458,8 +458,7 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
         }
         int in[IR_MAX_IN] = {0};
         for (int i = 0; i < n->nin; i++) { /* a member's value in registers, also through a reshape of it */
-            int src = n->in[i];
-            while (op_info[g->node[src].op].cls == OC_VIEW) src = g->node[src].in[0];
+            int src = ir_view_source(g, n->in[i]);
             in[i] = value[src] >= 0 ? value[src] : kb_node(kb, n->in[i]);
         }
         switch (op_info[n->op].cls) {
