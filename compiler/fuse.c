@@ -15,7 +15,8 @@
  * programs (grad, update, eval), the group graph stays acyclic, no member reads a reduction
  * of its own group, a group does not hold both row reductions and column sums (they want
  * different GPU schedules), and the kernel needs at most MAX_BUFFERS buffers.
- * Matrix products (BLAS) and optimiser updates stay kernels of their own. */
+ * Matrix products (BLAS) and optimiser updates stay kernels of their own; a product with a unit
+ * dimension is not a BLAS call but an outer product or a column sum (ir_class), and fuses. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,7 +62,7 @@ static int producer(Fuser *f, int x) {
 static bool push_readers(Fuser *f, int x, int skip, int to, bool stop_at_to, int *stack, int *sp) {
     for (int u = f->useoff[x]; u < f->useoff[x + 1]; u++) {
         int y = f->users[u];
-        if (op_info[f->g->node[y].op].cls == OC_VIEW) {
+        if (ir_class(f->g, &f->g->node[y]) == OC_VIEW) {
             if (push_readers(f, y, skip, to, stop_at_to, stack, sp)) return true;
             continue;
         }
@@ -95,7 +96,7 @@ static bool reaches(Fuser *f, int from, int to) {
 static bool reader_outside(Fuser *f, int x, int a, int b) {
     for (int u = f->useoff[x]; u < f->useoff[x + 1]; u++) {
         int y = f->users[u];
-        if (op_info[f->g->node[y].op].cls == OC_VIEW) {
+        if (ir_class(f->g, &f->g->node[y]) == OC_VIEW) {
             if (f->output[y] || reader_outside(f, y, a, b)) return true;
             continue;
         }
@@ -122,18 +123,18 @@ static bool can_merge(Fuser *f, int a, int b) {
         int gx = find(f, x);
         if (gx != a && gx != b) continue;
         const Node *n = &g->node[x];
-        row |= op_info[n->op].cls == OC_ROW;
-        colsum |= op_info[n->op].cls == OC_COLSUM;
+        row |= ir_class(g, n) == OC_ROW;
+        colsum |= ir_class(g, n) == OC_COLSUM;
         for (int i = 0; i < n->nin && ok; i++) {
             int in = n->in[i], root = ir_view_source(g, in), pin = producer(f, in);
-            if ((pin == a || pin == b) && op_info[g->node[root].op].cls != OC_MAP) ok = false; /* a reduction of its own group */
+            if ((pin == a || pin == b) && ir_class(g, &g->node[root]) != OC_MAP) ok = false; /* a reduction of its own group */
             const Node *src = &g->node[in];
             if (src->op == OP_CONST || src->op == OP_PARAM || pin == a || pin == b) continue;
             bool seen = false;
             for (int k = 0; k < nbuf; k++) seen |= bufs[k] == root;
             if (!seen) bufs[nbuf++] = root;
         }
-        bool stored = f->output[x] || op_info[n->op].cls != OC_MAP || reader_outside(f, x, a, b);
+        bool stored = f->output[x] || ir_class(g, n) != OC_MAP || reader_outside(f, x, a, b);
         if (stored) bufs[nbuf++] = -1 - x;
     }
     free(bufs);
@@ -183,7 +184,7 @@ Fusion *fuse_graph(Arena *arena, const Graph *g, bool enabled) {
     f.useoff = util_calloc((size_t)f.n + 2, sizeof(int));
     fuse_program_masks(g, f.progs);
     for (int id = 0; id < f.n; id++) {
-        OpClass c = op_info[g->node[id].op].cls;
+        OpClass c = ir_class(g, &g->node[id]);
         f.parent[id] = c == OC_LEAF || c == OC_VIEW ? -1 : id;
         for (int i = 0; i < g->node[id].nin; i++) f.useoff[g->node[id].in[i] + 1]++;
     }
@@ -203,14 +204,16 @@ Fusion *fuse_graph(Arena *arena, const Graph *g, bool enabled) {
         if (g->weight[i].grad >= 0) f.output[g->weight[i].grad] = true;
     for (int i = 0; i < g->ninput; i++)
         if (g->input[i].grad >= 0) f.output[g->input[i].grad] = true;
+    for (int id = 0; id < f.n; id++) /* an output that is a view is its source's buffer */
+        if (f.output[id]) f.output[ir_view_source(g, id)] = true;
 
     if (enabled) {
         /* producer into consumer, consumers first */
         for (int c = f.n - 1; c >= 0; c--) {
-            if (f.parent[c] < 0 || !fusable(op_info[g->node[c].op].cls)) continue;
+            if (f.parent[c] < 0 || !fusable(ir_class(g, &g->node[c]))) continue;
             for (int i = 0; i < g->node[c].nin; i++) {
                 int p = ir_view_source(g, g->node[c].in[i]); /* a reshape is the same elements in the same order */
-                if (f.parent[p] < 0 || op_info[g->node[p].op].cls != OC_MAP) continue;
+                if (f.parent[p] < 0 || ir_class(g, &g->node[p]) != OC_MAP) continue;
                 int gp = find(&f, p), gc = find(&f, c);
                 if (gp != gc && can_merge(&f, gp, gc)) merge(&f, gp, gc);
             }
@@ -221,7 +224,7 @@ Fusion *fuse_graph(Arena *arena, const Graph *g, bool enabled) {
                 for (int v = u + 1; v < f.useoff[x + 1]; v++) {
                     int a = f.users[u], b = f.users[v];
                     if (f.parent[a] < 0 || f.parent[b] < 0) continue;
-                    if (!fusable(op_info[g->node[a].op].cls) || !fusable(op_info[g->node[b].op].cls)) continue;
+                    if (!fusable(ir_class(g, &g->node[a])) || !fusable(ir_class(g, &g->node[b]))) continue;
                     int ga = find(&f, a), gb = find(&f, b);
                     if (ga != gb && can_merge(&f, ga, gb)) merge(&f, ga, gb);
                 }
@@ -253,7 +256,7 @@ Fusion *fuse_graph(Arena *arena, const Graph *g, bool enabled) {
     for (int x = 0; x < f.n; x++) {
         if (fu->group[x] < 0) continue;
         int r = find(&f, x);
-        fu->stored[x] = f.output[x] || op_info[g->node[x].op].cls != OC_MAP || reader_outside(&f, x, r, r);
+        fu->stored[x] = f.output[x] || ir_class(g, &g->node[x]) != OC_MAP || reader_outside(&f, x, r, r);
     }
     /* execution order: a topological order of the groups, earliest first member first */
     fu->order = arena_alloc(arena, sizeof(int) * (size_t)(fu->ngroup + 1));

@@ -22,7 +22,31 @@ Window ir_window(const Graph *g, const Node *n) {
     return w;
 }
 
+/* A matrix product with a unit dimension is a loop kernel, not a BLAS call: it fuses with its
+ * neighbours, and a BLAS call's fixed cost is most of its time (xsec_bnn's output layer: 1000 x
+ * 20 x 1 shapes, 2 us each).  Only plain operands, [B,k] and a weight [r,c]:
+ *   x[B,1] op(w)  (k = 1)  an outer product, elementwise x[i] w[j]          -> OC_MAP
+ *   a^T b, a or b [B,1]    a column sum over the batch, sum_i a[i,.] b[i,.]  -> OC_COLSUM
+ * Both add in the same order on every backend (a column sum runs down the rows on the GPU too),
+ * so the CPU and CUDA devices keep computing the same bits.  A product with one output column,
+ * x[B,k] w, stays a GEMM (gemm_small's dot product per row): as a row sum, in column order, its
+ * dependent additions are slower than the call. */
+OpClass ir_class(const Graph *g, const Node *n) {
+    OpClass c = op_info[n->op].cls;
+    if (n->op != OP_MATMUL) return c;
+    Shape a = g->node[n->in[0]].shape, b = g->node[n->in[1]].shape;
+    bool ta = n->attr[0] != 0, tb = n->attr[1] != 0;
+    if (!a.batched || a.rank != 1) return c;
+    if (!ta && !b.batched && b.rank == 2 && a.dim[0] == 1) return OC_MAP;
+    if (ta && !tb && b.batched && b.rank == 1 && (a.dim[0] == 1 || b.dim[0] == 1)) return OC_COLSUM;
+    return c;
+}
+
 Shape ir_domain(const Graph *g, const Node *n) {
+    if (n->op == OP_MATMUL && ir_class(g, n) == OC_COLSUM) { /* over the wider operand */
+        Shape a = g->node[n->in[0]].shape, b = g->node[n->in[1]].shape;
+        return a.dim[0] == 1 ? b : a;
+    }
     int d = op_info[n->op].domain;
     return d < 0 ? n->shape : g->node[n->in[d]].shape;
 }

@@ -253,6 +253,9 @@ typedef struct {
 } Window;
 Window ir_window(const Graph *g, const Node *n);
 
+/* How a node is computed: its op's class (ops.def), except that a matrix product with a unit
+ * dimension is a loop kernel (OC_MAP, OC_ROW or OC_COLSUM; ir.c says which). */
+OpClass ir_class(const Graph *g, const Node *n);
 /* The shape a node's loop kernel iterates over: its own, or its domain operand's (ops.def). */
 Shape ir_domain(const Graph *g, const Node *n);
 /* Node x seen through its views (reshapes): the node whose buffer, or register value, it is. */

@@ -24,6 +24,7 @@ static int map_expr(KBuilder *kb, const Node *n, const int *in) {
     case OP_ADD: return B(ADD, x, y);
     case OP_SUB: return B(SUB, x, y);
     case OP_MUL: return B(MUL, x, y);
+    case OP_MATMUL: return B(MUL, x, y); /* an outer product x[B,1] w (ir_class) */
     case OP_DIV: return B(DIV, x, y);
     case OP_NEG: return U(NEG, x);
     case OP_BATCH_MEAN: return B(DIV, x, kb_rows(kb));
@@ -461,7 +462,7 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
             int src = ir_view_source(g, n->in[i]);
             in[i] = value[src] >= 0 ? value[src] : kb_node(kb, n->in[i]);
         }
-        switch (op_info[n->op].cls) {
+        switch (ir_class(g, n)) {
         case OC_MAP:
             value[node] = map_expr(kb, n, in);
             if (stored[node]) kb_out(kb, KO_STORE, out_arg(kb, node), value[node]);
@@ -471,6 +472,7 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
             int e;
             switch (n->op) {
             case OP_COLSUM: case OP_SUM: e = in[0]; break;
+            case OP_MATMUL: e = B(MUL, in[0], in[1]); break; /* a^T b with a unit side (ir_class) */
             case OP_GATE_GRAD: e = B(MUL, in[0], in[1]); break;
             case OP_PRELU_SLOPE_GRAD: e = SEL(B(GT, in[1], C(0)), C(0), B(MUL, in[0], in[1])); break;
             case OP_L1: e = U(ABS, in[0]); break;
@@ -495,7 +497,7 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
             }
             default: NNC_BUG("reduction op '%s'", op_info[n->op].name);
             }
-            kb_out(kb, op_info[n->op].cls == OC_COLSUM ? KO_COLSUM : KO_SUM, out_arg(kb, node), e);
+            kb_out(kb, ir_class(g, n) == OC_COLSUM ? KO_COLSUM : KO_SUM, out_arg(kb, node), e);
             break;
         }
         case OC_ROW: build_row(kb, n, node, in, stored[node]); break;

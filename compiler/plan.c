@@ -142,6 +142,15 @@ static const char *kernel_name(Arena *arena, const Graph *g, int index, const in
     return r;
 }
 
+/* Node id's buffer lives to the end of the step (the runtime reads it); fuse.c stores every
+ * such node.  A constant or run-time scalar has none: the runtime reads its value (exec_read). */
+static void live_to_end(Plan *p, int id, int end) {
+    Op op = p->g->node[id].op;
+    if (op == OP_CONST || op == OP_PARAM) return;
+    if (p->node_buf[id] < 0) NNC_BUG("%%%d (%s) is read by the runtime but has no buffer", id, op_info[p->g->node[id].op].name);
+    p->buf[p->node_buf[id]].last = end;
+}
+
 Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
     if (g->nprog == 0) NNC_BUG("plan_graph: the graph has no programs (programs_build defines them)");
     Plan *p = arena_alloc(arena, sizeof *p);
@@ -201,11 +210,11 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
         }
     }
     int end = fu->ngroup;
-    for (int i = 0; i < g->noutput; i++) p->buf[p->node_buf[g->output[i].node]].last = end;
+    for (int i = 0; i < g->noutput; i++) live_to_end(p, g->output[i].node, end);
     for (int id = 0; id < g->nnode; id++)
-        if (is_grad[id] || op_info[g->node[id].op].cls == OC_UPDATE) p->buf[p->node_buf[id]].last = end;
+        if (is_grad[id] || op_info[g->node[id].op].cls == OC_UPDATE) live_to_end(p, id, end);
     for (int pr = 0; pr < g->nprog; pr++) /* what a program leaves for the runtime to read */
-        for (int r = 0; r < g->prog[pr].nroot; r++) p->buf[p->node_buf[g->prog[pr].root[r]]].last = end;
+        for (int r = 0; r < g->prog[pr].nroot; r++) live_to_end(p, g->prog[pr].root[r], end);
     /* A value that a program reads from the one it runs after lives to the end, so that the
      * later program may run again (hvp, once per direction) on what the earlier one left. */
     uint32_t *progs = util_calloc((size_t)g->nnode + 1, sizeof(uint32_t));
@@ -252,7 +261,7 @@ Plan *plan_graph(Arena *arena, const Graph *g, int64_t max_batch, bool fuse) {
         *kp = (Kernel){.node = last, .op = n->op, .loc = n->loc, .member = mem, .nmember = nm};
         kp->name = kernel_name(arena, g, p->nkernel, mem, nm);
         KBuilder kb = {.plan = p, .k = kp};
-        if (op_info[n->op].cls == OC_GEMM) {
+        if (ir_class(g, n) == OC_GEMM) {
             const Node *a = &g->node[n->in[0]], *bn = &g->node[n->in[1]];
             kp->kind = K_GEMM;
             kp->ta = n->attr[0] != 0;

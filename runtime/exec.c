@@ -131,6 +131,13 @@ int exec_write(const Exec *e, int node, const void *src, size_t bytes) {
 }
 
 int exec_read(const Exec *e, int node, void *dst, size_t bytes) {
+    const Node *n = &e->g->node[node];
+    if ((n->op == OP_CONST || n->op == OP_PARAM) && bytes == sizeof(float)) {
+        /* an output that is a scalar of the model (a head's fixed sigma) has no buffer */
+        float v = n->op == OP_CONST ? (float)n->attr[0] : e->scalars[n->ref];
+        memcpy(dst, &v, sizeof v);
+        return 0;
+    }
     return e->dev->download(e->dev, dst, exec_buf(e, node), bytes);
 }
 

@@ -68,11 +68,12 @@ emit_vectorised)
   run 2 emit --llvm models/fashion_mlp.nn --target-cpu pentium9; has "$err" "unknown --target-cpu 'pentium9'" ;;
 emit_short_rows)
   # a loop kernel over rows shorter than 32 columns gets a copy with its planned count as a
-  # constant (fully unrolled); the entry takes it when the count is the planned one
+  # constant (fully unrolled); the entry takes it when the count is the planned one (the PReLU
+  # backward, fused with the output layer's outer product and column sum)
   run 0 emit --llvm models/xsec_bnn.nn
-  grep -Eq "^define internal .*@k[0-9]+_prelu_prelu_grad_prelu_slope_grad_colsum_c20\(" "$out" ||
+  grep -Eq "^define internal .*@k[0-9]+_matmul_prelu_prelu_grad_prelu_slope_grad_etc_c20\(" "$out" ||
     { echo "FAIL: no planned-width copy (_c20) of xsec_bnn's PReLU backward"; exit 1; }
-  grep -Eq "^define internal .*@k[0-9]+_prelu_prelu_grad_prelu_slope_grad_colsum\(" "$out" ||
+  grep -Eq "^define internal .*@k[0-9]+_matmul_prelu_prelu_grad_prelu_slope_grad_etc\(" "$out" ||
     { echo "FAIL: no general copy of xsec_bnn's PReLU backward"; exit 1; }
   run 0 emit --llvm models/fashion_mlp.nn # 10 classes: short; 256 units: long, no copy
   grep -Eq "^define internal .*_cross_entropy_c10\(" "$out" || { echo "FAIL: no _c10 copy of fashion_mlp's loss"; exit 1; }
@@ -81,7 +82,7 @@ profile)
   # NNC_PROFILE: where a run's time went, per kernel
   export NNC_PROFILE=1; run 0 gradcheck models/xsec_bnn.nn; unset NNC_PROFILE
   has "$err" "kernel profile (NNC_PROFILE, device cpu):"; has "$err" "us/call  kernel"
-  has "$err" " k0_matmul"; has "$err" "_prelu_prelu_grad_prelu_slope_grad_colsum"
+  has "$err" " k0_matmul"; has "$err" "_matmul_prelu_prelu_grad_prelu_slope_grad_etc"
   run 0 gradcheck models/xsec_bnn.nn
   if grep -q "kernel profile" "$err"; then echo "FAIL: a profile without NNC_PROFILE"; exit 1; fi ;;
 set_sampler)

@@ -12,7 +12,7 @@ int main(void) {
     static const char *const what[] = {
         "no computation: data, weights, run-time scalars, constants",
         "the input's buffer seen with another shape",
-        "matrix product by BLAS",
+        "matrix product by BLAS; one with a unit dimension (an outer product x[B,1] w, or a^T b over the batch with a [B,1] side) is a map or colsum kernel instead, and fuses (`ir_class`)",
         "elementwise over the output; inputs broadcast (same shape, a row vector over the batch, or a scalar)",
         "an elementwise expression summed over the batch rows",
         "an elementwise expression summed over everything, giving a scalar",

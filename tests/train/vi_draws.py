@@ -251,4 +251,20 @@ stop = [l for l in lines_of("stop") if l.get("event") == "stop"] if r.returncode
 last_train = [l for l in lines_of("stop") if l.get("split") == "train"][-1] if stop else {}
 check(len(stop) == 1 and stop[0]["step"] % 15 == 0 and stop[0]["step"] < 120 and last_train.get("step") == stop[0]["step"],
       f"a stopping rule checked every 15 steps ends the run at that step: {stop} {r.stdout.splitlines()[-3:]}")
+
+# a fixed noise sigma (a constant of the model, with no buffer of its own): the evaluation over
+# draws reads it for the nll and coverage (it stopped with an internal error before)
+with open(f"{out}/vi_fixed.nn", "w") as f:
+    f.write(MODEL.replace("sigma = learned", "sigma = 0.3").replace("epochs    60", "epochs    20")
+            .replace("EVALUATE", "  evaluate  samples = 500\n"))
+r, test = train("vi_fixed", "fixed")
+if r.returncode == 0 and test:
+    wf, _ = read(f"{out}/fixed/checkpoint.safetensors")
+    mf, sf = wf["pred.weight_mu"].astype(np.float64)[0], softplus(wf["pred.weight_rho"].astype(np.float64))[0]
+    varf = (x ** 2) @ (sf ** 2) + 0.3 ** 2
+    nllf = float(np.mean(0.5 * (y - x @ mf - wf["pred.bias"].astype(np.float64)[0]) ** 2 / varf + 0.5 * np.log(2 * np.pi * varf)))
+    check(abs(test[-1]["nll"] - nllf) <= 2e-2 * abs(nllf),
+          f"sigma = 0.3 fixed: test nll over 500 draws {test[-1]['nll']:.5f}, closed form with sigma 0.3 {nllf:.5f}")
+else:
+    check(False, f"a variational model with a fixed sigma trains and evaluates (exit {r.returncode}) {r.stderr[-300:]}")
 finish()
