@@ -56,6 +56,13 @@ static void state_copy(const Nuts *n, State *dst, const State *src) {
     dst->u = src->u;
 }
 
+/* A draw is its position, gradient and potential: its momentum is never used again. */
+static void draw_copy(const Nuts *n, State *dst, const State *src) {
+    copy(n, dst->q, src->q);
+    copy(n, dst->g, src->g);
+    dst->u = src->u;
+}
+
 void nuts_init(Nuts *n) {
     NutsWork *w = util_calloc(1, sizeof *w);
     w->fwd = state(n), w->bck = state(n), w->sample = state(n), w->propose = state(n);
@@ -153,7 +160,7 @@ static int build(Nuts *n, int depth, State *z, State *propose, double *p_sharp_b
         }
         *lsw = log_sum_exp(*lsw, w->h0 - h);
         w->sum_metro += w->h0 - h > 0 ? 1 : exp(w->h0 - h);
-        state_copy(n, propose, z);
+        draw_copy(n, propose, z);
         for (int64_t i = 0; i < n->dim; i++) rho[i] += z->r[i];
         sharp(n, p_sharp_begin, z->r);
         copy(n, p_sharp_end, p_sharp_begin);
@@ -172,7 +179,7 @@ static int build(Nuts *n, int depth, State *z, State *propose, double *p_sharp_b
     if (rc != 1) return rc;
     double lsw_subtree = log_sum_exp(lsw_left, lsw_right);
     *lsw = log_sum_exp(*lsw, lsw_subtree);
-    if (rng_uniform(n->rng) < exp(lsw_right - lsw_subtree)) state_copy(n, propose, &l->propose_final); /* within: uniform in weight */
+    if (rng_uniform(n->rng) < exp(lsw_right - lsw_subtree)) draw_copy(n, propose, &l->propose_final); /* within: uniform in weight */
     double *rho_subtree = l->rho_left; /* (the left half's sum is not needed apart any more after this) */
     sum(n, w->tmp, l->rho_left, l->p_final_begin);
     bool left_right = no_u_turn(n, p_sharp_begin, l->p_sharp_final_begin, w->tmp);
@@ -227,7 +234,7 @@ int nuts_transition(Nuts *n, double eps, double *q, double *g, double *u, NutsIn
         if (rc < 0) return -1;
         if (rc == 0) break;
         depth++;
-        if (lsw_subtree > lsw || rng_uniform(n->rng) < exp(lsw_subtree - lsw)) state_copy(n, &w->sample, &w->propose);
+        if (lsw_subtree > lsw || rng_uniform(n->rng) < exp(lsw_subtree - lsw)) draw_copy(n, &w->sample, &w->propose);
         lsw = log_sum_exp(lsw, lsw_subtree);
         sum(n, w->rho, w->rho_bck, w->rho_fwd);
         sum(n, w->tmp, w->rho_bck, w->p_fwd_bck);
