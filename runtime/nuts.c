@@ -129,15 +129,24 @@ static void sum(const Nuts *n, double *dst, const double *x, const double *y) {
     for (int64_t i = 0; i < n->dim; i++) dst[i] = x[i] + y[i];
 }
 
-/* z moves one leapfrog step of size eps (negative: backward in time). */
-static int leapfrog(Nuts *n, State *z, double eps) {
+/* z moves one leapfrog step of size eps (negative: backward in time); *h: its energy, the
+ * kinetic part summed as kinetic() does, in the loop of the last half step. */
+static int leapfrog(Nuts *n, State *z, double eps, double *h) {
     for (int64_t i = 0; i < n->dim; i++) {
         z->r[i] -= 0.5 * eps * z->g[i];
         z->q[i] = (float)(z->q[i] + eps * (double)n->minv[i] * z->r[i]);
     }
     if (n->grad(n->ctx, z->q, z->g, &z->u)) return -1;
-    if (!isfinite(z->u)) return 0; /* a divergence: the momentum no longer matters */
-    for (int64_t i = 0; i < n->dim; i++) z->r[i] -= 0.5 * eps * z->g[i];
+    if (!isfinite(z->u)) { /* a divergence: the momentum no longer matters */
+        *h = z->u + kinetic(n, z->r);
+        return 0;
+    }
+    double k = 0;
+    for (int64_t i = 0; i < n->dim; i++) {
+        z->r[i] -= 0.5 * eps * z->g[i];
+        k += 0.5 * (double)n->minv[i] * z->r[i] * z->r[i];
+    }
+    *h = z->u + k;
     return 0;
 }
 
@@ -149,9 +158,9 @@ static int build(Nuts *n, int depth, State *z, State *propose, double *p_sharp_b
                  double *p_end, double eps, double *lsw) {
     NutsWork *w = n->w;
     if (depth == 0) {
-        if (leapfrog(n, z, eps)) return -1;
+        double h;
+        if (leapfrog(n, z, eps, &h)) return -1;
         w->leapfrogs++;
-        double h = z->u + kinetic(n, z->r);
         if (isnan(h)) h = INFINITY;
         w->energy_error = h - w->h0;
         if (!(h - w->h0 <= 1000)) { /* (NaN too) */
@@ -161,11 +170,12 @@ static int build(Nuts *n, int depth, State *z, State *propose, double *p_sharp_b
         *lsw = log_sum_exp(*lsw, w->h0 - h);
         w->sum_metro += w->h0 - h > 0 ? 1 : exp(w->h0 - h);
         draw_copy(n, propose, z);
-        for (int64_t i = 0; i < n->dim; i++) rho[i] += z->r[i];
-        sharp(n, p_sharp_begin, z->r);
-        copy(n, p_sharp_end, p_sharp_begin);
-        copy(n, p_begin, z->r);
-        copy(n, p_end, z->r);
+        for (int64_t i = 0; i < n->dim; i++) { /* a one-point subtree: both ends are z */
+            double r = z->r[i], s = (double)n->minv[i] * r;
+            rho[i] += r;
+            p_sharp_begin[i] = p_sharp_end[i] = s;
+            p_begin[i] = p_end[i] = r;
+        }
         return 1;
     }
     Level *l = &n->w->level[depth];
@@ -258,9 +268,8 @@ int nuts_probe(Nuts *n, double eps, const double *q, const double *g, double u, 
     copy(n, z.g, g);
     z.u = u;
     for (int64_t i = 0; i < n->dim; i++) z.r[i] = rng_normal(n->rng) / sqrt((double)n->minv[i]);
-    double h0 = u + kinetic(n, z.r);
-    if (leapfrog(n, &z, eps)) return -1;
-    double h1 = z.u + kinetic(n, z.r);
+    double h0 = u + kinetic(n, z.r), h1;
+    if (leapfrog(n, &z, eps, &h1)) return -1;
     *dh = isfinite(h1) ? h0 - h1 : -INFINITY;
     return 0;
 }
