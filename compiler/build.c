@@ -1,7 +1,8 @@
 /* build.c: `nnc build FILE -o NAME`, a standalone trainer for one model.  Compiles the model
  * to a plan, renders the plan's CPU kernels with the LLVM backend into an object file (for the
  * host CPU or a named baseline such as x86-64-v3), puts the model's source, its CUDA C, the
- * plan signature the kernels fit and a description of the build into a second object file,
+ * plan signature the kernels fit, a description of the build and where the MPI plug-in of the
+ * nnc that built it is into a second object file,
  * and links both with libnnc_rt (the front end and runtime without LLVM; its main() is
  * runtime/trainer_main.c) and the system libraries.  The linker is `cc`, run with an argument
  * vector (posix_spawnp), never a shell. */
@@ -54,6 +55,13 @@ static int spawn_wait(char *const *argv) {
     return 0;
 }
 
+/* The MPI plug-in of this nnc, installed beside it or in the build tree: a trainer looks there
+ * too (dist_plugin_hint), wherever it is moved. */
+static const char *build_mpi_plugin(void) {
+    static char installed[4096];
+    return util_installed(installed, sizeof installed, "../lib/nnc/libnnc_mpi.so") ? installed : NNC_MPI_PLUGIN_BUILT;
+}
+
 /* How it was built, as JSON: shown by the trainer's `info`. */
 static char *build_info(const BuildOptions *o, const Compilation *c, uint64_t sig) {
     cJSON *j = cJSON_CreateObject();
@@ -70,6 +78,7 @@ static char *build_info(const BuildOptions *o, const Compilation *c, uint64_t si
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sig);
     cJSON_AddStringToObject(j, "plan_signature", hex);
     cJSON_AddNumberToObject(j, "kernels", c->plan->nkernel);
+    cJSON_AddStringToObject(j, "mpi_plugin", build_mpi_plugin());
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     return text;
@@ -145,10 +154,10 @@ int build_trainer(const BuildOptions *o) {
     StrBuf lib = {0}; /* the library files the model calls blocks of: the trainer compiles it again */
     driver_library_bundle(&c, &lib);
     const char *names[] = {"nnc_model_source", "nnc_model_file", "nnc_build_info", "nnc_cuda_source", "nnc_build_args",
-                           "nnc_library_source"};
-    const char *texts[] = {c.text, slash ? slash + 1 : o->file, info, cuda, args, c.nlib ? sb_str(&lib) : ""};
+                           "nnc_library_source", "nnc_mpi_plugin"};
+    const char *texts[] = {c.text, slash ? slash + 1 : o->file, info, cuda, args, c.nlib ? sb_str(&lib) : "", build_mpi_plugin()};
     if (rc == 0 && (llvm_emit_object(m, kobj, err, sizeof err) ||
-                    llvm_emit_data_object(dobj, o->cpu, names, texts, 6, "nnc_plan_signature", sig, err, sizeof err))) {
+                    llvm_emit_data_object(dobj, o->cpu, names, texts, 7, "nnc_plan_signature", sig, err, sizeof err))) {
         fprintf(stderr, "nnc: error: %s\n", err);
         rc = 1;
     }

@@ -1,6 +1,7 @@
 /* dist.c: joining a data-parallel job and its collectives (see dist.h).  The MPI plug-in is
  * looked for at $NNC_MPI_PLUGIN, beside the executable, in ../lib/nnc beside it (an install),
- * and where the build put it (NNC_MPI_PLUGIN_PATH).  The watchdog thread wakes every 50 ms and
+ * where the nnc that built a trainer had it (dist_plugin_hint), and where the build put it
+ * (NNC_MPI_PLUGIN_PATH).  The watchdog thread wakes every 50 ms and
  * ends the process (exit 1, which makes the launcher end the job) when a collective has
  * waited past the timeout. */
 #include "dist.h"
@@ -19,6 +20,9 @@
 Dist dist = {.rank = 0, .size = 1, .timeout_s = 300};
 
 static const DistPlugin *plug;
+static const char *plugin_hint;
+
+void dist_plugin_hint(const char *path) { plugin_hint = path && *path ? path : NULL; }
 static _Atomic double deadline;    /* of the collective under way; 0: none */
 static const char *_Atomic waiting; /* its name */
 
@@ -75,7 +79,7 @@ int dist_init(double timeout_s, char *err, size_t nerr) {
     int rank, size;
     if (timeout_s > 0) dist.timeout_s = timeout_s;
     if (!dist_launched(&rank, &size) || dist.on) return 0;
-    char exe[1024] = "", cand[4][1200], why[2048] = "";
+    char exe[1024] = "", cand[5][1200], why[2048] = "";
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
         exe[n] = 0;
@@ -88,8 +92,9 @@ int dist_init(double timeout_s, char *err, size_t nerr) {
         snprintf(cand[nc++], sizeof cand[0], "%s/libnnc_mpi.so", exe);
         snprintf(cand[nc++], sizeof cand[0], "%s/../lib/nnc/libnnc_mpi.so", exe);
     }
+    if (plugin_hint) snprintf(cand[nc++], sizeof cand[0], "%s", plugin_hint);
 #ifdef NNC_MPI_PLUGIN_PATH
-    snprintf(cand[nc++], sizeof cand[0], "%s", NNC_MPI_PLUGIN_PATH);
+    if (!plugin_hint || strcmp(plugin_hint, NNC_MPI_PLUGIN_PATH)) snprintf(cand[nc++], sizeof cand[0], "%s", NNC_MPI_PLUGIN_PATH);
 #endif
     void *h = NULL;
     for (int i = 0; i < nc && !h; i++)

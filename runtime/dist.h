@@ -51,6 +51,9 @@ bool dist_launched(int *rank, int *size);
 /* Joins the job when a launcher started this process (loads the plug-in, MPI_Init); nothing
  * otherwise.  0, or -1 with the reason (the plug-in not found, MPI failing). */
 int dist_init(double timeout_s, char *err, size_t nerr);
+/* One more place for dist_init to look for the plug-in, after the executable's own: a
+ * trainer's, where the nnc that built it had it. */
+void dist_plugin_hint(const char *path);
 /* The threads each rank should use when nothing says (no NNC_THREADS, OPENBLAS_NUM_THREADS or
  * OMP_NUM_THREADS): the machine's cores shared by the ranks the launcher put on it; 0 when it
  * does not say how many, or when something else says. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "device.h"
+#include "dist.h"
 #include "run.h"
 
 extern const char nnc_model_source[];  /* the .nn file */
@@ -16,6 +17,7 @@ extern const char nnc_build_info[];    /* JSON: nnc version, target CPU, date-fr
 extern const char nnc_cuda_source[];   /* the CUDA C of the plan it was built for */
 extern const char nnc_build_args[];    /* `set KEY=VALUE` and `fuse none` lines given to nnc build */
 extern const char nnc_library_source[]; /* the library files the model calls blocks of (driver_library_bundle) */
+extern const char nnc_mpi_plugin[];     /* the MPI plug-in of the nnc that built it (dist_plugin_hint) */
 extern const uint64_t nnc_plan_signature;
 extern const KernelEntry nnc_kernels[];
 
@@ -94,6 +96,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     const char *cmd = argv[1];
+    dist_plugin_hint(nnc_mpi_plugin);
     static Override ov[RUN_MAX_SETS];
     HvpOptions hvp = {.method = HVP_EXACT, .batches = 8};
     RunOptions o = {.path = nnc_model_file, .text = nnc_model_source, .len = strlen(nnc_model_source),

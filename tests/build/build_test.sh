@@ -101,6 +101,11 @@ metric accuracy(logits, y)
 train  { data csv("blobs.csv") valid 0.25 of train batch 32 epochs 3 optimizer adam(lr = 0.01) }
 NN
   (cd "$out/work" && env -u NNC_STDLIB "$prefix/bin/nnc" build m.nn -o trainer && ./trainer train --out run --no-progress)
+  # the trainer looks for the MPI plug-in where the installed nnc has it, not in the build tree
+  if [ -e "$prefix/lib/nnc/libnnc_mpi.so" ]; then
+    "$out/work/trainer" info > "$out/info"
+    grep -qF "\"mpi_plugin\":	\"$prefix/bin/../lib/nnc/libnnc_mpi.so\"" "$out/info" || { echo "FAIL: the trainer's MPI plug-in:"; grep mpi_plugin "$out/info"; exit 1; }
+  fi
   "$check" "$out/work/run/metrics.jsonl" valid accuracy 0.9
   cat > "$out/work/uses.c" <<'C'
 #include <stdio.h>
