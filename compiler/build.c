@@ -63,7 +63,7 @@ static const char *build_mpi_plugin(void) {
 }
 
 /* How it was built, as JSON: shown by the trainer's `info`. */
-static char *build_info(const BuildOptions *o, const Compilation *c, uint64_t sig) {
+static char *build_info(const BuildOptions *o, const Compilation *c, uint64_t sig, const char *mpi_plugin) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", c->model->name);
     cJSON_AddStringToObject(j, "source", o->file);
@@ -78,7 +78,7 @@ static char *build_info(const BuildOptions *o, const Compilation *c, uint64_t si
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sig);
     cJSON_AddStringToObject(j, "plan_signature", hex);
     cJSON_AddNumberToObject(j, "kernels", c->plan->nkernel);
-    cJSON_AddStringToObject(j, "mpi_plugin", build_mpi_plugin());
+    cJSON_AddStringToObject(j, "mpi_plugin", mpi_plugin);
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     return text;
@@ -122,7 +122,8 @@ int build_trainer(const BuildOptions *o) {
     snprintf(kobj, sizeof kobj, "%s/kernels.o", dir);
     snprintf(dobj, sizeof dobj, "%s/model.o", dir);
     uint64_t sig = plan_signature(c.plan);
-    char *cuda = cuda_render(c.plan, o->file), *info = build_info(o, &c, sig), *args = build_args(o);
+    const char *mpi_plugin = build_mpi_plugin();
+    char *cuda = cuda_render(c.plan, o->file), *info = build_info(o, &c, sig, mpi_plugin), *args = build_args(o);
     LlvmModule *m = llvm_render(c.plan, o->cpu, err, sizeof err);
     if (!m) {
         fprintf(stderr, "nnc: error: %s\n", err);
@@ -155,7 +156,7 @@ int build_trainer(const BuildOptions *o) {
     driver_library_bundle(&c, &lib);
     const char *names[] = {"nnc_model_source", "nnc_model_file", "nnc_build_info", "nnc_cuda_source", "nnc_build_args",
                            "nnc_library_source", "nnc_mpi_plugin"};
-    const char *texts[] = {c.text, slash ? slash + 1 : o->file, info, cuda, args, c.nlib ? sb_str(&lib) : "", build_mpi_plugin()};
+    const char *texts[] = {c.text, slash ? slash + 1 : o->file, info, cuda, args, c.nlib ? sb_str(&lib) : "", mpi_plugin};
     if (rc == 0 && (llvm_emit_object(m, kobj, err, sizeof err) ||
                     llvm_emit_data_object(dobj, o->cpu, names, texts, 7, "nnc_plan_signature", sig, err, sizeof err))) {
         fprintf(stderr, "nnc: error: %s\n", err);

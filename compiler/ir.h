@@ -254,7 +254,7 @@ typedef struct {
 Window ir_window(const Graph *g, const Node *n);
 
 /* How a node is computed: its op's class (ops.def), except that a matrix product with a unit
- * dimension is a loop kernel (OC_MAP, OC_ROW or OC_COLSUM; ir.c says which). */
+ * dimension is a loop kernel (OC_MAP or OC_COLSUM; ir.c says which). */
 OpClass ir_class(const Graph *g, const Node *n);
 /* The shape a node's loop kernel iterates over: its own, or its domain operand's (ops.def). */
 Shape ir_domain(const Graph *g, const Node *n);

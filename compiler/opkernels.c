@@ -23,8 +23,8 @@ static int map_expr(KBuilder *kb, const Node *n, const int *in) {
     switch (n->op) {
     case OP_ADD: return B(ADD, x, y);
     case OP_SUB: return B(SUB, x, y);
-    case OP_MUL: return B(MUL, x, y);
-    case OP_MATMUL: return B(MUL, x, y); /* an outer product x[B,1] w (ir_class) */
+    case OP_MUL:
+    case OP_MATMUL: return B(MUL, x, y); /* matmul: an outer product x[B,1] w (ir_class) */
     case OP_DIV: return B(DIV, x, y);
     case OP_NEG: return U(NEG, x);
     case OP_BATCH_MEAN: return B(DIV, x, kb_rows(kb));
@@ -472,7 +472,7 @@ void opk_build_group(KBuilder *kb, const int *member, int nmember, const bool *s
             int e;
             switch (n->op) {
             case OP_COLSUM: case OP_SUM: e = in[0]; break;
-            case OP_MATMUL: e = B(MUL, in[0], in[1]); break; /* a^T b with a unit side (ir_class) */
+            case OP_MATMUL: /* a^T b with a unit side (ir_class) */
             case OP_GATE_GRAD: e = B(MUL, in[0], in[1]); break;
             case OP_PRELU_SLOPE_GRAD: e = SEL(B(GT, in[1], C(0)), C(0), B(MUL, in[0], in[1])); break;
             case OP_L1: e = U(ABS, in[0]); break;

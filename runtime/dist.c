@@ -20,11 +20,11 @@
 Dist dist = {.rank = 0, .size = 1, .timeout_s = 300};
 
 static const DistPlugin *plug;
-static const char *plugin_hint;
-
-void dist_plugin_hint(const char *path) { plugin_hint = path && *path ? path : NULL; }
+static const char *plugin_hint;    /* dist_plugin_hint's, or NULL */
 static _Atomic double deadline;    /* of the collective under way; 0: none */
 static const char *_Atomic waiting; /* its name */
+
+void dist_plugin_hint(const char *path) { plugin_hint = path && *path ? path : NULL; }
 
 static int env_int(const char *name, int *v) {
     const char *s = getenv(name);

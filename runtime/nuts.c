@@ -49,18 +49,15 @@ static void state_free(State *s) {
     free(s->g);
 }
 static void copy(const Nuts *n, double *dst, const double *src) { memcpy(dst, src, sizeof(double) * (size_t)n->dim); }
-static void state_copy(const Nuts *n, State *dst, const State *src) {
-    copy(n, dst->q, src->q);
-    copy(n, dst->r, src->r);
-    copy(n, dst->g, src->g);
-    dst->u = src->u;
-}
-
 /* A draw is its position, gradient and potential: its momentum is never used again. */
 static void draw_copy(const Nuts *n, State *dst, const State *src) {
     copy(n, dst->q, src->q);
     copy(n, dst->g, src->g);
     dst->u = src->u;
+}
+static void state_copy(const Nuts *n, State *dst, const State *src) {
+    draw_copy(n, dst, src);
+    copy(n, dst->r, src->r);
 }
 
 void nuts_init(Nuts *n) {
