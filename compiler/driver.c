@@ -79,6 +79,27 @@ static bool check_prunable(Compilation *c) {
     return false;
 }
 
+/* `gate(fold = true)`: its layer must be one the gates fold into, and something must prune. */
+static bool check_foldable(Compilation *c) {
+    const Graph *g = c->graph;
+    bool ok = true;
+    for (int i = 0; i < g->ngate; i++) {
+        const GateInfo *gi = &g->gate[i];
+        if (!gi->fold) continue;
+        SrcLoc at = g->weight[gi->weight].loc;
+        if (gi->nofold) {
+            diag_error(&c->diag, at, "the gates of '%s' cannot fold into its layer: %s", gi->layer, gi->nofold);
+            ok = false;
+        } else if (!c->model->train.prune_every) {
+            diag_error(&c->diag, at, "fold = true folds the gates of '%s' into its layer when pruning, but the model "
+                                     "never prunes (add `prune gates every 1 epoch` to train)",
+                       gi->layer);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
 /* A sampler draws from the posterior of a deterministic network: no dropout, no batch
  * statistics. */
 static bool check_sampler(Compilation *c) {
@@ -224,7 +245,7 @@ int driver_compile_text(Compilation *c, const char *path, const char *text, size
     if (upto == STAGE_CHECK) return 0;
     c->graph = lower_model(c->arena, c->model, &c->diag);
     if (!c->graph) return 1;
-    if (!check_prunable(c)) return 1;
+    if (!check_prunable(c) || !check_foldable(c)) return 1;
     if (!check_sampler(c)) return 1;
     autodiff_graph(c->graph);
     if (c->model->train.sampler.kind != SAMPLER_NONE)

@@ -100,6 +100,9 @@ typedef struct {
                           prior was made with it */
     bool variational;  /* mu or rho of a variational layer's weight: its prior is the layer's (a KL term) */
     int of;            /* W_STATE: the weight it belongs to */
+    int grad_power;    /* W_STATE: a running sum of the gradient's powers of this degree (a
+                          momentum or first moment 1, a second moment 2), or 0: how it scales
+                          when its weight is rescaled (prune.c's gate folding) */
     int dir, hvp;      /* W_PARAM in a graph with an `hvp` program (hvp.c): the node of its part of
                           the direction v (a scratch W_STATE weight) and of its part of H v, or -1 */
     bool scratch;      /* W_STATE: set by the runtime before each use, never saved (a direction) */
@@ -180,6 +183,11 @@ typedef struct {
     int space;          /* the neurons it gates, or -1 (model inputs) */
     const char *fixed;  /* why its width cannot change, or NULL: it can be pruned */
     int out_sum, out_sumsq; /* eval outputs: per-neuron sums of the activations and their squares */
+    const struct SVal *coef; /* GATE_L1: its penalty coefficient, a scalar expression of params */
+    bool fold;          /* `fold = true`: pruning folds |gate| into the layer once coef is 0 */
+    int fold_weight[2]; /* the weights whose row j scales with neuron j's |gate|: the layer's
+                           weight and its bias (or -1); spaces.c, when folding is possible */
+    const char *nofold; /* why the gates cannot be folded into the layer, or NULL */
 } GateInfo;
 
 /* A program: what one call of exec_run computes (programs.c).  The nodes its roots need, in

@@ -364,7 +364,8 @@ static int lower_layer(Lower *L, const SVal *v) {
     case L_GATE: {
         int64_t width = in.dim[in.rank - 1]; /* per neuron, or per channel of a feature map */
         GateInfo gi = {.layer = v->wname, .kind = v->size_gate ? GATE_SIZE : GATE_L1, .slope = v->slope,
-                       .threshold = v->threshold, .min_width = v->min_width, .space = -1, .out_sum = -1, .out_sumsq = -1};
+                       .threshold = v->threshold, .min_width = v->min_width, .space = -1, .out_sum = -1, .out_sumsq = -1,
+                       .coef = v->coef, .fold = v->fold, .fold_weight = {-1, -1}};
         bool penalised = !(v->coef->kind == SV_CONST && v->coef->num == 0);
         int y, gw;
         if (v->size_gate) {

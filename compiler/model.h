@@ -184,6 +184,8 @@ struct SVal {
     bool bias_init_set;
     SVal *coef;   /* L_GATE: the l1 coefficient / size_gate's penalty, a run-time scalar expression;
                      SV_LOSS gaussian_nll: the noise sigma (NULL: learned) */
+    bool fold;        /* L_GATE (l1): `fold = true`: once its penalty is 0, pruning folds the gates'
+                         magnitudes into the layer's weights (runtime/prune.c) */
     bool size_gate;   /* L_GATE: a size gate, factor_j = 1 - sigmoid(slope (j - x0)), x0 learned */
     double slope, threshold, init; /* size gate: k, the factor below which a neuron is dead, x0's start */
     int64_t declared; /* L_DENSE: units as written (before a pruning override); L_GATE: its layer's */

@@ -268,7 +268,7 @@ static bool check_gate_common(Sema *s, const LayerDef *ld, const Ast *e, const A
 }
 
 static SVal *check_gate(Sema *s, const LayerDef *ld, const Ast *e, const Ast *const *a, SVal *v) {
-    if (!check_gate_common(s, ld, e, a[0], a[1], v)) return NULL;
+    if (!check_gate_common(s, ld, e, a[0], a[1], v) || !sema_args_bool(s, a[2], false, &v->fold)) return NULL;
     add_row(s, v->a->shape.rank > 1 ? "gate (per channel)" : "gate", v, v->a->shape.dim[v->a->shape.rank - 1]);
     return v;
 }
@@ -488,7 +488,7 @@ static const LayerDef layers[] = {
     {"shift", L_SHIFT, .check = check_shift, .stem = "shift", SEMA_ARGS({"init", A_NUM, false, 0})},
     {"prelu", L_PRELU, .check = check_prelu, .stem = "prelu", SEMA_ARGS({"init", A_NUM, false, 0.25})},
     {"gate", L_GATE, .check = check_gate, .stem = "gate",
-     SEMA_ARGS({"l1", A_SCALAR, false, 0}, {"min_width", A_INT, false, 1})},
+     SEMA_ARGS({"l1", A_SCALAR, false, 0}, {"min_width", A_INT, false, 1}, {"fold", A_BOOL, false, 0})},
     {"size_gate", L_GATE, .check = check_size_gate, .stem = "gate",
      SEMA_ARGS({"slope", A_NUM, true, 0}, {"penalty", A_SCALAR, false, 0}, {"threshold", A_NUM, false, 0.01},
                {"init", A_NUM, false, 0}, {"min_width", A_INT, false, 1})},

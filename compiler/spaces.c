@@ -84,6 +84,57 @@ static void set_space(Graph *g, int node, int dim, int space, int64_t inner) {
     }
 }
 
+/* The number of nodes that read node id. */
+static int readers(const Graph *g, int id) {
+    int n = 0;
+    for (int k = id + 1; k < g->nnode; k++)
+        for (int i = 0; i < g->node[k].nin; i++) n += g->node[k].in[i] == id;
+    return n;
+}
+
+/* A trained weight of the gate's layer whose rows are the layer's neurons. */
+static Weight *layer_weight(Graph *g, const GateInfo *gi, int node) {
+    Weight *w = weight_of(g, node, NULL);
+    return w && w->kind == W_PARAM && !w->variational && w->space[0] == gi->space ? w : NULL;
+}
+
+/* Folding an L1 gate: g_j relu(w_j x + b_j) = sign(g_j) relu(|g_j| w_j x + |g_j| b_j), since
+ * relu, leaky_relu, prelu, pooling and dropout are positively homogeneous; so the runtime may
+ * scale the layer's weight rows and bias by |g_j| and set the gate to sign(g_j) without
+ * changing the function.  Finds those two weights (gi->fold_weight) walking back from the
+ * gate, or says why there are none: another op in between, or an intermediate value with a
+ * second reader. */
+static const char *fold_targets(Graph *g, GateInfo *gi) {
+    if (gi->space < 0) return "it gates a model input, not a layer's neurons";
+    int x = g->node[gi->node].in[0];
+    for (;;) {
+        const Node *n = &g->node[x];
+        bool homogeneous = n->op == OP_RELU || n->op == OP_LEAKY_RELU || n->op == OP_PRELU || n->op == OP_MAXPOOL ||
+                           n->op == OP_AVGPOOL || n->op == OP_DROPOUT || n->op == OP_RESHAPE;
+        if (!homogeneous) break;
+        if (readers(g, x) != 1) return arena_printf(g->arena, "the output of its '%s' has other readers", op_info[n->op].name);
+        x = n->in[0];
+    }
+    const Node *n = &g->node[x];
+    if (n->op == OP_BIAS_ADD) {
+        Weight *b = layer_weight(g, gi, n->in[1]);
+        if (!b) return "its layer's bias is not a trained vector of its neurons";
+        if (readers(g, x) != 1) return "its layer's output has other readers";
+        gi->fold_weight[1] = (int)(b - g->weight);
+        x = n->in[0];
+        n = &g->node[x];
+    }
+    Weight *w = n->op == OP_MATMUL ? layer_weight(g, gi, n->in[1]) : NULL;
+    if (!w || readers(g, x) != 1) {
+        gi->fold_weight[1] = -1;
+        return arena_printf(g->arena, "'%s' stands between the gate and a dense or convolution layer (fold needs relu, "
+                                      "leaky_relu, prelu, pooling or dropout there)",
+                            op_info[n->op].name);
+    }
+    gi->fold_weight[0] = (int)(w - g->weight);
+    return NULL;
+}
+
 /* The gated layer whose gate node is id, or NULL. */
 static GateInfo *gate_at(Graph *g, int id) {
     for (int i = 0; i < g->ngate; i++)
@@ -240,6 +291,7 @@ void spaces_analyse(Graph *g) {
     }
     for (int i = 0; i < g->ngate; i++) {
         GateInfo *gi = &g->gate[i];
+        if (gi->fold) gi->nofold = fold_targets(g, gi);
         int others = 0;
         for (int k = 0; k < g->ngate; k++) others += k != i && gi->space >= 0 && g->gate[k].space == gi->space;
         if (gi->space < 0)

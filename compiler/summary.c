@@ -237,9 +237,10 @@ void summary_print(StrBuf *b, const Compilation *c) {
         sb_puts(b, "gated layers:\n");
         for (int i = 0; i < g->ngate; i++) {
             const GateInfo *gi = &g->gate[i];
-            sb_printf(b, "  %-12s %-9s %lld %s, min width %lld: %s%s\n", gi->layer, gi->kind == GATE_SIZE ? "size_gate" : "gate",
+            sb_printf(b, "  %-12s %-9s %lld %s, min width %lld: %s%s%s\n", gi->layer, gi->kind == GATE_SIZE ? "size_gate" : "gate",
                       (long long)gate_width(g, gi), g->node[gi->node].shape.rank > 1 ? "channels" : "wide", (long long)gi->min_width,
-                      gi->fixed ? "cannot shrink, " : "can shrink", gi->fixed ? gi->fixed : "");
+                      gi->fixed ? "cannot shrink, " : "can shrink", gi->fixed ? gi->fixed : "",
+                      gi->fold ? "; folds into the layer when its penalty ends" : "");
         }
         if (t->prune_every) sb_printf(b, "pruning: every %lld epoch%s\n", (long long)t->prune_every, t->prune_every > 1 ? "s" : "");
     }

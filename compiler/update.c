@@ -9,9 +9,12 @@
 
 #include "lower.h"
 
-static int state(Graph *g, const Weight *w, int wi, const char *suffix) {
+/* An optimiser state tensor of weight wi; grad_power: it is a sum of the gradient's powers of
+ * that degree (a momentum 1, a second moment 2; 0: neither). */
+static int state(Graph *g, const Weight *w, int wi, const char *suffix, int grad_power) {
     int id = ir_weight(g, arena_printf(g->arena, "%s.%s", w->name, suffix), W_STATE, w->shape, INIT_ZERO, w->loc);
     g->weight[g->node[id].ref].of = wi;
+    g->weight[g->node[id].ref].grad_power = grad_power;
     memcpy(g->weight[g->node[id].ref].space, w->space, sizeof w->space);
     memcpy(g->weight[g->node[id].ref].space_inner, w->space_inner, sizeof w->space_inner);
     return id;
@@ -41,14 +44,14 @@ void update_graph(Graph *g, const OptSpec *opt) {
             nin = 4;
         } else if (opt->kind == OPT_SGD) {
             op = OP_SGD_MOMENTUM;
-            in[2] = state(g, &w, wi, "momentum");
+            in[2] = state(g, &w, wi, "momentum", 1);
             in[3] = lr;
             nin = 5;
         } else if (opt->kind == OPT_RMSPROP) {
-            in[2] = state(g, &w, wi, "rmsprop_v");
+            in[2] = state(g, &w, wi, "rmsprop_v", 2);
             if (opt->momentum > 0) {
                 op = OP_RMSPROP_MOMENTUM;
-                in[3] = state(g, &w, wi, "momentum");
+                in[3] = state(g, &w, wi, "momentum", 1);
                 in[4] = lr;
                 nin = 6;
             } else {
@@ -58,7 +61,7 @@ void update_graph(Graph *g, const OptSpec *opt) {
             }
         } else if (opt->kind == OPT_ADAGRAD) {
             op = OP_ADAGRAD;
-            in[2] = state(g, &w, wi, "adagrad_sum");
+            in[2] = state(g, &w, wi, "adagrad_sum", 2);
             if (opt->initial_accumulator != 0) {
                 Weight *sw = &g->weight[g->node[in[2]].ref];
                 sw->init = INIT_CONST;
@@ -68,8 +71,8 @@ void update_graph(Graph *g, const OptSpec *opt) {
             nin = 5;
         } else {
             op = OP_ADAM;
-            in[2] = state(g, &w, wi, "adam_m");
-            in[3] = state(g, &w, wi, "adam_v");
+            in[2] = state(g, &w, wi, "adam_m", 1);
+            in[3] = state(g, &w, wi, "adam_v", 2);
             in[4] = lr;
             in[5] = step;
             in[6] = bc2;
@@ -78,7 +81,7 @@ void update_graph(Graph *g, const OptSpec *opt) {
         in[nin - 1] = w.prox >= 0 ? ir_add2(g, OP_MUL, shape_scalar(), lr, w.prox, w.loc) : ir_const(g, 0, w.loc);
         int id = ir_add(g, op, DT_F32, shape_scalar(), in, nin, w.loc);
         if (opt->kind == OPT_PRE_SGD && opt->pre == PRE_FULL) /* the preconditioner's eigenvectors (runtime/precondition.c) */
-            for (int k = 1; k <= opt->rank; k++) state(g, &w, wi, arena_printf(g->arena, "pre_q%d", k));
+            for (int k = 1; k <= opt->rank; k++) state(g, &w, wi, arena_printf(g->arena, "pre_q%d", k), 0);
         Node *n = &g->node[id];
         n->name = w.name;
         if (op == OP_RMSPROP || op == OP_RMSPROP_MOMENTUM) {
@@ -126,7 +129,7 @@ static void sgld_graph(Graph *g, const SamplerSpec *sp) {
         if (sc[0] < 0)
             for (int k = 0; k < 5; k++) sc[k] = ir_scalar(g, names[k], kinds[k], 0, sp->loc);
         int in[8] = {w.node, w.grad}, n = 2;
-        if (sp->precondition) in[n++] = state(g, &w, wi, "sgld_v");
+        if (sp->precondition) in[n++] = state(g, &w, wi, "sgld_v", 0);
         for (int k = 0; k < 5; k++) in[n++] = sc[k];
         int id = ir_add(g, sp->precondition ? OP_SGLD_RMS : OP_SGLD, DT_F32, shape_scalar(), in, n, w.loc);
         g->node[id].name = w.name;
@@ -159,7 +162,7 @@ void sampler_graph(Graph *g, const SamplerSpec *sp) {
             kick = ir_scalar(g, "hmc.kick", SC_HMC_KICK, 0, sp->loc);
             step = ir_scalar(g, "hmc.step", SC_HMC_STEP, sp->step, sp->loc);
         }
-        int r = state(g, &w, wi, "hmc_r"), minv = state(g, &w, wi, "hmc_minv");
+        int r = state(g, &w, wi, "hmc_r", 0), minv = state(g, &w, wi, "hmc_minv", 0);
         g->weight[g->node[minv].ref].init = INIT_ONE;
         g->node[ir_add3(g, OP_HMC_KICK, shape_scalar(), r, w.grad, kick, w.loc)].name = w.name;
         int in[4] = {w.node, r, minv, step};

@@ -224,3 +224,64 @@ int prune_transfer(const Exec *from, Exec *to, const PruneDecision *d, char *err
     }
     return 0;
 }
+
+/* ---- folding gates into their layers ---- */
+
+/* A gate's penalty coefficient under the params' values. */
+static double coef_value(const SVal *v, const double *param) {
+    switch (v->kind) {
+    case SV_CONST: return v->num;
+    case SV_PARAM: return param[v->index];
+    case SV_NEG: return -coef_value(v->a, param);
+    case SV_BINARY: {
+        double a = coef_value(v->a, param), b = coef_value(v->b, param);
+        return v->op == '+' ? a + b : v->op == '-' ? a - b : v->op == '*' ? a * b : a / b;
+    }
+    default: NNC_BUG("a gate's penalty is not a scalar expression");
+    }
+}
+
+/* Multiplies row j of weight wi (its matrix view [dim 0, the rest]; dim 0 is the gate's
+ * neurons) by f[j]^power; rows whose f is 0 are left alone. */
+static void scale_rows(Exec *e, int wi, const double *f, int power) {
+    const Weight *w = &e->g->weight[wi];
+    int64_t n;
+    float *v = read_weight(e, wi, &n);
+    int64_t rows = w->shape.rank ? w->shape.dim[0] : 1, cols = n / rows;
+    for (int64_t r = 0; r < rows; r++) {
+        if (f[r] == 0) continue;
+        double m = pow(f[r], power);
+        for (int64_t c = 0; c < cols; c++) v[r * cols + c] = (float)(v[r * cols + c] * m);
+    }
+    exec_write(e, w->node, v, sizeof(float) * (size_t)n);
+    free(v);
+}
+
+int prune_fold(Exec *e, const double *param, const char **folded) {
+    const Graph *g = e->g;
+    int nfolded = 0;
+    for (int i = 0; i < g->ngate; i++) {
+        const GateInfo *gi = &g->gate[i];
+        if (gi->kind != GATE_L1 || !gi->fold || gi->nofold || coef_value(gi->coef, param) != 0) continue;
+        int64_t n;
+        float *gate = read_weight(e, gi->weight, &n);
+        double *mag = util_calloc((size_t)n, sizeof(double));
+        for (int64_t j = 0; j < n; j++) mag[j] = fabs((double)gate[j]);
+        for (int k = 0; k < 2; k++)
+            if (gi->fold_weight[k] >= 0) scale_rows(e, gi->fold_weight[k], mag, 1);
+        for (int64_t j = 0; j < n; j++)
+            if (gate[j] != 0) gate[j] = gate[j] > 0 ? 1.0f : -1.0f;
+        exec_write(e, g->weight[gi->weight].node, gate, sizeof(float) * (size_t)n);
+        /* d loss / d w_j scales by 1 / |g_j| where w_j scales by |g_j|; d loss / d g_j by |g_j| */
+        for (int w = 0; w < g->nweight; w++) {
+            const Weight *st = &g->weight[w];
+            if (st->kind != W_STATE || st->scratch || !st->grad_power) continue;
+            if (st->of == gi->fold_weight[0] || st->of == gi->fold_weight[1]) scale_rows(e, w, mag, -st->grad_power);
+            if (st->of == gi->weight) scale_rows(e, w, mag, st->grad_power);
+        }
+        free(mag);
+        free(gate);
+        folded[nfolded++] = gi->layer;
+    }
+    return nfolded;
+}

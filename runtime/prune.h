@@ -2,7 +2,8 @@
  * each layer's neurons are alive, summarises their activations' variance from the evaluation
  * outputs spaces.c added, and performs physical pruning: decides which neurons of each
  * prunable layer survive, and copies every weight and optimiser-state tensor into a model
- * recompiled at the surviving widths, cutting the rows and columns of the removed neurons.
+ * recompiled at the surviving widths, cutting the rows and columns of the removed neurons;
+ * and folds gates whose penalty has ended into their layers' weights.
  * Used by train.c between epochs. */
 #ifndef NNC_PRUNE_H
 #define NNC_PRUNE_H
@@ -40,5 +41,14 @@ void prune_free(PruneDecision *d);
 /* Copies every weight and optimiser-state tensor of `from` into `to` (compiled with the
  * decision's widths), keeping the surviving rows and columns.  -1 with a reason. */
 int prune_transfer(const Exec *from, Exec *to, const PruneDecision *d, char *err, size_t nerr);
+
+/* Folds into their layers the gates that ask for it (`gate(fold = true)`) and whose penalty is
+ * 0 under these param values (one per model param): row j of the layer's weight and bias is
+ * scaled by |g_j| and g_j becomes sign(g_j), which leaves the function and, with no penalty,
+ * the objective unchanged (spaces.c); the optimiser state of those tensors is rescaled to
+ * match (a momentum by the gradient's factor, a second moment by its square).  Closed gates
+ * stay 0.  The layers folded, in gate order, go into `folded` (one per gate); returns their
+ * number. */
+int prune_fold(Exec *e, const double *param, const char **folded);
 
 #endif

@@ -239,12 +239,9 @@ static float read1(const Session *s, int node) {
     return v;
 }
 
-void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_epoch, int64_t total_steps, double *lr_out,
-                        double *param_out) {
-    const Graph *g = e->g;
+double train_schedule_at(const Model *m, int64_t t, int64_t steps_per_epoch, int64_t total_steps, double *param) {
     const TrainSpec *ts = &m->train;
     const OptSpec *o = &ts->opt;
-    double *param = util_calloc((size_t)m->nparam + 1, sizeof(double));
     for (int i = 0; i < m->nparam; i++) param[i] = m->param[i].value;
     double lr = o->lr;
     SchedContext c = {.step = t - 1, .steps_per_epoch = steps_per_epoch > 0 ? steps_per_epoch : 1,
@@ -258,6 +255,15 @@ void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_ep
         else
             lr = v;
     }
+    return lr;
+}
+
+void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_epoch, int64_t total_steps, double *lr_out,
+                        double *param_out) {
+    const Graph *g = e->g;
+    const OptSpec *o = &m->train.opt;
+    double *param = util_calloc((size_t)m->nparam + 1, sizeof(double));
+    double lr = train_schedule_at(m, t, steps_per_epoch, total_steps, param);
     float *sc = e->scalars;
     for (int i = 0; i < g->nscalar; i++) {
         switch (g->scalar[i].kind) {
@@ -269,7 +275,7 @@ void train_step_scalars(const Model *m, Exec *e, int64_t t, int64_t steps_per_ep
         case SC_ADAM_STEP: sc[i] = (float)(lr / (1 - pow(o->beta1, (double)t))); break;
         case SC_ADAM_BC2_SQRT: sc[i] = (float)sqrt(1 - pow(o->beta2, (double)t)); break;
         case SC_TRAIN: case SC_NOISE: break; /* set per program by exec_run */
-        case SC_SEED: sc[i] = (float)(ts->seed & 0xFFFFFF); break; /* the random generator's key */
+        case SC_SEED: sc[i] = (float)(m->train.seed & 0xFFFFFF); break; /* the random generator's key */
         case SC_STEP_LO: sc[i] = (float)((uint64_t)t & 0xFFFFFF); break; /* its counter: the step */
         case SC_STEP_HI: sc[i] = (float)(((uint64_t)t >> 24) & 0xFFFFFF); break;
         case SC_DATA_INV_N: break; /* set once the data is split (exec_set_scalars) */
@@ -580,13 +586,37 @@ static void print_gates(FILE *out, const Graph *g, const Eval *e, const char *sp
     fputc('\n', out);
 }
 
-/* Physical pruning between epochs: decide, recompile at the new widths, move the weights and
- * optimiser state, and switch the session over.  0, or 1 after reporting an error. */
-static int prune_now(Session *s, WidthOverride *widths, int64_t epoch, int64_t step, FILE *metrics, Tensorboard *tb, bool *reported_min,
-                     int64_t *arena_peak) {
+/* Gates whose penalty ends (0 under `param`, the next step's params) and that ask for it fold
+ * into their layers' weights (prune.c), reported on the output and in metrics.jsonl. */
+static void fold_now(Session *s, const double *param, int64_t epoch, int64_t step, FILE *metrics, Tensorboard *tb) {
+    const Graph *g = s->g;
+    const char **folded = util_calloc((size_t)g->ngate + 1, sizeof(char *));
+    int n = prune_fold(s->exec, param, folded);
+    if (n) {
+        FILE *out = s->cfg->out ? s->cfg->out : stdout;
+        cJSON *line = line_begin(epoch, step, NULL);
+        cJSON_AddStringToObject(line, "event", "fold");
+        cJSON *layers = cJSON_AddArrayToObject(line, "layers");
+        fprintf(out, "folded the gates into their layers after epoch %lld:", (long long)epoch);
+        for (int i = 0; i < n; i++) {
+            fprintf(out, "%s %s", i ? "," : "", folded[i]);
+            cJSON_AddItemToArray(layers, cJSON_CreateString(folded[i]));
+        }
+        fputc('\n', out);
+        line_end(metrics, tb, line);
+    }
+    free(folded);
+}
+
+/* Physical pruning between epochs: fold the gates whose penalty has ended, decide, recompile at
+ * the new widths, move the weights and optimiser state, and switch the session over.  0, or 1
+ * after reporting an error. */
+static int prune_now(Session *s, const double *param, WidthOverride *widths, int64_t epoch, int64_t step, FILE *metrics,
+                     Tensorboard *tb, bool *reported_min, int64_t *arena_peak) {
     const TrainConfig *cfg = s->cfg;
     FILE *out = cfg->out ? cfg->out : stdout;
     const Graph *g = s->g;
+    fold_now(s, param, epoch, step, metrics, tb);
     PruneDecision d;
     if (!prune_decide(s->exec, &d)) {
         for (int i = 0; i < g->ngate; i++) /* a layer can sit at its minimum with nothing to cut */
@@ -1383,7 +1413,11 @@ static int prune_hook(TrainSession *ts) {
         free(v);
         if (rc) return 1;
     }
-    return prune_now(&ts->s, ts->widths, epoch, ts->st.step, ts->metrics, &ts->tb, ts->st.reported_min, &ts->arena_peak);
+    double *param = util_calloc((size_t)ts->m->nparam + 1, sizeof(double)); /* the next step's */
+    train_schedule_at(ts->m, ts->st.step + 1, ts->steps_per_epoch, ts->total_steps, param);
+    int rc = prune_now(&ts->s, param, ts->widths, epoch, ts->st.step, ts->metrics, &ts->tb, ts->st.reported_min, &ts->arena_peak);
+    free(param);
+    return rc;
 }
 
 /* ---- pre_sgd (runtime/precondition.c) ---- */

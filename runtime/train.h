@@ -84,6 +84,9 @@ void train_free_data(ModelData *d);
 int64_t train_total_steps(const TrainSpec *t, int64_t steps_per_epoch);
 int64_t train_epochs(const TrainSpec *t, int64_t steps_per_epoch);
 
+/* The schedules' values for step t (1-based): every param's into param (m->nparam entries);
+ * returns the learning rate. */
+double train_schedule_at(const Model *m, int64_t t, int64_t steps_per_epoch, int64_t total_steps, double *param);
 /* The run-time scalars of optimiser step t (1-based) into e->scalars: params and the learning
  * rate (scheduled ones evaluated), Adam's bias corrections.  When lr / param (one per model
  * param) are given they receive the values used. */

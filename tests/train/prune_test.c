@@ -10,6 +10,8 @@
  *     its threshold, so its models need a looser bound; a variational model's loss without its
  *     KL term, whose removed weights' share goes with them);
  *   - every surviving weight and optimiser-state entry moved to the right place;
+ *   - where gates ask to be folded (`fold = true`), folding them keeps the outputs too and
+ *     rescales the layer's weights, bias and optimiser state as it should;
  *   - the pruned model trains on (20 more steps, finite losses).
  * With DEVICE cuda and no GPU it exits 77 (CTest's skip). */
 #include <math.h>
@@ -83,6 +85,80 @@ static void eval_batch(Batches *b, Exec *e, double *out, int *nout) {
                     exec_read(e, g->output[o].node, &kl, sizeof kl);
                     out[0] -= (double)kl * e->scalars[i];
                 }
+}
+
+/* Close to `want` relative to its size (float rounding of a product). */
+static bool near(double got, double want) { return fabs(got - want) <= 1e-6 * fmax(fabs(want), 1e-30); }
+
+/* With `gate(fold = true)` gates and their penalty at 0 (every param 0 here): folding leaves
+ * the outputs as they were, sets the open gates to +-1, scales the layer's weight
+ * and bias rows by |g_j| and their optimiser state by the matching power of the gradient's
+ * factor (the gate's state inversely). */
+static void check_fold(Batches *b, Exec *e, double tol, int nparam) {
+    const Graph *g = e->g;
+    int asked = 0;
+    for (int i = 0; i < g->ngate; i++) asked += g->gate[i].fold;
+    if (!asked) return;
+    exec_set_scalars(e, SC_PARAM, 0); /* the params' values folding is given: no penalty */
+    double before[16];
+    int nbefore;
+    eval_batch(b, e, before, &nbefore);
+    /* every weight and state tensor before folding, by weight index */
+    float **old = calloc((size_t)g->nweight, sizeof(float *));
+    int64_t *cols = calloc((size_t)g->nweight, sizeof(int64_t));
+    for (int w = 0; w < g->nweight; w++)
+        if (g->weight[w].kind == W_PARAM || g->weight[w].kind == W_STATE) old[w] = read_all(e, g->weight[w].name, &cols[w]);
+    double *zero = calloc((size_t)nparam + 1, sizeof(double));
+    const char **folded = calloc((size_t)g->ngate + 1, sizeof(char *));
+    int n = prune_fold(e, zero, folded);
+    CHECK(n == asked, "%d gates folded, not %d", n, asked);
+    double now[16];
+    int nnow;
+    eval_batch(b, e, now, &nnow);
+    for (int i = 0; i < nbefore && i < nnow; i++) {
+        double rel = fabs(before[i] - now[i]) / fmax(fabs(before[i]), 1e-30);
+        printf("%-10s folded %.7f  relative difference %.1e\n", g->output[i].name, now[i], rel);
+        CHECK(rel <= tol, "'%s' changed by folding (limit %g)", g->output[i].name, tol);
+    }
+    int64_t checked = 0;
+    for (int i = 0; i < g->ngate; i++) {
+        const GateInfo *gi = &g->gate[i];
+        if (!gi->fold) continue;
+        int64_t c;
+        float *gate = read_all(e, g->weight[gi->weight].name, &c), *was = old[gi->weight];
+        int64_t width = shape_numel(g->weight[gi->weight].shape);
+        for (int w = 0; w < g->nweight; w++) {
+            const Weight *x = &g->weight[w];
+            int power = w == gi->fold_weight[0] || w == gi->fold_weight[1]                                ? 1
+                        : x->kind == W_STATE && (x->of == gi->fold_weight[0] || x->of == gi->fold_weight[1]) ? -x->grad_power
+                        : x->kind == W_STATE && x->of == gi->weight                                           ? x->grad_power
+                                                                                                              : 0;
+            if (!power) continue;
+            float *cur = read_all(e, x->name, &c);
+            int bad = 0;
+            for (int64_t r = 0; r < width; r++)
+                for (int64_t k = 0; k < cols[w]; k++) {
+                    double m = was[r] == 0 ? 1 : pow(fabs((double)was[r]), power);
+                    bad += !near(cur[r * cols[w] + k], old[w][r * cols[w] + k] * m);
+                    checked++;
+                }
+            CHECK(bad == 0, "%s: %d entries not scaled by |%s|^%d", x->name, bad, g->weight[gi->weight].name, power);
+            free(cur);
+        }
+        int open = 0, bad = 0;
+        for (int64_t j = 0; j < width; j++) {
+            open += was[j] != 0;
+            bad += gate[j] != (was[j] > 0 ? 1.0f : was[j] < 0 ? -1.0f : 0.0f);
+        }
+        CHECK(bad == 0 && open > 0, "%s: %d of %d open gates are not +-1 after folding", g->weight[gi->weight].name, bad, open);
+        free(gate);
+    }
+    printf("folded %d gated layers; %lld weight and state values rescaled as they should be\n", n, (long long)checked);
+    for (int w = 0; w < g->nweight; w++) free(old[w]);
+    free(old);
+    free(cols);
+    free(zero);
+    free(folded);
 }
 
 int main(int argc, char **argv) {
@@ -188,6 +264,7 @@ int main(int argc, char **argv) {
         free(cur);
     }
     printf("%lld weight and optimiser-state values moved\n", (long long)moved);
+    check_fold(&b, &e2, tol, c2.model->nparam);
     /* training goes on in the smaller model */
     double first = NAN, last = NAN;
     for (int s = steps + 1; s <= steps + 20; s++) {

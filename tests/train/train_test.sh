@@ -272,6 +272,19 @@ prune_shrinks)
   "$check" "$out/a/metrics.jsonl" test accuracy 0.80
   "$nnc" train tests/train/models/prune_small.nn --set epochs=3 --out "$out/b" > /dev/null
   "$check" --same "$out/a/metrics.jsonl" "$out/b/metrics.jsonl" ;;
+prune_folds)
+  # `gate(fold = true)`: the pruning after epoch 2, the last epoch with a penalty, folds h1's
+  # gates into its weights (and every pruning after it); not the one after epoch 1; the run
+  # trains on and is the same run to run (prune_test.c checks that folding keeps the function)
+  "$nnc" train tests/train/models/prune_small_fold.nn --set epochs=4 --out "$out/a" > "$out/stdout"
+  cat "$out/stdout"
+  grep -q "^folded the gates into their layers after epoch 2: h1$" "$out/stdout"
+  grep -q "^folded the gates into their layers after epoch 3: h1$" "$out/stdout"
+  ! grep -q "after epoch 1: h1$" "$out/stdout"
+  grep -q '"epoch":2,"step":1876,"event":"fold","layers":\["h1"\]' "$out/a/metrics.jsonl"
+  "$check" "$out/a/metrics.jsonl" test accuracy 0.83
+  "$nnc" train tests/train/models/prune_small_fold.nn --set epochs=4 --out "$out/b" > /dev/null
+  "$check" --same "$out/a/metrics.jsonl" "$out/b/metrics.jsonl" ;;
 bayes_linear_map)
   # the posterior mode of Bayesian linear regression (normal prior, known noise) in closed
   # form against what training reaches; needs Debian's python3-numpy (skipped without it)
