@@ -139,7 +139,8 @@ typedef struct {
     ScheduleSpec *sched;
     int nsched;
     StopSpec stop;
-    int64_t prune_every; /* prune gates every N epochs; 0: never */
+    int64_t prune_every; /* prune gates every N epochs (prune_steps: steps); 0: never */
+    bool prune_steps;
     SrcLoc prune_loc;
     int64_t eval_samples; /* `evaluate samples = S`: evaluation and predict average S draws of the
                              variational weights; 0: their means */

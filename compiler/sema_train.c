@@ -800,7 +800,8 @@ static void item_sampler(Sema *s, const TrainItem *it) {
     sema_args_bool(s, a[arg_index(spec, nspec, "adapt_mass")], true, &sp->adapt_mass);
 }
 
-/* `prune gates every N epochs`: between epochs, dead neurons of gated layers are removed. */
+/* `prune gates every N epochs` (or `every N steps`): between epochs (or after every N-th step),
+ * dead neurons of gated layers are removed. */
 static void check_prune(Sema *s, const TrainItem *it) {
     if (strcmp(it->name, "gates")) {
         err(s, it->name_loc, "only gates can be pruned; write `prune gates every 1 epoch`");
@@ -808,15 +809,17 @@ static void check_prune(Sema *s, const TrainItem *it) {
     }
     const Ast *q = it->every;
     bool epochs = q->kind == AST_QUANTITY && (!strcmp(q->text, "epoch") || !strcmp(q->text, "epochs"));
-    if (!epochs) {
-        err(s, q->loc, "pruning happens between epochs; give the interval in epochs, as in `every 2 epochs`");
+    bool steps = q->kind == AST_QUANTITY && (!strcmp(q->text, "step") || !strcmp(q->text, "steps"));
+    if (!epochs && !steps) {
+        err(s, q->loc, "give the pruning interval in epochs or steps, as in `every 2 epochs` or `every 100 steps`");
         return;
     }
     if (!(q->num >= 1 && q->num == floor(q->num) && q->num <= 1e9)) {
-        err(s, q->loc, "the pruning interval must be a whole number of epochs >= 1, got %g", q->num);
+        err(s, q->loc, "the pruning interval must be a whole number of %s >= 1, got %g", epochs ? "epochs" : "steps", q->num);
         return;
     }
     s->m->train.prune_every = (int64_t)q->num;
+    s->m->train.prune_steps = steps;
     s->m->train.prune_loc = it->loc;
 }
 

@@ -242,7 +242,9 @@ void summary_print(StrBuf *b, const Compilation *c) {
                       gi->fixed ? "cannot shrink, " : "can shrink", gi->fixed ? gi->fixed : "",
                       gi->fold ? "; folds into the layer when its penalty ends" : "");
         }
-        if (t->prune_every) sb_printf(b, "pruning: every %lld epoch%s\n", (long long)t->prune_every, t->prune_every > 1 ? "s" : "");
+        if (t->prune_every)
+            sb_printf(b, "pruning: every %lld %s%s\n", (long long)t->prune_every, t->prune_steps ? "step" : "epoch",
+                      t->prune_every > 1 ? "s" : "");
     }
     const Plan *p = c->plan;
     if (p) {

@@ -588,7 +588,8 @@ static void print_gates(FILE *out, const Graph *g, const Eval *e, const char *sp
 
 /* Gates whose penalty ends (0 under `param`, the next step's params) and that ask for it fold
  * into their layers' weights (prune.c), reported on the output and in metrics.jsonl. */
-static void fold_now(Session *s, const double *param, int64_t epoch, int64_t step, FILE *metrics, Tensorboard *tb) {
+static void fold_now(Session *s, const double *param, const char *when, int64_t epoch, int64_t step, FILE *metrics,
+                     Tensorboard *tb) {
     const Graph *g = s->g;
     const char **folded = util_calloc((size_t)g->ngate + 1, sizeof(char *));
     int n = prune_fold(s->exec, param, folded);
@@ -597,7 +598,7 @@ static void fold_now(Session *s, const double *param, int64_t epoch, int64_t ste
         cJSON *line = line_begin(epoch, step, NULL);
         cJSON_AddStringToObject(line, "event", "fold");
         cJSON *layers = cJSON_AddArrayToObject(line, "layers");
-        fprintf(out, "folded the gates into their layers after epoch %lld:", (long long)epoch);
+        fprintf(out, "folded the gates into their layers %s:", when);
         for (int i = 0; i < n; i++) {
             fprintf(out, "%s %s", i ? "," : "", folded[i]);
             cJSON_AddItemToArray(layers, cJSON_CreateString(folded[i]));
@@ -611,12 +612,12 @@ static void fold_now(Session *s, const double *param, int64_t epoch, int64_t ste
 /* Physical pruning between epochs: fold the gates whose penalty has ended, decide, recompile at
  * the new widths, move the weights and optimiser state, and switch the session over.  0, or 1
  * after reporting an error. */
-static int prune_now(Session *s, const double *param, WidthOverride *widths, int64_t epoch, int64_t step, FILE *metrics,
-                     Tensorboard *tb, bool *reported_min, int64_t *arena_peak) {
+static int prune_now(Session *s, const double *param, const char *when, WidthOverride *widths, int64_t epoch, int64_t step,
+                     FILE *metrics, Tensorboard *tb, bool *reported_min, int64_t *arena_peak) {
     const TrainConfig *cfg = s->cfg;
     FILE *out = cfg->out ? cfg->out : stdout;
     const Graph *g = s->g;
-    fold_now(s, param, epoch, step, metrics, tb);
+    fold_now(s, param, when, epoch, step, metrics, tb);
     PruneDecision d;
     if (!prune_decide(s->exec, &d)) {
         for (int i = 0; i < g->ngate; i++) /* a layer can sit at its minimum with nothing to cut */
@@ -638,7 +639,7 @@ static int prune_now(Session *s, const double *param, WidthOverride *widths, int
     int64_t both = s->plan->arena_bytes + next->plan->arena_bytes; /* while the weights move */
     if (both > *arena_peak) *arena_peak = both;
     if (prune_transfer(s->exec, next, &d, err, sizeof err)) {
-        fprintf(cfg->diag->out, "nnc: error: pruning after epoch %lld: %s\n", (long long)epoch, err);
+        fprintf(cfg->diag->out, "nnc: error: pruning %s: %s\n", when, err);
         cfg->retire(cfg->rebuild_ctx, next);
         prune_free(&d);
         return 1;
@@ -649,7 +650,7 @@ static int prune_now(Session *s, const double *param, WidthOverride *widths, int
     cJSON *line = line_begin(epoch, step, NULL);
     cJSON_AddStringToObject(line, "event", "prune");
     cJSON *w = cJSON_AddObjectToObject(line, "widths");
-    fprintf(out, "pruned after epoch %lld:", (long long)epoch);
+    fprintf(out, "pruned %s:", when);
     for (int sp = 0, first = 1; sp < g->nspace; sp++) {
         if (!d.keep[sp]) continue;
         fprintf(out, "%s %s %lld -> %lld", first ? "" : ",", g->space[sp].layer, (long long)g->space[sp].width,
@@ -724,9 +725,10 @@ static int save_checkpoint(const TrainConfig *cfg, const Session *s, const Train
 
 /* Resuming: keep metrics.jsonl's complete lines of epochs before the checkpoint's (a run killed
  * after writing a later epoch's lines but before its checkpoint would otherwise repeat them),
- * and, when the run evaluates every N steps, the evaluations and stop of its epoch at or before
- * its step (written before the checkpoint: eval_every_hook runs before interrupt_hook). */
-static int truncate_metrics(const char *path, const TrainState *at, bool mid_epoch_evals) {
+ * and, when the run evaluates (or prunes) every N steps, the evaluations and stop (the prune and
+ * fold events) of its epoch at or before its step (written before the checkpoint: eval_every_hook
+ * and prune_step_hook run before interrupt_hook). */
+static int truncate_metrics(const char *path, const TrainState *at, bool mid_epoch_evals, bool mid_epoch_prunes) {
     size_t len;
     char *text = util_read_file(path, &len);
     if (!text) return errno == ENOENT ? 0 : -1;
@@ -737,9 +739,11 @@ static int truncate_metrics(const char *path, const TrainState *at, bool mid_epo
         const char *split = cJSON_GetStringValue(cJSON_GetObjectItem(o, "split"));
         const char *event = cJSON_GetStringValue(cJSON_GetObjectItem(o, "event"));
         bool eval = (split && strcmp(split, "train")) || (event && !strcmp(event, "stop"));
+        bool pruning = event && (!strcmp(event, "prune") || !strcmp(event, "fold"));
+        bool at_step = (mid_epoch_evals && eval) || (mid_epoch_prunes && pruning); /* written after a step, not an epoch */
         bool before = cJSON_IsNumber(e) && (e->valuedouble < (double)at->epoch ||
-                                            (mid_epoch_evals && eval && e->valuedouble == (double)at->epoch &&
-                                             cJSON_IsNumber(st) && st->valuedouble <= (double)at->step));
+                                            (at_step && e->valuedouble == (double)at->epoch && cJSON_IsNumber(st) &&
+                                             st->valuedouble <= (double)at->step));
         cJSON_Delete(o);
         if (!before) break;
         keep = (size_t)(nl + 1 - text);
@@ -1399,10 +1403,8 @@ static int eval_every_hook(TrainSession *ts) {
     return stop_hook(ts);
 }
 
-/* `prune gates every N epochs`: between epochs, so not after the last nor when stopping. */
-static int prune_hook(TrainSession *ts) {
-    int64_t epoch = ts->st.epoch;
-    if (ts->st.finished || epoch % ts->t->prune_every || epoch >= ts->epochs) return 0;
+/* Prunes now (`when` says where, for the output). */
+static int prune_at(TrainSession *ts, const char *when) {
     if (dist.size > 1) { /* every rank decides on rank 0's gates: its weights and state, broadcast */
         Exec *e = ts->s.exec;
         size_t n = (size_t)ts->s.plan->persistent_bytes;
@@ -1415,8 +1417,32 @@ static int prune_hook(TrainSession *ts) {
     }
     double *param = util_calloc((size_t)ts->m->nparam + 1, sizeof(double)); /* the next step's */
     train_schedule_at(ts->m, ts->st.step + 1, ts->steps_per_epoch, ts->total_steps, param);
-    int rc = prune_now(&ts->s, param, ts->widths, epoch, ts->st.step, ts->metrics, &ts->tb, ts->st.reported_min, &ts->arena_peak);
+    int rc = prune_now(&ts->s, param, when, ts->widths, ts->st.epoch, ts->st.step, ts->metrics, &ts->tb, ts->st.reported_min,
+                       &ts->arena_peak);
     free(param);
+    return rc;
+}
+
+/* `prune gates every N epochs`: between epochs, so not after the last nor when stopping. */
+static int prune_hook(TrainSession *ts) {
+    int64_t epoch = ts->st.epoch;
+    if (ts->st.finished || epoch % ts->t->prune_every || epoch >= ts->epochs) return 0;
+    char when[64];
+    snprintf(when, sizeof when, "after epoch %lld", (long long)epoch);
+    return prune_at(ts, when);
+}
+
+/* `prune gates every N steps`: after every N-th step but the run's last, after an evaluation at
+ * that step and before a checkpoint (so that one taken at this step resumes after the pruning);
+ * its time is not the epoch's training time. */
+static int prune_step_hook(TrainSession *ts) {
+    int64_t step = ts->st.step;
+    if (ts->st.finished || step % ts->t->prune_every || step >= ts->total_steps) return 0;
+    char when[64];
+    snprintf(when, sizeof when, "at step %lld (epoch %lld)", (long long)step, (long long)ts->st.epoch);
+    double t0 = util_now();
+    int rc = prune_at(ts, when);
+    ts->e0 += util_now() - t0;
     return rc;
 }
 
@@ -1505,12 +1531,13 @@ static void install(TrainSession *ts) {
     if (ts->signal_epoch) hook_add(ts, AFTER_STEP, test_signal_step);
     if (getenv("NNC_TEST_RANK_SIGNAL")) hook_add(ts, AFTER_STEP, test_rank_signal);
     if (ts->t->eval_every) hook_add(ts, AFTER_STEP, eval_every_hook);
+    if (ts->t->prune_every && ts->t->prune_steps) hook_add(ts, AFTER_STEP, prune_step_hook);
     hook_add(ts, AFTER_STEP, interrupt_hook);
     if (ts->tty) hook_add(ts, AFTER_STEP, progress_hook);
     if (ts->signal_epoch) hook_add(ts, END_OF_EPOCH, test_signal_eval);
     hook_add(ts, END_OF_EPOCH, report_hook);
     if (!ts->t->eval_every) hook_add(ts, END_OF_EPOCH, stop_hook);
-    if (ts->t->prune_every) hook_add(ts, END_OF_EPOCH, prune_hook);
+    if (ts->t->prune_every && !ts->t->prune_steps) hook_add(ts, END_OF_EPOCH, prune_hook);
     hook_add(ts, END_OF_EPOCH, checkpoint_hook);
 }
 
@@ -1530,7 +1557,7 @@ static int train_open(TrainSession *ts, const TrainConfig *cfg, TrainResult *res
     if (cfg->out_dir) {
         char path[4096];
         snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
-        if (train_make_dirs(cfg->out_dir) || (cfg->resume && truncate_metrics(path, cfg->resume, ts->t->eval_every > 0)) ||
+        if (train_make_dirs(cfg->out_dir) || (cfg->resume && truncate_metrics(path, cfg->resume, ts->t->eval_every > 0, ts->t->prune_steps)) ||
             !(ts->metrics = fopen(path, cfg->resume ? "a" : "w"))) {
             fprintf(cfg->diag->out, "nnc: error: cannot write %s: %s\n", path, strerror(errno));
             train_free_data(&ts->data);

@@ -92,6 +92,32 @@ resume_at_every_position_is_bit_exact)
       echo "FAIL: resumed after $at: a train line without a throughput"; exit 1
     fi
   done ;;
+prune_steps_resume_is_bit_exact)
+  # `prune gates every 20 steps` (15 steps an epoch) with gates that fold once the penalty ends
+  # (after epoch 10: the pruning at step 160, epoch 11's 10th step, folds them): stopped at a
+  # pruning step, the step after it, the folding step and the one after, an epoch's last step
+  # and the run's, then resumed, the run ends as the uninterrupted one, bit for bit
+  blobs
+  cd "$out"
+  sed -e 's/gate(l1 = lambda)/gate(l1 = lambda, fold = true)/' -e 's/prune gates every 5 epochs/prune gates every 20 steps/' \
+      -e 's/schedule lambda = lambda \* 0.95 ^ epoch/schedule lambda = step(every = 10 epochs, gamma = 0) * 0.95 ^ epoch/' \
+      blobs.nn > steps.nn
+  test "$(grep -c 'fold = true' steps.nn)" = 2
+  grep -q "every 20 steps" steps.nn
+  grep -q "gamma = 0" steps.nn
+  "$nnc" build steps.nn -o steps > /dev/null
+  ./steps train --out full --no-progress > full.log
+  grep -q "^pruned at step 20 (epoch 2): h 512 -> " full.log
+  grep -q "^folded the gates into their layers at step 160 (epoch 11): h, h2$" full.log
+  if grep -q "^folded the gates into their layers at step 140 " full.log; then echo "FAIL: folded with the penalty on"; exit 1; fi
+  for at in 2:5 2:6 11:10 11:11 21:15 40:15; do
+    rc=0; NNC_TEST_SIGNAL_AT=$at ./steps train --out "p$at" --no-progress > "p$at.log" 2>&1 || rc=$?
+    test $rc = 143 || { cat "p$at.log"; echo "FAIL: $at: expected exit status 143 after SIGTERM, got $rc"; exit 1; }
+    ./steps train --out "p$at" --resume --no-progress > "r$at.log"
+    "$check" --same full/metrics.jsonl "p$at/metrics.jsonl" > /dev/null || { echo "FAIL: resumed after $at"; exit 1; }
+    cmp full/checkpoint.safetensors "p$at/checkpoint.safetensors"
+    echo "$at: resumed bit for bit"
+  done ;;
 dropout_resume_is_bit_exact)
   # dropout's masks are a function of (seed, step, element): a run interrupted mid-epoch, or on
   # an epoch's last step, resumes to the same metrics and checkpoint bytes, with no generator
