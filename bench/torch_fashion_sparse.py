@@ -56,6 +56,29 @@ def prox_gates(model, opt, lr, lam, beta2=0.999, eps=1e-8):
             g.copy_(torch.sign(g) * rest.clamp(min=0) * m)
 
 
+def fold_gates(model, opt, layers):
+    """nnc's `gate(fold = true)` once the penalty has ended: row j of each gated layer's weight
+    and bias times |g_j|, g_j its sign, and Adam's moments rescaled as the gradients are (first
+    moment by 1 / |g_j| for the layer, |g_j| for the gate; second moments by the squares).
+    layers: the modules the gates belong to, in gate order.  Closed gates stay 0."""
+    with torch.no_grad():
+        for g, layer in zip(model.gates, layers):
+            a = g.abs()
+            a = torch.where(a == 0, torch.ones_like(a), a)
+            for p in (layer.weight, layer.bias):
+                shape = (-1,) + (1,) * (p.dim() - 1)
+                p.mul_(a.view(shape))
+                st = opt.state.get(p)
+                if st:
+                    st["exp_avg"].div_(a.view(shape))
+                    st["exp_avg_sq"].div_((a * a).view(shape))
+            st = opt.state.get(g)
+            if st:
+                st["exp_avg"].mul_(a)
+                st["exp_avg_sq"].mul_(a * a)
+            g.copy_(torch.sign(g))
+
+
 def accuracy(model, x, y):
     with torch.no_grad():
         correct = 0
@@ -64,12 +87,25 @@ def accuracy(model, x, y):
     return correct / x.shape[0]
 
 
-def train_masked(model, epochs, penalties, stop_at=None):
+def mask_dead(model, opt, penalties, next_epoch, fold):
+    """Masks the dead gates' neurons for good, after folding the gates (fold: their layers)
+    when the penalties of next_epoch are all 0."""
+    nxt = penalties(next_epoch)
+    if fold is not None and all(l == 0 for l in (nxt if isinstance(nxt, (list, tuple)) else [nxt])):
+        fold_gates(model, opt, fold)
+    for g, m in zip(model.gates, model.masks):
+        m.copy_((g.detach() != 0).float())
+
+
+def train_masked(model, epochs, penalties, stop_at=None, fold=None, mask_every=None):
     """Adam lr 1e-3, batch 128, 10 % held out for validation; after each step the proximal step
     with penalties(epoch) (one for all gates, or one per gate); after each epoch but the last
     the dead gates' neurons are masked for good.  Prints one JSON line per epoch.  With stop_at,
     training ends after the first epoch whose test accuracy reaches it (a time-to-accuracy run
-    need not train on)."""
+    need not train on).  With fold (the gated layers, in gate order), the gates fold into them
+    after each epoch but the last when the next epoch's penalties are all 0, as nnc's
+    `gate(fold = true)` does.  With mask_every, the masking (and folding) comes after every
+    mask_every-th step but the last instead (nnc's `prune gates every N steps`)."""
     threads = int(os.environ.get("BENCH_THREADS", "2"))
     torch.set_num_threads(threads)
     x, y, xt, yt = fashion_data.load()
@@ -80,6 +116,8 @@ def train_masked(model, epochs, penalties, stop_at=None):
     lr = 1e-3
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
+    steps_per_epoch = (x.shape[0] + 127) // 128
+    step, total = 0, steps_per_epoch * epochs
     t0 = time.perf_counter()
     for epoch in range(epochs):
         lam = penalties(epoch)
@@ -92,13 +130,15 @@ def train_masked(model, epochs, penalties, stop_at=None):
             loss.backward()
             opt.step()
             prox_gates(model, opt, lr, lam)
+            step += 1
+            if mask_every and step % mask_every == 0 and step < total:
+                mask_dead(model, opt, penalties, step // steps_per_epoch, fold)
         train_s = time.perf_counter() - e0
         valid_acc = accuracy(model, xv, yv)
         test_acc = accuracy(model, xt, yt)
         live = [int((g != 0).sum()) for g in model.gates]
-        if epoch + 1 < epochs:  # "prune": mask the dead neurons for good
-            for g, m in zip(model.gates, model.masks):
-                m.copy_((g.detach() != 0).float())
+        if epoch + 1 < epochs and not mask_every:  # "prune": mask the dead neurons for good
+            mask_dead(model, opt, penalties, epoch + 1, fold)
         print(json.dumps({"epoch": epoch + 1, "live": live, "samples_per_s": x.shape[0] / train_s,
                           "valid_accuracy": valid_acc, "test_accuracy": test_acc,
                           "time_s": time.perf_counter() - t0, "threads": threads}), flush=True)

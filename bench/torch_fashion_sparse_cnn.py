@@ -12,8 +12,12 @@ tensors, where nnc removes them.
 
 Prints one JSON line per epoch (live widths, training samples/s, test accuracy, time since
 training started).  Threads: torch.set_num_threads from BENCH_THREADS (default 2); the caller
-sets OMP_WAIT_POLICY.  Usage: torch_fashion_sparse_cnn.py [EPOCHS [STOP_AT]]: with STOP_AT, it stops
-after the first epoch whose test accuracy reaches it.
+sets OMP_WAIT_POLICY.  Usage: torch_fashion_sparse_cnn.py [EPOCHS [STOP_AT [PENALTY_EPOCHS [MASK_EVERY]]]]:
+with STOP_AT, it stops after the first epoch whose test accuracy reaches it; with PENALTY_EPOCHS
+(not 0), the penalties end after that many epochs and the gates then fold into their layers
+(nnc's `gate(fold = true)` with `schedule lambda = step(every = PENALTY_EPOCHS epochs, gamma = 0) *
+0.7 ^ epoch`); with MASK_EVERY, dead neurons are masked every MASK_EVERY steps, not epochs (nnc's
+`prune gates every MASK_EVERY steps`).
 """
 import sys
 
@@ -46,8 +50,13 @@ class GatedCNN(torch.nn.Module):
 def main():
     epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     stop_at = float(sys.argv[2]) if len(sys.argv) > 2 else None
+    penalty_epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    mask_every = int(sys.argv[4]) if len(sys.argv) > 4 else None
     torch.manual_seed(1)
-    train_masked(GatedCNN(), epochs, lambda epoch: [5e-3 * 0.7 ** epoch, 5e-3 * 0.7 ** epoch, 2e-3 * 0.7 ** epoch], stop_at)
+    model = GatedCNN()
+    decay = lambda epoch: 0.7 ** epoch if not penalty_epochs or epoch < penalty_epochs else 0.0
+    train_masked(model, epochs, lambda epoch: [5e-3 * decay(epoch), 5e-3 * decay(epoch), 2e-3 * decay(epoch)], stop_at,
+                 fold=[model.conv1, model.conv2, model.dense] if penalty_epochs else None, mask_every=mask_every)
 
 
 if __name__ == "__main__":

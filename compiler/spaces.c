@@ -17,7 +17,8 @@
  * and only dense and convolution layers may read them (a loss or metric fixes the width).  For
  * each gated layer this pass also adds two evaluation outputs, the per-element sums of the
  * activations and of their squares, from which the runtime reports the variance of each neuron
- * (or channel, over its positions). */
+ * (or channel, over its positions).  For a gate with `fold = true` it finds the weight and bias
+ * the gate folds into (fold_targets). */
 #include <stdlib.h>
 
 #include "lower.h"
@@ -125,7 +126,8 @@ static const char *fold_targets(Graph *g, GateInfo *gi) {
         n = &g->node[x];
     }
     Weight *w = n->op == OP_MATMUL ? layer_weight(g, gi, n->in[1]) : NULL;
-    if (!w || readers(g, x) != 1) {
+    if (w && readers(g, x) != 1) return gi->fold_weight[1] = -1, "its layer's output has other readers";
+    if (!w) {
         gi->fold_weight[1] = -1;
         return arena_printf(g->arena, "'%s' stands between the gate and a dense or convolution layer (fold needs relu, "
                                       "leaky_relu, prelu, pooling or dropout there)",
