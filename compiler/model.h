@@ -317,6 +317,11 @@ typedef struct {
  * key names neither a param nor a train setting are reported by driver.c, not here. */
 Model *sema_check(Arena *arena, Diag *diag, const Program *prog, const char *path, const SemaOptions *opt);
 
+/* A scalar expression (numbers and params with + - * /, negation), evaluated with the params'
+ * values `param` (one per model param, by index), or the model's own when param is NULL;
+ * *uses_param (when given) is set if a param takes part. */
+double sval_value(const Model *m, const SVal *v, const double *param, bool *uses_param);
+
 /* The model's predictions, what `predict` writes: the first argument of each loss function that
  * compares one with a target or a number, in the order the loss names them, once per name:
  * "prediction" with one target, else the target's name.  Fills pred[] and name[] (at most cap);

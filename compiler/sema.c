@@ -296,14 +296,16 @@ static SVal *eval_arith(Sema *s, const Ast *e, bool in_loss) {
 
 SVal *sema_eval_scalar(Sema *s, const Ast *e) { return eval_arith(s, e, false); }
 
-/* A scalar expression's value with the params' current values; *params: whether it uses any. */
-static double scalar_value(const Sema *s, const SVal *v, bool *params) {
+/* model.h: a scalar expression's value. */
+double sval_value(const Model *m, const SVal *v, const double *param, bool *uses_param) {
     switch (v->kind) {
     case SV_CONST: return v->num;
-    case SV_PARAM: *params = true; return s->m->param[v->index].value;
-    case SV_NEG: return -scalar_value(s, v->a, params);
+    case SV_PARAM:
+        if (uses_param) *uses_param = true;
+        return param ? param[v->index] : m->param[v->index].value;
+    case SV_NEG: return -sval_value(m, v->a, param, uses_param);
     case SV_BINARY: {
-        double a = scalar_value(s, v->a, params), b = scalar_value(s, v->b, params);
+        double a = sval_value(m, v->a, param, uses_param), b = sval_value(m, v->b, param, uses_param);
         return v->op == '+' ? a + b : v->op == '-' ? a - b : v->op == '*' ? a * b : a / b;
     }
     default: NNC_BUG("not a scalar expression");
@@ -314,7 +316,7 @@ SVal *sema_positive_scalar(Sema *s, const Ast *e, const char *what) {
     SVal *v = eval_arith(s, e, false);
     if (!v) return NULL;
     bool params = false;
-    double x = scalar_value(s, v, &params);
+    double x = sval_value(s->m, v, NULL, &params);
     if (x > 0) return v;
     if (v->kind == SV_PARAM)
         err(s, e->loc, "%s must be positive, but param '%s' is %g", what, s->m->param[v->index].name, x);

@@ -31,18 +31,6 @@ static bool need_flat(Sema *s, const char *lname, SVal *x, SrcLoc loc) {
 }
 
 /* The current value of a run-time scalar expression (params at their values). */
-static double scalar_value(const Sema *s, const SVal *v) {
-    switch (v->kind) {
-    case SV_CONST: return v->num;
-    case SV_PARAM: return s->m->param[v->index].value;
-    case SV_NEG: return -scalar_value(s, v->a);
-    case SV_BINARY: {
-        double a = scalar_value(s, v->a), b = scalar_value(s, v->b);
-        return v->op == '+' ? a + b : v->op == '-' ? a - b : v->op == '*' ? a * b : a / b;
-    }
-    default: NNC_BUG("not a scalar expression");
-    }
-}
 
 /* ---- the rows' checks ---- */
 
@@ -254,7 +242,7 @@ static bool check_gate_common(Sema *s, const LayerDef *ld, const Ast *e, const A
     if (coef) {
         v->coef = sema_eval_scalar(s, coef);
         if (!v->coef) return false;
-        double now = scalar_value(s, v->coef);
+        double now = sval_value(s->m, v->coef, NULL, NULL);
         if (now < 0) {
             err(s, coef->loc, "the %s must not be negative, but it is %g", v->size_gate ? "penalty" : "l1 penalty", now);
             return false;

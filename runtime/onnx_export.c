@@ -322,21 +322,7 @@ static const char *layer(Export *x, const SVal *v) {
     return NULL;
 }
 
-/* A scalar expression of the model (numbers and params' values with + - * /), evaluated. */
-static double scalar_value(const Model *m, const SVal *v) {
-    switch (v->kind) {
-    case SV_CONST: return v->num;
-    case SV_PARAM: return m->param[v->index].value;
-    case SV_NEG: return -scalar_value(m, v->a);
-    case SV_BINARY: {
-        double a = scalar_value(m, v->a), b = scalar_value(m, v->b);
-        return v->op == '+' ? a + b : v->op == '-' ? a - b : v->op == '*' ? a * b : a / b;
-    }
-    default: NNC_BUG("not a scalar expression");
-    }
-}
-
-static const char *scalar(Export *x, const SVal *v) { return init_scalar(x, scalar_value(x->b->c.model, v)); }
+static const char *scalar(Export *x, const SVal *v) { return init_scalar(x, sval_value(x->b->c.model, v, NULL, NULL)); }
 
 static const char *value(Export *x, const SVal *v) {
     for (int i = 0; i < x->ndone; i++)

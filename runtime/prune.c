@@ -227,20 +227,6 @@ int prune_transfer(const Exec *from, Exec *to, const PruneDecision *d, char *err
 
 /* ---- folding gates into their layers ---- */
 
-/* A gate's penalty coefficient under the params' values. */
-static double coef_value(const SVal *v, const double *param) {
-    switch (v->kind) {
-    case SV_CONST: return v->num;
-    case SV_PARAM: return param[v->index];
-    case SV_NEG: return -coef_value(v->a, param);
-    case SV_BINARY: {
-        double a = coef_value(v->a, param), b = coef_value(v->b, param);
-        return v->op == '+' ? a + b : v->op == '-' ? a - b : v->op == '*' ? a * b : a / b;
-    }
-    default: NNC_BUG("a gate's penalty is not a scalar expression");
-    }
-}
-
 /* Multiplies row j of weight wi (its matrix view [dim 0, the rest]; dim 0 is the gate's
  * neurons) by f[j]^power; rows whose f is 0 are left alone. */
 static void scale_rows(Exec *e, int wi, const double *f, int power) {
@@ -262,7 +248,7 @@ int prune_fold(Exec *e, const double *param, const char **folded) {
     int nfolded = 0;
     for (int i = 0; i < g->ngate; i++) {
         const GateInfo *gi = &g->gate[i];
-        if (gi->kind != GATE_L1 || !gi->fold || gi->nofold || coef_value(gi->coef, param) != 0) continue;
+        if (gi->kind != GATE_L1 || !gi->fold || gi->nofold || sval_value(NULL, gi->coef, param, NULL) != 0) continue;
         int64_t n;
         float *gate = read_weight(e, gi->weight, &n);
         double *mag = util_calloc((size_t)n, sizeof(double));
