@@ -124,7 +124,7 @@ int build_trainer(const BuildOptions *o) {
     uint64_t sig = plan_signature(c.plan);
     const char *mpi_plugin = build_mpi_plugin();
     char *cuda = cuda_render(c.plan, o->file), *info = build_info(o, &c, sig, mpi_plugin), *args = build_args(o);
-    LlvmModule *m = llvm_render(c.plan, o->cpu, err, sizeof err);
+    LlvmModule *m = llvm_render(c.plan, o->cpu, false, err, sizeof err);
     if (!m) {
         fprintf(stderr, "nnc: error: %s\n", err);
         rc = 1;

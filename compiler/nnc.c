@@ -223,7 +223,7 @@ static int cmd_emit(Args *a) {
             if (a->target_cpu && !llvm_known_cpu(a->target_cpu))
                 rc = usage_error("unknown --target-cpu '%s': use host, x86-64, x86-64-v2, x86-64-v3 or x86-64-v4", a->target_cpu);
             else
-                m = llvm_render(c.plan, a->target_cpu, err, sizeof err);
+                m = llvm_render(c.plan, a->target_cpu, true, err, sizeof err);
             char *text = m ? (w == 3 ? llvm_print_ir(m) : llvm_emit_asm(m, err, sizeof err)) : NULL;
             if (!text) {
                 if (!rc) fprintf(stderr, "nnc: error: %s\n", err);

@@ -14,9 +14,15 @@ typedef struct LlvmJit LlvmJit;
 
 /* NULL with a message in err on failure (an LLVM or host problem, not a user error).  `cpu`
  * is the CPU to optimise for: NULL or "host" (this machine's CPU and features) or a name such
- * as "x86-64-v3" (llvm_known_cpu lists the ones nnc build accepts). */
-LlvmModule *llvm_render(const Plan *p, const char *cpu, char *err, size_t nerr);
+ * as "x86-64-v3" (llvm_known_cpu lists the ones nnc build accepts).  `planned_only`: the code
+ * runs only the plan it is made for, at its planned column counts (the JIT, where pruning
+ * recompiles); false for a trainer, which runs pruned dense layers' narrower rows through the
+ * same code, so that every short-row kernel also needs its copy for any count. */
+LlvmModule *llvm_render(const Plan *p, const char *cpu, bool planned_only, char *err, size_t nerr);
 bool llvm_known_cpu(const char *cpu);
+/* Whether kernel k's rows are short: its code has a copy for the planned column count, the
+ * only copy when planned_only (so such code runs no other count). */
+bool llvm_short_row(const Kernel *k);
 /* Writes the module as an object file (for `nnc build`). */
 int llvm_emit_object(LlvmModule *m, const char *path, char *err, size_t nerr);
 /* An object file defining NUL-terminated constant strings names[i] = texts[i] and one
