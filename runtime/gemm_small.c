@@ -9,7 +9,8 @@
  * C[m x n] = op(A)[m x k] op(B)[k x n], row-major, alpha 1, beta 0.  Tiles of up to 4 rows x 24
  * columns of C are accumulated in registers over all of k, a row of op(B) loaded once per
  * step and each op(A) element broadcast; the edge columns use masked loads and partial
- * stores, so nothing outside the matrices is touched.  op(B) = B^T is first copied out transposed (B is
+ * stores, so nothing outside the matrices is touched.  A^T B may be done as its transpose
+ * B^T A, where that wastes fewer lanes (gemm_avx2).  op(B) = B^T is first copied out transposed (B is
  * then a weight, k x n floats).  A product with one column (a matrix-vector product) is a dot
  * product per row instead, vectorised along k.  Every element of C is a fixed sequence of
  * fused multiply-adds in k order (the dot product: 8 lanes, then their sum in a fixed order):
@@ -26,6 +27,7 @@
 #define INLINE static inline __attribute__((always_inline)) AVX2
 
 enum { MR = 4, NV = 3, BLOCK_FLOATS = 32768 }; /* a tile: MR rows x NV vectors of 8 columns */
+enum { STACK_FLOATS = 2048 };                    /* a transposed operand or result this small stays on the stack */
 
 /* lanes < n on, as a maskload/maskstore mask */
 INLINE __m256i lane_mask(int n) {
@@ -93,16 +95,49 @@ INLINE void tile(int mr, int nv, bool full, const float *A, ptrdiff_t ai, ptrdif
 #undef ROW
 #undef STORE
 
+/* tile() with its row count, vector count and edge kind as constants (rows past mr cost nothing) */
+#define TILE_CASE(mr_, nv_)                                                                                          \
+    case (mr_) * 4 + (nv_):                                                                                          \
+        if (full)                                                                                                    \
+            tile(mr_, nv_, true, A, ai, ap, B, ldb, k, C, ldc, last, nlast);                                         \
+        else                                                                                                         \
+            tile(mr_, nv_, false, A, ai, ap, B, ldb, k, C, ldc, last, nlast);                                        \
+        break;
 static AVX2 void tile_any(int mr, int nv, const float *A, ptrdiff_t ai, ptrdiff_t ap, const float *B, ptrdiff_t ldb,
                           int k, float *C, ptrdiff_t ldc, __m256i last, int nlast) {
     bool full = nlast == 8; /* the last vector whole: plain loads (a masked one is slow on some CPUs) */
-    if (nv == 1)
-        full ? tile(mr, 1, true, A, ai, ap, B, ldb, k, C, ldc, last, nlast) : tile(mr, 1, false, A, ai, ap, B, ldb, k, C, ldc, last, nlast);
-    else if (nv == 2)
-        full ? tile(mr, 2, true, A, ai, ap, B, ldb, k, C, ldc, last, nlast) : tile(mr, 2, false, A, ai, ap, B, ldb, k, C, ldc, last, nlast);
-    else
-        full ? tile(mr, 3, true, A, ai, ap, B, ldb, k, C, ldc, last, nlast) : tile(mr, 3, false, A, ai, ap, B, ldb, k, C, ldc, last, nlast);
+    switch (mr * 4 + nv) {
+        TILE_CASE(1, 1) TILE_CASE(1, 2) TILE_CASE(1, 3)
+        TILE_CASE(2, 1) TILE_CASE(2, 2) TILE_CASE(2, 3)
+        TILE_CASE(3, 1) TILE_CASE(3, 2) TILE_CASE(3, 3)
+        TILE_CASE(4, 1) TILE_CASE(4, 2) TILE_CASE(4, 3)
+    }
 }
+#undef TILE_CASE
+
+/* C[m x n] = op(A) op(B) with op(A)(r, p) = A[r ai + p ap], op(B)(p, j) = B[p ldb + j], in tiles. */
+static AVX2 void tiles(int m, int n, int k, const float *A, ptrdiff_t ai, ptrdiff_t ap, const float *B, ptrdiff_t ldb,
+                       float *C, ptrdiff_t ldc) {
+    /* rows in blocks of about 128 KiB of A, each multiplied by all of op(B) while it is in
+     * the cache (a tall A, a convolution's patches, is read from memory once) */
+    int rb = (int)(BLOCK_FLOATS / k) / MR * MR;
+    rb = rb < MR ? MR : rb;
+    for (int ib = 0; ib < m; ib += rb) {
+        int iend = m - ib < rb ? m : ib + rb;
+        for (int j0 = 0; j0 < n; j0 += 8 * NV) {
+            int cols = n - j0 < 8 * NV ? n - j0 : 8 * NV, nv = (cols + 7) / 8;
+            int nlast = cols - 8 * (nv - 1);
+            __m256i last = lane_mask(nlast);
+            for (int i0 = ib; i0 < iend; i0 += MR) {
+                int mr = iend - i0 < MR ? iend - i0 : MR;
+                tile_any(mr, nv, A + i0 * ai, ai, ap, B + j0, ldb, k, C + (ptrdiff_t)i0 * ldc + j0, ldc, last, nlast);
+            }
+        }
+    }
+}
+
+/* Multiply-adds a product costs in tiles, in vector FMAs per step of k: rows x vectors a row */
+static long tile_cost(int m, int n) { return (long)m * ((n + 7) / 8); }
 
 /* C[i] = sum_p A[i lda + p] b[p]: 8 lanes along p, the tail masked, then the lanes summed
  * pairwise in a fixed order. */
@@ -123,42 +158,38 @@ static AVX2 void matvec(int m, int k, const float *A, ptrdiff_t lda, const float
 
 static AVX2 void gemm_avx2(bool ta, bool tb, int m, int n, int k, const float *A, int lda, const float *B, int ldb,
                            float *C, int ldc) {
-    float *bt = NULL;
+    float stack[STACK_FLOATS], *bt = NULL;
     if (tb && n > 1) { /* op(B) = B^T: copy it out as k x n */
-        bt = util_calloc((size_t)k * (size_t)n, sizeof(float));
+        bt = (size_t)k * (size_t)n <= STACK_FLOATS ? stack : util_calloc((size_t)k * (size_t)n, sizeof(float));
         for (int j = 0; j < n; j++)
             for (int p = 0; p < k; p++) bt[(size_t)p * (size_t)n + (size_t)j] = B[(size_t)j * (size_t)ldb + (size_t)p];
         B = bt, ldb = n;
     }
     if (n == 1 && !ta) { /* op(B) is one column: B[p ldb] (tb = 0) or B[p] (tb = 1) */
         if (!tb && ldb != 1) {
-            bt = util_calloc((size_t)k, sizeof(float));
+            bt = (size_t)k <= STACK_FLOATS ? stack : util_calloc((size_t)k, sizeof(float));
             for (int p = 0; p < k; p++) bt[p] = B[(size_t)p * (size_t)ldb];
             B = bt;
         }
         matvec(m, k, A, lda, B, C, ldc);
-        free(bt);
+        if (bt != stack) free(bt);
         return;
     }
     if (n == 1 && tb) ldb = 1; /* B is 1 x k: column p of op(B) is B[p] */
-    ptrdiff_t ai = ta ? 1 : lda, ap = ta ? lda : 1;
-    /* rows in blocks of about 128 KiB of A, each multiplied by all of op(B) while it is in
-     * the cache (a tall A, a convolution's patches, is read from memory once) */
-    int rb = (int)(BLOCK_FLOATS / k) / MR * MR;
-    rb = rb < MR ? MR : rb;
-    for (int ib = 0; ib < m; ib += rb) {
-        int iend = m - ib < rb ? m : ib + rb;
-        for (int j0 = 0; j0 < n; j0 += 8 * NV) {
-            int cols = n - j0 < 8 * NV ? n - j0 : 8 * NV, nv = (cols + 7) / 8;
-            int nlast = cols - 8 * (nv - 1);
-            __m256i last = lane_mask(nlast);
-            for (int i0 = ib; i0 < iend; i0 += MR) {
-                int mr = iend - i0 < MR ? iend - i0 : MR;
-                tile_any(mr, nv, A + i0 * ai, ai, ap, B + j0, ldb, k, C + (ptrdiff_t)i0 * ldc + j0, ldc, last, nlast);
-            }
-        }
+    /* With op(A) = A^T, C^T = op(B)^T A is a product of the same kind (its A is B with its rows
+     * read down, its B is A), the same fused multiply-adds in the same order; it is done that
+     * way, into a buffer and then transposed, when its rows use the vector lanes better: a short
+     * wide C with few columns (diabetes_bnn's dW = dZ^T X, 20 x 10 over 352 rows, is 20 rows of
+     * 2 vectors of which 10 of 16 lanes count, against 10 rows of 3 vectors, 20 of 24) */
+    if (ta && (size_t)m * (size_t)n <= STACK_FLOATS && 2 * tile_cost(n, m) * k + (long)m * n < 2 * tile_cost(m, n) * k) {
+        float ct[STACK_FLOATS];
+        tiles(n, m, k, B, 1, ldb, A, lda, ct, m);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) C[(ptrdiff_t)i * ldc + j] = ct[(size_t)j * (size_t)m + (size_t)i];
+    } else {
+        tiles(m, n, k, A, ta ? 1 : lda, ta ? lda : 1, B, ldb, C, ldc);
     }
-    free(bt);
+    if (bt != stack) free(bt);
 }
 
 bool gemm_small_available(void) {

@@ -1,7 +1,8 @@
 /* gemm_small_test.c: runtime/gemm_small.c, the register-tiled GEMM that small products (a
  * tiny network's layers) use instead of OpenBLAS, and device_sgemm, which chooses.
  *   - Every shape with m up to 9, n up to 30 (tiles of 24 columns, a matrix-vector product,
- *     the masked edge columns), several k, both transposes of both operands, and leading
+ *     the masked edge columns, edge tiles of 1 to 4 rows, A^T B done as its transpose where that
+ *     uses the lanes better), several k, both transposes of both operands, and leading
  *     dimensions wider than the matrices: each element of C bit for bit equal to its model, a
  *     chain of correctly rounded fused multiply-adds (fmaf) in k order, or for one column the
  *     8-lane dot product summed in its fixed order; and within the forward error bound of a
@@ -142,8 +143,12 @@ int main(void) {
     check_shape(true, false, 1, 20, 1000, 0, &seed);
     check_shape(true, false, 20, 19, 1000, 0, &seed);
     check_shape(false, true, 5003, 64, 100, 1, &seed); /* tall: several blocks of rows */
+    /* diabetes_bnn's: dW = dZ^T X is done as its transpose (20 of 24 lanes), X W^T as it is */
+    check_shape(true, false, 20, 10, 352, 0, &seed);
+    check_shape(false, true, 352, 20, 10, 0, &seed);
+    check_shape(true, false, 30, 70, 9, 2, &seed); /* A^T B whose transpose would not fit the stack buffer */
     printf("%s gemm_small: %d shapes, each element the model's bits, in the error bound, nothing else written\n",
-           failures ? "FAIL" : "ok  ", shapes + 6);
+           failures ? "FAIL" : "ok  ", shapes + 9);
     check_device_sgemm(100, 20, 19, false, true, false); /* small: gemm_small */
     check_device_sgemm(300, 200, 100, true, false, false); /* 6M multiply-adds: OpenBLAS */
     /* tall: gemm_small, rows over the threads (NNC_TALL_GEMM=small: the choice on CPUs without
