@@ -111,14 +111,24 @@ static void sharp(const Nuts *n, double *dst, const double *r) {
     for (int64_t i = 0; i < n->dim; i++) dst[i] = (double)n->minv[i] * r[i];
 }
 
-/* No U-turn between the ends with sharp momenta a and b over momentum sum rho. */
-static bool no_u_turn(const Nuts *n, const double *a, const double *b, const double *rho) {
-    double da = 0, db = 0;
-    for (int64_t i = 0; i < n->dim; i++) {
-        da += a[i] * rho[i];
-        db += b[i] * rho[i];
+/* No U-turn between the ends with sharp momenta a and b over the momentum sum rho = x + y (y
+ * NULL: x): a' rho > 0 and b' rho > 0.  Each dot product in four interleaved partial sums, added
+ * in a fixed order: one chain of dim additions was most of a tree's bookkeeping. */
+static bool no_u_turn(const Nuts *n, const double *a, const double *b, const double *x, const double *y) {
+    double da[4] = {0}, db[4] = {0};
+    int64_t i = 0;
+    for (; i + 4 <= n->dim; i += 4)
+        for (int l = 0; l < 4; l++) {
+            double r = y ? x[i + l] + y[i + l] : x[i + l];
+            da[l] += a[i + l] * r;
+            db[l] += b[i + l] * r;
+        }
+    for (int l = 0; i < n->dim; i++, l++) {
+        double r = y ? x[i] + y[i] : x[i];
+        da[l] += a[i] * r;
+        db[l] += b[i] * r;
     }
-    return da > 0 && db > 0;
+    return (da[0] + da[1]) + (da[2] + da[3]) > 0 && (db[0] + db[1]) + (db[2] + db[3]) > 0;
 }
 
 /* dst = x + y */
@@ -187,14 +197,16 @@ static int build(Nuts *n, int depth, State *z, State *propose, double *p_sharp_b
     double lsw_subtree = log_sum_exp(lsw_left, lsw_right);
     *lsw = log_sum_exp(*lsw, lsw_subtree);
     if (rng_uniform(n->rng) < exp(lsw_right - lsw_subtree)) draw_copy(n, propose, &l->propose_final); /* within: uniform in weight */
-    double *rho_subtree = l->rho_left; /* (the left half's sum is not needed apart any more after this) */
-    sum(n, w->tmp, l->rho_left, l->p_final_begin);
-    bool left_right = no_u_turn(n, p_sharp_begin, l->p_sharp_final_begin, w->tmp);
-    sum(n, w->tmp, l->rho_right, l->p_init_end);
-    bool right_left = no_u_turn(n, l->p_sharp_init_end, p_sharp_end, w->tmp);
-    sum(n, rho_subtree, l->rho_left, l->rho_right);
-    for (int64_t i = 0; i < n->dim; i++) rho[i] += rho_subtree[i];
-    return no_u_turn(n, p_sharp_begin, p_sharp_end, rho_subtree) && left_right && right_left;
+    /* a U-turn across the halves stops the trajectory, and nothing else of this subtree is used */
+    if (!no_u_turn(n, p_sharp_begin, l->p_sharp_final_begin, l->rho_left, l->p_final_begin) ||
+        !no_u_turn(n, l->p_sharp_init_end, p_sharp_end, l->rho_right, l->p_init_end))
+        return 0;
+    double *rho_subtree = l->rho_left; /* (the left half's sum is not needed apart any more) */
+    for (int64_t i = 0; i < n->dim; i++) {
+        rho_subtree[i] += l->rho_right[i];
+        rho[i] += rho_subtree[i];
+    }
+    return no_u_turn(n, p_sharp_begin, p_sharp_end, rho_subtree, NULL);
 }
 
 int nuts_transition(Nuts *n, double eps, double *q, double *g, double *u, NutsInfo *info) {
@@ -244,11 +256,10 @@ int nuts_transition(Nuts *n, double eps, double *q, double *g, double *u, NutsIn
         if (lsw_subtree > lsw || rng_uniform(n->rng) < exp(lsw_subtree - lsw)) draw_copy(n, &w->sample, &w->propose);
         lsw = log_sum_exp(lsw, lsw_subtree);
         sum(n, w->rho, w->rho_bck, w->rho_fwd);
-        sum(n, w->tmp, w->rho_bck, w->p_fwd_bck);
-        bool across_bck = no_u_turn(n, w->p_sharp_bck_bck, w->p_sharp_fwd_bck, w->tmp);
-        sum(n, w->tmp, w->rho_fwd, w->p_bck_fwd);
-        bool across_fwd = no_u_turn(n, w->p_sharp_bck_fwd, w->p_sharp_fwd_fwd, w->tmp);
-        if (!no_u_turn(n, w->p_sharp_bck_bck, w->p_sharp_fwd_fwd, w->rho) || !across_bck || !across_fwd) break;
+        if (!no_u_turn(n, w->p_sharp_bck_bck, w->p_sharp_fwd_fwd, w->rho, NULL) ||
+            !no_u_turn(n, w->p_sharp_bck_bck, w->p_sharp_fwd_bck, w->rho_bck, w->p_fwd_bck) ||
+            !no_u_turn(n, w->p_sharp_bck_fwd, w->p_sharp_fwd_fwd, w->rho_fwd, w->p_bck_fwd))
+            break;
     }
     copy(n, q, w->sample.q);
     copy(n, g, w->sample.g);
