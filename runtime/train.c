@@ -188,6 +188,7 @@ typedef struct {
     /* NaN search */
     int bad_kernel;
     int64_t rows;
+    uint64_t fold_told; /* gates (bit i: gate i) whose folding was printed; later refolds are not */
 } Session;
 
 /* The session runs `e` from now on (at the start, and after pruning recompiled the model). */
@@ -587,7 +588,9 @@ static void print_gates(FILE *out, const Graph *g, const Eval *e, const char *sp
 }
 
 /* Gates whose penalty ends (0 under `param`, the next step's params) and that ask for it fold
- * into their layers' weights (prune.c), reported on the output and in metrics.jsonl. */
+ * into their layers' weights (prune.c), reported in metrics.jsonl, and on the output the first
+ * time in this process: every later pruning folds them again, as training moves the gates off
+ * +-1. */
 static void fold_now(Session *s, const double *param, const char *when, int64_t epoch, int64_t step, FILE *metrics,
                      Tensorboard *tb) {
     const Graph *g = s->g;
@@ -598,12 +601,17 @@ static void fold_now(Session *s, const double *param, const char *when, int64_t 
         cJSON *line = line_begin(epoch, step, NULL);
         cJSON_AddStringToObject(line, "event", "fold");
         cJSON *layers = cJSON_AddArrayToObject(line, "layers");
-        fprintf(out, "folded the gates into their layers %s:", when);
+        uint64_t news = 0;
         for (int i = 0; i < n; i++) {
-            fprintf(out, "%s %s", i ? "," : "", folded[i]);
             cJSON_AddItemToArray(layers, cJSON_CreateString(folded[i]));
+            for (int gi = 0; gi < g->ngate && gi < 64; gi++)
+                if (!strcmp(g->gate[gi].layer, folded[i]) && !(s->fold_told >> gi & 1)) news |= 1ull << gi;
         }
-        fputc('\n', out);
+        if (news) fprintf(out, "folded the gates into their layers %s:", when);
+        for (int gi = 0, told = 0; gi < g->ngate && gi < 64; gi++)
+            if (news >> gi & 1) fprintf(out, "%s %s", told++ ? "," : "", g->gate[gi].layer);
+        if (news) fputc('\n', out);
+        s->fold_told |= news;
         line_end(metrics, tb, line);
     }
     free(folded);
