@@ -139,12 +139,44 @@ static AVX2 void tiles(int m, int n, int k, const float *A, ptrdiff_t ai, ptrdif
 /* Multiply-adds a product costs in tiles, in vector FMAs per step of k: rows x vectors a row */
 static long tile_cost(int m, int n) { return (long)m * ((n + 7) / 8); }
 
+/* The sums (l0+l4 + l2+l6) + (l1+l5 + l3+l7) of the lanes l of eight rows' accumulators, as one
+ * vector: the fixed order of matvec's single row, done for eight rows at once (the halves
+ * added, then the transposed pairs). */
+INLINE __m256 lane_sums8(const __m256 acc[8]) {
+    __m256 p[4];
+    for (int r = 0; r < 4; r++) /* [s_r | s_r+4], s_r = low half + high half of row r */
+        p[r] = _mm256_add_ps(_mm256_permute2f128_ps(acc[r], acc[r + 4], 0x20), _mm256_permute2f128_ps(acc[r], acc[r + 4], 0x31));
+    /* [t0 t1 u0 u1 | t4 t5 u4 u5] with t = s0 + s2, u = s1 + s3; and rows 2, 3, 6, 7 */
+    __m256 a = _mm256_add_ps(_mm256_unpacklo_ps(p[0], p[1]), _mm256_unpackhi_ps(p[0], p[1]));
+    __m256 b = _mm256_add_ps(_mm256_unpacklo_ps(p[2], p[3]), _mm256_unpackhi_ps(p[2], p[3]));
+    return _mm256_add_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
 /* C[i] = sum_p A[i lda + p] b[p]: 8 lanes along p, the tail masked, then the lanes summed
- * pairwise in a fixed order. */
+ * pairwise in a fixed order; eight rows at a time (b loaded once for them), then one by one. */
 static AVX2 void matvec(int m, int k, const float *A, ptrdiff_t lda, const float *b, float *C, ptrdiff_t ldc) {
     __m256i tail = lane_mask(k % 8 ? k % 8 : 8);
     int body = (k - 1) / 8 * 8; /* whole vectors before the (possibly full) last one */
-    for (int i = 0; i < m; i++) {
+    int i = 0;
+    for (; i + 8 <= m; i += 8) {
+        __m256 acc[8];
+        for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+        for (int p = 0; p < body; p += 8) {
+            __m256 bv = _mm256_loadu_ps(b + p);
+            for (int r = 0; r < 8; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(A + (i + r) * lda + p), bv, acc[r]);
+        }
+        __m256 bv = _mm256_maskload_ps(b + body, tail);
+        for (int r = 0; r < 8; r++) acc[r] = _mm256_fmadd_ps(_mm256_maskload_ps(A + (i + r) * lda + body, tail), bv, acc[r]);
+        __m256 sums = lane_sums8(acc);
+        if (ldc == 1) {
+            _mm256_storeu_ps(C + i, sums);
+        } else {
+            float v[8];
+            _mm256_storeu_ps(v, sums);
+            for (int r = 0; r < 8; r++) C[(i + r) * ldc] = v[r];
+        }
+    }
+    for (; i < m; i++) {
         const float *a = A + i * lda;
         __m256 acc = _mm256_setzero_ps();
         for (int p = 0; p < body; p += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), _mm256_loadu_ps(b + p), acc);
