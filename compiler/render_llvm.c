@@ -464,9 +464,8 @@ static LLVMValueRef red_step(Cg *cg, KRedOp op, LLVMValueRef acc, LLVMValueRef v
     return op == KR_MAX ? SEL(FCMP(OGT, v, acc), v, acc) : SEL(FCMP(OLT, v, acc), v, acc);
 }
 
-/* Loops over the inner dims, outermost first; level-1 values go before the first.  The
- * loops' exits are left to nest_end. */
-/* The loops over the inner dims, the last one over [from, to) (NULL, NULL: all of it). */
+/* Loops over the inner dims, outermost first, the last one over [from, to) (NULL, NULL: all
+ * of it); level-1 values go before the first.  The loops' exits are left to nest_end. */
 static void nest_range_begin(KCtx *kc, Loop *loops, const char *name, LLVMValueRef from, LLVMValueRef to) {
     const Kernel *k = kc->k;
     for (int d = k->nouter; d < k->ndim; d++) {
