@@ -2,8 +2,9 @@
  * JIT-compiled for the host (see cpu_kernels_open in runtime/device.h).  Compiled kernels are
  * shared by every open plan with the same signature and the same short rows' column counts
  * (the JIT compiles short rows for their planned count only): after pruning, the re-planned
- * model at its new widths runs the code already compiled unless a short row narrowed.  A trainer built by `nnc build` provides
- * these two functions differently, from kernels compiled ahead of time. */
+ * model at its new widths runs the code already compiled unless a short row narrowed.  A
+ * trainer built by `nnc build` provides these two functions differently, from kernels
+ * compiled ahead of time. */
 #include "device.h"
 #include "render_llvm.h"
 

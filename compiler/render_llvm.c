@@ -847,7 +847,7 @@ LlvmModule *llvm_render(const Plan *p, const char *cpu, bool planned_only, char 
      * rows (a 20-unit layer) then unroll in full, and column sums stay in registers across the
      * rows (xsec_bnn's PReLU backward: about 10 -> 5 us).  Longer rows vectorise well as they are.
      * With planned_only (the JIT) the copy for any count is left out: a third of the module
-     * (diabetes_bnn compiles in 0.17 s instead of 0.3). */
+     * (diabetes_bnn compiles in 0.13 s instead of 0.25-0.29 on a Zen 4). */
     LLVMValueRef *kfn = util_calloc((size_t)p->nkernel + 1, sizeof(LLVMValueRef));
     LLVMValueRef *kfixed = util_calloc((size_t)p->nkernel + 1, sizeof(LLVMValueRef));
     for (int i = 0; i < p->nkernel; i++) {

@@ -10,8 +10,8 @@
  * columns of C are accumulated in registers over all of k, a row of op(B) loaded once per
  * step and each op(A) element broadcast; the edge columns use masked loads and partial
  * stores, so nothing outside the matrices is touched.  A^T B may be done as its transpose
- * B^T A, where that wastes fewer lanes (gemm_avx2).  op(B) = B^T is first copied out transposed (B is
- * then a weight, k x n floats).  A product with one column (a matrix-vector product) is a dot
+ * B^T A, where that wastes fewer lanes (gemm_avx2).  op(B) = B^T is first copied out
+ * transposed (B is then a weight, k x n floats).  A product with one column (a matrix-vector product) is a dot
  * product per row instead, vectorised along k.  Every element of C is a fixed sequence of
  * fused multiply-adds in k order (the dot product: 8 lanes, then their sum in a fixed order):
  * the same bits from run to run, for any tiling of the other dims, on every AVX2 machine. */
